@@ -1,0 +1,50 @@
+//! Departments of one organisation.
+
+use serde::Serialize;
+use store::TenantTx;
+use uuid::Uuid;
+
+use crate::{DepartmentCode, IdentityError};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Department {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+}
+
+pub async fn create(tx: &mut TenantTx, code: &DepartmentCode, name: &str) -> Result<Department, IdentityError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(IdentityError::invalid("name", "must be 1-200 characters"));
+    }
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "insert into departments (tenant_id, id, code, name) values ($1, $2, $3, $4)",
+        tx.tenant().as_uuid(),
+        id,
+        code.as_str(),
+        name
+    )
+    .execute(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("department code"))?;
+    Ok(Department { id, code: code.as_str().to_owned(), name: name.to_owned() })
+}
+
+/// One page of departments, ordered by code, after `after` (keyset pagination).
+pub async fn list(tx: &mut TenantTx, after: Option<&str>, limit: i64) -> Result<Vec<Department>, IdentityError> {
+    let rows = sqlx::query_as!(
+        Department,
+        "select id, code, name from departments
+          where tenant_id = $1 and deleted_at is null and code > coalesce($2, '')
+          order by code limit $3",
+        tx.tenant().as_uuid(),
+        after,
+        limit.clamp(1, 500)
+    )
+    .fetch_all(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("department"))?;
+    Ok(rows)
+}

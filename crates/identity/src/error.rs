@@ -1,0 +1,32 @@
+//! Identity's one error type.
+
+use store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IdentityError {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { field, reason: reason.into() }
+    }
+
+    /// Maps unique violations to `Duplicate(what)`; everything else stays a store error.
+    pub(crate) fn from_store(what: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |e| match StoreError::from(e) {
+            StoreError::Conflict { .. } => Self::Duplicate(what),
+            StoreError::NotFound => Self::NotFound,
+            other => Self::Store(other),
+        }
+    }
+}
+
+

@@ -1,0 +1,14 @@
+//! Identity: organisations (tenants), global users, departments and memberships.
+//!
+//! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
+//! creating an organisation is a platform act and takes `&mut BypassTx`.
+
+mod error;
+pub mod model;
+pub mod departments;
+pub mod memberships;
+pub mod tenants;
+pub mod users;
+
+pub use error::IdentityError;
+pub use model::{DepartmentCode, EmailAddress, JoinPolicy, MembershipStatus, Role, Slug};

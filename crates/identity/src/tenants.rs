@@ -1,0 +1,105 @@
+//! Organisations. Creating one is a platform act (needs a logged bypass); a tenant transaction
+//! can read and configure only its own organisation.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use store::{BypassTx, TenantId, TenantTx};
+use uuid::Uuid;
+
+use crate::{IdentityError, JoinPolicy, Slug};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub plan: String,
+    pub status: String,
+    pub allowed_email_domains: Vec<String>,
+    pub join_policy: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub slug: Slug,
+    pub name: String,
+    pub allowed_email_domains: Vec<String>,
+    pub join_policy: JoinPolicy,
+}
+
+fn check_name(name: &str) -> Result<&str, IdentityError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(IdentityError::invalid("name", "must be 1-200 characters"));
+    }
+    Ok(name)
+}
+
+pub async fn create(tx: &mut BypassTx, new: &NewTenant) -> Result<Tenant, IdentityError> {
+    let name = check_name(&new.name)?;
+    let domains: Vec<String> = new.allowed_email_domains.iter().map(|d| d.trim().to_lowercase()).collect();
+    if domains.iter().any(|d| d.is_empty() || !d.contains('.') || d.contains('@')) {
+        return Err(IdentityError::invalid("allowed_email_domains", "each must be a domain like example.com"));
+    }
+    let id = TenantId::new_random();
+    let row = sqlx::query!(
+        r#"insert into tenants (id, slug, name, allowed_email_domains, join_policy)
+           values ($1, $2, $3, $4::text[]::citext[], $5)
+           returning created_at"#,
+        id.as_uuid(),
+        new.slug.as_str(),
+        name,
+        &domains,
+        new.join_policy.as_str()
+    )
+    .fetch_one(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("organisation slug"))?;
+    Ok(Tenant {
+        id,
+        slug: new.slug.as_str().to_owned(),
+        name: name.to_owned(),
+        plan: "standard".into(),
+        status: "active".into(),
+        allowed_email_domains: domains,
+        join_policy: new.join_policy.as_str().into(),
+        created_at: row.created_at,
+    })
+}
+
+/// The organisation of this transaction.
+pub async fn current(tx: &mut TenantTx) -> Result<Tenant, IdentityError> {
+    let r = sqlx::query!(
+        r#"select id, slug, name, plan, status, allowed_email_domains::text[] as "domains!", join_policy, created_at
+             from tenants where id = $1 and deleted_at is null"#,
+        tx.tenant().as_uuid()
+    )
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("organisation"))?
+    .ok_or(IdentityError::NotFound)?;
+    Ok(Tenant {
+        id: tenant_id(r.id)?,
+        slug: r.slug,
+        name: r.name,
+        plan: r.plan,
+        status: r.status,
+        allowed_email_domains: r.domains,
+        join_policy: r.join_policy,
+        created_at: r.created_at,
+    })
+}
+
+/// Every organisation (platform view).
+pub async fn list_all(tx: &mut BypassTx) -> Result<Vec<(TenantId, String, String)>, IdentityError> {
+    let rows = sqlx::query!("select id, slug, name from tenants where deleted_at is null order by slug")
+        .fetch_all(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("organisation"))?;
+    rows.into_iter().map(|r| Ok((tenant_id(r.id)?, r.slug, r.name))).collect()
+}
+
+fn tenant_id(id: Uuid) -> Result<TenantId, IdentityError> {
+    TenantId::from_uuid(id).map_err(|_| IdentityError::NotFound)
+}

@@ -1,0 +1,198 @@
+//! Opening the store: pick the server (DATABASE_URL or the embedded cluster), migrate as the
+//! owner, register this process's bypass secret, then connect the pool as the app role.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::bypass::{self, BypassTx};
+use crate::embedded::EmbeddedPg;
+use crate::migrate::{self, APP_ROLE};
+use crate::{GlobalTx, StoreError, TenantId, TenantTx};
+
+/// Where the database is and how to reach it. Secrets stay wrapped.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// Owner/administrator URL used for migrations and the bypass registration. `None` starts
+    /// the embedded cluster under `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// URL for the app role; by default derived from `database_url` with user `countersign_app`.
+    pub app_database_url: Option<SecretString>,
+    /// Password to set on, and use for, the app role when deriving its URL.
+    pub app_password: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    admin: PgConnectOptions,
+    secret: SecretString,
+    embedded: Mutex<Option<EmbeddedPg>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Readiness {
+    pub database: bool,
+    pub schema_version: Option<i64>,
+    pub expected_version: Option<i64>,
+}
+
+impl Readiness {
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.database && self.schema_version == self.expected_version
+    }
+}
+
+fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions, StoreError> {
+    // The parse error text may echo the URL (and its password): never include it.
+    PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|_| StoreError::Config(format!("{what} is not a valid postgres:// URL")))
+}
+
+impl Store {
+    /// Opens the store described by `settings`, starting the embedded cluster if needed.
+    pub async fn open(settings: &DbSettings) -> Result<Self, StoreError> {
+        let (admin, embedded) = match &settings.database_url {
+            Some(url) => (parse_url(url, "DATABASE_URL")?, None),
+            None => {
+                let pg = EmbeddedPg::start(&settings.data_dir).await?;
+                (pg.connect_options(), Some(pg))
+            }
+        };
+        let app = match &settings.app_database_url {
+            Some(url) => parse_url(url, "COUNTERSIGN_APP_DATABASE_URL")?,
+            None => {
+                let app = admin.clone().username(APP_ROLE);
+                match &settings.app_password {
+                    Some(pw) => app.password(pw.expose_secret()),
+                    None => app,
+                }
+            }
+        };
+        let opened = Self::open_with(
+            admin,
+            app,
+            settings.app_password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(),
+            settings.max_connections,
+        )
+        .await;
+        match opened {
+            Ok(store) => {
+                *store.inner.embedded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = embedded;
+                Ok(store)
+            }
+            Err(e) => {
+                if let Some(pg) = embedded {
+                    let _ = pg.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Migrates through `admin`, registers the bypass secret, and connects the pool as `app`.
+    pub async fn open_with(
+        admin: PgConnectOptions,
+        app: PgConnectOptions,
+        app_password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let mut conn = admin.connect().await?;
+        let report = migrate::run(&mut conn, app_password).await?;
+        if !report.applied.is_empty() {
+            tracing::info!(applied = ?report.applied, "migrations applied");
+        }
+        let secret = bypass::generate_secret();
+        sqlx::query!("delete from platform_bypass_secrets where expires_at < now()").execute(&mut conn).await?;
+        sqlx::query!(
+            "insert into platform_bypass_secrets (secret_hash, label, expires_at)
+             values (sha256(convert_to($1, 'UTF8')), $2, now() + interval '400 days')",
+            secret.expose_secret(),
+            format!("pid {} on {}", std::process::id(), hostname()),
+        )
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(app)
+            .await?;
+        let role: String = sqlx::query_scalar("select current_user::text").fetch_one(&pool).await?;
+        if role != APP_ROLE {
+            return Err(StoreError::Config(format!("the app pool must connect as {APP_ROLE}, not {role}")));
+        }
+        Ok(Self { inner: Arc::new(Inner { pool, admin, secret, embedded: Mutex::new(None) }) })
+    }
+
+    /// A transaction in which only `tenant`'s rows exist.
+    pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
+        TenantTx::begin(&self.inner.pool, tenant).await
+    }
+
+    /// A transaction without tenant context (global identity tables only).
+    pub async fn global_tx(&self) -> Result<GlobalTx, StoreError> {
+        GlobalTx::begin(&self.inner.pool).await
+    }
+
+    /// A cross-tenant transaction, logged in `platform_bypass_log` with `actor` and `reason`.
+    pub async fn bypass(&self, actor: &str, reason: &str) -> Result<BypassTx, StoreError> {
+        BypassTx::begin(&self.inner.pool, &self.inner.secret, actor, reason).await
+    }
+
+    /// Database reachable and schema at the version this binary expects.
+    pub async fn readiness(&self) -> Readiness {
+        let expected_version = migrate::MIGRATOR.iter().map(|m| m.version).max();
+        let version: Result<Option<i64>, _> =
+            sqlx::query_scalar!("select max(version) from schema_migrations").fetch_one(&self.inner.pool).await;
+        match version {
+            Ok(v) => Readiness { database: true, schema_version: v, expected_version },
+            Err(_) => Readiness { database: false, schema_version: None, expected_version },
+        }
+    }
+
+    /// Owner connection options, for tools (benchmarks) that need them.
+    #[must_use]
+    pub fn admin_options(&self) -> &PgConnectOptions {
+        &self.inner.admin
+    }
+
+    /// Closes the pool, withdraws the bypass secret and stops an embedded cluster we started.
+    pub async fn shutdown(&self) {
+        self.inner.pool.close().await;
+        if let Ok(mut conn) = self.inner.admin.connect().await {
+            let _ = sqlx::query!(
+                "delete from platform_bypass_secrets where secret_hash = sha256(convert_to($1, 'UTF8'))",
+                self.inner.secret.expose_secret()
+            )
+            .execute(&mut conn)
+            .await;
+            let _ = conn.close().await;
+        }
+        let pg = self.inner.embedded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(pg) = pg
+            && let Err(e) = pg.stop()
+        {
+            tracing::error!(error = %e, "embedded PostgreSQL did not stop cleanly");
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,71 @@
+//! The store's one error type. Database refusals that mean "another tenant" are classified
+//! here (and counted), so no caller can mistake them for an ordinary failure.
+
+use crate::metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database (RLS `WITH CHECK`, composite FK) or the batch guard refused a cross-tenant
+    /// write or reference.
+    #[error("cross-tenant access refused")]
+    CrossTenant,
+    /// A bulk request named rows outside the transaction's tenant (or rows that do not exist);
+    /// nothing was applied.
+    #[error("batch refused: {requested} ids requested, {matched} belong to this tenant")]
+    CrossTenantBatch { requested: usize, matched: usize },
+    #[error("bypass refused: {0}")]
+    BypassRefused(String),
+    #[error("unique constraint {constraint} violated")]
+    Conflict { constraint: String },
+    #[error("check or foreign-key constraint {constraint} violated")]
+    Invalid { constraint: String },
+    #[error("not found")]
+    NotFound,
+    #[error("embedded postgres: {0}")]
+    Embedded(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn cross_tenant_batch(requested: usize, matched: usize) -> Self {
+        metrics::global().cross_tenant_refused();
+        Self::CrossTenantBatch { requested, matched }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(db) => {
+                let constraint = db.constraint().unwrap_or_default().to_owned();
+                match db.code().as_deref() {
+                    // insufficient_privilege: RLS WITH CHECK or a refused bypass.
+                    Some("42501") => {
+                        if db.message().contains("bypass refused") {
+                            Self::BypassRefused(db.message().to_owned())
+                        } else {
+                            metrics::global().cross_tenant_refused();
+                            Self::CrossTenant
+                        }
+                    }
+                    Some("23505") => Self::Conflict { constraint },
+                    // A composite FK that points into another tenant is indistinguishable from a
+                    // dangling one: both are cross-tenant from the caller's point of view.
+                    Some("23503") if constraint.contains("tenant_id") => {
+                        metrics::global().cross_tenant_refused();
+                        Self::CrossTenant
+                    }
+                    Some("23503" | "23514" | "23502" | "22P02" | "22001") => Self::Invalid { constraint },
+                    _ => Self::Database(e),
+                }
+            }
+            _ => Self::Database(e),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Forward-only migrations applied as the owner role, all pending ones in one transaction,
+//! followed — in that same transaction — by the isolation guard. A migration that leaves any
+//! tenant table without RLS enabled + forced + the standard policies rolls back, naming the table.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+
+use crate::StoreError;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The owner of every table. Never logs in; the migrator switches to it with `SET LOCAL ROLE`.
+pub const OWNER_ROLE: &str = "countersign_owner";
+/// The role the server connects as: owns nothing, no BYPASSRLS, DML grants only.
+pub const APP_ROLE: &str = "countersign_app";
+
+#[derive(Debug, Clone)]
+pub struct MigrationSource {
+    pub version: i64,
+    pub description: String,
+    pub sql: String,
+}
+
+impl MigrationSource {
+    fn checksum(&self) -> Vec<u8> {
+        Sha256::digest(self.sql.as_bytes()).to_vec()
+    }
+}
+
+/// The migrations compiled into this binary.
+#[must_use]
+pub fn embedded() -> Vec<MigrationSource> {
+    MIGRATOR
+        .iter()
+        .map(|m| MigrationSource { version: m.version, description: m.description.to_string(), sql: m.sql.to_string() })
+        .collect()
+}
+
+/// A digest over every embedded migration: names the template database tests clone.
+#[must_use]
+pub fn fingerprint() -> String {
+    let mut h = Sha256::new();
+    for m in embedded() {
+        h.update(m.version.to_be_bytes());
+        h.update(m.sql.as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Vec<i64>,
+    pub latest: Option<i64>,
+}
+
+/// Creates the roles and schema grants migrations rely on. Idempotent and safe to race: every
+/// deployment on a cluster shares the two roles (roles are cluster-wide).
+async fn bootstrap(conn: &mut PgConnection, app_password: Option<&str>) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        r"
+        DO $$ BEGIN
+            CREATE ROLE countersign_owner NOLOGIN NOSUPERUSER NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        DO $$ BEGIN
+            CREATE ROLE countersign_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        DO $$ BEGIN
+            EXECUTE format('GRANT countersign_owner TO %I', current_user);
+        EXCEPTION WHEN duplicate_object OR unique_violation OR invalid_grant_operation THEN NULL; END $$;
+        CREATE EXTENSION IF NOT EXISTS citext;
+        GRANT USAGE, CREATE ON SCHEMA public TO countersign_owner;
+        GRANT USAGE ON SCHEMA public TO countersign_app;
+        ",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::Migration(format!("bootstrap of roles failed (the migration user needs CREATEROLE or superuser): {e}")))?;
+    if let Some(pw) = app_password {
+        // ALTER ROLE takes no bind parameters; quote_literal is done by the server.
+        let sql: String = sqlx::query_scalar("select format('ALTER ROLE countersign_app PASSWORD %L', $1::text)")
+            .bind(pw)
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::raw_sql(&sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Applies the embedded migrations.
+pub async fn run(conn: &mut PgConnection, app_password: Option<&str>) -> Result<Report, StoreError> {
+    apply(conn, &embedded(), app_password).await
+}
+
+/// Applies `migrations` (sorted by version) that are not yet recorded, then runs the guard.
+pub async fn apply(
+    conn: &mut PgConnection,
+    migrations: &[MigrationSource],
+    app_password: Option<&str>,
+) -> Result<Report, StoreError> {
+    // One migrator at a time per database (several servers may start together).
+    sqlx::query("select pg_advisory_lock(hashtext('countersign.migrate'))").execute(&mut *conn).await?;
+    let result = apply_locked(conn, migrations, app_password).await;
+    sqlx::query("select pg_advisory_unlock(hashtext('countersign.migrate'))").execute(&mut *conn).await?;
+    result
+}
+
+async fn apply_locked(
+    conn: &mut PgConnection,
+    migrations: &[MigrationSource],
+    app_password: Option<&str>,
+) -> Result<Report, StoreError> {
+    bootstrap(conn, app_password).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(
+        r"
+        SET LOCAL ROLE countersign_owner;
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     bigint primary key,
+            description text not null,
+            checksum    bytea not null,
+            applied_at  timestamptz not null default now()
+        );
+        GRANT SELECT ON schema_migrations TO countersign_app;
+        ",
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    let recorded: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("select version, checksum from schema_migrations order by version").fetch_all(&mut *tx).await?;
+    let mut report = Report::default();
+    for m in migrations {
+        match recorded.iter().find(|(v, _)| *v == m.version) {
+            Some((_, sum)) if *sum == m.checksum() => {}
+            Some(_) => {
+                return Err(StoreError::Migration(format!(
+                    "migration {} ({}) was changed after it was applied; migrations are forward-only",
+                    m.version, m.description
+                )));
+            }
+            None => {
+                sqlx::raw_sql(&m.sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.description)))?;
+                sqlx::query("insert into schema_migrations (version, description, checksum) values ($1, $2, $3)")
+                    .bind(m.version)
+                    .bind(&m.description)
+                    .bind(m.checksum())
+                    .execute(&mut *tx)
+                    .await?;
+                report.applied.push(m.version);
+            }
+        }
+    }
+    if let Some(unknown) = recorded.iter().find(|(v, _)| !migrations.iter().any(|m| m.version == *v)) {
+        return Err(StoreError::Migration(format!(
+            "database has migration {} that this binary does not know; refusing to run an older binary",
+            unknown.0
+        )));
+    }
+    guard(&mut tx).await?;
+    tx.commit().await?;
+    report.latest = migrations.iter().map(|m| m.version).max();
+    Ok(report)
+}
+
+/// A table that breaks the isolation rules, and why.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Violation {
+    pub table: String,
+    pub problem: String,
+}
+
+/// Every table in `public` with a `tenant_id` column (plus `tenants` itself) must have RLS enabled
+/// and forced, the standard `tenant_isolation` and `platform_bypass` policies with their exact
+/// expressions, and no other permissive policy (which would widen access, as policies OR together).
+/// The app role must own nothing and must not bypass RLS.
+pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {
+    Ok(sqlx::query_as::<_, Violation>(
+        r"
+        with tenant_tables as (
+            select c.oid, c.relname::text as tbl, c.relrowsecurity, c.relforcerowsecurity,
+                   pg_get_userbyid(c.relowner) as owner,
+                   case when c.relname = 'tenants' then '(id = countersign_current_tenant())'
+                        else '(tenant_id = countersign_current_tenant())' end as expected
+              from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = 'public' and c.relkind in ('r', 'p')
+               and (c.relname = 'tenants' or exists (
+                    select 1 from pg_attribute a
+                     where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped))
+        ), pol as (
+            select p.polrelid, p.polname::text as name, p.polpermissive,
+                   coalesce(pg_get_expr(p.polqual, p.polrelid), '') as qual,
+                   coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') as chk
+              from pg_policy p
+        )
+        select tbl as table, 'row level security is not enabled' as problem from tenant_tables where not relrowsecurity
+        union all
+        select tbl, 'row level security is not forced' from tenant_tables where not relforcerowsecurity
+        union all
+        select t.tbl, 'missing policy tenant_isolation (USING and WITH CHECK on countersign_current_tenant())'
+          from tenant_tables t
+         where not exists (select 1 from pol where pol.polrelid = t.oid and pol.name = 'tenant_isolation'
+                             and pol.polpermissive
+                             and pol.qual = t.expected and pol.chk = t.expected)
+        union all
+        select t.tbl, 'unexpected permissive policy ' || pol.name || ' would widen access'
+          from tenant_tables t join pol on pol.polrelid = t.oid
+         where pol.polpermissive
+           and not (pol.name = 'tenant_isolation'
+                    and pol.qual = t.expected and pol.chk = t.expected)
+           and not (pol.name = 'platform_bypass'
+                    and pol.qual = '( SELECT countersign_bypass_active() AS countersign_bypass_active)'
+                    and pol.chk = '( SELECT countersign_bypass_active() AS countersign_bypass_active)')
+        union all
+        select tbl, 'owned by the application role' from tenant_tables where owner = 'countersign_app'
+        union all
+        select 'role countersign_app', 'application role can bypass row level security'
+          from pg_roles where rolname = 'countersign_app' and (rolbypassrls or rolsuper)
+        order by 1, 2
+        ",
+    )
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+async fn guard(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let v = violations(conn).await?;
+    if v.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = v.iter().map(|v| format!("table {}: {}", v.table, v.problem)).collect();
+    Err(StoreError::Migration(format!("isolation guard refused the migration: {}", list.join("; "))))
+}

@@ -1,0 +1,119 @@
+//! Test support: a fresh database per test, cloned from a migrated template.
+//!
+//! Server: `DATABASE_URL` when set, else the local server at 127.0.0.1:5432 (user `postgres`),
+//! else an embedded cluster under `target/countersign-test-pg`. The template is named after a
+//! digest of the migrations, so changing a migration builds a new one; test processes (nextest
+//! runs one per test) coordinate through an advisory lock.
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::embedded::EmbeddedPg;
+use crate::{Store, StoreError, migrate};
+
+/// A database that exists for one test and is dropped afterwards.
+#[derive(Debug)]
+pub struct TestDb {
+    pub store: Store,
+    name: String,
+    server: PgConnectOptions,
+}
+
+async fn server_options() -> Result<PgConnectOptions, StoreError> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return PgConnectOptions::from_str(&url).map_err(|_| StoreError::Config("DATABASE_URL is invalid".into()));
+    }
+    let local = PgConnectOptions::new().host("127.0.0.1").port(5432).username("postgres").database("postgres");
+    if local.connect().await.is_ok() {
+        return Ok(local);
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/countersign-test-pg");
+    let pg = EmbeddedPg::start(&dir).await?;
+    Ok(pg.connect_options().database("postgres"))
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        match Self::try_new().await {
+            Ok(db) => db,
+            Err(e) => panic!("test database setup failed: {e}"),
+        }
+    }
+
+    async fn try_new() -> Result<Self, StoreError> {
+        let server = server_options().await?;
+        let template = format!("countersign_tmpl_{}", migrate::fingerprint());
+        let mut conn = server.clone().database("postgres").connect().await?;
+        sqlx::query("select pg_advisory_lock(hashtext($1))").bind(&template).execute(&mut conn).await?;
+        let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await?;
+        if !exists {
+            let building = format!("{template}_building");
+            sqlx::raw_sql(&format!("drop database if exists {building} with (force); create database {building}"))
+                .execute(&mut conn)
+                .await?;
+            let mut t = server.clone().database(&building).connect().await?;
+            migrate::run(&mut t, None).await?;
+            t.close().await?;
+            sqlx::raw_sql(&format!("alter database {building} rename to {template}")).execute(&mut conn).await?;
+        }
+        sqlx::query("select pg_advisory_unlock(hashtext($1))").bind(&template).execute(&mut conn).await?;
+        let name = format!("countersign_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("create database {name} template {template}")).execute(&mut conn).await?;
+        conn.close().await?;
+
+        let admin = server.clone().database(&name);
+        let app = admin.clone().username(migrate::APP_ROLE).password("");
+        let store = Store::open_with(admin, app, None, 8).await?;
+        Ok(Self { store, name, server })
+    }
+
+    /// Superuser (or owner) options for this test's database: the attacker's seat.
+    #[must_use]
+    pub fn admin_options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    /// A connection as the application role that bypasses `TenantTx`: a "forgotten db.query()".
+    pub async fn raw_app_conn(&self) -> PgConnection {
+        match self.admin_options().username(migrate::APP_ROLE).connect().await {
+            Ok(c) => c,
+            Err(e) => panic!("app role connection failed: {e}"),
+        }
+    }
+
+    pub async fn admin_conn(&self) -> PgConnection {
+        match self.admin_options().connect().await {
+            Ok(c) => c,
+            Err(e) => panic!("admin connection failed: {e}"),
+        }
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let server = self.server.clone().database("postgres");
+        let name = self.name.clone();
+        let store = self.store.clone();
+        // Dropping must not depend on the test's runtime still being alive.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                drop(store);
+                if let Ok(mut c) = server.connect().await {
+                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,94 @@
+//! Transactions that carry their context.
+//!
+//! `TenantTx` sets `app.tenant_id` with `set_config(.., true)` in the same simple-query message
+//! as `BEGIN` (one round trip), so the setting lives exactly as long as the transaction and can
+//! never leak to the next user of a pooled connection. Row-level security does the filtering.
+
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::{StoreError, TenantId, metrics};
+
+/// A transaction bound to one tenant. Every tenant-scoped query function takes `&mut TenantTx`.
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant: TenantId,
+}
+
+impl TenantTx {
+    pub(crate) async fn begin(pool: &sqlx::PgPool, tenant: TenantId) -> Result<Self, StoreError> {
+        // TenantId's Display is a validated, hyphenated UUID: no quoting is possible inside it.
+        let sql = format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)");
+        let tx = pool.begin_with(sql).await?;
+        metrics::global().tenant_tx();
+        Ok(Self { tx, tenant })
+    }
+
+    #[must_use]
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The connection to run this tenant's queries on (the tenant setting is already in force).
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Refuses, as a whole, a batch whose items name more than one tenant (or another tenant).
+    /// Call before applying anything; the counter records the attempt.
+    pub fn guard_batch(&self, tenants: impl IntoIterator<Item = TenantId>) -> Result<(), StoreError> {
+        let (mut requested, mut matched) = (0usize, 0usize);
+        for t in tenants {
+            requested += 1;
+            if t == self.tenant {
+                matched += 1;
+            }
+        }
+        if requested == matched { Ok(()) } else { Err(StoreError::cross_tenant_batch(requested, matched)) }
+    }
+
+    /// After a bulk statement filtered by RLS: if fewer rows were touched than ids requested, some
+    /// ids belong to another tenant (or to nobody). The caller drops the transaction on `Err`, so
+    /// nothing is applied.
+    pub fn ensure_batch_complete(&self, requested: usize, affected: usize) -> Result<(), StoreError> {
+        if requested == affected { Ok(()) } else { Err(StoreError::cross_tenant_batch(requested, affected)) }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(StoreError::from)
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await.map_err(StoreError::from)
+    }
+}
+
+/// A transaction with no tenant context, for global identity tables (users) and tenant
+/// resolution. Tenant tables answer it with zero rows and refuse its inserts.
+#[derive(Debug)]
+pub struct GlobalTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl GlobalTx {
+    pub(crate) async fn begin(pool: &sqlx::PgPool) -> Result<Self, StoreError> {
+        let tx = pool.begin_with("BEGIN; SELECT set_config('app.scope', 'identity', true)").await?;
+        metrics::global().global_tx();
+        Ok(Self { tx })
+    }
+
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Resolves an active tenant's slug without revealing anything else about it.
+    pub async fn resolve_tenant(&mut self, slug: &str) -> Result<Option<TenantId>, StoreError> {
+        let id: Option<uuid::Uuid> =
+            sqlx::query_scalar!("select countersign_resolve_tenant($1)", slug).fetch_one(&mut *self.tx).await?;
+        id.map(TenantId::from_uuid).transpose().map_err(|_| StoreError::NotFound)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(StoreError::from)
+    }
+}

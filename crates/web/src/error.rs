@@ -1,0 +1,78 @@
+//! The web layer's error: a status and a stable snake_case `code` in a JSON body. Internal
+//! details are logged with the request id, never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    #[must_use]
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body { error: Inner { code: self.code, message: &self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        use store::StoreError as S;
+        match e {
+            // Another tenant's rows are indistinguishable from missing ones.
+            S::CrossTenant | S::NotFound => Self::not_found(),
+            S::CrossTenantBatch { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_refused", "the batch names records outside this organisation; nothing was applied")
+            }
+            S::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", "a record with these values already exists"),
+            S::Invalid { constraint } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("rejected by rule {constraint}"))
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service cannot complete this request now")
+            }
+        }
+    }
+}
+
+impl From<identity::IdentityError> for ApiError {
+    fn from(e: identity::IdentityError) -> Self {
+        use identity::IdentityError as I;
+        match e {
+            I::Invalid { field, reason } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {reason}"))
+            }
+            I::Duplicate(what) => Self::new(StatusCode::CONFLICT, "duplicate", format!("{what} already exists")),
+            I::NotFound => Self::not_found(),
+            I::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Liveness, readiness, Prometheus metrics and the JSON isolation status.
+
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// The process is up (no dependencies checked).
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database answers as the app role and the schema is at the version this binary expects.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.store.readiness().await;
+    let status = if r.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({ "ready": r.is_ready(), "checks": r }))).into_response()
+}
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    uptime_seconds: u64,
+    isolation: store::metrics::IsolationSnapshot,
+    summary: String,
+}
+
+/// "N tenant queries today, 0 cross-tenant": counters only, no tenant data.
+pub async fn status(State(state): State<AppState>) -> Json<impl Serialize> {
+    let iso = store::metrics::global().snapshot();
+    Json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        summary: format!(
+            "{} tenant transactions today, {} cross-tenant attempts refused",
+            iso.tenant_tx_today, iso.cross_tenant_refused_today
+        ),
+        isolation: iso,
+    })
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let s = store::metrics::global().snapshot();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric("countersign_tenant_transactions_total", "counter", "Tenant-scoped transactions opened.", s.tenant_tx_total);
+    metric("countersign_cross_tenant_refused_total", "counter", "Cross-tenant reads, writes and batches refused.", s.cross_tenant_refused_total);
+    metric("countersign_bypass_transactions_total", "counter", "Audited platform bypass transactions.", s.bypass_tx_total);
+    metric("countersign_global_transactions_total", "counter", "Identity transactions without tenant context.", s.global_tx_total);
+    metric("countersign_tenant_transactions_today", "gauge", "Tenant-scoped transactions since UTC midnight.", s.tenant_tx_today);
+    metric("countersign_cross_tenant_refused_today", "gauge", "Cross-tenant attempts refused since UTC midnight.", s.cross_tenant_refused_today);
+    metric("countersign_uptime_seconds", "gauge", "Seconds since the server started.", state.started.elapsed().as_secs());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}

@@ -1,0 +1,12 @@
+//! The HTTP layer. Every request passes the same middleware stack (request id, client context,
+//! body limit, timeout, trace) before it reaches a handler; handlers reach data only through the
+//! domain crates, which take a `TenantTx`.
+
+mod client;
+mod error;
+mod health;
+mod router;
+
+pub use client::{ClientContext, TrustedProxies};
+pub use error::ApiError;
+pub use router::{AppState, router};

@@ -1,0 +1,125 @@
+//! `countersign demo`: a few organisations with departments, people and memberships, created
+//! through the same domain functions the API uses. Idempotent: existing organisations are kept.
+
+use std::net::SocketAddr;
+
+use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
+
+pub struct Seeded {
+    orgs: Vec<(String, String, Vec<(String, Role)>)>,
+}
+
+struct Org {
+    slug: &'static str,
+    name: &'static str,
+    domain: &'static str,
+    departments: &'static [(&'static str, &'static str)],
+    people: &'static [(&'static str, &'static str, Role, Option<&'static str>)],
+}
+
+const ORGS: &[Org] = &[
+    Org {
+        slug: "acme",
+        name: "Acme Manufacturing",
+        domain: "acme.example",
+        departments: &[("OPS", "Operations"), ("FIN", "Finance"), ("EXEC", "Executive")],
+        people: &[
+            ("ada", "Ada Admin", Role::Admin, None),
+            ("sam", "Sam Staff", Role::Staff, Some("OPS")),
+            ("hana", "Hana Head of Ops", Role::Hod, Some("OPS")),
+            ("finn", "Finn Finance", Role::Finance, Some("FIN")),
+            ("mona", "Mona MD", Role::Md, Some("EXEC")),
+            ("audrey", "Audrey Auditor", Role::Auditor, None),
+        ],
+    },
+    Org {
+        slug: "bright",
+        name: "Bright Web Studio",
+        domain: "bright.example",
+        departments: &[("STUDIO", "Studio"), ("FIN", "Finance")],
+        people: &[
+            ("bea", "Bea Admin", Role::Admin, None),
+            ("bo", "Bo Staff", Role::Staff, Some("STUDIO")),
+            ("vic", "Vic Vendor", Role::Vendor, None),
+        ],
+    },
+    Org {
+        slug: "cedar",
+        name: "Cedar Trading Co.",
+        domain: "cedar.example",
+        departments: &[("TRADE", "Trading")],
+        people: &[("cy", "Cy Admin", Role::Admin, None), ("pat", "Pat Partner", Role::Partner, None)],
+    },
+];
+
+pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
+    let mut out = Vec::new();
+    for org in ORGS {
+        let mut g = store.global_tx().await?;
+        let existing = g.resolve_tenant(org.slug).await?;
+        g.commit().await?;
+        let tenant = match existing {
+            Some(t) => t,
+            None => {
+                let mut b = store.bypass("countersign demo", "seed demonstration organisations").await?;
+                let t = tenants::create(
+                    &mut b,
+                    &tenants::NewTenant {
+                        slug: Slug::parse(org.slug)?,
+                        name: org.name.into(),
+                        allowed_email_domains: vec![org.domain.into()],
+                        join_policy: JoinPolicy::AdminApproval,
+                    },
+                )
+                .await?;
+                b.commit().await?;
+                seed_org(store, t.id, org).await?;
+                t.id
+            }
+        };
+        let _ = tenant;
+        let people = org.people.iter().map(|(local, _, role, _)| (format!("{local}@{}", org.domain), *role)).collect();
+        out.push((org.slug.to_owned(), org.name.to_owned(), people));
+    }
+    Ok(Seeded { orgs: out })
+}
+
+async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> anyhow::Result<()> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    let mut depts = Vec::new();
+    for (code, name) in org.departments {
+        depts.push(departments::create(&mut tx, &DepartmentCode::parse(code)?, name).await?);
+    }
+    tx.commit().await?;
+    for (local, name, role, dept) in org.people {
+        let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;
+        let mut g = store.global_tx().await?;
+        let user = match users::find_by_email(&mut g, &email).await? {
+            Some(u) => u,
+            None => users::create(&mut g, &email, name).await?,
+        };
+        g.commit().await?;
+        let department_id = dept.and_then(|c| depts.iter().find(|d| d.code == c).map(|d| d.id));
+        let mut tx = store.tenant_tx(tenant).await?;
+        memberships::add(&mut tx, &memberships::NewMembership { user_id: user.id, role: *role, department_id, valid_until: None })
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+impl Seeded {
+    pub fn print(&self, addr: SocketAddr) {
+        println!("\nCountersign demo is running at http://{addr}\n");
+        println!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
+        println!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
+        for (slug, name, people) in &self.orgs {
+            println!("  {name} ({slug})");
+            for (email, role) in people {
+                println!("    {role:<8} {email}");
+            }
+        }
+        println!("\nSign-in (passwords, one-time codes) arrives with the identity layer; these accounts");
+        println!("exist now so isolation can be inspected. Stop with Ctrl-C: the database stops cleanly.\n");
+    }
+}

@@ -1,0 +1,104 @@
+//! `countersign`: serve, demo, migrate.
+
+mod config;
+mod demo;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use config::{Cli, Command, LogFormat, ServeArgs};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "countersign stopped with an error");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.db.settings();
+    match cli.command {
+        Command::Migrate => {
+            let store = store::Store::open(&settings).await?;
+            let r = store.readiness().await;
+            println!("migrations current: schema version {:?}", r.schema_version);
+            store.shutdown().await;
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let store = store::Store::open(&settings).await?;
+            serve(store, args, None).await
+        }
+        Command::Demo(args) => {
+            let store = store::Store::open(&settings).await?;
+            let seeded = match demo::seed(&store).await {
+                Ok(s) => s,
+                Err(e) => {
+                    store.shutdown().await;
+                    return Err(e);
+                }
+            };
+            serve(store, args, Some(seeded)).await
+        }
+    }
+}
+
+async fn serve(store: store::Store, args: ServeArgs, demo: Option<demo::Seeded>) -> anyhow::Result<()> {
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            store.shutdown().await;
+            anyhow::bail!("cannot listen on {} (COUNTERSIGN_LISTEN / --listen): {e}", args.listen);
+        }
+    };
+    let addr = listener.local_addr()?;
+    let state = web::AppState {
+        store: store.clone(),
+        proxies: web::TrustedProxies::new(args.trusted_proxies.clone()),
+        started: Instant::now(),
+    };
+    tracing::info!(%addr, "countersign listening");
+    if let Some(seeded) = demo {
+        seeded.print(addr);
+    }
+    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    tracing::info!("shutting down");
+    store.shutdown().await;
+    served.map_err(Into::into)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
