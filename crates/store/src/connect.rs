@@ -58,8 +58,12 @@ impl Readiness {
 }
 
 fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions, StoreError> {
+    let raw = url.expose_secret();
+    if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+        return Err(StoreError::Config(format!("{what} must start with postgres:// or postgresql://")));
+    }
     // The parse error text may echo the URL (and its password): never include it.
-    PgConnectOptions::from_str(url.expose_secret())
+    PgConnectOptions::from_str(raw)
         .map_err(|_| StoreError::Config(format!("{what} is not a valid postgres:// URL")))
 }
 
@@ -111,7 +115,13 @@ impl Store {
         app_password: Option<&str>,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
-        let mut conn = admin.connect().await?;
+        let mut conn = admin.connect().await.map_err(|e| {
+            StoreError::Config(format!(
+                "cannot connect to the database (DATABASE_URL: user {}, database {}): {e}",
+                admin.get_username(),
+                admin.get_database().unwrap_or("(default)")
+            ))
+        })?;
         let report = migrate::run(&mut conn, app_password).await?;
         if !report.applied.is_empty() {
             tracing::info!(applied = ?report.applied, "migrations applied");
@@ -131,8 +141,15 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(app)
-            .await?;
+            .connect_with(app.clone())
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot connect as the application role {} (set COUNTERSIGN_APP_DATABASE_URL or \
+                     COUNTERSIGN_APP_DB_PASSWORD if the server requires a password): {e}",
+                    app.get_username()
+                ))
+            })?;
         let role: String = sqlx::query_scalar("select current_user::text").fetch_one(&pool).await?;
         if role != APP_ROLE {
             return Err(StoreError::Config(format!("the app pool must connect as {APP_ROLE}, not {role}")));

@@ -53,9 +53,9 @@ impl TestDb {
             .await?;
         if !exists {
             let building = format!("{template}_building");
-            sqlx::raw_sql(&format!("drop database if exists {building} with (force); create database {building}"))
-                .execute(&mut conn)
-                .await?;
+            // Separate statements: DROP/CREATE DATABASE refuse to run in an implicit transaction.
+            sqlx::raw_sql(&format!("drop database if exists {building} with (force)")).execute(&mut conn).await?;
+            sqlx::raw_sql(&format!("create database {building}")).execute(&mut conn).await?;
             let mut t = server.clone().database(&building).connect().await?;
             migrate::run(&mut t, None).await?;
             t.close().await?;

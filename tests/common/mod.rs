@@ -1,0 +1,60 @@
+//! Shared fixtures: two organisations with rows in every tenant table.
+
+#![allow(dead_code)]
+
+use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
+use store::TenantId;
+use store::testing::TestDb;
+use uuid::Uuid;
+
+pub struct Org {
+    pub id: TenantId,
+    pub department: Uuid,
+    pub memberships: Vec<Uuid>,
+    pub users: Vec<Uuid>,
+}
+
+pub async fn org(db: &TestDb, slug: &str) -> Org {
+    let mut b = db.store.bypass("test fixture", "seed two organisations").await.expect("bypass");
+    let t = tenants::create(
+        &mut b,
+        &tenants::NewTenant {
+            slug: Slug::parse(slug).expect("slug"),
+            name: format!("Org {slug}"),
+            allowed_email_domains: vec![format!("{slug}.example")],
+            join_policy: JoinPolicy::AdminApproval,
+        },
+    )
+    .await
+    .expect("create tenant");
+    b.commit().await.expect("commit");
+
+    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let dept = departments::create(&mut tx, &DepartmentCode::parse("OPS").expect("code"), "Operations").await.expect("dept");
+    tx.commit().await.expect("commit");
+
+    let mut ms = Vec::new();
+    let mut us = Vec::new();
+    for (i, role) in [Role::Admin, Role::Staff, Role::Hod].into_iter().enumerate() {
+        let mut g = db.store.global_tx().await.expect("global tx");
+        let email = EmailAddress::parse(&format!("user{i}@{slug}.example")).expect("email");
+        let u = users::create(&mut g, &email, &format!("User {i}")).await.expect("user");
+        g.commit().await.expect("commit");
+        let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+        let m = memberships::add(
+            &mut tx,
+            &memberships::NewMembership { user_id: u.id, role, department_id: Some(dept.id), valid_until: None },
+        )
+        .await
+        .expect("membership");
+        tx.commit().await.expect("commit");
+        ms.push(m);
+        us.push(u.id);
+    }
+    Org { id: t.id, department: dept.id, memberships: ms, users: us }
+}
+
+/// The SQLSTATE of a failed statement, for asserting *how* the database refused.
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+}

@@ -1,0 +1,206 @@
+//! Catalog-driven proof of tenant isolation. The table list comes from pg_catalog, not from a
+//! hand-written list: a table added later is attacked automatically, and fails the test if the
+//! fixture gives it no rows to attack.
+
+mod common;
+
+use common::{org, sqlstate};
+use sqlx::{Connection, Executor, PgConnection, Row};
+use store::testing::TestDb;
+
+async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind in ('r','p')
+            and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
+          order by 1",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("catalog")
+}
+
+/// Runs `sql` as the app role in a transaction with `tenant` in force, rolling back afterwards.
+async fn as_tenant(conn: &mut PgConnection, tenant: &str, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant).execute(&mut *tx).await?;
+    let r = sqlx::query(sql).fetch_all(&mut *tx).await;
+    tx.rollback().await?;
+    r
+}
+
+#[tokio::test]
+async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let (ta, tb) = (a.id.to_string(), b.id.to_string());
+    let mut admin = db.admin_conn().await;
+    let mut app = db.raw_app_conn().await;
+
+    let tables = tenant_tables(&mut admin).await;
+    assert!(tables.len() >= 2, "expected tenant tables, found {tables:?}");
+    for t in &tables {
+        // The fixture must put rows of both tenants in every tenant table, or nothing is proven.
+        let per_tenant: Vec<(uuid::Uuid, i64)> =
+            sqlx::query_as(&format!("select tenant_id, count(*) from {t} where tenant_id in ($1, $2) group by 1"))
+                .bind(a.id.as_uuid())
+                .bind(b.id.as_uuid())
+                .fetch_all(&mut admin)
+                .await
+                .expect("count");
+        assert_eq!(per_tenant.len(), 2, "table {t}: extend tests/common org() so both tenants have rows");
+
+        // 1. No tenant context: zero rows, and inserts fail.
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {t}")).fetch_one(&mut app).await.expect("select");
+        assert_eq!(n, 0, "table {t}: rows visible without tenant context");
+
+        // 2. Tenant A's context: A's rows, never B's.
+        let rows = as_tenant(&mut app, &ta, &format!("select count(*) filter (where tenant_id = '{ta}') as mine, count(*) filter (where tenant_id <> '{ta}') as other from {t}"))
+            .await
+            .expect("select as A");
+        let (mine, other): (i64, i64) = (rows[0].get("mine"), rows[0].get("other"));
+        assert!(mine > 0, "table {t}: A cannot see its own rows");
+        assert_eq!(other, 0, "table {t}: A sees another tenant's rows");
+
+        // 3. Insert a row into B from A's context (a copy of A's row re-labelled B): refused by
+        //    the WITH CHECK policy before any other constraint.
+        let clone = format!(
+            "insert into {t} select (jsonb_populate_record(null::{t}, to_jsonb(r) || jsonb_build_object('tenant_id', '{tb}', 'id', gen_random_uuid()))).* from {t} r limit 1"
+        );
+        let e = as_tenant(&mut app, &ta, &clone).await.expect_err("cross-tenant insert must fail");
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
+
+        // 4. Move A's row into B: refused.
+        let e = as_tenant(&mut app, &ta, &format!("update {t} set tenant_id = '{tb}'")).await.expect_err("move must fail");
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
+
+        // 5. Update or delete B's rows from A's context: they do not exist for A.
+        for dml in [format!("update {t} set tenant_id = tenant_id where tenant_id = '{tb}' returning 1"), format!("delete from {t} where tenant_id = '{tb}' returning 1")] {
+            let rows = as_tenant(&mut app, &ta, &dml).await.expect("dml as A");
+            assert!(rows.is_empty(), "table {t}: A touched B's rows with {dml}");
+        }
+
+        // 6. A context that names no tenant, or garbage: nothing, or an error — never rows.
+        let rows = as_tenant(&mut app, "", &format!("select 1 from {t}")).await.expect("empty context");
+        assert!(rows.is_empty(), "table {t}: rows visible with empty tenant");
+        assert!(as_tenant(&mut app, "' or 1=1 --", &format!("select 1 from {t}")).await.is_err());
+    }
+    let bn: i64 = sqlx::query_scalar("select count(*) from memberships where tenant_id = $1")
+        .bind(b.id.as_uuid())
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+    assert_eq!(bn, 3, "B's rows survived every attack");
+}
+
+#[tokio::test]
+async fn composite_foreign_keys_refuse_cross_tenant_references() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let mut admin = db.admin_conn().await;
+
+    // Every FK between tenant tables must carry tenant_id (catalog check, not a hand list).
+    let fks: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select c.conrelid::regclass::text, c.confrelid::regclass::text,
+                (select a.attname::text from pg_attribute a where a.attrelid = c.conrelid and a.attnum = c.conkey[array_length(c.conkey,1)]),
+                array_to_string(array(select a.attname::text from pg_attribute a join unnest(c.conkey) k on k = a.attnum where a.attrelid = c.conrelid), ',')
+           from pg_constraint c
+          where c.contype = 'f'
+            and exists (select 1 from pg_attribute a where a.attrelid = c.conrelid and a.attname = 'tenant_id')
+            and exists (select 1 from pg_attribute a where a.attrelid = c.confrelid and a.attname = 'tenant_id')",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("fks");
+    assert!(!fks.is_empty(), "expected composite foreign keys between tenant tables");
+    for (table, target, col, cols) in &fks {
+        assert!(cols.split(',').any(|c| c == "tenant_id"), "{table} -> {target} ({cols}) does not include tenant_id");
+        // Point A's row at B's target row. Even the superuser (no RLS) is stopped by the key.
+        let b_target: uuid::Uuid = sqlx::query_scalar(&format!("select id from {target} where tenant_id = $1 limit 1"))
+            .bind(b.id.as_uuid())
+            .fetch_one(&mut admin)
+            .await
+            .expect("b target");
+        let e = sqlx::query(&format!("update {table} set {col} = $1 where tenant_id = $2"))
+            .bind(b_target)
+            .bind(a.id.as_uuid())
+            .execute(&mut admin)
+            .await
+            .expect_err("cross-tenant reference must fail");
+        assert_eq!(sqlstate(&e).as_deref(), Some("23503"), "{table}.{col}: {e}");
+    }
+    let _ = a.department;
+}
+
+#[tokio::test]
+async fn tenants_and_users_are_visible_only_within_their_tenant() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let tenants: Vec<uuid::Uuid> = sqlx::query_scalar("select id from tenants").fetch_all(tx.conn()).await.expect("tenants");
+    assert_eq!(tenants, vec![a.id.as_uuid()]);
+    let users: Vec<uuid::Uuid> = sqlx::query_scalar("select id from users order by id").fetch_all(tx.conn()).await.expect("users");
+    let mut expected = a.users.clone();
+    expected.sort();
+    assert_eq!(users, expected, "A sees exactly its members");
+    assert!(identity::users::get_member(&mut tx, b.users[0]).await.is_err(), "B's user must be invisible to A");
+    // A tenant transaction cannot create identities (that is GlobalTx's job).
+    let e = sqlx::query("insert into users (id, email, display_name) values (gen_random_uuid(), 'x@y.example', 'X')")
+        .execute(tx.conn())
+        .await
+        .expect_err("insert user from tenant tx");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+}
+
+#[tokio::test]
+async fn tenant_setting_never_leaks_to_the_next_user_of_a_pooled_connection() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    for _ in 0..20 {
+        let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+        let n: i64 = sqlx::query_scalar("select count(*) from memberships").fetch_one(tx.conn()).await.expect("count");
+        assert_eq!(n, 3);
+        tx.commit().await.expect("commit");
+        let mut g = db.store.global_tx().await.expect("global");
+        let setting: Option<String> =
+            sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')").fetch_one(g.conn()).await.expect("setting");
+        assert_eq!(setting, None, "tenant context survived the transaction");
+        let n: i64 = sqlx::query_scalar("select count(*) from memberships").fetch_one(g.conn()).await.expect("count");
+        assert_eq!(n, 0);
+        g.commit().await.expect("commit");
+    }
+    // A rolled-back (dropped) transaction also leaves nothing behind.
+    {
+        let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+        let _ = sqlx::query("select 1").execute(tx.conn()).await;
+    }
+    let mut g = db.store.global_tx().await.expect("global");
+    let n: i64 = sqlx::query_scalar("select count(*) from departments").fetch_one(g.conn()).await.expect("count");
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn app_role_cannot_escape_row_level_security() {
+    let db = TestDb::new().await;
+    let mut app = db.raw_app_conn().await;
+    for attack in [
+        "alter table departments disable row level security",
+        "alter table departments no force row level security",
+        "drop policy tenant_isolation on departments",
+        "set role countersign_owner",
+        "set role postgres",
+        "create table sneaky (tenant_id uuid)",
+        "select * from platform_bypass_secrets",
+        "select * from platform_bypass_log",
+        "insert into platform_bypass_secrets (secret_hash, label, expires_at) values ('\\x00', 'x', now() + interval '1 day')",
+    ] {
+        let e = app.execute(attack).await.expect_err(attack);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{attack}: {e}");
+    }
+    let (bypass, superuser): (bool, bool) =
+        sqlx::query_as("select rolbypassrls, rolsuper from pg_roles where rolname = current_user").fetch_one(&mut app).await.expect("role");
+    assert!(!bypass && !superuser);
+}
