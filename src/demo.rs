@@ -6,7 +6,13 @@ use std::net::SocketAddr;
 use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
 
 pub struct Seeded {
-    orgs: Vec<(String, String, Vec<(String, Role)>)>,
+    orgs: Vec<SeededOrg>,
+}
+
+struct SeededOrg {
+    slug: &'static str,
+    name: &'static str,
+    people: Vec<(String, Role)>,
 }
 
 struct Org {
@@ -58,9 +64,8 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
         let mut g = store.global_tx().await?;
         let existing = g.resolve_tenant(org.slug).await?;
         g.commit().await?;
-        let tenant = match existing {
-            Some(t) => t,
-            None => {
+        if existing.is_none() {
+            {
                 let mut b = store.bypass("countersign demo", "seed demonstration organisations").await?;
                 let t = tenants::create(
                     &mut b,
@@ -74,12 +79,10 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
                 .await?;
                 b.commit().await?;
                 seed_org(store, t.id, org).await?;
-                t.id
             }
-        };
-        let _ = tenant;
+        }
         let people = org.people.iter().map(|(local, _, role, _)| (format!("{local}@{}", org.domain), *role)).collect();
-        out.push((org.slug.to_owned(), org.name.to_owned(), people));
+        out.push(SeededOrg { slug: org.slug, name: org.name, people });
     }
     Ok(Seeded { orgs: out })
 }
@@ -101,8 +104,11 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
         g.commit().await?;
         let department_id = dept.and_then(|c| depts.iter().find(|d| d.code == c).map(|d| d.id));
         let mut tx = store.tenant_tx(tenant).await?;
-        memberships::add(&mut tx, &memberships::NewMembership { user_id: user.id, role: *role, department_id, valid_until: None })
-            .await?;
+        memberships::add(
+            &mut tx,
+            &memberships::NewMembership { user_id: user.id, role: *role, department_id, valid_until: None },
+        )
+        .await?;
         tx.commit().await?;
     }
     Ok(())
@@ -113,7 +119,7 @@ impl Seeded {
         println!("\nCountersign demo is running at http://{addr}\n");
         println!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
         println!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
-        for (slug, name, people) in &self.orgs {
+        for SeededOrg { slug, name, people } in &self.orgs {
             println!("  {name} ({slug})");
             for (email, role) in people {
                 println!("    {role:<8} {email}");

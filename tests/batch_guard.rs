@@ -17,7 +17,10 @@ async fn bulk_update_with_another_tenants_id_is_refused_whole() {
     ids.push(b.memberships[0]);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let e = memberships::bulk_set_status(&mut tx, &ids, MembershipStatus::Suspended).await.expect_err("refused");
-    assert!(matches!(e, identity::IdentityError::Store(store::StoreError::CrossTenantBatch { requested: 4, matched: 3 })), "{e:?}");
+    assert!(
+        matches!(e, identity::IdentityError::Store(store::StoreError::CrossTenantBatch { requested: 4, matched: 3 })),
+        "{e:?}"
+    );
     drop(tx);
 
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
@@ -26,7 +29,8 @@ async fn bulk_update_with_another_tenants_id_is_refused_whole() {
     assert!(store::metrics::global().snapshot().cross_tenant_refused_total > before);
 
     // Within one tenant the same call succeeds.
-    let n = memberships::bulk_set_status(&mut tx, &a.memberships, MembershipStatus::Suspended).await.expect("same tenant");
+    let n =
+        memberships::bulk_set_status(&mut tx, &a.memberships, MembershipStatus::Suspended).await.expect("same tenant");
     assert_eq!(n, 3);
 }
 
@@ -37,7 +41,10 @@ async fn tagged_batch_naming_two_tenants_is_refused() {
     let b = org(&db, "beta").await;
     let tx = db.store.tenant_tx(a.id).await.expect("tx");
     assert!(tx.guard_batch([a.id, a.id]).is_ok());
-    assert!(matches!(tx.guard_batch([a.id, b.id, a.id]), Err(store::StoreError::CrossTenantBatch { requested: 3, matched: 2 })));
+    assert!(matches!(
+        tx.guard_batch([a.id, b.id, a.id]),
+        Err(store::StoreError::CrossTenantBatch { requested: 3, matched: 2 })
+    ));
 }
 
 #[tokio::test]

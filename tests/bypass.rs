@@ -29,7 +29,10 @@ async fn bypass_with_unregistered_secret_is_refused_and_not_logged() {
         .expect_err("unknown secret");
     assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
     let mut admin = db.admin_conn().await;
-    let n: i64 = sqlx::query_scalar("select count(*) from platform_bypass_log where actor = 'mallory'").fetch_one(&mut admin).await.expect("log");
+    let n: i64 = sqlx::query_scalar("select count(*) from platform_bypass_log where actor = 'mallory'")
+        .fetch_one(&mut admin)
+        .await
+        .expect("log");
     assert_eq!(n, 0);
 }
 
@@ -39,7 +42,8 @@ async fn bypass_sees_all_tenants_and_records_who_why_when() {
     let a = org(&db, "alpha").await;
     let b = org(&db, "beta").await;
     let mut bx = db.store.bypass("platform-admin:ops@example", "quarterly tenant report").await.expect("bypass");
-    let tenants: Vec<uuid::Uuid> = sqlx::query_scalar("select tenant_id from departments order by 1").fetch_all(bx.conn()).await.expect("all");
+    let tenants: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select tenant_id from departments order by 1").fetch_all(bx.conn()).await.expect("all");
     let mut want = vec![a.id.as_uuid(), b.id.as_uuid()];
     want.sort();
     assert_eq!(tenants, want);

@@ -21,7 +21,11 @@ async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
 }
 
 /// Runs `sql` as the app role in a transaction with `tenant` in force, rolling back afterwards.
-async fn as_tenant(conn: &mut PgConnection, tenant: &str, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+async fn as_tenant(
+    conn: &mut PgConnection,
+    tenant: &str,
+    sql: &str,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant).execute(&mut *tx).await?;
     let r = sqlx::query(sql).fetch_all(&mut *tx).await;
@@ -52,7 +56,8 @@ async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
         assert_eq!(per_tenant.len(), 2, "table {t}: extend tests/common org() so both tenants have rows");
 
         // 1. No tenant context: zero rows, and inserts fail.
-        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {t}")).fetch_one(&mut app).await.expect("select");
+        let n: i64 =
+            sqlx::query_scalar(&format!("select count(*) from {t}")).fetch_one(&mut app).await.expect("select");
         assert_eq!(n, 0, "table {t}: rows visible without tenant context");
 
         // 2. Tenant A's context: A's rows, never B's.
@@ -72,11 +77,15 @@ async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
 
         // 4. Move A's row into B: refused.
-        let e = as_tenant(&mut app, &ta, &format!("update {t} set tenant_id = '{tb}'")).await.expect_err("move must fail");
+        let e =
+            as_tenant(&mut app, &ta, &format!("update {t} set tenant_id = '{tb}'")).await.expect_err("move must fail");
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
 
         // 5. Update or delete B's rows from A's context: they do not exist for A.
-        for dml in [format!("update {t} set tenant_id = tenant_id where tenant_id = '{tb}' returning 1"), format!("delete from {t} where tenant_id = '{tb}' returning 1")] {
+        for dml in [
+            format!("update {t} set tenant_id = tenant_id where tenant_id = '{tb}' returning 1"),
+            format!("delete from {t} where tenant_id = '{tb}' returning 1"),
+        ] {
             let rows = as_tenant(&mut app, &ta, &dml).await.expect("dml as A");
             assert!(rows.is_empty(), "table {t}: A touched B's rows with {dml}");
         }
@@ -140,9 +149,11 @@ async fn tenants_and_users_are_visible_only_within_their_tenant() {
     let a = org(&db, "alpha").await;
     let b = org(&db, "beta").await;
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let tenants: Vec<uuid::Uuid> = sqlx::query_scalar("select id from tenants").fetch_all(tx.conn()).await.expect("tenants");
+    let tenants: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select id from tenants").fetch_all(tx.conn()).await.expect("tenants");
     assert_eq!(tenants, vec![a.id.as_uuid()]);
-    let users: Vec<uuid::Uuid> = sqlx::query_scalar("select id from users order by id").fetch_all(tx.conn()).await.expect("users");
+    let users: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select id from users order by id").fetch_all(tx.conn()).await.expect("users");
     let mut expected = a.users.clone();
     expected.sort();
     assert_eq!(users, expected, "A sees exactly its members");
@@ -165,8 +176,10 @@ async fn tenant_setting_never_leaks_to_the_next_user_of_a_pooled_connection() {
         assert_eq!(n, 3);
         tx.commit().await.expect("commit");
         let mut g = db.store.global_tx().await.expect("global");
-        let setting: Option<String> =
-            sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')").fetch_one(g.conn()).await.expect("setting");
+        let setting: Option<String> = sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')")
+            .fetch_one(g.conn())
+            .await
+            .expect("setting");
         assert_eq!(setting, None, "tenant context survived the transaction");
         let n: i64 = sqlx::query_scalar("select count(*) from memberships").fetch_one(g.conn()).await.expect("count");
         assert_eq!(n, 0);
@@ -201,6 +214,9 @@ async fn app_role_cannot_escape_row_level_security() {
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{attack}: {e}");
     }
     let (bypass, superuser): (bool, bool) =
-        sqlx::query_as("select rolbypassrls, rolsuper from pg_roles where rolname = current_user").fetch_one(&mut app).await.expect("role");
+        sqlx::query_as("select rolbypassrls, rolsuper from pg_roles where rolname = current_user")
+            .fetch_one(&mut app)
+            .await
+            .expect("role");
     assert!(!bypass && !superuser);
 }

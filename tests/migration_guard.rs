@@ -30,7 +30,8 @@ async fn migration_that_drops_a_policy_is_rejected() {
     assert!(e.contains("table departments") && e.contains("tenant_isolation"), "{e}");
     assert_eq!(policy_count(&db, "departments").await, before, "the drop was rolled back");
     let mut conn = db.admin_conn().await;
-    let v: i64 = sqlx::query_scalar("select max(version) from schema_migrations").fetch_one(&mut conn).await.expect("v");
+    let v: i64 =
+        sqlx::query_scalar("select max(version) from schema_migrations").fetch_one(&mut conn).await.expect("v");
     assert!(v < 9_999_999, "the refused migration was not recorded");
 }
 
@@ -38,11 +39,19 @@ async fn migration_that_drops_a_policy_is_rejected() {
 async fn weakening_migrations_are_rejected_naming_the_table() {
     let db = TestDb::new().await;
     for (sql, table, words) in [
-        ("create table invoices (tenant_id uuid not null, id uuid not null, primary key (tenant_id, id))", "invoices", "not enabled"),
+        (
+            "create table invoices (tenant_id uuid not null, id uuid not null, primary key (tenant_id, id))",
+            "invoices",
+            "not enabled",
+        ),
         ("alter table memberships no force row level security", "memberships", "not forced"),
         ("alter table departments disable row level security", "departments", "not enabled"),
         ("create policy everyone on departments for select using (true)", "departments", "widen access"),
-        ("drop policy tenant_isolation on memberships; create policy tenant_isolation on memberships using (true)", "memberships", "tenant_isolation"),
+        (
+            "drop policy tenant_isolation on memberships; create policy tenant_isolation on memberships using (true)",
+            "memberships",
+            "tenant_isolation",
+        ),
         ("drop policy tenant_isolation on tenants", "tenants", "tenant_isolation"),
         // Migrations run as the owner role, which is no superuser: it cannot grant BYPASSRLS at all.
         ("alter role countersign_app bypassrls", "bypassrls", "superuser"),

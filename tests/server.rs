@@ -5,7 +5,8 @@ use std::time::Instant;
 use store::testing::TestDb;
 
 async fn spawn(db: &TestDb) -> String {
-    let state = web::AppState { store: db.store.clone(), proxies: web::TrustedProxies::default(), started: Instant::now() };
+    let state =
+        web::AppState { store: db.store.clone(), proxies: web::TrustedProxies::default(), started: Instant::now() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -24,7 +25,8 @@ async fn health_ready_metrics_and_status_answer() {
     assert!(r.headers().contains_key("x-request-id"), "a request id is assigned");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
 
-    let r: serde_json::Value = c.get(format!("{base}/readyz")).send().await.expect("readyz").json().await.expect("json");
+    let r: serde_json::Value =
+        c.get(format!("{base}/readyz")).send().await.expect("readyz").json().await.expect("json");
     assert_eq!(r["ready"], true);
     assert_eq!(r["checks"]["schema_version"], r["checks"]["expected_version"]);
 
@@ -36,7 +38,8 @@ async fn health_ready_metrics_and_status_answer() {
     assert!(line.split(' ').nth(1).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= 1), "{line}");
     assert!(m.contains("# TYPE countersign_cross_tenant_refused_total counter"));
 
-    let s: serde_json::Value = c.get(format!("{base}/api/v1/status")).send().await.expect("status").json().await.expect("json");
+    let s: serde_json::Value =
+        c.get(format!("{base}/api/v1/status")).send().await.expect("status").json().await.expect("json");
     assert!(s["isolation"]["tenant_tx_today"].as_u64().is_some_and(|v| v >= 1), "{s}");
     assert!(s["summary"].as_str().is_some_and(|t| t.contains("cross-tenant")));
 }

@@ -30,7 +30,8 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     b.commit().await.expect("commit");
 
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
-    let dept = departments::create(&mut tx, &DepartmentCode::parse("OPS").expect("code"), "Operations").await.expect("dept");
+    let dept =
+        departments::create(&mut tx, &DepartmentCode::parse("OPS").expect("code"), "Operations").await.expect("dept");
     tx.commit().await.expect("commit");
 
     let mut ms = Vec::new();

@@ -3,10 +3,10 @@
 //! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
 //! creating an organisation is a platform act and takes `&mut BypassTx`.
 
-mod error;
-pub mod model;
 pub mod departments;
+mod error;
 pub mod memberships;
+pub mod model;
 pub mod tenants;
 pub mod users;
 

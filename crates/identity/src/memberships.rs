@@ -65,7 +65,11 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Membership>, IdentityError> {
 
 /// Sets the status of many memberships at once: all or nothing. Ids of another tenant (or of no
 /// membership) make the whole batch fail and nothing is applied.
-pub async fn bulk_set_status(tx: &mut TenantTx, ids: &[Uuid], status: MembershipStatus) -> Result<usize, IdentityError> {
+pub async fn bulk_set_status(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
+    status: MembershipStatus,
+) -> Result<usize, IdentityError> {
     let mut unique = ids.to_vec();
     unique.sort_unstable();
     unique.dedup();

@@ -61,7 +61,11 @@ impl Slug {
             && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
-        if ok { Ok(Self(s.to_owned())) } else { Err(IdentityError::invalid("slug", "use 1-63 of a-z, 0-9 and inner hyphens")) }
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdentityError::invalid("slug", "use 1-63 of a-z, 0-9 and inner hyphens"))
+        }
     }
 
     #[must_use]
@@ -146,7 +150,10 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(EmailAddress::parse(" Ada@Example.COM ").map(|e| e.to_string()).ok(), Some("ada@example.com".into()));
+        assert_eq!(
+            EmailAddress::parse(" Ada@Example.COM ").map(|e| e.to_string()).ok(),
+            Some("ada@example.com".into())
+        );
         for bad in ["", "ada", "@x.com", "ada@", "ada@x", "ada@@x.com", "a b@x.com", "ada@.x.com", "ada@x..com"] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }

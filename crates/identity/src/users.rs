@@ -47,13 +47,9 @@ pub async fn find_by_email(tx: &mut GlobalTx, email: &EmailAddress) -> Result<Op
 
 /// A user as seen by a tenant: only members of that tenant are visible.
 pub async fn get_member(tx: &mut TenantTx, id: Uuid) -> Result<User, IdentityError> {
-    sqlx::query_as!(
-        User,
-        r#"select id, email::text as "email!", display_name, status from users where id = $1"#,
-        id
-    )
-    .fetch_optional(tx.conn())
-    .await
-    .map_err(IdentityError::from_store("user"))?
-    .ok_or(IdentityError::NotFound)
+    sqlx::query_as!(User, r#"select id, email::text as "email!", display_name, status from users where id = $1"#, id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("user"))?
+        .ok_or(IdentityError::NotFound)
 }

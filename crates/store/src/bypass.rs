@@ -35,14 +35,9 @@ impl BypassTx {
             return Err(StoreError::BypassRefused("an actor and a reason (3+ characters) are required".into()));
         }
         let mut tx = pool.begin().await?;
-        sqlx::query!(
-            "select countersign_begin_bypass($1, $2, $3)",
-            secret.expose_secret(),
-            actor,
-            reason
-        )
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query!("select countersign_begin_bypass($1, $2, $3)", secret.expose_secret(), actor, reason)
+            .execute(&mut *tx)
+            .await?;
         metrics::global().bypass_tx();
         tracing::info!(actor, reason, "platform bypass granted");
         Ok(Self { tx })

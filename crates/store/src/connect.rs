@@ -63,8 +63,7 @@ fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions, StoreEr
         return Err(StoreError::Config(format!("{what} must start with postgres:// or postgresql://")));
     }
     // The parse error text may echo the URL (and its password): never include it.
-    PgConnectOptions::from_str(raw)
-        .map_err(|_| StoreError::Config(format!("{what} is not a valid postgres:// URL")))
+    PgConnectOptions::from_str(raw).map_err(|_| StoreError::Config(format!("{what} is not a valid postgres:// URL")))
 }
 
 impl Store {

@@ -42,7 +42,8 @@ fn err(msg: impl Into<String>) -> StoreError {
 /// Finds the PostgreSQL server binaries: `COUNTERSIGN_PG_BIN`, then `pg_config --bindir`, then the
 /// newest `/usr/lib/postgresql/<major>/bin`.
 pub fn find_binaries() -> Result<PathBuf, StoreError> {
-    let has_server = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file() && d.join("postgres").is_file();
+    let has_server =
+        |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file() && d.join("postgres").is_file();
     if let Some(dir) = std::env::var_os("COUNTERSIGN_PG_BIN") {
         let dir = PathBuf::from(dir);
         return if has_server(&dir) {
@@ -118,9 +119,8 @@ impl EmbeddedPg {
         let bin_dir = find_binaries()?;
         let run_as = unprivileged_account()?;
         std::fs::create_dir_all(data_dir).map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(|e| err(format!("cannot resolve {}: {e}", data_dir.display())))?;
+        let data_dir =
+            data_dir.canonicalize().map_err(|e| err(format!("cannot resolve {}: {e}", data_dir.display())))?;
         let root = data_dir.join("pg");
         let cluster_dir = root.join("cluster");
         let socket_dir = root.join("run");
@@ -142,10 +142,8 @@ impl EmbeddedPg {
         } else {
             // A stale pid file from a crash would make pg_ctl refuse; postgres itself handles it.
             let log = root.join("postgres.log");
-            let out = pg.run(
-                "pg_ctl",
-                &["start", "-w", "-t", "60", "-D", path_str(&pg.cluster_dir)?, "-l", path_str(&log)?],
-            )?;
+            let out = pg
+                .run("pg_ctl", &["start", "-w", "-t", "60", "-D", path_str(&pg.cluster_dir)?, "-l", path_str(&log)?])?;
             if !out.status.success() {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
@@ -199,7 +197,8 @@ impl EmbeddedPg {
             self.socket_dir.display().to_string().replace('\'', "''")
         );
         let conf_path = self.cluster_dir.join("postgresql.conf");
-        let mut existing = std::fs::read_to_string(&conf_path).map_err(|e| err(format!("read postgresql.conf: {e}")))?;
+        let mut existing =
+            std::fs::read_to_string(&conf_path).map_err(|e| err(format!("read postgresql.conf: {e}")))?;
         existing.push_str(&conf);
         std::fs::write(&conf_path, existing).map_err(|e| err(format!("write postgresql.conf: {e}")))?;
         Ok(())
@@ -224,11 +223,7 @@ impl EmbeddedPg {
     /// Superuser connection options (Unix socket).
     #[must_use]
     pub fn connect_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .port(self.port)
-            .username(SUPERUSER)
-            .database(DATABASE)
+        PgConnectOptions::new().socket(&self.socket_dir).port(self.port).username(SUPERUSER).database(DATABASE)
     }
 
     async fn ensure_database(&self) -> Result<(), StoreError> {

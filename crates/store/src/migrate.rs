@@ -74,7 +74,11 @@ async fn bootstrap(conn: &mut PgConnection, app_password: Option<&str>) -> Resul
     )
     .execute(&mut *conn)
     .await
-    .map_err(|e| StoreError::Migration(format!("bootstrap of roles failed (the migration user needs CREATEROLE or superuser): {e}")))?;
+    .map_err(|e| {
+        StoreError::Migration(format!(
+            "bootstrap of roles failed (the migration user needs CREATEROLE or superuser): {e}"
+        ))
+    })?;
     if let Some(pw) = app_password {
         // ALTER ROLE takes no bind parameters; quote_literal is done by the server.
         let sql: String = sqlx::query_scalar("select format('ALTER ROLE countersign_app PASSWORD %L', $1::text)")

@@ -110,7 +110,8 @@ impl Drop for TestDb {
             rt.block_on(async move {
                 drop(store);
                 if let Ok(mut c) = server.connect().await {
-                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
+                    let _ =
+                        sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
                 }
             });
         })

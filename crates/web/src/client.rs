@@ -60,10 +60,7 @@ pub struct ClientContext {
 
 /// Middleware: computes the `ClientContext` and stores it in the request extensions.
 pub async fn capture(proxies: axum::extract::State<TrustedProxies>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     // Scoped: a borrow of the request (whose body is !Sync) must not live across the await.
     let ctx = {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -107,9 +104,15 @@ mod tests {
         let peer: IpAddr = "10.0.0.2".parse().expect("ip");
         // The client forged "6.6.6.6"; the proxy appended the real address.
         assert_eq!(p.client_ip(peer, Some("6.6.6.6, 198.51.100.7")), "198.51.100.7".parse::<IpAddr>().expect("ip"));
-        assert_eq!(p.client_ip(peer, Some("6.6.6.6, 198.51.100.7, 10.1.1.1")), "198.51.100.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            p.client_ip(peer, Some("6.6.6.6, 198.51.100.7, 10.1.1.1")),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(p.client_ip(peer, Some("garbage")), peer);
         let v6 = proxies(&["::1/128"]);
-        assert_eq!(v6.client_ip("::1".parse().expect("ip"), Some("2001:db8::5")), "2001:db8::5".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            v6.client_ip("::1".parse().expect("ip"), Some("2001:db8::5")),
+            "2001:db8::5".parse::<IpAddr>().expect("ip")
+        );
     }
 }

@@ -48,16 +48,24 @@ impl From<store::StoreError> for ApiError {
         match e {
             // Another tenant's rows are indistinguishable from missing ones.
             S::CrossTenant | S::NotFound => Self::not_found(),
-            S::CrossTenantBatch { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_refused", "the batch names records outside this organisation; nothing was applied")
+            S::CrossTenantBatch { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "batch_refused",
+                "the batch names records outside this organisation; nothing was applied",
+            ),
+            S::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "conflict", "a record with these values already exists")
             }
-            S::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", "a record with these values already exists"),
             S::Invalid { constraint } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("rejected by rule {constraint}"))
             }
             other => {
                 tracing::error!(error = %other, "store error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service cannot complete this request now")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot complete this request now",
+                )
             }
         }
     }

@@ -52,11 +52,41 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     metric("countersign_tenant_transactions_total", "counter", "Tenant-scoped transactions opened.", s.tenant_tx_total);
-    metric("countersign_cross_tenant_refused_total", "counter", "Cross-tenant reads, writes and batches refused.", s.cross_tenant_refused_total);
-    metric("countersign_bypass_transactions_total", "counter", "Audited platform bypass transactions.", s.bypass_tx_total);
-    metric("countersign_global_transactions_total", "counter", "Identity transactions without tenant context.", s.global_tx_total);
-    metric("countersign_tenant_transactions_today", "gauge", "Tenant-scoped transactions since UTC midnight.", s.tenant_tx_today);
-    metric("countersign_cross_tenant_refused_today", "gauge", "Cross-tenant attempts refused since UTC midnight.", s.cross_tenant_refused_today);
-    metric("countersign_uptime_seconds", "gauge", "Seconds since the server started.", state.started.elapsed().as_secs());
+    metric(
+        "countersign_cross_tenant_refused_total",
+        "counter",
+        "Cross-tenant reads, writes and batches refused.",
+        s.cross_tenant_refused_total,
+    );
+    metric(
+        "countersign_bypass_transactions_total",
+        "counter",
+        "Audited platform bypass transactions.",
+        s.bypass_tx_total,
+    );
+    metric(
+        "countersign_global_transactions_total",
+        "counter",
+        "Identity transactions without tenant context.",
+        s.global_tx_total,
+    );
+    metric(
+        "countersign_tenant_transactions_today",
+        "gauge",
+        "Tenant-scoped transactions since UTC midnight.",
+        s.tenant_tx_today,
+    );
+    metric(
+        "countersign_cross_tenant_refused_today",
+        "gauge",
+        "Cross-tenant attempts refused since UTC midnight.",
+        s.cross_tenant_refused_today,
+    );
+    metric(
+        "countersign_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        state.started.elapsed().as_secs(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
