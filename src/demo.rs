@@ -65,21 +65,19 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
         let existing = g.resolve_tenant(org.slug).await?;
         g.commit().await?;
         if existing.is_none() {
-            {
-                let mut b = store.bypass("countersign demo", "seed demonstration organisations").await?;
-                let t = tenants::create(
-                    &mut b,
-                    &tenants::NewTenant {
-                        slug: Slug::parse(org.slug)?,
-                        name: org.name.into(),
-                        allowed_email_domains: vec![org.domain.into()],
-                        join_policy: JoinPolicy::AdminApproval,
-                    },
-                )
-                .await?;
-                b.commit().await?;
-                seed_org(store, t.id, org).await?;
-            }
+            let mut b = store.bypass("countersign demo", "seed demonstration organisations").await?;
+            let t = tenants::create(
+                &mut b,
+                &tenants::NewTenant {
+                    slug: Slug::parse(org.slug)?,
+                    name: org.name.into(),
+                    allowed_email_domains: vec![org.domain.into()],
+                    join_policy: JoinPolicy::AdminApproval,
+                },
+            )
+            .await?;
+            b.commit().await?;
+            seed_org(store, t.id, org).await?;
         }
         let people = org.people.iter().map(|(local, _, role, _)| (format!("{local}@{}", org.domain), *role)).collect();
         out.push(SeededOrg { slug: org.slug, name: org.name, people });

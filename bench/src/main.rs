@@ -1,1 +1,28 @@
-fn main() {}
+//! `countersign-bench`: throughput of Countersign's data paths against raw `pgbench` running the
+//! same SQL on the same database in the same run. Prints ratios; targets are checked here, never
+//! in unit tests (shared machines are noisy).
+
+mod pgbench;
+mod tenant_read;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "countersign-bench")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Tenant-scoped page read through TenantTx vs pgbench (target: >= 60% at 8 clients).
+    TenantRead(tenant_read::Args),
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::TenantRead(args) => tenant_read::run(args).await,
+    }
+}

@@ -42,7 +42,16 @@ impl TestDb {
         }
     }
 
+    /// A test database whose app pool holds at most `max_connections`.
+    pub async fn try_with_pool(max_connections: u32) -> Result<Self, StoreError> {
+        Self::create(max_connections).await
+    }
+
     async fn try_new() -> Result<Self, StoreError> {
+        Self::create(8).await
+    }
+
+    async fn create(max_connections: u32) -> Result<Self, StoreError> {
         let server = server_options().await?;
         let template = format!("countersign_tmpl_{}", migrate::fingerprint());
         let mut conn = server.clone().database("postgres").connect().await?;
@@ -68,7 +77,7 @@ impl TestDb {
 
         let admin = server.clone().database(&name);
         let app = admin.clone().username(migrate::APP_ROLE).password("");
-        let store = Store::open_with(admin, app, None, 8).await?;
+        let store = Store::open_with(admin, app, None, max_connections).await?;
         Ok(Self { store, name, server })
     }
 
