@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use secrecy::SecretString;
@@ -41,6 +42,10 @@ pub struct DbArgs {
     /// Where the embedded cluster and local state live.
     #[arg(long, env = "COUNTERSIGN_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
+    /// Ed25519 key that signs audit checkpoints (generated on first start; default
+    /// <data-dir>/keys/audit-ed25519.key).
+    #[arg(long, env = "COUNTERSIGN_AUDIT_KEY_FILE", global = true)]
+    pub audit_key_file: Option<PathBuf>,
     /// Size of the application connection pool (1-1000).
     #[arg(long, env = "COUNTERSIGN_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
@@ -54,6 +59,9 @@ pub struct ServeArgs {
     /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
     #[arg(long, env = "COUNTERSIGN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
     pub trusted_proxies: Vec<IpNet>,
+    /// Seconds between audit checkpoint passes while events arrive (1-86400).
+    #[arg(long, env = "COUNTERSIGN_CHECKPOINT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub checkpoint_interval: u64,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +72,85 @@ pub enum Command {
     Demo(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
+    /// Verify, export and checkpoint the audit ledger.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Operator tasks.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every chain (or one tenant's) and check signed checkpoints. Exit status 3 and
+    /// the tenant and first bad sequence number when anything was tampered with.
+    Verify {
+        /// Organisation slug or id (default: every organisation and the platform chain).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Trusted public key file(s) (hex or PEM); default: this server's key.
+        #[arg(long = "public-key")]
+        public_keys: Vec<PathBuf>,
+    },
+    /// Export one organisation's events as CSV or NDJSON, or a regulator bundle.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        /// csv or ndjson.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Start of range, inclusive (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = instant)]
+        from: Option<DateTime<Utc>>,
+        /// End of range, exclusive (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = instant)]
+        to: Option<DateTime<Utc>>,
+        #[arg(long)]
+        entity_type: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(long, conflicts_with = "bundle")]
+        out: Option<PathBuf>,
+        /// Write a regulator bundle (events, checkpoints, public key, README, verifier) here.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Verify a regulator bundle offline (no database needed).
+    VerifyBundle {
+        dir: PathBuf,
+        /// Trusted public key file (hex or PEM); default: the bundle's own public-key.pem.
+        #[arg(long = "public-key")]
+        public_key: Option<PathBuf>,
+    },
+    /// Sign a checkpoint for every chain whose head moved, now.
+    Checkpoint,
+    /// Print the checkpoint public key (PEM) and its key id.
+    PublicKey,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Permanently remove soft-deleted records older than the retention period. The audit
+    /// ledger is never touched.
+    Retention {
+        /// Days a soft-deleted record is kept before it is purged (1-36500).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        older_than_days: u32,
+    },
+}
+
+/// RFC 3339, or a bare date meaning midnight UTC.
+fn instant(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("'{s}' is not a date (YYYY-MM-DD) or RFC 3339 time"))
 }
 
 fn secret(s: &str) -> Result<SecretString, String> {
@@ -78,6 +165,10 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 }
 
 impl DbArgs {
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("audit-ed25519.key"))
+    }
+
     pub fn settings(&self) -> store::DbSettings {
         store::DbSettings {
             database_url: self.database_url.clone(),

@@ -58,6 +58,10 @@ const ORGS: &[Org] = &[
     },
 ];
 
+fn who() -> audit::Who {
+    audit::Who::system("cli:demo")
+}
+
 pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
     let mut out = Vec::new();
     for org in ORGS {
@@ -68,6 +72,7 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
             let mut b = store.bypass("countersign demo", "seed demonstration organisations").await?;
             let t = tenants::create(
                 &mut b,
+                &who(),
                 &tenants::NewTenant {
                     slug: Slug::parse(org.slug)?,
                     name: org.name.into(),
@@ -89,7 +94,7 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
     let mut tx = store.tenant_tx(tenant).await?;
     let mut depts = Vec::new();
     for (code, name) in org.departments {
-        depts.push(departments::create(&mut tx, &DepartmentCode::parse(code)?, name).await?);
+        depts.push(departments::create(&mut tx, &who(), &DepartmentCode::parse(code)?, name).await?);
     }
     tx.commit().await?;
     for (local, name, role, dept) in org.people {
@@ -97,13 +102,14 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
         let mut g = store.global_tx().await?;
         let user = match users::find_by_email(&mut g, &email).await? {
             Some(u) => u,
-            None => users::create(&mut g, &email, name).await?,
+            None => users::create(&mut g, &who(), &email, name).await?,
         };
         g.commit().await?;
         let department_id = dept.and_then(|c| depts.iter().find(|d| d.code == c).map(|d| d.id));
         let mut tx = store.tenant_tx(tenant).await?;
         memberships::add(
             &mut tx,
+            &who(),
             &memberships::NewMembership { user_id: user.id, role: *role, department_id, valid_until: None },
         )
         .await?;

@@ -1,5 +1,6 @@
-//! `countersign`: serve, demo, migrate.
+//! `countersign`: serve, demo, migrate, audit, admin.
 
+mod audit_cmd;
 mod config;
 mod demo;
 
@@ -24,7 +25,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "countersign stopped with an error");
             eprintln!("error: {e:#}");
@@ -33,19 +34,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.db.settings();
+    let key_path = cli.db.audit_key_path();
     match cli.command {
         Command::Migrate => {
             let store = store::Store::open(&settings).await?;
             let r = store.readiness().await;
             println!("migrations current: schema version {:?}", r.schema_version);
             store.shutdown().await;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
+        Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::Serve(args) => {
             let store = store::Store::open(&settings).await?;
-            serve(store, args, None).await
+            serve(store, args, &key_path, None).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             let store = store::Store::open(&settings).await?;
@@ -56,12 +60,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return Err(e);
                 }
             };
-            serve(store, args, Some(seeded)).await
+            serve(store, args, &key_path, Some(seeded)).await.map(|()| ExitCode::SUCCESS)
         }
     }
 }
 
-async fn serve(store: store::Store, args: ServeArgs, demo: Option<demo::Seeded>) -> anyhow::Result<()> {
+async fn serve(
+    store: store::Store,
+    args: ServeArgs,
+    key_path: &std::path::Path,
+    demo: Option<demo::Seeded>,
+) -> anyhow::Result<()> {
+    let key = match audit::CheckpointKey::load_or_create(key_path) {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => {
+            store.shutdown().await;
+            anyhow::bail!("audit checkpoint key (COUNTERSIGN_AUDIT_KEY_FILE / --audit-key-file): {e}");
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -80,8 +96,18 @@ async fn serve(store: store::Store, args: ServeArgs, demo: Option<demo::Seeded>)
         seeded.print(addr);
     }
     let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let checkpointer = audit::checkpoint::spawn_checkpointer(
+        store.clone(),
+        key.clone(),
+        std::time::Duration::from_secs(args.checkpoint_interval),
+    );
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");
+    checkpointer.abort();
+    // Sign what this process wrote since the last pass, so no event leaves unanchored.
+    if let Err(e) = audit::checkpoint::checkpoint_dirty(&store, &key).await {
+        tracing::warn!(error = %e, "final audit checkpoint failed");
+    }
     store.shutdown().await;
     served.map_err(Into::into)
 }

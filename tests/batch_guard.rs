@@ -16,7 +16,9 @@ async fn bulk_update_with_another_tenants_id_is_refused_whole() {
     let mut ids = a.memberships.clone();
     ids.push(b.memberships[0]);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let e = memberships::bulk_set_status(&mut tx, &ids, MembershipStatus::Suspended).await.expect_err("refused");
+    let e = memberships::bulk_set_status(&mut tx, &common::who(), &ids, MembershipStatus::Suspended)
+        .await
+        .expect_err("refused");
     assert!(
         matches!(e, identity::IdentityError::Store(store::StoreError::CrossTenantBatch { requested: 4, matched: 3 })),
         "{e:?}"
@@ -29,8 +31,9 @@ async fn bulk_update_with_another_tenants_id_is_refused_whole() {
     assert!(store::metrics::global().snapshot().cross_tenant_refused_total > before);
 
     // Within one tenant the same call succeeds.
-    let n =
-        memberships::bulk_set_status(&mut tx, &a.memberships, MembershipStatus::Suspended).await.expect("same tenant");
+    let n = memberships::bulk_set_status(&mut tx, &common::who(), &a.memberships, MembershipStatus::Suspended)
+        .await
+        .expect("same tenant");
     assert_eq!(n, 3);
 }
 

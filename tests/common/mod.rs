@@ -14,10 +14,20 @@ pub struct Org {
     pub users: Vec<Uuid>,
 }
 
+/// A fixed checkpoint key for tests (never used outside them).
+pub fn test_key() -> audit::CheckpointKey {
+    audit::CheckpointKey::from_seed([42; 32])
+}
+
+pub fn who() -> audit::Who {
+    audit::Who::system("test:fixture")
+}
+
 pub async fn org(db: &TestDb, slug: &str) -> Org {
     let mut b = db.store.bypass("test fixture", "seed two organisations").await.expect("bypass");
     let t = tenants::create(
         &mut b,
+        &who(),
         &tenants::NewTenant {
             slug: Slug::parse(slug).expect("slug"),
             name: format!("Org {slug}"),
@@ -30,8 +40,9 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     b.commit().await.expect("commit");
 
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
-    let dept =
-        departments::create(&mut tx, &DepartmentCode::parse("OPS").expect("code"), "Operations").await.expect("dept");
+    let dept = departments::create(&mut tx, &who(), &DepartmentCode::parse("OPS").expect("code"), "Operations")
+        .await
+        .expect("dept");
     tx.commit().await.expect("commit");
 
     let mut ms = Vec::new();
@@ -39,11 +50,12 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     for (i, role) in [Role::Admin, Role::Staff, Role::Hod].into_iter().enumerate() {
         let mut g = db.store.global_tx().await.expect("global tx");
         let email = EmailAddress::parse(&format!("user{i}@{slug}.example")).expect("email");
-        let u = users::create(&mut g, &email, &format!("User {i}")).await.expect("user");
+        let u = users::create(&mut g, &who(), &email, &format!("User {i}")).await.expect("user");
         g.commit().await.expect("commit");
         let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
         let m = memberships::add(
             &mut tx,
+            &who(),
             &memberships::NewMembership { user_id: u.id, role, department_id: Some(dept.id), valid_until: None },
         )
         .await
@@ -52,6 +64,10 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         ms.push(m);
         us.push(u.id);
     }
+    // A signed checkpoint, so the checkpoint table has rows of both tenants too.
+    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
+    tx.commit().await.expect("commit");
     Org { id: t.id, department: dept.id, memberships: ms, users: us }
 }
 

@@ -1,5 +1,6 @@
 //! Departments of one organisation.
 
+use audit::{Changes, Entity, Event, Who};
 use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
@@ -13,7 +14,12 @@ pub struct Department {
     pub name: String,
 }
 
-pub async fn create(tx: &mut TenantTx, code: &DepartmentCode, name: &str) -> Result<Department, IdentityError> {
+pub async fn create(
+    tx: &mut TenantTx,
+    who: &Who,
+    code: &DepartmentCode,
+    name: &str,
+) -> Result<Department, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::invalid("name", "must be 1-200 characters"));
@@ -29,7 +35,10 @@ pub async fn create(tx: &mut TenantTx, code: &DepartmentCode, name: &str) -> Res
     .execute(tx.conn())
     .await
     .map_err(IdentityError::from_store("department code"))?;
-    Ok(Department { id, code: code.as_str().to_owned(), name: name.to_owned() })
+    let dept = Department { id, code: code.as_str().to_owned(), name: name.to_owned() };
+    let event = Event::new("department.created", Entity::of("department", id)?, Changes::diff(None, Some(&dept))?)?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(dept)
 }
 
 /// One page of departments, ordered by code, after `after` (keyset pagination).

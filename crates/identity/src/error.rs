@@ -12,6 +12,8 @@ pub enum IdentityError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 impl IdentityError {

@@ -7,6 +7,7 @@ pub mod departments;
 mod error;
 pub mod memberships;
 pub mod model;
+pub mod retention;
 pub mod tenants;
 pub mod users;
 

@@ -1,5 +1,6 @@
 //! Memberships: a user's role, department and validity window in one organisation.
 
+use audit::{Changes, Entity, Event, Who};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::TenantTx;
@@ -27,7 +28,7 @@ pub struct NewMembership {
     pub valid_until: Option<DateTime<Utc>>,
 }
 
-pub async fn add(tx: &mut TenantTx, new: &NewMembership) -> Result<Uuid, IdentityError> {
+pub async fn add(tx: &mut TenantTx, who: &Who, new: &NewMembership) -> Result<Uuid, IdentityError> {
     if new.valid_until.is_some_and(|u| u <= Utc::now()) {
         return Err(IdentityError::invalid("valid_until", "must be in the future"));
     }
@@ -45,7 +46,46 @@ pub async fn add(tx: &mut TenantTx, new: &NewMembership) -> Result<Uuid, Identit
     .execute(tx.conn())
     .await
     .map_err(IdentityError::from_store("membership for this user"))?;
+    let changes = Changes::none()
+        .field("user_id", None::<Uuid>, new.user_id)
+        .field("role", None::<&str>, new.role.as_str())
+        .field("department_id", None::<Uuid>, new.department_id)
+        .field("valid_until", None::<DateTime<Utc>>, new.valid_until)
+        .field("status", None::<&str>, "active");
+    let event = Event::new("membership.created", Entity::of("membership", id)?, changes)?;
+    audit::record_by(tx, who, &event).await?;
     Ok(id)
+}
+
+/// Changes a member's role. A reason is required and recorded; the change and its audit event
+/// commit together or not at all.
+pub async fn change_role(
+    tx: &mut TenantTx,
+    who: &Who,
+    id: Uuid,
+    role: Role,
+    reason: &str,
+) -> Result<Role, IdentityError> {
+    let event = Event::new("membership.role_changed", Entity::of("membership", id)?, Changes::none())?
+        .with_reason(reason)
+        .map_err(|_| IdentityError::invalid("reason", "a reason of 3-2000 characters is required"))?;
+    let old = sqlx::query_scalar!(
+        r#"with old as (select id, role from memberships
+                         where tenant_id = $1 and id = $2 and deleted_at is null for update)
+           update memberships m set role = $3, updated_at = now()
+             from old where m.tenant_id = $1 and m.id = old.id
+           returning old.role as "old_role!""#,
+        tx.tenant().as_uuid(),
+        id,
+        role.as_str()
+    )
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("membership"))?
+    .ok_or(IdentityError::NotFound)?;
+    let event = Event { changes: Changes::none().field("role", &old, role.as_str()), ..event };
+    audit::record_by(tx, who, &event).await?;
+    old.parse().map_err(|_| IdentityError::invalid("role", "stored role is unknown"))
 }
 
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<Membership>, IdentityError> {
@@ -67,16 +107,19 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Membership>, IdentityError> {
 /// membership) make the whole batch fail and nothing is applied.
 pub async fn bulk_set_status(
     tx: &mut TenantTx,
+    who: &Who,
     ids: &[Uuid],
     status: MembershipStatus,
 ) -> Result<usize, IdentityError> {
     let mut unique = ids.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    let updated = sqlx::query_scalar!(
-        "update memberships set status = $3, updated_at = now()
-          where tenant_id = $1 and id = any($2) and deleted_at is null
-          returning id",
+    let updated = sqlx::query!(
+        r#"with old as (select id, status from memberships
+                         where tenant_id = $1 and id = any($2) and deleted_at is null for update)
+           update memberships m set status = $3, updated_at = now()
+             from old where m.tenant_id = $1 and m.id = old.id
+           returning m.id, old.status as "old_status!""#,
         tx.tenant().as_uuid(),
         &unique,
         status.as_str()
@@ -85,5 +128,13 @@ pub async fn bulk_set_status(
     .await
     .map_err(IdentityError::from_store("membership"))?;
     tx.ensure_batch_complete(unique.len(), updated.len())?;
+    for row in &updated {
+        let changes = Changes::none().field("status", &row.old_status, status.as_str());
+        if changes.is_empty() {
+            continue;
+        }
+        let event = Event::new("membership.status_changed", Entity::of("membership", row.id)?, changes)?;
+        audit::record_by(tx, who, &event).await?;
+    }
     Ok(updated.len())
 }

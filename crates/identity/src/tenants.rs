@@ -1,6 +1,7 @@
 //! Organisations. Creating one is a platform act (needs a logged bypass); a tenant transaction
 //! can read and configure only its own organisation.
 
+use audit::{Changes, Entity, Event, Who};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::{BypassTx, TenantId, TenantTx};
@@ -36,7 +37,9 @@ fn check_name(name: &str) -> Result<&str, IdentityError> {
     Ok(name)
 }
 
-pub async fn create(tx: &mut BypassTx, new: &NewTenant) -> Result<Tenant, IdentityError> {
+/// Creates an organisation. Audited twice: on the new tenant's own chain (its history starts
+/// with its creation) and on the platform chain (a platform act).
+pub async fn create(tx: &mut BypassTx, who: &Who, new: &NewTenant) -> Result<Tenant, IdentityError> {
     let name = check_name(&new.name)?;
     let domains: Vec<String> = new.allowed_email_domains.iter().map(|d| d.trim().to_lowercase()).collect();
     if domains.iter().any(|d| d.is_empty() || !d.contains('.') || d.contains('@')) {
@@ -56,7 +59,7 @@ pub async fn create(tx: &mut BypassTx, new: &NewTenant) -> Result<Tenant, Identi
     .fetch_one(tx.conn())
     .await
     .map_err(IdentityError::from_store("organisation slug"))?;
-    Ok(Tenant {
+    let tenant = Tenant {
         id,
         slug: new.slug.as_str().to_owned(),
         name: name.to_owned(),
@@ -65,7 +68,11 @@ pub async fn create(tx: &mut BypassTx, new: &NewTenant) -> Result<Tenant, Identi
         allowed_email_domains: domains,
         join_policy: new.join_policy.as_str().into(),
         created_at: row.created_at,
-    })
+    };
+    let event = Event::new("tenant.created", Entity::of("tenant", id)?, Changes::diff(None, Some(&tenant))?)?;
+    audit::record_for(tx, id, &who.actor, &who.origin, &event).await?;
+    audit::record_platform(tx.conn(), &who.actor, &who.origin, &event).await?;
+    Ok(tenant)
 }
 
 /// The organisation of this transaction.

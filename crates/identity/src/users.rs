@@ -1,6 +1,7 @@
 //! Global user identities. Created and looked up by email only in a `GlobalTx`; tenant
 //! transactions see a user only through a membership of their tenant.
 
+use audit::{Changes, Entity, Event, Who};
 use serde::Serialize;
 use store::{GlobalTx, TenantTx};
 use uuid::Uuid;
@@ -15,7 +16,13 @@ pub struct User {
     pub status: String,
 }
 
-pub async fn create(tx: &mut GlobalTx, email: &EmailAddress, display_name: &str) -> Result<User, IdentityError> {
+/// Creates a global identity; audited on the platform chain (users belong to no one tenant).
+pub async fn create(
+    tx: &mut GlobalTx,
+    who: &Who,
+    email: &EmailAddress,
+    display_name: &str,
+) -> Result<User, IdentityError> {
     let name = display_name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::invalid("display_name", "must be 1-200 characters"));
@@ -30,7 +37,10 @@ pub async fn create(tx: &mut GlobalTx, email: &EmailAddress, display_name: &str)
     .execute(tx.conn())
     .await
     .map_err(IdentityError::from_store("user with this email"))?;
-    Ok(User { id, email: email.as_str().to_owned(), display_name: name.to_owned(), status: "active".into() })
+    let user = User { id, email: email.as_str().to_owned(), display_name: name.to_owned(), status: "active".into() };
+    let event = Event::new("user.created", Entity::of("user", id)?, Changes::diff(None, Some(&user))?)?;
+    audit::record_platform(tx.conn(), &who.actor, &who.origin, &event).await?;
+    Ok(user)
 }
 
 pub async fn find_by_email(tx: &mut GlobalTx, email: &EmailAddress) -> Result<Option<User>, IdentityError> {

@@ -178,7 +178,8 @@ pub struct Violation {
 
 /// Every table in `public` with a `tenant_id` column (plus `tenants` itself) must have RLS enabled
 /// and forced, the standard `tenant_isolation` and `platform_bypass` policies with their exact
-/// expressions, and no other permissive policy (which would widen access, as policies OR together).
+/// expressions, and no other permissive policy (which would widen access, as policies OR together)
+/// except the owner's read-only `owner_definer_read` on `tenants`.
 /// The app role must own nothing and must not bypass RLS.
 pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {
     Ok(sqlx::query_as::<_, Violation>(
@@ -194,7 +195,7 @@ pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, Store
                     select 1 from pg_attribute a
                      where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped))
         ), pol as (
-            select p.polrelid, p.polname::text as name, p.polpermissive,
+            select p.polrelid, p.polname::text as name, p.polpermissive, p.polcmd,
                    coalesce(pg_get_expr(p.polqual, p.polrelid), '') as qual,
                    coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') as chk
               from pg_policy p
@@ -217,6 +218,10 @@ pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, Store
            and not (pol.name = 'platform_bypass'
                     and pol.qual = '( SELECT countersign_bypass_active() AS countersign_bypass_active)'
                     and pol.chk = '( SELECT countersign_bypass_active() AS countersign_bypass_active)')
+           -- The one exception, read-only and on tenants only: SECURITY DEFINER functions (run
+           -- as the owner) resolve a slug before any tenant context exists.
+           and not (t.tbl = 'tenants' and pol.name = 'owner_definer_read' and pol.polcmd = 'r'
+                    and pol.qual = '(CURRENT_USER = ''countersign_owner''::name)' and pol.chk = '')
         union all
         select tbl, 'owned by the application role' from tenant_tables where owner = 'countersign_app'
         union all

@@ -102,6 +102,19 @@ impl TestDb {
         }
     }
 
+    /// A libpq-style URL for this test's database as the admin user (for running the binary).
+    /// Test servers use trust authentication, so the URL carries no password.
+    #[must_use]
+    pub fn url(&self) -> String {
+        let o = self.admin_options();
+        let host = o.get_host().to_owned();
+        if host.starts_with('/') {
+            format!("postgres:///{}?host={host}&port={}&user={}", self.name, o.get_port(), o.get_username())
+        } else {
+            format!("postgres://{}@{host}:{}/{}", o.get_username(), o.get_port(), self.name)
+        }
+    }
+
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name

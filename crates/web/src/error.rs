@@ -81,6 +81,28 @@ impl From<identity::IdentityError> for ApiError {
             I::Duplicate(what) => Self::new(StatusCode::CONFLICT, "duplicate", format!("{what} already exists")),
             I::NotFound => Self::not_found(),
             I::Store(s) => s.into(),
+            I::Audit(a) => a.into(),
+        }
+    }
+}
+
+impl From<audit::AuditError> for ApiError {
+    fn from(e: audit::AuditError) -> Self {
+        use audit::AuditError as A;
+        match e {
+            A::Invalid { field, reason } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {reason}"))
+            }
+            A::NotFound => Self::not_found(),
+            A::Store(s) => s.into(),
+            other => {
+                tracing::error!(error = %other, "audit error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot complete this request now",
+                )
+            }
         }
     }
 }
