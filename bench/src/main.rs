@@ -2,6 +2,7 @@
 //! same SQL on the same database in the same run. Prints ratios; targets are checked here, never
 //! in unit tests (shared machines are noisy).
 
+mod audit_ledger;
 mod pgbench;
 mod tenant_read;
 
@@ -18,11 +19,14 @@ struct Cli {
 enum Bench {
     /// Tenant-scoped page read through TenantTx vs pgbench (target: >= 60% at 8 clients).
     TenantRead(tenant_read::Args),
+    /// Audit appends, verification (target >= 1M events/s) and export (target >= 500k rows/s).
+    AuditLedger(audit_ledger::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::TenantRead(args) => tenant_read::run(args).await,
+        Bench::AuditLedger(args) => audit_ledger::run(args).await,
     }
 }

@@ -3,8 +3,8 @@
 -- Appends go through countersign_audit_append() / countersign_platform_audit_append(), which run
 -- as the owner (SECURITY DEFINER) and are the only writers: the app role has SELECT on the
 -- ledger, never INSERT/UPDATE/DELETE, so it cannot write a row whose hash it computed itself.
--- The head row advanced with INSERT .. ON CONFLICT DO UPDATE is locked until commit, which makes
--- sequence numbers gap-free under concurrency and hands each append its predecessor's hash.
+-- The head row is locked (SELECT .. FOR UPDATE) and advanced in the same transaction, so sequence
+-- numbers are gap-free under concurrency and each append gets its predecessor's hash.
 --
 -- Canonical encoding (version 1), re-implementable by a third party (docs/AUDIT.md):
 --   bytes  = "CSAUDIT1" || field(chain) || field(seq) || field(occurred_at_us) || field(actor_kind)
@@ -66,7 +66,7 @@ $$;
 
 create table audit_heads (
     tenant_id  uuid primary key references tenants (id),
-    seq        bigint not null check (seq > 0),
+    seq        bigint not null check (seq >= 0),
     hash       bytea not null check (octet_length(hash) = 32),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
@@ -153,7 +153,7 @@ $$;
 
 create table platform_audit_head (
     singleton  boolean primary key default true check (singleton),
-    seq        bigint not null check (seq > 0),
+    seq        bigint not null check (seq >= 0),
     hash       bytea not null check (octet_length(hash) = 32),
     updated_at timestamptz not null default now()
 );
@@ -230,10 +230,15 @@ begin
         raise exception 'audit: tenant % is not this transaction''s tenant', p_tenant using errcode = '42501';
     end if;
     perform p_changes::jsonb; -- must be JSON; raises 22P02 otherwise
-    insert into audit_heads as h (tenant_id, seq, hash)
-    values (p_tenant, 1, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-    on conflict (tenant_id) do update set seq = h.seq + 1, updated_at = now()
-    returning h.seq, h.hash into v_seq, v_prev;
+    -- Lock the head (creating it at seq 0 for a new chain); one new head version per append.
+    select h.seq, h.hash into v_seq, v_prev from audit_heads h where h.tenant_id = p_tenant for update;
+    if not found then
+        insert into audit_heads (tenant_id, seq, hash)
+        values (p_tenant, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        on conflict (tenant_id) do nothing;
+        select h.seq, h.hash into v_seq, v_prev from audit_heads h where h.tenant_id = p_tenant for update;
+    end if;
+    v_seq := v_seq + 1;
     -- Taken after the head lock, so time never runs backwards along a chain.
     v_at := date_trunc('microseconds', clock_timestamp());
     v_hash := sha256(v_prev || countersign_audit_encode(p_tenant::text, v_seq, v_at, p_actor_kind, p_actor_id,
@@ -243,7 +248,7 @@ begin
         entity_id, changes, reason, request_id, ip, user_agent, prev_hash, hash)
     values (p_tenant, v_seq, v_at, p_actor_kind, p_actor_id, p_actor_role, p_action, p_entity_type,
         p_entity_id, p_changes, p_reason, p_request_id, p_ip, p_user_agent, v_prev, v_hash);
-    update audit_heads set hash = v_hash where tenant_id = p_tenant;
+    update audit_heads set seq = v_seq, hash = v_hash, updated_at = now() where tenant_id = p_tenant;
     return query select v_seq, v_hash;
 end
 $$;
@@ -262,10 +267,14 @@ declare
     v_hash bytea;
 begin
     perform p_changes::jsonb;
-    insert into platform_audit_head as h (singleton, seq, hash)
-    values (true, 1, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-    on conflict (singleton) do update set seq = h.seq + 1, updated_at = now()
-    returning h.seq, h.hash into v_seq, v_prev;
+    select h.seq, h.hash into v_seq, v_prev from platform_audit_head h where h.singleton for update;
+    if not found then
+        insert into platform_audit_head (singleton, seq, hash)
+        values (true, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        on conflict (singleton) do nothing;
+        select h.seq, h.hash into v_seq, v_prev from platform_audit_head h where h.singleton for update;
+    end if;
+    v_seq := v_seq + 1;
     v_at := date_trunc('microseconds', clock_timestamp());
     v_hash := sha256(v_prev || countersign_audit_encode('platform', v_seq, v_at, p_actor_kind, p_actor_id,
         p_actor_role, p_action, p_entity_type, p_entity_id, p_changes, p_reason, p_request_id, host(p_ip),
@@ -274,7 +283,7 @@ begin
         entity_id, changes, reason, request_id, ip, user_agent, prev_hash, hash)
     values (v_seq, v_at, p_actor_kind, p_actor_id, p_actor_role, p_action, p_entity_type,
         p_entity_id, p_changes, p_reason, p_request_id, p_ip, p_user_agent, v_prev, v_hash);
-    update platform_audit_head set hash = v_hash where singleton;
+    update platform_audit_head set seq = v_seq, hash = v_hash, updated_at = now() where singleton;
     return query select v_seq, v_hash;
 end
 $$;
