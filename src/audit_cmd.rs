@@ -11,7 +11,7 @@ use audit::export::{ExportFilter, Format};
 use audit::{CheckpointKey, TrustedKeys, verify};
 use store::{Store, TenantId};
 
-use crate::config::{AdminCommand, AuditCommand, DbArgs};
+use crate::config::{AdminCommand, ApiKeyCommand, AuditCommand, DbArgs};
 
 /// Exit status when the ledger (or a bundle) fails verification.
 pub const TAMPERED: u8 = 3;
@@ -79,16 +79,24 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
                     let mut f = std::io::BufWriter::new(
                         std::fs::File::create(&path).with_context(|| format!("--out {}", path.display()))?,
                     );
-                    let n =
-                        audit::export::export_tenant(&mut tx, &filter, format, &mut |b: &[u8]| f.write_all(b)).await?;
+                    let n = audit::export::export_tenant(
+                        &mut tx,
+                        &filter,
+                        format,
+                        &mut audit::export::FnSink(|b: &[u8]| f.write_all(b)),
+                    )
+                    .await?;
                     f.flush()?;
                     n
                 }
                 None => {
                     // Chunks are ~64 KiB, so locking stdout per chunk costs nothing.
-                    audit::export::export_tenant(&mut tx, &filter, format, &mut |b: &[u8]| {
-                        std::io::stdout().write_all(b)
-                    })
+                    audit::export::export_tenant(
+                        &mut tx,
+                        &filter,
+                        format,
+                        &mut audit::export::FnSink(|b: &[u8]| std::io::stdout().write_all(b)),
+                    )
                     .await?
                 }
             };
@@ -134,6 +142,7 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
+            AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
         }
     }
     .await;
@@ -206,4 +215,43 @@ fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCo
     let report = audit::bundle::verify_bundle(dir, &TrustedKeys::of([key]))
         .with_context(|| format!("bundle {}", dir.display()))?;
     Ok(print_report(&report))
+}
+
+async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    use identity::api_keys;
+    let who = audit::Who::system("cli:api-key");
+    match cmd {
+        ApiKeyCommand::Create { tenant, name, role, scopes, expires_days } => {
+            let id = resolve(store, &tenant).await?;
+            let role: identity::Role = role.parse().context("--role")?;
+            let expires_at = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
+            let mut tx = store.tenant_tx(id).await?;
+            let issued = api_keys::create(&mut tx, &who, &api_keys::NewApiKey { name, role, scopes, expires_at })
+                .await
+                .context("api key")?;
+            tx.commit().await?;
+            use secrecy::ExposeSecret;
+            eprintln!(
+                "api key {} created (role {}, scopes {:?}); it is shown once:",
+                issued.key.id, issued.key.role, issued.key.scopes
+            );
+            println!("{}", issued.secret.expose_secret());
+        }
+        ApiKeyCommand::List { tenant } => {
+            let id = resolve(store, &tenant).await?;
+            let mut tx = store.tenant_tx(id).await?;
+            for k in api_keys::list(&mut tx).await? {
+                println!("{}", serde_json::to_string(&k)?);
+            }
+            tx.commit().await?;
+        }
+        ApiKeyCommand::Revoke { tenant, id: key } => {
+            let id = resolve(store, &tenant).await?;
+            let mut tx = store.tenant_tx(id).await?;
+            api_keys::revoke(&mut tx, &who, key).await.context("--id: no such api key in this organisation")?;
+            tx.commit().await?;
+            println!("api key {key} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

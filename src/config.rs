@@ -138,6 +138,39 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
     },
+    /// Create, list and revoke an organisation's API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and never stored in readable form.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// The role the key acts with (e.g. auditor, admin).
+        #[arg(long)]
+        role: String,
+        /// Permission such as audit:read (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Days until the key expires (1-3650); default: no expiry.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_days: Option<u32>,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
 }
 
 /// RFC 3339, or a bare date meaning midnight UTC.

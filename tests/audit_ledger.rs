@@ -76,7 +76,7 @@ async fn untouched_ledger_verifies_and_rust_matches_the_sql_encoding() {
     let platform = r.chains.iter().find(|c| c.chain == "platform").expect("platform chain verified");
     assert!(platform.events >= 4, "bypass grants and user creations are on the platform chain");
     let alpha = r.chains.iter().find(|c| c.label == "alpha").expect("alpha");
-    assert_eq!(alpha.events, 6);
+    assert_eq!(alpha.events, 7);
     assert_eq!(alpha.checkpoints, 1);
 }
 
@@ -109,7 +109,7 @@ async fn deleted_event_is_detected_as_a_gap() {
 #[tokio::test]
 async fn rewritten_history_with_recomputed_hashes_is_caught_by_the_signed_checkpoint() {
     let db = TestDb::new().await;
-    let a = org(&db, "alpha").await; // 5 events, checkpoint signed at seq 5
+    let a = org(&db, "alpha").await; // 6 events, checkpoint signed at seq 6
     let mut admin = db.admin_conn().await;
     let t = a.id;
     tamper(
@@ -141,7 +141,7 @@ async fn rewritten_history_with_recomputed_hashes_is_caught_by_the_signed_checkp
     assert!(unsigned.ok(), "a consistent rewrite is invisible without checkpoints: {unsigned:?}");
     // ...and the signed checkpoint names the rewrite.
     let (seq, problem) = first_break(&verify_tenant(&db, t).await);
-    assert_eq!(seq, 5);
+    assert_eq!(seq, 6);
     assert!(problem.contains("checkpoint"), "{problem}");
 }
 
@@ -175,7 +175,7 @@ async fn forged_checkpoint_signature_is_reported() {
     audit::checkpoint::checkpoint_tenant(&mut tx, &forger).await.expect("sign").expect("new head");
     tx.commit().await.expect("commit");
     let (seq, problem) = first_break(&verify_tenant(&db, a.id).await);
-    assert_eq!(seq, 6);
+    assert_eq!(seq, 7);
     assert!(problem.contains("unknown key"), "{problem}");
 }
 
@@ -345,7 +345,7 @@ async fn concurrent_appends_are_gap_free_and_verify() {
         .fetch_one(&mut admin)
         .await
         .expect("count");
-    assert_eq!((n, max), (205, 205), "sequence has gaps or duplicates");
+    assert_eq!((n, max), (206, 206), "sequence has gaps or duplicates");
     let r = verify_tenant(&db, a.id).await;
     assert!(r.ok(), "{r:?}");
 }
@@ -361,7 +361,7 @@ async fn query_filters_paginates_newest_first_and_never_crosses_tenants() {
     }
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let all = audit::query::query(&mut tx, &Filter::default(), None, 500).await.expect("all");
-    assert_eq!(all.events.len(), 8);
+    assert_eq!(all.events.len(), 9);
     assert!(all.events.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
 
     let filter = Filter { action: Some("voucher.approved".into()), ..Filter::default() }.validated().expect("filter");
@@ -375,7 +375,7 @@ async fn query_filters_paginates_newest_first_and_never_crosses_tenants() {
             None => break,
         }
     }
-    assert_eq!(seen, vec![8, 7, 6]);
+    assert_eq!(seen, vec![9, 8, 7]);
 
     let by_entity = Filter { entity_type: Some("membership".into()), ..Filter::default() };
     let page = audit::query::query(&mut tx, &by_entity, None, 50).await.expect("entity");
@@ -395,25 +395,35 @@ async fn export_streams_csv_and_ndjson_with_filters() {
     record(&db, a.id, "voucher.approved", "voucher").await;
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let mut out = Vec::new();
-    let n = audit::export::export_tenant(&mut tx, &ExportFilter::default(), Format::Ndjson, &mut |b: &[u8]| {
-        out.extend_from_slice(b);
-        Ok(())
-    })
+    let n = audit::export::export_tenant(
+        &mut tx,
+        &ExportFilter::default(),
+        Format::Ndjson,
+        &mut audit::export::FnSink(|b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        }),
+    )
     .await
     .expect("ndjson");
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
     let lines: Vec<serde_json::Value> =
         String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7);
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["prev_hash"], "0".repeat(64));
 
     let mut csv = Vec::new();
     let filter = ExportFilter { action: Some("voucher.approved".into()), ..ExportFilter::default() };
-    let n = audit::export::export_tenant(&mut tx, &filter, Format::Csv, &mut |b: &[u8]| {
-        csv.extend_from_slice(b);
-        Ok(())
-    })
+    let n = audit::export::export_tenant(
+        &mut tx,
+        &filter,
+        Format::Csv,
+        &mut audit::export::FnSink(|b: &[u8]| {
+            csv.extend_from_slice(b);
+            Ok(())
+        }),
+    )
     .await
     .expect("csv");
     assert_eq!(n, 1);
@@ -423,10 +433,16 @@ async fn export_streams_csv_and_ndjson_with_filters() {
     assert!(text.contains("voucher.approved"));
 
     let future = ExportFilter { from: Some(chrono::Utc::now() + chrono::Duration::days(1)), ..ExportFilter::default() };
-    let n = audit::export::export_tenant(&mut tx, &future, Format::Csv, &mut |_| Ok(())).await.expect("empty");
+    let n = audit::export::export_tenant(&mut tx, &future, Format::Csv, &mut audit::export::FnSink(|_: &[u8]| Ok(())))
+        .await
+        .expect("empty");
     assert_eq!(n, 0);
     let bad = ExportFilter { action: Some("x'; drop table audit_events; --".into()), ..ExportFilter::default() };
-    assert!(audit::export::export_tenant(&mut tx, &bad, Format::Csv, &mut |_| Ok(())).await.is_err());
+    assert!(
+        audit::export::export_tenant(&mut tx, &bad, Format::Csv, &mut audit::export::FnSink(|_: &[u8]| Ok(())))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -440,7 +456,7 @@ async fn bundle_verifies_offline_and_detects_tampering_in_rust_and_python() {
     audit::checkpoint::checkpoint_tenant(&mut tx, &key).await.expect("checkpoint");
     let m = audit::export::write_bundle(&mut tx, "alpha", &ExportFilter::default(), &key, &dir).await.expect("bundle");
     tx.commit().await.expect("commit");
-    assert_eq!((m.events, m.checkpoints), (6, 2));
+    assert_eq!((m.events, m.checkpoints), (7, 2));
     for f in ["events.ndjson", "checkpoints.ndjson", "public-key.pem", "manifest.json", "README.md", "verify.py"] {
         assert!(dir.join(f).is_file(), "{f} missing from bundle");
     }

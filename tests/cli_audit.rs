@@ -87,7 +87,7 @@ async fn audit_export_and_bundle_round_trip_through_the_binary() {
     let csv = cli.dir.join("alpha.csv");
     let o = cli.run(&["audit", "export", "--tenant", "alpha", "--format", "csv", "--out", csv.to_str().expect("path")]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(&csv).expect("csv").lines().count(), 6, "header + 5 events");
+    assert_eq!(std::fs::read_to_string(&csv).expect("csv").lines().count(), 7, "header + 6 events");
 
     let o = cli.run(&["audit", "export", "--tenant", "alpha", "--action", "membership.created"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -183,10 +183,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let tenant: TenantId = format!("00000000-0000-4000-8000-{n:012x}").parse()?;
                 let mut tx = db.store.tenant_tx(tenant).await?;
                 let mut bytes = 0usize;
-                rows += audit::export::export_tenant(&mut tx, &Default::default(), format, &mut |b: &[u8]| {
-                    bytes += b.len();
-                    Ok(())
-                })
+                rows += audit::export::export_tenant(
+                    &mut tx,
+                    &Default::default(),
+                    format,
+                    &mut audit::export::FnSink(|b: &[u8]| {
+                        bytes += b.len();
+                        Ok(())
+                    }),
+                )
                 .await?;
                 tx.commit().await?;
                 anyhow::ensure!(bytes > 0, "empty export");

@@ -64,6 +64,20 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         ms.push(m);
         us.push(u.id);
     }
+    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    identity::api_keys::create(
+        &mut tx,
+        &who(),
+        &identity::api_keys::NewApiKey {
+            name: "fixture".into(),
+            role: Role::Auditor,
+            scopes: vec!["audit:read".into()],
+            expires_at: None,
+        },
+    )
+    .await
+    .expect("api key");
+    tx.commit().await.expect("commit");
     // A signed checkpoint, so the checkpoint table has rows of both tenants too.
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");

@@ -97,12 +97,26 @@ const COLUMNS: &str = "seq, occurred_at, actor_kind, actor_id, actor_role, actio
 
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Where exported bytes go, ~64 KiB at a time. Async so an HTTP response can apply backpressure.
+pub trait Sink: Send {
+    fn write(&mut self, chunk: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// A synchronous writer as a sink (files, stdout, in-memory buffers).
+pub struct FnSink<F>(pub F);
+
+impl<F: FnMut(&[u8]) -> std::io::Result<()> + Send> Sink for FnSink<F> {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        (self.0)(chunk)
+    }
+}
+
 /// Streams the tenant's events (oldest first) to `sink` in `format`. Returns the row count.
-pub async fn export_tenant(
+pub async fn export_tenant<S: Sink>(
     tx: &mut TenantTx,
     filter: &ExportFilter,
     format: Format,
-    sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    sink: &mut S,
 ) -> Result<u64, AuditError> {
     let tenant = tx.tenant().to_string();
     let sql = format!(
@@ -121,12 +135,12 @@ fn csv_writer(mut reuse: Vec<u8>) -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new().has_headers(false).from_writer(reuse)
 }
 
-async fn stream_rows(
+async fn stream_rows<S: Sink>(
     conn: &mut PgConnection,
     sql: &str,
     chain: &str,
     format: Format,
-    sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    sink: &mut S,
 ) -> Result<u64, AuditError> {
     let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT * 2);
     let mut csv_w = csv_writer(Vec::with_capacity(FLUSH_AT * 2));
@@ -252,7 +266,7 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
             }
             rows += 1;
             if out.len() >= FLUSH_AT {
-                sink(&out)?;
+                sink.write(&out).await?;
                 out.clear();
             }
         }
@@ -263,7 +277,7 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
     let inner = csv_w.into_inner().map_err(|e| AuditError::Malformed(e.to_string()))?;
     out.extend_from_slice(&inner);
     if !out.is_empty() {
-        sink(&out)?;
+        sink.write(&out).await?;
     }
     Ok(rows)
 }
@@ -306,10 +320,15 @@ pub async fn write_bundle(
     let events_path = dir.join("events.ndjson");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&events_path)?);
     let mut digest = Sha256::new();
-    let events = export_tenant(tx, filter, Format::Ndjson, &mut |b: &[u8]| {
-        digest.update(b);
-        file.write_all(b)
-    })
+    let events = export_tenant(
+        tx,
+        filter,
+        Format::Ndjson,
+        &mut FnSink(|b: &[u8]| {
+            digest.update(b);
+            file.write_all(b)
+        }),
+    )
     .await?;
     file.flush()?;
     files.insert("events.ndjson".to_owned(), hex::encode(digest.finalize()));

@@ -10,6 +10,9 @@ pub enum IdentityError {
     Duplicate(&'static str),
     #[error("not found")]
     NotFound,
+    /// Missing, malformed, unknown, wrong, revoked or expired credentials: deliberately one case.
+    #[error("authentication required")]
+    Unauthenticated,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -3,6 +3,7 @@
 //! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
 //! creating an organisation is a platform act and takes `&mut BypassTx`.
 
+pub mod api_keys;
 pub mod departments;
 mod error;
 pub mod memberships;

@@ -30,6 +30,16 @@ impl ApiError {
     }
 
     #[must_use]
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid credential is required")
+    }
+
+    #[must_use]
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "your role does not allow this")
+    }
+
+    #[must_use]
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
@@ -80,6 +90,7 @@ impl From<identity::IdentityError> for ApiError {
             }
             I::Duplicate(what) => Self::new(StatusCode::CONFLICT, "duplicate", format!("{what} already exists")),
             I::NotFound => Self::not_found(),
+            I::Unauthenticated => Self::unauthenticated(),
             I::Store(s) => s.into(),
             I::Audit(a) => a.into(),
         }

@@ -2,11 +2,14 @@
 //! body limit, timeout, trace) before it reaches a handler; handlers reach data only through the
 //! domain crates, which take a `TenantTx`.
 
+mod audit_api;
+mod auth;
 mod client;
 mod error;
 mod health;
 mod router;
 
+pub use auth::Principal;
 pub use client::{ClientContext, TrustedProxies};
 pub use error::ApiError;
 pub use router::{AppState, router};

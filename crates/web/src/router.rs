@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::client::{self, TrustedProxies};
-use crate::{ApiError, health};
+use crate::{ApiError, audit_api, health};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -26,7 +26,10 @@ pub struct AppState {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().route("/status", get(health::status));
+    let api = Router::new()
+        .route("/status", get(health::status))
+        .route("/audit/events", get(audit_api::events))
+        .route("/audit/export", get(audit_api::export));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,0 +1,166 @@
+//! `/api/v1/audit/*`: the ledger for organisation admins and auditors. Deny by default: only the
+//! owner, admin and auditor roles (and, for API keys, the `audit:read` scope) may read it; a
+//! refusal is itself audited.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use identity::Role;
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::{ApiError, AppState};
+
+const READ_SCOPE: &str = "audit:read";
+
+/// Checks the caller may read the ledger; records the refusal when not.
+async fn authorise(state: &AppState, p: &Principal, what: &str) -> Result<(), ApiError> {
+    let role_ok = matches!(p.role, Role::Owner | Role::Admin | Role::Auditor);
+    if role_ok && p.has_scope(READ_SCOPE) {
+        return Ok(());
+    }
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let event = audit::Event::new(
+        "audit.access_denied",
+        audit::Entity::new("audit_log", None)?,
+        audit::Changes::none().field("attempted", None::<&str>, what),
+    )?;
+    audit::record_by(&mut tx, &p.who, &event).await?;
+    tx.commit().await?;
+    Err(ApiError::forbidden())
+}
+
+fn query_error(e: &QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text())
+}
+
+fn time(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|s| {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{field}: expected an RFC 3339 time"),
+            )
+        })
+    })
+    .transpose()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    entity_type: Option<String>,
+    entity_id: Option<String>,
+    actor_id: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit/events`: newest first, filtered, cursor-paginated.
+pub async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorise(&state, &principal, "audit.events").await?;
+    let Query(q) = query.map_err(|e| query_error(&e))?;
+    let filter = audit::query::Filter {
+        entity_type: q.entity_type,
+        entity_id: q.entity_id,
+        actor_id: q.actor_id,
+        action: q.action,
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+    }
+    .validated()?;
+    let cursor = q.cursor.as_deref().map(audit::query::Cursor::parse).transpose()?;
+    let mut tx = state.store.tenant_tx(principal.tenant).await?;
+    let page = audit::query::query(&mut tx, &filter, cursor, q.limit.unwrap_or(50)).await?;
+    tx.commit().await?;
+    Ok(Json(page))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    format: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    entity_type: Option<String>,
+    action: Option<String>,
+}
+
+/// Sends export chunks into the response body; a slow client slows the COPY (backpressure).
+struct ChannelSink(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+
+impl audit::export::Sink for ChannelSink {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.send(Ok(chunk.to_vec())).await.map_err(|_| std::io::Error::other("client went away"))
+    }
+}
+
+/// `GET /api/v1/audit/export?format=csv|ndjson`: streamed, constant memory.
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorise(&state, &principal, "audit.export").await?;
+    let Query(q) = query.map_err(|e| query_error(&e))?;
+    let format: audit::export::Format = q.format.as_deref().unwrap_or("ndjson").parse()?;
+    let filter = audit::export::ExportFilter {
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+        entity_type: q.entity_type,
+        action: q.action,
+    };
+    // Validate everything before the response starts: afterwards errors can only cut it short.
+    audit::query::Filter {
+        entity_type: filter.entity_type.clone(),
+        action: filter.action.clone(),
+        from: filter.from,
+        to: filter.to,
+        ..Default::default()
+    }
+    .validated()?;
+    let mut tx = state.store.tenant_tx(principal.tenant).await?;
+    let event = audit::Event::new(
+        "audit.exported",
+        audit::Entity::new("audit_log", None)?,
+        audit::Changes::none().field("format", None::<&str>, q.format.as_deref().unwrap_or("ndjson")),
+    )?;
+    audit::record_by(&mut tx, &principal.who, &event).await?;
+    tx.commit().await?;
+
+    let (send, recv) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let store = state.store.clone();
+    let tenant = principal.tenant;
+    tokio::spawn(async move {
+        let mut sink = ChannelSink(send.clone());
+        let result = async {
+            let mut tx = store.tenant_tx(tenant).await?;
+            audit::export::export_tenant(&mut tx, &filter, format, &mut sink).await?;
+            tx.commit().await?;
+            Ok::<(), audit::AuditError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "audit export stopped early");
+            let _ = send.send(Err(std::io::Error::other("export failed"))).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(recv, |mut r| async move { r.recv().await.map(|item| (item, r)) });
+    let content_type = match format {
+        audit::export::Format::Csv => "text/csv; charset=utf-8",
+        audit::export::Format::Ndjson => "application/x-ndjson",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
+}

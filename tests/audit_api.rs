@@ -1,0 +1,185 @@
+//! The audit API over HTTP, attacked: no key, garbage keys, a staff key, a key without the
+//! scope, another organisation's key, a revoked key, an expired one; plus filters, cursors,
+//! bad input and the streamed export.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{org, who};
+use identity::Role;
+use identity::api_keys::{self, NewApiKey};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use store::TenantId;
+use store::testing::TestDb;
+
+async fn spawn(db: &TestDb) -> String {
+    let state =
+        web::AppState { store: db.store.clone(), proxies: web::TrustedProxies::default(), started: Instant::now() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uuid, String) {
+    let mut tx = db.store.tenant_tx(t).await.expect("tx");
+    let k = api_keys::create(
+        &mut tx,
+        &who(),
+        &NewApiKey {
+            name: format!("{role} key"),
+            role,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: None,
+        },
+    )
+    .await
+    .expect("key");
+    tx.commit().await.expect("commit");
+    (k.key.id, k.secret.expose_secret().to_owned())
+}
+
+async fn get(base: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut r = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let r = r.send().await.expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn only_admins_and_auditors_with_the_scope_read_their_own_ledger() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let base = spawn(&db).await;
+    let (_, auditor) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
+    let (_, staff) = key(&db, a.id, Role::Staff, &["audit:read"]).await;
+    let (_, unscoped) = key(&db, a.id, Role::Admin, &[]).await;
+    let (_, b_admin) = key(&db, b.id, Role::Admin, &["audit:read"]).await;
+
+    let (s, body) = get(&base, "/api/v1/audit/events", None).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    // Right organisation and key id, wrong secret: refused and recorded in alpha's ledger.
+    let last = if auditor.ends_with('0') { "1" } else { "0" };
+    let wrong_secret = format!("{}{last}", &auditor[..auditor.len() - 1]);
+    for garbage in ["x", "csk_", &auditor.replace('a', "b"), &format!("{auditor}0"), &wrong_secret] {
+        let (s, body) = get(&base, "/api/v1/audit/events", Some(garbage)).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{garbage}");
+    }
+    for k in [&staff, &unscoped] {
+        let (s, body) = get(&base, "/api/v1/audit/events", Some(k)).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    }
+
+    let (s, body) = get(&base, "/api/v1/audit/events?limit=500", Some(&auditor)).await;
+    assert_eq!(s, 200, "{body}");
+    let events = body["events"].as_array().expect("events");
+    // Denials were audited, and so was the refused garbage key that named alpha.
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.iter().filter(|a| **a == "audit.access_denied").count() >= 2, "{actions:?}");
+    assert!(actions.contains(&"auth.api_key_rejected"), "{actions:?}");
+    // Nothing of beta's: B's memberships never appear in A's ledger.
+    let b_ids: Vec<String> = b.memberships.iter().map(ToString::to_string).collect();
+    assert!(events.iter().all(|e| !b_ids.iter().any(|id| e["entity_id"].as_str() == Some(id))));
+
+    // B's admin key reads B's ledger only, and A's membership id is simply absent.
+    let path = format!("/api/v1/audit/events?entity_id={}", a.memberships[0]);
+    let (s, body) = get(&base, &path, Some(&b_admin)).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn revoked_and_expired_keys_stop_working_at_once() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let base = spawn(&db).await;
+    let (id, k) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
+    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 200);
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    api_keys::revoke(&mut tx, &who(), id).await.expect("revoke");
+    tx.commit().await.expect("commit");
+    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 401);
+
+    let (id2, k2) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update api_keys set expires_at = now() - interval '1 second' where id = $1")
+        .bind(id2)
+        .execute(&mut admin)
+        .await
+        .expect("expire");
+    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k2)).await.0, 401);
+}
+
+#[tokio::test]
+async fn filters_cursors_and_bad_input() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let base = spawn(&db).await;
+    let (_, k) = key(&db, a.id, Role::Admin, &["audit:read"]).await;
+
+    let mut seqs = Vec::new();
+    let mut path = "/api/v1/audit/events?entity_type=membership&limit=2".to_owned();
+    loop {
+        let (s, body) = get(&base, &path, Some(&k)).await;
+        assert_eq!(s, 200, "{body}");
+        seqs.extend(body["events"].as_array().expect("events").iter().filter_map(|e| e["seq"].as_i64()));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/audit/events?entity_type=membership&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seqs, vec![5, 4, 3], "newest first, each once");
+
+    for (bad, code) in [
+        ("?cursor=garbage", "invalid_field"),
+        ("?cursor=v1.-1", "invalid_field"),
+        ("?limit=0", "invalid_field"),
+        ("?limit=100000", "invalid_field"),
+        ("?limit=abc", "invalid_query"),
+        ("?from=yesterday", "invalid_field"),
+        ("?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid_field"),
+        ("?action=DROP%20TABLE", "invalid_field"),
+        ("?surprise=1", "invalid_query"),
+    ] {
+        let (s, body) = get(&base, &format!("/api/v1/audit/events{bad}"), Some(&k)).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (422, Some(code)), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn export_streams_csv_and_ndjson_and_is_itself_audited() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let base = spawn(&db).await;
+    let (_, k) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
+    let c = reqwest::Client::new();
+    let r = c.get(format!("{base}/api/v1/audit/export?format=csv")).bearer_auth(&k).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.expect("body");
+    assert!(text.starts_with("chain,seq,"));
+    // 6 fixture events + this test's api_key.created + audit.exported.
+    assert_eq!(text.lines().count(), 1 + 8, "{text}");
+
+    let r = c
+        .get(format!("{base}/api/v1/audit/export?format=ndjson&action=membership.created"))
+        .bearer_auth(&k)
+        .send()
+        .await
+        .expect("send");
+    let text = r.text().await.expect("body");
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("ndjson");
+        assert_eq!(v["action"], "membership.created");
+    }
+    let r = c.get(format!("{base}/api/v1/audit/export?format=xml")).bearer_auth(&k).send().await.expect("send");
+    assert_eq!(r.status(), 422);
+}
