@@ -7,6 +7,8 @@ use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments
 
 pub struct Seeded {
     orgs: Vec<SeededOrg>,
+    /// A fresh auditor key for the first organisation, valid for one day.
+    auditor_key: Option<secrecy::SecretString>,
 }
 
 struct SeededOrg {
@@ -87,7 +89,29 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
         let people = org.people.iter().map(|(local, _, role, _)| (format!("{local}@{}", org.domain), *role)).collect();
         out.push(SeededOrg { slug: org.slug, name: org.name, people });
     }
-    Ok(Seeded { orgs: out })
+    let auditor_key = demo_auditor_key(store).await?;
+    Ok(Seeded { orgs: out, auditor_key })
+}
+
+async fn demo_auditor_key(store: &store::Store) -> anyhow::Result<Option<secrecy::SecretString>> {
+    let mut g = store.global_tx().await?;
+    let tenant = g.resolve_tenant(ORGS[0].slug).await?;
+    g.commit().await?;
+    let Some(tenant) = tenant else { return Ok(None) };
+    let mut tx = store.tenant_tx(tenant).await?;
+    let issued = identity::api_keys::create(
+        &mut tx,
+        &who(),
+        &identity::api_keys::NewApiKey {
+            name: "demo auditor".into(),
+            role: Role::Auditor,
+            scopes: vec!["audit:read".into()],
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::days(1)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(issued.secret))
 }
 
 async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> anyhow::Result<()> {
@@ -128,6 +152,12 @@ impl Seeded {
             for (email, role) in people {
                 println!("    {role:<8} {email}");
             }
+        }
+        if let Some(key) = &self.auditor_key {
+            use secrecy::ExposeSecret;
+            println!("\n  Audit ledger of {} as its auditor (key valid 24 h, shown only now):", ORGS[0].name);
+            println!("    curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/audit/events", key.expose_secret());
+            println!("    countersign audit verify     # recompute every chain (exit 3 on tampering)");
         }
         println!("\nSign-in (passwords, one-time codes) arrives with the identity layer; these accounts");
         println!("exist now so isolation can be inspected. Stop with Ctrl-C: the database stops cleanly.\n");
