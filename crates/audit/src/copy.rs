@@ -169,3 +169,30 @@ mod tests {
         assert!(r.next_tuple(&mut Tuple::new()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever bytes arrive, in whatever chunks, the reader reports or waits: never panics.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512), split in 1usize..64) {
+            let mut r = CopyReader::default();
+            let mut t = Tuple::new();
+            let mut framed = SIGNATURE.to_vec();
+            framed.extend_from_slice(&[0; 8]);
+            framed.extend_from_slice(&data);
+            for chunk in framed.chunks(split) {
+                r.feed(chunk);
+                while let Ok(true) = r.next_tuple(&mut t) {
+                    for f in &t {
+                        let _ = r.bytes(*f);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -128,3 +128,32 @@ mod tests {
         assert_ne!(chain_hash(&GENESIS, &a), chain_hash(&GENESIS, &b));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Two events that differ in any hashed field never share canonical bytes.
+        #[test]
+        fn different_fields_give_different_bytes(
+            a in proptest::option::of(".{0,12}"), b in proptest::option::of(".{0,12}"),
+            c in proptest::option::of(".{0,12}"), d in proptest::option::of(".{0,12}"),
+        ) {
+            let enc = |x: &Option<String>, y: &Option<String>| {
+                let mut buf = Vec::new();
+                encode(&mut buf, &Fields {
+                    chain: "platform",
+                    seq: 1,
+                    action: x.as_deref().map(str::as_bytes),
+                    entity_id: y.as_deref().map(str::as_bytes),
+                    ..Fields::default()
+                });
+                buf
+            };
+            prop_assert_eq!((a.clone(), b.clone()) == (c.clone(), d.clone()), enc(&a, &b) == enc(&c, &d));
+        }
+    }
+}
