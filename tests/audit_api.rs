@@ -4,25 +4,13 @@
 
 mod common;
 
-use std::time::Instant;
-
-use common::{org, who};
+use common::{org, spawn, who};
 use identity::Role;
 use identity::api_keys::{self, NewApiKey};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use store::TenantId;
 use store::testing::TestDb;
-
-async fn spawn(db: &TestDb) -> String {
-    let state =
-        web::AppState { store: db.store.clone(), proxies: web::TrustedProxies::default(), started: Instant::now() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uuid, String) {
     let mut tx = db.store.tenant_tx(t).await.expect("tx");

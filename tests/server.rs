@@ -1,18 +1,9 @@
 //! The HTTP server: health, readiness, metrics, status, errors, request ids.
 
-use std::time::Instant;
+mod common;
 
+use common::spawn;
 use store::testing::TestDb;
-
-async fn spawn(db: &TestDb) -> String {
-    let state =
-        web::AppState { store: db.store.clone(), proxies: web::TrustedProxies::default(), started: Instant::now() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 #[tokio::test]
 async fn health_ready_metrics_and_status_answer() {

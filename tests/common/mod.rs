@@ -89,3 +89,17 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
 pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
+
+/// Serves the router for `db` on a free loopback port; returns its base URL.
+pub async fn spawn(db: &TestDb) -> String {
+    let state = web::AppState {
+        store: db.store.clone(),
+        proxies: web::TrustedProxies::default(),
+        started: std::time::Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}

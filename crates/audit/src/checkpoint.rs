@@ -48,6 +48,26 @@ fn sign(key: &CheckpointKey, chain: &str, seq: i64, hash: Vec<u8>) -> Checkpoint
     Checkpoint { chain: chain.to_owned(), seq, hash, signed_at, key_id: key.key_id().to_owned(), signature }
 }
 
+async fn store_tenant_checkpoint(
+    conn: &mut PgConnection,
+    tenant: uuid::Uuid,
+    cp: &Checkpoint,
+) -> Result<(), AuditError> {
+    sqlx::query!(
+        "insert into audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature)
+         values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+        tenant,
+        cp.seq,
+        &cp.hash,
+        cp.signed_at,
+        &cp.key_id,
+        &cp.signature
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Signs the tenant's head if it moved since the last checkpoint. `None` when nothing is new.
 pub async fn checkpoint_tenant(tx: &mut TenantTx, key: &CheckpointKey) -> Result<Option<Checkpoint>, AuditError> {
     let tenant = tx.tenant();
@@ -63,18 +83,7 @@ pub async fn checkpoint_tenant(tx: &mut TenantTx, key: &CheckpointKey) -> Result
         return Ok(None);
     }
     let cp = sign(key, &tenant.to_string(), head.seq, head.hash);
-    sqlx::query!(
-        "insert into audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature)
-         values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-        tenant.as_uuid(),
-        cp.seq,
-        &cp.hash,
-        cp.signed_at,
-        &cp.key_id,
-        &cp.signature
-    )
-    .execute(tx.conn())
-    .await?;
+    store_tenant_checkpoint(tx.conn(), tenant.as_uuid(), &cp).await?;
     Ok(Some(cp))
 }
 
@@ -119,18 +128,7 @@ pub async fn checkpoint_all(tx: &mut BypassTx, key: &CheckpointKey) -> Result<Ve
     let mut out = Vec::with_capacity(heads.len() + 1);
     for h in heads {
         let cp = sign(key, &h.tenant_id.to_string(), h.seq, h.hash);
-        sqlx::query!(
-            "insert into audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature)
-             values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-            h.tenant_id,
-            cp.seq,
-            &cp.hash,
-            cp.signed_at,
-            &cp.key_id,
-            &cp.signature
-        )
-        .execute(tx.conn())
-        .await?;
+        store_tenant_checkpoint(tx.conn(), h.tenant_id, &cp).await?;
         out.push(cp);
     }
     if let Some(cp) = checkpoint_platform(tx.conn(), key).await? {
