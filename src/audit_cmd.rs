@@ -121,7 +121,8 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
             print!("{}", audit::public_pem(&key.public())?);
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::VerifyBundle { .. } => Ok(ExitCode::SUCCESS),
+        // Normally answered by `run` before a database is opened; correct here too.
+        AuditCommand::VerifyBundle { dir, public_key } => verify_bundle(&dir, public_key.as_deref()),
     }
 }
 

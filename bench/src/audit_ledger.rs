@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::fixture;
 use anyhow::Context;
 use futures_util::StreamExt;
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -25,14 +26,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let total = u64::from(args.tenants) * u64::from(args.events);
     println!("audit-ledger: loading {} tenants x {} events ...", args.tenants, args.events);
     let mut admin = db.admin_options().connect().await?;
-    sqlx::query(
-        "insert into tenants (id, slug, name)
-         select ('00000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'bench-' || g, 'Bench ' || g
-           from generate_series(1, $1) g",
-    )
-    .bind(i64::from(args.tenants))
-    .execute(&mut admin)
-    .await?;
+    fixture::insert_tenants(&mut admin, args.tenants).await?;
     admin.close().await?;
 
     // Chains are generated here with the verifier's own encoding (the SQL writer and the Rust
@@ -41,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut c = db.admin_options().connect().await?;
     for t in 1..=args.tenants {
-        let chain = format!("00000000-0000-4000-8000-{t:012x}");
+        let chain = fixture::tenant_uuid(t);
         let mut copy = c
             .copy_in_raw(
                 "COPY audit_events (tenant_id, seq, occurred_at, actor_kind, actor_id, actor_role, action, \
@@ -110,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for w in 0..8u32 {
         let store = db.store.clone();
         writers.push(tokio::spawn(async move {
-            let tenant: TenantId = format!("00000000-0000-4000-8000-{:012x}", 1 + (w % 2)).parse()?;
+            let tenant: TenantId = fixture::tenant_id(1 + (w % 2))?;
             let who = audit::Who::system("bench:append");
             for i in 0..appends / 8 {
                 let mut tx = store.tenant_tx(tenant).await?;
@@ -180,7 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let t = Instant::now();
             let mut rows = 0u64;
             for n in 1..=args.tenants {
-                let tenant: TenantId = format!("00000000-0000-4000-8000-{n:012x}").parse()?;
+                let tenant: TenantId = fixture::tenant_id(n)?;
                 let mut tx = db.store.tenant_tx(tenant).await?;
                 let mut bytes = 0usize;
                 rows += audit::export::export_tenant(

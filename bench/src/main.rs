@@ -3,6 +3,7 @@
 //! in unit tests (shared machines are noisy).
 
 mod audit_ledger;
+mod fixture;
 mod pgbench;
 mod tenant_read;
 

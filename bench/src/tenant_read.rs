@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::fixture;
 use anyhow::Context;
 use rand::Rng;
 use sqlx::{ConnectOptions, Connection};
@@ -27,11 +28,6 @@ pub struct Args {
     seconds: u32,
 }
 
-/// Deterministic tenant ids so pgbench can compute the same one from an integer.
-fn tenant_uuid(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
 const PAGE_SQL: &str = "select id, code, name from departments \
      where tenant_id = $1 and deleted_at is null and code > '' order by code limit 50";
 
@@ -40,14 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDb::try_with_pool(clients).await.context("creating the benchmark database")?;
     println!("tenant-read: loading {} tenants x {} rows ...", args.tenants, args.rows);
     let mut admin = db.admin_options().connect().await?;
-    sqlx::query(
-        "insert into tenants (id, slug, name)
-         select ('00000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'bench-' || g, 'Bench ' || g
-           from generate_series(1, $1) g",
-    )
-    .bind(i64::from(args.tenants))
-    .execute(&mut admin)
-    .await?;
+    fixture::insert_tenants(&mut admin, args.tenants).await?;
     sqlx::query(
         "insert into departments (tenant_id, id, code, name)
          select t.id, gen_random_uuid(), 'D' || lpad(g::text, 6, '0'), 'Department ' || g
@@ -107,7 +96,7 @@ async fn drive(store: &store::Store, tenants: u32, clients: u32, dur: Duration) 
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = rand::rng().random_range(1..=tenants);
-                let tenant: TenantId = tenant_uuid(n).parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let tenant: TenantId = fixture::tenant_id(n)?;
                 let mut tx = store.tenant_tx(tenant).await?;
                 let rows = sqlx::query(PAGE_SQL).bind(tenant.as_uuid()).fetch_all(tx.conn()).await?;
                 anyhow::ensure!(!rows.is_empty(), "tenant {n} has no rows");

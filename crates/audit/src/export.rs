@@ -4,6 +4,7 @@
 //! Every exported row carries the exact hashed fields plus `prev_hash` and `hash`, so an export
 //! can be re-verified offline (docs/AUDIT.md); `changes` is the verbatim JSON text that was hashed.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -43,6 +44,12 @@ pub struct ExportFilter {
 }
 
 impl ExportFilter {
+    /// Checks the filter without running anything, so a caller can refuse bad input before it
+    /// starts a response (afterwards an error could only cut the stream short).
+    pub fn validate(&self) -> Result<(), AuditError> {
+        self.where_sql().map(|_| ())
+    }
+
     fn where_sql(&self) -> Result<String, AuditError> {
         let mut w = String::new();
         if let (Some(f), Some(t)) = (self.from, self.to)
@@ -70,26 +77,42 @@ impl ExportFilter {
     }
 }
 
-/// One exported event; field names are the export's column names.
+/// One exported event; field names are the export's column names. Borrowed while exporting
+/// (no per-row allocation), owned or borrowed when a bundle is read back.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ExportRow {
-    pub chain: String,
+pub struct ExportRow<'a> {
+    #[serde(borrow)]
+    pub chain: Cow<'a, str>,
     pub seq: i64,
-    pub occurred_at: String,
+    #[serde(borrow)]
+    pub occurred_at: Cow<'a, str>,
     pub occurred_at_us: i64,
-    pub actor_kind: Option<String>,
-    pub actor_id: Option<String>,
-    pub actor_role: Option<String>,
-    pub action: Option<String>,
-    pub entity_type: Option<String>,
-    pub entity_id: Option<String>,
-    pub changes: Option<String>,
-    pub reason: Option<String>,
-    pub request_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
+    #[serde(borrow)]
+    pub actor_kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub actor_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub actor_role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub entity_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub entity_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub changes: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub prev_hash: Cow<'a, str>,
+    #[serde(borrow)]
+    pub hash: Cow<'a, str>,
 }
 
 const COLUMNS: &str = "seq, occurred_at, actor_kind, actor_id, actor_role, action, entity_type, entity_id, \
@@ -187,26 +210,6 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
             ];
             match format {
                 Format::Ndjson => {
-                    #[derive(Serialize)]
-                    struct Line<'a> {
-                        chain: &'a str,
-                        seq: i64,
-                        occurred_at: &'a str,
-                        occurred_at_us: i64,
-                        actor_kind: Option<&'a str>,
-                        actor_id: Option<&'a str>,
-                        actor_role: Option<&'a str>,
-                        action: Option<&'a str>,
-                        entity_type: Option<&'a str>,
-                        entity_id: Option<&'a str>,
-                        changes: Option<&'a str>,
-                        reason: Option<&'a str>,
-                        request_id: Option<&'a str>,
-                        ip: Option<&'a str>,
-                        user_agent: Option<&'a str>,
-                        prev_hash: &'a str,
-                        hash: &'a str,
-                    }
                     let [
                         actor_kind,
                         actor_id,
@@ -219,30 +222,27 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
                         request_id,
                         ip,
                         user_agent,
-                    ] = fields;
-                    serde_json::to_writer(
-                        &mut out,
-                        &Line {
-                            chain,
-                            seq,
-                            occurred_at: &at,
-                            occurred_at_us: us,
-                            actor_kind,
-                            actor_id,
-                            actor_role,
-                            action,
-                            entity_type,
-                            entity_id,
-                            changes,
-                            reason,
-                            request_id,
-                            ip,
-                            user_agent,
-                            prev_hash: prev,
-                            hash,
-                        },
-                    )
-                    .map_err(|e| AuditError::Malformed(e.to_string()))?;
+                    ] = fields.map(|f| f.map(Cow::Borrowed));
+                    let row = ExportRow {
+                        chain: Cow::Borrowed(chain),
+                        seq,
+                        occurred_at: Cow::Borrowed(&at),
+                        occurred_at_us: us,
+                        actor_kind,
+                        actor_id,
+                        actor_role,
+                        action,
+                        entity_type,
+                        entity_id,
+                        changes,
+                        reason,
+                        request_id,
+                        ip,
+                        user_agent,
+                        prev_hash: Cow::Borrowed(prev),
+                        hash: Cow::Borrowed(hash),
+                    };
+                    serde_json::to_writer(&mut out, &row).map_err(|e| AuditError::Malformed(e.to_string()))?;
                     out.push(b'\n');
                 }
                 Format::Csv => {
