@@ -187,8 +187,10 @@ pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, Store
         with tenant_tables as (
             select c.oid, c.relname::text as tbl, c.relrowsecurity, c.relforcerowsecurity,
                    pg_get_userbyid(c.relowner) as owner,
-                   case when c.relname = 'tenants' then '(id = countersign_current_tenant())'
-                        else '(tenant_id = countersign_current_tenant())' end as expected
+                   case when c.relname = 'tenants'
+                        then '(id = ( SELECT countersign_current_tenant() AS countersign_current_tenant))'
+                        else '(tenant_id = ( SELECT countersign_current_tenant() AS countersign_current_tenant))'
+                   end as expected
               from pg_class c join pg_namespace n on n.oid = c.relnamespace
              where n.nspname = 'public' and c.relkind in ('r', 'p')
                and (c.relname = 'tenants' or exists (
@@ -204,7 +206,7 @@ pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, Store
         union all
         select tbl, 'row level security is not forced' from tenant_tables where not relforcerowsecurity
         union all
-        select t.tbl, 'missing policy tenant_isolation (USING and WITH CHECK on countersign_current_tenant())'
+        select t.tbl, 'missing policy tenant_isolation (USING and WITH CHECK on (select countersign_current_tenant()))'
           from tenant_tables t
          where not exists (select 1 from pol where pol.polrelid = t.oid and pol.name = 'tenant_isolation'
                              and pol.polpermissive
