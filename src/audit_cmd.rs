@@ -29,8 +29,12 @@ pub async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { tenant, public_keys } => {
+        AuditCommand::Verify { tenant, public_keys, workers } => {
             let keys = trusted_keys(key_path, &public_keys)?;
+            let mut opts = verify::Options::default();
+            if let Some(w) = workers {
+                opts.workers = usize::from(w);
+            }
             let mut progress = |n: u64, t: Duration| {
                 let rate = n as f64 / t.as_secs_f64().max(1e-9);
                 eprintln!("verified {n} events ({rate:.0}/s)");
@@ -38,17 +42,9 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
             let report = match tenant {
                 Some(t) => {
                     let id = resolve(store, &t).await?;
-                    let mut tx = store.tenant_tx(id).await?;
-                    let r = verify::verify_tenant(&mut tx, &keys, &mut progress).await?;
-                    tx.commit().await?;
-                    r
+                    verify::verify_tenant(store, id, &keys, opts, &mut progress).await?
                 }
-                None => {
-                    let mut tx = store.bypass("cli:audit-verify", "verify every audit chain").await?;
-                    let r = verify::verify_all(&mut tx, &keys, &mut progress).await?;
-                    tx.commit().await?;
-                    r
-                }
+                None => verify::verify_all(store, "cli:audit-verify", &keys, opts, &mut progress).await?,
             };
             Ok(print_report(&report))
         }

@@ -91,6 +91,10 @@ pub enum AuditCommand {
         /// Trusted public key file(s) (hex or PEM); default: this server's key.
         #[arg(long = "public-key")]
         public_keys: Vec<PathBuf>,
+        /// Parallel readers (default: the number of CPU cores, 2 to 8). Each holds one database
+        /// connection, on one shared snapshot.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: Option<u16>,
     },
     /// Export one organisation's events as CSV or NDJSON, or a regulator bundle.
     Export {

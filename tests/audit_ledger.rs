@@ -15,18 +15,15 @@ fn keys() -> TrustedKeys {
     TrustedKeys::of([test_key().public()])
 }
 
+/// Small ranges so that every test also exercises the stitching of parallel segments.
+const OPTS: verify::Options = verify::Options { workers: 3, range_events: 2 };
+
 async fn verify_tenant(db: &TestDb, t: TenantId) -> verify::Report {
-    let mut tx = db.store.tenant_tx(t).await.expect("tx");
-    let r = verify::verify_tenant(&mut tx, &keys(), &mut |_, _| {}).await.expect("verify runs");
-    tx.commit().await.expect("commit");
-    r
+    verify::verify_tenant(&db.store, t, &keys(), OPTS, &mut |_, _| {}).await.expect("verify runs")
 }
 
 async fn verify_all(db: &TestDb) -> verify::Report {
-    let mut tx = db.store.bypass("test", "verify all chains").await.expect("bypass");
-    let r = verify::verify_all(&mut tx, &keys(), &mut |_, _| {}).await.expect("verify runs");
-    tx.commit().await.expect("commit");
-    r
+    verify::verify_all(&db.store, "test", &keys(), OPTS, &mut |_, _| {}).await.expect("verify runs")
 }
 
 fn first_break(r: &verify::Report) -> (i64, String) {
@@ -135,9 +132,8 @@ async fn rewritten_history_with_recomputed_hashes_is_caught_by_the_signed_checkp
     )
     .await;
     // Without the key the chain is self-consistent...
-    let mut tx = db.store.tenant_tx(t).await.expect("tx");
-    let unsigned = verify::verify_tenant(&mut tx, &TrustedKeys::default(), &mut |_, _| {}).await.expect("verify");
-    drop(tx);
+    let unsigned =
+        verify::verify_tenant(&db.store, t, &TrustedKeys::default(), OPTS, &mut |_, _| {}).await.expect("verify");
     assert!(unsigned.ok(), "a consistent rewrite is invisible without checkpoints: {unsigned:?}");
     // ...and the signed checkpoint names the rewrite.
     let (seq, problem) = first_break(&verify_tenant(&db, t).await);
@@ -542,4 +538,140 @@ async fn role_change_requires_a_reason_and_records_the_delta() {
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].reason.as_deref(), Some("covers AP"));
     assert_eq!(page.events[0].changes, serde_json::json!({"role": {"from": "staff", "to": "finance"}}));
+}
+
+/// Every position relative to a range boundary (ranges of 2: [1,2] [3,4] [5,6+]): a deleted event
+/// or a broken link is reported at its own seq, whichever segment (or stitch) notices it.
+#[tokio::test]
+async fn parallel_segments_report_the_first_break_wherever_it_falls() {
+    let db = TestDb::new().await;
+    let mut admin = db.admin_conn().await;
+    let cases = [
+        ("delete", 2, "missing"),
+        ("delete", 3, "missing"),
+        ("delete", 4, "missing"),
+        ("delete", 5, "missing"),
+        ("relink", 2, "link"),
+        ("relink", 3, "link"),
+        ("relink", 5, "link"),
+        ("relink", 6, "link"),
+        // Two ranges emptied: named at the first gone seq, as a truncation under the checkpoint.
+        ("delete-tail", 3, "gone"),
+    ];
+    for (i, (how, seq, expect)) in cases.into_iter().enumerate() {
+        let t = org(&db, &format!("org{i}")).await.id; // 6 events each
+        let sql = match how {
+            "delete" => format!("delete from audit_events where tenant_id = '{t}' and seq = {seq}"),
+            "relink" => {
+                format!("update audit_events set prev_hash = sha256('x') where tenant_id = '{t}' and seq = {seq}")
+            }
+            _ => format!("delete from audit_events where tenant_id = '{t}' and seq >= {seq}"),
+        };
+        tamper(&mut admin, &sql).await;
+        let (at, problem) = first_break(&verify_tenant(&db, t).await);
+        assert_eq!((at, problem.contains(expect)), (seq, true), "{how} {seq}: {problem}");
+    }
+    // The same breaks through verify_all, one report per tenant.
+    let r = verify_all(&db).await;
+    assert_eq!(r.broken().count(), cases.len());
+}
+
+/// Readers share one snapshot: events committed while verification runs are neither counted
+/// against the head read at the start nor reported as damage.
+#[tokio::test]
+async fn verification_during_concurrent_appends_sees_one_consistent_state() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let store = db.store.clone();
+    let t = a.id;
+    let writer = tokio::spawn(async move {
+        for i in 0..60 {
+            let mut tx = store.tenant_tx(t).await.expect("tx");
+            let e = Event::new(
+                "voucher.updated",
+                Entity::of("voucher", "V-9").expect("entity"),
+                Changes::none().field("n", i, i + 1),
+            )
+            .expect("event");
+            audit::record_by(&mut tx, &who(), &e).await.expect("record");
+            tx.commit().await.expect("commit");
+        }
+    });
+    let mut runs = 0;
+    while !writer.is_finished() {
+        let r = verify_all(&db).await;
+        assert!(r.ok(), "{:?}", r.broken().collect::<Vec<_>>());
+        runs += 1;
+    }
+    writer.await.expect("writer");
+    assert!(runs >= 1);
+    let r = verify_tenant(&db, t).await;
+    assert!(r.ok());
+    assert_eq!(r.chains[0].events, 66);
+}
+
+/// The verifier formats `inet` itself (cheaper for the database than `host()` per row); it must
+/// print exactly what PostgreSQL prints, or sound events would fail verification.
+#[tokio::test]
+async fn rust_inet_formatting_matches_postgres_host() {
+    use rand::Rng;
+    let db = TestDb::new().await;
+    let mut conn = db.admin_conn().await;
+    let mut rng = rand::rng();
+    let mut addrs: Vec<std::net::IpAddr> = [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.0.1",
+        "::",
+        "::1",
+        "::2",
+        "1::",
+        "::ffff:1.2.3.4",
+        "::1.2.3.4",
+        "::0:1.2.3.4",
+        "::ffff:0:1.2.3.4",
+        "1:0:0:1:0:0:0:1",
+        "1:0:0:0:1:0:0:1",
+        "1:0:1:0:1:0:1:0",
+        "0:0:1::",
+        "fe80::1:0:0:0",
+        "2001:db8::",
+        "::ffff:0.0.0.0",
+        "0:0:0:0:0:ffff:ffff:0",
+        "::fffe:1.2.3.4",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("literal"))
+    .collect();
+    for _ in 0..3000 {
+        // Words drawn mostly from {0, small, 0xffff} so that zero runs of every shape occur.
+        let mut w = [0u16; 8];
+        for x in &mut w {
+            *x = match rng.random_range(0..4) {
+                0 | 1 => 0,
+                2 => 0xffff,
+                _ => rng.random(),
+            };
+        }
+        addrs.push(std::net::Ipv6Addr::from(w).into());
+        addrs.push(std::net::Ipv4Addr::from(rng.random::<u32>()).into());
+    }
+    let texts: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let pg: Vec<String> =
+        sqlx::query_scalar("select host(a::inet) from unnest($1::text[]) with ordinality u(a, n) order by n")
+            .bind(&texts)
+            .fetch_all(&mut conn)
+            .await
+            .expect("host()");
+    let mut out = String::new();
+    for (addr, expected) in addrs.iter().zip(&pg) {
+        let wire: Vec<u8> = match addr {
+            std::net::IpAddr::V4(a) => [&[2u8, 32, 0, 4][..], &a.octets()].concat(),
+            std::net::IpAddr::V6(a) => [&[3u8, 128, 0, 16][..], &a.octets()].concat(),
+        };
+        assert!(audit::encoding::inet_host(&wire, &mut out), "{addr}");
+        assert_eq!(&out, expected, "{addr}");
+    }
+    assert!(!audit::encoding::inet_host(&[3, 128, 0, 4, 1, 2, 3, 4], &mut out), "length must match the family");
+    assert!(!audit::encoding::inet_host(&[], &mut out));
 }

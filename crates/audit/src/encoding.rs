@@ -62,6 +62,74 @@ fn decimal(n: i64, out: &mut [u8; 20]) -> &[u8] {
     &out[i..]
 }
 
+type Run = (usize, usize);
+
+/// Writes PostgreSQL's `host(inet)` text for an `inet` in binary wire form (family, bits,
+/// is_cidr, length, address bytes) into `out` (cleared first): dotted IPv4, or IPv6 the way
+/// PostgreSQL's `inet_net_ntop` prints it (longest run of two or more zero groups as `::`, the
+/// first on a tie; lowercase hex; `::a.b.c.d` and `::ffff:a.b.c.d` keep the IPv4 tail).
+/// Returns `false` for bytes that are not an inet. Reading the binary value and formatting it
+/// here costs the database less than calling `host()` for every row.
+pub fn inet_host(wire: &[u8], out: &mut String) -> bool {
+    use std::fmt::Write as _;
+    out.clear();
+    match wire {
+        [2, _, _, 4, a @ ..] if a.len() == 4 => {
+            let _ = write!(out, "{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+            true
+        }
+        [3, _, _, 16, a @ ..] if a.len() == 16 => {
+            let mut words = [0u16; 8];
+            for (i, w) in words.iter_mut().enumerate() {
+                *w = u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
+            }
+            // Longest run of zero words; the first wins a tie; runs of one are not compressed.
+            // (first word, length) of zero runs.
+            let (mut best, mut cur): (Option<Run>, Option<Run>) = (None, None);
+            for (i, &w) in words.iter().enumerate() {
+                if w == 0 {
+                    cur = Some(cur.map_or((i, 1), |(b, l)| (b, l + 1)));
+                } else if let Some(c) = cur.take()
+                    && best.is_none_or(|b| c.1 > b.1)
+                {
+                    best = Some(c);
+                }
+            }
+            if let Some(c) = cur
+                && best.is_none_or(|b| c.1 > b.1)
+            {
+                best = Some(c);
+            }
+            let best = best.filter(|b| b.1 >= 2);
+            for (i, &w) in words.iter().enumerate() {
+                if let Some((base, len)) = best
+                    && (base..base + len).contains(&i)
+                {
+                    if i == base {
+                        out.push(':');
+                    }
+                    continue;
+                }
+                if i != 0 {
+                    out.push(':');
+                }
+                let embedded_v4 =
+                    best.is_some_and(|(base, len)| base == 0 && (len == 6 || (len == 5 && words[5] == 0xffff)));
+                if i == 6 && embedded_v4 {
+                    let _ = write!(out, "{}.{}.{}.{}", a[12], a[13], a[14], a[15]);
+                    return true;
+                }
+                let _ = write!(out, "{w:x}");
+            }
+            if best.is_some_and(|(base, len)| base + len == 8) {
+                out.push(':');
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Appends the canonical bytes of `f` to `buf` (cleared first).
 pub fn encode(buf: &mut Vec<u8>, f: &Fields<'_>) {
     buf.clear();

@@ -2,13 +2,16 @@
 //! chain breaks: a missing event, a broken link, changed contents, a head that does not match,
 //! or a disagreement with a signed checkpoint. Damaged rows are reported, never panicked on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
 use sqlx::PgConnection;
-use store::{BypassTx, TenantTx};
+use store::{SnapshotId, Store, TenantId, TenantTx};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::copy::{CopyReader, PG_EPOCH_OFFSET_US, Tuple, be_i64};
@@ -55,25 +58,63 @@ impl Report {
 /// Progress callback: events checked so far, time since start.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, Duration);
 
-/// Verifies one tenant's chain inside its own transaction.
-pub async fn verify_tenant(
-    tx: &mut TenantTx,
-    keys: &TrustedKeys,
-    progress: Progress<'_>,
-) -> Result<Report, AuditError> {
-    let t = tx.tenant().to_string();
-    run(tx.conn(), Some(&t), keys, progress).await
+/// How verification spreads over connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Parallel readers; each holds one pooled connection besides the lead transaction's.
+    pub workers: usize,
+    /// Long chains are split into sequence ranges of this many events, verified in parallel and
+    /// stitched together through each range's stored `prev_hash`.
+    pub range_events: i64,
 }
 
-/// Verifies every tenant chain and the platform chain (needs a granted bypass).
-pub async fn verify_all(tx: &mut BypassTx, keys: &TrustedKeys, progress: Progress<'_>) -> Result<Report, AuditError> {
-    run(tx.conn(), None, keys, progress).await
+impl Default for Options {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self { workers: cores.clamp(2, 8), range_events: 100_000 }
+    }
+}
+
+/// Verifies one tenant's chain. Every reader shares one snapshot, so events appended while the
+/// verifier runs are neither half-seen nor mistaken for damage.
+pub async fn verify_tenant(
+    store: &Store,
+    tenant: TenantId,
+    keys: &TrustedKeys,
+    opts: Options,
+    progress: Progress<'_>,
+) -> Result<Report, AuditError> {
+    let started = Instant::now();
+    let mut lead = store.tenant_reader(tenant, None).await?;
+    let snapshot = lead.export_snapshot().await?;
+    let t = tenant.to_string();
+    let (expected, labels) = load_expected(lead.conn(), Some(&t), keys).await?;
+    let report = run(store, &snapshot, None, expected, labels, opts, progress, started).await;
+    lead.rollback().await?;
+    report
+}
+
+/// Verifies every tenant chain and the platform chain under a granted (and logged) bypass.
+pub async fn verify_all(
+    store: &Store,
+    actor: &str,
+    keys: &TrustedKeys,
+    opts: Options,
+    progress: Progress<'_>,
+) -> Result<Report, AuditError> {
+    let started = Instant::now();
+    let mut lead = store.bypass_repeatable(actor, "verify every audit chain").await?;
+    let snapshot = lead.export_snapshot().await?;
+    let (expected, labels) = load_expected(lead.conn(), None, keys).await?;
+    let report = run(store, &snapshot, Some(lead.conn()), expected, labels, opts, progress, started).await;
+    lead.commit().await?;
+    report
 }
 
 struct Expected {
     head: Option<(i64, Vec<u8>)>,
     /// seq -> signed hash, for checkpoints whose signature verified.
-    checkpoints: BTreeMap<i64, Vec<u8>>,
+    checkpoints: Arc<BTreeMap<i64, Vec<u8>>>,
     checkpoint_count: u64,
     /// A checkpoint that is itself bad (forged signature, unknown key).
     bad_checkpoint: Option<Break>,
@@ -81,7 +122,78 @@ struct Expected {
 
 impl Expected {
     fn blank() -> Self {
-        Self { head: None, checkpoints: BTreeMap::new(), checkpoint_count: 0, bad_checkpoint: None }
+        Self { head: None, checkpoints: Arc::default(), checkpoint_count: 0, bad_checkpoint: None }
+    }
+}
+
+/// One contiguous sequence range of one chain, checked on its own.
+#[derive(Debug)]
+struct Segment {
+    lo: i64,
+    events: u64,
+    first_seq: Option<i64>,
+    /// The stored `prev_hash` of the range's first event: the stitch checks it against the
+    /// recomputed hash that ends the previous range.
+    first_prev: Option<[u8; 32]>,
+    next_seq: i64,
+    last_hash: Option<[u8; 32]>,
+    first_break: Option<Break>,
+}
+
+impl Segment {
+    fn new(lo: i64) -> Self {
+        Self { lo, events: 0, first_seq: None, first_prev: None, next_seq: lo, last_hash: None, first_break: None }
+    }
+
+    fn fail(&mut self, seq: i64, problem: impl Into<String>) {
+        if self.first_break.is_none() {
+            self.first_break = Some(Break { seq, problem: problem.into() });
+        }
+    }
+
+    fn check(
+        &mut self,
+        f: &Fields<'_>,
+        prev_hash: &[u8],
+        hash: &[u8],
+        checkpoints: &BTreeMap<i64, Vec<u8>>,
+        buf: &mut Vec<u8>,
+    ) {
+        self.events += 1;
+        self.first_seq.get_or_insert(f.seq);
+        if self.first_break.is_some() {
+            return;
+        }
+        if f.seq != self.next_seq {
+            let expected = self.next_seq;
+            return self.fail(expected, format!("event {expected} is missing (next stored event is {})", f.seq));
+        }
+        let prev = match self.last_hash {
+            Some(h) => h,
+            None if self.lo == 1 => GENESIS,
+            None => match <[u8; 32]>::try_from(prev_hash) {
+                Ok(p) => {
+                    self.first_prev = Some(p);
+                    p
+                }
+                Err(_) => return self.fail(f.seq, "prev_hash is not 32 bytes"),
+            },
+        };
+        if prev_hash != prev {
+            return self.fail(f.seq, "prev_hash does not link to the previous event");
+        }
+        encoding::encode(buf, f);
+        let recomputed = encoding::chain_hash(&prev, buf);
+        if hash != recomputed {
+            return self.fail(f.seq, "contents do not match the stored hash (event altered)");
+        }
+        if let Some(signed) = checkpoints.get(&f.seq)
+            && signed.as_slice() != hash
+        {
+            return self.fail(f.seq, "chain disagrees with the signed checkpoint at this seq (history rewritten)");
+        }
+        self.last_hash = Some(recomputed);
+        self.next_seq += 1;
     }
 }
 
@@ -112,31 +224,27 @@ impl ChainState {
         }
     }
 
-    fn check(&mut self, f: &Fields<'_>, prev_hash: &[u8], hash: &[u8], buf: &mut Vec<u8>) {
-        self.report.events += 1;
-        if self.report.first_break.is_some() {
-            return;
+    /// Joins a chain's segments, in sequence order, into one verdict: each must start where the
+    /// previous one ended, and its first event must link to the previous one's last hash.
+    fn stitch(&mut self, segments: impl IntoIterator<Item = Segment>) {
+        for seg in segments {
+            self.report.events += seg.events;
+            if self.report.first_break.is_some() || seg.events == 0 {
+                continue;
+            }
+            if seg.lo != self.next_seq {
+                let (missing, found) = (self.next_seq, seg.first_seq.unwrap_or(seg.lo));
+                self.fail(missing, format!("event {missing} is missing (next stored event is {found})"));
+            } else if seg.first_prev.is_some_and(|p| p != self.prev) {
+                self.fail(seg.lo, "prev_hash does not link to the previous event");
+            } else if let Some(b) = seg.first_break {
+                self.report.first_break = Some(b);
+            } else if let Some(h) = seg.last_hash {
+                self.next_seq = seg.next_seq;
+                self.prev = h;
+                self.last_hash = Some(h);
+            }
         }
-        if f.seq != self.next_seq {
-            let expected = self.next_seq;
-            return self.fail(expected, format!("event {expected} is missing (next stored event is {})", f.seq));
-        }
-        if prev_hash != self.prev {
-            return self.fail(f.seq, "prev_hash does not link to the previous event");
-        }
-        encoding::encode(buf, f);
-        let recomputed = encoding::chain_hash(&self.prev, buf);
-        if hash != recomputed {
-            return self.fail(f.seq, "contents do not match the stored hash (event altered)");
-        }
-        if let Some(signed) = self.expected.checkpoints.get(&f.seq)
-            && signed.as_slice() != hash
-        {
-            return self.fail(f.seq, "chain disagrees with the signed checkpoint at this seq (history rewritten)");
-        }
-        self.prev = recomputed;
-        self.last_hash = Some(recomputed);
-        self.next_seq += 1;
     }
 
     fn finish(mut self) -> ChainReport {
@@ -213,7 +321,7 @@ async fn load_expected(
         e.checkpoint_count += 1;
         match keys.verify(&key_id, &checkpoint::message(&chain, seq, &hash, at_us), &sig) {
             Ok(true) => {
-                e.checkpoints.insert(seq, hash);
+                Arc::make_mut(&mut e.checkpoints).insert(seq, hash);
             }
             Ok(false) => {
                 e.bad_checkpoint
@@ -229,104 +337,202 @@ async fn load_expected(
     Ok((expected, labels))
 }
 
-const TENANT_COLUMNS: &str = "seq, occurred_at, actor_kind, actor_id, actor_role, action, entity_type, entity_id, \
-     changes, reason, request_id, host(ip), user_agent, prev_hash, hash";
+const COLUMNS: &str = "seq, occurred_at, actor_kind, actor_id, actor_role, action, entity_type, entity_id, \
+     changes, reason, request_id, ip, user_agent, prev_hash, hash";
 
+/// A unit of work: one range of one tenant chain.
+struct Item {
+    chain: usize,
+    tenant: TenantId,
+    lo: i64,
+    hi: Option<i64>,
+    checkpoints: Arc<BTreeMap<i64, Vec<u8>>>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
-    conn: &mut PgConnection,
-    tenant: Option<&str>,
-    keys: &TrustedKeys,
+    store: &Store,
+    snapshot: &SnapshotId,
+    platform: Option<&mut PgConnection>,
+    mut expected: HashMap<String, Expected>,
+    labels: HashMap<String, String>,
+    opts: Options,
     progress: Progress<'_>,
+    started: Instant,
 ) -> Result<Report, AuditError> {
-    let started = Instant::now();
-    let (mut expected, labels) = load_expected(conn, tenant, keys).await?;
+    // Every tenant the lead can see, plus any chain that has a head or checkpoints.
+    let mut names: Vec<String> = labels.keys().chain(expected.keys()).filter(|c| *c != "platform").cloned().collect();
+    names.sort();
+    names.dedup();
+    let mut states = Vec::with_capacity(names.len());
+    let mut items = VecDeque::new();
+    let range = opts.range_events.max(1);
+    for name in names {
+        let tenant: TenantId = name.parse().map_err(|_| AuditError::Malformed(format!("chain id {name}")))?;
+        let e = expected.remove(&name).unwrap_or_else(Expected::blank);
+        let head = e.head.as_ref().map_or(0, |h| h.0);
+        let chain = states.len();
+        let mut lo = 1;
+        // Fixed ranges up to the head; the last range is open so events past it are seen too.
+        while lo + range <= head {
+            items.push_back(Item { chain, tenant, lo, hi: Some(lo + range - 1), checkpoints: e.checkpoints.clone() });
+            lo += range;
+        }
+        items.push_back(Item { chain, tenant, lo, hi: None, checkpoints: e.checkpoints.clone() });
+        let label = labels.get(&name).cloned().unwrap_or_else(|| name.clone());
+        states.push(ChainState::new(name, label, e));
+    }
+
+    let counter = Arc::new(AtomicU64::new(0));
+    let spare = usize::try_from(store.max_connections()).unwrap_or(1).saturating_sub(1);
+    if spare == 0 && !items.is_empty() {
+        return Err(AuditError::invalid("pool", "verification needs a pool of at least 2 connections"));
+    }
+    let workers = opts.workers.min(spare).min(items.len());
+    let queue = Arc::new(Mutex::new(items));
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers {
+        tasks.spawn(worker(store.clone(), snapshot.clone(), queue.clone(), counter.clone()));
+    }
+
     let mut chains = Vec::new();
-    let mut total = 0u64;
-
-    let mut sources: Vec<String> = Vec::new();
-    match tenant {
-        Some(t) => sources.push(format!(
-            "COPY (select tenant_id, {TENANT_COLUMNS} from audit_events where tenant_id = '{t}' order by seq) TO STDOUT (FORMAT binary)"
-        )),
-        None => {
-            sources.push(format!(
-                "COPY (select tenant_id, {TENANT_COLUMNS} from audit_events order by tenant_id, seq) TO STDOUT (FORMAT binary)"
-            ));
-            sources.push(format!(
-                "COPY (select null::uuid, {TENANT_COLUMNS} from platform_audit_events order by seq) TO STDOUT (FORMAT binary)"
-            ));
-        }
+    if let Some(conn) = platform {
+        let e = expected.remove("platform").unwrap_or_else(Expected::blank);
+        let checkpoints = e.checkpoints.clone();
+        let mut state = ChainState::new("platform".into(), "platform".into(), e);
+        let sql = format!("COPY (select {COLUMNS} from platform_audit_events order by seq) TO STDOUT (FORMAT binary)");
+        state.stitch([scan(conn, &sql, "platform", 1, &checkpoints, &counter).await?]);
+        chains.push(state.finish());
     }
 
-    let mut buf = Vec::with_capacity(1024);
-    for sql in sources {
-        let mut reader = CopyReader::default();
-        let mut tuple = Tuple::with_capacity(16);
-        let mut state: Option<ChainState> = None;
-        let (mut cur_raw, mut cur_chain) = (Vec::new(), String::new());
-        let mut stream = conn.copy_out_raw(&sql).await?;
-        while let Some(chunk) = stream.next().await {
-            reader.feed(&chunk?);
-            while reader.next_tuple(&mut tuple)? {
-                if tuple.len() != 16 {
-                    return Err(AuditError::Malformed(format!("expected 16 columns, got {}", tuple.len())));
-                }
-                let raw_chain = reader.bytes(tuple[0]).unwrap_or_default();
-                if state.is_none() || raw_chain != cur_raw.as_slice() {
-                    cur_raw = raw_chain.to_vec();
-                    cur_chain = if raw_chain.is_empty() {
-                        "platform".to_owned()
-                    } else {
-                        Uuid::from_slice(raw_chain).map_err(|_| AuditError::Malformed("tenant id".into()))?.to_string()
-                    };
-                    if let Some(done) = state.take() {
-                        chains.push(done.finish());
-                    }
-                    let e = expected.remove(&cur_chain).unwrap_or_else(Expected::blank);
-                    let label = labels.get(&cur_chain).cloned().unwrap_or_else(|| cur_chain.clone());
-                    state = Some(ChainState::new(cur_chain.clone(), label, e));
-                }
-                let Some(s) = state.as_mut() else { continue };
-                let f = Fields {
-                    chain: &cur_chain,
-                    seq: be_i64(reader.bytes(tuple[1]), "seq")?,
-                    occurred_at_us: be_i64(reader.bytes(tuple[2]), "occurred_at")?.saturating_add(PG_EPOCH_OFFSET_US),
-                    actor_kind: reader.bytes(tuple[3]),
-                    actor_id: reader.bytes(tuple[4]),
-                    actor_role: reader.bytes(tuple[5]),
-                    action: reader.bytes(tuple[6]),
-                    entity_type: reader.bytes(tuple[7]),
-                    entity_id: reader.bytes(tuple[8]),
-                    changes: reader.bytes(tuple[9]),
-                    reason: reader.bytes(tuple[10]),
-                    request_id: reader.bytes(tuple[11]),
-                    ip: reader.bytes(tuple[12]),
-                    user_agent: reader.bytes(tuple[13]),
-                };
-                let prev_hash = reader.bytes(tuple[14]).unwrap_or_default();
-                let hash = reader.bytes(tuple[15]).unwrap_or_default();
-                s.check(&f, prev_hash, hash, &mut buf);
-                total += 1;
-                if total.is_multiple_of(1 << 18) {
-                    progress(total, started.elapsed());
-                }
-            }
-        }
-        if !reader.finished() {
-            return Err(AuditError::Malformed("COPY stream ended early".into()));
-        }
-        if let Some(done) = state.take() {
-            chains.push(done.finish());
+    let mut segments: Vec<(usize, Segment)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(done)) => segments.extend(done?),
+                Some(Err(e)) => return Err(AuditError::Malformed(format!("verification worker failed: {e}"))),
+            },
+            _ = tick.tick() => progress(counter.load(Ordering::Relaxed), started.elapsed()),
         }
     }
-    // Chains with a head or checkpoints but no events at all: everything was deleted.
-    let mut rest: Vec<(String, Expected)> = expected.into_iter().collect();
-    rest.sort_by(|a, b| a.0.cmp(&b.0));
-    for (chain, e) in rest {
-        let label = labels.get(&chain).cloned().unwrap_or_else(|| chain.clone());
-        chains.push(ChainState::new(chain, label, e).finish());
+    segments.sort_by_key(|(chain, seg)| (*chain, seg.lo));
+    let mut segments = segments.into_iter().peekable();
+    for (i, mut state) in states.into_iter().enumerate() {
+        let mine = std::iter::from_fn(|| segments.next_if(|(c, _)| *c == i).map(|(_, s)| s));
+        state.stitch(mine);
+        chains.push(state.finish());
     }
+    // The platform chain when it was not read (tenant verification) is not reported.
     chains.sort_by(|a, b| (a.chain == "platform").cmp(&(b.chain == "platform")).then(a.label.cmp(&b.label)));
+    let total = counter.load(Ordering::Relaxed);
     progress(total, started.elapsed());
     Ok(Report { chains, events: total, elapsed_ms: started.elapsed().as_millis() })
+}
+
+/// Takes ranges off the queue until it is empty; one read-only transaction per tenant, all on
+/// the lead's snapshot.
+async fn worker(
+    store: Store,
+    snapshot: SnapshotId,
+    queue: Arc<Mutex<VecDeque<Item>>>,
+    counter: Arc<AtomicU64>,
+) -> Result<Vec<(usize, Segment)>, AuditError> {
+    let mut done = Vec::new();
+    let mut current: Option<TenantTx> = None;
+    loop {
+        let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+        let Some(item) = next else { break };
+        let tx = match current.take() {
+            Some(tx) if tx.tenant() == item.tenant => current.insert(tx),
+            other => {
+                if let Some(tx) = other {
+                    tx.rollback().await?;
+                }
+                let mut tx = store.tenant_reader(item.tenant, Some(&snapshot)).await?;
+                // A range of a few hundred thousand rows tempts the planner into a bitmap scan
+                // plus a sort (spilling to disk); the primary key already yields seq order.
+                sqlx::query!(
+                    "select set_config('enable_bitmapscan', 'off', true) as a, set_config('enable_sort', 'off', true) as b"
+                )
+                .fetch_one(tx.conn())
+                .await?;
+                current.insert(tx)
+            }
+        };
+        let upper = item.hi.map(|hi| format!(" and seq <= {hi}")).unwrap_or_default();
+        let (t, lo) = (item.tenant, item.lo);
+        let sql = format!(
+            "COPY (select {COLUMNS} from audit_events where tenant_id = '{t}' and seq >= {lo}{upper} order by seq) \
+             TO STDOUT (FORMAT binary)"
+        );
+        let seg = scan(tx.conn(), &sql, &t.to_string(), lo, &item.checkpoints, &counter).await?;
+        done.push((item.chain, seg));
+    }
+    if let Some(tx) = current {
+        tx.rollback().await?;
+    }
+    Ok(done)
+}
+
+/// Streams one range with binary COPY and checks every event in it.
+async fn scan(
+    conn: &mut PgConnection,
+    sql: &str,
+    chain: &str,
+    lo: i64,
+    checkpoints: &BTreeMap<i64, Vec<u8>>,
+    counter: &AtomicU64,
+) -> Result<Segment, AuditError> {
+    let mut seg = Segment::new(lo);
+    let mut reader = CopyReader::default();
+    let mut tuple = Tuple::with_capacity(15);
+    let mut buf = Vec::with_capacity(1024);
+    let mut ip_text = String::with_capacity(48);
+    let mut stream = conn.copy_out_raw(sql).await?;
+    let mut pending = 0u64;
+    while let Some(chunk) = stream.next().await {
+        reader.feed(&chunk?);
+        while reader.next_tuple(&mut tuple)? {
+            if tuple.len() != 15 {
+                return Err(AuditError::Malformed(format!("expected 15 columns, got {}", tuple.len())));
+            }
+            let ip = match reader.bytes(tuple[11]) {
+                Some(wire) if encoding::inet_host(wire, &mut ip_text) => Some(ip_text.as_bytes()),
+                Some(_) => return Err(AuditError::Malformed("ip is not an inet value".into())),
+                None => None,
+            };
+            let f = Fields {
+                chain,
+                seq: be_i64(reader.bytes(tuple[0]), "seq")?,
+                occurred_at_us: be_i64(reader.bytes(tuple[1]), "occurred_at")?.saturating_add(PG_EPOCH_OFFSET_US),
+                actor_kind: reader.bytes(tuple[2]),
+                actor_id: reader.bytes(tuple[3]),
+                actor_role: reader.bytes(tuple[4]),
+                action: reader.bytes(tuple[5]),
+                entity_type: reader.bytes(tuple[6]),
+                entity_id: reader.bytes(tuple[7]),
+                changes: reader.bytes(tuple[8]),
+                reason: reader.bytes(tuple[9]),
+                request_id: reader.bytes(tuple[10]),
+                ip,
+                user_agent: reader.bytes(tuple[12]),
+            };
+            let prev_hash = reader.bytes(tuple[13]).unwrap_or_default();
+            let hash = reader.bytes(tuple[14]).unwrap_or_default();
+            seg.check(&f, prev_hash, hash, checkpoints, &mut buf);
+            pending += 1;
+        }
+        if pending >= 4096 {
+            counter.fetch_add(pending, Ordering::Relaxed);
+            pending = 0;
+        }
+    }
+    counter.fetch_add(pending, Ordering::Relaxed);
+    if !reader.finished() {
+        return Err(AuditError::Malformed("COPY stream ended early".into()));
+    }
+    Ok(seg)
 }

@@ -31,10 +31,43 @@ impl BypassTx {
         actor: &str,
         reason: &str,
     ) -> Result<Self, StoreError> {
+        Self::begin_with(pool, "BEGIN", secret, actor, reason).await
+    }
+
+    /// A bypass in a REPEATABLE READ transaction: one fixed snapshot, which
+    /// [`BypassTx::export_snapshot`] can share with tenant readers on other connections.
+    pub(crate) async fn begin_repeatable(
+        pool: &sqlx::PgPool,
+        secret: &SecretString,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Self, StoreError> {
+        // The grant locks the platform chain head; a head advanced after our snapshot was taken
+        // is a serialization failure in REPEATABLE READ. It is transient: try again.
+        let mut attempts = 0;
+        loop {
+            match Self::begin_with(pool, "BEGIN ISOLATION LEVEL REPEATABLE READ", secret, actor, reason).await {
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("40001") && attempts < 5 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn begin_with(
+        pool: &sqlx::PgPool,
+        begin: &'static str,
+        secret: &SecretString,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Self, StoreError> {
         if actor.trim().is_empty() || reason.trim().len() < 3 {
             return Err(StoreError::BypassRefused("an actor and a reason (3+ characters) are required".into()));
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(begin).await?;
         sqlx::query!("select countersign_begin_bypass($1, $2, $3)", secret.expose_secret(), actor, reason)
             .execute(&mut *tx)
             .await?;
@@ -45,6 +78,11 @@ impl BypassTx {
 
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// Exports this transaction's snapshot (see [`crate::Store::bypass_repeatable`]).
+    pub async fn export_snapshot(&mut self) -> Result<crate::SnapshotId, StoreError> {
+        crate::tx::export_snapshot(&mut self.tx).await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

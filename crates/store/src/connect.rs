@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use crate::bypass::{self, BypassTx};
 use crate::embedded::EmbeddedPg;
 use crate::migrate::{self, APP_ROLE};
-use crate::{GlobalTx, StoreError, TenantId, TenantTx};
+use crate::{GlobalTx, SnapshotId, StoreError, TenantId, TenantTx};
 
 /// Where the database is and how to reach it. Secrets stay wrapped.
 #[derive(Debug, Clone)]
@@ -161,6 +161,12 @@ impl Store {
         TenantTx::begin(&self.inner.pool, tenant).await
     }
 
+    /// A read-only, REPEATABLE READ transaction in which only `tenant`'s rows exist. With a
+    /// snapshot exported by another open transaction, it sees exactly what that one sees.
+    pub async fn tenant_reader(&self, tenant: TenantId, snapshot: Option<&SnapshotId>) -> Result<TenantTx, StoreError> {
+        TenantTx::begin_reader(&self.inner.pool, tenant, snapshot).await
+    }
+
     /// A transaction without tenant context (global identity tables only).
     pub async fn global_tx(&self) -> Result<GlobalTx, StoreError> {
         GlobalTx::begin(&self.inner.pool).await
@@ -169,6 +175,17 @@ impl Store {
     /// A cross-tenant transaction, logged in `platform_bypass_log` with `actor` and `reason`.
     pub async fn bypass(&self, actor: &str, reason: &str) -> Result<BypassTx, StoreError> {
         BypassTx::begin(&self.inner.pool, &self.inner.secret, actor, reason).await
+    }
+
+    /// Like [`Store::bypass`], in a REPEATABLE READ transaction whose snapshot can be exported.
+    pub async fn bypass_repeatable(&self, actor: &str, reason: &str) -> Result<BypassTx, StoreError> {
+        BypassTx::begin_repeatable(&self.inner.pool, &self.inner.secret, actor, reason).await
+    }
+
+    /// The most connections the app pool opens (parallel readers must leave one spare).
+    #[must_use]
+    pub fn max_connections(&self) -> u32 {
+        self.inner.pool.options().get_max_connections()
     }
 
     /// Database reachable and schema at the version this binary expects.

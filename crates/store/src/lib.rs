@@ -19,7 +19,7 @@ pub use bypass::BypassTx;
 pub use connect::{DbSettings, Store};
 pub use error::StoreError;
 pub use ids::{IdError, TenantId};
-pub use tx::{GlobalTx, TenantTx};
+pub use tx::{GlobalTx, SnapshotId, TenantTx};
 
 /// Re-exported so domain crates name the same driver types the store hands out.
 pub use sqlx;

@@ -24,6 +24,28 @@ impl TenantTx {
         Ok(Self { tx, tenant })
     }
 
+    /// A read-only REPEATABLE READ transaction; with `snapshot`, it sees exactly what the
+    /// transaction that exported it sees (parallel scans of one consistent state).
+    pub(crate) async fn begin_reader(
+        pool: &sqlx::PgPool,
+        tenant: TenantId,
+        snapshot: Option<&SnapshotId>,
+    ) -> Result<Self, StoreError> {
+        let import = snapshot.map(|s| format!("SET TRANSACTION SNAPSHOT '{}'; ", s.0)).unwrap_or_default();
+        let sql = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {import}SELECT set_config('app.tenant_id', '{tenant}', true)"
+        );
+        let tx = pool.begin_with(sql).await?;
+        metrics::global().tenant_tx();
+        Ok(Self { tx, tenant })
+    }
+
+    /// Exports this transaction's snapshot for [`crate::Store::tenant_reader`] on other connections.
+    /// Meaningful for REPEATABLE READ transactions, whose snapshot is fixed.
+    pub async fn export_snapshot(&mut self) -> Result<SnapshotId, StoreError> {
+        export_snapshot(&mut self.tx).await
+    }
+
     #[must_use]
     pub fn tenant(&self) -> TenantId {
         self.tenant
@@ -61,6 +83,26 @@ impl TenantTx {
     pub async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await.map_err(StoreError::from)
     }
+}
+
+/// The name of an exported snapshot (`pg_export_snapshot()`), valid while its exporting
+/// transaction is open. Only hex digits and dashes: safe to place in `SET TRANSACTION SNAPSHOT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotId(String);
+
+impl SnapshotId {
+    fn parse(s: String) -> Result<Self, StoreError> {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            Ok(Self(s))
+        } else {
+            Err(StoreError::Config(format!("unexpected snapshot id {s:?}")))
+        }
+    }
+}
+
+pub(crate) async fn export_snapshot(conn: &mut PgConnection) -> Result<SnapshotId, StoreError> {
+    let id: Option<String> = sqlx::query_scalar!("select pg_export_snapshot()").fetch_one(conn).await?;
+    SnapshotId::parse(id.unwrap_or_default())
 }
 
 /// A transaction with no tenant context, for global identity tables (users) and tenant
