@@ -46,6 +46,10 @@ pub struct DbArgs {
     /// <data-dir>/keys/audit-ed25519.key).
     #[arg(long, env = "COUNTERSIGN_AUDIT_KEY_FILE", global = true)]
     pub audit_key_file: Option<PathBuf>,
+    /// Ed25519 key that signs access tokens; every node of one deployment must share it
+    /// (generated on first start; default <data-dir>/keys/session-ed25519.key).
+    #[arg(long, env = "COUNTERSIGN_SESSION_KEY_FILE", global = true)]
+    pub session_key_file: Option<PathBuf>,
     /// Size of the application connection pool (1-1000).
     #[arg(long, env = "COUNTERSIGN_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
@@ -62,6 +66,9 @@ pub struct ServeArgs {
     /// Seconds between audit checkpoint passes while events arrive (1-86400).
     #[arg(long, env = "COUNTERSIGN_CHECKPOINT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub checkpoint_interval: u64,
+    /// Send session cookies without `Secure` (only for plain-HTTP development on localhost).
+    #[arg(long, env = "COUNTERSIGN_INSECURE_COOKIES")]
+    pub insecure_cookies: bool,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +211,10 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 impl DbArgs {
     pub fn audit_key_path(&self) -> PathBuf {
         self.audit_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("audit-ed25519.key"))
+    }
+
+    pub fn session_key_path(&self) -> PathBuf {
+        self.session_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("session-ed25519.key"))
     }
 
     pub fn settings(&self) -> store::DbSettings {

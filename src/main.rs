@@ -5,7 +5,6 @@ mod config;
 mod demo;
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Parser;
 use config::{Cli, Command, LogFormat, ServeArgs};
@@ -37,6 +36,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.db.settings();
     let key_path = cli.db.audit_key_path();
+    let session_key = cli.db.session_key_path();
     match cli.command {
         Command::Migrate => {
             let store = store::Store::open(&settings).await?;
@@ -49,7 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::Serve(args) => {
             let store = store::Store::open(&settings).await?;
-            serve(store, args, &key_path, None).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, &key_path, &session_key, None).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             let store = store::Store::open(&settings).await?;
@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Err(e);
                 }
             };
-            serve(store, args, &key_path, Some(seeded)).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, &key_path, &session_key, Some(seeded)).await.map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -69,6 +69,7 @@ async fn serve(
     store: store::Store,
     args: ServeArgs,
     key_path: &std::path::Path,
+    session_key: &std::path::Path,
     demo: Option<demo::Seeded>,
 ) -> anyhow::Result<()> {
     let key = match audit::CheckpointKey::load_or_create(key_path) {
@@ -86,11 +87,16 @@ async fn serve(
         }
     };
     let addr = listener.local_addr()?;
-    let state = web::AppState {
-        store: store.clone(),
-        proxies: web::TrustedProxies::new(args.trusted_proxies.clone()),
-        started: Instant::now(),
+    let token_key = match identity::tokens::TokenKey::load_or_create(session_key) {
+        Ok(k) => k,
+        Err(e) => {
+            store.shutdown().await;
+            anyhow::bail!("session key (COUNTERSIGN_SESSION_KEY_FILE / --session-key-file): {e}");
+        }
     };
+    let mut state =
+        web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?;
+    state.secure_cookies = !args.insecure_cookies;
     tracing::info!(%addr, "countersign listening");
     if let Some(seeded) = demo {
         seeded.print(addr);

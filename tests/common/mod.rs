@@ -64,6 +64,28 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         ms.push(m);
         us.push(u.id);
     }
+    // A session with a refresh token (rows only: the fixture's audit chain stays at 6 events).
+    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let session = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at)
+         values ($1, $2, $3, $4, 'admin', 0, now() + interval '1 day')",
+    )
+    .bind(t.id.as_uuid())
+    .bind(session)
+    .bind(us[0])
+    .bind(ms[0])
+    .execute(tx.conn())
+    .await
+    .expect("session");
+    sqlx::query("insert into refresh_tokens (tenant_id, token_hash, session_id) values ($1, sha256($2::bytea), $3)")
+        .bind(t.id.as_uuid())
+        .bind(session.as_bytes().to_vec())
+        .bind(session)
+        .execute(tx.conn())
+        .await
+        .expect("refresh token");
+    tx.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     identity::api_keys::create(
         &mut tx,
@@ -92,11 +114,13 @@ pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
 
 /// Serves the router for `db` on a free loopback port; returns its base URL.
 pub async fn spawn(db: &TestDb) -> String {
-    let state = web::AppState {
-        store: db.store.clone(),
-        proxies: web::TrustedProxies::default(),
-        started: std::time::Instant::now(),
-    };
+    spawn_with_key(db, identity::tokens::TokenKey::from_seed([9; 32])).await
+}
+
+/// Like [`spawn`], signing access tokens with `key` (two servers sharing one key act as one
+/// deployment of two nodes).
+pub async fn spawn_with_key(db: &TestDb, key: identity::tokens::TokenKey) -> String {
+    let state = web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

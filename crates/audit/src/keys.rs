@@ -24,6 +24,35 @@ impl fmt::Debug for CheckpointKey {
     }
 }
 
+/// Reads a 32-byte Ed25519 seed (64 hex digits) from `path`, or generates one into a new file
+/// (parent directories included) readable by its owner only. Shared by every server key file.
+pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], AuditError> {
+    let bad = |e: &dyn fmt::Display| AuditError::Key(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|_| bad(&"expected 64 hex digits"))?;
+            bytes.try_into().map_err(|_| bad(&"expected 64 hex digits"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(path)?;
+            writeln!(f, "{}", hex::encode(seed))?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "generated a new server key");
+            Ok(seed)
+        }
+        Err(e) => Err(bad(&e)),
+    }
+}
+
 /// First 16 hex digits of SHA-256 over the raw public key.
 #[must_use]
 pub fn key_id(public: &VerifyingKey) -> String {
@@ -33,33 +62,9 @@ pub fn key_id(public: &VerifyingKey) -> String {
 impl CheckpointKey {
     /// Loads the key at `path`, or creates it (parent directories included) with mode 0600.
     pub fn load_or_create(path: &Path) -> Result<Self, AuditError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|e| AuditError::Key(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; 32];
-                rand::rng().fill_bytes(&mut seed);
-                let key = Self::from_seed(seed);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(path)?;
-                writeln!(f, "{}", hex::encode(seed))?;
-                f.sync_all()?;
-                tracing::info!(key_id = %key.key_id, path = %path.display(), "generated audit checkpoint key");
-                Ok(key)
-            }
-            Err(e) => Err(AuditError::Key(format!("{}: {e}", path.display()))),
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(text.trim()).map_err(|_| "expected 64 hex digits".to_owned())?;
-        let seed: [u8; 32] = bytes.try_into().map_err(|_| "expected 64 hex digits".to_owned())?;
-        Ok(Self::from_seed(seed))
+        let key = Self::from_seed(load_or_create_seed(path)?);
+        tracing::debug!(key_id = %key.key_id, path = %path.display(), "audit checkpoint key ready");
+        Ok(key)
     }
 
     #[must_use]

@@ -13,6 +13,11 @@ pub enum IdentityError {
     /// Missing, malformed, unknown, wrong, revoked or expired credentials: deliberately one case.
     #[error("authentication required")]
     Unauthenticated,
+    /// Too many attempts: try again after this many seconds.
+    #[error("too many attempts; retry after {retry_after} s")]
+    Locked { retry_after: u64 },
+    #[error("internal: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -31,5 +36,11 @@ impl IdentityError {
             StoreError::NotFound => Self::NotFound,
             other => Self::Store(other),
         }
+    }
+}
+
+impl From<sqlx::Error> for IdentityError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::from(e))
     }
 }

@@ -8,8 +8,11 @@ pub mod departments;
 mod error;
 pub mod memberships;
 pub mod model;
+pub mod passwords;
 pub mod retention;
+pub mod sessions;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 
 pub use error::IdentityError;

@@ -69,12 +69,12 @@ pub async fn change_role(
     let event = Event::new("membership.role_changed", Entity::of("membership", id)?, Changes::none())?
         .with_reason(reason)
         .map_err(|_| IdentityError::invalid("reason", "a reason of 3-2000 characters is required"))?;
-    let old = sqlx::query_scalar!(
+    let old = sqlx::query!(
         r#"with old as (select id, role from memberships
                          where tenant_id = $1 and id = $2 and deleted_at is null for update)
            update memberships m set role = $3, updated_at = now()
              from old where m.tenant_id = $1 and m.id = old.id
-           returning old.role as "old_role!""#,
+           returning old.role as "old_role!", m.user_id"#,
         tx.tenant().as_uuid(),
         id,
         role.as_str()
@@ -83,8 +83,13 @@ pub async fn change_role(
     .await
     .map_err(IdentityError::from_store("membership"))?
     .ok_or(IdentityError::NotFound)?;
+    let (old, user) = (old.old_role, old.user_id);
     let event = Event { changes: Changes::none().field("role", &old, role.as_str()), ..event };
     audit::record_by(tx, who, &event).await?;
+    // Sessions carry the role they were issued under: end them on every node.
+    if old != role.as_str() {
+        crate::sessions::revoke(tx, who, crate::sessions::Scope::User(user), "role_changed").await?;
+    }
     old.parse().map_err(|_| IdentityError::invalid("role", "stored role is unknown"))
 }
 
@@ -119,7 +124,7 @@ pub async fn bulk_set_status(
                          where tenant_id = $1 and id = any($2) and deleted_at is null for update)
            update memberships m set status = $3, updated_at = now()
              from old where m.tenant_id = $1 and m.id = old.id
-           returning m.id, old.status as "old_status!""#,
+           returning m.id, m.user_id, old.status as "old_status!""#,
         tx.tenant().as_uuid(),
         &unique,
         status.as_str()
@@ -135,6 +140,10 @@ pub async fn bulk_set_status(
         }
         let event = Event::new("membership.status_changed", Entity::of("membership", row.id)?, changes)?;
         audit::record_by(tx, who, &event).await?;
+        if status != MembershipStatus::Active {
+            crate::sessions::revoke(tx, who, crate::sessions::Scope::User(row.user_id), "membership_status_changed")
+                .await?;
+        }
     }
     Ok(updated.len())
 }

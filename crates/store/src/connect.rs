@@ -188,6 +188,14 @@ impl Store {
         self.inner.pool.options().get_max_connections()
     }
 
+    /// A dedicated connection (outside the pool's count) listening on `channel`. Notifications
+    /// sent with `pg_notify` arrive when the sending transaction commits.
+    pub async fn listener(&self, channel: &str) -> Result<sqlx::postgres::PgListener, StoreError> {
+        let mut l = sqlx::postgres::PgListener::connect_with(&self.inner.pool).await?;
+        l.listen(channel).await?;
+        Ok(l)
+    }
+
     /// Database reachable and schema at the version this binary expects.
     pub async fn readiness(&self) -> Readiness {
         let expected_version = migrate::MIGRATOR.iter().map(|m| m.version).max();

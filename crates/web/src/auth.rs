@@ -17,6 +17,9 @@ pub struct Principal {
     pub tenant: TenantId,
     pub role: Role,
     pub scopes: Vec<String>,
+    /// Set for interactive sessions (access tokens); `None` for API keys.
+    pub session: Option<uuid::Uuid>,
+    pub user: Option<uuid::Uuid>,
     /// The actor and request origin every audited write of this request records.
     pub who: audit::Who,
 }
@@ -25,7 +28,7 @@ impl Principal {
     /// API keys are limited to their scopes; (future) interactive sessions carry their role only.
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.session.is_some() || self.scopes.iter().any(|s| s == scope)
     }
 }
 
@@ -39,7 +42,13 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ctx = ClientContext::from_request_parts(parts, state).await?;
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthenticated());
+            // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
+            let token = crate::session_api::cookie(&parts.headers, crate::session_api::ACCESS_COOKIE)
+                .ok_or_else(ApiError::unauthenticated)?;
+            if !parts.method.is_safe() {
+                crate::session_api::require_csrf(&parts.headers)?;
+            }
+            return from_access_token(state, &token, &ctx).await;
         };
         let token = value
             .to_str()
@@ -47,13 +56,23 @@ impl FromRequestParts<AppState> for Principal {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(ApiError::unauthenticated)?;
+        if token.starts_with("eyJ") {
+            return from_access_token(state, token, &ctx).await;
+        }
         let key: PresentedKey = token.parse().map_err(|_| ApiError::unauthenticated())?;
         let mut tx = state.store.tenant_tx(key.tenant).await?;
         match api_keys::authenticate(&mut tx, &key).await {
             Ok(p) => {
                 tx.commit().await?;
                 let actor = audit::Actor::api_key(p.key_id, Some(p.role.as_str()));
-                Ok(Self { tenant: p.tenant, role: p.role, scopes: p.scopes, who: audit::Who::new(actor, origin(&ctx)) })
+                Ok(Self {
+                    tenant: p.tenant,
+                    role: p.role,
+                    scopes: p.scopes,
+                    session: None,
+                    user: None,
+                    who: audit::Who::new(actor, origin(&ctx)),
+                })
             }
             Err(identity::IdentityError::Unauthenticated) => {
                 drop(tx);
@@ -63,6 +82,43 @@ impl FromRequestParts<AppState> for Principal {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// An access token is checked twice: its signature and expiry, then its session (cache, else
+/// the database) — so a revoked session stops working before the token expires.
+async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -> Result<Principal, ApiError> {
+    let claims = state.auth.key.verify(token, chrono::Utc::now().timestamp()).ok_or_else(ApiError::unauthenticated)?;
+    let tenant = TenantId::from_uuid(claims.tid).map_err(|_| ApiError::unauthenticated())?;
+    let entry = match state.sessions.get(claims.sid) {
+        Some(e) => e,
+        None => {
+            let generation = state.sessions.generation();
+            let mut tx = state.store.tenant_tx(tenant).await?;
+            let live = identity::sessions::check(&mut tx, claims.sid).await?;
+            tx.commit().await?;
+            let live = live.ok_or_else(ApiError::unauthenticated)?;
+            let e = crate::session_cache::Entry {
+                tenant: claims.tid,
+                user: live.user_id,
+                role: live.role,
+                valid_until: live.valid_until,
+            };
+            state.sessions.insert(generation, claims.sid, e.clone());
+            e
+        }
+    };
+    if entry.tenant != claims.tid || entry.user != claims.sub || entry.role.as_str() != claims.role {
+        return Err(ApiError::unauthenticated());
+    }
+    let actor = audit::Actor::user(entry.user, Some(entry.role.as_str()));
+    Ok(Principal {
+        tenant,
+        role: entry.role,
+        scopes: Vec::new(),
+        session: Some(claims.sid),
+        user: Some(entry.user),
+        who: audit::Who::new(actor, origin(ctx)),
+    })
 }
 
 /// Records a refused key in the organisation it names (if that organisation exists); a key for

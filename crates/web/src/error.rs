@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds, sent as `Retry-After` (429).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -26,7 +28,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     #[must_use]
@@ -39,6 +41,15 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "your role does not allow this")
     }
 
+    /// 429 with `Retry-After`.
+    #[must_use]
+    pub fn too_many(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many attempts; try again later")
+        }
+    }
+
     #[must_use]
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
@@ -48,7 +59,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body { error: Inner { code: self.code, message: &self.message } };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));
+        }
+        r
     }
 }
 
@@ -91,6 +106,15 @@ impl From<identity::IdentityError> for ApiError {
             I::Duplicate(what) => Self::new(StatusCode::CONFLICT, "duplicate", format!("{what} already exists")),
             I::NotFound => Self::not_found(),
             I::Unauthenticated => Self::unauthenticated(),
+            I::Locked { retry_after } => Self::too_many(retry_after),
+            I::Internal(why) => {
+                tracing::error!(error = %why, "identity internal error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot complete this request now",
+                )
+            }
             I::Store(s) => s.into(),
             I::Audit(a) => a.into(),
         }

@@ -8,6 +8,8 @@ mod client;
 mod error;
 mod health;
 mod router;
+mod session_api;
+pub mod session_cache;
 
 pub use auth::Principal;
 pub use client::{ClientContext, TrustedProxies};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -13,14 +13,44 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use std::sync::Arc;
+
+use identity::tokens::TokenKey;
+
 use crate::client::{self, TrustedProxies};
-use crate::{ApiError, audit_api, health};
+use crate::session_cache::SessionCache;
+use crate::{ApiError, audit_api, health, session_api};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: store::Store,
     pub proxies: TrustedProxies,
     pub started: Instant,
+    pub auth: Arc<identity::sessions::Authenticator>,
+    pub sessions: SessionCache,
+    /// Send cookies with `Secure` (off only for plain-HTTP local development).
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    /// State for one server process; starts the revocation listener.
+    ///
+    /// # Errors
+    /// If the password hasher cannot be prepared.
+    pub fn new(store: store::Store, proxies: TrustedProxies, key: TokenKey) -> Result<Self, identity::IdentityError> {
+        // Two argon2 computations at a time per node (each ~19 MiB, one core).
+        let hasher = identity::passwords::Hasher::new(2)?;
+        let sessions = SessionCache::default();
+        sessions.spawn_listener(store.clone());
+        Ok(Self {
+            store,
+            proxies,
+            started: Instant::now(),
+            auth: Arc::new(identity::sessions::Authenticator { hasher, key }),
+            sessions,
+            secure_cookies: true,
+        })
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,7 +59,11 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/status", get(health::status))
         .route("/audit/events", get(audit_api::events))
-        .route("/audit/export", get(audit_api::export));
+        .route("/audit/export", get(audit_api::export))
+        .route("/auth/login", post(session_api::login))
+        .route("/auth/refresh", post(session_api::refresh))
+        .route("/auth/logout", post(session_api::logout))
+        .route("/sessions/revoke", post(session_api::revoke));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

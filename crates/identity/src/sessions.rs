@@ -1,0 +1,513 @@
+//! Interactive sessions: password login, rotating refresh tokens in families, revocation.
+//!
+//! A session is one user in one organisation. Its refresh tokens are opaque
+//! (`csr_<tenant>_<session>_<secret>`), stored as SHA-256, used once each; presenting a used one
+//! again revokes the whole session (the family) and is audited. Access tokens are short-lived
+//! JWTs, but they are not trusted on their own: every request checks the session (through a
+//! cache that `NOTIFY` on [`REVOCATION_CHANNEL`] clears on every node), so revocation — a role
+//! change, deactivation, password change, an expired guest membership, "revoke all" — takes
+//! effect everywhere within a second.
+
+use std::fmt;
+use std::str::FromStr;
+
+use audit::{Actor, Changes, Entity, Event, Origin, Who};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{Store, TenantId, TenantTx};
+use uuid::Uuid;
+
+use crate::passwords::Hasher;
+use crate::tokens::{ACCESS_TTL_SECS, Claims, TokenKey};
+use crate::{EmailAddress, IdentityError, Role};
+
+/// Postgres channel on which revocations are announced (payload: [`Revocation`] as JSON).
+pub const REVOCATION_CHANNEL: &str = "countersign_revocation";
+/// Absolute session lifetime.
+pub const SESSION_TTL_DAYS: i64 = 30;
+/// A session unused for this long is dead (checked server-side on every request and refresh).
+pub const IDLE_TIMEOUT_MINUTES: i64 = 30;
+/// Failed logins before the account is locked; each further failure doubles the lock.
+pub const LOCK_AFTER: i32 = 5;
+const MAX_LOCK_MINUTES: i64 = 60;
+
+/// What a revocation covers: a tenant (all its sessions), a user (in one tenant or, without a
+/// tenant, everywhere) or one session. Nodes drop every cached session it matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Uuid>,
+}
+
+/// Tokens handed to a client after login or refresh.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub session_id: Uuid,
+    pub tenant: TenantId,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub access_token: String,
+    pub access_expires_in: i64,
+    pub refresh_token: SecretString,
+}
+
+/// A refresh token as presented: the tenant it names, its session, the whole token for hashing.
+#[derive(Clone)]
+pub struct PresentedRefresh {
+    pub tenant: TenantId,
+    pub session: Uuid,
+    hash: [u8; 32],
+}
+
+impl fmt::Debug for PresentedRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentedRefresh").field("tenant", &self.tenant).field("session", &self.session).finish()
+    }
+}
+
+impl FromStr for PresentedRefresh {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || IdentityError::Unauthenticated;
+        let rest = s.strip_prefix("csr_").ok_or_else(bad)?;
+        let mut parts = rest.split('_');
+        let (t, sid, secret) =
+            (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        if parts.next().is_some() || t.len() != 32 || sid.len() != 32 || secret.len() != 64 {
+            return Err(bad());
+        }
+        if !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let tenant = Uuid::try_parse(t).ok().and_then(|u| TenantId::from_uuid(u).ok()).ok_or_else(bad)?;
+        let session = Uuid::try_parse(sid).map_err(|_| bad())?;
+        Ok(Self { tenant, session, hash: Sha256::digest(s.as_bytes()).into() })
+    }
+}
+
+fn new_refresh(tenant: TenantId, session: Uuid) -> (SecretString, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("csr_{}_{}_{}", tenant.as_uuid().simple(), session.simple(), hex::encode(secret));
+    let hash = Sha256::digest(token.as_bytes()).into();
+    (SecretString::from(token), hash)
+}
+
+/// Everything login needs besides the database.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    pub hasher: Hasher,
+    pub key: TokenKey,
+}
+
+struct Account {
+    id: Uuid,
+    status: String,
+    epoch: i64,
+    hash: Option<String>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+impl Authenticator {
+    /// Password login to one organisation. Unknown organisation, unknown email, wrong password,
+    /// disabled user and missing membership all answer `Unauthenticated` after the same argon2
+    /// work; a locked account answers `Locked`. Every outcome is audited in the organisation.
+    pub async fn login(
+        &self,
+        store: &Store,
+        tenant: Option<TenantId>,
+        email: &EmailAddress,
+        password: &SecretString,
+        origin: &Origin,
+    ) -> Result<Issued, IdentityError> {
+        let mut g = store.global_tx().await?;
+        let account = sqlx::query!(
+            r#"select u.id, u.status, u.session_epoch, c.password_hash as "hash?", c.locked_until
+                 from users u left join user_credentials c on c.user_id = u.id
+                where u.email = $1::text::citext"#,
+            email.as_str()
+        )
+        .fetch_optional(g.conn())
+        .await
+        .map_err(IdentityError::from_store("user"))?
+        .map(|r| Account {
+            id: r.id,
+            status: r.status,
+            epoch: r.session_epoch,
+            hash: r.hash,
+            locked_until: r.locked_until,
+        });
+
+        if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|u| *u > Utc::now()) {
+            g.commit().await?;
+            let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
+            if let Some(t) = tenant {
+                self.audit_failure(store, t, email, origin, "locked").await;
+            }
+            return Err(IdentityError::Locked { retry_after });
+        }
+        let verified = self.hasher.verify(password, account.as_ref().and_then(|a| a.hash.as_deref())).await?;
+        let account = match account {
+            Some(a) if verified.ok => a,
+            other => {
+                if let Some(a) = &other {
+                    record_failure(&mut g, a.id).await?;
+                }
+                g.commit().await?;
+                if let Some(t) = tenant {
+                    self.audit_failure(store, t, email, origin, "bad_credentials").await;
+                }
+                return Err(IdentityError::Unauthenticated);
+            }
+        };
+        sqlx::query!(
+            "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now() where user_id = $1",
+            account.id
+        )
+        .execute(g.conn())
+        .await?;
+        if verified.rehash {
+            let upgraded = self.hasher.hash(password).await?;
+            sqlx::query!("update user_credentials set password_hash = $2 where user_id = $1", account.id, upgraded)
+                .execute(g.conn())
+                .await?;
+        }
+        g.commit().await?;
+
+        let Some(tenant) = tenant else { return Err(IdentityError::Unauthenticated) };
+        if account.status != "active" {
+            self.audit_failure(store, tenant, email, origin, "user_disabled").await;
+            return Err(IdentityError::Unauthenticated);
+        }
+        let mut tx = store.tenant_tx(tenant).await?;
+        let membership = sqlx::query!(
+            "select id, role from memberships
+              where user_id = $1 and status = 'active' and deleted_at is null
+                and valid_from <= now() and (valid_until is null or valid_until > now())",
+            account.id
+        )
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(m) = membership else {
+            drop(tx);
+            self.audit_failure(store, tenant, email, origin, "no_membership").await;
+            return Err(IdentityError::Unauthenticated);
+        };
+        let role: Role = m.role.parse()?;
+        let session_id = Uuid::now_v7();
+        sqlx::query!(
+            "insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at, ip, user_agent)
+             values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5,
+                     now() + make_interval(days => $6::int), $7::text::inet, $8)",
+            session_id,
+            account.id,
+            m.id,
+            role.as_str(),
+            account.epoch,
+            i32::try_from(SESSION_TTL_DAYS).unwrap_or(30),
+            origin.ip.map(|ip| ip.to_string()),
+            origin.user_agent.as_deref(),
+        )
+        .execute(tx.conn())
+        .await?;
+        let issued = self.issue(&mut tx, tenant, session_id, account.id, role).await?;
+        let who = Who::new(Actor::user(account.id, Some(role.as_str())), origin.clone());
+        let event = Event::new("auth.login_succeeded", Entity::of("session", session_id)?, Changes::none())?;
+        audit::record_by(&mut tx, &who, &event).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// Inserts a fresh refresh token for the session and signs an access token.
+    async fn issue(
+        &self,
+        tx: &mut TenantTx,
+        tenant: TenantId,
+        session_id: Uuid,
+        user: Uuid,
+        role: Role,
+    ) -> Result<Issued, IdentityError> {
+        let (refresh, hash) = new_refresh(tenant, session_id);
+        sqlx::query!(
+            "insert into refresh_tokens (tenant_id, token_hash, session_id) values (current_setting('app.tenant_id')::uuid, $1, $2)",
+            &hash[..],
+            session_id
+        )
+        .execute(tx.conn())
+        .await?;
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user,
+            tid: tenant.as_uuid(),
+            sid: session_id,
+            role: role.as_str().to_owned(),
+            iat: now,
+            exp: now + ACCESS_TTL_SECS,
+        };
+        Ok(Issued {
+            session_id,
+            tenant,
+            user_id: user,
+            role,
+            access_token: self.key.sign(&claims),
+            access_expires_in: ACCESS_TTL_SECS,
+            refresh_token: refresh,
+        })
+    }
+
+    /// Rotates a refresh token. A token already used is a replay: the session (every token of
+    /// the family) is revoked, the reuse audited, and the caller refused.
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        presented: &PresentedRefresh,
+        origin: &Origin,
+    ) -> Result<Issued, IdentityError> {
+        let mut tx = store.tenant_tx(presented.tenant).await?;
+        let used = sqlx::query_scalar!(
+            "update refresh_tokens set used_at = now() where token_hash = $1 and session_id = $2 and used_at is null
+             returning session_id",
+            &presented.hash[..],
+            presented.session
+        )
+        .fetch_optional(tx.conn())
+        .await?;
+        if used.is_none() {
+            let replayed = sqlx::query_scalar!(
+                "select exists(select 1 from refresh_tokens where token_hash = $1 and session_id = $2)",
+                &presented.hash[..],
+                presented.session
+            )
+            .fetch_one(tx.conn())
+            .await?
+            .unwrap_or(false);
+            if replayed {
+                let who = Who::new(Actor::system("auth:refresh"), origin.clone());
+                revoke(&mut tx, &who, Scope::Session(presented.session), "refresh_token_reused").await?;
+                let event =
+                    Event::new("auth.refresh_reused", Entity::of("session", presented.session)?, Changes::none())?;
+                audit::record_by(&mut tx, &who, &event).await?;
+                tx.commit().await?;
+                tracing::warn!(tenant = %presented.tenant, session = %presented.session, "refresh token replayed; family revoked");
+            }
+            return Err(IdentityError::Unauthenticated);
+        }
+        let Some(state) = check(&mut tx, presented.session).await? else {
+            return Err(IdentityError::Unauthenticated);
+        };
+        let issued = self.issue(&mut tx, presented.tenant, presented.session, state.user_id, state.role).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+}
+
+async fn record_failure(g: &mut store::GlobalTx, user: Uuid) -> Result<(), IdentityError> {
+    sqlx::query!(
+        "update user_credentials
+            set failed_attempts = failed_attempts + 1,
+                locked_until = case when failed_attempts + 1 >= $2
+                    then now() + make_interval(mins => least($3::int, power(2, failed_attempts + 1 - $2)::int))
+                    else locked_until end,
+                updated_at = now()
+          where user_id = $1",
+        user,
+        LOCK_AFTER,
+        i32::try_from(MAX_LOCK_MINUTES).unwrap_or(60),
+    )
+    .execute(g.conn())
+    .await?;
+    Ok(())
+}
+
+impl Authenticator {
+    async fn audit_failure(&self, store: &Store, tenant: TenantId, email: &EmailAddress, origin: &Origin, why: &str) {
+        let result = async {
+            let mut tx = store.tenant_tx(tenant).await?;
+            if crate::tenants::current(&mut tx).await.is_err() {
+                return Ok::<(), IdentityError>(());
+            }
+            let event = Event::new("auth.login_failed", Entity::of("login", email.as_str())?, Changes::none())?
+                .with_reason(why)?;
+            audit::record(&mut tx, &Actor::system("auth:login"), origin, &event).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not audit a failed login");
+        }
+    }
+}
+
+/// A live session as the request path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    pub user_id: Uuid,
+    pub role: Role,
+    /// The membership ends then (guests): no cache may keep the session past it.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Is the session alive? Not revoked, not expired, not idle, issued under the user's current
+/// epoch, the user active, the membership active and still holding the session's role. Records
+/// use at most once a minute (for the idle timeout).
+pub async fn check(tx: &mut TenantTx, session: Uuid) -> Result<Option<SessionState>, IdentityError> {
+    let row = sqlx::query!(
+        r#"select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as "stale!"
+             from sessions s
+             join memberships m on m.tenant_id = s.tenant_id and m.id = s.membership_id
+             join users u on u.id = s.user_id
+            where s.id = $1 and s.revoked_at is null and s.expires_at > now()
+              and s.last_seen_at > now() - make_interval(mins => $2::int)
+              and u.status = 'active' and u.session_epoch = s.user_epoch
+              and m.status = 'active' and m.deleted_at is null and m.role = s.role
+              and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())"#,
+        session,
+        i32::try_from(IDLE_TIMEOUT_MINUTES).unwrap_or(30),
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    if r.stale {
+        sqlx::query!("update sessions set last_seen_at = now() where id = $1", session).execute(tx.conn()).await?;
+    }
+    Ok(Some(SessionState { user_id: r.user_id, role: r.role.parse()?, valid_until: r.valid_until }))
+}
+
+/// Which sessions of the transaction's tenant to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Session(Uuid),
+    User(Uuid),
+    Tenant,
+}
+
+/// Revokes sessions in the transaction's tenant, audits it, and announces it (delivered to every
+/// node when the transaction commits). Returns how many sessions were live and are now revoked.
+pub async fn revoke(tx: &mut TenantTx, who: &Who, scope: Scope, reason: &str) -> Result<u64, IdentityError> {
+    let (session, user) = match scope {
+        Scope::Session(s) => (Some(s), None),
+        Scope::User(u) => (None, Some(u)),
+        Scope::Tenant => (None, None),
+    };
+    let n = sqlx::query!(
+        "update sessions set revoked_at = now(), revoked_reason = $3
+          where revoked_at is null and ($1::uuid is null or id = $1) and ($2::uuid is null or user_id = $2)",
+        session,
+        user,
+        reason
+    )
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    let payload = Revocation { tenant: Some(tx.tenant().as_uuid()), user, session };
+    notify(tx.conn(), &payload).await?;
+    let (entity, action) = match scope {
+        Scope::Session(s) => (Entity::of("session", s)?, "session.revoked"),
+        Scope::User(u) => (Entity::of("user", u)?, "session.revoked_for_user"),
+        Scope::Tenant => (Entity::of("tenant", tx.tenant())?, "session.revoked_for_tenant"),
+    };
+    let event = Event::new(action, entity, Changes::none().field("revoked_sessions", 0, n))?.with_reason(reason)?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(n)
+}
+
+pub(crate) async fn notify(conn: &mut sqlx::PgConnection, r: &Revocation) -> Result<(), IdentityError> {
+    let payload = serde_json::to_string(r).map_err(|e| IdentityError::Internal(e.to_string()))?;
+    sqlx::query!("select pg_notify($1, $2)", REVOCATION_CHANNEL, payload).execute(conn).await?;
+    Ok(())
+}
+
+/// Sets (or replaces) a user's password after checking the policy. Replacing one bumps the
+/// user's session epoch: every session of theirs, in every organisation, stops working.
+pub async fn set_password(
+    g: &mut store::GlobalTx,
+    who: &Who,
+    hasher: &Hasher,
+    user: Uuid,
+    password: &SecretString,
+    identity: &[&str],
+) -> Result<(), IdentityError> {
+    use secrecy::ExposeSecret;
+    crate::passwords::check(password.expose_secret(), identity)
+        .map_err(|w| IdentityError::invalid("password", w.message()))?;
+    let hash = hasher.hash(password).await?;
+    let replaced = sqlx::query_scalar!(
+        "insert into user_credentials (user_id, password_hash) values ($1, $2)
+         on conflict (user_id) do update
+            set password_hash = excluded.password_hash, password_changed_at = now(), failed_attempts = 0,
+                locked_until = null, updated_at = now()
+         returning (xmax <> 0) as replaced",
+        user,
+        hash
+    )
+    .fetch_one(g.conn())
+    .await
+    .map_err(IdentityError::from_store("credentials"))?
+    .unwrap_or(false);
+    if replaced {
+        bump_epoch(g, user).await?;
+    }
+    let action = if replaced { "user.password_changed" } else { "user.password_set" };
+    let event = Event::new(action, Entity::of("user", user)?, Changes::none().field("password", "", "x"))?;
+    audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;
+    Ok(())
+}
+
+/// Ends every session of `user` everywhere (password change, deactivation).
+pub async fn bump_epoch(g: &mut store::GlobalTx, user: Uuid) -> Result<(), IdentityError> {
+    sqlx::query!("update users set session_epoch = session_epoch + 1, updated_at = now() where id = $1", user)
+        .execute(g.conn())
+        .await?;
+    notify(g.conn(), &Revocation { tenant: None, user: Some(user), session: None }).await
+}
+
+/// Admin unlock of a locked account.
+pub async fn unlock(g: &mut store::GlobalTx, who: &Who, user: Uuid) -> Result<bool, IdentityError> {
+    let n = sqlx::query!(
+        "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now() where user_id = $1",
+        user
+    )
+    .execute(g.conn())
+    .await?
+    .rows_affected();
+    if n > 0 {
+        let event = Event::new("user.unlocked", Entity::of("user", user)?, Changes::none())?;
+        audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;
+    }
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_parse_strictly() {
+        let t = TenantId::new_random();
+        let s = Uuid::now_v7();
+        let (tok, hash) = new_refresh(t, s);
+        use secrecy::ExposeSecret;
+        let p: PresentedRefresh = tok.expose_secret().parse().expect("parses");
+        assert_eq!((p.tenant, p.session, p.hash), (t, s, hash));
+        for bad in [
+            "",
+            "csr_",
+            "csk_x_y_z",
+            &tok.expose_secret().replace("csr_", "csk_"),
+            &format!("{}_x", tok.expose_secret()),
+        ] {
+            assert!(bad.parse::<PresentedRefresh>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&Revocation { tenant: None, user: Some(s), session: None }).expect("json");
+        assert_eq!(json, format!(r#"{{"user":"{s}"}}"#));
+    }
+}
