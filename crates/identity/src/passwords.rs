@@ -2,7 +2,6 @@
 //! raised and old hashes upgraded at the next successful login), hashing bounded by a semaphore
 //! and run off the async threads, and a policy that refuses short, common and guessable ones.
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -19,15 +18,21 @@ pub const LANES: u32 = 1;
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 128;
 
-/// Offline list of common and breached passwords (see data/SOURCE.md), lowercased.
-static COMMON: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+/// Offline list of common and breached passwords (see data/SOURCE.md): lowercased and sorted
+/// in the file, so the lookup is a binary search over borrowed lines (~7 MiB, no copies).
+static COMMON: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut list: Vec<&'static str> =
+        include_str!("../data/common-passwords.txt").lines().filter(|l| !l.is_empty()).collect();
+    // The file is sorted; sorting again is cheap insurance if someone edits it by hand.
+    if !list.is_sorted() {
+        list.sort_unstable();
+    }
+    list
 });
+
+fn is_common(lower: &str) -> bool {
+    COMMON.binary_search(&lower).is_ok()
+}
 
 /// Number of entries in the shipped common-password list.
 #[must_use]
@@ -73,7 +78,7 @@ pub fn check(password: &str, identity: &[&str]) -> Result<(), Weakness> {
         return Err(Weakness::TooLong);
     }
     let lower = password.to_lowercase();
-    if COMMON.contains(&lower) || COMMON.contains(lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!')) {
+    if is_common(&lower) || is_common(lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!')) {
         return Err(Weakness::Common);
     }
     for item in identity {
@@ -164,8 +169,11 @@ mod tests {
 
     #[test]
     fn policy_refuses_short_long_common_and_personal_passwords() {
-        // The shipped list (data/SOURCE.md): 30,000 entries today; the issue asks for 100,000.
-        assert!(common_list_len() >= 30_000, "list has {}", common_list_len());
+        // The shipped list (data/SOURCE.md): at least 100,000 entries, sorted for binary search.
+        assert!(common_list_len() >= 100_000, "list has {}", common_list_len());
+        assert!(COMMON.is_sorted());
+        // From the SecLists half of the list (not in zxcvbn's 30,000), any case.
+        assert_eq!(check("A159263159263", &[]), Err(Weakness::Common));
         assert_eq!(check("short-pass1", &[]), Err(Weakness::TooShort));
         assert_eq!(check(&"x".repeat(129), &[]), Err(Weakness::TooLong));
         assert_eq!(check("password1234", &[]), Err(Weakness::Common));
