@@ -3,6 +3,7 @@
 //! in unit tests (shared machines are noisy).
 
 mod audit_ledger;
+mod authz_decision;
 mod fixture;
 mod pgbench;
 mod tenant_read;
@@ -22,6 +23,8 @@ enum Bench {
     TenantRead(tenant_read::Args),
     /// Audit appends, verification (target >= 1M events/s) and export (target >= 500k rows/s).
     AuditLedger(audit_ledger::Args),
+    /// One authorisation decision, per call (target: p99 <= 20 µs).
+    Authz(authz_decision::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -29,5 +32,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::TenantRead(args) => tenant_read::run(args).await,
         Bench::AuditLedger(args) => audit_ledger::run(args).await,
+        Bench::Authz(args) => authz_decision::run(args),
     }
 }
