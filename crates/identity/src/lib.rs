@@ -5,12 +5,15 @@
 
 pub mod api_keys;
 pub mod departments;
+pub mod ip_allowlist;
 mod error;
+pub mod login_policy;
 pub mod memberships;
 pub mod model;
 pub mod passwords;
 pub mod retention;
 pub mod sessions;
+pub mod suspicious;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
