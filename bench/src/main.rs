@@ -5,6 +5,7 @@
 mod audit_ledger;
 mod fixture;
 mod pgbench;
+mod revocation;
 mod tenant_read;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Bench {
     TenantRead(tenant_read::Args),
     /// Audit appends, verification (target >= 1M events/s) and export (target >= 500k rows/s).
     AuditLedger(audit_ledger::Args),
+    /// Session revoked on node A until node B drops it, vs raw NOTIFY->LISTEN (target p99 <= 50 ms).
+    Revocation(revocation::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -29,5 +32,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::TenantRead(args) => tenant_read::run(args).await,
         Bench::AuditLedger(args) => audit_ledger::run(args).await,
+        Bench::Revocation(args) => revocation::run(args).await,
     }
 }
