@@ -90,10 +90,9 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Entry>, IdentityError> {
 
 /// Just the networks, for the request path's cache.
 pub async fn networks(tx: &mut TenantTx) -> Result<Vec<IpNet>, IdentityError> {
-    let rows = sqlx::query_scalar!(r#"select cidr::text as "cidr!" from tenant_ip_allowlist"#).fetch_all(tx.conn()).await?;
-    rows.iter()
-        .map(|c| c.parse().map_err(|_| IdentityError::Internal(format!("stored cidr {c}"))))
-        .collect()
+    let rows =
+        sqlx::query_scalar!(r#"select cidr::text as "cidr!" from tenant_ip_allowlist"#).fetch_all(tx.conn()).await?;
+    rows.iter().map(|c| c.parse().map_err(|_| IdentityError::Internal(format!("stored cidr {c}")))).collect()
 }
 
 /// Replaces the whole list (an empty `entries` removes the restriction), records

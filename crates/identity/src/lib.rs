@@ -5,8 +5,8 @@
 
 pub mod api_keys;
 pub mod departments;
-pub mod ip_allowlist;
 mod error;
+pub mod ip_allowlist;
 pub mod login_policy;
 pub mod memberships;
 pub mod model;

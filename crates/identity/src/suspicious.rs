@@ -68,8 +68,12 @@ pub(crate) async fn record_failure(
 }
 
 fn event(user: Uuid, distinct: i64) -> Result<Event, IdentityError> {
-    Ok(Event::new("auth.suspicious_login", Entity::of("user", user)?, Changes::none().field("distinct_ips", 0, distinct))?
-        .with_reason("failed logins from many distinct addresses within one hour")?)
+    Ok(Event::new(
+        "auth.suspicious_login",
+        Entity::of("user", user)?,
+        Changes::none().field("distinct_ips", 0, distinct),
+    )?
+    .with_reason("failed logins from many distinct addresses within one hour")?)
 }
 
 /// The tenant-chain copy of the signal, for the organisation the attempt named — only when the

@@ -183,7 +183,8 @@ impl AllowlistCache {
         if self.inner.audit_per_ip.len() > 10_000 {
             self.inner.audit_per_ip.retain_recent();
         }
-        self.inner.audit_per_ip.check_key(&(tenant, ip)).is_ok() && self.inner.audit_per_tenant.check_key(&tenant).is_ok()
+        self.inner.audit_per_ip.check_key(&(tenant, ip)).is_ok()
+            && self.inner.audit_per_tenant.check_key(&tenant).is_ok()
     }
 }
 
@@ -307,10 +308,7 @@ pub async fn put(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "would_lock_out",
-            format!(
-                "the list does not include your address {}; add it, or send \"confirm_lockout\": true",
-                ctx.ip
-            ),
+            format!("the list does not include your address {}; add it, or send \"confirm_lockout\": true", ctx.ip),
         ));
     }
     let mut tx = state.store.tenant_tx(p.tenant).await?;

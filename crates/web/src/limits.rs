@@ -103,9 +103,9 @@ impl FromStr for LoginLimit {
 impl fmt::Display for LoginLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.window.as_secs();
-        if s % 3600 == 0 {
+        if s.is_multiple_of(3600) {
             write!(f, "{}/{}h", self.attempts, s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}/{}m", self.attempts, s / 60)
         } else {
             write!(f, "{}/{}s", self.attempts, s)
@@ -224,7 +224,8 @@ mod tests {
         assert_eq!((l.attempts(), l.window()), (100, Duration::from_secs(3600)));
         assert_eq!(l.to_string(), "100/1h");
         assert_eq!("3/90s".parse::<LoginLimit>().map(|l| l.to_string()), Ok("3/90s".into()));
-        for bad in ["", "10", "10/", "/15m", "0/15m", "10/0s", "10/25h", "10/15", "10/15x", "-1/15m", "10/15mm", "10/é"] {
+        for bad in ["", "10", "10/", "/15m", "0/15m", "10/0s", "10/25h", "10/15", "10/15x", "-1/15m", "10/15mm", "10/é"]
+        {
             let e = bad.parse::<LoginLimit>().expect_err(bad);
             assert!(e.contains(bad.trim()) || e.contains("attempts") || e.contains("window"), "{bad}: {e}");
         }
