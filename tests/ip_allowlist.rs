@@ -281,7 +281,10 @@ async fn replacing_the_list_is_admin_only_validated_audited_and_refuses_self_loc
     }
     // A list that excludes the caller: 409 unless confirmed.
     let elsewhere = json!({"entries": [{"cidr": "2001:db8:1::/48"}], "reason": "vpn only"});
-    assert_eq!(code(put_list(&base, INSIDE, &admin, elsewhere).await).await, (StatusCode::CONFLICT, "would_lock_out".into()));
+    assert_eq!(
+        code(put_list(&base, INSIDE, &admin, elsewhere).await).await,
+        (StatusCode::CONFLICT, "would_lock_out".into())
+    );
     let r = put_list(&base, INSIDE, &admin, office).await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.expect("json");

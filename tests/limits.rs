@@ -82,13 +82,12 @@ async fn one_address_gets_ten_attempts_then_429_rate_limited_even_with_the_right
     .expect("count");
     assert_eq!(n, 0);
     // The limited attempt never reached the password check: no login_failed for it.
-    let failed: i64 = sqlx::query_scalar(
-        "select count(*) from audit_events where tenant_id = $1 and action = 'auth.login_failed'",
-    )
-    .bind(a.id.as_uuid())
-    .fetch_one(&mut admin)
-    .await
-    .expect("count");
+    let failed: i64 =
+        sqlx::query_scalar("select count(*) from audit_events where tenant_id = $1 and action = 'auth.login_failed'")
+            .bind(a.id.as_uuid())
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
     assert_eq!(failed, 10);
     // Another client is unaffected.
     let r = login(&base, Some("198.51.100.8"), "acme", "user0@acme.example", PASSWORD).await;
