@@ -69,6 +69,28 @@ pub struct ServeArgs {
     /// Send session cookies without `Secure` (only for plain-HTTP development on localhost).
     #[arg(long, env = "COUNTERSIGN_INSECURE_COOKIES")]
     pub insecure_cookies: bool,
+    /// Sign-in attempts per client address per window, per server process (e.g. 10/15m, 100/1h).
+    #[arg(long, env = "COUNTERSIGN_LOGIN_LIMIT", default_value = "10/15m")]
+    pub login_limit: web::limits::LoginLimit,
+    /// Failed logins before an account is locked (1-100); each further failure doubles the lock.
+    #[arg(long, env = "COUNTERSIGN_LOCKOUT_AFTER", default_value = "5")]
+    pub lockout_after: identity::login_policy::LockAfter,
+    /// Distinct addresses failing against one account within an hour that raise
+    /// auth.suspicious_login (2-1000).
+    #[arg(long, env = "COUNTERSIGN_SUSPICIOUS_IPS", default_value = "5")]
+    pub suspicious_ips: identity::login_policy::SuspiciousIps,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> web::limits::Limits {
+        web::limits::Limits {
+            login: self.login_limit,
+            policy: identity::login_policy::LoginPolicy {
+                lock_after: self.lockout_after,
+                suspicious_ips: self.suspicious_ips,
+            },
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -95,7 +95,8 @@ async fn serve(
         }
     };
     let mut state =
-        web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?;
+        web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
+            .with_limits(args.limits());
     state.secure_cookies = !args.insecure_cookies;
     tracing::info!(%addr, "countersign listening");
     if let Some(seeded) = demo {

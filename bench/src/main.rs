@@ -6,6 +6,7 @@ mod audit_ledger;
 mod authz_decision;
 mod fixture;
 mod pgbench;
+mod revocation;
 mod tenant_read;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Bench {
     AuditLedger(audit_ledger::Args),
     /// One authorisation decision, per call (target: p99 <= 20 µs).
     Authz(authz_decision::Args),
+    /// Session revoked on node A until node B drops it, vs raw NOTIFY->LISTEN (target p99 <= 50 ms).
+    Revocation(revocation::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -33,5 +36,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::TenantRead(args) => tenant_read::run(args).await,
         Bench::AuditLedger(args) => audit_ledger::run(args).await,
         Bench::Authz(args) => authz_decision::run(args),
+        Bench::Revocation(args) => revocation::run(args).await,
     }
 }

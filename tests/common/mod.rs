@@ -100,6 +100,18 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .await
     .expect("api key");
     tx.commit().await.expect("commit");
+    // An allowlist that admits every address (rows only; restricts nothing, audits nothing).
+    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    sqlx::query(
+        "insert into tenant_ip_allowlist (tenant_id, id, cidr, note, created_by)
+         values ($1, gen_random_uuid(), '0.0.0.0/0', 'fixture', 'test:fixture'),
+                ($1, gen_random_uuid(), '::/0', 'fixture', 'test:fixture')",
+    )
+    .bind(t.id.as_uuid())
+    .execute(tx.conn())
+    .await
+    .expect("ip allowlist");
+    tx.commit().await.expect("commit");
     // A signed checkpoint, so the checkpoint table has rows of both tenants too.
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
@@ -121,6 +133,11 @@ pub async fn spawn(db: &TestDb) -> String {
 /// deployment of two nodes).
 pub async fn spawn_with_key(db: &TestDb, key: identity::tokens::TokenKey) -> String {
     let state = web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key).expect("state");
+    spawn_state(state).await
+}
+
+/// Serves a prepared `AppState` (trusted proxies, limits) on a free loopback port.
+pub async fn spawn_state(state: web::AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -6,11 +6,14 @@
 pub mod api_keys;
 pub mod departments;
 mod error;
+pub mod ip_allowlist;
+pub mod login_policy;
 pub mod memberships;
 pub mod model;
 pub mod passwords;
 pub mod retention;
 pub mod sessions;
+pub mod suspicious;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

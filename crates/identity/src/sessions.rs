@@ -30,7 +30,8 @@ pub const REVOCATION_CHANNEL: &str = "countersign_revocation";
 pub const SESSION_TTL_DAYS: i64 = 30;
 /// A session unused for this long is dead (checked server-side on every request and refresh).
 pub const IDLE_TIMEOUT_MINUTES: i64 = 30;
-/// Failed logins before the account is locked; each further failure doubles the lock.
+/// Failed logins before the account is locked, unless configured otherwise
+/// ([`crate::login_policy::LoginPolicy`]); each further failure doubles the lock.
 pub const LOCK_AFTER: i32 = 5;
 const MAX_LOCK_MINUTES: i64 = 60;
 
@@ -106,6 +107,8 @@ fn new_refresh(tenant: TenantId, session: Uuid) -> (SecretString, [u8; 32]) {
 pub struct Authenticator {
     pub hasher: Hasher,
     pub key: TokenKey,
+    /// Lockout threshold and suspicious-login threshold (configurable; defaults as before).
+    pub policy: crate::login_policy::LoginPolicy,
 }
 
 struct Account {
@@ -158,12 +161,18 @@ impl Authenticator {
         let account = match account {
             Some(a) if verified.ok => a,
             other => {
+                let mut suspicious = None;
                 if let Some(a) = &other {
-                    record_failure(&mut g, a.id).await?;
+                    record_failure(&mut g, a.id, self.policy.lock_after.get()).await?;
+                    let n = crate::suspicious::record_failure(&mut g, a.id, origin, self.policy.suspicious_ips).await?;
+                    suspicious = n.map(|n| (a.id, n));
                 }
                 g.commit().await?;
                 if let Some(t) = tenant {
                     self.audit_failure(store, t, email, origin, "bad_credentials").await;
+                    if let Some((user, n)) = suspicious {
+                        crate::suspicious::record_in_tenant(store, t, user, origin, n).await;
+                    }
                 }
                 return Err(IdentityError::Unauthenticated);
             }
@@ -309,7 +318,7 @@ impl Authenticator {
     }
 }
 
-async fn record_failure(g: &mut store::GlobalTx, user: Uuid) -> Result<(), IdentityError> {
+async fn record_failure(g: &mut store::GlobalTx, user: Uuid, lock_after: i32) -> Result<(), IdentityError> {
     sqlx::query!(
         "update user_credentials
             set failed_attempts = failed_attempts + 1,
@@ -319,7 +328,7 @@ async fn record_failure(g: &mut store::GlobalTx, user: Uuid) -> Result<(), Ident
                 updated_at = now()
           where user_id = $1",
         user,
-        LOCK_AFTER,
+        lock_after,
         i32::try_from(MAX_LOCK_MINUTES).unwrap_or(60),
     )
     .execute(g.conn())

@@ -60,6 +60,7 @@ impl FromRequestParts<AppState> for Principal {
             return from_access_token(state, token, &ctx).await;
         }
         let key: PresentedKey = token.parse().map_err(|_| ApiError::unauthenticated())?;
+        crate::ip_allowlist::enforce(state, key.tenant, &ctx, crate::ip_allowlist::Subject::ApiKey(key.id)).await?;
         let mut tx = state.store.tenant_tx(key.tenant).await?;
         match api_keys::authenticate(&mut tx, &key).await {
             Ok(p) => {
@@ -89,6 +90,7 @@ impl FromRequestParts<AppState> for Principal {
 async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -> Result<Principal, ApiError> {
     let claims = state.auth.key.verify(token, chrono::Utc::now().timestamp()).ok_or_else(ApiError::unauthenticated)?;
     let tenant = TenantId::from_uuid(claims.tid).map_err(|_| ApiError::unauthenticated())?;
+    crate::ip_allowlist::enforce(state, tenant, ctx, crate::ip_allowlist::Subject::User(claims.sub)).await?;
     let entry = match state.sessions.get(claims.sid) {
         Some(e) => e,
         None => {

@@ -83,6 +83,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         s.cross_tenant_refused_today,
     );
     metric(
+        "countersign_sign_in_rate_limited_total",
+        "counter",
+        "Sign-in attempts refused by the per-address budget.",
+        crate::limits::rate_limited_total(),
+    );
+    metric(
+        "countersign_suspicious_logins_total",
+        "counter",
+        "Accounts flagged for failed logins from many addresses.",
+        identity::suspicious::detected_total(),
+    );
+    metric(
+        "countersign_ip_allowlist_refused_total",
+        "counter",
+        "Requests refused by an organisation's IP allowlist.",
+        crate::ip_allowlist::refused_total(),
+    );
+    metric(
         "countersign_uptime_seconds",
         "gauge",
         "Seconds since the server started.",

@@ -7,6 +7,8 @@ mod auth;
 mod client;
 mod error;
 mod health;
+pub mod ip_allowlist;
+pub mod limits;
 mod router;
 mod session_api;
 pub mod session_cache;

@@ -19,7 +19,7 @@ use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
 use crate::session_cache::SessionCache;
-use crate::{ApiError, audit_api, health, session_api};
+use crate::{ApiError, audit_api, health, ip_allowlist, session_api};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -30,6 +30,10 @@ pub struct AppState {
     pub sessions: SessionCache,
     /// Send cookies with `Secure` (off only for plain-HTTP local development).
     pub secure_cookies: bool,
+    /// Per-client-address budget of the sign-in routes.
+    pub sign_in_limiter: crate::limits::SignInLimiter,
+    /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
+    pub allowlist: crate::ip_allowlist::AllowlistCache,
 }
 
 impl AppState {
@@ -42,25 +46,43 @@ impl AppState {
         let hasher = identity::passwords::Hasher::new(2)?;
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
+        let allowlist = crate::ip_allowlist::AllowlistCache::default();
+        allowlist.spawn_listener(store.clone());
         Ok(Self {
             store,
             proxies,
             started: Instant::now(),
-            auth: Arc::new(identity::sessions::Authenticator { hasher, key }),
+            auth: Arc::new(identity::sessions::Authenticator { hasher, key, policy: Default::default() }),
             sessions,
             secure_cookies: true,
+            sign_in_limiter: crate::limits::SignInLimiter::default(),
+            allowlist,
         })
+    }
+
+    /// Applies configured sign-in limits (per-address budget, lockout and suspicious-login
+    /// thresholds) in place of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.sign_in_limiter = crate::limits::SignInLimiter::new(limits.login);
+        self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
+        self
     }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
+    // Sign-in routes spend the caller's per-address budget (crate::limits) before anything else.
+    let sign_in = Router::new()
+        .route("/auth/login", post(session_api::login))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::sign_in));
     let api = Router::new()
+        .merge(sign_in)
+        .route("/settings/ip-allowlist", get(ip_allowlist::get).put(ip_allowlist::put))
         .route("/status", get(health::status))
         .route("/audit/events", get(audit_api::events))
         .route("/audit/export", get(audit_api::export))
-        .route("/auth/login", post(session_api::login))
         .route("/auth/refresh", post(session_api::refresh))
         .route("/auth/logout", post(session_api::logout))
         .route("/sessions/revoke", post(session_api::revoke));

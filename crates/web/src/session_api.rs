@@ -143,6 +143,9 @@ pub async fn login(
         g.commit().await?;
         t
     };
+    if let Some(t) = tenant {
+        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+    }
     let issued = state.auth.login(&state.store, tenant, &email, &password, &origin(&ctx)).await?;
     Ok(issued_response(&state, issued, req.token_delivery))
 }
@@ -171,6 +174,8 @@ pub async fn refresh(
         }
     };
     let presented: PresentedRefresh = token.parse()?;
+    let subject = crate::ip_allowlist::Subject::Session(presented.session);
+    crate::ip_allowlist::enforce(&state, presented.tenant, &ctx, subject).await?;
     let issued = state.auth.refresh(&state.store, &presented, &origin(&ctx)).await?;
     Ok(issued_response(&state, issued, delivery))
 }

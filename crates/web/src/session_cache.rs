@@ -33,6 +33,8 @@ struct Inner {
     generation: AtomicU64,
     listening: AtomicBool,
     notifications: AtomicU64,
+    /// Woken after every revocation applied (the revocation benchmark waits on it).
+    applied: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,6 +85,14 @@ impl SessionCache {
                 && r.tenant.is_none_or(|t| t == e.tenant);
             !hit
         });
+        drop(map);
+        self.inner.applied.notify_waiters();
+    }
+
+    /// Resolves after the next revocation is applied on this node. Create it *before* causing
+    /// the revocation: it counts as waiting from creation, not from its first poll.
+    pub fn next_applied(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.applied.notified()
     }
 
     fn set_listening(&self, on: bool) {

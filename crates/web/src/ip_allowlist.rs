@@ -1,0 +1,320 @@
+//! Enforcing the per-organisation IP allowlist, and its admin API.
+//!
+//! [`enforce`] runs for every authenticated request (inside the `Principal` extractor), every
+//! login and every refresh that names an organisation. The organisation's networks come from a
+//! per-node cache (a few seconds' TTL) that a `LISTEN` on `countersign_ip_allowlist` clears the
+//! moment any node changes a list; while that listener is down the cache is not used at all, so
+//! a change is never missed, only paid for with a query per request. A refusal is 403
+//! `ip_not_allowed`, counted in `/metrics`, and audited as `auth.ip_refused` — at most once per
+//! address per minute and 30 times per minute per organisation per node, so an attacker cannot
+//! grow the ledger by hammering the door.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use identity::Role;
+use identity::ip_allowlist::{self as list, NewEntry};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use store::TenantId;
+use uuid::Uuid;
+
+use crate::auth::origin;
+use crate::{ApiError, AppState, ClientContext, Principal};
+
+/// How long a node trusts its copy of a list without hearing of a change.
+pub const TTL: Duration = Duration::from_secs(5);
+const ADMIN_SCOPE: &str = "settings:admin";
+
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Requests refused by an allowlist in this process (for `/metrics`).
+#[must_use]
+pub fn refused_total() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// Who was refused: the subject of the `auth.ip_refused` event.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A signed access token's user (cookie or bearer).
+    User(Uuid),
+    /// The API key id the request presented (not yet verified: the address is checked first,
+    /// so an outsider learns nothing about the key).
+    ApiKey(Uuid),
+    /// A login attempt for this email (checked before the password, so no password oracle).
+    Login(&'a str),
+    /// A refresh of this session.
+    Session(Uuid),
+}
+
+impl Subject<'_> {
+    fn entity(&self) -> Result<audit::Entity, audit::AuditError> {
+        match self {
+            Self::User(u) => audit::Entity::of("user", u),
+            Self::ApiKey(k) => audit::Entity::of("api_key", k),
+            Self::Login(email) => audit::Entity::of("login", email),
+            Self::Session(s) => audit::Entity::of("session", s),
+        }
+    }
+}
+
+type Cached = (Arc<[IpNet]>, Instant);
+
+struct Inner {
+    map: Mutex<HashMap<Uuid, Cached>>,
+    generation: AtomicU64,
+    listening: AtomicBool,
+    audit_per_ip: DefaultKeyedRateLimiter<(Uuid, IpAddr)>,
+    audit_per_tenant: DefaultKeyedRateLimiter<Uuid>,
+}
+
+/// Per-node cache of organisations' allowlists.
+#[derive(Clone)]
+pub struct AllowlistCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AllowlistCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AllowlistCache").field("listening", &self.is_listening()).finish_non_exhaustive()
+    }
+}
+
+impl Default for AllowlistCache {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            inner: Arc::new(Inner {
+                map: Mutex::default(),
+                generation: AtomicU64::new(0),
+                listening: AtomicBool::new(false),
+                audit_per_ip: DefaultKeyedRateLimiter::keyed(per_minute(1)),
+                audit_per_tenant: DefaultKeyedRateLimiter::keyed(per_minute(30)),
+            }),
+        }
+    }
+}
+
+impl AllowlistCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Cached>> {
+        self.inner.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[must_use]
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// Forgets one organisation's list (or all, with `None`) on this node.
+    pub fn invalidate(&self, tenant: Option<Uuid>) {
+        let mut map = self.map();
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        match tenant {
+            Some(t) => {
+                map.remove(&t);
+            }
+            None => map.clear(),
+        }
+    }
+
+    fn set_listening(&self, on: bool) {
+        self.invalidate(None);
+        self.inner.listening.store(on, Ordering::Release);
+    }
+
+    /// The organisation's networks (empty: unrestricted).
+    async fn networks(&self, store: &store::Store, tenant: TenantId) -> Result<Arc<[IpNet]>, ApiError> {
+        let key = tenant.as_uuid();
+        if self.is_listening()
+            && let Some((nets, at)) = self.map().get(&key)
+            && at.elapsed() < TTL
+        {
+            return Ok(nets.clone());
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut tx = store.tenant_tx(tenant).await?;
+        let nets: Arc<[IpNet]> = list::networks(&mut tx).await?.into();
+        tx.commit().await?;
+        let mut map = self.map();
+        // A change announced while we read is not overwritten by what we read before it.
+        if self.inner.generation.load(Ordering::Acquire) == generation && self.is_listening() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(key, (nets.clone(), Instant::now()));
+        }
+        Ok(nets)
+    }
+
+    /// Runs the change listener until the process ends, reconnecting after a lost connection.
+    pub fn spawn_listener(&self, store: store::Store) -> tokio::task::JoinHandle<()> {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.listener(list::CHANNEL).await {
+                    Ok(mut l) => {
+                        cache.set_listening(true);
+                        while let Ok(Some(n)) = l.try_recv().await {
+                            cache.invalidate(Uuid::try_parse(n.payload()).ok());
+                        }
+                        cache.set_listening(false);
+                        tracing::warn!("ip allowlist listener lost its connection; reconnecting");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ip allowlist listener cannot connect");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn should_audit(&self, tenant: Uuid, ip: IpAddr) -> bool {
+        if self.inner.audit_per_ip.len() > 10_000 {
+            self.inner.audit_per_ip.retain_recent();
+        }
+        self.inner.audit_per_ip.check_key(&(tenant, ip)).is_ok()
+            && self.inner.audit_per_tenant.check_key(&tenant).is_ok()
+    }
+}
+
+fn not_allowed() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", "your network address is not allowed for this organisation")
+}
+
+/// Refuses `ctx.ip` unless `tenant`'s allowlist is empty or contains it.
+///
+/// # Errors
+/// 403 `ip_not_allowed`; 503 when the list cannot be read (fails closed).
+pub async fn enforce(
+    state: &AppState,
+    tenant: TenantId,
+    ctx: &ClientContext,
+    subject: Subject<'_>,
+) -> Result<(), ApiError> {
+    let nets = state.allowlist.networks(&state.store, tenant).await?;
+    if list::allows(&nets, ctx.ip) {
+        return Ok(());
+    }
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%tenant, ip = %ctx.ip, ?subject, "address outside the organisation's ip allowlist");
+    if state.allowlist.should_audit(tenant.as_uuid(), ctx.ip.to_canonical()) {
+        let result = async {
+            let mut tx = state.store.tenant_tx(tenant).await?;
+            let event = audit::Event::new("auth.ip_refused", subject.entity()?, audit::Changes::none())?
+                .with_reason("address outside the organisation's IP allowlist")?;
+            audit::record(&mut tx, &audit::Actor::system("web:ip_allowlist"), &origin(ctx), &event).await?;
+            tx.commit().await?;
+            Ok::<(), ApiError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = ?e, "could not audit an ip allowlist refusal");
+        }
+    }
+    Err(not_allowed())
+}
+
+/// Owner and admin sessions; API keys with an owner/admin role and the `settings:admin` scope.
+/// A refusal is audited.
+async fn authorise(state: &AppState, p: &Principal, what: &str) -> Result<(), ApiError> {
+    if matches!(p.role, Role::Owner | Role::Admin) && p.has_scope(ADMIN_SCOPE) {
+        return Ok(());
+    }
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let event = audit::Event::new(
+        "settings.access_denied",
+        audit::Entity::new("ip_allowlist", None)?,
+        audit::Changes::none().field("attempted", None::<&str>, what),
+    )?;
+    audit::record_by(&mut tx, &p.who, &event).await?;
+    tx.commit().await?;
+    Err(ApiError::forbidden())
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    entries: Vec<list::Entry>,
+    /// The address this request came from, as the server sees it (what the list must admit).
+    your_ip: IpAddr,
+    /// Whether the list restricts anything (it has at least one entry).
+    enforced: bool,
+}
+
+/// `GET /api/v1/settings/ip-allowlist`
+pub async fn get(State(state): State<AppState>, p: Principal, ctx: ClientContext) -> Result<Response, ApiError> {
+    authorise(&state, &p, "settings.ip_allowlist.read").await?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let entries = list::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(ListResponse { enforced: !entries.is_empty(), entries, your_ip: ctx.ip }).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryBody {
+    cidr: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    entries: Vec<EntryBody>,
+    reason: String,
+    /// Accept a list that does not admit the caller's own address.
+    #[serde(default)]
+    confirm_lockout: bool,
+}
+
+/// `PUT /api/v1/settings/ip-allowlist`: replaces the list (`entries: []` lifts the restriction).
+pub async fn put(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorise(&state, &p, "settings.ip_allowlist.replace").await?;
+    let req: PutBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {e}")))?;
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m);
+    if req.entries.len() > list::MAX_ENTRIES {
+        return Err(invalid(format!("entries: at most {}", list::MAX_ENTRIES)));
+    }
+    let reason = req.reason.trim();
+    if reason.len() < 3 || reason.len() > 200 {
+        return Err(invalid("reason: 3-200 characters".into()));
+    }
+    let mut entries = Vec::with_capacity(req.entries.len());
+    for e in &req.entries {
+        if e.cidr.len() > 64 {
+            return Err(invalid("cidr: at most 64 characters".into()));
+        }
+        entries.push(NewEntry::parse(&e.cidr, &e.note)?);
+    }
+    let nets: Vec<IpNet> = entries.iter().map(|e| e.cidr).collect();
+    if !list::allows(&nets, ctx.ip) && !req.confirm_lockout {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "would_lock_out",
+            format!("the list does not include your address {}; add it, or send \"confirm_lockout\": true", ctx.ip),
+        ));
+    }
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let stored = list::replace(&mut tx, &p.who, &entries, reason).await?;
+    tx.commit().await?;
+    // This node at once; the others when the NOTIFY arrives (the same commit).
+    state.allowlist.invalidate(Some(p.tenant.as_uuid()));
+    Ok(Json(ListResponse { enforced: !stored.is_empty(), entries: stored, your_ip: ctx.ip }).into_response())
+}
