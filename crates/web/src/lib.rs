@@ -7,6 +7,7 @@ mod auth;
 mod client;
 mod error;
 mod health;
+mod mfa_api;
 mod router;
 mod session_api;
 pub mod session_cache;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +19,7 @@ use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
 use crate::session_cache::SessionCache;
-use crate::{ApiError, audit_api, health, session_api};
+use crate::{ApiError, audit_api, health, mfa_api, session_api};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -30,6 +30,13 @@ pub struct AppState {
     pub sessions: SessionCache,
     /// Send cookies with `Secure` (off only for plain-HTTP local development).
     pub secure_cookies: bool,
+    /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
+    pub mailer: Arc<dyn identity::mail::Mailer>,
+    /// Seals TOTP secrets at rest. Default: a key that lives only in this process; servers set
+    /// the key files with [`AppState::with_mfa_keys`].
+    pub mfa_keys: Arc<identity::secret_box::SecretBox>,
+    /// Route `GET /api/v1/dev/outbox` (development only).
+    pub dev_outbox: bool,
 }
 
 impl AppState {
@@ -43,13 +50,34 @@ impl AppState {
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
         Ok(Self {
-            store,
             proxies,
             started: Instant::now(),
             auth: Arc::new(identity::sessions::Authenticator { hasher, key }),
             sessions,
             secure_cookies: true,
+            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone())),
+            mfa_keys: Arc::new(identity::secret_box::SecretBox::ephemeral()),
+            dev_outbox: false,
+            store,
         })
+    }
+
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Arc<dyn identity::mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    #[must_use]
+    pub fn with_mfa_keys(mut self, keys: identity::secret_box::SecretBox) -> Self {
+        self.mfa_keys = Arc::new(keys);
+        self
+    }
+
+    #[must_use]
+    pub fn with_dev_outbox(mut self, on: bool) -> Self {
+        self.dev_outbox = on;
+        self
     }
 }
 
@@ -63,7 +91,16 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(session_api::login))
         .route("/auth/refresh", post(session_api::refresh))
         .route("/auth/logout", post(session_api::logout))
-        .route("/sessions/revoke", post(session_api::revoke));
+        .route("/sessions/revoke", post(session_api::revoke))
+        .route("/auth/email-code", post(mfa_api::request_code))
+        .route("/auth/email-code/verify", post(mfa_api::verify_code))
+        .route("/auth/mfa", post(mfa_api::complete))
+        .route("/me/mfa/totp", post(mfa_api::enrol).delete(mfa_api::disable))
+        .route("/me/mfa/totp/confirm", post(mfa_api::confirm))
+        .route("/me/mfa/recovery-codes", post(mfa_api::regenerate))
+        .route("/settings/mfa", put(mfa_api::set_required));
+    // Reads every message, codes included: never routed unless asked for at start-up.
+    let api = if state.dev_outbox { api.route("/dev/outbox", get(mfa_api::dev_outbox)) } else { api };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
