@@ -255,8 +255,9 @@ impl DbArgs {
     /// The MFA key box: current key (created on first start) and old keys (must exist).
     pub fn mfa_keys(&self) -> anyhow::Result<identity::secret_box::SecretBox> {
         let old: Vec<&std::path::Path> = self.mfa_old_key_files.iter().map(PathBuf::as_path).collect();
-        identity::secret_box::SecretBox::load(&self.mfa_key_path(), &old)
-            .map_err(|e| anyhow::anyhow!("MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file, --mfa-old-key-file): {e}"))
+        identity::secret_box::SecretBox::load(&self.mfa_key_path(), &old).map_err(|e| {
+            anyhow::anyhow!("MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file, --mfa-old-key-file): {e}")
+        })
     }
 
     pub fn settings(&self) -> store::DbSettings {

@@ -27,13 +27,9 @@ async fn with_password(db: &TestDb, user: Uuid) {
 }
 
 fn state(db: &TestDb) -> web::AppState {
-    web::AppState::new(
-        db.store.clone(),
-        web::TrustedProxies::default(),
-        identity::tokens::TokenKey::from_seed([9; 32]),
-    )
-    .expect("state")
-    .with_mfa_keys(SecretBox::new(&[5; 32], &[]))
+    web::AppState::new(db.store.clone(), web::TrustedProxies::default(), identity::tokens::TokenKey::from_seed([9; 32]))
+        .expect("state")
+        .with_mfa_keys(SecretBox::new(&[5; 32], &[]))
 }
 
 async fn serve(state: web::AppState) -> String {
@@ -256,12 +252,17 @@ async fn totp_codes_are_single_use_within_one_step_of_now_and_recovery_codes_wor
     let (s, r) = post(&base, "/me/mfa/recovery-codes", Some(&access), json!({"code": recovery[1]})).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     let fresh = r["recovery_codes"][0].as_str().expect("new code").to_owned();
-    let (s, _) =
-        call(reqwest::Method::DELETE, format!("{base}/api/v1/me/mfa/totp"), Some(&access), &json!({"code": recovery[2]}))
-            .await;
+    let (s, _) = call(
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/me/mfa/totp"),
+        Some(&access),
+        &json!({"code": recovery[2]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "old recovery codes died with the regeneration");
     let (s, _) =
-        call(reqwest::Method::DELETE, format!("{base}/api/v1/me/mfa/totp"), Some(&access), &json!({"code": fresh})).await;
+        call(reqwest::Method::DELETE, format!("{base}/api/v1/me/mfa/totp"), Some(&access), &json!({"code": fresh}))
+            .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(platform_count(&db, "auth.mfa_disabled").await, 1);
     let (s, r) = login(&base, "acme", "user0@acme.example").await;
@@ -330,7 +331,14 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
             (r.status(), r.text().await.expect("body"))
         }
     };
-    let verify = |code: String| post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": member, "code": code, "token_delivery": "body"}));
+    let verify = |code: String| {
+        post(
+            &base,
+            "/auth/email-code/verify",
+            None,
+            json!({"organisation": "acme", "email": member, "code": code, "token_delivery": "body"}),
+        )
+    };
 
     // Unknown address, member of another organisation, real member: one answer.
     let unknown = request("nobody@acme.example", "login").await;
@@ -390,8 +398,9 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
     let email = "user2@acme.example";
     assert_eq!(request(email, "verify_email").await.0, StatusCode::ACCEPTED);
     let code = mailed_code(&db, email, 0).await;
-    let (s, _) = post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": email, "code": code}))
-        .await;
+    let (s, _) =
+        post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": email, "code": code}))
+            .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let verified: bool = sqlx::query_scalar("select email_verified_at is not null from users where id = $1")
         .bind(a.users[2])
@@ -417,8 +426,13 @@ async fn an_organisation_requiring_mfa_gets_no_tokens_for_a_password_alone() {
     let put = |access: String, required: bool| {
         let base = base.clone();
         async move {
-            call(reqwest::Method::PUT, format!("{base}/api/v1/settings/mfa"), Some(&access), &json!({"required": required}))
-                .await
+            call(
+                reqwest::Method::PUT,
+                format!("{base}/api/v1/settings/mfa"),
+                Some(&access),
+                &json!({"required": required}),
+            )
+            .await
         }
     };
     // Staff may not change it; the refusal is audited.
@@ -453,8 +467,13 @@ async fn an_organisation_requiring_mfa_gets_no_tokens_for_a_password_alone() {
     assert_eq!(platform_count(&db, "auth.mfa_challenged").await, 1);
 
     // A passwordless email login cannot stand in for two factors.
-    post(&base, "/auth/email-code", None, json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}))
-        .await;
+    post(
+        &base,
+        "/auth/email-code",
+        None,
+        json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
+    )
+    .await;
     let code = mailed_code(&db, "user1@acme.example", 1).await;
     let (s, r) = post(
         &base,
@@ -535,8 +554,13 @@ async fn dev_outbox_is_not_routed_unless_enabled() {
     let r = reqwest::get(format!("{off}/api/v1/dev/outbox?to=user1@acme.example")).await.expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let on = serve(state(&db).with_dev_outbox(true)).await;
-    post(&on, "/auth/email-code", None, json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}))
-        .await;
+    post(
+        &on,
+        "/auth/email-code",
+        None,
+        json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
+    )
+    .await;
     mailed_code(&db, "user1@acme.example", 0).await;
     let r = reqwest::get(format!("{on}/api/v1/dev/outbox?to=user1@acme.example")).await.expect("get");
     assert_eq!(r.status(), StatusCode::OK);

@@ -172,9 +172,11 @@ pub async fn request(
         let event = Event::new(
             "auth.email_code_sent",
             Entity::of("user", u.id)?,
-            Changes::none()
-                .field("purpose", None::<&str>, purpose.as_str())
-                .field("organisation_id", None::<Uuid>, tenant.map(|t| t.as_uuid())),
+            Changes::none().field("purpose", None::<&str>, purpose.as_str()).field(
+                "organisation_id",
+                None::<Uuid>,
+                tenant.map(|t| t.as_uuid()),
+            ),
         )?;
         audit::record_platform(g.conn(), &Actor::system("auth:email_code"), origin, &event).await?;
     }

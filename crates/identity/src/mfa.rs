@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::email_codes::{self, Purpose};
 use crate::mail::{Mailer, send_detached};
-use crate::secret_box::{SecretBox, Sealed};
+use crate::secret_box::{Sealed, SecretBox};
 use crate::sessions::{Authenticator, Issued};
 use crate::{EmailAddress, IdentityError};
 
@@ -292,7 +292,13 @@ async fn failed(g: &mut GlobalTx, user: Uuid, method: Method, origin: &Origin) -
 
 /// Checks a TOTP (6 digits) or else a recovery code of a user with active TOTP; a wrong one
 /// is recorded (lockout + audit) and committed before the refusal.
-async fn require_code(store: &Store, keys: &SecretBox, who: &Who, user: Uuid, code: &str) -> Result<GlobalTx, IdentityError> {
+async fn require_code(
+    store: &Store,
+    keys: &SecretBox,
+    who: &Who,
+    user: Uuid,
+    code: &str,
+) -> Result<GlobalTx, IdentityError> {
     let mut g = store.global_tx().await?;
     ensure_unlocked(&mut g, user).await?;
     let ok = if code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit()) {
@@ -362,7 +368,13 @@ pub async fn enrol(store: &Store, keys: &SecretBox, user: Uuid) -> Result<Enrolm
 
 /// Activates the pending enrolment with a code from the authenticator and returns the recovery
 /// codes, once (only their hashes are kept).
-pub async fn confirm(store: &Store, keys: &SecretBox, who: &Who, user: Uuid, code: &str) -> Result<Vec<String>, IdentityError> {
+pub async fn confirm(
+    store: &Store,
+    keys: &SecretBox,
+    who: &Who,
+    user: Uuid,
+    code: &str,
+) -> Result<Vec<String>, IdentityError> {
     let mut g = store.global_tx().await?;
     ensure_unlocked(&mut g, user).await?;
     if !check_totp(&mut g, keys, user, code, false).await? {
@@ -589,7 +601,8 @@ async fn redeem_mfa_code(g: &mut GlobalTx, id: Uuid, code: &str) -> Result<bool,
     else {
         return Ok(false);
     };
-    let ok = email_codes::well_formed(code) && email_codes::same(&email_codes::code_hash(&row.salt, code), &row.code_hash);
+    let ok =
+        email_codes::well_formed(code) && email_codes::same(&email_codes::code_hash(&row.salt, code), &row.code_hash);
     if ok {
         sqlx::query!("update email_codes set used_at = now() where id = $1", id).execute(g.conn()).await?;
     } else {

@@ -140,12 +140,7 @@ impl Authenticator {
         .fetch_optional(g.conn())
         .await
         .map_err(IdentityError::from_store("user"))?
-        .map(|r| Account {
-            id: r.id,
-            status: r.status,
-            hash: r.hash,
-            locked_until: r.locked_until,
-        });
+        .map(|r| Account { id: r.id, status: r.status, hash: r.hash, locked_until: r.locked_until });
 
         if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|u| *u > Utc::now()) {
             g.commit().await?;
@@ -199,8 +194,16 @@ impl Authenticator {
             self.audit_failure(store, tenant, email, origin, "no_membership").await;
             return Err(IdentityError::Unauthenticated);
         }
-        crate::mfa::after_first_factor(self, store, factors, tenant, account.id, crate::mfa::FirstFactor::Password, origin)
-            .await
+        crate::mfa::after_first_factor(
+            self,
+            store,
+            factors,
+            tenant,
+            account.id,
+            crate::mfa::FirstFactor::Password,
+            origin,
+        )
+        .await
     }
 
     /// Opens a session for a user who has passed every factor the login needs (password, email

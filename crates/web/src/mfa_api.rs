@@ -37,8 +37,12 @@ struct MfaRequired<'a> {
 }
 
 fn challenge_response(c: &Challenge) -> Response {
-    let body =
-        MfaRequired { mfa_required: true, mfa_token: c.token.expose_secret(), methods: &c.methods, expires_in: c.expires_in };
+    let body = MfaRequired {
+        mfa_required: true,
+        mfa_token: c.token.expose_secret(),
+        methods: &c.methods,
+        expires_in: c.expires_in,
+    };
     (StatusCode::OK, Json(body)).into_response()
 }
 
@@ -179,7 +183,11 @@ pub async fn complete(
 /// The caller's own user; API keys have none.
 fn own_user(p: &Principal) -> Result<Uuid, ApiError> {
     p.session.and(p.user).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "only a signed-in user manages their own second factors")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_session",
+            "only a signed-in user manages their own second factors",
+        )
     })
 }
 
@@ -222,7 +230,11 @@ struct RecoveryCodes {
 }
 
 /// `POST /api/v1/me/mfa/totp/confirm` {code} → {recovery_codes: [10]} (shown once).
-pub async fn confirm(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn confirm(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
     let codes = mfa::confirm(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
@@ -230,7 +242,11 @@ pub async fn confirm(State(state): State<AppState>, p: Principal, body: axum::bo
 }
 
 /// `DELETE /api/v1/me/mfa/totp` {code: TOTP or recovery code} → 204.
-pub async fn disable(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn disable(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
     mfa::disable(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
@@ -294,10 +310,7 @@ pub struct OutboxQuery {
 }
 
 /// `GET /api/v1/dev/outbox?to=EMAIL`: routed only on servers started with `--dev-outbox`.
-pub async fn dev_outbox(
-    State(state): State<AppState>,
-    Query(q): Query<OutboxQuery>,
-) -> Result<Response, ApiError> {
+pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
     let mut g = state.store.global_tx().await?;
     let mail = identity::mail::outbox(&mut g, to.as_ref(), q.limit.unwrap_or(50)).await?;
