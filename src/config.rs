@@ -50,6 +50,14 @@ pub struct DbArgs {
     /// (generated on first start; default <data-dir>/keys/session-ed25519.key).
     #[arg(long, env = "COUNTERSIGN_SESSION_KEY_FILE", global = true)]
     pub session_key_file: Option<PathBuf>,
+    /// AES-256 key that seals TOTP secrets at rest; every node of one deployment must share it
+    /// (generated on first start; default <data-dir>/keys/mfa-aes256.key).
+    #[arg(long, env = "COUNTERSIGN_MFA_KEY_FILE", global = true)]
+    pub mfa_key_file: Option<PathBuf>,
+    /// Earlier MFA key file(s) still accepted for opening secrets during a rotation (repeatable;
+    /// `admin rotate-mfa-key` re-seals everything under the current key).
+    #[arg(long = "mfa-old-key-file", env = "COUNTERSIGN_MFA_OLD_KEY_FILES", value_delimiter = ',', global = true)]
+    pub mfa_old_key_files: Vec<PathBuf>,
     /// Size of the application connection pool (1-1000).
     #[arg(long, env = "COUNTERSIGN_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
@@ -79,6 +87,16 @@ pub struct ServeArgs {
     /// auth.suspicious_login (2-1000).
     #[arg(long, env = "COUNTERSIGN_SUSPICIOUS_IPS", default_value = "5")]
     pub suspicious_ips: identity::login_policy::SuspiciousIps,
+    /// SMTP server for outgoing mail: smtp://host:port or smtps://user:pass@host:465. Without
+    /// it, mail is written to the mail_outbox table (read it with `admin outbox`).
+    #[arg(long, env = "COUNTERSIGN_SMTP_URL", hide_env_values = true, value_parser = secret)]
+    pub smtp_url: Option<SecretString>,
+    /// From address of outgoing mail.
+    #[arg(long, env = "COUNTERSIGN_MAIL_FROM", default_value = "Countersign <no-reply@countersign.invalid>")]
+    pub mail_from: String,
+    /// Serve GET /api/v1/dev/outbox (every queued message, codes included): development only.
+    #[arg(long, env = "COUNTERSIGN_DEV_OUTBOX")]
+    pub dev_outbox: bool,
 }
 
 impl ServeArgs {
@@ -174,6 +192,19 @@ pub enum AdminCommand {
     /// Create, list and revoke an organisation's API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Print the newest messages of the mail outbox (mail is queued there when no SMTP server is
+    /// configured).
+    Outbox {
+        /// Only messages to this address.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many (1-1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// Re-seal every TOTP secret under the current MFA key (pass the previous key with
+    /// --mfa-old-key-file). Run after installing a new --mfa-key-file.
+    RotateMfaKey,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +268,18 @@ impl DbArgs {
 
     pub fn session_key_path(&self) -> PathBuf {
         self.session_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("session-ed25519.key"))
+    }
+
+    pub fn mfa_key_path(&self) -> PathBuf {
+        self.mfa_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("mfa-aes256.key"))
+    }
+
+    /// The MFA key box: current key (created on first start) and old keys (must exist).
+    pub fn mfa_keys(&self) -> anyhow::Result<identity::secret_box::SecretBox> {
+        let old: Vec<&std::path::Path> = self.mfa_old_key_files.iter().map(PathBuf::as_path).collect();
+        identity::secret_box::SecretBox::load(&self.mfa_key_path(), &old).map_err(|e| {
+            anyhow::anyhow!("MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file, --mfa-old-key-file): {e}")
+        })
     }
 
     pub fn settings(&self) -> store::DbSettings {

@@ -3,6 +3,7 @@
 mod audit_cmd;
 mod config;
 mod demo;
+mod mfa_cmd;
 
 use std::process::ExitCode;
 
@@ -48,10 +49,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::Serve(args) => {
+            let mfa_keys = cli.db.mfa_keys()?;
             let store = store::Store::open(&settings).await?;
-            serve(store, args, &key_path, &session_key, None).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, &key_path, &session_key, None, mfa_keys).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
+            let mfa_keys = cli.db.mfa_keys()?;
             let store = store::Store::open(&settings).await?;
             let seeded = match demo::seed(&store).await {
                 Ok(s) => s,
@@ -60,7 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Err(e);
                 }
             };
-            serve(store, args, &key_path, &session_key, Some(seeded)).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, &key_path, &session_key, Some(seeded), mfa_keys).await.map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -71,6 +74,7 @@ async fn serve(
     key_path: &std::path::Path,
     session_key: &std::path::Path,
     demo: Option<demo::Seeded>,
+    mfa_keys: identity::secret_box::SecretBox,
 ) -> anyhow::Result<()> {
     let key = match audit::CheckpointKey::load_or_create(key_path) {
         Ok(k) => std::sync::Arc::new(k),
@@ -98,6 +102,13 @@ async fn serve(
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits());
     state.secure_cookies = !args.insecure_cookies;
+    let state = match mfa_cmd::mailer(&store, &args) {
+        Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),
+        Err(e) => {
+            store.shutdown().await;
+            return Err(e);
+        }
+    };
     tracing::info!(%addr, "countersign listening");
     if let Some(seeded) = demo {
         seeded.print(addr);

@@ -16,6 +16,15 @@ pub enum IdentityError {
     /// Too many attempts: try again after this many seconds.
     #[error("too many attempts; retry after {retry_after} s")]
     Locked { retry_after: u64 },
+    /// A one-time code (email, TOTP, recovery) that is wrong, expired, used or dead: one case.
+    #[error("invalid or expired code")]
+    InvalidCode,
+    /// Too many requests of this kind (e.g. email codes per address per hour).
+    #[error("rate limited; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The account needs a second factor that this sign-in method cannot provide.
+    #[error("sign in with your password: this account needs a second factor")]
+    PasswordRequired,
     #[error("internal: {0}")]
     Internal(String),
     #[error(transparent)]

@@ -5,13 +5,17 @@
 
 pub mod api_keys;
 pub mod departments;
+pub mod email_codes;
 mod error;
 pub mod ip_allowlist;
 pub mod login_policy;
+pub mod mail;
 pub mod memberships;
+pub mod mfa;
 pub mod model;
 pub mod passwords;
 pub mod retention;
+pub mod secret_box;
 pub mod sessions;
 pub mod suspicious;
 pub mod tenants;

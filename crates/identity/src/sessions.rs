@@ -114,7 +114,6 @@ pub struct Authenticator {
 struct Account {
     id: Uuid,
     status: String,
-    epoch: i64,
     hash: Option<String>,
     locked_until: Option<DateTime<Utc>>,
 }
@@ -123,14 +122,17 @@ impl Authenticator {
     /// Password login to one organisation. Unknown organisation, unknown email, wrong password,
     /// disabled user and missing membership all answer `Unauthenticated` after the same argon2
     /// work; a locked account answers `Locked`. Every outcome is audited in the organisation.
+    /// A correct password yields tokens only when no second factor is needed; otherwise an MFA
+    /// challenge (see [`crate::mfa::after_first_factor`]).
     pub async fn login(
         &self,
         store: &Store,
+        factors: crate::mfa::Factors<'_>,
         tenant: Option<TenantId>,
         email: &EmailAddress,
         password: &SecretString,
         origin: &Origin,
-    ) -> Result<Issued, IdentityError> {
+    ) -> Result<crate::mfa::LoginOutcome, IdentityError> {
         let mut g = store.global_tx().await?;
         let account = sqlx::query!(
             r#"select u.id, u.status, u.session_epoch, c.password_hash as "hash?", c.locked_until
@@ -141,13 +143,7 @@ impl Authenticator {
         .fetch_optional(g.conn())
         .await
         .map_err(IdentityError::from_store("user"))?
-        .map(|r| Account {
-            id: r.id,
-            status: r.status,
-            epoch: r.session_epoch,
-            hash: r.hash,
-            locked_until: r.locked_until,
-        });
+        .map(|r| Account { id: r.id, status: r.status, hash: r.hash, locked_until: r.locked_until });
 
         if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|u| *u > Utc::now()) {
             g.commit().await?;
@@ -177,8 +173,12 @@ impl Authenticator {
                 return Err(IdentityError::Unauthenticated);
             }
         };
+        // A user who will face a second factor keeps the failure count until it is passed, so
+        // a known password does not buy fresh guesses at the code with every login.
         sqlx::query!(
-            "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now() where user_id = $1",
+            "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now()
+              where user_id = $1 and not exists (select 1 from users u where u.id = $1 and u.platform_admin)
+                and not exists (select 1 from user_totp t where t.user_id = $1 and t.confirmed_at is not null)",
             account.id
         )
         .execute(g.conn())
@@ -197,17 +197,46 @@ impl Authenticator {
             return Err(IdentityError::Unauthenticated);
         }
         let mut tx = store.tenant_tx(tenant).await?;
-        let membership = sqlx::query!(
-            "select id, role from memberships
-              where user_id = $1 and status = 'active' and deleted_at is null
-                and valid_from <= now() and (valid_until is null or valid_until > now())",
-            account.id
+        let member = crate::mfa::is_member(&mut tx, account.id).await?;
+        drop(tx);
+        if !member {
+            self.audit_failure(store, tenant, email, origin, "no_membership").await;
+            return Err(IdentityError::Unauthenticated);
+        }
+        crate::mfa::after_first_factor(
+            self,
+            store,
+            factors,
+            tenant,
+            account.id,
+            crate::mfa::FirstFactor::Password,
+            origin,
+        )
+        .await
+    }
+
+    /// Opens a session for a user who has passed every factor the login needs (password, email
+    /// code, second factor): re-checks the user and the membership now, writes the session and
+    /// its first refresh token, and audits `auth.login_succeeded` with the method, all in one
+    /// organisation transaction.
+    pub async fn open_session(
+        &self,
+        store: &Store,
+        tenant: TenantId,
+        user: Uuid,
+        origin: &Origin,
+        method: &str,
+    ) -> Result<Issued, IdentityError> {
+        let mut tx = store.tenant_tx(tenant).await?;
+        let Some(m) = sqlx::query!(
+            "select m.id, m.role, u.session_epoch from memberships m join users u on u.id = m.user_id
+              where m.user_id = $1 and m.status = 'active' and m.deleted_at is null and u.status = 'active'
+                and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())",
+            user
         )
         .fetch_optional(tx.conn())
-        .await?;
-        let Some(m) = membership else {
-            drop(tx);
-            self.audit_failure(store, tenant, email, origin, "no_membership").await;
+        .await?
+        else {
             return Err(IdentityError::Unauthenticated);
         };
         let role: Role = m.role.parse()?;
@@ -217,19 +246,23 @@ impl Authenticator {
              values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5,
                      now() + make_interval(days => $6::int), $7::text::inet, $8)",
             session_id,
-            account.id,
+            user,
             m.id,
             role.as_str(),
-            account.epoch,
+            m.session_epoch,
             i32::try_from(SESSION_TTL_DAYS).unwrap_or(30),
             origin.ip.map(|ip| ip.to_string()),
             origin.user_agent.as_deref(),
         )
         .execute(tx.conn())
         .await?;
-        let issued = self.issue(&mut tx, tenant, session_id, account.id, role).await?;
-        let who = Who::new(Actor::user(account.id, Some(role.as_str())), origin.clone());
-        let event = Event::new("auth.login_succeeded", Entity::of("session", session_id)?, Changes::none())?;
+        let issued = self.issue(&mut tx, tenant, session_id, user, role).await?;
+        let who = Who::new(Actor::user(user, Some(role.as_str())), origin.clone());
+        let event = Event::new(
+            "auth.login_succeeded",
+            Entity::of("session", session_id)?,
+            Changes::none().field("method", None::<&str>, method),
+        )?;
         audit::record_by(&mut tx, &who, &event).await?;
         tx.commit().await?;
         Ok(issued)
@@ -318,7 +351,7 @@ impl Authenticator {
     }
 }
 
-async fn record_failure(g: &mut store::GlobalTx, user: Uuid, lock_after: i32) -> Result<(), IdentityError> {
+pub(crate) async fn record_failure(g: &mut store::GlobalTx, user: Uuid, lock_after: i32) -> Result<(), IdentityError> {
     sqlx::query!(
         "update user_credentials
             set failed_attempts = failed_attempts + 1,

@@ -107,6 +107,16 @@ impl From<identity::IdentityError> for ApiError {
             I::NotFound => Self::not_found(),
             I::Unauthenticated => Self::unauthenticated(),
             I::Locked { retry_after } => Self::too_many(retry_after),
+            I::InvalidCode => Self::new(StatusCode::UNAUTHORIZED, "invalid_code", "the code is wrong, expired or used"),
+            I::RateLimited { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; try again later")
+            },
+            I::PasswordRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "password_required",
+                "this account needs a second factor: sign in with your password",
+            ),
             I::Internal(why) => {
                 tracing::error!(error = %why, "identity internal error");
                 Self::new(

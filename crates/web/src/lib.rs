@@ -9,6 +9,7 @@ mod error;
 mod health;
 pub mod ip_allowlist;
 pub mod limits;
+mod mfa_api;
 mod router;
 mod session_api;
 pub mod session_cache;

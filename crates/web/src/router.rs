@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +19,7 @@ use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
 use crate::session_cache::SessionCache;
-use crate::{ApiError, audit_api, health, ip_allowlist, session_api};
+use crate::{ApiError, audit_api, health, ip_allowlist, mfa_api, session_api};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -34,6 +34,13 @@ pub struct AppState {
     pub sign_in_limiter: crate::limits::SignInLimiter,
     /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
     pub allowlist: crate::ip_allowlist::AllowlistCache,
+    /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
+    pub mailer: Arc<dyn identity::mail::Mailer>,
+    /// Seals TOTP secrets at rest. Default: a key that lives only in this process; servers set
+    /// the key files with [`AppState::with_mfa_keys`].
+    pub mfa_keys: Arc<identity::secret_box::SecretBox>,
+    /// Route `GET /api/v1/dev/outbox` (development only).
+    pub dev_outbox: bool,
 }
 
 impl AppState {
@@ -49,7 +56,6 @@ impl AppState {
         let allowlist = crate::ip_allowlist::AllowlistCache::default();
         allowlist.spawn_listener(store.clone());
         Ok(Self {
-            store,
             proxies,
             started: Instant::now(),
             auth: Arc::new(identity::sessions::Authenticator { hasher, key, policy: Default::default() }),
@@ -57,6 +63,10 @@ impl AppState {
             secure_cookies: true,
             sign_in_limiter: crate::limits::SignInLimiter::default(),
             allowlist,
+            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone())),
+            mfa_keys: Arc::new(identity::secret_box::SecretBox::ephemeral()),
+            dev_outbox: false,
+            store,
         })
     }
 
@@ -68,6 +78,24 @@ impl AppState {
         self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
         self
     }
+
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Arc<dyn identity::mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    #[must_use]
+    pub fn with_mfa_keys(mut self, keys: identity::secret_box::SecretBox) -> Self {
+        self.mfa_keys = Arc::new(keys);
+        self
+    }
+
+    #[must_use]
+    pub fn with_dev_outbox(mut self, on: bool) -> Self {
+        self.dev_outbox = on;
+        self
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -76,6 +104,9 @@ pub fn router(state: AppState) -> Router {
     // Sign-in routes spend the caller's per-address budget (crate::limits) before anything else.
     let sign_in = Router::new()
         .route("/auth/login", post(session_api::login))
+        .route("/auth/email-code", post(mfa_api::request_code))
+        .route("/auth/email-code/verify", post(mfa_api::verify_code))
+        .route("/auth/mfa", post(mfa_api::complete))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::sign_in));
     let api = Router::new()
         .merge(sign_in)
@@ -85,7 +116,13 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/export", get(audit_api::export))
         .route("/auth/refresh", post(session_api::refresh))
         .route("/auth/logout", post(session_api::logout))
-        .route("/sessions/revoke", post(session_api::revoke));
+        .route("/sessions/revoke", post(session_api::revoke))
+        .route("/me/mfa/totp", post(mfa_api::enrol).delete(mfa_api::disable))
+        .route("/me/mfa/totp/confirm", post(mfa_api::confirm))
+        .route("/me/mfa/recovery-codes", post(mfa_api::regenerate))
+        .route("/settings/mfa", put(mfa_api::set_required));
+    // Reads every message, codes included: never routed unless asked for at start-up.
+    let api = if state.dev_outbox { api.route("/dev/outbox", get(mfa_api::dev_outbox)) } else { api };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -85,12 +85,12 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {e}")))
 }
 
-fn issued_response(state: &AppState, issued: identity::sessions::Issued, delivery: Delivery) -> Response {
+pub(crate) fn issued_response(state: &AppState, issued: identity::sessions::Issued, delivery: Delivery) -> Response {
     let refresh = issued.refresh_token.expose_secret().to_owned();
     let body = TokenResponse {
         session_id: issued.session_id,
@@ -146,8 +146,9 @@ pub async fn login(
     if let Some(t) = tenant {
         crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
-    let issued = state.auth.login(&state.store, tenant, &email, &password, &origin(&ctx)).await?;
-    Ok(issued_response(&state, issued, req.token_delivery))
+    let factors = crate::mfa_api::factors(&state);
+    let outcome = state.auth.login(&state.store, factors, tenant, &email, &password, &origin(&ctx)).await?;
+    Ok(crate::mfa_api::outcome_response(&state, outcome, req.token_delivery))
 }
 
 #[derive(Deserialize, Default)]

@@ -1,0 +1,326 @@
+//! Email one-time codes, second factors and the MFA setting over HTTP.
+//!
+//! Sign-in endpoints (`/auth/email-code*`, `/auth/mfa`) are unauthenticated and answer in a way
+//! that reveals nothing about who exists: a code request is always 202 with one body; every
+//! wrong, expired or used code is one 401 `invalid_code`. `/me/mfa/*` acts on the caller's own
+//! user (interactive sessions only), `/settings/mfa` on the caller's organisation (owner/admin).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use identity::email_codes::{self, Purpose};
+use identity::mfa::{self, Answer, Challenge, Factors, LoginOutcome};
+use identity::{EmailAddress, Role};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::origin;
+use crate::session_api::{Delivery, issued_response, json_body};
+use crate::{ApiError, AppState, ClientContext, Principal};
+
+fn too_long() -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "a field is too long")
+}
+
+pub(crate) fn factors(state: &AppState) -> Factors<'_> {
+    Factors { keys: &state.mfa_keys, mailer: &state.mailer }
+}
+
+#[derive(Serialize)]
+struct MfaRequired<'a> {
+    mfa_required: bool,
+    mfa_token: &'a str,
+    methods: &'a [mfa::Method],
+    expires_in: i64,
+}
+
+fn challenge_response(c: &Challenge) -> Response {
+    let body = MfaRequired {
+        mfa_required: true,
+        mfa_token: c.token.expose_secret(),
+        methods: &c.methods,
+        expires_in: c.expires_in,
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Answers a finished login: tokens, or the challenge for a second factor.
+pub(crate) fn outcome_response(state: &AppState, outcome: LoginOutcome, delivery: Delivery) -> Response {
+    match outcome {
+        LoginOutcome::Issued(issued) => issued_response(state, issued, delivery),
+        LoginOutcome::MfaRequired(c) => challenge_response(&c),
+    }
+}
+
+async fn resolve(state: &AppState, organisation: &str) -> Result<Option<store::TenantId>, ApiError> {
+    let mut g = state.store.global_tx().await?;
+    let t = g.resolve_tenant(organisation.trim()).await?;
+    g.commit().await?;
+    Ok(t)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    organisation: String,
+    email: String,
+    purpose: Purpose,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+}
+
+/// `POST /api/v1/auth/email-code` {organisation, email, purpose: login | verify_email} → 202
+/// `{"status":"accepted"}`, the same for every address.
+pub async fn request_code(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: CodeRequest = json_body(&body)?;
+    if req.organisation.len() > 100 || req.email.len() > 254 {
+        return Err(too_long());
+    }
+    if req.purpose == Purpose::Mfa {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "purpose: login or verify_email"));
+    }
+    let email = EmailAddress::parse(&req.email)?;
+    let tenant = resolve(&state, &req.organisation).await?;
+    if let Some(t) = tenant {
+        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+    }
+    email_codes::request(&state.store, &state.mailer, tenant, &email, req.purpose, &origin(&ctx)).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    organisation: String,
+    email: String,
+    code: String,
+    #[serde(default)]
+    token_delivery: Delivery,
+}
+
+/// `POST /api/v1/auth/email-code/verify` {organisation, email, code, token_delivery}: a `login`
+/// code signs in (tokens, or an MFA challenge); a `verify_email` code answers 204.
+pub async fn verify_code(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: VerifyRequest = json_body(&body)?;
+    if req.organisation.len() > 100 || req.email.len() > 254 || req.code.len() > 32 {
+        return Err(too_long());
+    }
+    let email = EmailAddress::parse(&req.email)?;
+    let tenant = resolve(&state, &req.organisation).await?;
+    if let Some(t) = tenant {
+        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+    }
+    let o = origin(&ctx);
+    let redeemed = email_codes::redeem(&state.store, tenant, &email, req.code.trim(), &o).await?;
+    let Some(tenant) = tenant else { return Err(identity::IdentityError::InvalidCode.into()) };
+    match redeemed.purpose {
+        Purpose::VerifyEmail => Ok(StatusCode::NO_CONTENT.into_response()),
+        Purpose::Login | Purpose::Mfa => {
+            let outcome = mfa::after_first_factor(
+                &state.auth,
+                &state.store,
+                factors(&state),
+                tenant,
+                redeemed.user,
+                mfa::FirstFactor::EmailCode,
+                &o,
+            )
+            .await?;
+            Ok(outcome_response(&state, outcome, req.token_delivery))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    mfa_token: String,
+    #[serde(default)]
+    totp_code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+    #[serde(default)]
+    email_code: Option<String>,
+    #[serde(default)]
+    token_delivery: Delivery,
+}
+
+/// `POST /api/v1/auth/mfa` {mfa_token, exactly one of totp_code | recovery_code | email_code,
+/// token_delivery} → the tokens of the new session. (The organisation's IP allowlist was
+/// enforced when the challenge was issued, by password or email-code login.)
+pub async fn complete(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: MfaRequest = json_body(&body)?;
+    if req.mfa_token.len() > 100 {
+        return Err(too_long());
+    }
+    let answer = match (req.totp_code, req.recovery_code, req.email_code) {
+        (Some(c), None, None) if c.len() <= 32 => Answer::Totp(SecretString::from(c.trim().to_owned())),
+        (None, Some(c), None) if c.len() <= 32 => Answer::RecoveryCode(SecretString::from(c.trim().to_owned())),
+        (None, None, Some(c)) if c.len() <= 32 => Answer::EmailCode(SecretString::from(c.trim().to_owned())),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "give exactly one of totp_code, recovery_code, email_code (at most 32 characters)",
+            ));
+        }
+    };
+    let issued =
+        mfa::complete(&state.auth, &state.store, &state.mfa_keys, req.mfa_token.trim(), &answer, &origin(&ctx)).await?;
+    Ok(issued_response(&state, issued, req.token_delivery))
+}
+
+/// The caller's own user; API keys have none.
+fn own_user(p: &Principal) -> Result<Uuid, ApiError> {
+    p.session.and(p.user).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_session",
+            "only a signed-in user manages their own second factors",
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct EnrolmentBody<'a> {
+    secret_base32: &'a str,
+    otpauth_uri: &'a str,
+    qr_svg: &'a str,
+}
+
+/// `POST /api/v1/me/mfa/totp` → {secret_base32, otpauth_uri, qr_svg}: a pending enrolment.
+pub async fn enrol(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    let user = own_user(&p)?;
+    let e = mfa::enrol(&state.store, &state.mfa_keys, user).await?;
+    let body = EnrolmentBody {
+        secret_base32: e.secret_base32.expose_secret(),
+        otpauth_uri: e.otpauth_uri.expose_secret(),
+        qr_svg: &e.qr_svg,
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: String,
+}
+
+fn code_of(body: &[u8]) -> Result<String, ApiError> {
+    let req: CodeBody = json_body(body)?;
+    if req.code.len() > 32 {
+        return Err(too_long());
+    }
+    Ok(req.code.trim().to_owned())
+}
+
+#[derive(Serialize)]
+struct RecoveryCodes {
+    recovery_codes: Vec<String>,
+}
+
+/// `POST /api/v1/me/mfa/totp/confirm` {code} → {recovery_codes: [10]} (shown once).
+pub async fn confirm(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = own_user(&p)?;
+    let code = code_of(&body)?;
+    let codes = mfa::confirm(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
+}
+
+/// `DELETE /api/v1/me/mfa/totp` {code: TOTP or recovery code} → 204.
+pub async fn disable(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = own_user(&p)?;
+    let code = code_of(&body)?;
+    mfa::disable(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/me/mfa/recovery-codes` {code: TOTP or recovery code} → {recovery_codes}.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = own_user(&p)?;
+    let code = code_of(&body)?;
+    let codes = mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSetting {
+    required: bool,
+}
+
+#[derive(Serialize)]
+struct MfaSettingBody {
+    required: bool,
+}
+
+/// `PUT /api/v1/settings/mfa` {required} (owner, admin) → {required}.
+pub async fn set_required(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if !matches!(p.role, Role::Owner | Role::Admin) || !p.has_scope("settings:write") {
+        let mut tx = state.store.tenant_tx(p.tenant).await?;
+        let event = audit::Event::new(
+            "settings.access_denied",
+            audit::Entity::new("mfa_setting", None)?,
+            audit::Changes::none().field("attempted", None::<&str>, "set_mfa_required"),
+        )?;
+        audit::record_by(&mut tx, &p.who, &event).await?;
+        tx.commit().await?;
+        return Err(ApiError::forbidden());
+    }
+    let req: MfaSetting = json_body(&body)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    mfa::set_required(&mut tx, &p.who, req.required).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(MfaSettingBody { required: req.required })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/dev/outbox?to=EMAIL`: routed only on servers started with `--dev-outbox`.
+pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
+    let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
+    let mut g = state.store.global_tx().await?;
+    let mail = identity::mail::outbox(&mut g, to.as_ref(), q.limit.unwrap_or(50)).await?;
+    g.commit().await?;
+    Ok(Json(mail).into_response())
+}

@@ -1,0 +1,53 @@
+//! Mail and MFA key operations: choosing the mailer at start-up, `admin outbox`,
+//! `admin rotate-mfa-key`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use identity::EmailAddress;
+use identity::mail::{Mailer, OutboxMailer, SmtpMailer};
+use secrecy::ExposeSecret;
+use store::Store;
+
+use crate::config::{DbArgs, ServeArgs};
+
+/// SMTP when `--smtp-url` is set, else the outbox table.
+pub fn mailer(store: &Store, args: &ServeArgs) -> anyhow::Result<Arc<dyn Mailer>> {
+    match &args.smtp_url {
+        Some(url) => {
+            let m = SmtpMailer::new(url.expose_secret(), &args.mail_from)
+                .map_err(|e| anyhow::anyhow!("mail (COUNTERSIGN_SMTP_URL / --smtp-url, --mail-from): {e}"))?;
+            tracing::info!(from = %args.mail_from, "mail goes out over SMTP");
+            Ok(Arc::new(m))
+        }
+        None => {
+            tracing::info!("no --smtp-url: mail is queued in the mail_outbox table (countersign admin outbox)");
+            Ok(Arc::new(OutboxMailer::new(store.clone())))
+        }
+    }
+}
+
+pub async fn outbox(store: &Store, to: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
+    let to = to.map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let mut g = store.global_tx().await?;
+    let mail = identity::mail::outbox(&mut g, to.as_ref(), limit).await?;
+    g.commit().await?;
+    if mail.is_empty() {
+        println!("the outbox is empty");
+    }
+    for m in mail {
+        println!("--- {} to {} ({})", m.created_at.to_rfc3339(), m.to, m.id);
+        println!("Subject: {}\n\n{}", m.subject, m.body.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rotate(store: &Store, db: &DbArgs) -> anyhow::Result<ExitCode> {
+    let keys = db.mfa_keys()?;
+    let who = audit::Who::system("cli:rotate-mfa-key");
+    let mut g = store.global_tx().await?;
+    let n = identity::mfa::rotate_all(&mut g, &keys, &who).await?;
+    g.commit().await?;
+    println!("re-sealed {n} TOTP secret(s) under key {}", keys.current_key_id());
+    Ok(ExitCode::SUCCESS)
+}
