@@ -140,6 +140,11 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
+            AdminCommand::ExpireMemberships => {
+                let ended = identity::memberships::expire_due(&store).await?;
+                println!("ended {ended} membership(s) past valid_until; their sessions are revoked");
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
     .await;

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Send session cookies without `Secure` (only for plain-HTTP development on localhost).
     #[arg(long, env = "COUNTERSIGN_INSECURE_COOKIES")]
     pub insecure_cookies: bool,
+    /// Seconds between sweeps that end guest memberships past their valid_until (1-3600).
+    #[arg(long, env = "COUNTERSIGN_MEMBERSHIP_EXPIRY_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub membership_expiry_interval: u64,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +155,9 @@ pub enum AdminCommand {
     /// Create, list and revoke an organisation's API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// End every guest membership whose valid_until has passed and revoke its sessions now
+    /// (`serve` also does this periodically).
+    ExpireMemberships,
 }
 
 #[derive(Subcommand)]

@@ -3,13 +3,19 @@
 //! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
 //! creating an organisation is a platform act and takes `&mut BypassTx`.
 
+pub mod account;
 pub mod api_keys;
 pub mod departments;
 mod error;
+mod guest_expiry;
+pub mod invitations;
+pub mod joining;
+pub mod members;
 pub mod memberships;
 pub mod model;
 pub mod passwords;
 pub mod retention;
+pub mod scopes;
 pub mod sessions;
 pub mod tenants;
 pub mod tokens;

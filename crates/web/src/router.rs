@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +19,7 @@ use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
 use crate::session_cache::SessionCache;
-use crate::{ApiError, audit_api, health, session_api};
+use crate::{ApiError, api_keys_api, audit_api, health, invitations_api, me_api, members_api, session_api};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -53,6 +53,29 @@ impl AppState {
     }
 }
 
+/// Self-service, member administration, API keys and invitations (issue 6).
+fn members_routes() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me_api::me))
+        .route("/me/sessions", get(me_api::sessions))
+        .route("/me/sessions/{id}", delete(me_api::revoke_session))
+        .route("/me/password", post(me_api::change_password))
+        .route("/members", get(members_api::list))
+        .route("/members/{user_id}/sessions", get(members_api::sessions))
+        .route("/members/{user_id}/sessions/revoke", post(members_api::revoke_sessions))
+        .route("/members/{user_id}/deactivate", post(members_api::deactivate))
+        .route("/members/{user_id}/reactivate", post(members_api::reactivate))
+        .route("/members/{user_id}/unlock", post(members_api::unlock))
+        .route("/members/{user_id}/role", put(members_api::change_role))
+        .route("/members/{user_id}/approve", post(members_api::approve))
+        .route("/members/{user_id}/decline", post(members_api::decline))
+        .route("/api-keys", post(api_keys_api::create).get(api_keys_api::list))
+        .route("/api-keys/{id}", delete(api_keys_api::revoke))
+        .route("/invitations", post(invitations_api::create).get(invitations_api::list))
+        .route("/invitations/{id}", delete(invitations_api::revoke))
+        .route("/invitations/accept", post(invitations_api::accept))
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
@@ -63,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(session_api::login))
         .route("/auth/refresh", post(session_api::refresh))
         .route("/auth/logout", post(session_api::logout))
-        .route("/sessions/revoke", post(session_api::revoke));
+        .route("/sessions/revoke", post(session_api::revoke))
+        .merge(members_routes());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
