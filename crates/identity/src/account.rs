@@ -34,6 +34,17 @@ pub(crate) async fn credentials(g: &mut GlobalTx, user: Uuid) -> Result<Credenti
     Ok(Credentials { email: r.email, status: r.status, hash: r.hash, locked_until: r.locked_until })
 }
 
+/// Is the account locked out now (for reporting an unlock)?
+pub async fn is_locked(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityError> {
+    let locked = sqlx::query_scalar!(
+        r#"select exists(select 1 from user_credentials where user_id = $1 and locked_until > now()) as "locked!""#,
+        user
+    )
+    .fetch_one(g.conn())
+    .await?;
+    Ok(locked)
+}
+
 /// Same counting as a failed login: five failures lock the account, then the lock doubles.
 pub(crate) async fn record_failure(g: &mut GlobalTx, user: Uuid) -> Result<(), IdentityError> {
     sqlx::query!(

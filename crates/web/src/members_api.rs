@@ -183,7 +183,8 @@ pub async fn unlock(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "role_escalation", "your role cannot manage this member"));
     }
     let mut g = state.store.global_tx().await?;
-    let was_locked = identity::sessions::unlock(&mut g, &p.who, user).await?;
+    let was_locked = identity::account::is_locked(&mut g, user).await?;
+    identity::sessions::unlock(&mut g, &p.who, user).await?;
     let event = audit::Event::new(
         "member.unlocked",
         audit::Entity::of("user", user)?,
