@@ -107,7 +107,8 @@ async fn serve(
         key.clone(),
         std::time::Duration::from_secs(args.checkpoint_interval),
     );
-    let expiry = spawn_membership_expiry(store.clone(), std::time::Duration::from_secs(args.membership_expiry_interval));
+    let expiry =
+        spawn_membership_expiry(store.clone(), std::time::Duration::from_secs(args.membership_expiry_interval));
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");
     checkpointer.abort();

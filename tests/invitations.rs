@@ -99,8 +99,12 @@ async fn a_new_person_accepts_once_and_gets_a_verified_account_and_a_guest_membe
     assert!(token.starts_with(&format!("csi_{}_", a.id.as_uuid().simple())));
     let (_, list) = call(Method::GET, format!("{base}/api/v1/invitations"), Some(&admin), None).await;
     assert!(!list.to_string().contains(&token[token.len() - 64..]), "the list must not reveal tokens");
-    let listed = list["items"].as_array().expect("items").iter().find(|i| i["id"] == inv["id"]).expect("listed").clone();
-    assert_eq!((listed["status"].as_str(), listed["email"].as_str()), (Some("open"), Some("board.member@elsewhere.example")));
+    let listed =
+        list["items"].as_array().expect("items").iter().find(|i| i["id"] == inv["id"]).expect("listed").clone();
+    assert_eq!(
+        (listed["status"].as_str(), listed["email"].as_str()),
+        (Some("open"), Some("board.member@elsewhere.example"))
+    );
 
     // A new account needs a password, and a good one; a refusal does not use the invitation up.
     let (s, e) = accept(&base, json!({"token": token})).await;
@@ -136,7 +140,8 @@ async fn a_new_person_accepts_once_and_gets_a_verified_account_and_a_guest_membe
     assert_eq!(audit_count(&db, a.id, "invitation.accepted").await, 1);
     assert_eq!(audit_count(&db, a.id, "invitation.accept_refused").await, 1);
     let (_, list) = call(Method::GET, format!("{base}/api/v1/invitations"), Some(&admin), None).await;
-    let listed = list["items"].as_array().expect("items").iter().find(|i| i["id"] == inv["id"]).expect("listed").clone();
+    let listed =
+        list["items"].as_array().expect("items").iter().find(|i| i["id"] == inv["id"]).expect("listed").clone();
     assert_eq!(listed["status"], "accepted");
 }
 
@@ -213,8 +218,7 @@ async fn revoked_expired_superseded_and_forged_invitation_tokens_are_refused() {
     // Forged: a wrong secret, another organisation named in the token, garbage.
     let good = second["token"].as_str().expect("token").to_owned();
     let flipped = format!("{}{}", &good[..good.len() - 1], if good.ends_with('0') { '1' } else { '0' });
-    let other_tenant =
-        good.replacen(&a.id.as_uuid().simple().to_string(), &b.id.as_uuid().simple().to_string(), 1);
+    let other_tenant = good.replacen(&a.id.as_uuid().simple().to_string(), &b.id.as_uuid().simple().to_string(), 1);
     for forged in [flipped.as_str(), other_tenant.as_str(), "csi_garbage", ""] {
         let (s, e) = accept(&base, json!({"token": forged, "password": NEW_PASSWORD})).await;
         assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")), "{forged}");
@@ -246,7 +250,11 @@ async fn invitations_refuse_role_escalation_bad_input_and_non_admins() {
         (json!({"email": "o@x.example", "role": "owner"}), StatusCode::FORBIDDEN, "role_escalation"),
         (json!({"email": "not-an-email", "role": "staff"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
         (json!({"email": "o@x.example", "role": "emperor"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (json!({"email": "o@x.example", "role": "staff", "token": "mine"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            json!({"email": "o@x.example", "role": "staff", "token": "mine"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
         (
             json!({"email": "o@x.example", "role": "auditor", "membership_valid_until": "2001-01-01T00:00:00Z"}),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -275,12 +283,7 @@ async fn invitations_refuse_role_escalation_bad_input_and_non_admins() {
 
 #[test]
 fn the_invitation_mail_is_rendered_in_one_place() {
-    let (subject, text) = identity::invitations::invitation_mail(
-        "Acme Ltd",
-        "auditor",
-        "csi_token",
-        chrono::Utc::now(),
-        None,
-    );
+    let (subject, text) =
+        identity::invitations::invitation_mail("Acme Ltd", "auditor", "csi_token", chrono::Utc::now(), None);
     assert!(subject.contains("Acme Ltd") && text.contains("csi_token") && text.contains("auditor"));
 }

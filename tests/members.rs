@@ -130,14 +130,16 @@ async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
     }
     // B's API key and invitation do not exist for A either.
     let mut tx = db.store.tenant_tx(b.id).await.expect("tx");
-    let (b_key, b_inv): (Uuid, Uuid) = sqlx::query_as(
-        "select (select id from api_keys limit 1), (select id from invitations limit 1)",
-    )
-    .fetch_one(tx.conn())
-    .await
-    .expect("b rows");
+    let (b_key, b_inv): (Uuid, Uuid) =
+        sqlx::query_as("select (select id from api_keys limit 1), (select id from invitations limit 1)")
+            .fetch_one(tx.conn())
+            .await
+            .expect("b rows");
     drop(tx);
-    assert_eq!(call(Method::DELETE, format!("{base}/api/v1/api-keys/{b_key}"), &admin, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(Method::DELETE, format!("{base}/api/v1/api-keys/{b_key}"), &admin, None).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         call(Method::DELETE, format!("{base}/api/v1/invitations/{b_inv}"), &admin, None).await.0,
         StatusCode::NOT_FOUND
@@ -175,7 +177,11 @@ async fn staff_calling_admin_endpoints_get_403_and_the_refusal_is_audited() {
         (Method::POST, m("deactivate"), Some(json!({"reason": "coup"}))),
         (Method::POST, m("unlock"), None),
         (Method::PUT, m("role"), Some(json!({"role": "staff", "reason": "coup"}))),
-        (Method::PUT, format!("{base}/api/v1/members/{}/role", a.users[1]), Some(json!({"role": "owner", "reason": "coup"}))),
+        (
+            Method::PUT,
+            format!("{base}/api/v1/members/{}/role", a.users[1]),
+            Some(json!({"role": "owner", "reason": "coup"})),
+        ),
         (Method::POST, m("approve"), Some(json!({}))),
         (Method::POST, format!("{base}/api/v1/api-keys"), Some(json!({"name": "x", "role": "staff", "scopes": []}))),
         (Method::GET, format!("{base}/api/v1/api-keys"), None),
@@ -259,7 +265,11 @@ async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta()
     let admin = login(&base, "acme", "user0@acme.example").await;
     let staff = login(&base, "acme", "user1@acme.example").await;
     let url = format!("{base}/api/v1/members/{}/role", a.users[1]);
-    for body in [json!({"role": "finance"}), json!({"role": "finance", "reason": "  "}), json!({"role": "finance", "reason": "x".repeat(201)})] {
+    for body in [
+        json!({"role": "finance"}),
+        json!({"role": "finance", "reason": "  "}),
+        json!({"role": "finance", "reason": "x".repeat(201)}),
+    ] {
         let (s, e) = call(Method::PUT, url.clone(), &admin, Some(body)).await;
         assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
     }
@@ -273,16 +283,18 @@ async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta()
     let (s, r) =
         call(Method::PUT, url, &admin, Some(json!({"role": "finance", "reason": "moved to the finance team"}))).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    assert_eq!((r["previous_role"].as_str(), r["role"].as_str(), &r["revoked"]), (Some("staff"), Some("finance"), &json!(1)));
+    assert_eq!(
+        (r["previous_role"].as_str(), r["role"].as_str(), &r["revoked"]),
+        (Some("staff"), Some("finance"), &json!(1))
+    );
     assert!(r["elapsed_ms"].as_f64().is_some());
     assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::UNAUTHORIZED);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let (changes, reason, actor): (String, String, String) = sqlx::query_as(
-        "select changes, reason, actor_id from audit_events where action = 'membership.role_changed'",
-    )
-    .fetch_one(tx.conn())
-    .await
-    .expect("audit row");
+    let (changes, reason, actor): (String, String, String) =
+        sqlx::query_as("select changes, reason, actor_id from audit_events where action = 'membership.role_changed'")
+            .fetch_one(tx.conn())
+            .await
+            .expect("audit row");
     assert_eq!(changes, r#"{"role":{"from":"staff","to":"finance"}}"#);
     assert_eq!((reason.as_str(), actor), ("moved to the finance team", a.users[0].to_string()));
     drop(tx);
@@ -349,7 +361,11 @@ async fn password_change_ends_every_session_and_refuses_weak_passwords() {
         let (s, e) =
             call(Method::POST, url.clone(), &first, Some(json!({"current_password": PASSWORD, "new_password": weak})))
                 .await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("weak_password")), "{weak}");
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("weak_password")),
+            "{weak}"
+        );
     }
     let (s, e) = call(
         Method::POST,
@@ -405,7 +421,8 @@ async fn api_keys_are_shown_once_and_a_revoked_key_is_refused_at_once_on_every_n
 
     let events = |base: &str| format!("{base}/api/v1/audit/events?limit=1");
     assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::OK);
-    let (s, _) = call(Method::DELETE, format!("{node_a}/api/v1/api-keys/{}", k["id"].as_str().expect("id")), &admin, None).await;
+    let (s, _) =
+        call(Method::DELETE, format!("{node_a}/api/v1/api-keys/{}", k["id"].as_str().expect("id")), &admin, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(Method::GET, events(&node_a), &secret, None).await.0, StatusCode::UNAUTHORIZED);
@@ -428,10 +445,15 @@ async fn key_minting_refuses_role_and_scope_escalation_and_unknown_scopes() {
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
     let (s, e) = mint(admin.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:write"]})).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_scope")));
-    let (s, e) = mint(admin.clone(), json!({"name": "x", "role": "auditor", "scopes": [], "expires_at": "2001-01-01T00:00:00Z"})).await;
+    let (s, e) = mint(
+        admin.clone(),
+        json!({"name": "x", "role": "auditor", "scopes": [], "expires_at": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
     // An admin key that may manage keys but not read the audit log cannot mint one that can.
-    let (s, k) = mint(admin.clone(), json!({"name": "provisioner", "role": "admin", "scopes": ["api_keys:manage"]})).await;
+    let (s, k) =
+        mint(admin.clone(), json!({"name": "provisioner", "role": "admin", "scopes": ["api_keys:manage"]})).await;
     assert_eq!(s, StatusCode::CREATED);
     let provisioner = k["secret"].as_str().expect("secret").to_owned();
     let (s, e) = mint(provisioner.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:read"]})).await;
@@ -443,7 +465,9 @@ async fn key_minting_refuses_role_and_scope_escalation_and_unknown_scopes() {
     // A key without api_keys:manage cannot mint at all (the fixture's auditor key).
     let (s, k) = mint(admin, json!({"name": "reader", "role": "admin", "scopes": ["audit:read"]})).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, e) = mint(k["secret"].as_str().expect("secret").to_owned(), json!({"name": "x", "role": "staff", "scopes": []})).await;
+    let (s, e) =
+        mint(k["secret"].as_str().expect("secret").to_owned(), json!({"name": "x", "role": "staff", "scopes": []}))
+            .await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let n: i64 = sqlx::query_scalar("select count(*) from api_keys").fetch_one(tx.conn()).await.expect("count");
@@ -496,12 +520,20 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
 
 async fn new_user(db: &TestDb, email: &str, verified: bool) -> Uuid {
     let mut g = db.store.global_tx().await.expect("tx");
-    let u = identity::users::create(&mut g, &who(), &identity::EmailAddress::parse(email).expect("email"), "New Person")
-        .await
-        .expect("user");
-    sessions::set_password(&mut g, &who(), &identity::passwords::Hasher::new(1).expect("h"), u.id, &SecretString::from(PASSWORD), &[])
-        .await
-        .expect("password");
+    let u =
+        identity::users::create(&mut g, &who(), &identity::EmailAddress::parse(email).expect("email"), "New Person")
+            .await
+            .expect("user");
+    sessions::set_password(
+        &mut g,
+        &who(),
+        &identity::passwords::Hasher::new(1).expect("h"),
+        u.id,
+        &SecretString::from(PASSWORD),
+        &[],
+    )
+    .await
+    .expect("password");
     g.commit().await.expect("commit");
     if verified {
         let mut admin = db.admin_conn().await;
@@ -583,7 +615,8 @@ async fn verified_domain_joins_auto_join_orgs_and_asks_admin_approval_orgs() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, e) = call(Method::POST, approve.clone(), &admin, Some(json!({"role": "owner"}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
-    let (s, r) = call(Method::POST, approve.clone(), &admin, Some(json!({"role": "hod", "department_id": a.department}))).await;
+    let (s, r) =
+        call(Method::POST, approve.clone(), &admin, Some(json!({"role": "hod", "department_id": a.department}))).await;
     assert_eq!((s, r["role"].as_str()), (StatusCode::OK, Some("hod")), "{r}");
     let (s, e) = call(Method::POST, approve, &admin, Some(json!({}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));

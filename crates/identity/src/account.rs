@@ -116,12 +116,10 @@ pub async fn change_password(
     }
     let mut names: Vec<&str> = vec![creds.email.as_str()];
     names.extend_from_slice(identity);
-    sessions::set_password(&mut g, who, hasher, user, new, &names)
-        .await
-        .map_err(|e| match e {
-            IdentityError::Invalid { field: "password", reason } => weak("new_password", &reason),
-            other => other,
-        })?;
+    sessions::set_password(&mut g, who, hasher, user, new, &names).await.map_err(|e| match e {
+        IdentityError::Invalid { field: "password", reason } => weak("new_password", &reason),
+        other => other,
+    })?;
     g.commit().await?;
     Ok(())
 }

@@ -206,9 +206,13 @@ pub async fn revoke(tx: &mut TenantTx, who: &Who, id: Uuid) -> Result<(), Identi
     if r.revoked_at.is_some() {
         return Ok(());
     }
-    sqlx::query!("update invitations set revoked_at = now() where tenant_id = $1 and id = $2", tx.tenant().as_uuid(), id)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "update invitations set revoked_at = now() where tenant_id = $1 and id = $2",
+        tx.tenant().as_uuid(),
+        id
+    )
+    .execute(tx.conn())
+    .await?;
     let event = Event::new(
         "invitation.revoked",
         Entity::of("invitation", id)?,
@@ -384,12 +388,7 @@ pub async fn accept(
     let membership_id = memberships::add(
         &mut tx,
         &who,
-        &NewMembership {
-            user_id,
-            role,
-            department_id: inv.department_id,
-            valid_until: inv.membership_valid_until,
-        },
+        &NewMembership { user_id, role, department_id: inv.department_id, valid_until: inv.membership_valid_until },
     )
     .await
     .map_err(|e| match e {
@@ -410,10 +409,11 @@ pub async fn accept(
     let event = Event::new(
         "invitation.accepted",
         Entity::of("invitation", presented.id)?,
-        Changes::none()
-            .field("status", "open", "accepted")
-            .field("user_id", None::<Uuid>, user_id)
-            .field("new_account", None::<bool>, created_user),
+        Changes::none().field("status", "open", "accepted").field("user_id", None::<Uuid>, user_id).field(
+            "new_account",
+            None::<bool>,
+            created_user,
+        ),
     )?;
     audit::record_by(&mut tx, &who, &event).await?;
     tx.commit().await?;

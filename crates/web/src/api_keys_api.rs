@@ -72,13 +72,21 @@ struct Created {
 }
 
 /// `POST /api/v1/api-keys` {name, role, scopes[], expires_at?} → 201 {…, secret}
-pub async fn create(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     require(&state, &p, MANAGERS, MANAGE, "api_keys.create").await?;
     let req: CreateBody = json(&body)?;
     bounded("name", &req.name, 100)?;
     let role: Role = req.role.parse()?;
     if !identity::members::may_grant(p.role, role) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "role_escalation", "you cannot mint a key above your own role"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_escalation",
+            "you cannot mint a key above your own role",
+        ));
     }
     if req.scopes.len() > 50 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "scopes: at most 50"));
@@ -118,7 +126,11 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<im
 }
 
 /// `DELETE /api/v1/api-keys/{id}` → 204; another organisation's key is 404.
-pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require(&state, &p, MANAGERS, MANAGE, "api_keys.revoke").await?;
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;

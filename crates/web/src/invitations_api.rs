@@ -42,7 +42,11 @@ struct Created {
 
 /// `POST /api/v1/invitations` {email, role, department_id?, membership_valid_until?}
 /// → 201 {id, email, role, expires_at, token}
-pub async fn create(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     require(&state, &p, MANAGERS, "members:manage", "invitations.create").await?;
     let req: CreateBody = json(&body)?;
     bounded("email", &req.email, 254)?;
@@ -85,7 +89,11 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<im
 }
 
 /// `DELETE /api/v1/invitations/{id}` → 204; accepted: 409 `invitation_used`.
-pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require(&state, &p, MANAGERS, "members:manage", "invitations.revoke").await?;
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;

@@ -47,13 +47,17 @@ pub async fn list(
     let cursor = q
         .cursor
         .as_deref()
-        .map(|c| Uuid::try_parse(c).map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor", "bad cursor")))
+        .map(|c| {
+            Uuid::try_parse(c)
+                .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor", "bad cursor"))
+        })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::page(&mut tx, status, cursor, limit).await?;
     tx.commit().await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|m| m.membership_id.to_string())).flatten();
+    let next_cursor =
+        (items.len() as i64 == limit).then(|| items.last().map(|m| m.membership_id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }
 
@@ -229,8 +233,7 @@ pub async fn change_role(
     let role: Role = req.role.parse()?;
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let changed =
-        identity::members::change_role(&mut tx, &p.who, p.role, user, role, req.department_id, why).await?;
+    let changed = identity::members::change_role(&mut tx, &p.who, p.role, user, role, req.department_id, why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(Json(RoleChanged {
