@@ -640,3 +640,56 @@ async fn verified_domain_joins_auto_join_orgs_and_asks_admin_approval_orgs() {
     assert!(join(&db, declined).await.is_empty(), "re-verifying does not ask again");
     assert_eq!(audit_count(&db, a.id, "membership.declined").await, 1);
 }
+
+#[tokio::test]
+async fn auditors_and_read_scoped_keys_may_read_member_lists_but_change_nothing() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    identity::memberships::change_role(&mut tx, &who(), a.memberships[2], identity::Role::Auditor, "external audit")
+        .await
+        .expect("role");
+    tx.commit().await.expect("commit");
+    with_password(&db, a.users[0]).await;
+    with_password(&db, a.users[2]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let auditor = login(&base, "acme", "user2@acme.example").await;
+    let (s, k) = call(
+        Method::POST,
+        format!("{base}/api/v1/api-keys"),
+        &admin,
+        Some(json!({"name": "hr sync", "role": "admin", "scopes": ["members:read"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let reader_key = k["secret"].as_str().expect("secret").to_owned();
+    let staff = a.users[1];
+    for token in [&auditor, &reader_key] {
+        for url in [
+            format!("{base}/api/v1/members"),
+            format!("{base}/api/v1/members/{staff}/sessions"),
+            format!("{base}/api/v1/invitations"),
+        ] {
+            assert_eq!(call(Method::GET, url.clone(), token, None).await.0, StatusCode::OK, "{url}");
+        }
+        let (s, e) = call(
+            Method::POST,
+            format!("{base}/api/v1/members/{staff}/deactivate"),
+            token,
+            Some(json!({"reason": "overreach"})),
+        )
+        .await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    }
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/api-keys"), &auditor, None).await.0, StatusCode::FORBIDDEN);
+    // Pagination: a page of one, then the rest through the cursor, no member twice.
+    let (_, p1) = call(Method::GET, format!("{base}/api/v1/members?limit=1"), &admin, None).await;
+    let cursor = p1["next_cursor"].as_str().expect("cursor").to_owned();
+    let (_, p2) = call(Method::GET, format!("{base}/api/v1/members?limit=10&cursor={cursor}"), &admin, None).await;
+    assert_eq!((p1["items"].as_array().map(Vec::len), p2["items"].as_array().map(Vec::len)), (Some(1), Some(2)));
+    assert!(p2["items"].as_array().expect("items").iter().all(|m| m["user_id"] != p1["items"][0]["user_id"]));
+    assert_eq!(p2["next_cursor"], Value::Null);
+    let (s, e) = call(Method::GET, format!("{base}/api/v1/members?status=emperor"), &admin, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+}
