@@ -693,3 +693,38 @@ async fn auditors_and_read_scoped_keys_may_read_member_lists_but_change_nothing(
     let (s, e) = call(Method::GET, format!("{base}/api/v1/members?status=emperor"), &admin, None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
 }
+
+#[tokio::test]
+async fn admin_expire_memberships_command_ends_due_guests() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query(
+        "update memberships set valid_from = now() - interval '1 day', valid_until = now() - interval '1 minute'
+          where user_id = $1",
+    )
+    .bind(a.users[2])
+    .execute(&mut admin)
+    .await
+    .expect("backdate");
+    let dir = std::env::temp_dir().join(format!("cs-expire-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["admin", "expire-memberships"])
+        .env("DATABASE_URL", db.url())
+        .env("COUNTERSIGN_DATA_DIR", &dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run countersign");
+    std::fs::remove_dir_all(&dir).ok();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ended 1 membership"), "{stdout}");
+    let status: String = sqlx::query_scalar("select status from memberships where user_id = $1")
+        .bind(a.users[2])
+        .fetch_one(&mut admin)
+        .await
+        .expect("status");
+    assert_eq!(status, "ended");
+    assert_eq!(audit_count(&db, a.id, "membership.expired").await, 1);
+}
