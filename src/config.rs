@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Serve GET /api/v1/dev/outbox (every queued message, codes included): development only.
     #[arg(long, env = "COUNTERSIGN_DEV_OUTBOX")]
     pub dev_outbox: bool,
+    /// Seconds between sweeps that end guest memberships past their valid_until (1-3600).
+    #[arg(long, env = "COUNTERSIGN_MEMBERSHIP_EXPIRY_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub membership_expiry_interval: u64,
 }
 
 impl ServeArgs {
@@ -205,6 +208,9 @@ pub enum AdminCommand {
     /// Re-seal every TOTP secret under the current MFA key (pass the previous key with
     /// --mfa-old-key-file). Run after installing a new --mfa-key-file.
     RotateMfaKey,
+    /// End every guest membership whose valid_until has passed and revoke its sessions now
+    /// (`serve` also does this periodically).
+    ExpireMemberships,
 }
 
 #[derive(Subcommand)]

@@ -119,15 +119,35 @@ async fn serve(
         key.clone(),
         std::time::Duration::from_secs(args.checkpoint_interval),
     );
+    let expiry =
+        spawn_membership_expiry(store.clone(), std::time::Duration::from_secs(args.membership_expiry_interval));
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");
     checkpointer.abort();
+    expiry.abort();
     // Sign what this process wrote since the last pass, so no event leaves unanchored.
     if let Err(e) = audit::checkpoint::checkpoint_dirty(&store, &key).await {
         tracing::warn!(error = %e, "final audit checkpoint failed");
     }
     store.shutdown().await;
     served.map_err(Into::into)
+}
+
+/// Ends guest memberships past their `valid_until` every `every` (they already stop
+/// authenticating at that instant; this records the end and revokes their sessions everywhere).
+fn spawn_membership_expiry(store: store::Store, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match identity::memberships::expire_due(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ended = n, "guest memberships expired"),
+                Err(e) => tracing::warn!(error = %e, "membership expiry sweep failed"),
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

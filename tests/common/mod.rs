@@ -85,6 +85,18 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         .execute(tx.conn())
         .await
         .expect("refresh token");
+    // An open invitation (row only, like the session above).
+    sqlx::query(
+        "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)
+         values ($1, $2, $3, 'staff', $4, sha256($2::text::bytea), 'test:fixture')",
+    )
+    .bind(t.id.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .bind(format!("invitee@{slug}.example"))
+    .bind(dept.id)
+    .execute(tx.conn())
+    .await
+    .expect("invitation");
     tx.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     identity::api_keys::create(

@@ -262,8 +262,9 @@ pub async fn redeem(
     Ok(Redeemed { user, purpose })
 }
 
-/// Runs once, in the transaction that first marks `user`'s address verified. The joining flow
-/// (auto-join / admin approval by verified domain) plugs in here; today it only audits.
+/// Runs once, in the transaction that first marks `user`'s address verified: audits it, then
+/// joins the organisations that list the address's domain ([`crate::joining`]: active staff
+/// under `auto_join`, pending under `admin_approval`), each audited in its own chain.
 pub async fn after_email_verified(g: &mut GlobalTx, user: Uuid, origin: &Origin) -> Result<(), IdentityError> {
     let event = Event::new(
         "user.email_verified",
@@ -271,6 +272,10 @@ pub async fn after_email_verified(g: &mut GlobalTx, user: Uuid, origin: &Origin)
         Changes::none().field("email_verified", false, true),
     )?;
     audit::record_platform(g.conn(), &Actor::user(user, None), origin, &event).await?;
+    let joined = crate::joining::after_email_verified(g, user).await?;
+    if !joined.is_empty() {
+        tracing::info!(%user, organisations = joined.len(), "verified email joined organisations by domain");
+    }
     Ok(())
 }
 

@@ -27,6 +27,18 @@ pub enum IdentityError {
     PasswordRequired,
     #[error("internal: {0}")]
     Internal(String),
+    /// The request is valid but the current state forbids it (e.g. `last_admin`).
+    #[error("{code}: {reason}")]
+    Conflict { code: &'static str, reason: String },
+    /// A one-time thing (an invitation) that was valid once and no longer is.
+    #[error("{code}: {reason}")]
+    Gone { code: &'static str, reason: String },
+    /// The caller may not do this (e.g. grant a role or scope above their own).
+    #[error("{code}: {reason}")]
+    Forbidden { code: &'static str, reason: String },
+    /// Well-formed input that names something unknown (e.g. `unknown_scope`).
+    #[error("{code}: {reason}")]
+    Unprocessable { code: &'static str, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

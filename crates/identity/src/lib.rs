@@ -3,6 +3,7 @@
 //! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
 //! creating an organisation is a platform act and takes `&mut BypassTx`.
 
+pub mod account;
 pub mod api_keys;
 pub mod departments;
 pub mod email_codes;
@@ -10,12 +11,17 @@ mod error;
 pub mod ip_allowlist;
 pub mod login_policy;
 pub mod mail;
+mod guest_expiry;
+pub mod invitations;
+pub mod joining;
+pub mod members;
 pub mod memberships;
 pub mod mfa;
 pub mod model;
 pub mod passwords;
 pub mod retention;
 pub mod secret_box;
+pub mod scopes;
 pub mod sessions;
 pub mod suspicious;
 pub mod tenants;

@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 use crate::{IdentityError, MembershipStatus, Role};
 
+pub use crate::guest_expiry::{expire_due, expire_in};
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Membership {
     pub id: Uuid,

@@ -125,6 +125,10 @@ impl From<identity::IdentityError> for ApiError {
                     "the service cannot complete this request now",
                 )
             }
+            I::Conflict { code, reason } => Self::new(StatusCode::CONFLICT, code, reason),
+            I::Gone { code, reason } => Self::new(StatusCode::GONE, code, reason),
+            I::Forbidden { code, reason } => Self::new(StatusCode::FORBIDDEN, code, reason),
+            I::Unprocessable { code, reason } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, reason),
             I::Store(s) => s.into(),
             I::Audit(a) => a.into(),
         }

@@ -2,6 +2,8 @@
 //! body limit, timeout, trace) before it reaches a handler; handlers reach data only through the
 //! domain crates, which take a `TenantTx`.
 
+mod access;
+mod api_keys_api;
 mod audit_api;
 mod auth;
 mod client;
@@ -10,6 +12,9 @@ mod health;
 pub mod ip_allowlist;
 pub mod limits;
 mod mfa_api;
+mod invitations_api;
+mod me_api;
+mod members_api;
 mod router;
 mod session_api;
 pub mod session_cache;

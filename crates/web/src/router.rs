@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +19,9 @@ use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
 use crate::session_cache::SessionCache;
-use crate::{ApiError, audit_api, health, ip_allowlist, mfa_api, session_api};
+use crate::{
+    ApiError, api_keys_api, audit_api, health, invitations_api, ip_allowlist, me_api, members_api, mfa_api, session_api,
+};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -98,6 +100,28 @@ impl AppState {
     }
 }
 
+/// Self-service, member administration, API keys and invitations (issue 6).
+fn members_routes() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me_api::me))
+        .route("/me/sessions", get(me_api::sessions))
+        .route("/me/sessions/{id}", delete(me_api::revoke_session))
+        .route("/me/password", post(me_api::change_password))
+        .route("/members", get(members_api::list))
+        .route("/members/{user_id}/sessions", get(members_api::sessions))
+        .route("/members/{user_id}/sessions/revoke", post(members_api::revoke_sessions))
+        .route("/members/{user_id}/deactivate", post(members_api::deactivate))
+        .route("/members/{user_id}/reactivate", post(members_api::reactivate))
+        .route("/members/{user_id}/unlock", post(members_api::unlock))
+        .route("/members/{user_id}/role", put(members_api::change_role))
+        .route("/members/{user_id}/approve", post(members_api::approve))
+        .route("/members/{user_id}/decline", post(members_api::decline))
+        .route("/api-keys", post(api_keys_api::create).get(api_keys_api::list))
+        .route("/api-keys/{id}", delete(api_keys_api::revoke))
+        .route("/invitations", post(invitations_api::create).get(invitations_api::list))
+        .route("/invitations/{id}", delete(invitations_api::revoke))
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
@@ -107,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/email-code", post(mfa_api::request_code))
         .route("/auth/email-code/verify", post(mfa_api::verify_code))
         .route("/auth/mfa", post(mfa_api::complete))
+        .route("/invitations/accept", post(invitations_api::accept))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::sign_in));
     let api = Router::new()
         .merge(sign_in)
@@ -120,7 +145,8 @@ pub fn router(state: AppState) -> Router {
         .route("/me/mfa/totp", post(mfa_api::enrol).delete(mfa_api::disable))
         .route("/me/mfa/totp/confirm", post(mfa_api::confirm))
         .route("/me/mfa/recovery-codes", post(mfa_api::regenerate))
-        .route("/settings/mfa", put(mfa_api::set_required));
+        .route("/settings/mfa", put(mfa_api::set_required))
+        .merge(members_routes());
     // Reads every message, codes included: never routed unless asked for at start-up.
     let api = if state.dev_outbox { api.route("/dev/outbox", get(mfa_api::dev_outbox)) } else { api };
     Router::new()

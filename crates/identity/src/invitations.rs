@@ -1,0 +1,454 @@
+//! Invitations: an administrator invites an email address into the organisation with a role;
+//! whoever holds the mailed token may accept it once, before it expires.
+//!
+//! Token: `csi_<tenant>_<invitation>_<secret>` (32, 32 and 64 hex digits). It names its
+//! organisation, so acceptance looks it up under that organisation's RLS; only its SHA-256 is
+//! stored. Accepting proves possession of the mailbox, so it also verifies the email address. A
+//! new person sets a policy-checked password; an existing user proves who they are with theirs.
+//! Unknown or forged tokens answer 401; expired, revoked and used ones 410 `invitation_expired`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use audit::{Actor, Changes, Entity, Event, Origin, Who};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use store::{Store, TenantId, TenantTx};
+use uuid::Uuid;
+
+use crate::memberships::{self, NewMembership};
+use crate::passwords::Hasher;
+use crate::{EmailAddress, IdentityError, Role, account, members, sessions, users};
+
+/// How long an invitation stays acceptable.
+pub const TTL_DAYS: i64 = 7;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub department_id: Option<Uuid>,
+    pub membership_valid_until: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// `open`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub email: EmailAddress,
+    pub role: Role,
+    pub department_id: Option<Uuid>,
+    pub membership_valid_until: Option<DateTime<Utc>>,
+}
+
+/// A created invitation; `token` is the only copy of the presentable token.
+#[derive(Debug)]
+pub struct IssuedInvitation {
+    pub invitation: Invitation,
+    pub token: SecretString,
+}
+
+/// The one place the invitation email is written. The caller hands the result to the mailer.
+#[must_use]
+pub fn invitation_mail(
+    organisation: &str,
+    role: &str,
+    token: &str,
+    expires_at: DateTime<Utc>,
+    accept_url: Option<&str>,
+) -> (String, String) {
+    let subject = format!("You are invited to join {organisation} on Countersign");
+    let how = match accept_url {
+        Some(url) => format!("Accept the invitation here:\n\n  {url}?token={token}\n"),
+        None => format!("Accept it by sending this token to POST /api/v1/invitations/accept:\n\n  {token}\n"),
+    };
+    let text = format!(
+        "Hello,\n\nyou have been invited to join {organisation} on Countersign as {role}.\n\n{how}\n\
+         The invitation can be used once and expires at {} (UTC). If you did not expect it, ignore \
+         this message: nothing happens unless the invitation is accepted.\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    (subject, text)
+}
+
+fn gone(reason: &str) -> IdentityError {
+    IdentityError::Gone { code: "invitation_expired", reason: format!("this invitation is {reason}") }
+}
+
+/// Creates an invitation. The caller may not invite into a role above their own; an address that
+/// already belongs to a member is refused; earlier open invitations for the address are revoked
+/// (only the newest token works).
+pub async fn create(
+    tx: &mut TenantTx,
+    who: &Who,
+    caller: Role,
+    new: &NewInvitation,
+) -> Result<IssuedInvitation, IdentityError> {
+    if !members::may_grant(caller, new.role) {
+        return Err(IdentityError::Forbidden {
+            code: "role_escalation",
+            reason: format!("your role cannot invite a {}", new.role),
+        });
+    }
+    if new.membership_valid_until.is_some_and(|u| u <= Utc::now()) {
+        return Err(IdentityError::invalid("membership_valid_until", "must be in the future"));
+    }
+    let member = sqlx::query_scalar!(
+        r#"select exists(select 1 from memberships m join users u on u.id = m.user_id
+                          where m.tenant_id = $1 and u.email = $2::text::citext and m.deleted_at is null) as "x!""#,
+        tx.tenant().as_uuid(),
+        new.email.as_str()
+    )
+    .fetch_one(tx.conn())
+    .await?;
+    if member {
+        return Err(IdentityError::Conflict {
+            code: "already_member",
+            reason: "this address already belongs to a member".into(),
+        });
+    }
+    let superseded = sqlx::query_scalar!(
+        "update invitations set revoked_at = now()
+          where tenant_id = $1 and email = $2::text::citext and accepted_at is null and revoked_at is null
+         returning id",
+        tx.tenant().as_uuid(),
+        new.email.as_str()
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    for id in &superseded {
+        let event = Event::new("invitation.revoked", Entity::of("invitation", id)?, Changes::none())?
+            .with_reason("superseded by a newer invitation")?;
+        audit::record_by(tx, who, &event).await?;
+    }
+    let id = Uuid::now_v7();
+    let (token, hash) = new_token(tx.tenant(), id);
+    let created_by = format!("{}:{}", who.actor.kind.as_str(), who.actor.id);
+    let row = sqlx::query!(
+        "insert into invitations (tenant_id, id, email, role, department_id, membership_valid_until, expires_at,
+                                  token_hash, created_by)
+         values ($1, $2, $3::text::citext, $4, $5, $6, now() + make_interval(days => $7::int), $8, $9)
+         returning created_at, expires_at",
+        tx.tenant().as_uuid(),
+        id,
+        new.email.as_str(),
+        new.role.as_str(),
+        new.department_id,
+        new.membership_valid_until,
+        i32::try_from(TTL_DAYS).unwrap_or(7),
+        &hash[..],
+        created_by
+    )
+    .fetch_one(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("invitation"))?;
+    let invitation = Invitation {
+        id,
+        email: new.email.as_str().to_owned(),
+        role: new.role.as_str().to_owned(),
+        department_id: new.department_id,
+        membership_valid_until: new.membership_valid_until,
+        expires_at: row.expires_at,
+        created_by,
+        created_at: row.created_at,
+        accepted_at: None,
+        revoked_at: None,
+        status: "open".into(),
+    };
+    let event =
+        Event::new("invitation.created", Entity::of("invitation", id)?, Changes::diff(None, Some(&invitation))?)?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(IssuedInvitation { invitation, token })
+}
+
+pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, IdentityError> {
+    let rows = sqlx::query_as!(
+        Invitation,
+        r#"select id, email::text as "email!", role, department_id, membership_valid_until, expires_at, created_by,
+                  created_at, accepted_at, revoked_at,
+                  case when accepted_at is not null then 'accepted' when revoked_at is not null then 'revoked'
+                       when expires_at <= now() then 'expired' else 'open' end as "status!"
+             from invitations where tenant_id = $1 order by created_at desc limit 500"#,
+        tx.tenant().as_uuid()
+    )
+    .fetch_all(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("invitation"))?;
+    Ok(rows)
+}
+
+/// Revokes an open invitation; its token stops working at once. An accepted one cannot be
+/// revoked (remove the member instead): 409 `invitation_used`.
+pub async fn revoke(tx: &mut TenantTx, who: &Who, id: Uuid) -> Result<(), IdentityError> {
+    let r = sqlx::query!(
+        "select accepted_at, revoked_at from invitations where tenant_id = $1 and id = $2 for update",
+        tx.tenant().as_uuid(),
+        id
+    )
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(IdentityError::NotFound)?;
+    if r.accepted_at.is_some() {
+        return Err(IdentityError::Conflict {
+            code: "invitation_used",
+            reason: "the invitation was already accepted".into(),
+        });
+    }
+    if r.revoked_at.is_some() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "update invitations set revoked_at = now() where tenant_id = $1 and id = $2",
+        tx.tenant().as_uuid(),
+        id
+    )
+    .execute(tx.conn())
+    .await?;
+    let event = Event::new(
+        "invitation.revoked",
+        Entity::of("invitation", id)?,
+        Changes::none().field("status", "open", "revoked"),
+    )?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(())
+}
+
+fn new_token(tenant: TenantId, id: Uuid) -> (SecretString, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("csi_{}_{}_{}", tenant.as_uuid().simple(), id.simple(), hex::encode(secret));
+    let hash = Sha256::digest(token.as_bytes()).into();
+    (SecretString::from(token), hash)
+}
+
+/// An invitation token as presented: parsed, not yet checked.
+#[derive(Clone)]
+pub struct PresentedInvitation {
+    pub tenant: TenantId,
+    pub id: Uuid,
+    hash: [u8; 32],
+}
+
+impl fmt::Debug for PresentedInvitation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentedInvitation").field("tenant", &self.tenant).field("id", &self.id).finish()
+    }
+}
+
+impl FromStr for PresentedInvitation {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || IdentityError::Unauthenticated;
+        let rest = s.strip_prefix("csi_").ok_or_else(bad)?;
+        let mut parts = rest.split('_');
+        let (Some(t), Some(i), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        if t.len() != 32 || i.len() != 32 || secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let tenant = Uuid::try_parse(t).ok().and_then(|u| TenantId::from_uuid(u).ok()).ok_or_else(bad)?;
+        let id = Uuid::try_parse(i).map_err(|_| bad())?;
+        Ok(Self { tenant, id, hash: Sha256::digest(s.as_bytes()).into() })
+    }
+}
+
+/// What the person accepting supplies besides the token.
+#[derive(Debug, Clone, Default)]
+pub struct Acceptance {
+    /// Display name for a new account (default: the address's local part).
+    pub name: Option<String>,
+    /// Required: a new account's password, or an existing user's current one.
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub tenant: TenantId,
+    pub user_id: Uuid,
+    pub membership_id: Uuid,
+    pub role: Role,
+    pub created_user: bool,
+}
+
+/// Compares without an early exit.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Accepts an invitation: checks the token, creates or authenticates the user, verifies the email
+/// address, creates the membership and marks the invitation used — each step audited. The
+/// invitation row stays locked throughout, so a token cannot be accepted twice concurrently.
+pub async fn accept(
+    store: &Store,
+    hasher: &Hasher,
+    presented: &PresentedInvitation,
+    acceptance: &Acceptance,
+    origin: &Origin,
+) -> Result<Accepted, IdentityError> {
+    let mut tx = store.tenant_tx(presented.tenant).await?;
+    let inv = sqlx::query!(
+        r#"select i.email::text as "email!", i.role, i.department_id, i.membership_valid_until, i.token_hash,
+                  i.accepted_at, i.revoked_at, i.expires_at <= now() as "expired!", t.name as org_name
+             from invitations i join tenants t on t.id = i.tenant_id
+            where i.tenant_id = $1 and i.id = $2 and t.status = 'active' and t.deleted_at is null
+            for update of i"#,
+        presented.tenant.as_uuid(),
+        presented.id
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(inv) = inv.filter(|i| same(&i.token_hash, &presented.hash)) else {
+        return Err(IdentityError::Unauthenticated);
+    };
+    let refused = if inv.accepted_at.is_some() {
+        Some("already used")
+    } else if inv.revoked_at.is_some() {
+        Some("revoked")
+    } else if inv.expired || inv.membership_valid_until.is_some_and(|u| u <= Utc::now()) {
+        Some("expired")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        let system = Who::new(Actor::system("invitations:accept"), origin.clone());
+        let event = Event::new("invitation.accept_refused", Entity::of("invitation", presented.id)?, Changes::none())?
+            .with_reason(why)?;
+        audit::record_by(&mut tx, &system, &event).await?;
+        tx.commit().await?;
+        return Err(gone(why));
+    }
+    let role: Role = inv.role.parse()?;
+    let email = EmailAddress::parse(&inv.email)?;
+    let password = acceptance
+        .password
+        .as_ref()
+        .filter(|p| !p.expose_secret().is_empty())
+        .ok_or_else(|| IdentityError::invalid("password", "required"))?;
+
+    // The global part: the identity, its password, its verified address.
+    let system = Who::new(Actor::system("invitations:accept"), origin.clone());
+    let mut g = store.global_tx().await?;
+    let (user_id, created_user) = match users::find_by_email(&mut g, &email).await? {
+        None => {
+            let local = email.as_str().split('@').next().unwrap_or_default().to_owned();
+            let name = acceptance.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or(local);
+            let user = users::create(&mut g, &system, &email, &name).await?;
+            sessions::set_password(&mut g, &system, hasher, user.id, password, &[email.as_str(), &inv.org_name])
+                .await
+                .map_err(|e| match e {
+                    IdentityError::Invalid { field: "password", reason } => account::weak("password", &reason),
+                    other => other,
+                })?;
+            (user.id, true)
+        }
+        Some(user) => {
+            let creds = account::credentials(&mut g, user.id).await?;
+            if creds.status != "active" {
+                return Err(IdentityError::Unauthenticated);
+            }
+            if !account::verify_password(&mut g, hasher, user.id, &creds, password).await? {
+                g.commit().await?;
+                return Err(IdentityError::Unauthenticated);
+            }
+            (user.id, false)
+        }
+    };
+    let newly_verified = sqlx::query_scalar!(
+        "update users set email_verified_at = now(), updated_at = now()
+          where id = $1 and email_verified_at is null returning id",
+        user_id
+    )
+    .fetch_optional(g.conn())
+    .await?
+    .is_some();
+    if newly_verified {
+        let event = Event::new(
+            "user.email_verified",
+            Entity::of("user", user_id)?,
+            Changes::none().field("email_verified", false, true),
+        )?
+        .with_reason("accepted an invitation sent to this address")?;
+        audit::record_platform(g.conn(), &system.actor, &system.origin, &event).await?;
+    }
+    g.commit().await?;
+
+    // The organisation's part, in the transaction that still holds the invitation row.
+    let who = Who::new(Actor::user(user_id, Some(role.as_str())), origin.clone());
+    let membership_id = memberships::add(
+        &mut tx,
+        &who,
+        &NewMembership { user_id, role, department_id: inv.department_id, valid_until: inv.membership_valid_until },
+    )
+    .await
+    .map_err(|e| match e {
+        IdentityError::Duplicate(_) => IdentityError::Conflict {
+            code: "already_member",
+            reason: "this account already has a membership here".into(),
+        },
+        other => other,
+    })?;
+    sqlx::query!(
+        "update invitations set accepted_at = now(), accepted_user_id = $3 where tenant_id = $1 and id = $2",
+        presented.tenant.as_uuid(),
+        presented.id,
+        user_id
+    )
+    .execute(tx.conn())
+    .await?;
+    let event = Event::new(
+        "invitation.accepted",
+        Entity::of("invitation", presented.id)?,
+        Changes::none().field("status", "open", "accepted").field("user_id", None::<Uuid>, user_id).field(
+            "new_account",
+            None::<bool>,
+            created_user,
+        ),
+    )?;
+    audit::record_by(&mut tx, &who, &event).await?;
+    tx.commit().await?;
+    Ok(Accepted { tenant: presented.tenant, user_id, membership_id, role, created_user })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_strictly_and_debug_hides_the_secret() {
+        let t = TenantId::new_random();
+        let id = Uuid::now_v7();
+        let (tok, hash) = new_token(t, id);
+        let p: PresentedInvitation = tok.expose_secret().parse().expect("parses");
+        assert_eq!((p.tenant, p.id, p.hash), (t, id, hash));
+        assert!(!format!("{p:?}").contains(&tok.expose_secret()[70..]));
+        let s = tok.expose_secret();
+        for bad in [
+            "",
+            "csi_",
+            &s.replacen("csi_", "csr_", 1),
+            &format!("{s}_x"),
+            &s[..s.len() - 1],
+            &format!("{}g", &s[..s.len() - 1]),
+        ] {
+            assert!(bad.parse::<PresentedInvitation>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_mail_names_the_organisation_and_carries_the_token() {
+        let (subject, text) = invitation_mail("Acme", "auditor", "csi_x", Utc::now(), Some("https://cs.example/join"));
+        assert!(subject.contains("Acme"));
+        assert!(text.contains("https://cs.example/join?token=csi_x") && text.contains("auditor"));
+    }
+}

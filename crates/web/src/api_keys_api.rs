@@ -1,0 +1,140 @@
+//! `/api/v1/api-keys`: owners and admins mint, list and revoke the organisation's API keys.
+//!
+//! A key is shown once, at creation. Scopes must be ones the server enforces (422
+//! `unknown_scope`); nobody mints a key stronger than themselves: not a role above their own
+//! (403 `role_escalation`, so an admin cannot mint an owner key) and, for a caller that is itself
+//! an API key, no scope it lacks (403 `scope_escalation`). Keys are checked against the database
+//! on every request, so a revoked key is refused at once by every server.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use identity::Role;
+use identity::api_keys::{self, NewApiKey};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::access::{MANAGERS, bounded, json, path_id, require};
+use crate::{ApiError, AppState, Principal};
+
+const MANAGE: &str = "api_keys:manage";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    role: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    id: Uuid,
+    name: String,
+    /// The non-secret start of the presented key (`csk_<tenant>_<id>`), to recognise it.
+    prefix: String,
+    role: String,
+    scopes: Vec<String>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+fn view(tenant: store::TenantId, k: api_keys::ApiKey) -> KeyView {
+    KeyView {
+        prefix: format!("csk_{}_{}", tenant.as_uuid().simple(), k.id.simple()),
+        id: k.id,
+        name: k.name,
+        role: k.role,
+        scopes: k.scopes,
+        created_by: k.created_by,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+        last_used_at: k.last_used_at,
+    }
+}
+
+#[derive(Serialize)]
+struct Created {
+    #[serde(flatten)]
+    key: KeyView,
+    /// The key itself; it is not stored and cannot be shown again.
+    secret: String,
+}
+
+/// `POST /api/v1/api-keys` {name, role, scopes[], expires_at?} → 201 {…, secret}
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "api_keys.create").await?;
+    let req: CreateBody = json(&body)?;
+    bounded("name", &req.name, 100)?;
+    let role: Role = req.role.parse()?;
+    if !identity::members::may_grant(p.role, role) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_escalation",
+            "you cannot mint a key above your own role",
+        ));
+    }
+    if req.scopes.len() > 50 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "scopes: at most 50"));
+    }
+    identity::scopes::check_known(&req.scopes)?;
+    if let Some(s) = req.scopes.iter().find(|s| !p.has_scope(s)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope_escalation",
+            format!("you cannot grant scope {s}, which you do not hold"),
+        ));
+    }
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let issued = api_keys::create(
+        &mut tx,
+        &p.who,
+        &NewApiKey { name: req.name, role, scopes: req.scopes, expires_at: req.expires_at },
+    )
+    .await?;
+    tx.commit().await?;
+    let secret = issued.secret.expose_secret().to_owned();
+    Ok((StatusCode::CREATED, Json(Created { key: view(p.tenant, issued.key), secret })).into_response())
+}
+
+#[derive(Serialize)]
+struct List {
+    items: Vec<KeyView>,
+}
+
+/// `GET /api/v1/api-keys` → {items: [...]} (never a secret)
+pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "api_keys.list").await?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let keys = api_keys::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(List { items: keys.into_iter().map(|k| view(p.tenant, k)).collect() }))
+}
+
+/// `DELETE /api/v1/api-keys/{id}` → 204; another organisation's key is 404.
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "api_keys.revoke").await?;
+    let id = path_id(&id)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    api_keys::revoke(&mut tx, &p.who, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,152 @@
+//! `/api/v1/invitations`: owners and admins invite people by email; the invited person accepts
+//! with the token (unauthenticated route: the token is the credential).
+//!
+//! Until the mailer is wired, the token is returned once in the creation response;
+//! [`identity::invitations::invitation_mail`] renders the message that will carry it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use identity::invitations::{self, Acceptance, NewInvitation, PresentedInvitation};
+use identity::{EmailAddress, Role};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::access::{MANAGERS, READERS, bounded, json, path_id, require};
+use crate::auth::origin;
+use crate::{ApiError, AppState, ClientContext, Principal};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    email: String,
+    role: String,
+    #[serde(default)]
+    department_id: Option<Uuid>,
+    #[serde(default)]
+    membership_valid_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    id: Uuid,
+    email: String,
+    role: String,
+    expires_at: DateTime<Utc>,
+    /// Shown once; only its hash is stored.
+    token: String,
+}
+
+/// `POST /api/v1/invitations` {email, role, department_id?, membership_valid_until?}
+/// → 201 {id, email, role, expires_at, token}
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require(&state, &p, MANAGERS, "members:manage", "invitations.create").await?;
+    let req: CreateBody = json(&body)?;
+    bounded("email", &req.email, 254)?;
+    let new = NewInvitation {
+        email: EmailAddress::parse(&req.email)?,
+        role: req.role.parse::<Role>()?,
+        department_id: req.department_id,
+        membership_valid_until: req.membership_valid_until,
+    };
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let issued = invitations::create(&mut tx, &p.who, p.role, &new).await?;
+    let org = identity::tenants::current(&mut tx).await?;
+    tx.commit().await?;
+    let inv = issued.invitation;
+    // The invitation is committed: a mail failure is logged, not fatal (the admin also gets the
+    // token once, to deliver another way).
+    let (subject, text) =
+        invitations::invitation_mail(&org.name, &inv.role, issued.token.expose_secret(), inv.expires_at, None);
+    let mail = identity::mail::Mail { to: new.email.clone(), subject, text };
+    if let Err(e) = state.mailer.send(&mail).await {
+        tracing::warn!(error = %e, invitation = %inv.id, "could not send the invitation mail");
+    }
+    let body = Created {
+        id: inv.id,
+        email: inv.email,
+        role: inv.role,
+        expires_at: inv.expires_at,
+        token: issued.token.expose_secret().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Serialize)]
+struct List {
+    items: Vec<invitations::Invitation>,
+}
+
+/// `GET /api/v1/invitations` → {items: [...]} (never a token)
+pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, READERS, "members:read", "invitations.list").await?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let items = invitations::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(List { items }))
+}
+
+/// `DELETE /api/v1/invitations/{id}` → 204; accepted: 409 `invitation_used`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require(&state, &p, MANAGERS, "members:manage", "invitations.revoke").await?;
+    let id = path_id(&id)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    invitations::revoke(&mut tx, &p.who, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    token: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    organisation_id: Uuid,
+    user_id: Uuid,
+    membership_id: Uuid,
+    role: Role,
+    new_account: bool,
+}
+
+/// `POST /api/v1/invitations/accept` {token, name?, password?}
+/// → {organisation_id, user_id, membership_id, role, new_account}; then sign in as usual.
+/// Unknown/forged token 401; expired, revoked or used 410 `invitation_expired`; a new account's
+/// weak password 422 `weak_password`; an existing account's wrong password 401.
+pub async fn accept(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let req: AcceptBody = json(&body)?;
+    bounded("token", &req.token, 200)?;
+    bounded("password", req.password.as_deref().unwrap_or_default(), 1024)?;
+    bounded("name", req.name.as_deref().unwrap_or_default(), 200)?;
+    let presented: PresentedInvitation = req.token.parse()?;
+    let acceptance = Acceptance { name: req.name, password: req.password.map(SecretString::from) };
+    let done = invitations::accept(&state.store, &state.auth.hasher, &presented, &acceptance, &origin(&ctx)).await?;
+    Ok(Json(Accepted {
+        organisation_id: done.tenant.as_uuid(),
+        user_id: done.user_id,
+        membership_id: done.membership_id,
+        role: done.role,
+        new_account: done.created_user,
+    }))
+}

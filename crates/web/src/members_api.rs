@@ -1,0 +1,289 @@
+//! `/api/v1/members…`: owners and admins administer the organisation's members; auditors (and API
+//! keys with `members:read`) may read the lists. A user id of another organisation is 404 on
+//! every route (the lookup runs under this organisation's RLS). Every response that revokes
+//! sessions reports `{revoked, elapsed_ms}`; revocation reaches every node through NOTIFY.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use identity::sessions::{Revocation, Scope};
+use identity::{MembershipStatus, Role};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::access::{MANAGERS, READERS, json, path_id, reason, require};
+use crate::{ApiError, AppState, Principal};
+
+const READ: &str = "members:read";
+const MANAGE: &str = "members:manage";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    items: Vec<identity::members::Member>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/members?status=&cursor=&limit=` (1-200, default 50). The cursor is opaque: pass
+/// `next_cursor` back.
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, READERS, READ, "members.list").await?;
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
+    let status = q.status.as_deref().map(str::parse::<MembershipStatus>).transpose()?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Uuid::try_parse(c)
+                .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor", "bad cursor"))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let items = identity::members::page(&mut tx, status, cursor, limit).await?;
+    tx.commit().await?;
+    let next_cursor =
+        (items.len() as i64 == limit).then(|| items.last().map(|m| m.membership_id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Serialize)]
+struct Sessions {
+    items: Vec<identity::members::SessionInfo>,
+}
+
+/// `GET /api/v1/members/{user_id}/sessions`
+pub async fn sessions(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, READERS, READ, "members.sessions").await?;
+    let user = path_id(&user)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    identity::members::lock(&mut tx, user).await?;
+    let items = identity::members::sessions_of(&mut tx, user, p.session).await?;
+    tx.commit().await?;
+    Ok(Json(Sessions { items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    revoked: u64,
+    elapsed_ms: f64,
+}
+
+fn revoked(n: u64, started: Instant) -> Json<Revoked> {
+    Json(Revoked { revoked: n, elapsed_ms: started.elapsed().as_secs_f64() * 1000.0 })
+}
+
+fn forget(state: &AppState, p: &Principal, user: Uuid) {
+    state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: Some(user), session: None });
+}
+
+/// `POST /api/v1/members/{user_id}/sessions/revoke` {reason} → {revoked, elapsed_ms}
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.revoke_sessions").await?;
+    let user = path_id(&user)?;
+    let req: ReasonBody = json(&body)?;
+    let why = reason(req.reason.as_deref())?;
+    let started = Instant::now();
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    identity::members::lock(&mut tx, user).await?;
+    let n = identity::sessions::revoke(&mut tx, &p.who, Scope::User(user), why).await?;
+    tx.commit().await?;
+    forget(&state, &p, user);
+    Ok(revoked(n, started))
+}
+
+/// `POST /api/v1/members/{user_id}/deactivate` {reason} → {revoked, elapsed_ms}. Suspends the
+/// membership here (the global account is untouched) and revokes the member's sessions here.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.deactivate").await?;
+    let user = path_id(&user)?;
+    let req: ReasonBody = json(&body)?;
+    let why = reason(req.reason.as_deref())?;
+    let started = Instant::now();
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let n = identity::members::deactivate(&mut tx, &p.who, p.role, user, why).await?;
+    tx.commit().await?;
+    forget(&state, &p, user);
+    Ok(revoked(n, started))
+}
+
+#[derive(Serialize)]
+struct Status {
+    user_id: Uuid,
+    status: MembershipStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+}
+
+/// `POST /api/v1/members/{user_id}/reactivate` {reason} → {user_id, status}
+pub async fn reactivate(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.reactivate").await?;
+    let user = path_id(&user)?;
+    let req: ReasonBody = json(&body)?;
+    let why = reason(req.reason.as_deref())?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    identity::members::reactivate(&mut tx, &p.who, p.role, user, why).await?;
+    tx.commit().await?;
+    Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: None }))
+}
+
+#[derive(Serialize)]
+struct Unlocked {
+    user_id: Uuid,
+    was_locked: bool,
+}
+
+/// `POST /api/v1/members/{user_id}/unlock` → {user_id, was_locked}. Only for members of the
+/// caller's organisation; audited here and on the platform chain.
+pub async fn unlock(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.unlock").await?;
+    let user = path_id(&user)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let target = identity::members::lock(&mut tx, user).await?;
+    if !identity::members::may_grant(p.role, target.role) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "role_escalation", "your role cannot manage this member"));
+    }
+    let mut g = state.store.global_tx().await?;
+    let was_locked = identity::account::is_locked(&mut g, user).await?;
+    identity::sessions::unlock(&mut g, &p.who, user).await?;
+    let event = audit::Event::new(
+        "member.unlocked",
+        audit::Entity::of("user", user)?,
+        audit::Changes::none().field("was_locked", None::<bool>, was_locked),
+    )?;
+    audit::record_by(&mut tx, &p.who, &event).await?;
+    g.commit().await?;
+    tx.commit().await?;
+    Ok(Json(Unlocked { user_id: user, was_locked }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+    reason: Option<String>,
+    #[serde(default)]
+    department_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct RoleChanged {
+    user_id: Uuid,
+    role: Role,
+    previous_role: Role,
+    revoked: u64,
+    elapsed_ms: f64,
+}
+
+/// `PUT /api/v1/members/{user_id}/role` {role, reason (3-200), department_id?}
+/// → {user_id, role, previous_role, revoked, elapsed_ms}
+pub async fn change_role(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.change_role").await?;
+    let user = path_id(&user)?;
+    let req: RoleBody = json(&body)?;
+    let why = reason(req.reason.as_deref())?;
+    let role: Role = req.role.parse()?;
+    let started = Instant::now();
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let changed = identity::members::change_role(&mut tx, &p.who, p.role, user, role, req.department_id, why).await?;
+    tx.commit().await?;
+    forget(&state, &p, user);
+    Ok(Json(RoleChanged {
+        user_id: user,
+        role,
+        previous_role: changed.previous,
+        revoked: changed.revoked,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    department_id: Option<Uuid>,
+}
+
+/// `POST /api/v1/members/{user_id}/approve` {role?, department_id?} → {user_id, status, role}
+pub async fn approve(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.approve").await?;
+    let user = path_id(&user)?;
+    let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { json(&body)? };
+    let role = req.role.as_deref().map(str::parse::<Role>).transpose()?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let role = identity::members::approve(&mut tx, &p.who, p.role, user, role, req.department_id).await?;
+    tx.commit().await?;
+    Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: Some(role) }))
+}
+
+/// `POST /api/v1/members/{user_id}/decline` {reason} → {user_id, status: "ended"}
+pub async fn decline(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<impl Serialize>, ApiError> {
+    require(&state, &p, MANAGERS, MANAGE, "members.decline").await?;
+    let user = path_id(&user)?;
+    let req: ReasonBody = json(&body)?;
+    let why = reason(req.reason.as_deref())?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    identity::members::decline(&mut tx, &p.who, user, why).await?;
+    tx.commit().await?;
+    Ok(Json(Status { user_id: user, status: MembershipStatus::Ended, role: None }))
+}

@@ -1,0 +1,730 @@
+//! Self-service and member administration over HTTP, API keys, guest expiry and joining by email
+//! domain: each rule attacked through the API, with the status, error code and audit row checked.
+
+mod common;
+
+use common::{org, spawn_with_key, who};
+use identity::sessions;
+use identity::tokens::TokenKey;
+use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use store::TenantId;
+use store::testing::TestDb;
+use uuid::Uuid;
+
+const PASSWORD: &str = "tulip lantern orbit 1987";
+
+async fn with_password(db: &TestDb, user: Uuid) {
+    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
+    let mut g = db.store.global_tx().await.expect("tx");
+    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
+    g.commit().await.expect("commit");
+}
+
+async fn login_with(base: &str, org: &str, email: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"organisation": org, "email": email, "password": password, "token_delivery": "body"}))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Signs in and returns the access token.
+async fn login(base: &str, org: &str, email: &str) -> String {
+    let r = login_with(base, org, email, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK, "login {email}");
+    let v: Value = r.json().await.expect("json");
+    v["access_token"].as_str().expect("access").to_owned()
+}
+
+/// One request with a bearer credential; returns status and JSON body (Null when empty).
+async fn call(method: Method, url: String, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn audit_count(db: &TestDb, tenant: TenantId, action: &str) -> i64 {
+    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
+    sqlx::query_scalar("select count(*) from audit_events where action = $1")
+        .bind(action)
+        .fetch_one(tx.conn())
+        .await
+        .expect("count")
+}
+
+fn key() -> TokenKey {
+    TokenKey::from_seed([9; 32])
+}
+
+#[tokio::test]
+async fn users_cannot_see_or_revoke_other_users_sessions() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await; // admin
+    with_password(&db, a.users[1]).await; // staff
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let staff = login(&base, "acme", "user1@acme.example").await;
+    let staff_second = login(&base, "acme", "user1@acme.example").await;
+
+    let (s, me) = call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!((me["role"].as_str(), me["organisation"]["slug"].as_str()), (Some("staff"), Some("acme")));
+    assert_eq!(me["user"]["id"], json!(a.users[1]));
+
+    let (_, mine) = call(Method::GET, format!("{base}/api/v1/me/sessions"), &staff, None).await;
+    let items = mine["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "exactly the staff member's two sessions: {mine}");
+    assert_eq!(items.iter().filter(|s| s["current"] == json!(true)).count(), 1);
+    let (_, theirs) = call(Method::GET, format!("{base}/api/v1/me/sessions"), &admin, None).await;
+    let admin_session = theirs["items"][0]["id"].as_str().expect("admin session").to_owned();
+    assert!(items.iter().all(|s| s["id"] != json!(admin_session)), "another user's session is listed");
+
+    // The staff member tries to kill the admin's session: it does not exist for them.
+    let (s, e) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/{admin_session}"), &staff, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &admin, None).await.0, StatusCode::OK);
+    let (s, _) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/not-a-uuid"), &staff, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Their own other session: revoked, and its token is refused at once.
+    let other = items.iter().find(|s| s["current"] == json!(false)).expect("other")["id"].as_str().expect("id");
+    let (s, _) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/{other}"), &staff, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff_second, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(audit_count(&db, a.id, "session.revoked").await, 1);
+}
+
+#[tokio::test]
+async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let b = org(&db, "beta").await;
+    with_password(&db, a.users[0]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let victim = b.users[1];
+    let m = |path: &str| format!("{base}/api/v1/members/{victim}/{path}");
+    for (method, url, body) in [
+        (Method::GET, m("sessions"), None),
+        (Method::POST, m("sessions/revoke"), Some(json!({"reason": "attack"}))),
+        (Method::POST, m("deactivate"), Some(json!({"reason": "attack"}))),
+        (Method::POST, m("reactivate"), Some(json!({"reason": "attack"}))),
+        (Method::POST, m("unlock"), None),
+        (Method::PUT, m("role"), Some(json!({"role": "staff", "reason": "attack"}))),
+        (Method::POST, m("approve"), Some(json!({}))),
+        (Method::POST, m("decline"), Some(json!({"reason": "attack"}))),
+    ] {
+        let (s, e) = call(method.clone(), url.clone(), &admin, body).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{method} {url}");
+    }
+    // B's API key and invitation do not exist for A either.
+    let mut tx = db.store.tenant_tx(b.id).await.expect("tx");
+    let (b_key, b_inv): (Uuid, Uuid) =
+        sqlx::query_as("select (select id from api_keys limit 1), (select id from invitations limit 1)")
+            .fetch_one(tx.conn())
+            .await
+            .expect("b rows");
+    drop(tx);
+    assert_eq!(
+        call(Method::DELETE, format!("{base}/api/v1/api-keys/{b_key}"), &admin, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(Method::DELETE, format!("{base}/api/v1/invitations/{b_inv}"), &admin, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Nothing of B changed, and A's list shows only A's members.
+    let mut tx = db.store.tenant_tx(b.id).await.expect("tx");
+    let (active, revoked_keys): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from memberships where status = 'active'),
+                (select count(*) from api_keys where revoked_at is not null)",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .expect("b state");
+    assert_eq!((active, revoked_keys), (3, 0));
+    drop(tx);
+    let (_, list) = call(Method::GET, format!("{base}/api/v1/members"), &admin, None).await;
+    let ids: Vec<&Value> = list["items"].as_array().expect("items").iter().map(|m| &m["user_id"]).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| a.users.iter().any(|u| json!(u) == **id)), "{list}");
+}
+
+#[tokio::test]
+async fn staff_calling_admin_endpoints_get_403_and_the_refusal_is_audited() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[1]).await; // staff
+    let base = spawn_with_key(&db, key()).await;
+    let staff = login(&base, "acme", "user1@acme.example").await;
+    let target = a.users[0];
+    let m = |path: &str| format!("{base}/api/v1/members/{target}/{path}");
+    let calls = [
+        (Method::GET, format!("{base}/api/v1/members"), None),
+        (Method::GET, m("sessions"), None),
+        (Method::POST, m("sessions/revoke"), Some(json!({"reason": "coup"}))),
+        (Method::POST, m("deactivate"), Some(json!({"reason": "coup"}))),
+        (Method::POST, m("unlock"), None),
+        (Method::PUT, m("role"), Some(json!({"role": "staff", "reason": "coup"}))),
+        (
+            Method::PUT,
+            format!("{base}/api/v1/members/{}/role", a.users[1]),
+            Some(json!({"role": "owner", "reason": "coup"})),
+        ),
+        (Method::POST, m("approve"), Some(json!({}))),
+        (Method::POST, format!("{base}/api/v1/api-keys"), Some(json!({"name": "x", "role": "staff", "scopes": []}))),
+        (Method::GET, format!("{base}/api/v1/api-keys"), None),
+        (Method::POST, format!("{base}/api/v1/invitations"), Some(json!({"email": "x@y.example", "role": "staff"}))),
+        (Method::GET, format!("{base}/api/v1/invitations"), None),
+    ];
+    let n = calls.len() as i64;
+    for (method, url, body) in calls {
+        let (s, e) = call(method.clone(), url.clone(), &staff, body).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{method} {url}");
+    }
+    assert_eq!(audit_count(&db, a.id, "access.denied").await, n);
+    // The admin is untouched.
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let role: String = sqlx::query_scalar("select role from memberships where user_id = $1")
+        .bind(target)
+        .fetch_one(tx.conn())
+        .await
+        .expect("role");
+    assert_eq!(role, "admin");
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_or_deactivated() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await; // the only admin
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let me = a.users[0];
+    let (s, e) = call(
+        Method::PUT,
+        format!("{base}/api/v1/members/{me}/role"),
+        &admin,
+        Some(json!({"role": "staff", "reason": "stepping down"})),
+    )
+    .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin")));
+    let (s, e) =
+        call(Method::POST, format!("{base}/api/v1/members/{me}/deactivate"), &admin, Some(json!({"reason": "bye"})))
+            .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin")));
+    // An admin cannot create an owner either.
+    let (s, e) = call(
+        Method::PUT,
+        format!("{base}/api/v1/members/{}/role", a.users[2]),
+        &admin,
+        Some(json!({"role": "owner", "reason": "promotion"})),
+    )
+    .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
+    // With a second admin, stepping down works.
+    let (s, _) = call(
+        Method::PUT,
+        format!("{base}/api/v1/members/{}/role", a.users[2]),
+        &admin,
+        Some(json!({"role": "admin", "reason": "new head of admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = call(
+        Method::PUT,
+        format!("{base}/api/v1/members/{me}/role"),
+        &admin,
+        Some(json!({"role": "staff", "reason": "stepping down"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // The caller's own sessions end with the role: this login and the fixture's session row.
+    assert_eq!(r["revoked"], 2, "{r}");
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &admin, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await;
+    with_password(&db, a.users[1]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let staff = login(&base, "acme", "user1@acme.example").await;
+    let url = format!("{base}/api/v1/members/{}/role", a.users[1]);
+    for body in [
+        json!({"role": "finance"}),
+        json!({"role": "finance", "reason": "  "}),
+        json!({"role": "finance", "reason": "x".repeat(201)}),
+    ] {
+        let (s, e) = call(Method::PUT, url.clone(), &admin, Some(body)).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
+    }
+    let (s, e) = call(Method::PUT, url.clone(), &admin, Some(json!({"role": "root", "reason": "because"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    let (s, e) = call(Method::PUT, url.clone(), &admin, Some(json!({"role": "finance", "reason": "ok", "x": 1}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")));
+    assert_eq!(audit_count(&db, a.id, "membership.role_changed").await, 0, "refused changes record nothing");
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
+
+    let (s, r) =
+        call(Method::PUT, url, &admin, Some(json!({"role": "finance", "reason": "moved to the finance team"}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["previous_role"].as_str(), r["role"].as_str(), &r["revoked"]),
+        (Some("staff"), Some("finance"), &json!(1))
+    );
+    assert!(r["elapsed_ms"].as_f64().is_some());
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::UNAUTHORIZED);
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let (changes, reason, actor): (String, String, String) =
+        sqlx::query_as("select changes, reason, actor_id from audit_events where action = 'membership.role_changed'")
+            .fetch_one(tx.conn())
+            .await
+            .expect("audit row");
+    assert_eq!(changes, r#"{"role":{"from":"staff","to":"finance"}}"#);
+    assert_eq!((reason.as_str(), actor), ("moved to the finance team", a.users[0].to_string()));
+    drop(tx);
+    // The member signs in again and holds the new role.
+    let finance = login(&base, "acme", "user1@acme.example").await;
+    let (_, me) = call(Method::GET, format!("{base}/api/v1/me"), &finance, None).await;
+    assert_eq!(me["role"], "finance");
+}
+
+#[tokio::test]
+async fn deactivation_kills_the_members_access_token_immediately() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await;
+    with_password(&db, a.users[1]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let staff = login(&base, "acme", "user1@acme.example").await;
+    // Cached on this node.
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
+    let url = |what: &str| format!("{base}/api/v1/members/{}/{what}", a.users[1]);
+    let (s, e) = call(Method::POST, url("deactivate"), &admin, Some(json!({}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
+    let (s, r) = call(Method::POST, url("deactivate"), &admin, Some(json!({"reason": "left the company"}))).await;
+    assert_eq!((s, &r["revoked"]), (StatusCode::OK, &json!(1)), "{r}");
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    // Suspended here only: the global account is still active.
+    let mut g = db.store.global_tx().await.expect("tx");
+    let status: String = sqlx::query_scalar("select status from users where id = $1")
+        .bind(a.users[1])
+        .fetch_one(g.conn())
+        .await
+        .expect("user");
+    assert_eq!(status, "active");
+    drop(g);
+    let (s, e) = call(Method::POST, url("deactivate"), &admin, Some(json!({"reason": "again"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
+    assert_eq!(audit_count(&db, a.id, "membership.deactivated").await, 1);
+    let (s, _) = call(Method::POST, url("reactivate"), &admin, Some(json!({"reason": "came back"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    // Someone guesses the member's password until the account locks; an admin unlocks it.
+    for _ in 0..sessions::LOCK_AFTER {
+        login_with(&base, "acme", "user1@acme.example", "a wrong guess 123").await;
+    }
+    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (s, r) = call(Method::POST, url("unlock"), &admin, None).await;
+    assert_eq!((s, &r["was_locked"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
+}
+
+#[tokio::test]
+async fn password_change_ends_every_session_and_refuses_weak_passwords() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[1]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let first = login(&base, "acme", "user1@acme.example").await;
+    let second = login(&base, "acme", "user1@acme.example").await;
+    let url = format!("{base}/api/v1/me/password");
+    for weak in ["password1234", "short", "user1@acme.example is me", "welcome to Org acme"] {
+        let (s, e) =
+            call(Method::POST, url.clone(), &first, Some(json!({"current_password": PASSWORD, "new_password": weak})))
+                .await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("weak_password")),
+            "{weak}"
+        );
+    }
+    let (s, e) = call(
+        Method::POST,
+        url.clone(),
+        &first,
+        Some(json!({"current_password": "not my password", "new_password": "a brand new passphrase 42"})),
+    )
+    .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_password")));
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &second, None).await.0, StatusCode::OK);
+
+    let (s, _) = call(
+        Method::POST,
+        url,
+        &first,
+        Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 42"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for t in [&first, &second] {
+        assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), t, None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_with(&base, "acme", "user1@acme.example", "a brand new passphrase 42").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_and_a_revoked_key_is_refused_at_once_on_every_node() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await;
+    let node_a = spawn_with_key(&db, key()).await;
+    let node_b = spawn_with_key(&db, key()).await;
+    let admin = login(&node_a, "acme", "user0@acme.example").await;
+    let (s, k) = call(
+        Method::POST,
+        format!("{node_a}/api/v1/api-keys"),
+        &admin,
+        Some(json!({"name": "SIEM export", "role": "auditor", "scopes": ["audit:read"], "expires_at": "2999-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let secret = k["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with(k["prefix"].as_str().expect("prefix")));
+    let (_, list) = call(Method::GET, format!("{node_a}/api/v1/api-keys"), &admin, None).await;
+    let text = list.to_string();
+    assert!(!text.contains(&secret[secret.len() - 64..]) && !text.contains("\"secret\""), "{text}");
+    let listed = list["items"].as_array().expect("items").iter().find(|i| i["id"] == k["id"]).expect("listed").clone();
+    assert_eq!((listed["scopes"].clone(), listed["revoked_at"].clone()), (json!(["audit:read"]), Value::Null));
+
+    let events = |base: &str| format!("{base}/api/v1/audit/events?limit=1");
+    assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::OK);
+    let (s, _) =
+        call(Method::DELETE, format!("{node_a}/api/v1/api-keys/{}", k["id"].as_str().expect("id")), &admin, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(Method::GET, events(&node_a), &secret, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(audit_count(&db, a.id, "api_key.revoked").await, 1);
+}
+
+#[tokio::test]
+async fn key_minting_refuses_role_and_scope_escalation_and_unknown_scopes() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let url = format!("{base}/api/v1/api-keys");
+    let mint = |token: String, body: Value| {
+        let url = url.clone();
+        async move { call(Method::POST, url, &token, Some(body)).await }
+    };
+    let (s, e) = mint(admin.clone(), json!({"name": "root", "role": "owner", "scopes": []})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
+    let (s, e) = mint(admin.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:write"]})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_scope")));
+    let (s, e) = mint(
+        admin.clone(),
+        json!({"name": "x", "role": "auditor", "scopes": [], "expires_at": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    // An admin key that may manage keys but not read the audit log cannot mint one that can.
+    let (s, k) =
+        mint(admin.clone(), json!({"name": "provisioner", "role": "admin", "scopes": ["api_keys:manage"]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let provisioner = k["secret"].as_str().expect("secret").to_owned();
+    let (s, e) = mint(provisioner.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:read"]})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("scope_escalation")));
+    let (s, e) = mint(provisioner.clone(), json!({"name": "x", "role": "owner", "scopes": []})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
+    let (s, _) = mint(provisioner, json!({"name": "child", "role": "staff", "scopes": ["api_keys:manage"]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // A key without api_keys:manage cannot mint at all (the fixture's auditor key).
+    let (s, k) = mint(admin, json!({"name": "reader", "role": "admin", "scopes": ["audit:read"]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, e) =
+        mint(k["secret"].as_str().expect("secret").to_owned(), json!({"name": "x", "role": "staff", "scopes": []}))
+            .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let n: i64 = sqlx::query_scalar("select count(*) from api_keys").fetch_one(tx.conn()).await.expect("count");
+    assert_eq!(n, 4, "fixture key + provisioner + child + reader");
+}
+
+#[tokio::test]
+async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let b = org(&db, "beta").await;
+    with_password(&db, a.users[1]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let guest = login(&base, "acme", "user1@acme.example").await;
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &guest, None).await.0, StatusCode::OK);
+    // Nothing is due: nothing changes.
+    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0);
+    let mut admin = db.admin_conn().await;
+    sqlx::query(
+        "update memberships set valid_from = now() - interval '1 day', valid_until = now() - interval '1 second'
+          where user_id = $1",
+    )
+    .bind(a.users[1])
+    .execute(&mut admin)
+    .await
+    .expect("backdate");
+    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 1);
+    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0, "idempotent");
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &guest, None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, revoked): (String, i64) = sqlx::query_as(
+        "select m.status, (select count(*) from sessions s where s.user_id = m.user_id and s.tenant_id = m.tenant_id
+                             and s.revoked_reason = 'membership_expired')
+           from memberships m where m.user_id = $1",
+    )
+    .bind(a.users[1])
+    .fetch_one(&mut admin)
+    .await
+    .expect("state");
+    assert_eq!((status.as_str(), revoked), ("ended", 1));
+    assert_eq!(audit_count(&db, a.id, "membership.expired").await, 1);
+    assert_eq!(audit_count(&db, b.id, "membership.expired").await, 0, "other organisations untouched");
+    // The bypass that found the organisation is on record.
+    let logged: i64 =
+        sqlx::query_scalar("select count(*) from platform_bypass_log where actor = 'system:membership-expiry'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("log");
+    assert_eq!(logged, 3);
+}
+
+async fn new_user(db: &TestDb, email: &str, verified: bool) -> Uuid {
+    let mut g = db.store.global_tx().await.expect("tx");
+    let u =
+        identity::users::create(&mut g, &who(), &identity::EmailAddress::parse(email).expect("email"), "New Person")
+            .await
+            .expect("user");
+    sessions::set_password(
+        &mut g,
+        &who(),
+        &identity::passwords::Hasher::new(1).expect("h"),
+        u.id,
+        &SecretString::from(PASSWORD),
+        &[],
+    )
+    .await
+    .expect("password");
+    g.commit().await.expect("commit");
+    if verified {
+        let mut admin = db.admin_conn().await;
+        sqlx::query("update users set email_verified_at = now() where id = $1")
+            .bind(u.id)
+            .execute(&mut admin)
+            .await
+            .expect("verify");
+    }
+    u.id
+}
+
+async fn join(db: &TestDb, user: Uuid) -> Vec<(TenantId, MembershipStatus)> {
+    let mut g = db.store.global_tx().await.expect("tx");
+    let joined = identity::joining::after_email_verified(&mut g, user).await.expect("join");
+    g.commit().await.expect("commit");
+    joined
+}
+
+#[tokio::test]
+async fn verified_domain_joins_auto_join_orgs_and_asks_admin_approval_orgs() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await; // admin_approval, acme.example
+    let _other = org(&db, "beta").await;
+    let mut bp = db.store.bypass("test fixture", "an auto-join organisation").await.expect("bypass");
+    let open = tenants::create(
+        &mut bp,
+        &who(),
+        &tenants::NewTenant {
+            slug: Slug::parse("open").expect("slug"),
+            name: "Open Org".into(),
+            allowed_email_domains: vec!["ACME.example".into()],
+            join_policy: JoinPolicy::AutoJoin,
+        },
+    )
+    .await
+    .expect("tenant");
+    bp.commit().await.expect("commit");
+
+    // Unverified: nothing. A look-alike domain: nothing.
+    let unverified = new_user(&db, "pending@acme.example", false).await;
+    assert!(join(&db, unverified).await.is_empty());
+    let lookalike = new_user(&db, "eve@evilacme.example", true).await;
+    assert!(join(&db, lookalike).await.is_empty());
+
+    let newbie = new_user(&db, "newbie@Acme.Example", true).await;
+    let mut joined = join(&db, newbie).await;
+    joined.sort_by_key(|(t, _)| *t);
+    let mut expected = vec![(a.id, MembershipStatus::Pending), (open.id, MembershipStatus::Active)];
+    expected.sort_by_key(|(t, _)| *t);
+    assert_eq!(joined, expected);
+    assert!(join(&db, newbie).await.is_empty(), "a second verification joins nothing new");
+    assert_eq!(audit_count(&db, a.id, "membership.joined_by_domain").await, 1);
+    assert_eq!(audit_count(&db, open.id, "membership.joined_by_domain").await, 1);
+    // The function refuses to run outside an identity transaction.
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let e = sqlx::query("select * from countersign_join_by_verified_email($1)")
+        .bind(newbie)
+        .fetch_all(tx.conn())
+        .await
+        .expect_err("tenant tx");
+    assert_eq!(common::sqlstate(&e).as_deref(), Some("42501"));
+    drop(tx);
+
+    let base = spawn_with_key(&db, key()).await;
+    // Auto-join: in at once. Admin approval: not until approved.
+    assert_eq!(login_with(&base, "open", "newbie@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(login_with(&base, "acme", "newbie@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    with_password(&db, a.users[0]).await;
+    with_password(&db, a.users[1]).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let staff = login(&base, "acme", "user1@acme.example").await;
+    let (_, pending) = call(Method::GET, format!("{base}/api/v1/members?status=pending"), &admin, None).await;
+    let items = pending["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{pending}");
+    assert_eq!(items[0]["user_id"], json!(newbie));
+    let approve = format!("{base}/api/v1/members/{newbie}/approve");
+    let (s, _) = call(Method::POST, approve.clone(), &staff, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, e) = call(Method::POST, approve.clone(), &admin, Some(json!({"role": "owner"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
+    let (s, r) =
+        call(Method::POST, approve.clone(), &admin, Some(json!({"role": "hod", "department_id": a.department}))).await;
+    assert_eq!((s, r["role"].as_str()), (StatusCode::OK, Some("hod")), "{r}");
+    let (s, e) = call(Method::POST, approve, &admin, Some(json!({}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
+    assert_eq!(login_with(&base, "acme", "newbie@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(audit_count(&db, a.id, "membership.approved").await, 1);
+
+    // Decline: the request ends, and signing in stays impossible.
+    let declined = new_user(&db, "declined@acme.example", true).await;
+    assert_eq!(join(&db, declined).await.len(), 2);
+    let (s, e) = call(Method::POST, format!("{base}/api/v1/members/{declined}/decline"), &admin, Some(json!({}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
+    let (s, r) = call(
+        Method::POST,
+        format!("{base}/api/v1/members/{declined}/decline"),
+        &admin,
+        Some(json!({"reason": "not an employee"})),
+    )
+    .await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ended")));
+    assert_eq!(login_with(&base, "acme", "declined@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(join(&db, declined).await.is_empty(), "re-verifying does not ask again");
+    assert_eq!(audit_count(&db, a.id, "membership.declined").await, 1);
+}
+
+#[tokio::test]
+async fn auditors_and_read_scoped_keys_may_read_member_lists_but_change_nothing() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    identity::memberships::change_role(&mut tx, &who(), a.memberships[2], identity::Role::Auditor, "external audit")
+        .await
+        .expect("role");
+    tx.commit().await.expect("commit");
+    with_password(&db, a.users[0]).await;
+    with_password(&db, a.users[2]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let auditor = login(&base, "acme", "user2@acme.example").await;
+    let (s, k) = call(
+        Method::POST,
+        format!("{base}/api/v1/api-keys"),
+        &admin,
+        Some(json!({"name": "hr sync", "role": "admin", "scopes": ["members:read"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let reader_key = k["secret"].as_str().expect("secret").to_owned();
+    let staff = a.users[1];
+    for token in [&auditor, &reader_key] {
+        for url in [
+            format!("{base}/api/v1/members"),
+            format!("{base}/api/v1/members/{staff}/sessions"),
+            format!("{base}/api/v1/invitations"),
+        ] {
+            assert_eq!(call(Method::GET, url.clone(), token, None).await.0, StatusCode::OK, "{url}");
+        }
+        let (s, e) = call(
+            Method::POST,
+            format!("{base}/api/v1/members/{staff}/deactivate"),
+            token,
+            Some(json!({"reason": "overreach"})),
+        )
+        .await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    }
+    assert_eq!(call(Method::GET, format!("{base}/api/v1/api-keys"), &auditor, None).await.0, StatusCode::FORBIDDEN);
+    // Pagination: a page of one, then the rest through the cursor, no member twice.
+    let (_, p1) = call(Method::GET, format!("{base}/api/v1/members?limit=1"), &admin, None).await;
+    let cursor = p1["next_cursor"].as_str().expect("cursor").to_owned();
+    let (_, p2) = call(Method::GET, format!("{base}/api/v1/members?limit=10&cursor={cursor}"), &admin, None).await;
+    assert_eq!((p1["items"].as_array().map(Vec::len), p2["items"].as_array().map(Vec::len)), (Some(1), Some(2)));
+    assert!(p2["items"].as_array().expect("items").iter().all(|m| m["user_id"] != p1["items"][0]["user_id"]));
+    assert_eq!(p2["next_cursor"], Value::Null);
+    let (s, e) = call(Method::GET, format!("{base}/api/v1/members?status=emperor"), &admin, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+}
+
+#[tokio::test]
+async fn admin_expire_memberships_command_ends_due_guests() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query(
+        "update memberships set valid_from = now() - interval '1 day', valid_until = now() - interval '1 minute'
+          where user_id = $1",
+    )
+    .bind(a.users[2])
+    .execute(&mut admin)
+    .await
+    .expect("backdate");
+    let dir = std::env::temp_dir().join(format!("cs-expire-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["admin", "expire-memberships"])
+        .env("DATABASE_URL", db.url())
+        .env("COUNTERSIGN_DATA_DIR", &dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run countersign");
+    std::fs::remove_dir_all(&dir).ok();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ended 1 membership"), "{stdout}");
+    let status: String = sqlx::query_scalar("select status from memberships where user_id = $1")
+        .bind(a.users[2])
+        .fetch_one(&mut admin)
+        .await
+        .expect("status");
+    assert_eq!(status, "ended");
+    assert_eq!(audit_count(&db, a.id, "membership.expired").await, 1);
+}
