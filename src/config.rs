@@ -97,8 +97,10 @@ pub struct ServeArgs {
     /// Serve GET /api/v1/dev/outbox (every queued message, codes included): development only.
     #[arg(long, env = "COUNTERSIGN_DEV_OUTBOX")]
     pub dev_outbox: bool,
-    /// Seconds between sweeps that end guest memberships past their valid_until (1-3600).
-    #[arg(long, env = "COUNTERSIGN_MEMBERSHIP_EXPIRY_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// Seconds between sweeps that end guest memberships past their valid_until (1-3600). Access
+    /// already stops at valid_until on every request; the sweep makes the end explicit (status,
+    /// audit event, revoked sessions) and opens one audited bypass per run, hence not too often.
+    #[arg(long, env = "COUNTERSIGN_MEMBERSHIP_EXPIRY_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub membership_expiry_interval: u64,
 }
 

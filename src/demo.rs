@@ -9,6 +9,8 @@ pub struct Seeded {
     orgs: Vec<SeededOrg>,
     /// A fresh auditor key for the first organisation, valid for one day.
     auditor_key: Option<secrecy::SecretString>,
+    /// This run's password of every demo account (fresh each run; setting it ends old sessions).
+    password: secrecy::SecretString,
 }
 
 struct SeededOrg {
@@ -90,7 +92,37 @@ pub async fn seed(store: &store::Store) -> anyhow::Result<Seeded> {
         out.push(SeededOrg { slug: org.slug, name: org.name, people });
     }
     let auditor_key = demo_auditor_key(store).await?;
-    Ok(Seeded { orgs: out, auditor_key })
+    let password = demo_passwords(store).await?;
+    Ok(Seeded { orgs: out, auditor_key, password })
+}
+
+/// One random password for every demo account, set through the same policy and hashing as the
+/// API (it is not in the breached list and names no account or organisation).
+async fn demo_passwords(store: &store::Store) -> anyhow::Result<secrecy::SecretString> {
+    use rand::RngCore;
+    let mut bytes = [0u8; 9];
+    rand::rng().fill_bytes(&mut bytes);
+    let password = secrecy::SecretString::from(format!("demo-{}", hex::encode(bytes)));
+    let hasher = identity::passwords::Hasher::new(2)?;
+    for org in ORGS {
+        for (local, ..) in org.people {
+            let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;
+            let mut g = store.global_tx().await?;
+            if let Some(user) = users::find_by_email(&mut g, &email).await? {
+                identity::sessions::set_password(
+                    &mut g,
+                    &who(),
+                    &hasher,
+                    user.id,
+                    &password,
+                    &[email.as_str(), org.name],
+                )
+                .await?;
+            }
+            g.commit().await?;
+        }
+    }
+    Ok(password)
 }
 
 async fn demo_auditor_key(store: &store::Store) -> anyhow::Result<Option<secrecy::SecretString>> {
@@ -159,7 +191,18 @@ impl Seeded {
             println!("    curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/audit/events", key.expose_secret());
             println!("    countersign audit verify     # recompute every chain (exit 3 on tampering)");
         }
-        println!("\nSign-in (passwords, one-time codes) arrives with the identity layer; these accounts");
-        println!("exist now so isolation can be inspected. Stop with Ctrl-C: the database stops cleanly.\n");
+        use secrecy::ExposeSecret;
+        println!(
+            "\n  Every account above signs in with the password {} (new each run):",
+            self.password.expose_secret()
+        );
+        println!(
+            "    curl -c jar -H 'content-type: application/json' -d '{{\"organisation\":\"{}\",\"email\":\"{}\",\"password\":\"{}\"}}' http://{addr}/api/v1/auth/login",
+            ORGS[0].slug,
+            self.orgs.first().and_then(|o| o.people.first()).map(|(e, _)| e.as_str()).unwrap_or_default(),
+            self.password.expose_secret()
+        );
+        println!("  Mail (one-time codes, invitations) goes to the outbox: countersign admin outbox");
+        println!("\nStop with Ctrl-C: the database stops cleanly.\n");
     }
 }

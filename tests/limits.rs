@@ -253,3 +253,49 @@ async fn distinct_address_threshold_is_configurable_and_old_failures_are_pruned(
     login(&base, Some("192.0.2.2"), "acme", "user0@acme.example", "not the password!").await;
     assert_eq!(platform_signals(&db, a.users[0]).await.len(), 1, "two addresses, threshold 2");
 }
+
+/// Every unauthenticated sign-in route (password, email code request and redemption, second
+/// factor, invitation acceptance) spends the same per-address budget: an attacker cannot switch
+/// routes to keep guessing.
+#[tokio::test]
+async fn every_sign_in_route_spends_one_shared_budget() {
+    let db = TestDb::new().await;
+    let _a = org(&db, "acme").await;
+    let base = server(&db, true, limits("8/15m")).await;
+    let post = |path: &'static str, body: Value| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1{path}"))
+                .header("x-forwarded-for", "203.0.113.9")
+                .json(&body)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let routes: [(&str, Value); 4] = [
+        ("/auth/email-code", json!({"organisation": "acme", "email": "nobody@acme.example", "purpose": "login"})),
+        (
+            "/auth/email-code/verify",
+            json!({"organisation": "acme", "email": "nobody@acme.example", "code": "12345678"}),
+        ),
+        ("/auth/mfa", json!({"mfa_token": "csm_not_a_real_token", "totp_code": "123456"})),
+        ("/invitations/accept", json!({"token": "csi_not_a_real_token", "password": "x"})),
+    ];
+    // Two rounds over the four routes: 8 attempts, each answered on its merits (never 429).
+    for round in 0..2 {
+        for (path, body) in &routes {
+            let r = post(path, body.clone()).await;
+            assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path} round {round}");
+        }
+    }
+    // The budget is spent: every sign-in route, password login included, now answers 429.
+    for (path, body) in &routes {
+        let r = post(path, body.clone()).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert_eq!(error_code(r).await, "rate_limited");
+    }
+    let r = login(&base, Some("203.0.113.9"), "acme", "user0@acme.example", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}

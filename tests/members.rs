@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{org, spawn_with_key, who};
+use common::{org, spawn_state, spawn_with_key, who};
 use identity::sessions;
 use identity::tokens::TokenKey;
 use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
@@ -310,7 +310,11 @@ async fn deactivation_kills_the_members_access_token_immediately() {
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
     with_password(&db, a.users[1]).await;
-    let base = spawn_with_key(&db, key()).await;
+    // This test signs in more than the default 10 times from one address: raise the per-address
+    // budget so only the account lockout is exercised here (tests/limits.rs covers the budget).
+    let limits = web::limits::Limits { login: "100/15m".parse().expect("limit"), ..Default::default() };
+    let state = web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key()).expect("state");
+    let base = spawn_state(state.with_limits(limits)).await;
     let admin = login(&base, "acme", "user0@acme.example").await;
     let staff = login(&base, "acme", "user1@acme.example").await;
     // Cached on this node.

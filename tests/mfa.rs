@@ -26,18 +26,19 @@ async fn with_password(db: &TestDb, user: Uuid) {
     g.commit().await.expect("commit");
 }
 
+/// These tests sign in far more than 10 times from 127.0.0.1: the per-address budget is raised so
+/// the per-code, per-challenge and per-account limits under test are what answers (the budget
+/// itself, on these routes too, is tests/limits.rs's business).
 fn state(db: &TestDb) -> web::AppState {
+    let limits = web::limits::Limits { login: "1000/15m".parse().expect("limit"), ..Default::default() };
     web::AppState::new(db.store.clone(), web::TrustedProxies::default(), identity::tokens::TokenKey::from_seed([9; 32]))
         .expect("state")
         .with_mfa_keys(SecretBox::new(&[5; 32], &[]))
+        .with_limits(limits)
 }
 
 async fn serve(state: web::AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    common::spawn_state(state).await
 }
 
 async fn call(method: reqwest::Method, url: String, bearer: Option<&str>, body: &Value) -> (StatusCode, Value) {

@@ -65,7 +65,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     times.sort_unstable();
     baseline.sort_unstable();
     let (p50, p99, p999) = (percentile(&times, 0.50), percentile(&times, 0.99), percentile(&times, 0.999));
-    println!("authz decisions: {} (permit/forbid alternating), policies loaded: {}", args.decisions, engine.policy_count());
+    println!(
+        "authz decisions: {} (permit/forbid alternating), policies loaded: {}",
+        args.decisions,
+        engine.policy_count()
+    );
     println!("  decide   p50 {p50:8.2} µs   p99 {p99:8.2} µs   p99.9 {p999:8.2} µs");
     println!(
         "  baseline p50 {:8.2} µs   p99 {:8.2} µs   (copying the document facts only)",

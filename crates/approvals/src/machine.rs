@@ -258,14 +258,14 @@ mod tests {
     #[test]
     fn happy_paths_below_and_above_the_md_threshold() {
         use Transition::*;
-        let below = run(st(Status::Draft, 100_00), &[Submit, Approve, Approve, MarkPaid], Some(1_000_00));
+        let below = run(st(Status::Draft, 10_000), &[Submit, Approve, Approve, MarkPaid], Some(100_000));
         assert_eq!(below.map(|s| s.status), Ok(Status::Paid));
         // Above the threshold the machine escalates: finance's approval leads to the MD.
-        let s = run(st(Status::Draft, 5_000_00), &[Submit, Approve, Approve], Some(1_000_00)).expect("to MD");
+        let s = run(st(Status::Draft, 500_000), &[Submit, Approve, Approve], Some(100_000)).expect("to MD");
         assert_eq!((s.status, s.status.level()), (Status::FinanceApproved, Some(Level::Md)));
-        assert_eq!(run(s, &[Approve, MarkPaid], Some(1_000_00)).map(|s| s.status), Ok(Status::Paid));
+        assert_eq!(run(s, &[Approve, MarkPaid], Some(100_000)).map(|s| s.status), Ok(Status::Paid));
         // Exactly at the threshold does not escalate; no threshold never does.
-        let at = run(st(Status::Draft, 1_000_00), &[Submit, Approve, Approve], Some(1_000_00));
+        let at = run(st(Status::Draft, 100_000), &[Submit, Approve, Approve], Some(100_000));
         assert_eq!(at.map(|s| s.status), Ok(Status::Approved));
         let none = run(st(Status::Draft, i64::MAX), &[Submit, Approve, Approve], None);
         assert_eq!(none.map(|s| s.status), Ok(Status::Approved));

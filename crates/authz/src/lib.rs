@@ -325,7 +325,10 @@ impl Engine {
                     });
                 };
                 if names.values().any(|n| *n == name) {
-                    return Err(LoadError::Policy { file: (*file).to_owned(), message: format!("duplicate @id {name}") });
+                    return Err(LoadError::Policy {
+                        file: (*file).to_owned(),
+                        message: format!("duplicate @id {name}"),
+                    });
                 }
                 let id = format!("{file}:{name}");
                 let policy = p.new_id(cedar_policy::PolicyId::new(&id));
@@ -333,7 +336,9 @@ impl Engine {
                     forbids.insert(id.clone());
                 }
                 names.insert(id, name);
-                policies.add(policy).map_err(|e| LoadError::Policy { file: (*file).to_owned(), message: e.to_string() })?;
+                policies
+                    .add(policy)
+                    .map_err(|e| LoadError::Policy { file: (*file).to_owned(), message: e.to_string() })?;
             }
         }
         let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
@@ -384,8 +389,11 @@ impl Engine {
         if decision == Decision::Allow {
             Ok(Permit { action, resource: resource.id(), user: subject.user, policies: named })
         } else {
-            let forbidden_by =
-                reasons.iter().filter(|r| self.forbids.contains(*r)).filter_map(|r| self.names.get(r).cloned()).collect();
+            let forbidden_by = reasons
+                .iter()
+                .filter(|r| self.forbids.contains(*r))
+                .filter_map(|r| self.names.get(r).cloned())
+                .collect();
             Err(deny(forbidden_by))
         }
     }
@@ -418,15 +426,18 @@ impl Engine {
                 // Users referenced by the document but not asking exist as plain entities.
                 for u in std::iter::once(d.raiser).chain(d.approvers.iter().copied()) {
                     if u != subject.user && !entities.iter().any(|e| e.uid() == self.uid(&self.types.user, u)) {
-                        entities.push(Entity::new(
-                            self.uid(&self.types.user, u),
-                            HashMap::from([
-                                ("tenant".to_owned(), s(&d.tenant.to_string())),
-                                ("role".to_owned(), s("")),
-                                ("department".to_owned(), s("")),
-                            ]),
-                            HashSet::new(),
-                        ).ok()?);
+                        entities.push(
+                            Entity::new(
+                                self.uid(&self.types.user, u),
+                                HashMap::from([
+                                    ("tenant".to_owned(), s(&d.tenant.to_string())),
+                                    ("role".to_owned(), s("")),
+                                    ("department".to_owned(), s("")),
+                                ]),
+                                HashSet::new(),
+                            )
+                            .ok()?,
+                        );
                     }
                 }
                 entities.push(
@@ -439,7 +450,10 @@ impl Engine {
                             ("raiser".to_owned(), user(d.raiser)),
                             ("status".to_owned(), s(d.status)),
                             ("amount_minor".to_owned(), RestrictedExpression::new_long(d.amount_minor)),
-                            ("approvers".to_owned(), RestrictedExpression::new_set(d.approvers.iter().map(|a| user(*a)))),
+                            (
+                                "approvers".to_owned(),
+                                RestrictedExpression::new_set(d.approvers.iter().map(|a| user(*a))),
+                            ),
                         ]),
                         HashSet::new(),
                     )
@@ -453,7 +467,10 @@ impl Engine {
                 entities.push(
                     Entity::new(
                         uid.clone(),
-                        HashMap::from([("tenant".to_owned(), s(&tenant.to_string())), ("status".to_owned(), s(status))]),
+                        HashMap::from([
+                            ("tenant".to_owned(), s(&tenant.to_string())),
+                            ("status".to_owned(), s(status)),
+                        ]),
                         HashSet::new(),
                     )
                     .ok()?,
@@ -463,8 +480,12 @@ impl Engine {
             Resource::Organisation { tenant } => {
                 let uid = self.uid(&self.types.organisation, *tenant);
                 entities.push(
-                    Entity::new(uid.clone(), HashMap::from([("tenant".to_owned(), s(&tenant.to_string()))]), HashSet::new())
-                        .ok()?,
+                    Entity::new(
+                        uid.clone(),
+                        HashMap::from([("tenant".to_owned(), s(&tenant.to_string()))]),
+                        HashSet::new(),
+                    )
+                    .ok()?,
                 );
                 (uid, Context::empty())
             }
