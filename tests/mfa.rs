@@ -569,3 +569,35 @@ async fn dev_outbox_is_not_routed_unless_enabled() {
     assert_eq!(mail.as_array().map(Vec::len), Some(1), "{mail}");
     assert_eq!(mail[0]["to"], "user1@acme.example");
 }
+
+/// Platform administrators always face a second factor, whatever their organisation requires.
+#[tokio::test]
+async fn platform_admins_always_need_a_second_factor() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[2]).await;
+    let base = serve(state(&db)).await;
+    // An ordinary member of an organisation without require_mfa: tokens at once.
+    let (s, r) = login(&base, "acme", "user2@acme.example").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(r.get("access_token").is_some(), "{r}");
+    // The same account as a platform admin (set by the operator, not through any tenant API).
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update users set platform_admin = true where id = $1")
+        .bind(a.users[2])
+        .execute(&mut admin)
+        .await
+        .expect("platform admin");
+    let (s, r) = login(&base, "acme", "user2@acme.example").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["mfa_required"], true, "{r}");
+    assert!(r.get("access_token").is_none() && r.get("refresh_token").is_none(), "{r}");
+    let token = str_of(&r, "mfa_token").to_owned();
+    // A wrong mailed code does not pass; the right one does.
+    let (s, _) = mfa_with(&base, &token, "email_code", "00000000").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let code = mailed_code(&db, "user2@acme.example", 0).await;
+    let (s, r) = mfa_with(&base, &token, "email_code", &code).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r.get("access_token").is_some(), "{r}");
+}
