@@ -97,6 +97,44 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("invitation");
+    // A fiscal period and a document with a line and an approval (rows only).
+    let (tenant, doc) = (t.id.as_uuid(), uuid::Uuid::now_v7());
+    sqlx::query(
+        "insert into fiscal_periods (tenant_id, id, name, starts_on, ends_on)
+         values ($1, $2, 'FY-fixture', date '2000-01-01', date '2000-12-31')",
+    )
+    .bind(tenant)
+    .bind(uuid::Uuid::now_v7())
+    .execute(tx.conn())
+    .await
+    .expect("fiscal period");
+    sqlx::query(
+        "insert into documents (tenant_id, id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status)
+         values ($1, $2, 'voucher', $3, $4, 'fixture', date '2000-06-01', 'EUR', 100, 'hod_approved')",
+    )
+    .bind(tenant)
+    .bind(doc)
+    .bind(dept.id)
+    .bind(us[1])
+    .execute(tx.conn())
+    .await
+    .expect("document");
+    sqlx::query("insert into document_lines (tenant_id, document_id, line_no, description, amount_minor) values ($1, $2, 1, 'fixture', 100)")
+        .bind(tenant)
+        .bind(doc)
+        .execute(tx.conn())
+        .await
+        .expect("document line");
+    sqlx::query(
+        "insert into document_approvals (tenant_id, document_id, round, level, approver, approver_role)
+         values ($1, $2, 1, 'hod', $3, 'hod')",
+    )
+    .bind(tenant)
+    .bind(doc)
+    .bind(us[2])
+    .execute(tx.conn())
+    .await
+    .expect("document approval");
     tx.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     identity::api_keys::create(

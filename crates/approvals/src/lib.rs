@@ -1,8 +1,10 @@
 //! Money-moving documents: payment vouchers and purchase orders.
 //!
-//! Today: [`money`] (integer minor units of ISO 4217 currencies) and [`machine`] (the approval
-//! state machine). Storage, fiscal periods, the HTTP API and bulk approval build on these.
+//! [`money`] (integer minor units of ISO 4217 currencies), [`machine`] (the approval state
+//! machine) and [`documents`] (storage, transitions, fiscal periods, in the caller's `TenantTx`,
+//! audited). The HTTP API, idempotency and bulk approval build on these.
 
+pub mod documents;
 pub mod machine;
 pub mod money;
 
