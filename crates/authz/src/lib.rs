@@ -270,7 +270,9 @@ pub struct Denied {
 /// The loaded, validated policy set.
 pub struct Engine {
     schema: Schema,
-    policies: PolicySet,
+    /// The validated policies sliced by action (those whose action scope can match it, plus those
+    /// with no action constraint): a decision evaluates only these. Same answers, less work.
+    by_action: HashMap<Action, PolicySet>,
     authorizer: Authorizer,
     types: Types,
     actions: HashMap<Action, EntityUid>,
@@ -353,7 +355,7 @@ impl Engine {
             organisation: type_name("Countersign::Organisation")?,
         };
         let action_type = type_name("Countersign::Action")?;
-        let actions = Action::ALL
+        let actions: HashMap<Action, EntityUid> = Action::ALL
             .iter()
             .map(|a| (*a, EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))))
             .collect();
@@ -364,7 +366,24 @@ impl Engine {
                 return Err(LoadError::Schema(format!("action {a} is not in the schema")));
             }
         }
-        Ok(Self { schema, policies, authorizer: Authorizer::new(), types, actions, names, forbids })
+        let mut by_action = HashMap::new();
+        for (action, uid) in &actions {
+            let mut slice = PolicySet::new();
+            for p in policies.policies() {
+                let applies = match p.action_constraint() {
+                    cedar_policy::ActionConstraint::Any => true,
+                    cedar_policy::ActionConstraint::Eq(a) => a == *uid,
+                    cedar_policy::ActionConstraint::In(list) => list.contains(uid),
+                };
+                if applies {
+                    slice
+                        .add(p.clone())
+                        .map_err(|e| LoadError::Policy { file: "(slice)".into(), message: e.to_string() })?;
+                }
+            }
+            by_action.insert(*action, slice);
+        }
+        Ok(Self { schema, by_action, authorizer: Authorizer::new(), types, actions, names, forbids })
     }
 
     /// Number of loaded policies.
@@ -490,11 +509,14 @@ impl Engine {
                 (uid, Context::empty())
             }
         };
+        // Validated against the schema on every call: a shape mismatch is refused (denied) here
+        // rather than evaluated. (Measured: it costs nothing noticeable; see bench/README.md.)
         let entities = Entities::from_entities(entities, Some(&self.schema)).ok()?;
         let action_uid = self.actions.get(&action)?.clone();
         let request =
             cedar_policy::Request::new(principal, action_uid, resource_uid, context, Some(&self.schema)).ok()?;
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let slice = self.by_action.get(&action)?;
+        let response = self.authorizer.is_authorized(&request, slice, &entities);
         if response.diagnostics().errors().next().is_some() {
             // A policy that errors is skipped by Cedar; an erroring forbid must not turn into an
             // allow, so any evaluation error denies.
