@@ -3,25 +3,15 @@
 
 mod common;
 
-use common::{org, spawn_with_key, who};
-use identity::sessions;
+use common::{PASSWORD, org, spawn_with_key, with_password};
 use identity::tokens::TokenKey;
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
 
-const PASSWORD: &str = "tulip lantern orbit 1987";
 const NEW_PASSWORD: &str = "quiet harbour maple 2041";
-
-async fn with_password(db: &TestDb, user: Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
-    g.commit().await.expect("commit");
-}
 
 async fn login_status(base: &str, org: &str, email: &str, password: &str) -> StatusCode {
     reqwest::Client::new()

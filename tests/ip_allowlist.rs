@@ -5,26 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{org, spawn_state, who};
+use common::{PASSWORD, org, spawn_state, who, with_password};
 use identity::Role;
 use identity::tokens::TokenKey;
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use store::TenantId;
 use store::testing::TestDb;
 
-const PASSWORD: &str = "tulip lantern orbit 1987";
 const INSIDE: &str = "203.0.113.5";
-
-async fn with_password(db: &TestDb, user: uuid::Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    identity::sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[])
-        .await
-        .expect("password");
-    g.commit().await.expect("commit");
-}
 
 /// A node that believes X-Forwarded-For from loopback (as behind a reverse proxy) when
 /// `trust_loopback`, so the test chooses the client address.

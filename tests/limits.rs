@@ -2,24 +2,14 @@
 
 mod common;
 
-use common::{org, spawn_state, who};
+use common::{PASSWORD, org, spawn_state, who, with_password};
 use identity::login_policy::{LockAfter, LoginPolicy, SuspiciousIps};
 use identity::sessions;
 use identity::tokens::TokenKey;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use store::testing::TestDb;
 use web::limits::Limits;
-
-const PASSWORD: &str = "tulip lantern orbit 1987";
-
-async fn with_password(db: &TestDb, user: uuid::Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
-    g.commit().await.expect("commit");
-}
 
 /// A server on loopback; with `trust_loopback` it believes X-Forwarded-For from 127.0.0.0/8
 /// (as behind a reverse proxy), so the test chooses the client address.

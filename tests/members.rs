@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{org, spawn_state, spawn_with_key, who};
+use common::{PASSWORD, org, spawn_state, spawn_with_key, who, with_password};
 use identity::sessions;
 use identity::tokens::TokenKey;
 use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
@@ -13,15 +13,6 @@ use serde_json::{Value, json};
 use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
-
-const PASSWORD: &str = "tulip lantern orbit 1987";
-
-async fn with_password(db: &TestDb, user: Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
-    g.commit().await.expect("commit");
-}
 
 async fn login_with(base: &str, org: &str, email: &str, password: &str) -> reqwest::Response {
     reqwest::Client::new()

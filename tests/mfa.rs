@@ -6,25 +6,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{org, who};
+use common::{PASSWORD, org, who, with_password};
 use identity::mfa;
 use identity::secret_box::SecretBox;
 use identity::sessions;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use store::testing::TestDb;
 use totp_rs::TOTP;
 use uuid::Uuid;
-
-const PASSWORD: &str = "tulip lantern orbit 1987";
-
-async fn with_password(db: &TestDb, user: Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
-    g.commit().await.expect("commit");
-}
 
 /// These tests sign in far more than 10 times from 127.0.0.1: the per-address budget is raised so
 /// the per-code, per-challenge and per-account limits under test are what answers (the budget

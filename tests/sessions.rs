@@ -4,22 +4,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{org, spawn_with_key, who};
+use common::{PASSWORD, org, spawn_with_key, who, with_password};
 use identity::sessions;
 use identity::tokens::TokenKey;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use store::testing::TestDb;
-
-const PASSWORD: &str = "tulip lantern orbit 1987";
-
-async fn with_password(db: &TestDb, user: uuid::Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
-    let mut g = db.store.global_tx().await.expect("tx");
-    sessions::set_password(&mut g, &who(), &hasher, user, &SecretString::from(PASSWORD), &[]).await.expect("password");
-    g.commit().await.expect("commit");
-}
 
 async fn login(base: &str, org: &str, email: &str, password: &str) -> reqwest::Response {
     reqwest::Client::new()

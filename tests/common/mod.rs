@@ -169,6 +169,19 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     Org { id: t.id, department: dept.id, memberships: ms, users: us }
 }
 
+/// The password the sign-in tests give fixture users (passes the policy; not in the list).
+pub const PASSWORD: &str = "tulip lantern orbit 1987";
+
+/// Gives `user` the test [`PASSWORD`] through the real policy and hasher.
+pub async fn with_password(db: &TestDb, user: Uuid) {
+    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
+    let mut g = db.store.global_tx().await.expect("tx");
+    identity::sessions::set_password(&mut g, &who(), &hasher, user, &secrecy::SecretString::from(PASSWORD), &[])
+        .await
+        .expect("password");
+    g.commit().await.expect("commit");
+}
+
 /// The SQLSTATE of a failed statement, for asserting *how* the database refused.
 pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())

@@ -184,83 +184,31 @@ fn level_str(l: Level) -> &'static str {
 }
 
 async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
-    let row = if for_update {
-        sqlx::query!(
-            "select id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
-                    queried_from, version, round
-               from documents where id = $1 for update",
-            id
-        )
-        .fetch_optional(tx.conn())
-        .await?
-        .map(|r| {
-            (
-                r.id,
-                r.kind,
-                r.department_id,
-                r.raised_by,
-                r.title,
-                r.document_date,
-                r.currency,
-                r.amount_minor,
-                r.status,
-                r.queried_from,
-                r.version,
-                r.round,
-            )
-        })
-    } else {
-        sqlx::query!(
-            "select id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
-                    queried_from, version, round
-               from documents where id = $1",
-            id
-        )
-        .fetch_optional(tx.conn())
-        .await?
-        .map(|r| {
-            (
-                r.id,
-                r.kind,
-                r.department_id,
-                r.raised_by,
-                r.title,
-                r.document_date,
-                r.currency,
-                r.amount_minor,
-                r.status,
-                r.queried_from,
-                r.version,
-                r.round,
-            )
-        })
-    };
-    let Some((
-        id,
-        kind,
-        department_id,
-        raised_by,
-        title,
-        document_date,
-        currency,
-        amount_minor,
-        status,
-        queried_from,
-        version,
-        round,
-    )) = row
-    else {
-        return Err(ApprovalError::NotFound);
-    };
+    if for_update {
+        // Writers serialise on the row; the read below then sees the locked version.
+        sqlx::query!("select id from documents where id = $1 for update", id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(ApprovalError::NotFound)?;
+    }
+    let r = sqlx::query!(
+        "select id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
+                queried_from, version, round
+           from documents where id = $1",
+        id
+    )
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(ApprovalError::NotFound)?;
     let bad = |_| ApprovalError::Conflict("stored document has an unknown status".into());
-    let status: Status = status.parse().map_err(bad)?;
-    let queried_from = queried_from.map(|q| q.parse::<Status>()).transpose().map_err(bad)?;
+    let status: Status = r.status.parse().map_err(bad)?;
+    let queried_from = r.queried_from.map(|q| q.parse::<Status>()).transpose().map_err(bad)?;
     let approvals = sqlx::query_as!(
         Approval,
         "select level, approver, approver_role from document_approvals
           where document_id = $1 and round = $2 order by approved_at",
         id,
-        round
+        r.round
     )
     .fetch_all(tx.conn())
     .await?;
@@ -272,18 +220,18 @@ async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document,
     .fetch_all(tx.conn())
     .await?;
     Ok(Document {
-        id,
-        kind: Kind::parse(&kind)?,
-        department_id,
-        raised_by,
-        title,
-        document_date,
-        currency,
-        amount_minor,
+        id: r.id,
+        kind: Kind::parse(&r.kind)?,
+        department_id: r.department_id,
+        raised_by: r.raised_by,
+        title: r.title,
+        document_date: r.document_date,
+        currency: r.currency,
+        amount_minor: r.amount_minor,
         status,
         queried_from,
-        version,
-        round,
+        version: r.version,
+        round: r.round,
         approvals,
         lines,
         allowed: machine::allowed(status),
