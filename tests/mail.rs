@@ -38,8 +38,8 @@ async fn smtp_mailer_delivers_through_a_real_smtp_server() {
     let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("server starts");
     assert_eq!(ready.expect("read").as_deref(), Some("READY"));
 
-    let mailer =
-        SmtpMailer::new(&format!("smtp://127.0.0.1:{port}"), "Countersign <no-reply@countersign.test>").expect("mailer");
+    let mailer = SmtpMailer::new(&format!("smtp://127.0.0.1:{port}"), "Countersign <no-reply@countersign.test>")
+        .expect("mailer");
     let mail = Mail {
         to: EmailAddress::parse("ada@acme.example").expect("email"),
         subject: "Your sign-in code".into(),
