@@ -591,3 +591,65 @@ async fn platform_admins_always_need_a_second_factor() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(r.get("access_token").is_some(), "{r}");
 }
+
+/// Verifying an address by emailed code joins the organisations that list its domain: active
+/// staff where they auto-join, pending where an admin approves; nothing anywhere else.
+#[tokio::test]
+async fn a_verified_email_joins_organisations_listing_its_domain() {
+    use identity::{JoinPolicy, Slug, tenants};
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let _other = org(&db, "beta").await;
+    let mut ids = Vec::new();
+    for (slug, policy) in [("partners", JoinPolicy::AutoJoin), ("board", JoinPolicy::AdminApproval)] {
+        let mut b = db.store.bypass("test", "organisations listing acme.example").await.expect("bypass");
+        let t = tenants::create(
+            &mut b,
+            &who(),
+            &tenants::NewTenant {
+                slug: Slug::parse(slug).expect("slug"),
+                name: format!("Org {slug}"),
+                allowed_email_domains: vec!["acme.example".into()],
+                join_policy: policy,
+            },
+        )
+        .await
+        .expect("tenant");
+        b.commit().await.expect("commit");
+        ids.push(t.id.as_uuid());
+    }
+    let base = serve(state(&db)).await;
+    let email = "user2@acme.example";
+    let (s, _) = post(
+        &base,
+        "/auth/email-code",
+        None,
+        json!({"organisation": "acme", "email": email, "purpose": "verify_email"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let code = mailed_code(&db, email, 0).await;
+    let (s, _) =
+        post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": email, "code": code}))
+            .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let mut admin = db.admin_conn().await;
+    let joined: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+        "select tenant_id, status, role from memberships where user_id = $1 and tenant_id <> $2 order by tenant_id",
+    )
+    .bind(a.users[2])
+    .bind(a.id.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .expect("memberships");
+    let mut expected =
+        vec![(ids[0], "active".to_owned(), "staff".to_owned()), (ids[1], "pending".to_owned(), "staff".to_owned())];
+    expected.sort();
+    assert_eq!(joined, expected, "joined exactly the two organisations listing acme.example");
+    let audited: i64 =
+        sqlx::query_scalar("select count(*) from audit_events where action = 'membership.joined_by_domain'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(audited, 2);
+}
