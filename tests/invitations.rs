@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{PASSWORD, org, spawn_with_key, with_password};
+use common::{PASSWORD, audit_count, org, spawn_with_key, with_password};
 use identity::tokens::TokenKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
 
@@ -57,15 +56,6 @@ async fn invite(base: &str, admin: &str, body: Value) -> Value {
 
 async fn accept(base: &str, body: Value) -> (StatusCode, Value) {
     call(Method::POST, format!("{base}/api/v1/invitations/accept"), None, Some(body)).await
-}
-
-async fn audit_count(db: &TestDb, tenant: TenantId, action: &str) -> i64 {
-    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
-    sqlx::query_scalar("select count(*) from audit_events where action = $1")
-        .bind(action)
-        .fetch_one(tx.conn())
-        .await
-        .expect("count")
 }
 
 fn key() -> TokenKey {

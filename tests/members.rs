@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{PASSWORD, org, spawn_state, spawn_with_key, who, with_password};
+use common::{PASSWORD, audit_count, org, spawn_state, spawn_with_key, who, with_password};
 use identity::sessions;
 use identity::tokens::TokenKey;
 use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
@@ -41,15 +41,6 @@ async fn call(method: Method, url: String, token: &str, body: Option<Value>) -> 
     let status = r.status();
     let text = r.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn audit_count(db: &TestDb, tenant: TenantId, action: &str) -> i64 {
-    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
-    sqlx::query_scalar("select count(*) from audit_events where action = $1")
-        .bind(action)
-        .fetch_one(tx.conn())
-        .await
-        .expect("count")
 }
 
 fn key() -> TokenKey {

@@ -182,6 +182,16 @@ pub async fn with_password(db: &TestDb, user: Uuid) {
     g.commit().await.expect("commit");
 }
 
+/// How many events with `action` the organisation's audit chain holds (read under its RLS).
+pub async fn audit_count(db: &TestDb, tenant: TenantId, action: &str) -> i64 {
+    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
+    sqlx::query_scalar("select count(*) from audit_events where action = $1")
+        .bind(action)
+        .fetch_one(tx.conn())
+        .await
+        .expect("count")
+}
+
 /// The SQLSTATE of a failed statement, for asserting *how* the database refused.
 pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
