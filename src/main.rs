@@ -146,6 +146,12 @@ fn spawn_membership_expiry(store: store::Store, every: std::time::Duration) -> t
                 Ok(n) => tracing::info!(ended = n, "guest memberships expired"),
                 Err(e) => tracing::warn!(error = %e, "membership expiry sweep failed"),
             }
+            // Idempotency keys are remembered for 24 hours.
+            match store::idempotency::purge_expired(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired idempotency keys purged"),
+                Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+            }
         }
     })
 }

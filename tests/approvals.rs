@@ -9,32 +9,14 @@ use approvals::{Status, Transition};
 use audit::Origin;
 use authz::Engine;
 use chrono::NaiveDate;
-use common::{org, who};
-use identity::{EmailAddress, Role, memberships, users};
+use common::{member, org};
+use identity::Role;
 use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
 
 fn date(s: &str) -> NaiveDate {
     s.parse().expect("date")
-}
-
-/// Adds a member with `role` (in `dept`) to the organisation; returns their user id.
-async fn member(db: &TestDb, tenant: TenantId, slug: &str, name: &str, role: Role, dept: Option<Uuid>) -> Uuid {
-    let mut g = db.store.global_tx().await.expect("tx");
-    let email = EmailAddress::parse(&format!("{name}@{slug}.example")).expect("email");
-    let u = users::create(&mut g, &who(), &email, name).await.expect("user");
-    g.commit().await.expect("commit");
-    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
-    memberships::add(
-        &mut tx,
-        &who(),
-        &memberships::NewMembership { user_id: u.id, role, department_id: dept, valid_until: None },
-    )
-    .await
-    .expect("membership");
-    tx.commit().await.expect("commit");
-    u.id
 }
 
 async fn as_member(db: &TestDb, tenant: TenantId, user: Uuid) -> (store::TenantTx, Member) {
@@ -51,6 +33,7 @@ fn voucher(dept: Uuid, day: &str, amounts: &[i64]) -> NewDocument {
         document_date: date(day),
         currency: "EUR".parse().expect("EUR"),
         lines: amounts.iter().map(|a| NewLine { description: "chair".into(), amount_minor: *a }).collect(),
+        attachments: Vec::new(),
     }
 }
 
@@ -101,10 +84,10 @@ async fn world(db: &TestDb) -> World {
         engine: Engine::load().expect("policies"),
         tenant: t,
         dept: d,
-        staff: member(db, t, "acme", "sara", Role::Staff, Some(d)).await,
-        hod: member(db, t, "acme", "hugo", Role::Hod, Some(d)).await,
-        fin: member(db, t, "acme", "fiona", Role::Finance, None).await,
-        md: member(db, t, "acme", "max", Role::Md, None).await,
+        staff: member(db, t, "acme", "sara", Role::Staff, Some(d), false).await,
+        hod: member(db, t, "acme", "hugo", Role::Hod, Some(d), false).await,
+        fin: member(db, t, "acme", "fiona", Role::Finance, None, false).await,
+        md: member(db, t, "acme", "max", Role::Md, None, false).await,
         admin: a.users[0],
     }
 }
@@ -267,7 +250,7 @@ async fn another_organisations_documents_do_not_exist_and_outsiders_see_nothing(
     let db = TestDb::new().await;
     let w = world(&db).await;
     let b = org(&db, "bright").await;
-    let b_fin = member(&db, b.id, "bright", "bea", Role::Finance, None).await;
+    let b_fin = member(&db, b.id, "bright", "bea", Role::Finance, None, false).await;
     let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
     let doc = documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-05-05", &[3_000])).await.expect("c");
     tx.commit().await.expect("commit");
@@ -282,7 +265,7 @@ async fn another_organisations_documents_do_not_exist_and_outsiders_see_nothing(
     assert!(matches!(Member::load(&mut tx, b_fin, Origin::default()).await, Err(ApprovalError::NotFound)));
     drop(tx);
     // Within Acme, another department's staff member cannot even see it.
-    let other_staff = member(&db, w.tenant, "acme", "olga", Role::Staff, None).await;
+    let other_staff = member(&db, w.tenant, "acme", "olga", Role::Staff, None, false).await;
     let (mut tx, olga) = as_member(&db, w.tenant, other_staff).await;
     assert!(matches!(documents::get(&mut tx, &w.engine, &olga, doc.id).await, Err(ApprovalError::NotFound)));
     // Bad money is refused before anything is written.

@@ -420,7 +420,7 @@ async fn an_organisation_requiring_mfa_gets_no_tokens_for_a_password_alone() {
     // Staff may not change it; the refusal is audited.
     let (s, _) = put(str_of(&staff, "access_token").to_owned(), true).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert_eq!(audit_count(&db, a.id, "settings.access_denied").await, 1);
+    assert_eq!(audit_count(&db, a.id, "access.denied").await, 1);
     let (s, r) = put(str_of(&admin, "access_token").to_owned(), true).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(audit_count(&db, a.id, "tenant.mfa_requirement_changed").await, 1);

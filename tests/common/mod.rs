@@ -135,6 +135,25 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("document approval");
+    sqlx::query(
+        "insert into document_attachments (tenant_id, document_id, id, name, reference, added_by)
+         values ($1, $2, $3, 'quote.pdf', 'file://fixture/quote.pdf', $4)",
+    )
+    .bind(tenant)
+    .bind(doc)
+    .bind(uuid::Uuid::now_v7())
+    .bind(us[1])
+    .execute(tx.conn())
+    .await
+    .expect("document attachment");
+    sqlx::query(
+        "insert into idempotency_keys (tenant_id, principal, key, route, request_hash, status, response)
+         values ($1, 'user:fixture', 'fixture-key', 'POST /api/v1/documents', sha256('x'::bytea), 201, '{}')",
+    )
+    .bind(tenant)
+    .execute(tx.conn())
+    .await
+    .expect("idempotency key");
     tx.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
     identity::api_keys::create(
@@ -216,4 +235,101 @@ pub async fn spawn_state(state: web::AppState) -> String {
     let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
+}
+
+/// Adds a member with `role` (in `dept`) to the organisation, with [`PASSWORD`] set when
+/// `password`; returns their user id. Email: `{name}@{slug}.example`.
+pub async fn member(
+    db: &TestDb,
+    tenant: TenantId,
+    slug: &str,
+    name: &str,
+    role: Role,
+    dept: Option<Uuid>,
+    password: bool,
+) -> Uuid {
+    let mut g = db.store.global_tx().await.expect("tx");
+    let email = EmailAddress::parse(&format!("{name}@{slug}.example")).expect("email");
+    let u = users::create(&mut g, &who(), &email, name).await.expect("user");
+    g.commit().await.expect("commit");
+    let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
+    memberships::add(
+        &mut tx,
+        &who(),
+        &memberships::NewMembership { user_id: u.id, role, department_id: dept, valid_until: None },
+    )
+    .await
+    .expect("membership");
+    tx.commit().await.expect("commit");
+    if password {
+        with_password(db, u.id).await;
+    }
+    u.id
+}
+
+/// A server whose per-address sign-in budget fits tests that sign in many people.
+pub async fn spawn_roomy(db: &TestDb) -> String {
+    let state = web::AppState::new(
+        db.store.clone(),
+        web::TrustedProxies::default(),
+        identity::tokens::TokenKey::from_seed([9; 32]),
+    )
+    .expect("state");
+    let limits = web::limits::Limits { login: "1000/15m".parse().expect("limit"), ..web::limits::Limits::default() };
+    spawn_state(state.with_limits(limits)).await
+}
+
+/// Signs in with [`PASSWORD`]; returns the access token.
+pub async fn sign_in(base: &str, org: &str, email: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"organisation": org, "email": email, "password": PASSWORD, "token_delivery": "body"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "login {email}");
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["access_token"].as_str().expect("access").to_owned()
+}
+
+/// What one request answered.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The error code of a refusal.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One request with an optional bearer token, JSON body and extra headers.
+pub async fn send(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.expect("request");
+    let (status, headers) = (r.status(), r.headers().clone());
+    let text = r.text().await.expect("body");
+    Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null) }
 }

@@ -54,7 +54,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ApprovalError {
     ApprovalError::Invalid { field, reason: reason.into() }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Voucher,
@@ -114,6 +114,16 @@ pub struct NewLine {
     pub amount_minor: i64,
 }
 
+/// A supporting paper named by reference (a URI or storage key); the file itself lives elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewAttachment {
+    pub name: String,
+    pub reference: String,
+    pub media_type: Option<String>,
+    /// Hex SHA-256 of the file, when the client knows it.
+    pub sha256: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewDocument {
     pub kind: Kind,
@@ -122,23 +132,34 @@ pub struct NewDocument {
     pub document_date: NaiveDate,
     pub currency: Currency,
     pub lines: Vec<NewLine>,
+    pub attachments: Vec<NewAttachment>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Line {
     pub line_no: i32,
     pub description: String,
     pub amount_minor: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub name: String,
+    pub reference: String,
+    pub media_type: Option<String>,
+    pub sha256: Option<String>,
+    pub added_by: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     pub level: String,
     pub approver: Uuid,
     pub approver_role: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub id: Uuid,
     pub kind: Kind,
@@ -155,12 +176,13 @@ pub struct Document {
     /// Approvals of the current round.
     pub approvals: Vec<Approval>,
     pub lines: Vec<Line>,
+    pub attachments: Vec<Attachment>,
     /// What the document's state allows next (whoever may do it).
     pub allowed: Vec<Transition>,
 }
 
 impl Document {
-    fn facts(&self, tenant: Uuid) -> DocumentFacts {
+    pub(crate) fn facts(&self, tenant: Uuid) -> DocumentFacts {
         DocumentFacts {
             tenant,
             id: self.id,
@@ -183,7 +205,7 @@ fn level_str(l: Level) -> &'static str {
     }
 }
 
-async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
+pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
     if for_update {
         // Writers serialise on the row; the read below then sees the locked version.
         sqlx::query!("select id from documents where id = $1 for update", id)
@@ -219,6 +241,23 @@ async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document,
     )
     .fetch_all(tx.conn())
     .await?;
+    let attachments = sqlx::query!(
+        "select id, name, reference, media_type, sha256, added_by from document_attachments
+          where document_id = $1 order by created_at, id",
+        id
+    )
+    .fetch_all(tx.conn())
+    .await?
+    .into_iter()
+    .map(|a| Attachment {
+        id: a.id,
+        name: a.name,
+        reference: a.reference,
+        media_type: a.media_type,
+        sha256: a.sha256.map(hex::encode),
+        added_by: a.added_by,
+    })
+    .collect();
     Ok(Document {
         id: r.id,
         kind: Kind::parse(&r.kind)?,
@@ -234,6 +273,7 @@ async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document,
         round: r.round,
         approvals,
         lines,
+        attachments,
         allowed: machine::allowed(status),
     })
 }
@@ -264,6 +304,27 @@ fn validate(new: &NewDocument) -> Result<Money, ApprovalError> {
         let d = l.description.trim();
         if d.is_empty() || d.chars().count() > 500 {
             return Err(invalid("lines", format!("line {}: description 1-500 characters", i + 1)));
+        }
+    }
+    if new.attachments.len() > 50 {
+        return Err(invalid("attachments", "at most 50"));
+    }
+    for (i, a) in new.attachments.iter().enumerate() {
+        let n = i + 1;
+        if a.name.trim().is_empty() || a.name.trim().chars().count() > 200 {
+            return Err(invalid("attachments", format!("attachment {n}: name 1-200 characters")));
+        }
+        if a.reference.trim().is_empty()
+            || a.reference.chars().count() > 1000
+            || a.reference.chars().any(char::is_control)
+        {
+            return Err(invalid("attachments", format!("attachment {n}: reference 1-1000 printable characters")));
+        }
+        if a.media_type.as_deref().is_some_and(|m| !(3..=100).contains(&m.len()) || !m.contains('/')) {
+            return Err(invalid("attachments", format!("attachment {n}: media_type like application/pdf")));
+        }
+        if a.sha256.as_deref().is_some_and(|h| h.len() != 64 || hex::decode(h).is_err()) {
+            return Err(invalid("attachments", format!("attachment {n}: sha256 is 64 hex digits")));
         }
     }
     let amounts = new.lines.iter().map(|l| Money::new(l.amount_minor, new.currency)).collect::<Result<Vec<_>, _>>()?;
@@ -330,6 +391,21 @@ pub async fn create(
         .execute(tx.conn())
         .await?;
     }
+    for a in &new.attachments {
+        sqlx::query!(
+            "insert into document_attachments (tenant_id, document_id, id, name, reference, media_type, sha256, added_by)
+             values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5, $6, $7)",
+            id,
+            Uuid::now_v7(),
+            a.name.trim(),
+            a.reference.trim(),
+            a.media_type.as_deref(),
+            a.sha256.as_deref().and_then(|h| hex::decode(h).ok()),
+            m.subject.user
+        )
+        .execute(tx.conn())
+        .await?;
+    }
     let doc = load(tx, id, false).await?;
     let changes = Changes::diff(None, Some(&summary(&doc)))?;
     let event = Event::new(&format!("{}.created", new.kind.as_str()), Entity::of(new.kind.as_str(), id)?, changes)?;
@@ -346,6 +422,7 @@ struct Summary<'a> {
     currency: &'a str,
     amount_minor: i64,
     lines: usize,
+    attachments: usize,
     status: &'static str,
     version: i32,
 }
@@ -358,6 +435,7 @@ fn summary(d: &Document) -> Summary<'_> {
         currency: &d.currency,
         amount_minor: d.amount_minor,
         lines: d.lines.len(),
+        attachments: d.attachments.len(),
         status: d.status.as_str(),
         version: d.version,
     }
@@ -502,13 +580,34 @@ pub async fn set_md_threshold(
 }
 
 /// A fiscal period as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Period {
     pub id: Uuid,
     pub name: String,
     pub starts_on: NaiveDate,
     pub ends_on: NaiveDate,
     pub status: String,
+}
+
+/// The periods the caller may read, newest first (finance, MD, admins, auditors; others none).
+///
+/// # Errors
+/// Database errors only.
+pub async fn periods(tx: &mut TenantTx, engine: &Engine, m: &Member) -> Result<Vec<Period>, ApprovalError> {
+    let rows = sqlx::query_as!(
+        Period,
+        "select id, name, starts_on, ends_on, status from fiscal_periods order by starts_on desc limit 500"
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|p| {
+            let status = if p.status == "closed" { "closed" } else { "open" };
+            let r = Resource::Period { tenant: m.subject.tenant, id: p.id, status, reason: "" };
+            engine.decide(&m.subject, Action::PeriodRead, &r).is_ok()
+        })
+        .collect())
 }
 
 /// Opens a new period (finance). Periods of one organisation never overlap.

@@ -1,10 +1,12 @@
 //! Money-moving documents: payment vouchers and purchase orders.
 //!
 //! [`money`] (integer minor units of ISO 4217 currencies), [`machine`] (the approval state
-//! machine) and [`documents`] (storage, transitions, fiscal periods, in the caller's `TenantTx`,
-//! audited). The HTTP API, idempotency and bulk approval build on these.
+//! machine), [`documents`] (storage, transitions, fiscal periods, in the caller's `TenantTx`,
+//! audited) and [`inbox`] (lists with filters and pagination, bulk approval). The HTTP API
+//! (`web::documents_api`) builds on these.
 
 pub mod documents;
+pub mod inbox;
 pub mod machine;
 pub mod money;
 

@@ -8,6 +8,7 @@ mod bypass;
 mod connect;
 pub mod embedded;
 mod error;
+pub mod idempotency;
 mod ids;
 pub mod metrics;
 pub mod migrate;

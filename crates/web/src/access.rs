@@ -1,37 +1,9 @@
-//! Shared gates for the member-management APIs: who may call (role + API-key scope, refusals
-//! audited), strict JSON bodies, and reasons.
+//! Shared request helpers: "me" endpoints need a person, strict JSON bodies, reasons, bounded
+//! strings, path ids. (Who may call a route is decided by its guard: crate::guard.)
 
 use axum::http::StatusCode;
-use identity::Role;
 
-use crate::{ApiError, AppState, Principal};
-
-/// Owner and admin manage; auditors may additionally read lists.
-pub(crate) const MANAGERS: &[Role] = &[Role::Owner, Role::Admin];
-pub(crate) const READERS: &[Role] = &[Role::Owner, Role::Admin, Role::Auditor];
-
-/// Lets the caller through if their role is in `roles` and (for API keys) they hold `scope`;
-/// otherwise records `access.denied` in the organisation and answers 403.
-pub(crate) async fn require(
-    state: &AppState,
-    p: &Principal,
-    roles: &[Role],
-    scope: &str,
-    attempted: &str,
-) -> Result<(), ApiError> {
-    if roles.contains(&p.role) && p.has_scope(scope) {
-        return Ok(());
-    }
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let event = audit::Event::new(
-        "access.denied",
-        audit::Entity::new("endpoint", Some(attempted.to_owned()))?,
-        audit::Changes::none().field("attempted", None::<&str>, attempted),
-    )?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
-    tx.commit().await?;
-    Err(ApiError::forbidden())
-}
+use crate::{ApiError, Principal};
 
 /// Endpoints about "me" need a person: an interactive session, not an API key.
 pub(crate) fn require_user(p: &Principal) -> Result<(uuid::Uuid, uuid::Uuid), ApiError> {
@@ -41,10 +13,23 @@ pub(crate) fn require_user(p: &Principal) -> Result<(uuid::Uuid, uuid::Uuid), Ap
     }
 }
 
-/// Parses a JSON body strictly (types with `deny_unknown_fields`); malformed → 422 `invalid_body`.
+/// Parses a JSON body strictly (types with `deny_unknown_fields`); malformed → 422 `invalid_body`
+/// naming the offending field's path (`details.field`, e.g. `lines[0].amount_minor`).
 pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut err =
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {path}: {inner}"));
+        if path != "." {
+            err = err.with_details(serde_json::json!({ "field": path }));
+        }
+        err
+    })?;
+    de.end()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {e}")))?;
+    Ok(value)
 }
 
 /// A required reason of 3-200 characters (it is stored with the audit event).

@@ -1,6 +1,6 @@
-//! `/api/v1/audit/*`: the ledger for organisation admins and auditors. Deny by default: only the
-//! owner, admin and auditor roles (and, for API keys, the `audit:read` scope) may read it; a
-//! refusal is itself audited.
+//! `/api/v1/audit/*`: the ledger for organisation admins and auditors. The route guard
+//! (`Guard::Org(audit.read)`, crate::guard) decides before these handlers run: owner, admin and
+//! auditor (and, for API keys, the `audit:read` scope); a refusal is itself audited.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,30 +9,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use identity::Role;
 use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
-
-const READ_SCOPE: &str = "audit:read";
-
-/// Checks the caller may read the ledger; records the refusal when not.
-async fn authorise(state: &AppState, p: &Principal, what: &str) -> Result<(), ApiError> {
-    let role_ok = matches!(p.role, Role::Owner | Role::Admin | Role::Auditor);
-    if role_ok && p.has_scope(READ_SCOPE) {
-        return Ok(());
-    }
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let event = audit::Event::new(
-        "audit.access_denied",
-        audit::Entity::new("audit_log", None)?,
-        audit::Changes::none().field("attempted", None::<&str>, what),
-    )?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
-    tx.commit().await?;
-    Err(ApiError::forbidden())
-}
 
 fn query_error(e: &QueryRejection) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text())
@@ -70,7 +50,6 @@ pub async fn events(
     principal: Principal,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorise(&state, &principal, "audit.events").await?;
     let Query(q) = query.map_err(|e| query_error(&e))?;
     let filter = audit::query::Filter {
         entity_type: q.entity_type,
@@ -113,7 +92,6 @@ pub async fn export(
     principal: Principal,
     query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorise(&state, &principal, "audit.export").await?;
     let Query(q) = query.map_err(|e| query_error(&e))?;
     let format: audit::export::Format = q.format.as_deref().unwrap_or("ndjson").parse()?;
     let filter = audit::export::ExportFilter {

@@ -20,6 +20,10 @@ pub struct Principal {
     /// Set for interactive sessions (access tokens); `None` for API keys.
     pub session: Option<uuid::Uuid>,
     pub user: Option<uuid::Uuid>,
+    /// Set for API keys.
+    pub api_key: Option<uuid::Uuid>,
+    /// Whether this request's authorisation decision was taken (see `crate::guard`).
+    pub checked: crate::guard::Checked,
     /// The actor and request origin every audited write of this request records.
     pub who: audit::Who,
 }
@@ -39,7 +43,22 @@ pub(crate) fn origin(ctx: &ClientContext) -> audit::Origin {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
+    /// The caller the route's guard authenticated (every route with a credential has one).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Self>() {
+            Some(p) => Ok(p.clone()),
+            None => Self::authenticate(parts, state).await,
+        }
+    }
+}
+
+impl Principal {
+    /// Checks the request's credential: an API key or access token in `Authorization`, else the
+    /// access-token cookie (with the CSRF double submit on unsafe methods).
+    ///
+    /// # Errors
+    /// 401 without a valid credential; 403 from the organisation's IP allowlist.
+    pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = ClientContext::from_request_parts(parts, state).await?;
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
@@ -72,6 +91,8 @@ impl FromRequestParts<AppState> for Principal {
                     scopes: p.scopes,
                     session: None,
                     user: None,
+                    api_key: Some(p.key_id),
+                    checked: crate::guard::Checked::default(),
                     who: audit::Who::new(actor, origin(&ctx)),
                 })
             }
@@ -119,6 +140,8 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
         scopes: Vec::new(),
         session: Some(claims.sid),
         user: Some(entry.user),
+        api_key: None,
+        checked: crate::guard::Checked::default(),
         who: audit::Who::new(actor, origin(ctx)),
     })
 }

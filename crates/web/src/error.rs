@@ -13,6 +13,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, sent as `Retry-After` (429).
     pub retry_after: Option<u64>,
+    /// Machine-readable specifics (e.g. the transitions a document allows), sent as `details`.
+    pub details: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -24,11 +26,19 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, details: None }
+    }
+
+    #[must_use]
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(Box::new(details));
+        self
     }
 
     #[must_use]
@@ -58,7 +68,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message } };
+        let body = Body { error: Inner { code: self.code, message: &self.message, details: self.details.as_deref() } };
         let mut r = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));

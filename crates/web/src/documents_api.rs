@@ -1,0 +1,704 @@
+//! `/api/v1/documents`, `/api/v1/periods`, `/api/v1/settings/approvals`: payment vouchers and
+//! purchase orders over HTTP.
+//!
+//! Routes are `Guard::Domain`: the decision needs the document, so `approvals` asks the policy
+//! engine and its write requires the permit. These handlers translate: strict bodies (422 naming
+//! the field), versions (`ETag` / `If-Match` → 412, body `version` → 409), idempotency keys,
+//! refusals (403 audited in a transaction of their own; other organisations' ids 404).
+
+use approvals::documents::{self, ApprovalError, Document, Kind, Member, NewAttachment, NewDocument, NewLine, Period};
+use approvals::inbox::{self, BulkError, BulkItem, Filter, View};
+use approvals::{Currency, MoneyError, Status, Transition};
+use authz::Action;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use store::TenantTx;
+use store::idempotency::{self, Claim};
+use uuid::Uuid;
+
+use crate::access::{json, path_id};
+use crate::guard::denied;
+use crate::{ApiError, AppState, Principal};
+
+/// Every action the transitions route may ask for.
+pub const TRANSITION_ACTIONS: &[Action] = &[
+    Action::DocumentSubmit,
+    Action::DocumentApprove,
+    Action::DocumentReject,
+    Action::DocumentQuery,
+    Action::DocumentAnswer,
+    Action::DocumentCancel,
+    Action::DocumentAmend,
+    Action::DocumentMarkPaid,
+];
+
+fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_details(json!({ "field": field }))
+}
+
+/// Documents are raised and decided by people: an API key has no department, no seat in the
+/// separation of duties, and is refused here.
+async fn member(p: &Principal, tx: &mut TenantTx) -> Result<Member, ApiError> {
+    let Some(user) = p.user else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "user_required",
+            "documents are raised and decided by signed-in people, not API keys",
+        ));
+    };
+    Member::load(tx, user, p.who.origin.clone()).await.map_err(|_| ApiError::forbidden())
+}
+
+/// Turns a domain refusal into a response; policy denials are audited first (own transaction).
+async fn refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError) -> ApiError {
+    match e {
+        ApprovalError::Invalid { field, reason } => unprocessable(field, format!("{field}: {reason}")),
+        ApprovalError::Money(m) => {
+            let field = match m {
+                MoneyError::OutOfRange => "lines.amount_minor",
+                MoneyError::UnknownCurrency | MoneyError::MixedCurrencies => "currency",
+            };
+            unprocessable(field, m.to_string())
+        }
+        ApprovalError::NotFound => ApiError::not_found(),
+        ApprovalError::Denied(d) => {
+            let resource = match d.action {
+                Action::PeriodOpen | Action::PeriodClose | Action::PeriodReopen | Action::PeriodRead => "fiscal_period",
+                Action::SettingsManage => "tenant",
+                _ => "document",
+            };
+            if let Err(err) = denied(state, p, route, d.action, Some((resource, d.resource)), &d.forbidden_by).await {
+                return err;
+            }
+            ApiError::forbidden().with_details(json!({ "action": d.action.as_str(), "forbidden_by": d.forbidden_by }))
+        }
+        ApprovalError::NotAllowed(n) => ApiError::new(
+            StatusCode::CONFLICT,
+            "transition_not_allowed",
+            format!("a {} document cannot {}", n.from, n.transition),
+        )
+        .with_details(json!({ "status": n.from, "transition": n.transition, "allowed": n.allowed })),
+        ApprovalError::Stale { current } => ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_version",
+            format!("the document changed: it is at version {current}; reload and retry"),
+        )
+        .with_details(json!({ "current_version": current })),
+        ApprovalError::PeriodClosed { period } => ApiError::new(
+            StatusCode::CONFLICT,
+            "period_closed",
+            format!("fiscal period {period} is closed: documents dated in it cannot change"),
+        )
+        .with_details(json!({ "period": period })),
+        ApprovalError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        ApprovalError::Audit(a) => a.into(),
+        ApprovalError::Store(s) => s.into(),
+        ApprovalError::Database(d) => store::StoreError::from(d).into(),
+        ApprovalError::Permit(m) => {
+            tracing::error!(error = %m, "permit mismatch");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        }
+    }
+}
+
+fn etag(version: i32) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// A JSON response with the document's `ETag` when the body has a `version`.
+fn respond(status: StatusCode, body: serde_json::Value, replayed: bool) -> Response {
+    let version = body.get("version").and_then(serde_json::Value::as_i64).and_then(|v| i32::try_from(v).ok());
+    let mut r = (status, Json(body)).into_response();
+    if let Some(v) = version {
+        r.headers_mut().insert(header::ETAG, etag(v));
+    }
+    if replayed {
+        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+/// The `Idempotency-Key` header: 1-200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_idempotency_key",
+            "Idempotency-Key: 1-200 visible ASCII characters",
+        )),
+    }
+}
+
+/// A claimed idempotency key, completed in the write's transaction.
+struct Idem {
+    principal: String,
+    key: String,
+}
+
+enum Claimed {
+    Go(Option<Idem>),
+    Replay(Response),
+}
+
+async fn claim(
+    tx: &mut TenantTx,
+    p: &Principal,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<Claimed, ApiError> {
+    let Some(key) = idempotency_key(headers)? else { return Ok(Claimed::Go(None)) };
+    let principal = match (p.user, p.api_key) {
+        (Some(u), _) => format!("user:{u}"),
+        (None, Some(k)) => format!("api_key:{k}"),
+        (None, None) => return Err(ApiError::unauthenticated()),
+    };
+    let mut h = Sha256::new();
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(body);
+    let hash: [u8; 32] = h.finalize().into();
+    match idempotency::claim(tx, &principal, &key, route, &hash).await? {
+        Claim::New => Ok(Claimed::Go(Some(Idem { principal, key }))),
+        Claim::Replay { status, response } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok(Claimed::Replay(respond(status, response, true)))
+        }
+        Claim::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )),
+    }
+}
+
+/// Stores the result under the key (if any), commits, answers.
+async fn finish(
+    mut tx: TenantTx,
+    idem: Option<Idem>,
+    status: StatusCode,
+    body: serde_json::Value,
+) -> Result<Response, ApiError> {
+    if let Some(i) = idem {
+        idempotency::complete(&mut tx, &i.principal, &i.key, status.as_u16(), &body).await?;
+    }
+    tx.commit().await?;
+    Ok(respond(status, body, false))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| {
+        tracing::error!(error = %e, "response encoding");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    })
+}
+
+fn date(field: &str, s: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| unprocessable(field, format!("{field}: a date like 2026-03-31")))
+}
+
+fn uuid_field(field: &str, s: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(s).map_err(|_| unprocessable(field, format!("{field}: a UUID")))
+}
+
+fn currency(field: &str, s: &str) -> Result<Currency, ApiError> {
+    s.parse().map_err(|_| unprocessable(field, format!("{field}: an ISO 4217 code such as EUR")))
+}
+
+// --- Create --------------------------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineBody {
+    description: String,
+    amount_minor: i64,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttachmentBody {
+    name: String,
+    reference: String,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    kind: String,
+    department_id: String,
+    title: String,
+    document_date: String,
+    currency: String,
+    lines: Vec<LineBody>,
+    #[serde(default)]
+    attachments: Vec<AttachmentBody>,
+}
+
+const CREATE_ROUTE: &str = "POST /api/v1/documents";
+
+/// `POST /api/v1/documents` (`Idempotency-Key` optional) → 201 with the draft, `ETag`, `Location`.
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateBody = json(&body)?;
+    let kind = match req.kind.as_str() {
+        "voucher" => Kind::Voucher,
+        "purchase_order" => Kind::PurchaseOrder,
+        _ => return Err(unprocessable("kind", "kind: voucher or purchase_order")),
+    };
+    let new = NewDocument {
+        kind,
+        department_id: uuid_field("department_id", &req.department_id)?,
+        title: req.title,
+        document_date: date("document_date", &req.document_date)?,
+        currency: currency("currency", &req.currency)?,
+        lines: req
+            .lines
+            .into_iter()
+            .map(|l| NewLine { description: l.description, amount_minor: l.amount_minor })
+            .collect(),
+        attachments: req
+            .attachments
+            .into_iter()
+            .map(|a| NewAttachment { name: a.name, reference: a.reference, media_type: a.media_type, sha256: a.sha256 })
+            .collect(),
+    };
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let idem = match claim(&mut tx, &p, &headers, CREATE_ROUTE, &body).await? {
+        Claimed::Replay(r) => {
+            p.checked.mark();
+            return Ok(r);
+        }
+        Claimed::Go(i) => i,
+    };
+    match documents::create(&mut tx, &state.authz, &m, &new).await {
+        Ok(doc) => {
+            p.checked.mark();
+            let id = doc.id;
+            let mut r = finish(tx, idem, StatusCode::CREATED, to_json(&doc)?).await?;
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/documents/{id}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, CREATE_ROUTE, e).await)
+        }
+    }
+}
+
+// --- Read ----------------------------------------------------------------------------------
+
+/// `GET /api/v1/documents/{id}` → the document with `ETag: "<version>"`. Documents the caller
+/// may not read, and other organisations' ids, are 404.
+pub async fn get(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    match documents::get(&mut tx, &state.authz, &m, id).await {
+        Ok(doc) => {
+            p.checked.mark();
+            tx.commit().await?;
+            Ok(respond(StatusCode::OK, to_json(&doc)?, false))
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "GET /api/v1/documents/{id}", e).await)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    view: Option<String>,
+    status: Option<String>,
+    kind: Option<String>,
+    department_id: Option<String>,
+    date_from: Option<String>,
+    date_to: Option<String>,
+    min_amount_minor: Option<String>,
+    max_amount_minor: Option<String>,
+    currency: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+fn number(field: &str, s: Option<&str>) -> Result<Option<i64>, ApiError> {
+    s.map(|v| v.parse::<i64>().map_err(|_| unprocessable(field, format!("{field}: a whole number")))).transpose()
+}
+
+impl ListQuery {
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let view = match self.view.as_deref() {
+            None | Some("all") => View::All,
+            Some("waiting") => View::Waiting,
+            Some("raised") => View::Raised,
+            Some(_) => return Err(unprocessable("view", "view: waiting, raised or all")),
+        };
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| s.parse::<Status>().map_err(|_| unprocessable("status", "status: unknown document status")))
+            .transpose()?;
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some("voucher") => Some(Kind::Voucher),
+            Some("purchase_order") => Some(Kind::PurchaseOrder),
+            Some(_) => return Err(unprocessable("kind", "kind: voucher or purchase_order")),
+        };
+        Ok(Filter {
+            view,
+            status,
+            kind,
+            department_id: self.department_id.as_deref().map(|d| uuid_field("department_id", d)).transpose()?,
+            date_from: self.date_from.as_deref().map(|d| date("date_from", d)).transpose()?,
+            date_to: self.date_to.as_deref().map(|d| date("date_to", d)).transpose()?,
+            min_amount_minor: number("min_amount_minor", self.min_amount_minor.as_deref())?,
+            max_amount_minor: number("max_amount_minor", self.max_amount_minor.as_deref())?,
+            currency: self.currency.as_deref().map(|c| currency("currency", c)).transpose()?,
+            cursor: self.cursor.as_deref().map(|c| uuid_field("cursor", c)).transpose()?,
+            limit: number("limit", self.limit.as_deref())?.unwrap_or(50),
+        })
+    }
+}
+
+/// `GET /api/v1/documents?view=waiting|raised|all&status=&kind=&department_id=&date_from=&date_to=
+/// &min_amount_minor=&max_amount_minor=&currency=&cursor=&limit=` → `{items, next_cursor}`.
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
+    let filter = q.filter()?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    match inbox::list(&mut tx, &state.authz, &m, &filter).await {
+        Ok(page) => {
+            p.checked.mark();
+            tx.commit().await?;
+            Ok(respond(StatusCode::OK, to_json(&page)?, false))
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "GET /api/v1/documents", e).await)
+        }
+    }
+}
+
+// --- Transitions ---------------------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransitionBody {
+    transition: String,
+    #[serde(default)]
+    note: Option<String>,
+    /// The version the caller read (alternative to `If-Match`).
+    #[serde(default)]
+    version: Option<i32>,
+}
+
+/// The version named by `If-Match` (`"3"` or `W/"3"`), `Err` when present but unusable.
+fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let failed = || {
+        ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "If-Match must name one version: \"<n>\"")
+    };
+    let s = v.to_str().map_err(|_| failed())?.trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).and_then(|n| n.parse().ok()).map(Some).ok_or_else(failed)
+}
+
+/// `POST /api/v1/documents/{id}/transitions` {transition, note?, version?} with `If-Match`
+/// (or `version`), `Idempotency-Key` optional → 200 with the document and its new `ETag`.
+/// A stale `If-Match` is 412, a stale `version` 409; a transition the state does not allow is
+/// 409 listing the allowed ones.
+pub async fn transition(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let req: TransitionBody = json(&body)?;
+    let Some(t) = Transition::ALL.iter().copied().find(|t| t.as_str() == req.transition) else {
+        let names: Vec<&str> = Transition::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(unprocessable("transition", format!("transition: one of {}", names.join(", "))));
+    };
+    let header_version = if_match(&headers)?;
+    let version = match (header_version, req.version) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(unprocessable("version", "version: differs from If-Match"));
+        }
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition_required",
+                "name the version you read: If-Match: \"<version>\" (the document's ETag) or \"version\" in the body",
+            ));
+        }
+    };
+    let route = format!("POST /api/v1/documents/{id}/transitions");
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let idem = match claim(&mut tx, &p, &headers, &route, &body).await? {
+        Claimed::Replay(r) => {
+            p.checked.mark();
+            return Ok(r);
+        }
+        Claimed::Go(i) => i,
+    };
+    match documents::transition(&mut tx, &state.authz, &m, id, t, version, req.note.as_deref()).await {
+        Ok(doc) => {
+            p.checked.mark();
+            finish(tx, idem, StatusCode::OK, to_json(&doc)?).await
+        }
+        Err(ApprovalError::Stale { current }) if header_version.is_some() => {
+            drop(tx);
+            let mut r = ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("If-Match does not match: the document is at version {current}"),
+            )
+            .with_details(json!({ "current_version": current }))
+            .into_response();
+            r.headers_mut().insert(header::ETAG, etag(current));
+            Ok(r)
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "POST /api/v1/documents/{id}/transitions", e).await)
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkEntry {
+    id: String,
+    version: i32,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkBody {
+    documents: Vec<BulkEntry>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct BulkApproved {
+    approved: Vec<Document>,
+}
+
+const BULK_ROUTE: &str = "POST /api/v1/documents/bulk-approve";
+
+/// `POST /api/v1/documents/bulk-approve` {documents: [{id, version}], note?} → 200
+/// {approved: [...]}, all or nothing. Any refusal refuses the whole batch (`details.index` and
+/// `details.id` name the first); ids outside this organisation: 422 `batch_refused`.
+pub async fn bulk_approve(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: BulkBody = json(&body)?;
+    let mut items = Vec::with_capacity(req.documents.len());
+    for (i, d) in req.documents.iter().enumerate() {
+        items.push(BulkItem { id: uuid_field(&format!("documents[{i}].id"), &d.id)?, version: d.version });
+    }
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let idem = match claim(&mut tx, &p, &headers, BULK_ROUTE, &body).await? {
+        Claimed::Replay(r) => {
+            p.checked.mark();
+            return Ok(r);
+        }
+        Claimed::Go(i) => i,
+    };
+    match inbox::approve_many(&mut tx, &state.authz, &m, &items, req.note.as_deref()).await {
+        Ok(approved) => {
+            p.checked.mark();
+            finish(tx, idem, StatusCode::OK, to_json(&BulkApproved { approved })?).await
+        }
+        Err(BulkError::Invalid(e)) => {
+            drop(tx);
+            Err(refusal(&state, &p, BULK_ROUTE, e).await)
+        }
+        Err(BulkError::Refused { index, id, error }) => {
+            drop(tx);
+            let e = match error {
+                ApprovalError::NotFound => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "batch_refused",
+                    format!("documents[{index}] ({id}) is not a document of this organisation; nothing was approved"),
+                ),
+                other => {
+                    let mut e = refusal(&state, &p, BULK_ROUTE, other).await;
+                    e.message = format!("documents[{index}] ({id}): {}; nothing was approved", e.message);
+                    e
+                }
+            };
+            let mut details = e.details.clone().map_or_else(|| json!({}), |d| *d);
+            if let Some(o) = details.as_object_mut() {
+                o.insert("index".into(), json!(index));
+                o.insert("id".into(), json!(id));
+            }
+            Err(e.with_details(details))
+        }
+    }
+}
+
+// --- Fiscal periods and the MD threshold ---------------------------------------------------
+
+/// `GET /api/v1/periods` → the periods the caller may read.
+pub async fn periods(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    match documents::periods(&mut tx, &state.authz, &m).await {
+        Ok(list) => {
+            p.checked.mark();
+            tx.commit().await?;
+            Ok(respond(StatusCode::OK, to_json(&PeriodList { periods: list })?, false))
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "GET /api/v1/periods", e).await)
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PeriodList {
+    periods: Vec<Period>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpenBody {
+    name: String,
+    starts_on: String,
+    ends_on: String,
+}
+
+async fn period_result(
+    state: &AppState,
+    p: &Principal,
+    route: &str,
+    tx: TenantTx,
+    status: StatusCode,
+    r: Result<Period, ApprovalError>,
+) -> Result<Response, ApiError> {
+    match r {
+        Ok(period) => {
+            p.checked.mark();
+            tx.commit().await?;
+            Ok(respond(status, to_json(&period)?, false))
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(state, p, route, e).await)
+        }
+    }
+}
+
+/// `POST /api/v1/periods` {name, starts_on, ends_on} (finance) → 201.
+pub async fn open_period(State(state): State<AppState>, p: Principal, body: Bytes) -> Result<Response, ApiError> {
+    let req: OpenBody = json(&body)?;
+    let (starts, ends) = (date("starts_on", &req.starts_on)?, date("ends_on", &req.ends_on)?);
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let r = documents::open_period(&mut tx, &state.authz, &m, &req.name, starts, ends).await;
+    period_result(&state, &p, "POST /api/v1/periods", tx, StatusCode::CREATED, r).await
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) { Ok(T::default()) } else { json(body) }
+}
+
+/// `POST /api/v1/periods/{id}/close` {reason?} (finance; signed off in the audit log).
+pub async fn close_period(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let req: ReasonBody = optional_body(&body)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let r = documents::set_period_status(&mut tx, &state.authz, &m, id, true, req.reason.as_deref()).await;
+    period_result(&state, &p, "POST /api/v1/periods/{id}/close", tx, StatusCode::OK, r).await
+}
+
+/// `POST /api/v1/periods/{id}/reopen` {reason} (MD only, reason required).
+pub async fn reopen_period(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let req: ReasonBody = optional_body(&body)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let r = documents::set_period_status(&mut tx, &state.authz, &m, id, false, req.reason.as_deref()).await;
+    period_result(&state, &p, "POST /api/v1/periods/{id}/reopen", tx, StatusCode::OK, r).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ThresholdBody {
+    /// Minor units; `null` removes the MD level.
+    md_threshold_minor: Option<i64>,
+}
+
+/// `PUT /api/v1/settings/approvals` {md_threshold_minor} (owner, admin) → the new setting.
+pub async fn set_threshold(State(state): State<AppState>, p: Principal, body: Bytes) -> Result<Response, ApiError> {
+    let req: ThresholdBody = json(&body)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    match documents::set_md_threshold(&mut tx, &state.authz, &m, req.md_threshold_minor).await {
+        Ok(()) => {
+            p.checked.mark();
+            tx.commit().await?;
+            Ok(respond(StatusCode::OK, json!({ "md_threshold_minor": req.md_threshold_minor }), false))
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "PUT /api/v1/settings/approvals", e).await)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! One authorisation step per route, declared where the route is registered.
+//!
+//! Every route is added through [`Routes`], which takes a [`Guard`] next to the handler; there is
+//! no other way to register one. The guard runs as the route's own layer:
+//!
+//! - [`Guard::Public`] / [`Guard::SignIn`]: no credential (sign-in routes spend the per-address
+//!   budget first).
+//! - Everything else authenticates first (401 without a valid credential).
+//! - [`Guard::Org`]: the policy engine decides the action on the organisation *before* the
+//!   handler runs; a refusal is audited (`access.denied`, in a transaction of its own) and
+//!   answered 403. The permit goes into the request for the handler.
+//! - [`Guard::Domain`]: the decision needs the resource (a document's department, raiser and
+//!   level), so the domain function asks the engine and its write requires the permit; the
+//!   handler reports the decision with [`Principal::checked`].
+//! - [`Guard::Own`]: the caller acts on their own account (sessions, password, MFA).
+//!
+//! After the handler, a success response from a route whose decision was never reported is
+//! replaced by 500 `authorisation_missing`: a handler that forgot to ask fails closed.
+//! `route_table` lists every route with its guard; tests walk it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use authz::{Action, Resource, Subject};
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+
+use crate::{ApiError, AppState, Principal};
+
+/// How a route is authorised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No credential; the text says why that is safe.
+    Public(&'static str),
+    /// No credential; spends the caller's sign-in budget (per client address).
+    SignIn,
+    /// Any authenticated caller, acting on their own account or session.
+    Own,
+    /// An organisation-level action, decided before the handler runs.
+    Org(Action),
+    /// Decided per resource by the domain crate (the handler reports it).
+    Domain(&'static [Action]),
+}
+
+impl Guard {
+    /// The API-key scope an organisation-level action needs. `settings:manage` is not a scope
+    /// keys may carry (identity::scopes::KNOWN), so settings are changed by people only.
+    #[must_use]
+    pub fn scope(action: Action) -> &'static str {
+        match action {
+            Action::AuditRead => "audit:read",
+            Action::MembersRead => "members:read",
+            Action::MembersManage => "members:manage",
+            Action::ApiKeysManage => "api_keys:manage",
+            _ => "settings:manage",
+        }
+    }
+
+    #[must_use]
+    pub fn needs_credential(self) -> bool {
+        !matches!(self, Self::Public(_) | Self::SignIn)
+    }
+}
+
+/// A registered route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    /// Full path with axum's `{param}` placeholders.
+    pub path: String,
+    pub guard: Guard,
+}
+
+/// Whether the request's authorisation decision was taken (shared by the layer and handler).
+#[derive(Debug, Clone, Default)]
+pub struct Checked(Arc<AtomicBool>);
+
+impl Checked {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    #[must_use]
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The route builder: records every route with its guard and (given a state) routes it.
+pub struct Routes {
+    state: Option<AppState>,
+    prefix: &'static str,
+    pub(crate) router: Router<AppState>,
+    pub(crate) table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    /// Without a state it only records the table. `prefix` is where the router will be nested.
+    #[must_use]
+    pub fn new(state: Option<AppState>, prefix: &'static str) -> Self {
+        Self { state, prefix, router: Router::new(), table: Vec::new() }
+    }
+
+    /// The routes added so far (wrap with `crate::with_middleware` to serve them).
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+
+    #[must_use]
+    pub fn add<H, T>(mut self, method: Method, path: &'static str, guard: Guard, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let full = format!("{}{path}", self.prefix);
+        self.table.push(RouteInfo { method: method.clone(), path: full.clone(), guard });
+        if let Some(state) = &self.state {
+            let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+            let route = format!("{method} {full}");
+            let layer = axum::middleware::from_fn_with_state(
+                state.clone(),
+                move |s: State<AppState>, req: Request, next: Next| enforce(s, guard, route.clone(), req, next),
+            );
+            self.router = std::mem::take(&mut self.router).route(path, on(filter, handler).route_layer(layer));
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, g: Guard, h: H) -> Self {
+        self.add(Method::GET, path, g, h)
+    }
+
+    #[must_use]
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, g: Guard, h: H) -> Self {
+        self.add(Method::POST, path, g, h)
+    }
+
+    #[must_use]
+    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, g: Guard, h: H) -> Self {
+        self.add(Method::PUT, path, g, h)
+    }
+
+    #[must_use]
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, g: Guard, h: H) -> Self {
+        self.add(Method::DELETE, path, g, h)
+    }
+}
+
+async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req: Request, next: Next) -> Response {
+    match guard {
+        Guard::Public(_) => return next.run(req).await,
+        Guard::SignIn => {
+            let (mut parts, body) = req.into_parts();
+            let ctx = match crate::ClientContext::from_request_parts(&mut parts, &state).await {
+                Ok(c) => c,
+                Err(e) => return e.into_response(),
+            };
+            return crate::limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
+        }
+        _ => {}
+    }
+    let (mut parts, body) = req.into_parts();
+    let p = match Principal::authenticate(&mut parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match guard {
+        Guard::Org(action) => match organisation(&state, &p, action, &route).await {
+            Ok(permit) => {
+                p.checked.mark();
+                parts.extensions.insert(permit);
+            }
+            Err(e) => return e.into_response(),
+        },
+        Guard::Own => p.checked.mark(),
+        _ => {}
+    }
+    let checked = p.checked.clone();
+    parts.extensions.insert(p);
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if response.status().is_success() && !checked.is_marked() {
+        tracing::error!(%route, "a handler answered without an authorisation decision; refused");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "authorisation_missing",
+            "this route answered without an authorisation decision",
+        )
+        .into_response();
+    }
+    response
+}
+
+/// The policy engine's answer for an organisation-level action (plus the API key's scope).
+/// Refusals are recorded in a transaction of their own.
+async fn organisation(state: &AppState, p: &Principal, action: Action, route: &str) -> Result<authz::Permit, ApiError> {
+    let tenant = p.tenant.as_uuid();
+    let decision = state.authz.decide(&p.subject(), action, &Resource::Organisation { tenant });
+    let refusal = match decision {
+        Ok(permit) if p.has_scope(Guard::scope(action)) => return Ok(permit),
+        Ok(_) => vec![format!("api key lacks scope {}", Guard::scope(action))],
+        Err(d) => d.forbidden_by,
+    };
+    denied(state, p, route, action, None, &refusal).await?;
+    Err(ApiError::forbidden())
+}
+
+/// Records `access.denied` for `route` (and, when given, the resource) in its own transaction.
+///
+/// # Errors
+/// If the event cannot be written.
+pub(crate) async fn denied(
+    state: &AppState,
+    p: &Principal,
+    route: &str,
+    action: Action,
+    resource: Option<(&str, uuid::Uuid)>,
+    forbidden_by: &[String],
+) -> Result<(), ApiError> {
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let entity = match resource {
+        Some((kind, id)) => audit::Entity::of(kind, id)?,
+        None => audit::Entity::new("endpoint", Some(route.to_owned()))?,
+    };
+    let mut changes =
+        audit::Changes::none().field("attempted", None::<&str>, route).field("action", None::<&str>, action.as_str());
+    if !forbidden_by.is_empty() {
+        changes = changes.field("forbidden_by", None::<&str>, forbidden_by.join(", "));
+    }
+    let event = audit::Event::new("access.denied", entity, changes)?;
+    audit::record_by(&mut tx, &p.who, &event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Principal {
+    /// The caller as the policy engine sees them (API keys act under their own id and role).
+    #[must_use]
+    pub fn subject(&self) -> Subject {
+        Subject {
+            tenant: self.tenant.as_uuid(),
+            user: self.user.or(self.api_key).unwrap_or_default(),
+            role: self.role,
+            department: None,
+        }
+    }
+}
