@@ -2,6 +2,7 @@
 //! same SQL on the same database in the same run. Prints ratios; targets are checked here, never
 //! in unit tests (shared machines are noisy).
 
+mod approvals;
 mod audit_ledger;
 mod authz_decision;
 mod fixture;
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Audited approval transitions (hot tenant and many tenants) vs pgbench (target: >= 80%).
+    Approvals(approvals::Args),
     /// Tenant-scoped page read through TenantTx vs pgbench (target: >= 60% at 8 clients).
     TenantRead(tenant_read::Args),
     /// Audit appends, verification (target >= 1M events/s) and export (target >= 500k rows/s).
@@ -33,6 +36,7 @@ enum Bench {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
+        Bench::Approvals(args) => approvals::run(args).await,
         Bench::TenantRead(args) => tenant_read::run(args).await,
         Bench::AuditLedger(args) => audit_ledger::run(args).await,
         Bench::Authz(args) => authz_decision::run(args),

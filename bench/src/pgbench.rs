@@ -11,7 +11,13 @@ pub struct Run<'a> {
     pub user: &'a str,
     pub script: &'a str,
     pub clients: u32,
+    /// Run length, unless `per_client` is set.
     pub seconds: u32,
+    /// Run exactly this many transactions per client (`-t`) instead of `seconds` (`-T`): for
+    /// scripts whose transactions consume rows, so a run never runs out of them.
+    pub per_client: Option<u32>,
+    /// Variables set in every client before its first transaction (`-D name=value`).
+    pub defines: &'a [(&'a str, String)],
 }
 
 /// Returns transactions per second (excluding connection time).
@@ -23,10 +29,16 @@ pub fn run(r: &Run<'_>) -> anyhow::Result<f64> {
         Some(dir) => dir.display().to_string(),
         None => r.options.get_host().to_owned(),
     };
+    let length = match r.per_client {
+        Some(n) => ["-t".to_owned(), n.to_string()],
+        None => ["-T".to_owned(), r.seconds.to_string()],
+    };
     let out = Command::new(Path::new(&bin).join("pgbench"))
         .args(["-n", "-M", "prepared", "-f"])
         .arg(&script)
-        .args(["-c", &r.clients.to_string(), "-j", "2", "-T", &r.seconds.to_string()])
+        .args(["-c", &r.clients.to_string(), "-j", "2"])
+        .args(length)
+        .args(r.defines.iter().flat_map(|(k, v)| ["-D".to_owned(), format!("{k}={v}")]))
         .args(["-h", &host, "-p", &r.options.get_port().to_string(), "-U", r.user])
         .arg(r.options.get_database().unwrap_or("postgres"))
         .output()

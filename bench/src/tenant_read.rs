@@ -64,6 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         script: &script,
         clients,
         seconds: args.seconds,
+        per_client: None,
+        defines: &[],
     };
     println!("raw pgbench ({clients} clients, {} s, prepared, as {}) ...", args.seconds, store::migrate::APP_ROLE);
     let raw = super::pgbench::run(&pg)?;
