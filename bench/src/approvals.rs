@@ -46,10 +46,6 @@ pub struct Args {
     /// real database carries. No benchmark transaction touches them.
     #[arg(long, default_value_t = 0)]
     padding: u32,
-    /// What-if: before measuring, add indexes on documents (id), document_lines (document_id)
-    /// and document_approvals (document_id, round) to the benchmark database (not a migration).
-    #[arg(long)]
-    lookup_indexes: bool,
     /// Have the server log every statement of this run (`log_statement = all` on the benchmark
     /// database), to compare what both sides send. Use with tiny counts.
     #[arg(long)]
@@ -166,13 +162,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let db = TestDb::try_with_pool(clients).await.context("creating the benchmark database")?;
     println!(
-        "approvals: loading {tenants} organisations, {documents} submitted vouchers, {} padding documents{} ...",
-        args.padding,
-        if args.lookup_indexes { ", with the what-if lookup indexes" } else { "" }
+        "approvals: loading {tenants} organisations, {documents} submitted vouchers, {} padding documents ...",
+        args.padding
     );
     let started = Instant::now();
     let mut admin = db.admin_options().connect().await?;
-    load(&mut admin, tenants, clients, &sets, args.padding, args.lookup_indexes).await?;
+    load(&mut admin, tenants, clients, &sets, args.padding).await?;
     println!("  loaded in {:.1}s", started.elapsed().as_secs_f64());
 
     let store = if args.log_statements {
@@ -530,14 +525,7 @@ async fn check_set(admin: &mut PgConnection, clients: u32, set: Set) -> anyhow::
 /// Organisations, each with a department, a raiser and a head of department, fiscal periods (a
 /// closed one and the open one the documents fall in), the submitted vouchers of every set, and
 /// `padding` paid ones.
-async fn load(
-    admin: &mut PgConnection,
-    tenants: u32,
-    clients: u32,
-    sets: &[Set],
-    padding: u32,
-    lookup_indexes: bool,
-) -> anyhow::Result<()> {
+async fn load(admin: &mut PgConnection, tenants: u32, clients: u32, sets: &[Set], padding: u32) -> anyhow::Result<()> {
     fixture::insert_tenants(admin, tenants).await?;
     let tenant = id_sql(TENANT, "g");
     let raiser = id_sql(RAISER, "g");
@@ -605,15 +593,6 @@ async fn load(
     )
     .execute(&mut *admin)
     .await?;
-    if lookup_indexes {
-        for sql in [
-            "create index bench_documents_id on documents (id)",
-            "create index bench_document_lines_document on document_lines (document_id, line_no)",
-            "create index bench_document_approvals_document on document_approvals (document_id, round)",
-        ] {
-            sqlx::query(sql).execute(&mut *admin).await?;
-        }
-    }
     sqlx::query("vacuum analyze").execute(&mut *admin).await?;
     Ok(())
 }
