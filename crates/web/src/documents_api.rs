@@ -315,17 +315,8 @@ pub async fn get(State(state): State<AppState>, p: Principal, Path(id): Path<Str
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    match documents::get(&mut tx, &state.authz, &m, id).await {
-        Ok(doc) => {
-            p.checked.mark();
-            tx.commit().await?;
-            Ok(respond(StatusCode::OK, to_json(&doc)?, false))
-        }
-        Err(e) => {
-            drop(tx);
-            Err(refusal(&state, &p, "GET /api/v1/documents/{id}", e).await)
-        }
-    }
+    let r = documents::get(&mut tx, &state.authz, &m, id).await;
+    reply(&state, &p, "GET /api/v1/documents/{id}", tx, StatusCode::OK, r).await
 }
 
 #[derive(Deserialize)]
@@ -394,17 +385,8 @@ pub async fn list(
     let filter = q.filter()?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    match inbox::list(&mut tx, &state.authz, &m, &filter).await {
-        Ok(page) => {
-            p.checked.mark();
-            tx.commit().await?;
-            Ok(respond(StatusCode::OK, to_json(&page)?, false))
-        }
-        Err(e) => {
-            drop(tx);
-            Err(refusal(&state, &p, "GET /api/v1/documents", e).await)
-        }
-    }
+    let r = inbox::list(&mut tx, &state.authz, &m, &filter).await;
+    reply(&state, &p, "GET /api/v1/documents", tx, StatusCode::OK, r).await
 }
 
 // --- Transitions ---------------------------------------------------------------------------
@@ -580,17 +562,8 @@ pub async fn bulk_approve(
 pub async fn periods(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    match documents::periods(&mut tx, &state.authz, &m).await {
-        Ok(list) => {
-            p.checked.mark();
-            tx.commit().await?;
-            Ok(respond(StatusCode::OK, to_json(&PeriodList { periods: list })?, false))
-        }
-        Err(e) => {
-            drop(tx);
-            Err(refusal(&state, &p, "GET /api/v1/periods", e).await)
-        }
-    }
+    let r = documents::periods(&mut tx, &state.authz, &m).await.map(|periods| PeriodList { periods });
+    reply(&state, &p, "GET /api/v1/periods", tx, StatusCode::OK, r).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -606,19 +579,21 @@ pub(crate) struct OpenBody {
     ends_on: String,
 }
 
-async fn period_result(
+/// Answers a domain result: on success the decision is reported, the transaction committed and
+/// the value sent; a refusal rolls back and is translated (and audited when it is a denial).
+async fn reply<T: Serialize>(
     state: &AppState,
     p: &Principal,
     route: &str,
     tx: TenantTx,
     status: StatusCode,
-    r: Result<Period, ApprovalError>,
+    r: Result<T, ApprovalError>,
 ) -> Result<Response, ApiError> {
     match r {
-        Ok(period) => {
+        Ok(value) => {
             p.checked.mark();
             tx.commit().await?;
-            Ok(respond(status, to_json(&period)?, false))
+            Ok(respond(status, to_json(&value)?, false))
         }
         Err(e) => {
             drop(tx);
@@ -634,7 +609,7 @@ pub async fn open_period(State(state): State<AppState>, p: Principal, body: Byte
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let r = documents::open_period(&mut tx, &state.authz, &m, &req.name, starts, ends).await;
-    period_result(&state, &p, "POST /api/v1/periods", tx, StatusCode::CREATED, r).await
+    reply(&state, &p, "POST /api/v1/periods", tx, StatusCode::CREATED, r).await
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -660,7 +635,7 @@ pub async fn close_period(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let r = documents::set_period_status(&mut tx, &state.authz, &m, id, true, req.reason.as_deref()).await;
-    period_result(&state, &p, "POST /api/v1/periods/{id}/close", tx, StatusCode::OK, r).await
+    reply(&state, &p, "POST /api/v1/periods/{id}/close", tx, StatusCode::OK, r).await
 }
 
 /// `POST /api/v1/periods/{id}/reopen` {reason} (MD only, reason required).
@@ -675,10 +650,10 @@ pub async fn reopen_period(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let r = documents::set_period_status(&mut tx, &state.authz, &m, id, false, req.reason.as_deref()).await;
-    period_result(&state, &p, "POST /api/v1/periods/{id}/reopen", tx, StatusCode::OK, r).await
+    reply(&state, &p, "POST /api/v1/periods/{id}/reopen", tx, StatusCode::OK, r).await
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ThresholdBody {
     /// Minor units; `null` removes the MD level.
@@ -690,15 +665,6 @@ pub async fn set_threshold(State(state): State<AppState>, p: Principal, body: By
     let req: ThresholdBody = json(&body)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    match documents::set_md_threshold(&mut tx, &state.authz, &m, req.md_threshold_minor).await {
-        Ok(()) => {
-            p.checked.mark();
-            tx.commit().await?;
-            Ok(respond(StatusCode::OK, json!({ "md_threshold_minor": req.md_threshold_minor }), false))
-        }
-        Err(e) => {
-            drop(tx);
-            Err(refusal(&state, &p, "PUT /api/v1/settings/approvals", e).await)
-        }
-    }
+    let r = documents::set_md_threshold(&mut tx, &state.authz, &m, req.md_threshold_minor).await.map(|()| req);
+    reply(&state, &p, "PUT /api/v1/settings/approvals", tx, StatusCode::OK, r).await
 }
