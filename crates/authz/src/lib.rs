@@ -462,9 +462,14 @@ impl Engine {
         )
     }
 
-    /// Builds the question in Cedar's terms: the entities (the asking user, the resource, and the
-    /// users a document refers to), the request's uids and its context. `None` if Cedar refuses to
-    /// build an entity (which the caller treats as a denial).
+    /// Builds the question in Cedar's terms: the entities (the asking user and the resource), the
+    /// request's uids and its context. `None` if Cedar refuses to build an entity (which the caller
+    /// treats as a denial).
+    ///
+    /// Users a document refers to (raiser, approvers) are references only, not entities in the
+    /// store: policies compare them with the principal and never read their attributes. A policy
+    /// that did (`resource.raiser.role`) would error whenever that part is evaluated, and errors
+    /// deny.
     ///
     /// The attribute names and types here do not depend on the values asked about; the only
     /// branches are the resource kind, a document's level, and which users a document refers to.
@@ -473,25 +478,16 @@ impl Engine {
     fn question(&self, subject: &Subject, action: Action, resource: &Resource<'_>) -> Option<Question> {
         let principal = self.uid(&self.types.user, subject.user);
         let department = subject.department.map(uuid_string).unwrap_or_default();
-        let mut entities = Vec::with_capacity(3);
+        let mut entities = Vec::with_capacity(2);
         entities.push(user_entity(principal.clone(), uuid_string(subject.tenant), subject.role.as_str(), department)?);
         let (resource, context) = match resource {
             Resource::Document(d) => {
                 let uid = self.uid(&self.types.document, d.id);
                 let user = |u: Uuid| RestrictedExpression::new_entity_uid(self.uid(&self.types.user, u));
-                let tenant = uuid_string(d.tenant);
-                // Users referenced by the document but not asking exist as plain entities.
-                let mut referenced: Vec<Uuid> = Vec::new();
-                for u in std::iter::once(d.raiser).chain(d.approvers.iter().copied()) {
-                    if u != subject.user && !referenced.contains(&u) {
-                        referenced.push(u);
-                        entities.push(user_entity(self.uid(&self.types.user, u), tenant.clone(), "", String::new())?);
-                    }
-                }
                 entities.push(entity(
                     uid.clone(),
                     [
-                        ("tenant", RestrictedExpression::new_string(tenant)),
+                        ("tenant", RestrictedExpression::new_string(uuid_string(d.tenant))),
                         ("kind", string(d.kind)),
                         ("department", RestrictedExpression::new_string(uuid_string(d.department))),
                         ("raiser", user(d.raiser)),

@@ -314,6 +314,22 @@ fn malformed_questions_are_denied_without_per_call_validation() {
     assert_eq!(e.evaluate(Action::DocumentApprove, q).0, Decision::Deny);
 }
 
+/// The question as the engine used to build it: users a document refers to (other than the asker)
+/// were entities in the store, with the document's tenant and empty role and department.
+fn with_referenced_users(e: &Engine, subject: &Subject, resource: &Resource<'_>, mut question: Question) -> Question {
+    if let Resource::Document(d) = resource {
+        let mut seen = Vec::new();
+        for u in std::iter::once(d.raiser).chain(d.approvers.iter().copied()) {
+            if u != subject.user && !seen.contains(&u) {
+                seen.push(u);
+                let uid = e.uid(&e.types.user, u);
+                question.entities.push(user_entity(uid, uuid_string(d.tenant), "", String::new()).expect("entity"));
+            }
+        }
+    }
+    question
+}
+
 /// Cedar's answer the slow way: the whole policy set, entities and request validated against the
 /// schema on the call (with the schema's action entities in the store).
 fn validated_answer(e: &Engine, all: &PolicySet, question: Question) -> (Decision, Vec<String>) {
@@ -335,8 +351,9 @@ fn validated_answer(e: &Engine, all: &PolicySet, question: Question) -> (Decisio
 
 #[test]
 fn answers_match_cedar_with_per_call_validation_and_every_policy() {
-    // The fast path (the action's slice, no per-call validation, no action entities) gives the
-    // same decision for the same reasons as validating every call against the full policy set.
+    // The fast path (the action's slice, no per-call validation, no action entities, no entities
+    // for the users a document refers to) gives the same decision for the same reasons as
+    // validating every call against the full policy set, with those users in the store.
     let e = engine();
     let mut all = PolicySet::new();
     for slice in e.by_action.values() {
@@ -381,11 +398,32 @@ fn answers_match_cedar_with_per_call_validation_and_every_policy() {
                 let (decision, reasons) = e.evaluate(*action, question.clone());
                 let mut reasons: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                 reasons.sort();
-                assert_eq!((decision, reasons), validated_answer(&e, &all, question), "{:?} {action} {r:?}", s.role);
+                let reference = validated_answer(&e, &all, with_referenced_users(&e, s, r, question));
+                assert_eq!((decision, reasons), reference, "{:?} {action} {r:?}", s.role);
                 assert_eq!(e.decide(s, *action, r).is_ok(), decision == Decision::Allow);
                 compared += 1;
             }
         }
     }
     assert!(compared > 1000, "{compared}");
+}
+
+#[test]
+fn users_a_document_refers_to_are_references_not_entities() {
+    // The raiser and approvers are compared with the principal, never read. A policy that read
+    // them would find no entity: it errors, and the decision is denied rather than evaluated
+    // against made-up attributes.
+    let reads_raiser = r#"@id("raiser-role") permit (principal, action == Countersign::Action::"document.read", resource)
+                          when { resource.raiser.role == "staff" };"#;
+    let e = Engine::from_sources(SCHEMA, &[("r.cedar", reads_raiser)]).expect("validates");
+    let w = World::new();
+    let reader = w.member(Role::Staff, Some(w.ops));
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let doc = w.doc(&raiser, "draft", None);
+    let d = e.decide(&reader, Action::DocumentRead, &Resource::Document(&doc)).expect_err("raiser not in the store");
+    assert!(d.forbidden_by.is_empty());
+    // The asker's own document: the raiser is the principal, whose attributes are sent.
+    let own = w.doc(&reader, "draft", None);
+    let p = e.decide(&reader, Action::DocumentRead, &Resource::Document(&own)).expect("raiser is the principal");
+    assert_eq!(p.policies(), ["raiser-role"]);
 }
