@@ -314,6 +314,18 @@ fn malformed_questions_are_denied_without_per_call_validation() {
     assert_eq!(e.evaluate(Action::DocumentApprove, q).0, Decision::Deny);
 }
 
+/// The shipped policies as written, under the ids the engine gives them (`file:@id`).
+fn shipped_policies() -> PolicySet {
+    let mut all = PolicySet::new();
+    for (file, text) in POLICY_FILES {
+        for p in PolicySet::from_str(text).expect("parses").policies() {
+            let id = format!("{file}:{}", p.annotation("id").expect("@id"));
+            all.add(p.new_id(PolicyId::new(id))).expect("unique ids");
+        }
+    }
+    all
+}
+
 /// The question as the engine used to build it: users a document refers to (other than the asker)
 /// were entities in the store, with the document's tenant and empty role and department.
 fn with_referenced_users(e: &Engine, subject: &Subject, resource: &Resource<'_>, mut question: Question) -> Question {
@@ -355,14 +367,7 @@ fn answers_match_cedar_with_per_call_validation_and_every_policy() {
     // for the users a document refers to) gives the same decision for the same reasons as
     // validating every call against the full policy set, with those users in the store.
     let e = engine();
-    let mut all = PolicySet::new();
-    for slice in e.by_action.values() {
-        for p in slice.policies() {
-            if all.policy(p.id()).is_none() {
-                all.add(p.clone()).expect("unique ids");
-            }
-        }
-    }
+    let all = shipped_policies();
     assert_eq!(all.policies().count(), e.policy_count());
 
     let w = World::new();
@@ -426,4 +431,38 @@ fn users_a_document_refers_to_are_references_not_entities() {
     let own = w.doc(&reader, "draft", None);
     let p = e.decide(&reader, Action::DocumentRead, &Resource::Document(&own)).expect("raiser is the principal");
     assert_eq!(p.policies(), ["raiser-role"]);
+}
+
+#[test]
+fn slices_hold_the_policies_that_can_apply_with_only_the_action_scope_narrowed() {
+    let e = engine();
+    let all = shipped_policies();
+    let without_action = |p: &Policy| {
+        let mut json = p.to_json().expect("json");
+        json.as_object_mut().expect("object").remove("action");
+        json
+    };
+    for action in Action::ALL {
+        let uid = &e.actions[action];
+        let slice = &e.by_action[action];
+        for original in all.policies() {
+            let applies = match original.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => a == *uid,
+                ActionConstraint::In(list) => list.contains(uid),
+            };
+            let Some(p) = slice.policy(original.id()) else {
+                assert!(!applies, "{action}: {} missing", original.id());
+                continue;
+            };
+            assert!(applies, "{action}: {} should not be in the slice", original.id());
+            assert_eq!(without_action(p), without_action(original), "{action}: {}", original.id());
+            assert_eq!(p.annotation("id"), original.annotation("id"));
+            let expected = match original.action_constraint() {
+                ActionConstraint::In(_) => ActionConstraint::Eq(uid.clone()),
+                other => other,
+            };
+            assert_eq!(p.action_constraint(), expected, "{action}: {}", original.id());
+        }
+    }
 }
