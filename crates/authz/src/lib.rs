@@ -3,7 +3,9 @@
 //! Rules are Cedar policies in `policies/*.cedar`, validated (strict mode) against
 //! `policies/countersign.cedarschema` when the [`Engine`] loads — a policy naming an attribute or
 //! action that does not exist fails start-up instead of silently denying. The files are compiled
-//! into the binary, so what was reviewed is what runs.
+//! into the binary, so what was reviewed is what runs. A decision evaluates only the policies whose
+//! action scope can match its action; within that per-action slice an `action in [...]` scope is
+//! narrowed to `action == it` (same answers, validated again); conditions run as written.
 //!
 //! The questions themselves (the Cedar entities and request a decision builds) are proven against
 //! the same schema once, at load: every action is asked about every shape of resource its kind
