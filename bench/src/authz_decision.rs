@@ -1,7 +1,7 @@
-//! Authorisation decision latency: one `authz::Engine::decide` call (entities built, request
-//! validated against the schema, every policy evaluated), measured one call at a time so the
-//! percentiles are per decision. Baseline in the same run: building the same inputs without
-//! evaluating (what any engine would pay), so the ratio isolates Cedar's share.
+//! Authorisation decision latency: one `authz::Engine::decide` call (Cedar entities and request
+//! built, the action's policies evaluated by Cedar; the question's shapes were validated against
+//! the schema once, at load), measured one call at a time so the percentiles are per decision.
+//! Baseline in the same run: copying the document facts, so the ratio isolates the engine's share.
 
 use std::time::Instant;
 
@@ -64,18 +64,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     times.sort_unstable();
     baseline.sort_unstable();
-    let (p50, p99, p999) = (percentile(&times, 0.50), percentile(&times, 0.99), percentile(&times, 0.999));
+    let p99 = percentile(&times, 0.99);
     println!(
         "authz decisions: {} (permit/forbid alternating), policies loaded: {}",
         args.decisions,
         engine.policy_count()
     );
-    println!("  decide   p50 {p50:8.2} µs   p99 {p99:8.2} µs   p99.9 {p999:8.2} µs");
-    println!(
-        "  baseline p50 {:8.2} µs   p99 {:8.2} µs   (copying the document facts only)",
-        percentile(&baseline, 0.50),
-        percentile(&baseline, 0.99)
-    );
+    let line = |name: &str, v: &[u128]| {
+        println!(
+            "  {name:<8} p50 {:8.2}   p95 {:8.2}   p99 {:8.2}   p99.9 {:8.2}   max {:9.2} µs",
+            percentile(v, 0.50),
+            percentile(v, 0.95),
+            percentile(v, 0.99),
+            percentile(v, 0.999),
+            percentile(v, 1.0),
+        );
+    };
+    line("decide", &times);
+    line("baseline", &baseline);
+    println!("  (baseline: copying the document facts only)");
     println!("  target p99 <= 20 µs: {}", if p99 <= 20.0 { "met" } else { "NOT met" });
     Ok(())
 }

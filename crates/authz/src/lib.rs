@@ -3,7 +3,15 @@
 //! Rules are Cedar policies in `policies/*.cedar`, validated (strict mode) against
 //! `policies/countersign.cedarschema` when the [`Engine`] loads — a policy naming an attribute or
 //! action that does not exist fails start-up instead of silently denying. The files are compiled
-//! into the binary, so what was reviewed is what runs.
+//! into the binary, so what was reviewed is what runs. A decision evaluates only the policies whose
+//! action scope can match its action; within that per-action slice an `action in [...]` scope is
+//! narrowed to `action == it` (same answers, validated again); conditions run as written.
+//!
+//! The questions themselves (the Cedar entities and request a decision builds) are proven against
+//! the same schema once, at load: every action is asked about every shape of resource its kind
+//! has, and each question is validated strictly. A mismatch fails start-up. Decisions then skip
+//! Cedar's per-call validation; a question that somehow lacked an attribute a policy reads would
+//! make that policy error, and any evaluation error denies.
 //!
 //! Every decision yields either a [`Permit`] or a [`Denied`]. A `Permit` cannot be built outside
 //! this crate; domain writes take one and check it names their action and resource, so a write
@@ -18,8 +26,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use identity::Role;
 use uuid::Uuid;
@@ -40,6 +48,10 @@ pub enum LoadError {
     Policy { file: String, message: String },
     #[error("policies do not validate against the schema: {0}")]
     Validation(String),
+    /// A question the engine builds does not conform to the schema (the schema and
+    /// [`Engine::decide`]'s entity shapes drifted apart): refused at load, not per decision.
+    #[error("authorisation question does not conform to the schema: {0}")]
+    Question(String),
 }
 
 /// Everything that can be asked. The names are the schema's action ids.
@@ -269,16 +281,21 @@ pub struct Denied {
 
 /// The loaded, validated policy set.
 pub struct Engine {
+    /// Used at load to validate the policies and every shape of question; decisions do not
+    /// validate against it again.
     schema: Schema,
     /// The validated policies sliced by action (those whose action scope can match it, plus those
-    /// with no action constraint): a decision evaluates only these. Same answers, less work.
+    /// with no action constraint), each `action in [...]` scope narrowed to `action == it`
+    /// ([`specialise`]): a decision evaluates only these. Same answers, less work.
     by_action: HashMap<Action, PolicySet>,
     authorizer: Authorizer,
     types: Types,
     actions: HashMap<Action, EntityUid>,
+    /// A document question's context for each level (none, hod, finance, md), built once.
+    document_contexts: [Context; 4],
     /// `@id` of every policy, by Cedar's policy id.
-    names: HashMap<String, String>,
-    forbids: HashSet<String>,
+    names: HashMap<PolicyId, String>,
+    forbids: HashSet<PolicyId>,
 }
 
 impl fmt::Debug for Engine {
@@ -302,7 +319,8 @@ impl Engine {
     /// The shipped schema and policies.
     ///
     /// # Errors
-    /// If a file does not parse or a policy does not validate against the schema.
+    /// If a file does not parse, a policy does not validate against the schema, the schema has
+    /// action groups, or a question [`Engine::decide`] can ask does not conform to the schema.
     pub fn load() -> Result<Self, LoadError> {
         Self::from_sources(SCHEMA, POLICY_FILES)
     }
@@ -332,8 +350,8 @@ impl Engine {
                         message: format!("duplicate @id {name}"),
                     });
                 }
-                let id = format!("{file}:{name}");
-                let policy = p.new_id(cedar_policy::PolicyId::new(&id));
+                let id = PolicyId::new(format!("{file}:{name}"));
+                let policy = p.new_id(id.clone());
                 if policy.effect() == cedar_policy::Effect::Forbid {
                     forbids.insert(id.clone());
                 }
@@ -343,7 +361,8 @@ impl Engine {
                     .map_err(|e| LoadError::Policy { file: (*file).to_owned(), message: e.to_string() })?;
             }
         }
-        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        let validator = Validator::new(schema.clone());
+        let result = validator.validate(&policies, ValidationMode::Strict);
         if !result.validation_passed() {
             let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
             return Err(LoadError::Validation(errors.join("; ")));
@@ -366,24 +385,51 @@ impl Engine {
                 return Err(LoadError::Schema(format!("action {a} is not in the schema")));
             }
         }
+        // Slicing by action scope (below) and evaluating without the schema's action entities both
+        // rely on a flat action hierarchy: with action groups, `action in Group` would need them.
+        if let Some(group) = schema.action_groups().next() {
+            return Err(LoadError::Schema(format!("action groups are not supported: {group}")));
+        }
         let mut by_action = HashMap::new();
         for (action, uid) in &actions {
             let mut slice = PolicySet::new();
             for p in policies.policies() {
                 let applies = match p.action_constraint() {
-                    cedar_policy::ActionConstraint::Any => true,
-                    cedar_policy::ActionConstraint::Eq(a) => a == *uid,
-                    cedar_policy::ActionConstraint::In(list) => list.contains(uid),
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == *uid,
+                    ActionConstraint::In(list) => list.contains(uid),
                 };
                 if applies {
-                    slice
-                        .add(p.clone())
-                        .map_err(|e| LoadError::Policy { file: "(slice)".into(), message: e.to_string() })?;
+                    let slice_error = |message: String| LoadError::Policy { file: "(slice)".into(), message };
+                    slice.add(specialise(p, uid).map_err(slice_error)?).map_err(|e| slice_error(e.to_string()))?;
                 }
+            }
+            // What is evaluated is validated like the files were.
+            let result = validator.validate(&slice, ValidationMode::Strict);
+            if !result.validation_passed() {
+                let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+                return Err(LoadError::Validation(format!("slice for {action}: {}", errors.join("; "))));
             }
             by_action.insert(*action, slice);
         }
-        Ok(Self { schema, by_action, authorizer: Authorizer::new(), types, actions, names, forbids })
+        let level = |l: Option<Level>| {
+            Context::from_pairs([("level".to_owned(), string(l.map(Level::as_str).unwrap_or_default()))])
+                .map_err(|e| LoadError::Schema(e.to_string()))
+        };
+        let document_contexts =
+            [level(None)?, level(Some(Level::Hod))?, level(Some(Level::Finance))?, level(Some(Level::Md))?];
+        let engine = Self {
+            schema,
+            by_action,
+            authorizer: Authorizer::new(),
+            types,
+            actions,
+            document_contexts,
+            names,
+            forbids,
+        };
+        engine.check_question_shapes()?;
+        Ok(engine)
     }
 
     /// Number of loaded policies.
@@ -393,7 +439,8 @@ impl Engine {
     }
 
     /// Asks whether `subject` may perform `action` on `resource`. Anything not permitted —
-    /// including a malformed question — is denied.
+    /// including a malformed question (an action asked about the wrong kind of resource, or one
+    /// whose evaluation errors) — is denied.
     ///
     /// # Errors
     /// [`Denied`] when the answer is no.
@@ -402,10 +449,10 @@ impl Engine {
         if action.kind() != resource.kind() {
             return Err(deny(Vec::new()));
         }
-        let Some(answer) = self.ask(subject, action, resource) else { return Err(deny(Vec::new())) };
-        let (decision, reasons) = answer;
-        let named: Vec<String> = reasons.iter().filter_map(|r| self.names.get(r).cloned()).collect();
+        let Some(question) = self.question(subject, action, resource) else { return Err(deny(Vec::new())) };
+        let (decision, reasons) = self.evaluate(action, question);
         if decision == Decision::Allow {
+            let named = reasons.iter().filter_map(|r| self.names.get(r).cloned()).collect();
             Ok(Permit { action, resource: resource.id(), user: subject.user, policies: named })
         } else {
             let forbidden_by = reasons
@@ -418,112 +465,224 @@ impl Engine {
     }
 
     fn uid(&self, ty: &EntityTypeName, id: Uuid) -> EntityUid {
-        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id.to_string()))
+        EntityUid::from_type_name_and_id(
+            ty.clone(),
+            EntityId::new(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())),
+        )
     }
 
-    /// Builds the entities and request and evaluates them; `None` if Cedar refuses the question
-    /// (which the caller treats as a denial).
-    fn ask(&self, subject: &Subject, action: Action, resource: &Resource<'_>) -> Option<(Decision, Vec<String>)> {
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+    /// Builds the question in Cedar's terms: the entities (the asking user and the resource), the
+    /// request's uids and its context. `None` if Cedar refuses to build an entity (which the caller
+    /// treats as a denial).
+    ///
+    /// Users a document refers to (raiser, approvers) are references only, not entities in the
+    /// store: policies compare them with the principal and never read their attributes. A policy
+    /// that did (`resource.raiser.role`) would error whenever that part is evaluated, and errors
+    /// deny.
+    ///
+    /// The attribute names and types here do not depend on the values asked about; the only
+    /// branches are the resource kind, a document's level, and which users a document refers to.
+    /// [`Engine::check_question_shapes`] builds every one of those shapes for every action at load
+    /// and validates it against the schema, so a decision does not validate it again.
+    fn question(&self, subject: &Subject, action: Action, resource: &Resource<'_>) -> Option<Question> {
         let principal = self.uid(&self.types.user, subject.user);
-        let mut entities = vec![
-            Entity::new(
-                principal.clone(),
-                HashMap::from([
-                    ("tenant".to_owned(), s(&subject.tenant.to_string())),
-                    ("role".to_owned(), s(subject.role.as_str())),
-                    ("department".to_owned(), s(&subject.department.map(|d| d.to_string()).unwrap_or_default())),
-                ]),
-                HashSet::new(),
-            )
-            .ok()?,
-        ];
-        let (resource_uid, context) = match resource {
+        let department = subject.department.map(uuid_string).unwrap_or_default();
+        let mut entities = Vec::with_capacity(2);
+        entities.push(user_entity(principal.clone(), uuid_string(subject.tenant), subject.role.as_str(), department)?);
+        let (resource, context) = match resource {
             Resource::Document(d) => {
                 let uid = self.uid(&self.types.document, d.id);
                 let user = |u: Uuid| RestrictedExpression::new_entity_uid(self.uid(&self.types.user, u));
-                // Users referenced by the document but not asking exist as plain entities.
-                for u in std::iter::once(d.raiser).chain(d.approvers.iter().copied()) {
-                    if u != subject.user && !entities.iter().any(|e| e.uid() == self.uid(&self.types.user, u)) {
-                        entities.push(
-                            Entity::new(
-                                self.uid(&self.types.user, u),
-                                HashMap::from([
-                                    ("tenant".to_owned(), s(&d.tenant.to_string())),
-                                    ("role".to_owned(), s("")),
-                                    ("department".to_owned(), s("")),
-                                ]),
-                                HashSet::new(),
-                            )
-                            .ok()?,
-                        );
-                    }
-                }
-                entities.push(
-                    Entity::new(
-                        uid.clone(),
-                        HashMap::from([
-                            ("tenant".to_owned(), s(&d.tenant.to_string())),
-                            ("kind".to_owned(), s(d.kind)),
-                            ("department".to_owned(), s(&d.department.to_string())),
-                            ("raiser".to_owned(), user(d.raiser)),
-                            ("status".to_owned(), s(d.status)),
-                            ("amount_minor".to_owned(), RestrictedExpression::new_long(d.amount_minor)),
-                            (
-                                "approvers".to_owned(),
-                                RestrictedExpression::new_set(d.approvers.iter().map(|a| user(*a))),
-                            ),
-                        ]),
-                        HashSet::new(),
-                    )
-                    .ok()?,
-                );
-                let level = d.level.map(Level::as_str).unwrap_or_default();
-                (uid, Context::from_pairs([("level".to_owned(), s(level))]).ok()?)
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(d.tenant))),
+                        ("kind", string(d.kind)),
+                        ("department", RestrictedExpression::new_string(uuid_string(d.department))),
+                        ("raiser", user(d.raiser)),
+                        ("status", string(d.status)),
+                        ("amount_minor", RestrictedExpression::new_long(d.amount_minor)),
+                        ("approvers", RestrictedExpression::new_set(d.approvers.iter().map(|a| user(*a)))),
+                    ],
+                )?);
+                (uid, self.document_context(d.level).clone())
             }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
-                entities.push(
-                    Entity::new(
-                        uid.clone(),
-                        HashMap::from([
-                            ("tenant".to_owned(), s(&tenant.to_string())),
-                            ("status".to_owned(), s(status)),
-                        ]),
-                        HashSet::new(),
-                    )
-                    .ok()?,
-                );
-                (uid, Context::from_pairs([("reason".to_owned(), s(reason.trim()))]).ok()?)
+                entities.push(entity(
+                    uid.clone(),
+                    [("tenant", RestrictedExpression::new_string(uuid_string(*tenant))), ("status", string(status))],
+                )?);
+                (uid, Context::from_pairs([("reason".to_owned(), string(reason.trim()))]).ok()?)
             }
             Resource::Organisation { tenant } => {
                 let uid = self.uid(&self.types.organisation, *tenant);
-                entities.push(
-                    Entity::new(
-                        uid.clone(),
-                        HashMap::from([("tenant".to_owned(), s(&tenant.to_string()))]),
-                        HashSet::new(),
-                    )
-                    .ok()?,
-                );
+                entities
+                    .push(entity(uid.clone(), [("tenant", RestrictedExpression::new_string(uuid_string(*tenant)))])?);
                 (uid, Context::empty())
             }
         };
-        // Validated against the schema on every call: a shape mismatch is refused (denied) here
-        // rather than evaluated. (Measured: it costs nothing noticeable; see bench/README.md.)
-        let entities = Entities::from_entities(entities, Some(&self.schema)).ok()?;
-        let action_uid = self.actions.get(&action)?.clone();
-        let request =
-            cedar_policy::Request::new(principal, action_uid, resource_uid, context, Some(&self.schema)).ok()?;
-        let slice = self.by_action.get(&action)?;
+        Some(Question { entities, principal, action: self.actions.get(&action)?.clone(), resource, context })
+    }
+
+    /// The context of a document question, built once per level at load.
+    fn document_context(&self, level: Option<Level>) -> &Context {
+        match level {
+            None => &self.document_contexts[0],
+            Some(Level::Hod) => &self.document_contexts[1],
+            Some(Level::Finance) => &self.document_contexts[2],
+            Some(Level::Md) => &self.document_contexts[3],
+        }
+    }
+
+    /// Evaluates a question built by [`Engine::question`] against the action's policies.
+    ///
+    /// Neither the entities nor the request are validated against the schema here: their shapes
+    /// were proven at load ([`Engine::check_question_shapes`]). What validation would have caught
+    /// at run time cannot slip through anyway: a policy reading an attribute that is not there
+    /// errors, and any evaluation error denies.
+    fn evaluate(&self, action: Action, question: Question) -> (Decision, Vec<PolicyId>) {
+        let Some(slice) = self.by_action.get(&action) else { return (Decision::Deny, Vec::new()) };
+        let Question { entities, principal, action: action_uid, resource, context } = question;
+        // No schema: that would validate every entity again and add the schema's action entities
+        // to the store. The action hierarchy is flat (checked at load), so `action in [...]` is
+        // plain equality and needs no action entities. Adding to an empty store gives the same
+        // store as `from_entities` for entities without parents, and its transitive-closure repair
+        // is cheaper than the full computation `from_entities` runs (measured: ~3 µs a decision).
+        let Ok(entities) = Entities::empty().add_entities(entities, None) else { return (Decision::Deny, Vec::new()) };
+        let Ok(request) = cedar_policy::Request::new(principal, action_uid, resource, context, None) else {
+            return (Decision::Deny, Vec::new());
+        };
         let response = self.authorizer.is_authorized(&request, slice, &entities);
         if response.diagnostics().errors().next().is_some() {
             // A policy that errors is skipped by Cedar; an erroring forbid must not turn into an
             // allow, so any evaluation error denies.
-            return Some((Decision::Deny, Vec::new()));
+            return (Decision::Deny, Vec::new());
         }
-        Some((response.decision(), response.diagnostics().reason().map(ToString::to_string).collect()))
+        (response.decision(), response.diagnostics().reason().cloned().collect())
     }
+
+    /// Validates a question strictly against the schema, as Cedar would if given the schema per
+    /// call: the entities conform to their types and the request to the action's signature.
+    fn validate_question(&self, question: &Question) -> Result<(), String> {
+        Entities::from_entities(question.entities.iter().cloned(), Some(&self.schema)).map_err(|e| e.to_string())?;
+        cedar_policy::Request::new(
+            question.principal.clone(),
+            question.action.clone(),
+            question.resource.clone(),
+            question.context.clone(),
+            Some(&self.schema),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Load-time proof that [`Engine::question`] only builds questions the schema accepts: every
+    /// action, asked by a member with and without a department, about every shape of resource its
+    /// kind has (documents at each level or none, raised by the asker or someone else, with no,
+    /// one or several approvers, the asker among them or not; periods with and without a reason).
+    /// The attribute names and types `question` produces do not depend on the values, so these
+    /// cover every question `decide` can ask. Returns how many were checked.
+    fn check_question_shapes(&self) -> Result<usize, LoadError> {
+        let tenant = Uuid::from_u128(1);
+        let (other, another, department) = (Uuid::from_u128(2), Uuid::from_u128(3), Uuid::from_u128(4));
+        let subjects = [
+            Subject { tenant, user: Uuid::from_u128(5), role: Role::Staff, department: Some(department) },
+            Subject { tenant, user: Uuid::from_u128(6), role: Role::Finance, department: None },
+        ];
+        let mut checked = 0;
+        for subject in &subjects {
+            let mut documents = Vec::new();
+            for level in [None, Some(Level::Hod), Some(Level::Finance), Some(Level::Md)] {
+                for raiser in [subject.user, other] {
+                    for approvers in [vec![], vec![another], vec![subject.user, other, another]] {
+                        documents.push(DocumentFacts {
+                            tenant,
+                            id: Uuid::from_u128(7),
+                            kind: "voucher",
+                            department,
+                            raiser,
+                            status: "submitted",
+                            amount_minor: 1,
+                            approvers,
+                            level,
+                        });
+                    }
+                }
+            }
+            let mut resources: Vec<Resource<'_>> = documents.iter().map(Resource::Document).collect();
+            for reason in ["", "late invoice"] {
+                resources.push(Resource::Period { tenant, id: Uuid::from_u128(8), status: "open", reason });
+            }
+            resources.push(Resource::Organisation { tenant });
+            for action in Action::ALL {
+                for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
+                    let question = self
+                        .question(subject, *action, resource)
+                        .ok_or_else(|| LoadError::Question(format!("{action}: Cedar refused to build the entities")))?;
+                    self.validate_question(&question).map_err(|e| LoadError::Question(format!("{action}: {e}")))?;
+                    checked += 1;
+                }
+            }
+        }
+        Ok(checked)
+    }
+}
+
+/// `policy` as it applies to `action` alone. A slice only ever answers questions about its one
+/// action, so there an `action in [a, b, c]` scope that lists it means `action == it`; Cedar then
+/// compares one uid instead of building the list as a set on every evaluation (measured: ~1 µs per
+/// such policy per decision). Only the action scope changes: id, annotations, effect, principal
+/// and resource scopes and conditions are kept as written (tested).
+fn specialise(policy: &Policy, action: &EntityUid) -> Result<Policy, String> {
+    if !matches!(policy.action_constraint(), ActionConstraint::In(_)) {
+        return Ok(policy.clone());
+    }
+    let mut json = policy.to_json().map_err(|e| e.to_string())?;
+    let scope = json.get_mut("action").ok_or_else(|| format!("{}: no action scope in its JSON", policy.id()))?;
+    *scope = serde_json::json!({
+        "op": "==",
+        "entity": { "type": action.type_name().to_string(), "id": action.id().unescaped() },
+    });
+    let specialised = Policy::from_json(Some(policy.id().clone()), json).map_err(|e| e.to_string())?;
+    if specialised.action_constraint() != ActionConstraint::Eq(action.clone()) {
+        return Err(format!("{}: specialising its action scope to {action} failed", policy.id()));
+    }
+    Ok(specialised)
+}
+
+/// One authorisation question in Cedar's terms. Only [`Engine::question`] builds one.
+#[derive(Debug, Clone)]
+struct Question {
+    entities: Vec<Entity>,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: Context,
+}
+
+fn uuid_string(id: Uuid) -> String {
+    id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
+}
+
+fn string(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_owned())
+}
+
+/// An entity with these attributes, no parents and no tags.
+fn entity<const N: usize>(uid: EntityUid, attrs: [(&str, RestrictedExpression); N]) -> Option<Entity> {
+    Entity::new_with_tags(uid, attrs.map(|(k, v)| (k.to_owned(), v)), std::iter::empty(), std::iter::empty()).ok()
+}
+
+fn user_entity(uid: EntityUid, tenant: String, role: &str, department: String) -> Option<Entity> {
+    entity(
+        uid,
+        [
+            ("tenant", RestrictedExpression::new_string(tenant)),
+            ("role", string(role)),
+            ("department", RestrictedExpression::new_string(department)),
+        ],
+    )
 }
 
 #[cfg(test)]

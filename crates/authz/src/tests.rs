@@ -215,3 +215,254 @@ fn raising_reading_and_periods() {
     // Asking about a period with a document action is malformed: denied, never an error path.
     assert!(e.decide(&md, Action::DocumentRead, &period("x")).is_err());
 }
+
+/// The schema with `from` replaced by `to` (which must occur).
+fn schema_with(from: &str, to: &str) -> String {
+    assert!(SCHEMA.contains(from), "{from}");
+    SCHEMA.replacen(from, to, 1)
+}
+
+#[test]
+fn every_question_shape_is_proven_against_the_schema_at_load() {
+    // Decisions do not validate their entities and request against the schema; instead loading
+    // builds every shape of question for every action and validates each one strictly.
+    let e = engine();
+    let checked = e.check_question_shapes().expect("shipped questions conform");
+    assert!(checked >= Action::ALL.len(), "{checked}");
+
+    // If the schema and the questions drift apart, the engine refuses to start rather than
+    // evaluate questions the schema would refuse.
+    let drifted = [
+        // The user gains a required attribute the engine does not send.
+        schema_with("role: String,", "role: String,\n    email: String,"),
+        // An attribute changes type.
+        schema_with("amount_minor: Long,", "amount_minor: String,"),
+        // A context gains a field.
+        schema_with(
+            "type DocumentContext = { level: String };",
+            "type DocumentContext = { level: String, channel: String };",
+        ),
+        schema_with("context: { reason: String }", "context: { reason: String, note: String }"),
+        // Organisation actions start taking a context.
+        schema_with(
+            "appliesTo { principal: [User], resource: [Organisation] };",
+            "appliesTo { principal: [User], resource: [Organisation], context: { why: String } };",
+        ),
+    ];
+    for schema in &drifted {
+        let result = Engine::from_sources(schema, POLICY_FILES);
+        assert!(matches!(result, Err(LoadError::Question(_))), "{result:?}\n{schema}");
+    }
+
+    // Evaluation without the schema's action entities is only sound for a flat action hierarchy.
+    let grouped = schema_with(
+        "\"settings.manage\", \"api_keys.manage\"\n    appliesTo",
+        "\"settings.manage\", \"api_keys.manage\" in [\"org\"]\n    appliesTo",
+    )
+    .replacen("namespace Countersign {", "namespace Countersign {\n  action \"org\";", 1);
+    let Err(LoadError::Schema(message)) = Engine::from_sources(&grouped, POLICY_FILES) else {
+        panic!("action groups accepted")
+    };
+    assert!(message.contains("action groups"), "{message}");
+}
+
+#[test]
+fn malformed_questions_are_denied_without_per_call_validation() {
+    let e = engine();
+    let w = World::new();
+    let fin = w.member(Role::Finance, None);
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let doc = w.doc(&raiser, "hod_approved", Some(Level::Finance));
+    let period = Resource::Period { tenant: w.tenant, id: Uuid::now_v7(), status: "open", reason: "x" };
+    let org = Resource::Organisation { tenant: w.tenant };
+
+    // Every action asked about a resource of the wrong kind: denied before Cedar is asked.
+    for action in Action::ALL {
+        for resource in [Resource::Document(&doc), period.clone(), org.clone()] {
+            if resource.kind() != action.kind() {
+                let d = e.decide(&fin, *action, &resource).expect_err("wrong kind");
+                assert!(d.forbidden_by.is_empty(), "{action}");
+            }
+        }
+    }
+
+    // A question that lacks attributes (which per-call validation used to refuse) is denied: a
+    // policy reading a missing attribute errors, and any error denies.
+    let allowed = e.question(&fin, Action::DocumentApprove, &Resource::Document(&doc)).expect("question");
+    assert_eq!(e.evaluate(Action::DocumentApprove, allowed.clone()).0, Decision::Allow);
+    assert!(e.validate_question(&allowed).is_ok());
+    for bare in [allowed.principal.clone(), allowed.resource.clone()] {
+        let mut q = allowed.clone();
+        for en in &mut q.entities {
+            if en.uid() == bare {
+                *en = Entity::with_uid(bare.clone());
+            }
+        }
+        assert!(e.validate_question(&q).is_err(), "validation refuses {bare} without attributes");
+        assert_eq!(e.evaluate(Action::DocumentApprove, q).0, Decision::Deny, "{bare} without attributes");
+    }
+    // The asking user or the resource missing altogether.
+    for missing in [allowed.principal.clone(), allowed.resource.clone()] {
+        let mut q = allowed.clone();
+        q.entities.retain(|en| en.uid() != missing);
+        assert_eq!(e.evaluate(Action::DocumentApprove, q).0, Decision::Deny, "{missing} missing");
+    }
+    // A context without the level.
+    let mut q = allowed.clone();
+    q.context = Context::empty();
+    assert!(e.validate_question(&q).is_err());
+    assert_eq!(e.evaluate(Action::DocumentApprove, q).0, Decision::Deny);
+}
+
+/// The shipped policies as written, under the ids the engine gives them (`file:@id`).
+fn shipped_policies() -> PolicySet {
+    let mut all = PolicySet::new();
+    for (file, text) in POLICY_FILES {
+        for p in PolicySet::from_str(text).expect("parses").policies() {
+            let id = format!("{file}:{}", p.annotation("id").expect("@id"));
+            all.add(p.new_id(PolicyId::new(id))).expect("unique ids");
+        }
+    }
+    all
+}
+
+/// The question as the engine used to build it: users a document refers to (other than the asker)
+/// were entities in the store, with the document's tenant and empty role and department.
+fn with_referenced_users(e: &Engine, subject: &Subject, resource: &Resource<'_>, mut question: Question) -> Question {
+    if let Resource::Document(d) = resource {
+        let mut seen = Vec::new();
+        for u in std::iter::once(d.raiser).chain(d.approvers.iter().copied()) {
+            if u != subject.user && !seen.contains(&u) {
+                seen.push(u);
+                let uid = e.uid(&e.types.user, u);
+                question.entities.push(user_entity(uid, uuid_string(d.tenant), "", String::new()).expect("entity"));
+            }
+        }
+    }
+    question
+}
+
+/// Cedar's answer the slow way: the whole policy set, entities and request validated against the
+/// schema on the call (with the schema's action entities in the store).
+fn validated_answer(e: &Engine, all: &PolicySet, question: Question) -> (Decision, Vec<String>) {
+    let entities = Entities::from_entities(question.entities, Some(&e.schema)).expect("entities conform");
+    let request = cedar_policy::Request::new(
+        question.principal,
+        question.action,
+        question.resource,
+        question.context,
+        Some(&e.schema),
+    )
+    .expect("request conforms");
+    let response = Authorizer::new().is_authorized(&request, all, &entities);
+    assert!(response.diagnostics().errors().next().is_none());
+    let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+    reasons.sort();
+    (response.decision(), reasons)
+}
+
+#[test]
+fn answers_match_cedar_with_per_call_validation_and_every_policy() {
+    // The fast path (the action's slice, no per-call validation, no action entities, no entities
+    // for the users a document refers to) gives the same decision for the same reasons as
+    // validating every call against the full policy set, with those users in the store.
+    let e = engine();
+    let all = shipped_policies();
+    assert_eq!(all.policies().count(), e.policy_count());
+
+    let w = World::new();
+    let other = World::new();
+    let mut subjects = Vec::new();
+    for role in Role::ALL {
+        for department in [Some(w.ops), Some(w.sales), None] {
+            subjects.push(w.member(*role, department));
+        }
+    }
+    subjects.push(other.member(Role::Admin, None));
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let mut compared = 0;
+    for s in &subjects {
+        let mut docs = Vec::new();
+        for level in [None, Some(Level::Hod), Some(Level::Finance), Some(Level::Md)] {
+            for by in [s, &raiser] {
+                let mut d = w.doc(by, "submitted", level);
+                docs.push(d.clone());
+                d.approvers.push(s.user);
+                docs.push(d);
+            }
+        }
+        let mut resources: Vec<Resource<'_>> = docs.iter().map(Resource::Document).collect();
+        for reason in ["", "late invoice"] {
+            resources.push(Resource::Period { tenant: w.tenant, id: Uuid::now_v7(), status: "closed", reason });
+        }
+        resources.push(Resource::Organisation { tenant: w.tenant });
+        resources.push(Resource::Organisation { tenant: other.tenant });
+        for action in Action::ALL {
+            for r in resources.iter().filter(|r| r.kind() == action.kind()) {
+                let question = e.question(s, *action, r).expect("question");
+                let (decision, reasons) = e.evaluate(*action, question.clone());
+                let mut reasons: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                reasons.sort();
+                let reference = validated_answer(&e, &all, with_referenced_users(&e, s, r, question));
+                assert_eq!((decision, reasons), reference, "{:?} {action} {r:?}", s.role);
+                assert_eq!(e.decide(s, *action, r).is_ok(), decision == Decision::Allow);
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
+#[test]
+fn users_a_document_refers_to_are_references_not_entities() {
+    // The raiser and approvers are compared with the principal, never read. A policy that read
+    // them would find no entity: it errors, and the decision is denied rather than evaluated
+    // against made-up attributes.
+    let reads_raiser = r#"@id("raiser-role") permit (principal, action == Countersign::Action::"document.read", resource)
+                          when { resource.raiser.role == "staff" };"#;
+    let e = Engine::from_sources(SCHEMA, &[("r.cedar", reads_raiser)]).expect("validates");
+    let w = World::new();
+    let reader = w.member(Role::Staff, Some(w.ops));
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let doc = w.doc(&raiser, "draft", None);
+    let d = e.decide(&reader, Action::DocumentRead, &Resource::Document(&doc)).expect_err("raiser not in the store");
+    assert!(d.forbidden_by.is_empty());
+    // The asker's own document: the raiser is the principal, whose attributes are sent.
+    let own = w.doc(&reader, "draft", None);
+    let p = e.decide(&reader, Action::DocumentRead, &Resource::Document(&own)).expect("raiser is the principal");
+    assert_eq!(p.policies(), ["raiser-role"]);
+}
+
+#[test]
+fn slices_hold_the_policies_that_can_apply_with_only_the_action_scope_narrowed() {
+    let e = engine();
+    let all = shipped_policies();
+    let without_action = |p: &Policy| {
+        let mut json = p.to_json().expect("json");
+        json.as_object_mut().expect("object").remove("action");
+        json
+    };
+    for action in Action::ALL {
+        let uid = &e.actions[action];
+        let slice = &e.by_action[action];
+        for original in all.policies() {
+            let applies = match original.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => a == *uid,
+                ActionConstraint::In(list) => list.contains(uid),
+            };
+            let Some(p) = slice.policy(original.id()) else {
+                assert!(!applies, "{action}: {} missing", original.id());
+                continue;
+            };
+            assert!(applies, "{action}: {} should not be in the slice", original.id());
+            assert_eq!(without_action(p), without_action(original), "{action}: {}", original.id());
+            assert_eq!(p.annotation("id"), original.annotation("id"));
+            let expected = match original.action_constraint() {
+                ActionConstraint::In(_) => ActionConstraint::Eq(uid.clone()),
+                other => other,
+            };
+            assert_eq!(p.action_constraint(), expected, "{action}: {}", original.id());
+        }
+    }
+}
