@@ -69,8 +69,13 @@ impl Kind {
             Self::PurchaseOrder => "purchase_order",
         }
     }
+}
 
-    fn parse(s: &str) -> Result<Self, ApprovalError> {
+impl std::str::FromStr for Kind {
+    type Err = ApprovalError;
+
+    /// `voucher` or `purchase_order`; anything else is `Invalid` naming the field `kind`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "voucher" => Ok(Self::Voucher),
             "purchase_order" => Ok(Self::PurchaseOrder),
@@ -260,7 +265,7 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
     .collect();
     Ok(Document {
         id: r.id,
-        kind: Kind::parse(&r.kind)?,
+        kind: r.kind.parse()?,
         department_id: r.department_id,
         raised_by: r.raised_by,
         title: r.title,

@@ -190,10 +190,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
         last = Some(r.id);
         let bad = |_| ApprovalError::Conflict("stored document has an unknown status".into());
         let status: Status = r.status.parse().map_err(bad)?;
-        let kind = match r.kind.as_str() {
-            "voucher" => Kind::Voucher,
-            _ => Kind::PurchaseOrder,
-        };
+        let kind: Kind = r.kind.parse()?;
         let facts = DocumentFacts {
             tenant: s.tenant,
             id: r.id,

@@ -212,6 +212,10 @@ fn uuid_field(field: &str, s: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(s).map_err(|_| unprocessable(field, format!("{field}: a UUID")))
 }
 
+fn kind(s: &str) -> Result<Kind, ApiError> {
+    s.parse().map_err(|_| unprocessable("kind", "kind: voucher or purchase_order"))
+}
+
 fn currency(field: &str, s: &str) -> Result<Currency, ApiError> {
     s.parse().map_err(|_| unprocessable(field, format!("{field}: an ISO 4217 code such as EUR")))
 }
@@ -259,13 +263,8 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: CreateBody = json(&body)?;
-    let kind = match req.kind.as_str() {
-        "voucher" => Kind::Voucher,
-        "purchase_order" => Kind::PurchaseOrder,
-        _ => return Err(unprocessable("kind", "kind: voucher or purchase_order")),
-    };
     let new = NewDocument {
-        kind,
+        kind: kind(&req.kind)?,
         department_id: uuid_field("department_id", &req.department_id)?,
         title: req.title,
         document_date: date("document_date", &req.document_date)?,
@@ -352,12 +351,7 @@ impl ListQuery {
             .as_deref()
             .map(|s| s.parse::<Status>().map_err(|_| unprocessable("status", "status: unknown document status")))
             .transpose()?;
-        let kind = match self.kind.as_deref() {
-            None => None,
-            Some("voucher") => Some(Kind::Voucher),
-            Some("purchase_order") => Some(Kind::PurchaseOrder),
-            Some(_) => return Err(unprocessable("kind", "kind: voucher or purchase_order")),
-        };
+        let kind = self.kind.as_deref().map(kind).transpose()?;
         Ok(Filter {
             view,
             status,
