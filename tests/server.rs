@@ -62,3 +62,27 @@ async fn readiness_fails_when_the_database_is_gone() {
     let r = reqwest::get(format!("{base}/healthz")).await.expect("healthz");
     assert_eq!(r.status(), 200, "liveness does not depend on the database");
 }
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_while_idle_is_replaced() {
+    // The pool skips the ping for connections handed out again at once (sqlx pinged them on their
+    // way back), but pings one that sat idle: one the server closed meanwhile (a restart, an idle
+    // timeout, a terminated backend) is dropped and a new one opened instead of failing a request.
+    let db = TestDb::try_with_pool(1).await.expect("database");
+    let tenant = store::TenantId::new_random();
+    db.store.tenant_tx(tenant).await.expect("tx").commit().await.expect("commit");
+    let mut admin = db.admin_conn().await;
+    let killed: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity
+          where datname = current_database() and usename = 'countersign_app') t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(killed, 1, "the pool's one connection");
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let mut tx = db.store.tenant_tx(tenant).await.expect("a live connection replaces the dead one");
+    let one: i32 = sqlx::query_scalar("select 1").fetch_one(tx.conn()).await.expect("query");
+    assert_eq!(one, 1);
+    tx.commit().await.expect("commit");
+}

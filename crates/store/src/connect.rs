@@ -30,6 +30,9 @@ pub struct DbSettings {
     pub max_connections: u32,
 }
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -140,6 +143,18 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx already pings every connection on its way back into the pool. Pinging again on
+            // the way out only tells something for a connection that sat idle (the server may
+            // have closed it since): ping those, and spare busy ones a round trip per transaction.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(app.clone())
             .await
             .map_err(|e| {
