@@ -4,8 +4,9 @@
 //! `policies/countersign.cedarschema` when the [`Engine`] loads — a policy naming an attribute or
 //! action that does not exist fails start-up instead of silently denying. The files are compiled
 //! into the binary, so what was reviewed is what runs. A decision evaluates only the policies whose
-//! action scope can match its action; within that per-action slice an `action in [...]` scope is
-//! narrowed to `action == it` (same answers, validated again); conditions run as written.
+//! action scope can match its action and that do not start by testing for another role than the
+//! asker's ([`roles_tested_first`]); within that slice an `action in [...]` scope is narrowed to
+//! `action == it` (same answers, validated again); conditions run as written.
 //!
 //! The questions themselves (the Cedar entities and request a decision builds) are proven against
 //! the same schema once, at load: every action is asked about every shape of resource its kind
@@ -286,8 +287,10 @@ pub struct Engine {
     schema: Schema,
     /// The validated policies sliced by action (those whose action scope can match it, plus those
     /// with no action constraint), each `action in [...]` scope narrowed to `action == it`
-    /// ([`specialise`]): a decision evaluates only these. Same answers, less work.
-    by_action: HashMap<Action, PolicySet>,
+    /// ([`specialise`]), and again by the asker's role (leaving out policies whose condition
+    /// first tests for other roles, [`roles_tested_first`]): a decision evaluates only these.
+    /// Same answers, less work.
+    slices: HashMap<(Action, Role), PolicySet>,
     authorizer: Authorizer,
     types: Types,
     actions: HashMap<Action, EntityUid>,
@@ -390,27 +393,49 @@ impl Engine {
         if let Some(group) = schema.action_groups().next() {
             return Err(LoadError::Schema(format!("action groups are not supported: {group}")));
         }
-        let mut by_action = HashMap::new();
+        let slice_error = |message: String| LoadError::Policy { file: "(slice)".into(), message };
+        let roles: HashMap<PolicyId, Option<Vec<String>>> = policies
+            .policies()
+            .map(|p| roles_tested_first(p).map(|r| (p.id().clone(), r)))
+            .collect::<Result<_, _>>()
+            .map_err(slice_error)?;
+        let mut slices = HashMap::new();
         for (action, uid) in &actions {
-            let mut slice = PolicySet::new();
-            for p in policies.policies() {
-                let applies = match p.action_constraint() {
-                    ActionConstraint::Any => true,
-                    ActionConstraint::Eq(a) => a == *uid,
-                    ActionConstraint::In(list) => list.contains(uid),
-                };
-                if applies {
-                    let slice_error = |message: String| LoadError::Policy { file: "(slice)".into(), message };
+            // Roles whose slices hold the same policies share one (built and validated once).
+            let mut built: HashMap<Vec<&PolicyId>, PolicySet> = HashMap::new();
+            for role in Role::ALL {
+                let members: Vec<&Policy> = policies
+                    .policies()
+                    .filter(|p| match p.action_constraint() {
+                        ActionConstraint::Any => true,
+                        ActionConstraint::Eq(a) => a == *uid,
+                        ActionConstraint::In(list) => list.contains(uid),
+                    })
+                    .filter(|p| {
+                        roles
+                            .get(p.id())
+                            .and_then(Option::as_ref)
+                            .is_none_or(|tested| tested.iter().any(|r| r == role.as_str()))
+                    })
+                    .collect();
+                let key: Vec<&PolicyId> = members.iter().map(|p| p.id()).collect();
+                if let Some(slice) = built.get(&key) {
+                    slices.insert((*action, *role), slice.clone());
+                    continue;
+                }
+                let mut slice = PolicySet::new();
+                for p in members {
                     slice.add(specialise(p, uid).map_err(slice_error)?).map_err(|e| slice_error(e.to_string()))?;
                 }
+                // What is evaluated is validated like the files were.
+                let result = validator.validate(&slice, ValidationMode::Strict);
+                if !result.validation_passed() {
+                    let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+                    return Err(LoadError::Validation(format!("slice for {action} by {role}: {}", errors.join("; "))));
+                }
+                slices.insert((*action, *role), slice.clone());
+                built.insert(key, slice);
             }
-            // What is evaluated is validated like the files were.
-            let result = validator.validate(&slice, ValidationMode::Strict);
-            if !result.validation_passed() {
-                let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
-                return Err(LoadError::Validation(format!("slice for {action}: {}", errors.join("; "))));
-            }
-            by_action.insert(*action, slice);
         }
         let level = |l: Option<Level>| {
             Context::from_pairs([("level".to_owned(), string(l.map(Level::as_str).unwrap_or_default()))])
@@ -418,16 +443,8 @@ impl Engine {
         };
         let document_contexts =
             [level(None)?, level(Some(Level::Hod))?, level(Some(Level::Finance))?, level(Some(Level::Md))?];
-        let engine = Self {
-            schema,
-            by_action,
-            authorizer: Authorizer::new(),
-            types,
-            actions,
-            document_contexts,
-            names,
-            forbids,
-        };
+        let engine =
+            Self { schema, slices, authorizer: Authorizer::new(), types, actions, document_contexts, names, forbids };
         engine.check_question_shapes()?;
         Ok(engine)
     }
@@ -522,7 +539,14 @@ impl Engine {
                 (uid, Context::empty())
             }
         };
-        Some(Question { entities, principal, action: self.actions.get(&action)?.clone(), resource, context })
+        Some(Question {
+            entities,
+            principal,
+            action: self.actions.get(&action)?.clone(),
+            resource,
+            context,
+            role: subject.role,
+        })
     }
 
     /// The context of a document question, built once per level at load.
@@ -542,8 +566,8 @@ impl Engine {
     /// at run time cannot slip through anyway: a policy reading an attribute that is not there
     /// errors, and any evaluation error denies.
     fn evaluate(&self, action: Action, question: Question) -> (Decision, Vec<PolicyId>) {
-        let Some(slice) = self.by_action.get(&action) else { return (Decision::Deny, Vec::new()) };
-        let Question { entities, principal, action: action_uid, resource, context } = question;
+        let Some(slice) = self.slices.get(&(action, question.role)) else { return (Decision::Deny, Vec::new()) };
+        let Question { entities, principal, action: action_uid, resource, context, role: _ } = question;
         // No schema: that would validate every entity again and add the schema's action entities
         // to the store. The action hierarchy is flat (checked at load), so `action in [...]` is
         // plain equality and needs no action entities. Adding to an empty store gives the same
@@ -659,6 +683,59 @@ struct Question {
     action: EntityUid,
     resource: EntityUid,
     context: Context,
+    /// The principal's `role` attribute, which picks the slice evaluated.
+    role: Role,
+}
+
+/// The roles `policy` can apply to, when that is the first thing its conditions test: its first
+/// condition is a `when` whose leftmost conjunct compares `principal.role` with string literals
+/// (`principal.role == "finance"`, `["owner", "admin"].contains(principal.role)`). `None` when it
+/// does not start that way (the policy then goes into every role's slice).
+///
+/// Leaving such a policy out of the slices of other roles changes no answer: Cedar evaluates the
+/// scope (which cannot error), then the conditions in order, and `&&` from the left, stopping at
+/// the first `false`. The role test therefore runs first; it cannot error, because every question
+/// carries the asker as an entity with a `role` (the shapes are proven at load); and for another
+/// role it is `false`. The policy is then unsatisfied without an error — exactly what leaving it
+/// out gives: the same decision, the same determining policies, the same (no) errors.
+fn roles_tested_first(policy: &Policy) -> Result<Option<Vec<String>>, String> {
+    let json = policy.to_json().map_err(|e| format!("{}: {e}", policy.id()))?;
+    let first = json.get("conditions").and_then(serde_json::Value::as_array).and_then(|c| c.first());
+    let Some(first) = first.filter(|c| c.get("kind").and_then(serde_json::Value::as_str) == Some("when")) else {
+        return Ok(None);
+    };
+    let Some(mut leftmost) = first.get("body") else { return Ok(None) };
+    while let Some(left) = leftmost.get("&&").and_then(|and| and.get("left")) {
+        leftmost = left;
+    }
+    Ok(role_test(leftmost))
+}
+
+/// The role literals of `principal.role == "x"` (either way round) or `[..].contains(principal.role)`
+/// in Cedar's JSON form; `None` for anything else.
+fn role_test(expr: &serde_json::Value) -> Option<Vec<String>> {
+    let is_role = |v: &serde_json::Value| {
+        v.get(".").is_some_and(|get| {
+            get.get("left") == Some(&serde_json::json!({ "Var": "principal" }))
+                && get.get("attr").and_then(serde_json::Value::as_str) == Some("role")
+        })
+    };
+    let literal = |v: &serde_json::Value| v.get("Value").and_then(serde_json::Value::as_str).map(str::to_owned);
+    if let Some(eq) = expr.get("==") {
+        let (left, right) = (eq.get("left")?, eq.get("right")?);
+        return if is_role(left) {
+            literal(right).map(|r| vec![r])
+        } else if is_role(right) {
+            literal(left).map(|r| vec![r])
+        } else {
+            None
+        };
+    }
+    let contains = expr.get("contains")?;
+    if !is_role(contains.get("right")?) {
+        return None;
+    }
+    contains.get("left")?.get("Set")?.as_array()?.iter().map(literal).collect()
 }
 
 fn uuid_string(id: Uuid) -> String {

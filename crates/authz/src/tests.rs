@@ -433,6 +433,24 @@ fn users_a_document_refers_to_are_references_not_entities() {
     assert_eq!(p.policies(), ["raiser-role"]);
 }
 
+/// The roles each shipped policy is left to (by `@id`); a policy not listed is in every role's slice.
+const ROLE_SLICED: &[(&str, &[&str])] = &[
+    ("read-organisation-wide", &["owner", "admin", "finance", "md", "auditor"]),
+    ("read-own-department", &["hod"]),
+    ("raise-in-own-department", &["staff", "hod"]),
+    ("raise-anywhere", &["finance", "md", "owner", "admin"]),
+    ("decide-hod-level", &["hod"]),
+    ("decide-finance-level", &["finance"]),
+    ("decide-md-level", &["md"]),
+    ("finance-pays", &["finance"]),
+    ("periods-read", &["finance", "md", "owner", "admin", "auditor"]),
+    ("finance-opens-and-closes-periods", &["finance"]),
+    ("md-reopens-with-reason", &["md"]),
+    ("auditor-read-only", &["auditor"]),
+    ("org-admins", &["owner", "admin"]),
+    ("auditors-read-audit-and-members", &["auditor"]),
+];
+
 #[test]
 fn slices_hold_the_policies_that_can_apply_with_only_the_action_scope_narrowed() {
     let e = engine();
@@ -442,20 +460,24 @@ fn slices_hold_the_policies_that_can_apply_with_only_the_action_scope_narrowed()
         json.as_object_mut().expect("object").remove("action");
         json
     };
-    for action in Action::ALL {
+    for (action, role) in Action::ALL.iter().flat_map(|a| Role::ALL.iter().map(move |r| (a, r))) {
         let uid = &e.actions[action];
-        let slice = &e.by_action[action];
+        let slice = &e.slices[&(*action, *role)];
         for original in all.policies() {
-            let applies = match original.action_constraint() {
-                ActionConstraint::Any => true,
-                ActionConstraint::Eq(a) => a == *uid,
-                ActionConstraint::In(list) => list.contains(uid),
-            };
+            let name = original.annotation("id").expect("@id");
+            let for_role =
+                ROLE_SLICED.iter().find(|(n, _)| *n == name).is_none_or(|(_, roles)| roles.contains(&role.as_str()));
+            let applies = for_role
+                && match original.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == *uid,
+                    ActionConstraint::In(list) => list.contains(uid),
+                };
             let Some(p) = slice.policy(original.id()) else {
-                assert!(!applies, "{action}: {} missing", original.id());
+                assert!(!applies, "{action} by {role}: {} missing", original.id());
                 continue;
             };
-            assert!(applies, "{action}: {} should not be in the slice", original.id());
+            assert!(applies, "{action} by {role}: {} should not be in the slice", original.id());
             assert_eq!(without_action(p), without_action(original), "{action}: {}", original.id());
             assert_eq!(p.annotation("id"), original.annotation("id"));
             let expected = match original.action_constraint() {
@@ -464,5 +486,58 @@ fn slices_hold_the_policies_that_can_apply_with_only_the_action_scope_narrowed()
             };
             assert_eq!(p.action_constraint(), expected, "{action}: {}", original.id());
         }
+    }
+}
+
+#[test]
+fn only_a_leading_role_test_leaves_a_policy_out_of_other_roles_slices() {
+    let roles = |condition: &str| {
+        let text =
+            format!(r#"permit (principal, action == Countersign::Action::"document.read", resource) {condition};"#);
+        roles_tested_first(&Policy::from_str(&text).expect("parses")).expect("json")
+    };
+    let some = |r: &[&str]| Some(r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    assert_eq!(roles(r#"when { principal.role == "hod" }"#), some(&["hod"]));
+    assert_eq!(roles(r#"when { "hod" == principal.role && context.level == "hod" }"#), some(&["hod"]));
+    assert_eq!(
+        roles(r#"when { ["md", "finance"].contains(principal.role) && resource.raiser == principal }"#),
+        some(&["md", "finance"])
+    );
+    assert_eq!(
+        roles(
+            r#"when { principal.role == "md" && context.level == "md" && resource.raiser != principal } unless { false }"#
+        ),
+        some(&["md"])
+    );
+    // Not first, not a conjunct, not a literal, not the principal's role, not a `when`: every slice.
+    for condition in [
+        r#"when { resource.raiser.role == "staff" && principal.role == "hod" }"#,
+        r#"when { principal.role == "hod" || principal.role == "md" }"#,
+        r#"when { principal.role == principal.department }"#,
+        r#"when { resource.kind == "hod" }"#,
+        r#"when { !(principal.role == "hod") }"#,
+        r#"when { principal.role != "hod" }"#,
+        r#"when { [principal.department].contains(principal.role) }"#,
+        r#"unless { principal.role == "hod" }"#,
+        r#"unless { principal.role == "hod" } when { principal.role == "hod" }"#,
+        "",
+    ] {
+        assert_eq!(roles(condition), None, "{condition}");
+    }
+
+    // A policy whose first conjunct errors (the raiser is a reference, not an entity) still
+    // errors, and so denies, for every role: it is in every slice.
+    let errs_first = r#"@id("e") permit (principal, action == Countersign::Action::"document.read", resource)
+                        when { resource.raiser.role == "staff" && principal.role == "hod" };
+                        @id("finance-reads") permit (principal, action == Countersign::Action::"document.read", resource)
+                        when { principal.role == "finance" };"#;
+    let e = Engine::from_sources(SCHEMA, &[("e.cedar", errs_first)]).expect("validates");
+    let w = World::new();
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let doc = w.doc(&raiser, "draft", None);
+    for role in Role::ALL {
+        assert!(e.slices[&(Action::DocumentRead, *role)].policy(&PolicyId::new("e.cedar:e")).is_some(), "{role}");
+        let d = e.decide(&w.member(*role, Some(w.ops)), Action::DocumentRead, &Resource::Document(&doc));
+        assert!(d.is_err(), "{role}: the erroring policy denies");
     }
 }
