@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, audit_count, org, who, with_password};
+use common::{PASSWORD, audit_count, bare_org, org, who, with_password};
 use identity::mfa;
 use identity::secret_box::SecretBox;
 use identity::sessions;
@@ -587,27 +587,13 @@ async fn platform_admins_always_need_a_second_factor() {
 /// staff where they auto-join, pending where an admin approves; nothing anywhere else.
 #[tokio::test]
 async fn a_verified_email_joins_organisations_listing_its_domain() {
-    use identity::{JoinPolicy, Slug, tenants};
+    use identity::JoinPolicy;
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let _other = org(&db, "beta").await;
     let mut ids = Vec::new();
     for (slug, policy) in [("partners", JoinPolicy::AutoJoin), ("board", JoinPolicy::AdminApproval)] {
-        let mut b = db.store.bypass("test", "organisations listing acme.example").await.expect("bypass");
-        let t = tenants::create(
-            &mut b,
-            &who(),
-            &tenants::NewTenant {
-                slug: Slug::parse(slug).expect("slug"),
-                name: format!("Org {slug}"),
-                allowed_email_domains: vec!["acme.example".into()],
-                join_policy: policy,
-            },
-        )
-        .await
-        .expect("tenant");
-        b.commit().await.expect("commit");
-        ids.push(t.id.as_uuid());
+        ids.push(bare_org(&db, slug, &["acme.example"], policy).await.as_uuid());
     }
     let base = serve(state(&db)).await;
     let email = "user2@acme.example";

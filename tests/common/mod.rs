@@ -23,23 +23,30 @@ pub fn who() -> audit::Who {
     audit::Who::system("test:fixture")
 }
 
-pub async fn org(db: &TestDb, slug: &str) -> Org {
-    let mut b = db.store.bypass("test fixture", "seed two organisations").await.expect("bypass");
+/// An organisation with nothing in it yet, named `Org <slug>`.
+pub async fn bare_org(db: &TestDb, slug: &str, domains: &[&str], join_policy: JoinPolicy) -> TenantId {
+    let mut b = db.store.bypass("test fixture", "seed an organisation").await.expect("bypass");
     let t = tenants::create(
         &mut b,
         &who(),
         &tenants::NewTenant {
             slug: Slug::parse(slug).expect("slug"),
             name: format!("Org {slug}"),
-            allowed_email_domains: vec![format!("{slug}.example")],
-            join_policy: JoinPolicy::AdminApproval,
+            allowed_email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            join_policy,
         },
     )
     .await
     .expect("create tenant");
     b.commit().await.expect("commit");
+    t.id
+}
 
-    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+pub async fn org(db: &TestDb, slug: &str) -> Org {
+    let domain = format!("{slug}.example");
+    let t = bare_org(db, slug, &[&domain], JoinPolicy::AdminApproval).await;
+
+    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     let dept = departments::create(&mut tx, &who(), &DepartmentCode::parse("OPS").expect("code"), "Operations")
         .await
         .expect("dept");
@@ -52,7 +59,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         let email = EmailAddress::parse(&format!("user{i}@{slug}.example")).expect("email");
         let u = users::create(&mut g, &who(), &email, &format!("User {i}")).await.expect("user");
         g.commit().await.expect("commit");
-        let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+        let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
         let m = memberships::add(
             &mut tx,
             &who(),
@@ -65,13 +72,13 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         us.push(u.id);
     }
     // A session with a refresh token (rows only: the fixture's audit chain stays at 6 events).
-    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     let session = uuid::Uuid::now_v7();
     sqlx::query(
         "insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at)
          values ($1, $2, $3, $4, 'admin', 0, now() + interval '1 day')",
     )
-    .bind(t.id.as_uuid())
+    .bind(t.as_uuid())
     .bind(session)
     .bind(us[0])
     .bind(ms[0])
@@ -79,7 +86,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .await
     .expect("session");
     sqlx::query("insert into refresh_tokens (tenant_id, token_hash, session_id) values ($1, sha256($2::bytea), $3)")
-        .bind(t.id.as_uuid())
+        .bind(t.as_uuid())
         .bind(session.as_bytes().to_vec())
         .bind(session)
         .execute(tx.conn())
@@ -90,7 +97,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)
          values ($1, $2, $3, 'staff', $4, sha256($2::text::bytea), 'test:fixture')",
     )
-    .bind(t.id.as_uuid())
+    .bind(t.as_uuid())
     .bind(uuid::Uuid::now_v7())
     .bind(format!("invitee@{slug}.example"))
     .bind(dept.id)
@@ -98,7 +105,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .await
     .expect("invitation");
     // A fiscal period and a document with a line and an approval (rows only).
-    let (tenant, doc) = (t.id.as_uuid(), uuid::Uuid::now_v7());
+    let (tenant, doc) = (t.as_uuid(), uuid::Uuid::now_v7());
     sqlx::query(
         "insert into fiscal_periods (tenant_id, id, name, starts_on, ends_on)
          values ($1, $2, 'FY-fixture', date '2000-01-01', date '2000-12-31')",
@@ -155,7 +162,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .await
     .expect("idempotency key");
     tx.commit().await.expect("commit");
-    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     identity::api_keys::create(
         &mut tx,
         &who(),
@@ -170,22 +177,22 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .expect("api key");
     tx.commit().await.expect("commit");
     // An allowlist that admits every address (rows only; restricts nothing, audits nothing).
-    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     sqlx::query(
         "insert into tenant_ip_allowlist (tenant_id, id, cidr, note, created_by)
          values ($1, gen_random_uuid(), '0.0.0.0/0', 'fixture', 'test:fixture'),
                 ($1, gen_random_uuid(), '::/0', 'fixture', 'test:fixture')",
     )
-    .bind(t.id.as_uuid())
+    .bind(t.as_uuid())
     .execute(tx.conn())
     .await
     .expect("ip allowlist");
     tx.commit().await.expect("commit");
     // A signed checkpoint, so the checkpoint table has rows of both tenants too.
-    let mut tx = db.store.tenant_tx(t.id).await.expect("tenant tx");
+    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
     tx.commit().await.expect("commit");
-    Org { id: t.id, department: dept.id, memberships: ms, users: us }
+    Org { id: t, department: dept.id, memberships: ms, users: us }
 }
 
 /// The password the sign-in tests give fixture users (passes the policy; not in the list).

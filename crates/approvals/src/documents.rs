@@ -84,6 +84,11 @@ impl std::str::FromStr for Kind {
     }
 }
 
+/// A status read back from the database; one the code does not know is a conflict, not a panic.
+pub(crate) fn stored_status(s: &str) -> Result<Status, ApprovalError> {
+    s.parse().map_err(|_| ApprovalError::Conflict("stored document has an unknown status".into()))
+}
+
 /// The calling member as policies see them: loaded from their membership in this organisation.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -227,9 +232,8 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
     .fetch_optional(tx.conn())
     .await?
     .ok_or(ApprovalError::NotFound)?;
-    let bad = |_| ApprovalError::Conflict("stored document has an unknown status".into());
-    let status: Status = r.status.parse().map_err(bad)?;
-    let queried_from = r.queried_from.map(|q| q.parse::<Status>()).transpose().map_err(bad)?;
+    let status = stored_status(&r.status)?;
+    let queried_from = r.queried_from.as_deref().map(stored_status).transpose()?;
     let approvals = sqlx::query_as!(
         Approval,
         "select level, approver, approver_role from document_approvals

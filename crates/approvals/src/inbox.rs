@@ -13,7 +13,7 @@ use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
 
-use crate::documents::{ApprovalError, Document, Kind, Member, transition};
+use crate::documents::{self, ApprovalError, Document, Kind, Member, transition};
 use crate::machine::{Status, Transition};
 use crate::money::Currency;
 
@@ -188,8 +188,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
     let mut last = None;
     for r in rows.into_iter().take(usize::try_from(filter.limit).unwrap_or(100)) {
         last = Some(r.id);
-        let bad = |_| ApprovalError::Conflict("stored document has an unknown status".into());
-        let status: Status = r.status.parse().map_err(bad)?;
+        let status = documents::stored_status(&r.status)?;
         let kind: Kind = r.kind.parse()?;
         let facts = DocumentFacts {
             tenant: s.tenant,
