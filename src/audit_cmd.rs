@@ -230,9 +230,12 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> 
             let role: identity::Role = role.parse().context("--role")?;
             let expires_at = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
             let mut tx = store.tenant_tx(id).await?;
-            let issued = api_keys::create(&mut tx, &who, &api_keys::NewApiKey { name, role, scopes, expires_at })
-                .await
-                .context("api key")?;
+            // The host operator's authority: no member is asking, so no policy can be.
+            let permit = authz::Permit::operator(authz::Action::ApiKeysManage, id.as_uuid());
+            let issued =
+                api_keys::create(&mut tx, &who, &permit, &api_keys::NewApiKey { name, role, scopes, expires_at })
+                    .await
+                    .context("api key")?;
             tx.commit().await?;
             use secrecy::ExposeSecret;
             eprintln!(
@@ -252,7 +255,10 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> 
         ApiKeyCommand::Revoke { tenant, id: key } => {
             let id = resolve(store, &tenant).await?;
             let mut tx = store.tenant_tx(id).await?;
-            api_keys::revoke(&mut tx, &who, key).await.context("--id: no such api key in this organisation")?;
+            let permit = authz::Permit::operator(authz::Action::ApiKeysManage, id.as_uuid());
+            api_keys::revoke(&mut tx, &who, &permit, key)
+                .await
+                .context("--id: no such api key in this organisation")?;
             tx.commit().await?;
             println!("api key {key} revoked");
         }

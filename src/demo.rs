@@ -134,6 +134,8 @@ async fn demo_auditor_key(store: &store::Store) -> anyhow::Result<Option<secrecy
     let issued = identity::api_keys::create(
         &mut tx,
         &who(),
+        // Seeding acts as the host operator, like the command line.
+        &authz::Permit::operator(authz::Action::ApiKeysManage, tenant.as_uuid()),
         &identity::api_keys::NewApiKey {
             name: "demo auditor".into(),
             role: Role::Auditor,

@@ -17,6 +17,7 @@ async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uu
     let k = api_keys::create(
         &mut tx,
         &who(),
+        &common::operator(authz::Action::ApiKeysManage, t),
         &NewApiKey {
             name: format!("{role} key"),
             role,
@@ -91,7 +92,7 @@ async fn revoked_and_expired_keys_stop_working_at_once() {
     let (id, k) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
     assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 200);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    api_keys::revoke(&mut tx, &who(), id).await.expect("revoke");
+    api_keys::revoke(&mut tx, &who(), &common::operator(authz::Action::ApiKeysManage, a.id), id).await.expect("revoke");
     tx.commit().await.expect("commit");
     assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 401);
 

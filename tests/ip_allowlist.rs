@@ -95,7 +95,8 @@ async fn acme_with_list(db: &TestDb, cidrs: &[&str]) -> common::Org {
     let entries: Vec<_> =
         cidrs.iter().map(|c| identity::ip_allowlist::NewEntry::parse(c, "test").expect("entry")).collect();
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    identity::ip_allowlist::replace(&mut tx, &who(), &entries, "test setup").await.expect("replace");
+    let permit = common::operator(authz::Action::SettingsManage, a.id);
+    identity::ip_allowlist::replace(&mut tx, &who(), &permit, &entries, "test setup").await.expect("replace");
     tx.commit().await.expect("commit");
     a
 }
@@ -166,6 +167,7 @@ async fn api_key_from_outside_is_refused_before_it_is_checked() {
     let key = identity::api_keys::create(
         &mut tx,
         &who(),
+        &common::operator(authz::Action::ApiKeysManage, a.id),
         &identity::api_keys::NewApiKey {
             name: "auditor".into(),
             role: Role::Auditor,

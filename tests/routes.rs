@@ -138,3 +138,118 @@ async fn spawn_state_router(app: axum::Router) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
+
+/// The identity writes behind organisation-level routes take the guard's permit and check it names
+/// their action and the transaction's organisation: a permit for reading, or another organisation's
+/// permit to manage, is refused before anything is read or written.
+#[tokio::test]
+async fn organisation_writes_refuse_a_permit_for_another_action_or_organisation() {
+    use authz::{Engine, Resource, Subject};
+    use identity::{IdentityError, api_keys, invitations, ip_allowlist, members, mfa};
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let b = org(&db, "beta").await;
+    let engine = Engine::load().expect("engine");
+    let decide = |o: &common::Org, action: Action| {
+        let admin = Subject { tenant: o.id.as_uuid(), user: o.users[0], role: Role::Admin, department: None };
+        engine.decide(&admin, action, &Resource::Organisation { tenant: o.id.as_uuid() }).expect("admins may")
+    };
+    let who = common::who();
+    let staff = a.users[1];
+    let to = members::Assignment { role: Role::Md, department: None };
+    let entries = vec![ip_allowlist::NewEntry::parse("203.0.113.0/24", "office").expect("entry")];
+    let new_key = api_keys::NewApiKey { name: "k".into(), role: Role::Auditor, scopes: vec![], expires_at: None };
+    let invite = invitations::NewInvitation {
+        email: identity::EmailAddress::parse("new@acme.example").expect("email"),
+        role: Role::Staff,
+        department_id: None,
+        membership_valid_until: None,
+    };
+    let refused = |r: Result<(), IdentityError>, what: &str| match r {
+        Err(IdentityError::Forbidden { code: "permit_mismatch", .. }) => {}
+        other => panic!("{what}: expected permit_mismatch, got {other:?}"),
+    };
+    let mut admin = db.admin_conn().await;
+    let events = "select count(*) from audit_events where tenant_id = $1";
+    let events_before: i64 =
+        sqlx::query_scalar(events).bind(a.id.as_uuid()).fetch_one(&mut admin).await.expect("events");
+    for (name, wrong) in [
+        ("a permit to read members", decide(&a, Action::MembersRead)),
+        ("another organisation's permit", decide(&b, Action::MembersManage)),
+    ] {
+        let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+        let p = &wrong;
+        refused(members::deactivate(&mut tx, &who, p, Role::Admin, staff, "test").await.map(drop), name);
+        refused(members::reactivate(&mut tx, &who, p, Role::Admin, staff, "test").await, name);
+        refused(members::change_role(&mut tx, &who, p, Role::Admin, staff, to, "test").await.map(drop), name);
+        refused(members::approve(&mut tx, &who, p, Role::Admin, staff, None, None).await.map(drop), name);
+        refused(members::decline(&mut tx, &who, p, staff, "test").await, name);
+        refused(invitations::create(&mut tx, &who, p, Role::Admin, &invite).await.map(drop), name);
+        refused(invitations::revoke(&mut tx, &who, p, uuid::Uuid::now_v7()).await, name);
+        refused(ip_allowlist::replace(&mut tx, &who, p, &entries, "test").await.map(drop), name);
+        refused(mfa::set_required(&mut tx, &who, p, true).await.map(drop), name);
+        refused(api_keys::create(&mut tx, &who, p, &new_key).await.map(drop), name);
+        refused(api_keys::revoke(&mut tx, &who, p, uuid::Uuid::now_v7()).await, name);
+        refused(members::revoke_sessions(&mut tx, &who, p, Some(staff), "test").await.map(drop), name);
+        refused(members::revoke_sessions(&mut tx, &who, p, None, "test").await.map(drop), name);
+        let mut g = db.store.global_tx().await.expect("global tx");
+        refused(members::unlock(&mut tx, &mut g, &who, p, Role::Admin, staff).await.map(drop), name);
+        g.commit().await.expect("nothing was written");
+        tx.commit().await.expect("nothing was written");
+    }
+    // Nothing changed, nothing was audited; the right permit works.
+    let events_after: i64 =
+        sqlx::query_scalar(events).bind(a.id.as_uuid()).fetch_one(&mut admin).await.expect("events");
+    assert_eq!(events_after, events_before, "a refused write records nothing");
+    let state: (String, String, i64) = sqlx::query_as(
+        "select m.status, m.role, (select count(*) from api_keys k where k.tenant_id = m.tenant_id)
+           from memberships m where m.tenant_id = $1 and m.user_id = $2",
+    )
+    .bind(a.id.as_uuid())
+    .bind(staff)
+    .fetch_one(&mut admin)
+    .await
+    .expect("member");
+    assert_eq!((state.0.as_str(), state.1.as_str()), ("active", "staff"));
+    let live: i64 = sqlx::query_scalar("select count(*) from sessions where tenant_id = $1 and revoked_at is null")
+        .bind(a.id.as_uuid())
+        .fetch_one(&mut admin)
+        .await
+        .expect("sessions");
+    assert!(live >= 1, "the fixture's session was not revoked");
+    let keys_before = state.2;
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    api_keys::create(&mut tx, &who, &decide(&a, Action::ApiKeysManage), &new_key).await.expect("the right permit");
+    members::deactivate(&mut tx, &who, &decide(&a, Action::MembersManage), Role::Admin, staff, "test")
+        .await
+        .expect("the right permit");
+    tx.commit().await.expect("commit");
+    let keys: i64 = sqlx::query_scalar("select count(*) from api_keys where tenant_id = $1")
+        .bind(a.id.as_uuid())
+        .fetch_one(&mut admin)
+        .await
+        .expect("keys");
+    assert_eq!(keys, keys_before + 1);
+}
+
+/// Operator permits (the command line's authority) are never minted where a request could reach.
+#[test]
+fn the_web_crate_never_mints_an_operator_permit() {
+    fn scan(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                scan(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                if text.contains("::operator(") {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/web/src");
+    scan(&web, &mut found);
+    assert!(found.is_empty(), "operator permits minted in the web crate: {found:?}");
+}

@@ -23,6 +23,11 @@ pub fn who() -> audit::Who {
     audit::Who::system("test:fixture")
 }
 
+/// The fixture acts as the host operator (like the command line) for organisation-level writes.
+pub fn operator(action: authz::Action, tenant: TenantId) -> authz::Permit {
+    authz::Permit::operator(action, tenant.as_uuid())
+}
+
 /// An organisation with nothing in it yet, named `Org <slug>`.
 pub async fn bare_org(db: &TestDb, slug: &str, domains: &[&str], join_policy: JoinPolicy) -> TenantId {
     let mut b = db.store.bypass("test fixture", "seed an organisation").await.expect("bypass");
@@ -166,6 +171,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     identity::api_keys::create(
         &mut tx,
         &who(),
+        &operator(authz::Action::ApiKeysManage, t),
         &identity::api_keys::NewApiKey {
             name: "fixture".into(),
             role: Role::Auditor,

@@ -30,8 +30,10 @@ use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
     PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
 };
-use identity::Role;
 use uuid::Uuid;
+
+mod role;
+pub use role::{Role, UnknownRole};
 
 const SCHEMA: &str = include_str!("../policies/countersign.cedarschema");
 /// Policy files, in the order they are read. Every policy carries an `@id` annotation.
@@ -247,6 +249,15 @@ impl Permit {
     #[must_use]
     pub fn policies(&self) -> &[String] {
         &self.policies
+    }
+
+    /// The host operator's authority, for the command line (and demo seeding): it acts on an
+    /// organisation without being one of its members, so there is no subject to ask the policies
+    /// about. The permit names `operator` as its policy; callers record the change in the audit log
+    /// under a system actor. Nothing reachable over HTTP makes one (tests/routes.rs checks the web
+    /// crate's source).
+    pub fn operator(action: Action, resource: Uuid) -> Permit {
+        Permit { action, resource, user: Uuid::nil(), policies: vec!["operator".to_owned()] }
     }
 
     /// What a domain write calls first: the permit must be for this action on this resource.

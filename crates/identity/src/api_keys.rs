@@ -66,7 +66,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn create(tx: &mut TenantTx, who: &Who, new: &NewApiKey) -> Result<IssuedKey, IdentityError> {
+pub async fn create(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    new: &NewApiKey,
+) -> Result<IssuedKey, IdentityError> {
+    crate::permitted(permit, authz::Action::ApiKeysManage, tx)?;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(IdentityError::invalid("name", "must be 1-100 characters"));
@@ -133,7 +139,8 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKey>, IdentityError> {
 }
 
 /// Revokes a key at once; later presentations fail. Revoking twice is a no-op reported as found.
-pub async fn revoke(tx: &mut TenantTx, who: &Who, id: Uuid) -> Result<(), IdentityError> {
+pub async fn revoke(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, id: Uuid) -> Result<(), IdentityError> {
+    crate::permitted(permit, authz::Action::ApiKeysManage, tx)?;
     let revoked = sqlx::query_scalar!(
         "update api_keys set revoked_at = coalesce(revoked_at, now()), updated_at = now()
           where tenant_id = $1 and id = $2 returning revoked_at",

@@ -90,9 +90,11 @@ fn gone(reason: &str) -> IdentityError {
 pub async fn create(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     caller: Role,
     new: &NewInvitation,
 ) -> Result<IssuedInvitation, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     if !members::may_grant(caller, new.role) {
         return Err(IdentityError::Forbidden {
             code: "role_escalation",
@@ -188,7 +190,8 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, IdentityError> {
 
 /// Revokes an open invitation; its token stops working at once. An accepted one cannot be
 /// revoked (remove the member instead): 409 `invitation_used`.
-pub async fn revoke(tx: &mut TenantTx, who: &Who, id: Uuid) -> Result<(), IdentityError> {
+pub async fn revoke(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, id: Uuid) -> Result<(), IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let r = sqlx::query!(
         "select accepted_at, revoked_at from invitations where tenant_id = $1 and id = $2 for update",
         tx.tenant().as_uuid(),

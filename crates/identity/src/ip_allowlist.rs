@@ -104,9 +104,11 @@ pub async fn networks(tx: &mut TenantTx) -> Result<Vec<IpNet>, IdentityError> {
 pub async fn replace(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     entries: &[NewEntry],
     reason: &str,
 ) -> Result<Vec<Entry>, IdentityError> {
+    crate::permitted(permit, authz::Action::SettingsManage, tx)?;
     if entries.len() > MAX_ENTRIES {
         return Err(IdentityError::invalid("entries", format!("at most {MAX_ENTRIES} entries")));
     }

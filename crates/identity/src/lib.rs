@@ -30,3 +30,16 @@ pub mod users;
 
 pub use error::IdentityError;
 pub use model::{DepartmentCode, EmailAddress, JoinPolicy, MembershipStatus, Role, Slug};
+
+/// Organisation-level changes (members, invitations, API keys, settings) take the policy engine's
+/// permit for their action in the transaction's organisation: `authz::Engine::decide`'s answer,
+/// or for the command line `authz::Permit::operator`. A permit for anything else is refused.
+pub(crate) fn permitted(
+    permit: &authz::Permit,
+    action: authz::Action,
+    tx: &store::TenantTx,
+) -> Result<(), IdentityError> {
+    permit
+        .require(action, tx.tenant().as_uuid())
+        .map_err(|e| IdentityError::Forbidden { code: "permit_mismatch", reason: e.to_string() })
+}

@@ -173,10 +173,12 @@ fn wrong_state(target: &Target, expected: &str) -> IdentityError {
 pub async fn deactivate(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     caller: Role,
     user: Uuid,
     reason: &str,
 ) -> Result<u64, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
@@ -193,10 +195,12 @@ pub async fn deactivate(
 pub async fn reactivate(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     caller: Role,
     user: Uuid,
     reason: &str,
 ) -> Result<(), IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
@@ -207,6 +211,46 @@ pub async fn reactivate(
     set_status(tx, who, &target, MembershipStatus::Active, "membership.reactivated", reason).await
 }
 
+/// Revokes one member's sessions here (`user`), or every session of the organisation (`None`),
+/// with a reason. Another organisation's user is not found.
+pub async fn revoke_sessions(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    user: Option<Uuid>,
+    reason: &str,
+) -> Result<u64, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    let scope = match user {
+        Some(u) => {
+            lock(tx, u).await?;
+            Scope::User(u)
+        }
+        None => Scope::Tenant,
+    };
+    sessions::revoke(tx, who, scope, reason).await
+}
+
+/// Clears the sign-in lockout of `user`, a member here the caller may manage (the account is
+/// global: `g`). Returns whether it was locked. The caller records `member.unlocked` in `tx`.
+pub async fn unlock(
+    tx: &mut TenantTx,
+    g: &mut store::GlobalTx,
+    who: &Who,
+    permit: &authz::Permit,
+    caller: Role,
+    user: Uuid,
+) -> Result<bool, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    let target = lock(tx, user).await?;
+    if !may_grant(caller, target.role) {
+        return Err(escalation(target.role.as_str()));
+    }
+    let was_locked = crate::account::is_locked(g, user).await?;
+    sessions::unlock(g, who, user).await?;
+    Ok(was_locked)
+}
+
 /// The outcome of a role change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleChanged {
@@ -214,17 +258,26 @@ pub struct RoleChanged {
     pub revoked: u64,
 }
 
+/// A role to hold and, optionally, the department to hold it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub role: Role,
+    pub department: Option<Uuid>,
+}
+
 /// Changes `user`'s role (and optionally department) with a required reason; sessions issued
 /// under the old role are revoked by [`crate::memberships::change_role`].
 pub async fn change_role(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     caller: Role,
     user: Uuid,
-    role: Role,
-    department: Option<Uuid>,
+    to: Assignment,
     reason: &str,
 ) -> Result<RoleChanged, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    let Assignment { role, department } = to;
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
@@ -270,11 +323,13 @@ pub async fn change_role(
 pub async fn approve(
     tx: &mut TenantTx,
     who: &Who,
+    permit: &authz::Permit,
     caller: Role,
     user: Uuid,
     role: Option<Role>,
     department: Option<Uuid>,
 ) -> Result<Role, IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let target = lock(tx, user).await?;
     if target.status != MembershipStatus::Pending {
         return Err(wrong_state(&target, "pending"));
@@ -306,7 +361,14 @@ pub async fn approve(
 
 /// Turns down a request to join: the membership ends (kept as history; the user cannot ask again
 /// by re-verifying, because a membership row exists).
-pub async fn decline(tx: &mut TenantTx, who: &Who, user: Uuid, reason: &str) -> Result<(), IdentityError> {
+pub async fn decline(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    user: Uuid,
+    reason: &str,
+) -> Result<(), IdentityError> {
+    crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let target = lock(tx, user).await?;
     if target.status != MembershipStatus::Pending {
         return Err(wrong_state(&target, "pending"));

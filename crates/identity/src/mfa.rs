@@ -620,7 +620,13 @@ async fn redeem_mfa_code(g: &mut GlobalTx, id: Uuid, code: &str) -> Result<bool,
 
 /// Sets whether the organisation requires a second factor at sign-in (owner/admin; the caller
 /// checks the role). Audited with the before/after value.
-pub async fn set_required(tx: &mut TenantTx, who: &Who, required: bool) -> Result<bool, IdentityError> {
+pub async fn set_required(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    required: bool,
+) -> Result<bool, IdentityError> {
+    crate::permitted(permit, authz::Action::SettingsManage, tx)?;
     let before = sqlx::query_scalar!(
         r#"with old as (select require_mfa from tenants where id = $1 for update)
            update tenants t set require_mfa = $2, updated_at = now() from old where t.id = $1

@@ -125,15 +125,14 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(
-    /// What a member is to an organisation. External kinds (vendor, client, partner, agent) see
-    /// only what is shared with them.
-    Role, "role" {
-        Owner => "owner", Admin => "admin", Staff => "staff", Hod => "hod", Finance => "finance",
-        Md => "md", Auditor => "auditor", Vendor => "vendor", Client => "client",
-        Partner => "partner", Agent => "agent",
+/// What a member is to an organisation: defined with the policies that read it (`authz`).
+pub use authz::Role;
+
+impl From<authz::UnknownRole> for IdentityError {
+    fn from(e: authz::UnknownRole) -> Self {
+        IdentityError::invalid("role", e.to_string())
     }
-);
+}
 
 text_enum!(MembershipStatus, "status" {
     Invited => "invited", Pending => "pending", Active => "active", Suspended => "suspended", Ended => "ended",

@@ -100,6 +100,7 @@ pub async fn create(
     let issued = api_keys::create(
         &mut tx,
         &p.who,
+        p.permit()?,
         &NewApiKey { name: req.name, role, scopes: req.scopes, expires_at: req.expires_at },
     )
     .await?;
@@ -129,7 +130,7 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    api_keys::revoke(&mut tx, &p.who, id).await?;
+    api_keys::revoke(&mut tx, &p.who, p.permit()?, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

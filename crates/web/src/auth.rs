@@ -24,6 +24,9 @@ pub struct Principal {
     pub api_key: Option<uuid::Uuid>,
     /// Whether this request's authorisation decision was taken (see `crate::guard`).
     pub checked: crate::guard::Checked,
+    /// On an organisation-level route, the policy engine's permit the guard obtained: the
+    /// identity writes that route makes require it ([`Principal::permit`]).
+    pub(crate) permit: Option<authz::Permit>,
     /// The actor and request origin every audited write of this request records.
     pub who: audit::Who,
 }
@@ -33,6 +36,22 @@ impl Principal {
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.session.is_some() || self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The permit of this organisation-level route's decision, for the identity write it makes.
+    ///
+    /// # Errors
+    /// 500 `authorisation_missing` on a route whose guard took no organisation-level decision
+    /// (a handler registered under the wrong guard): it fails closed.
+    pub fn permit(&self) -> Result<&authz::Permit, ApiError> {
+        self.permit.as_ref().ok_or_else(|| {
+            tracing::error!("an organisation-level write on a route without an organisation-level decision; refused");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "authorisation_missing",
+                "this route made a change without an authorisation decision",
+            )
+        })
     }
 }
 
@@ -93,6 +112,7 @@ impl Principal {
                     user: None,
                     api_key: Some(p.key_id),
                     checked: crate::guard::Checked::default(),
+                    permit: None,
                     who: audit::Who::new(actor, origin(&ctx)),
                 })
             }
@@ -142,6 +162,7 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
         user: Some(entry.user),
         api_key: None,
         checked: crate::guard::Checked::default(),
+        permit: None,
         who: audit::Who::new(actor, origin(ctx)),
     })
 }

@@ -106,6 +106,12 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
+impl From<authz::UnknownRole> for ApiError {
+    fn from(e: authz::UnknownRole) -> Self {
+        identity::IdentityError::from(e).into()
+    }
+}
+
 impl From<identity::IdentityError> for ApiError {
     fn from(e: identity::IdentityError) -> Self {
         use identity::IdentityError as I;

@@ -166,7 +166,7 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
         _ => {}
     }
     let (mut parts, body) = req.into_parts();
-    let p = match Principal::authenticate(&mut parts, &state).await {
+    let mut p = match Principal::authenticate(&mut parts, &state).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -174,7 +174,7 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
         Guard::Org(action) => match organisation(&state, &p, action, &route).await {
             Ok(permit) => {
                 p.checked.mark();
-                parts.extensions.insert(permit);
+                p.permit = Some(permit);
             }
             Err(e) => return e.into_response(),
         },

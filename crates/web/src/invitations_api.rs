@@ -56,7 +56,7 @@ pub async fn create(
         membership_valid_until: req.membership_valid_until,
     };
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let issued = invitations::create(&mut tx, &p.who, p.role, &new).await?;
+    let issued = invitations::create(&mut tx, &p.who, p.permit()?, p.role, &new).await?;
     let org = identity::tenants::current(&mut tx).await?;
     tx.commit().await?;
     let inv = issued.invitation;
@@ -99,7 +99,7 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    invitations::revoke(&mut tx, &p.who, id).await?;
+    invitations::revoke(&mut tx, &p.who, p.permit()?, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -292,7 +292,7 @@ pub async fn put(
         ));
     }
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let stored = list::replace(&mut tx, &p.who, &entries, reason).await?;
+    let stored = list::replace(&mut tx, &p.who, p.permit()?, &entries, reason).await?;
     tx.commit().await?;
     // This node at once; the others when the NOTIFY arrives (the same commit).
     state.allowlist.invalidate(Some(p.tenant.as_uuid()));

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use identity::sessions::{Revocation, Scope};
+use identity::sessions::Revocation;
 use identity::{MembershipStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -108,8 +108,7 @@ pub async fn revoke_sessions(
     let why = reason(req.reason.as_deref())?;
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::lock(&mut tx, user).await?;
-    let n = identity::sessions::revoke(&mut tx, &p.who, Scope::User(user), why).await?;
+    let n = identity::members::revoke_sessions(&mut tx, &p.who, p.permit()?, Some(user), why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(revoked(n, started))
@@ -128,7 +127,7 @@ pub async fn deactivate(
     let why = reason(req.reason.as_deref())?;
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let n = identity::members::deactivate(&mut tx, &p.who, p.role, user, why).await?;
+    let n = identity::members::deactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(revoked(n, started))
@@ -153,7 +152,7 @@ pub async fn reactivate(
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::reactivate(&mut tx, &p.who, p.role, user, why).await?;
+    identity::members::reactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: None }))
 }
@@ -173,13 +172,8 @@ pub async fn unlock(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let target = identity::members::lock(&mut tx, user).await?;
-    if !identity::members::may_grant(p.role, target.role) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "role_escalation", "your role cannot manage this member"));
-    }
     let mut g = state.store.global_tx().await?;
-    let was_locked = identity::account::is_locked(&mut g, user).await?;
-    identity::sessions::unlock(&mut g, &p.who, user).await?;
+    let was_locked = identity::members::unlock(&mut tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
     let event = audit::Event::new(
         "member.unlocked",
         audit::Entity::of("user", user)?,
@@ -221,9 +215,10 @@ pub async fn change_role(
     let req: RoleBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let role: Role = req.role.parse()?;
+    let to = identity::members::Assignment { role, department: req.department_id };
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let changed = identity::members::change_role(&mut tx, &p.who, p.role, user, role, req.department_id, why).await?;
+    let changed = identity::members::change_role(&mut tx, &p.who, p.permit()?, p.role, user, to, why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(Json(RoleChanged {
@@ -255,7 +250,7 @@ pub async fn approve(
     let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { json(&body)? };
     let role = req.role.as_deref().map(str::parse::<Role>).transpose()?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let role = identity::members::approve(&mut tx, &p.who, p.role, user, role, req.department_id).await?;
+    let role = identity::members::approve(&mut tx, &p.who, p.permit()?, p.role, user, role, req.department_id).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: Some(role) }))
 }
@@ -271,7 +266,7 @@ pub async fn decline(
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::decline(&mut tx, &p.who, user, why).await?;
+    identity::members::decline(&mut tx, &p.who, p.permit()?, user, why).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Ended, role: None }))
 }

@@ -291,7 +291,7 @@ pub async fn set_required(
 ) -> Result<Response, ApiError> {
     let req: MfaSetting = json_body(&body)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    mfa::set_required(&mut tx, &p.who, req.required).await?;
+    mfa::set_required(&mut tx, &p.who, p.permit()?, req.required).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(MfaSettingBody { required: req.required })).into_response())
 }

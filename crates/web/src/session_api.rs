@@ -229,15 +229,8 @@ pub async fn revoke(
     }
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let scope = match req.user_id {
-        Some(u) => {
-            // Another organisation's user is not found, not forbidden.
-            identity::users::get_member(&mut tx, u).await?;
-            Scope::User(u)
-        }
-        None => Scope::Tenant,
-    };
-    let n = identity::sessions::revoke(&mut tx, &p.who, scope, reason).await?;
+    // Another organisation's user is not found, not forbidden.
+    let n = identity::members::revoke_sessions(&mut tx, &p.who, p.permit()?, req.user_id, reason).await?;
     tx.commit().await?;
     state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: req.user_id, session: None });
     Ok(Json(Revoked { revoked: n, elapsed_ms: started.elapsed().as_secs_f64() * 1000.0 }).into_response())
