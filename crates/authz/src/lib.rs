@@ -412,22 +412,24 @@ impl Engine {
             .map_err(slice_error)?;
         let mut slices = HashMap::new();
         for (action, uid) in &actions {
+            // The policies whose action scope can match, narrowed to this action, with the roles
+            // they start by testing for: built once per action, then picked per role.
+            let applicable = policies
+                .policies()
+                .filter(|p| match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == *uid,
+                    ActionConstraint::In(list) => list.contains(uid),
+                })
+                .map(|p| Ok((specialise(p, uid).map_err(slice_error)?, roles.get(p.id()).and_then(Option::as_ref))))
+                .collect::<Result<Vec<_>, LoadError>>()?;
             // Roles whose slices hold the same policies share one (built and validated once).
             let mut built: HashMap<Vec<&PolicyId>, PolicySet> = HashMap::new();
             for role in Role::ALL {
-                let members: Vec<&Policy> = policies
-                    .policies()
-                    .filter(|p| match p.action_constraint() {
-                        ActionConstraint::Any => true,
-                        ActionConstraint::Eq(a) => a == *uid,
-                        ActionConstraint::In(list) => list.contains(uid),
-                    })
-                    .filter(|p| {
-                        roles
-                            .get(p.id())
-                            .and_then(Option::as_ref)
-                            .is_none_or(|tested| tested.iter().any(|r| r == role.as_str()))
-                    })
+                let members: Vec<&Policy> = applicable
+                    .iter()
+                    .filter(|(_, tested)| tested.is_none_or(|t| t.iter().any(|r| r == role.as_str())))
+                    .map(|(p, _)| p)
                     .collect();
                 let key: Vec<&PolicyId> = members.iter().map(|p| p.id()).collect();
                 if let Some(slice) = built.get(&key) {
@@ -436,7 +438,7 @@ impl Engine {
                 }
                 let mut slice = PolicySet::new();
                 for p in members {
-                    slice.add(specialise(p, uid).map_err(slice_error)?).map_err(|e| slice_error(e.to_string()))?;
+                    slice.add(p.clone()).map_err(|e| slice_error(e.to_string()))?;
                 }
                 // What is evaluated is validated like the files were.
                 let result = validator.validate(&slice, ValidationMode::Strict);
