@@ -73,7 +73,12 @@ impl World {
             body["note"] = json!(n);
         }
         let headers: Vec<(&str, &str)> = if_match.map(|v| vec![("if-match", v)]).unwrap_or_default();
-        send(Method::POST, &self.url(&format!("/documents/{id}/transitions")), Some(token), Some(body), &headers).await
+        self.transition(token, id, body, &headers).await
+    }
+
+    /// `POST /documents/{id}/transitions` with this body and these headers, as sent.
+    async fn transition(&self, token: &str, id: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
+        send(Method::POST, &self.url(&format!("/documents/{id}/transitions")), Some(token), Some(body), headers).await
     }
 
     /// Creates and submits a voucher as `token`; returns (id, etag after submit).
@@ -108,14 +113,7 @@ async fn a_voucher_goes_through_its_approvals_over_http() {
         (stale.status, stale.code(), stale.header("etag")),
         (StatusCode::PRECONDITION_FAILED, "precondition_failed", Some("\"2\""))
     );
-    let stale_body = send(
-        Method::POST,
-        &w.url(&format!("/documents/{id}/transitions")),
-        Some(&w.hod),
-        Some(json!({"transition": "approve", "version": 1})),
-        &[],
-    )
-    .await;
+    let stale_body = w.transition(&w.hod, &id, json!({"transition": "approve", "version": 1}), &[]).await;
     assert_eq!((stale_body.status, stale_body.code()), (StatusCode::CONFLICT, "stale_version"));
     assert_eq!(stale_body.body["error"]["details"]["current_version"], json!(2));
 
@@ -320,35 +318,14 @@ async fn idempotency_keys_return_the_first_result() {
     // A retried transition returns the first answer instead of a 412.
     let id = first.body["id"].as_str().expect("id");
     let k = [("idempotency-key", "submit-1"), ("if-match", "\"1\"")];
-    let s1 = send(
-        Method::POST,
-        &w.url(&format!("/documents/{id}/transitions")),
-        Some(&w.staff),
-        Some(json!({"transition": "submit"})),
-        &k,
-    )
-    .await;
-    let s2 = send(
-        Method::POST,
-        &w.url(&format!("/documents/{id}/transitions")),
-        Some(&w.staff),
-        Some(json!({"transition": "submit"})),
-        &k,
-    )
-    .await;
+    let s1 = w.transition(&w.staff, id, json!({"transition": "submit"}), &k).await;
+    let s2 = w.transition(&w.staff, id, json!({"transition": "submit"}), &k).await;
     assert_eq!((s1.status, s2.status), (StatusCode::OK, StatusCode::OK));
     assert_eq!((s2.body["version"].as_i64(), s2.header("etag")), (Some(2), Some("\"2\"")));
     assert_eq!(audit_count(&db, w.acme.id, "voucher.submitted").await, 1);
     // A failed write does not burn its key: it runs again when retried.
     let bad = [("idempotency-key", "approve-once"), ("if-match", "\"2\"")];
-    let own = send(
-        Method::POST,
-        &w.url(&format!("/documents/{id}/transitions")),
-        Some(&w.staff),
-        Some(json!({"transition": "approve"})),
-        &bad,
-    )
-    .await;
+    let own = w.transition(&w.staff, id, json!({"transition": "approve"}), &bad).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN);
     let bad_key =
         send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(body), &[("idempotency-key", "has space")]).await;

@@ -46,11 +46,7 @@ impl Principal {
     pub fn permit(&self) -> Result<&authz::Permit, ApiError> {
         self.permit.as_ref().ok_or_else(|| {
             tracing::error!("an organisation-level write on a route without an organisation-level decision; refused");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "authorisation_missing",
-                "this route made a change without an authorisation decision",
-            )
+            crate::guard::missing_decision("this route made a change without an authorisation decision")
         })
     }
 }

@@ -147,6 +147,7 @@ struct Idem {
 
 enum Claimed {
     Go(Option<Idem>),
+    /// The stored first answer; the request counts as decided (see `crate::guard`).
     Replay(Response),
 }
 
@@ -171,6 +172,8 @@ async fn claim(
     match idempotency::claim(tx, &principal, &key, route, &hash).await? {
         Claim::New => Ok(Claimed::Go(Some(Idem { principal, key }))),
         Claim::Replay { status, response } => {
+            // The first answer to this person's same request on this route, decided then.
+            p.checked.mark();
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             Ok(Claimed::Replay(respond(status, response, true)))
         }
@@ -283,10 +286,7 @@ pub async fn create(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let idem = match claim(&mut tx, &p, &headers, CREATE_ROUTE, &body).await? {
-        Claimed::Replay(r) => {
-            p.checked.mark();
-            return Ok(r);
-        }
+        Claimed::Replay(r) => return Ok(r),
         Claimed::Go(i) => i,
     };
     match documents::create(&mut tx, &state.authz, &m, &new).await {
@@ -442,10 +442,7 @@ pub async fn transition(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let idem = match claim(&mut tx, &p, &headers, &route, &body).await? {
-        Claimed::Replay(r) => {
-            p.checked.mark();
-            return Ok(r);
-        }
+        Claimed::Replay(r) => return Ok(r),
         Claimed::Go(i) => i,
     };
     match documents::transition(&mut tx, &state.authz, &m, id, t, version, req.note.as_deref()).await {
@@ -511,10 +508,7 @@ pub async fn bulk_approve(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let idem = match claim(&mut tx, &p, &headers, BULK_ROUTE, &body).await? {
-        Claimed::Replay(r) => {
-            p.checked.mark();
-            return Ok(r);
-        }
+        Claimed::Replay(r) => return Ok(r),
         Claimed::Go(i) => i,
     };
     match inbox::approve_many(&mut tx, &state.authz, &m, &items, req.note.as_deref()).await {

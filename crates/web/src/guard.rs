@@ -186,14 +186,14 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
     let response = next.run(Request::from_parts(parts, body)).await;
     if response.status().is_success() && !checked.is_marked() {
         tracing::error!(%route, "a handler answered without an authorisation decision; refused");
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "authorisation_missing",
-            "this route answered without an authorisation decision",
-        )
-        .into_response();
+        return missing_decision("this route answered without an authorisation decision").into_response();
     }
     response
+}
+
+/// 500 `authorisation_missing`: a route acted or answered without the decision its guard owed.
+pub(crate) fn missing_decision(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "authorisation_missing", message)
 }
 
 /// The policy engine's answer for an organisation-level action (plus the API key's scope).
