@@ -1,5 +1,8 @@
-//! The SMTP adapter against a real SMTP server on loopback (Python's standard-library `smtpd`,
-//! present in the machine's Python 3.11), so the production mail path is exercised end to end.
+//! The SMTP adapter against a real SMTP server on loopback (`aiosmtpd`, pinned in
+//! tests/requirements.txt and run from the project's virtualenv: the standard library's `smtpd`
+//! is gone from Python 3.12), so the production mail path is exercised end to end.
+
+mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,30 +13,33 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const SERVER: &str = r#"
-import asyncore, smtpd, sys, warnings
-warnings.simplefilter('ignore')
-class Sink(smtpd.SMTPServer):
-    def process_message(self, peer, mailfrom, rcpttos, data, **kw):
-        sys.stdout.write('ENVELOPE %s -> %s\n' % (mailfrom, ','.join(rcpttos)))
-        sys.stdout.write(data.decode('utf-8', 'replace'))
+import sys, time
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        sys.stdout.write('ENVELOPE %s -> %s\n' % (envelope.mail_from, ','.join(envelope.rcpt_tos)))
+        sys.stdout.write(envelope.content.decode('utf-8', 'replace'))
         sys.stdout.write('\n.END\n')
         sys.stdout.flush()
-Sink(('127.0.0.1', int(sys.argv[1])), None, decode_data=False)
+        return '250 OK'
+controller = Controller(Sink(), hostname='127.0.0.1', port=int(sys.argv[1]))
+controller.start()
 print('READY', flush=True)
-asyncore.loop(timeout=0.2, count=300)
+time.sleep(60)
+controller.stop()
 "#;
 
 #[tokio::test]
 async fn smtp_mailer_delivers_through_a_real_smtp_server() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut server = Command::new("python3")
+    let mut server = Command::new(common::venv::bin("python"))
         .arg("-c")
         .arg(SERVER)
         .arg(port.to_string())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python3 runs the SMTP sink");
+        .expect("the virtualenv's python runs the SMTP sink");
     let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
     let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("server starts");
     assert_eq!(ready.expect("read").as_deref(), Some("READY"));
