@@ -18,6 +18,7 @@ async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uu
         &mut tx,
         &who(),
         &common::operator(authz::Action::ApiKeysManage, t),
+        api_keys::Minter::Operator,
         &NewApiKey {
             name: format!("{role} key"),
             role,

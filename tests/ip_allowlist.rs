@@ -168,6 +168,7 @@ async fn api_key_from_outside_is_refused_before_it_is_checked() {
         &mut tx,
         &who(),
         &common::operator(authz::Action::ApiKeysManage, a.id),
+        identity::api_keys::Minter::Operator,
         &identity::api_keys::NewApiKey {
             name: "auditor".into(),
             role: Role::Auditor,

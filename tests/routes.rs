@@ -188,7 +188,7 @@ async fn organisation_writes_refuse_a_permit_for_another_action_or_organisation(
         refused(invitations::revoke(&mut tx, &who, p, uuid::Uuid::now_v7()).await, name);
         refused(ip_allowlist::replace(&mut tx, &who, p, &entries, "test").await.map(drop), name);
         refused(mfa::set_required(&mut tx, &who, p, true).await.map(drop), name);
-        refused(api_keys::create(&mut tx, &who, p, &new_key).await.map(drop), name);
+        refused(api_keys::create(&mut tx, &who, p, api_keys::Minter::Operator, &new_key).await.map(drop), name);
         refused(api_keys::revoke(&mut tx, &who, p, uuid::Uuid::now_v7()).await, name);
         refused(members::revoke_sessions(&mut tx, &who, p, Some(staff), "test").await.map(drop), name);
         refused(members::revoke_sessions(&mut tx, &who, p, None, "test").await.map(drop), name);
@@ -219,7 +219,9 @@ async fn organisation_writes_refuse_a_permit_for_another_action_or_organisation(
     assert!(live >= 1, "the fixture's session was not revoked");
     let keys_before = state.2;
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    api_keys::create(&mut tx, &who, &decide(&a, Action::ApiKeysManage), &new_key).await.expect("the right permit");
+    api_keys::create(&mut tx, &who, &decide(&a, Action::ApiKeysManage), api_keys::Minter::Operator, &new_key)
+        .await
+        .expect("the right permit");
     members::deactivate(&mut tx, &who, &decide(&a, Action::MembersManage), Role::Admin, staff, "test")
         .await
         .expect("the right permit");

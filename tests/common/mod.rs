@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod venv;
+
 use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
 use store::TenantId;
 use store::testing::TestDb;
@@ -172,6 +174,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         &mut tx,
         &who(),
         &operator(authz::Action::ApiKeysManage, t),
+        identity::api_keys::Minter::Operator,
         &identity::api_keys::NewApiKey {
             name: "fixture".into(),
             role: Role::Auditor,

@@ -48,19 +48,6 @@ pub enum Guard {
 }
 
 impl Guard {
-    /// The API-key scope an organisation-level action needs. `settings:manage` is not a scope
-    /// keys may carry (identity::scopes::KNOWN), so settings are changed by people only.
-    #[must_use]
-    pub fn scope(action: Action) -> &'static str {
-        match action {
-            Action::AuditRead => "audit:read",
-            Action::MembersRead => "members:read",
-            Action::MembersManage => "members:manage",
-            Action::ApiKeysManage => "api_keys:manage",
-            _ => "settings:manage",
-        }
-    }
-
     #[must_use]
     pub fn needs_credential(self) -> bool {
         !matches!(self, Self::Public(_) | Self::SignIn)
@@ -202,8 +189,13 @@ async fn organisation(state: &AppState, p: &Principal, action: Action, route: &s
     let tenant = p.tenant.as_uuid();
     let decision = state.authz.decide(&p.subject(), action, &Resource::Organisation { tenant });
     let refusal = match decision {
-        Ok(permit) if p.has_scope(Guard::scope(action)) => return Ok(permit),
-        Ok(_) => vec![format!("api key lacks scope {}", Guard::scope(action))],
+        Ok(permit) if p.session.is_some() => return Ok(permit),
+        // API keys: the scope `identity::scopes` names for the action (none: people only).
+        Ok(permit) => match identity::scopes::for_action(action) {
+            Some(scope) if p.has_scope(scope) => return Ok(permit),
+            Some(scope) => vec![format!("api key lacks scope {scope}")],
+            None => vec![format!("no api key may take {action}")],
+        },
         Err(d) => d.forbidden_by,
     };
     denied(state, p, route, action, None, &refusal).await?;
