@@ -194,6 +194,22 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
     },
+    /// Create an organisation and print a one-time invitation for its first owner (the only
+    /// way to an owner besides `demo`).
+    CreateOrganisation {
+        /// Display name (1-200 characters).
+        #[arg(long)]
+        name: String,
+        /// Short name used to sign in: 1-63 of a-z, 0-9 and inner hyphens; must be unused.
+        #[arg(long)]
+        slug: String,
+        /// The first owner's email address: the invitation (role owner) is for them.
+        #[arg(long)]
+        owner_email: String,
+        /// Email domain whose people may ask to join (repeatable; default: none, invitations only).
+        #[arg(long = "allowed-domain")]
+        allowed_domains: Vec<String>,
+    },
     /// Create, list and revoke an organisation's API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -269,25 +285,87 @@ fn cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("'{s}' is not an IP address or CIDR (e.g. 10.0.0.0/8, ::1/128)"))
 }
 
+/// A server key file: where it is, and whether the operator named it (flag or environment).
+///
+/// Keys are generated only by `serve` and `demo`, and only at the default path under
+/// `--data-dir` (first start). A path named explicitly must exist: a typo must not become a new
+/// key (tokens no other node accepts, checkpoints no verifier knows). Every other command only
+/// reads keys.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub explicit: bool,
+    /// What it is and how to set it, for error messages.
+    pub what: &'static str,
+}
+
+/// Whether the command may generate a missing key file at its default path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generate {
+    /// `serve` and `demo`.
+    AtDefaultPath,
+    /// Every other command.
+    Never,
+}
+
+impl KeyFile {
+    /// The 32-byte seed in the file (generated only as [`Generate`] allows).
+    pub fn seed(&self, generate: Generate) -> anyhow::Result<[u8; 32]> {
+        let create = generate == Generate::AtDefaultPath && !self.explicit;
+        let loaded = if create { audit::load_or_create_seed(&self.path) } else { audit::load_seed(&self.path) };
+        loaded.map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, e: &dyn std::fmt::Display) -> anyhow::Error {
+        let hint = match (self.path.exists(), self.explicit) {
+            (true, _) => "",
+            (false, true) => "; a key file named explicitly must exist (it is never generated)",
+            (false, false) => "; `countersign serve` generates it at this default path on first start",
+        };
+        anyhow::anyhow!("{}: {e}{hint}", self.what)
+    }
+}
+
 impl DbArgs {
-    pub fn audit_key_path(&self) -> PathBuf {
-        self.audit_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("audit-ed25519.key"))
+    fn key_file(&self, explicit: Option<&PathBuf>, default: &str, what: &'static str) -> KeyFile {
+        match explicit {
+            Some(p) => KeyFile { path: p.clone(), explicit: true, what },
+            None => KeyFile { path: self.data_dir.join("keys").join(default), explicit: false, what },
+        }
     }
 
-    pub fn session_key_path(&self) -> PathBuf {
-        self.session_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("session-ed25519.key"))
+    pub fn audit_key(&self) -> KeyFile {
+        self.key_file(
+            self.audit_key_file.as_ref(),
+            "audit-ed25519.key",
+            "audit checkpoint key (COUNTERSIGN_AUDIT_KEY_FILE / --audit-key-file)",
+        )
     }
 
-    pub fn mfa_key_path(&self) -> PathBuf {
-        self.mfa_key_file.clone().unwrap_or_else(|| self.data_dir.join("keys").join("mfa-aes256.key"))
+    pub fn session_key(&self) -> KeyFile {
+        self.key_file(
+            self.session_key_file.as_ref(),
+            "session-ed25519.key",
+            "session key (COUNTERSIGN_SESSION_KEY_FILE / --session-key-file)",
+        )
     }
 
-    /// The MFA key box: current key (created on first start) and old keys (must exist).
-    pub fn mfa_keys(&self) -> anyhow::Result<identity::secret_box::SecretBox> {
+    pub fn mfa_key(&self) -> KeyFile {
+        self.key_file(
+            self.mfa_key_file.as_ref(),
+            "mfa-aes256.key",
+            "MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file)",
+        )
+    }
+
+    /// The MFA key box: the current key (generated only as `generate` allows) and the old keys
+    /// (which must exist).
+    pub fn mfa_keys(&self, generate: Generate) -> anyhow::Result<identity::secret_box::SecretBox> {
+        let current = self.mfa_key();
+        let seed = current.seed(generate)?;
         let old: Vec<&std::path::Path> = self.mfa_old_key_files.iter().map(PathBuf::as_path).collect();
-        identity::secret_box::SecretBox::load(&self.mfa_key_path(), &old).map_err(|e| {
-            anyhow::anyhow!("MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file, --mfa-old-key-file): {e}")
-        })
+        identity::secret_box::SecretBox::with_old_files(&seed, &old)
+            .map_err(|e| anyhow::anyhow!("MFA key (--mfa-old-key-file / COUNTERSIGN_MFA_OLD_KEY_FILES): {e}"))
     }
 
     pub fn settings(&self) -> store::DbSettings {

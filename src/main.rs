@@ -36,8 +36,6 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.db.settings();
-    let key_path = cli.db.audit_key_path();
-    let session_key = cli.db.session_key_path();
     match cli.command {
         Command::Migrate => {
             let store = store::Store::open(&settings).await?;
@@ -49,12 +47,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::Serve(args) => {
-            let mfa_keys = cli.db.mfa_keys()?;
+            let keys = ServerKeys::load(&cli.db)?;
             let store = store::Store::open(&settings).await?;
-            serve(store, args, &key_path, &session_key, None, mfa_keys).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, keys, None).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let mfa_keys = cli.db.mfa_keys()?;
+            let keys = ServerKeys::load(&cli.db)?;
             let store = store::Store::open(&settings).await?;
             let seeded = match demo::seed(&store).await {
                 Ok(s) => s,
@@ -63,26 +61,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Err(e);
                 }
             };
-            serve(store, args, &key_path, &session_key, Some(seeded), mfa_keys).await.map(|()| ExitCode::SUCCESS)
+            serve(store, args, keys, Some(seeded)).await.map(|()| ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The keys a server signs and seals with, loaded before anything else starts. Missing ones are
+/// generated only at their default paths (first start); a path named explicitly must exist.
+struct ServerKeys {
+    audit: std::sync::Arc<audit::CheckpointKey>,
+    session: identity::tokens::TokenKey,
+    mfa: identity::secret_box::SecretBox,
+}
+
+impl ServerKeys {
+    fn load(db: &config::DbArgs) -> anyhow::Result<Self> {
+        // Every explicitly named file first, so a typo in one generates none of the others.
+        for k in [db.audit_key(), db.session_key(), db.mfa_key()].iter().filter(|k| k.explicit) {
+            k.seed(config::Generate::Never)?;
+        }
+        let g = config::Generate::AtDefaultPath;
+        Ok(Self {
+            audit: std::sync::Arc::new(audit::CheckpointKey::from_seed(db.audit_key().seed(g)?)),
+            session: identity::tokens::TokenKey::from_seed(db.session_key().seed(g)?),
+            mfa: db.mfa_keys(g)?,
+        })
     }
 }
 
 async fn serve(
     store: store::Store,
     args: ServeArgs,
-    key_path: &std::path::Path,
-    session_key: &std::path::Path,
+    keys: ServerKeys,
     demo: Option<demo::Seeded>,
-    mfa_keys: identity::secret_box::SecretBox,
 ) -> anyhow::Result<()> {
-    let key = match audit::CheckpointKey::load_or_create(key_path) {
-        Ok(k) => std::sync::Arc::new(k),
-        Err(e) => {
-            store.shutdown().await;
-            anyhow::bail!("audit checkpoint key (COUNTERSIGN_AUDIT_KEY_FILE / --audit-key-file): {e}");
-        }
-    };
+    let ServerKeys { audit: key, session: token_key, mfa: mfa_keys } = keys;
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -91,13 +104,6 @@ async fn serve(
         }
     };
     let addr = listener.local_addr()?;
-    let token_key = match identity::tokens::TokenKey::load_or_create(session_key) {
-        Ok(k) => k,
-        Err(e) => {
-            store.shutdown().await;
-            anyhow::bail!("session key (COUNTERSIGN_SESSION_KEY_FILE / --session-key-file): {e}");
-        }
-    };
     let mut state =
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits());

@@ -43,7 +43,7 @@ pub async fn outbox(store: &Store, to: Option<&str>, limit: i64) -> anyhow::Resu
 }
 
 pub async fn rotate(store: &Store, db: &DbArgs) -> anyhow::Result<ExitCode> {
-    let keys = db.mfa_keys()?;
+    let keys = db.mfa_keys(crate::config::Generate::Never)?;
     let who = audit::Who::system("cli:rotate-mfa-key");
     let mut g = store.global_tx().await?;
     let n = identity::mfa::rotate_all(&mut g, &keys, &who).await?;

@@ -24,15 +24,28 @@ impl fmt::Debug for CheckpointKey {
     }
 }
 
-/// Reads a 32-byte Ed25519 seed (64 hex digits) from `path`, or generates one into a new file
-/// (parent directories included) readable by its owner only. Shared by every server key file.
-pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], AuditError> {
+/// Reads a 32-byte seed (64 hex digits) from an existing key file. A missing file is an error
+/// naming the path: keys are generated only where [`load_or_create_seed`] is called (`serve`
+/// and `demo` at their default paths), never silently by a command that merely reads one.
+pub fn load_seed(path: &Path) -> Result<[u8; 32], AuditError> {
     let bad = |e: &dyn fmt::Display| AuditError::Key(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let bytes = hex::decode(text.trim()).map_err(|_| bad(&"expected 64 hex digits"))?;
             bytes.try_into().map_err(|_| bad(&"expected 64 hex digits"))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad(&"no such key file")),
+        Err(e) => Err(bad(&e)),
+    }
+}
+
+/// Reads a 32-byte Ed25519 seed (64 hex digits) from `path`, or generates one into a new file
+/// (parent directories included) readable by its owner only. Only `serve` (at a default path)
+/// and `demo` call this; everything else uses [`load_seed`].
+pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], AuditError> {
+    let bad = |e: &dyn fmt::Display| AuditError::Key(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(_) => load_seed(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
             rand::rng().fill_bytes(&mut seed);
@@ -65,6 +78,11 @@ impl CheckpointKey {
         let key = Self::from_seed(load_or_create_seed(path)?);
         tracing::debug!(key_id = %key.key_id, path = %path.display(), "audit checkpoint key ready");
         Ok(key)
+    }
+
+    /// Loads an existing key file; a missing one is an error (nothing is written).
+    pub fn load(path: &Path) -> Result<Self, AuditError> {
+        Ok(Self::from_seed(load_seed(path)?))
     }
 
     #[must_use]
@@ -154,6 +172,15 @@ mod tests {
         }
         assert!(!format!("{a:?}").contains(&std::fs::read_to_string(&path).expect("read")[..16]));
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn loading_a_missing_key_writes_nothing() {
+        let dir = std::env::temp_dir().join(format!("cs-key-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("keys/audit.key");
+        let e = CheckpointKey::load(&path).expect_err("missing");
+        assert!(e.to_string().contains("no such key file") && e.to_string().contains("audit.key"), "{e}");
+        assert!(!dir.exists(), "loading created {}", dir.display());
     }
 
     #[test]

@@ -35,6 +35,31 @@ pub struct ChainReport {
     pub checkpoints: u64,
     pub head_seq: Option<i64>,
     pub first_break: Option<Break>,
+    /// Checkpoints signed by keys the verifier does not hold: they could not be checked, which
+    /// is not evidence of tampering, but it is not a verification either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_keys: Vec<UnknownKey>,
+}
+
+/// Checkpoints of one chain signed by one key the verifier was not given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownKey {
+    pub key_id: String,
+    pub first_seq: i64,
+    pub checkpoints: u64,
+}
+
+impl ChainReport {
+    /// Notes a checkpoint at `seq` signed by `key_id`, which the verifier does not hold.
+    pub fn unknown_key(&mut self, key_id: &str, seq: i64) {
+        match self.unknown_keys.iter_mut().find(|u| u.key_id == key_id) {
+            Some(u) => {
+                u.checkpoints += 1;
+                u.first_seq = u.first_seq.min(seq);
+            }
+            None => self.unknown_keys.push(UnknownKey { key_id: key_id.to_owned(), first_seq: seq, checkpoints: 1 }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,13 +70,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// No tampering found (checkpoints by unknown keys aside: see [`Report::verified`]).
     #[must_use]
     pub fn ok(&self) -> bool {
         self.chains.iter().all(|c| c.first_break.is_none())
     }
 
+    /// No tampering found and every checkpoint's signature checked with a held key.
+    #[must_use]
+    pub fn verified(&self) -> bool {
+        self.ok() && self.unverified().next().is_none()
+    }
+
     pub fn broken(&self) -> impl Iterator<Item = &ChainReport> {
         self.chains.iter().filter(|c| c.first_break.is_some())
+    }
+
+    /// Chains with checkpoints signed by keys the verifier does not hold.
+    pub fn unverified(&self) -> impl Iterator<Item = &ChainReport> {
+        self.chains.iter().filter(|c| !c.unknown_keys.is_empty())
     }
 }
 
@@ -116,13 +153,15 @@ struct Expected {
     /// seq -> signed hash, for checkpoints whose signature verified.
     checkpoints: Arc<BTreeMap<i64, Vec<u8>>>,
     checkpoint_count: u64,
-    /// A checkpoint that is itself bad (forged signature, unknown key).
+    /// A checkpoint that is itself bad (a signature that does not verify under its key).
     bad_checkpoint: Option<Break>,
+    /// (key id, seq) of checkpoints signed by keys the verifier does not hold.
+    unknown: Vec<(String, i64)>,
 }
 
 impl Expected {
     fn blank() -> Self {
-        Self { head: None, checkpoints: Arc::default(), checkpoint_count: 0, bad_checkpoint: None }
+        Self { head: None, checkpoints: Arc::default(), checkpoint_count: 0, bad_checkpoint: None, unknown: Vec::new() }
     }
 }
 
@@ -210,7 +249,15 @@ impl ChainState {
         let head_seq = expected.head.as_ref().map(|h| h.0);
         let checkpoints = expected.checkpoint_count;
         Self {
-            report: ChainReport { chain, label, events: 0, checkpoints, head_seq, first_break: None },
+            report: ChainReport {
+                chain,
+                label,
+                events: 0,
+                checkpoints,
+                head_seq,
+                first_break: None,
+                unknown_keys: Vec::new(),
+            },
             expected,
             next_seq: 1,
             prev: GENESIS,
@@ -267,6 +314,9 @@ impl ChainState {
             && let Some(b) = self.expected.bad_checkpoint.take()
         {
             self.report.first_break = Some(b);
+        }
+        for (key_id, seq) in std::mem::take(&mut self.expected.unknown) {
+            self.report.unknown_key(&key_id, seq);
         }
         self.report
     }
@@ -327,11 +377,9 @@ async fn load_expected(
                 e.bad_checkpoint
                     .get_or_insert(Break { seq, problem: "checkpoint signature is invalid (forged)".into() });
             }
-            // No keys given: signatures cannot be checked; contents still are.
-            Err(_) if keys.is_empty() => {}
-            Err(why) => {
-                e.bad_checkpoint.get_or_insert(Break { seq, problem: format!("checkpoint {why}") });
-            }
+            // A key the verifier does not hold (or no key at all): the signature cannot be
+            // checked. Contents still are; the report says which key, and it is not tampering.
+            Err(_) => e.unknown.push((key_id, seq)),
         }
     }
     Ok((expected, labels))

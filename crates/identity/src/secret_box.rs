@@ -90,18 +90,24 @@ impl SecretBox {
         Self::new(&k, &[])
     }
 
-    /// Loads the current key file (created, 0600, on first start) and the old key files (which
-    /// must exist: a missing old key would silently strand every row sealed under it).
+    /// Loads the current key file and the old key files, all of which must exist (a missing old
+    /// key would silently strand every row sealed under it; a missing current one would seal
+    /// under a key nobody else holds).
     pub fn load(current: &Path, old: &[&Path]) -> Result<Self, IdentityError> {
-        let cur = audit::load_or_create_seed(current)?;
+        Self::with_old_files(&audit::load_seed(current)?, old)
+    }
+
+    /// The current key as given (the caller loaded or, on first start, generated it) and the
+    /// old key files, which must exist.
+    pub fn with_old_files(cur: &[u8; 32], old: &[&Path]) -> Result<Self, IdentityError> {
         let mut olds = Vec::with_capacity(old.len());
         for p in old {
             if !p.exists() {
                 return Err(IdentityError::Internal(format!("old MFA key file {} does not exist", p.display())));
             }
-            olds.push(audit::load_or_create_seed(p)?);
+            olds.push(audit::load_seed(p)?);
         }
-        Ok(Self::new(&cur, &olds))
+        Ok(Self::new(cur, &olds))
     }
 
     #[must_use]

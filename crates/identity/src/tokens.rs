@@ -63,6 +63,11 @@ impl TokenKey {
         Ok(Self::from_seed(seed))
     }
 
+    /// Loads an existing key file; a missing one is an error (nothing is written).
+    pub fn load(path: &std::path::Path) -> Result<Self, crate::IdentityError> {
+        Ok(Self::from_seed(audit::load_seed(path)?))
+    }
+
     #[must_use]
     pub fn sign(&self, claims: &Claims) -> String {
         let header = Header { alg: "EdDSA".into(), typ: "JWT".into(), kid: self.kid.clone() };
