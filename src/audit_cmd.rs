@@ -11,26 +11,35 @@ use audit::export::{ExportFilter, Format};
 use audit::{CheckpointKey, TrustedKeys, verify};
 use store::{Store, TenantId};
 
-use crate::config::{AdminCommand, ApiKeyCommand, AuditCommand, DbArgs};
+use crate::config::{AdminCommand, ApiKeyCommand, AuditCommand, DbArgs, Generate, KeyFile};
 
-/// Exit status when the ledger (or a bundle) fails verification.
+/// Exit status when the ledger (or a bundle) shows tampering: a chain that does not recompute, or
+/// a checkpoint whose signature fails under the key it names.
 pub const TAMPERED: u8 = 3;
+/// Exit status when nothing was found wrong but some checkpoints are signed by keys this
+/// verifier does not hold (named in the output), so they could not be checked.
+pub const UNVERIFIED: u8 = 4;
 
 pub async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
     if let AuditCommand::VerifyBundle { dir, public_key } = &cmd {
         return verify_bundle(dir, public_key.as_deref());
     }
-    let key_path = db.audit_key_path();
+    let key = db.audit_key();
     let store = Store::open(&db.settings()).await?;
-    let result = run_with_store(cmd, &store, &key_path).await;
+    let result = run_with_store(cmd, &store, &key).await;
     store.shutdown().await;
     result
 }
 
-async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> anyhow::Result<ExitCode> {
+/// The checkpoint key, which must exist: only `serve` and `demo` generate one.
+fn signing_key(key: &KeyFile) -> anyhow::Result<CheckpointKey> {
+    Ok(CheckpointKey::from_seed(key.seed(Generate::Never)?))
+}
+
+async fn run_with_store(cmd: AuditCommand, store: &Store, key: &KeyFile) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify { tenant, public_keys, workers } => {
-            let keys = trusted_keys(key_path, &public_keys)?;
+            let keys = trusted_keys(key, &public_keys)?;
             let mut opts = verify::Options::default();
             if let Some(w) = workers {
                 opts.workers = usize::from(w);
@@ -54,7 +63,7 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
             let filter = ExportFilter { from, to, entity_type, action };
             let mut tx = store.tenant_tx(id).await?;
             if let Some(dir) = bundle {
-                let key = CheckpointKey::load_or_create(key_path)?;
+                let key = signing_key(key)?;
                 // The bundle should end on a signed head: sign one now if the head moved.
                 audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
                 let slug = identity::tenants::current(&mut tx).await?.slug;
@@ -101,7 +110,7 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Checkpoint => {
-            let key = CheckpointKey::load_or_create(key_path)?;
+            let key = signing_key(key)?;
             let mut tx = store.bypass("cli:audit-checkpoint", "sign audit checkpoints on demand").await?;
             let cps = audit::checkpoint::checkpoint_all(&mut tx, &key).await?;
             tx.commit().await?;
@@ -112,7 +121,7 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key_path: &Path) -> an
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::PublicKey => {
-            let key = CheckpointKey::load_or_create(key_path)?;
+            let key = signing_key(key)?;
             println!("# key id {}", key.key_id());
             print!("{}", audit::public_pem(&key.public())?);
             Ok(ExitCode::SUCCESS)
@@ -139,6 +148,9 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
+            AdminCommand::CreateOrganisation { name, slug, owner_email, allowed_domains } => {
+                create_organisation(&store, &name, &slug, &owner_email, allowed_domains).await
+            }
             AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
             AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, to.as_deref(), limit).await,
             AdminCommand::RotateMfaKey => crate::mfa_cmd::rotate(&store, db).await,
@@ -158,14 +170,25 @@ fn hex_short(b: &[u8]) -> String {
     b.iter().take(8).map(|x| format!("{x:02x}")).collect()
 }
 
-fn trusted_keys(key_path: &Path, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
+/// The keys `audit verify` trusts: the `--public-key` files, else this server's key if it is
+/// here. Verification never writes a key: without one, the chains are still recomputed and the
+/// checkpoints reported as unverified, naming their key ids.
+fn trusted_keys(key: &KeyFile, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
     let mut keys = Vec::new();
     for p in extra {
         let text = std::fs::read_to_string(p).with_context(|| format!("--public-key {}", p.display()))?;
         keys.push(TrustedKeys::parse_public(&text).with_context(|| format!("--public-key {}", p.display()))?);
     }
     if keys.is_empty() {
-        keys.push(CheckpointKey::load_or_create(key_path)?.public());
+        if key.path.exists() || key.explicit {
+            keys.push(signing_key(key)?.public());
+        } else {
+            eprintln!(
+                "note: no checkpoint key at {} and no --public-key: checkpoint signatures cannot be checked \
+                 (run where the server's data directory is, or pass --audit-key-file or --public-key)",
+                key.path.display()
+            );
+        }
     }
     Ok(TrustedKeys::of(keys))
 }
@@ -184,11 +207,24 @@ async fn resolve(store: &Store, tenant: &str) -> anyhow::Result<TenantId> {
     id.ok_or_else(|| anyhow::anyhow!("--tenant {tenant}: no such organisation"))
 }
 
+/// One line per chain: `ok`, `BROKEN` (tampering: exit 3) or `UNVERIFIED` (checkpoints by a key
+/// not held, nothing found wrong: exit 4).
 fn print_report(report: &verify::Report) -> ExitCode {
     for c in &report.chains {
-        match &c.first_break {
-            None => println!("ok      {} ({}): {} events, {} checkpoints", c.label, c.chain, c.events, c.checkpoints),
-            Some(b) => println!("BROKEN  {} ({}) at seq {}: {}", c.label, c.chain, b.seq, b.problem),
+        match (&c.first_break, c.unknown_keys.as_slice()) {
+            (Some(b), _) => println!("BROKEN  {} ({}) at seq {}: {}", c.label, c.chain, b.seq, b.problem),
+            (None, []) => {
+                println!("ok      {} ({}): {} events, {} checkpoints", c.label, c.chain, c.events, c.checkpoints);
+            }
+            (None, unknown) => {
+                for u in unknown {
+                    println!(
+                        "UNVERIFIED {} ({}): {} checkpoint(s) from seq {} are signed by key {}, which this verifier \
+                         does not hold; their signatures were not checked (the chain itself recomputes: {} events)",
+                        c.label, c.chain, u.checkpoints, u.first_seq, u.key_id, c.events
+                    );
+                }
+            }
         }
     }
     let rate = report.events as f64 / (report.elapsed_ms.max(1) as f64 / 1000.0);
@@ -198,11 +234,18 @@ fn print_report(report: &verify::Report) -> ExitCode {
         report.events,
         report.elapsed_ms
     );
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
+    if !report.ok() {
         eprintln!("audit ledger verification FAILED: {} chain(s) broken", report.broken().count());
         ExitCode::from(TAMPERED)
+    } else if !report.verified() {
+        eprintln!(
+            "audit ledger NOT VERIFIED: no tampering found, but {} chain(s) carry checkpoints signed by keys not held \
+             here (pass the signer's public key with --public-key)",
+            report.unverified().count()
+        );
+        ExitCode::from(UNVERIFIED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -221,6 +264,51 @@ fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCo
     Ok(print_report(&report))
 }
 
+/// `admin create-organisation`: validated like the domain validates (slug, name, email,
+/// domains); a taken slug is refused with a non-zero exit; the owner's one-time invitation token
+/// goes to standard output (once: only its SHA-256 is stored).
+async fn create_organisation(
+    store: &Store,
+    name: &str,
+    slug: &str,
+    owner_email: &str,
+    allowed_domains: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    use identity::{EmailAddress, JoinPolicy, Slug, tenants};
+    let slug_value = Slug::parse(slug).map_err(|e| anyhow::anyhow!("--slug {slug}: {e}"))?;
+    let owner = EmailAddress::parse(owner_email).map_err(|e| anyhow::anyhow!("--owner-email: {e}"))?;
+    let new = tenants::NewTenant {
+        slug: slug_value,
+        name: name.to_owned(),
+        allowed_email_domains: allowed_domains,
+        join_policy: JoinPolicy::AdminApproval,
+    };
+    let who = audit::Who::system("cli:create-organisation");
+    let founded = tenants::found(store, &who, &new, &owner).await.map_err(|e| match e {
+        identity::IdentityError::Duplicate(_) => {
+            anyhow::anyhow!("--slug {slug}: an organisation with this slug already exists; nothing was created")
+        }
+        identity::IdentityError::Invalid { field, reason } => {
+            let flag = if field == "allowed_email_domains" { "allowed-domain" } else { field };
+            anyhow::anyhow!("--{flag}: {reason}")
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    let inv = &founded.owner_invitation.invitation;
+    eprintln!(
+        "organisation {} ({}) created: {}\nowner invitation for {} (single use, expires {} UTC); accept it with \
+         POST /api/v1/invitations/accept {{\"token\": …, \"password\": …}}. It is shown once:",
+        founded.tenant.slug,
+        founded.tenant.id,
+        founded.tenant.name,
+        inv.email,
+        inv.expires_at.format("%Y-%m-%d %H:%M")
+    );
+    use secrecy::ExposeSecret;
+    println!("{}", founded.owner_invitation.token.expose_secret());
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     use identity::api_keys;
     let who = audit::Who::system("cli:api-key");
@@ -232,10 +320,10 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> 
             let mut tx = store.tenant_tx(id).await?;
             // The host operator's authority: no member is asking, so no policy can be.
             let permit = authz::Permit::operator(authz::Action::ApiKeysManage, id.as_uuid());
+            // The same domain checks as over HTTP (unknown scopes refused); the operator may mint any role.
+            let new = api_keys::NewApiKey { name, role, scopes, expires_at };
             let issued =
-                api_keys::create(&mut tx, &who, &permit, &api_keys::NewApiKey { name, role, scopes, expires_at })
-                    .await
-                    .context("api key")?;
+                api_keys::create(&mut tx, &who, &permit, api_keys::Minter::Operator, &new).await.context("api key")?;
             tx.commit().await?;
             use secrecy::ExposeSecret;
             eprintln!(

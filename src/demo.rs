@@ -40,6 +40,7 @@ const ORGS: &[Org] = &[
             ("finn", "Finn Finance", Role::Finance, Some("FIN")),
             ("mona", "Mona MD", Role::Md, Some("EXEC")),
             ("audrey", "Audrey Auditor", Role::Auditor, None),
+            ("olive", "Olive Owner", Role::Owner, None),
         ],
     },
     Org {
@@ -51,6 +52,7 @@ const ORGS: &[Org] = &[
             ("bea", "Bea Admin", Role::Admin, None),
             ("bo", "Bo Staff", Role::Staff, Some("STUDIO")),
             ("vic", "Vic Vendor", Role::Vendor, None),
+            ("oscar", "Oscar Owner", Role::Owner, None),
         ],
     },
     Org {
@@ -58,7 +60,11 @@ const ORGS: &[Org] = &[
         name: "Cedar Trading Co.",
         domain: "cedar.example",
         departments: &[("TRADE", "Trading")],
-        people: &[("cy", "Cy Admin", Role::Admin, None), ("pat", "Pat Partner", Role::Partner, None)],
+        people: &[
+            ("cy", "Cy Admin", Role::Admin, None),
+            ("pat", "Pat Partner", Role::Partner, None),
+            ("orla", "Orla Owner", Role::Owner, None),
+        ],
     },
 ];
 
@@ -136,6 +142,7 @@ async fn demo_auditor_key(store: &store::Store) -> anyhow::Result<Option<secrecy
         &who(),
         // Seeding acts as the host operator, like the command line.
         &authz::Permit::operator(authz::Action::ApiKeysManage, tenant.as_uuid()),
+        identity::api_keys::Minter::Operator,
         &identity::api_keys::NewApiKey {
             name: "demo auditor".into(),
             role: Role::Auditor,
@@ -206,5 +213,17 @@ impl Seeded {
         );
         println!("  Mail (one-time codes, invitations) goes to the outbox: countersign admin outbox");
         println!("\nStop with Ctrl-C: the database stops cleanly.\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_demo_organisation_has_an_owner() {
+        for org in ORGS {
+            assert!(org.people.iter().any(|(_, _, role, _)| *role == Role::Owner), "{} has no owner", org.slug);
+        }
     }
 }

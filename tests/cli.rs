@@ -115,3 +115,197 @@ fn missing_postgres_binaries_give_an_install_hint() {
     assert!(stderr.contains("COUNTERSIGN_PG_BIN") && stderr.contains("no initdb"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod common;
+
+/// The binary run as an operator would, from `cwd` (a fresh directory, not the checkout), against
+/// the test database, with no key or data-directory settings inherited.
+fn operator_run(db: &store::testing::TestDb, cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = countersign();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COUNTERSIGN_") && k != "COUNTERSIGN_LOG_FORMAT" {
+            c.env_remove(k);
+        }
+    }
+    c.args(args).current_dir(cwd).env("DATABASE_URL", db.url()).env("RUST_LOG", "warn").output().expect("run")
+}
+
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cs-{what}-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&d).expect("dir");
+    d
+}
+
+fn output(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `audit verify` from a directory that has no key: it writes none, recomputes the chains, and
+/// says plainly that the checkpoints are signed by a key it does not hold (naming the key id),
+/// with exit status 4 — not the tampering status 3. Given the public key, it verifies (0);
+/// tampering still wins over an unknown key (3).
+#[tokio::test]
+async fn audit_verify_elsewhere_writes_no_key_and_names_the_key_it_does_not_hold() {
+    let db = store::testing::TestDb::new().await;
+    let a = common::org(&db, "alpha").await;
+    let cwd = temp_dir("verify");
+    let key_id = common::test_key().key_id().to_owned();
+
+    let o = operator_run(&db, &cwd, &["audit", "verify"]);
+    let out = output(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("UNVERIFIED alpha") && out.contains(&format!("signed by key {key_id}")), "{out}");
+    assert!(out.contains("does not hold") && !out.contains("BROKEN"), "{out}");
+    assert!(std::fs::read_dir(&cwd).expect("cwd").next().is_none(), "verify wrote into {}", cwd.display());
+
+    let public = cwd.join("audit.pub");
+    std::fs::write(&public, hex::encode(common::test_key().public().as_bytes())).expect("public key");
+    let p = public.to_str().expect("path");
+    let o = operator_run(&db, &cwd, &["audit", "verify", "--public-key", p]);
+    assert!(o.status.success(), "{}", output(&o));
+    assert!(output(&o).contains("ok      alpha"), "{}", output(&o));
+
+    use sqlx::Executor;
+    let mut admin = db.admin_conn().await;
+    admin.execute("alter table audit_events disable trigger audit_events_append_only").await.expect("disable");
+    sqlx::query("update audit_events set actor_id = 'mallory' where tenant_id = $1 and seq = 2")
+        .bind(a.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("edit");
+    let o = operator_run(&db, &cwd, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(3), "{}", output(&o));
+    assert!(output(&o).contains("BROKEN  alpha"), "{}", output(&o));
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// A key path named explicitly that does not exist is an error naming the setting; nothing is
+/// created (not the file, not its directories, not the default keys). Commands that only read
+/// keys never generate one at the default path either.
+#[tokio::test]
+async fn a_missing_explicit_key_file_is_an_error_and_no_key_appears() {
+    let db = store::testing::TestDb::new().await;
+    let cwd = temp_dir("keys");
+    let nowhere = cwd.join("nonexistent/dir/k.key");
+    let n = nowhere.to_str().expect("path");
+    for (args, setting) in [
+        (vec!["serve", "--listen", "127.0.0.1:0", "--session-key-file", n], "--session-key-file"),
+        (vec!["serve", "--listen", "127.0.0.1:0", "--audit-key-file", n], "--audit-key-file"),
+        (vec!["demo", "--listen", "127.0.0.1:0", "--mfa-key-file", n], "--mfa-key-file"),
+        (vec!["audit", "checkpoint", "--audit-key-file", n], "--audit-key-file"),
+        (vec!["admin", "rotate-mfa-key", "--mfa-key-file", n], "--mfa-key-file"),
+    ] {
+        let o = operator_run(&db, &cwd, &args);
+        let out = output(&o);
+        assert!(!o.status.success(), "{args:?} should fail: {out}");
+        assert!(out.contains(setting) && out.contains("must exist") && out.contains(n), "{args:?}: {out}");
+        assert!(!out.contains("panicked"), "{out}");
+        assert!(std::fs::read_dir(&cwd).expect("cwd").next().is_none(), "{args:?} created {:?}", cwd.read_dir());
+    }
+    // Default paths: only serve/demo generate; these commands refuse and write nothing.
+    for args in [vec!["audit", "checkpoint"], vec!["audit", "public-key"], vec!["admin", "rotate-mfa-key"]] {
+        let o = operator_run(&db, &cwd, &args);
+        let out = output(&o);
+        assert!(!o.status.success(), "{args:?} should fail: {out}");
+        assert!(out.contains("no such key file") && out.contains("countersign serve"), "{args:?}: {out}");
+        assert!(std::fs::read_dir(&cwd).expect("cwd").next().is_none(), "{args:?} created {:?}", cwd.read_dir());
+    }
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// The command line makes the same checks as the API: a scope the server does not enforce is
+/// refused (exit non-zero, the message names it) and no key is created; a valid one works.
+#[tokio::test]
+async fn admin_api_key_create_refuses_an_unknown_scope_and_creates_nothing() {
+    let db = store::testing::TestDb::new().await;
+    let a = common::org(&db, "acme").await;
+    let cwd = temp_dir("api-key");
+    let keys = || async {
+        let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+        let n: i64 = sqlx::query_scalar("select count(*) from api_keys").fetch_one(tx.conn()).await.expect("count");
+        n
+    };
+    let before = keys().await;
+    let base = ["admin", "api-key", "create", "--tenant", "acme", "--name", "ci", "--role", "auditor"];
+    let o = operator_run(&db, &cwd, &[&base[..], &["--scope", "bogus:thing"]].concat());
+    let out = output(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("unknown_scope") && out.contains("'bogus:thing' is not a scope"), "{out}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("csk_"), "a key was printed: {out}");
+    assert_eq!(keys().await, before, "nothing is created");
+    let o = operator_run(&db, &cwd, &[&base[..], &["--scope", "audit:read"]].concat());
+    assert!(o.status.success(), "{}", output(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).trim().starts_with("csk_"));
+    assert_eq!(keys().await, before + 1);
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// `admin create-organisation` creates the organisation and prints a one-time invitation whose
+/// acceptance makes its first owner; bad input and a taken slug are refused with a clear message
+/// and a non-zero exit, creating nothing.
+#[tokio::test]
+async fn admin_create_organisation_invites_its_owner_once_and_refuses_a_taken_slug() {
+    use reqwest::StatusCode;
+    let db = store::testing::TestDb::new().await;
+    let cwd = temp_dir("create-org");
+    let tenants = || async {
+        let mut admin = db.admin_conn().await;
+        let n: i64 = sqlx::query_scalar("select count(*) from tenants").fetch_one(&mut admin).await.expect("count");
+        n
+    };
+    let create = ["admin", "create-organisation", "--name", "Nova Ltd", "--slug", "nova"];
+    let o = operator_run(&db, &cwd, &[&create[..], &["--owner-email", "olive@nova.example"]].concat());
+    assert!(o.status.success(), "{}", output(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(token.starts_with("csi_") && !token.contains('\n'), "{}", output(&o));
+    assert!(output(&o).contains("owner invitation for olive@nova.example"), "{}", output(&o));
+    assert_eq!(tenants().await, 1);
+
+    let base = common::spawn(&db).await;
+    let accept = json_post(
+        &base,
+        "/api/v1/invitations/accept",
+        serde_json::json!({"token": token, "password": common::PASSWORD}),
+    );
+    let (s, body) = accept.await;
+    assert!(s.is_success(), "{s} {body}");
+    let access = common::sign_in(&base, "nova", "olive@nova.example").await;
+    let me = common::send(reqwest::Method::GET, &format!("{base}/api/v1/me"), Some(&access), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["role"], "owner", "{}", me.body);
+    let (s, _) = json_post(
+        &base,
+        "/api/v1/invitations/accept",
+        serde_json::json!({"token": token, "password": common::PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::GONE, "the invitation works once");
+
+    for (args, needle) in [
+        (vec!["--owner-email", "someone@else.example"], "already exists"),
+        (vec!["--owner-email", "not-an-address"], "--owner-email"),
+    ] {
+        let o = operator_run(&db, &cwd, &[&create[..], &args[..]].concat());
+        assert!(!o.status.success(), "{args:?}: {}", output(&o));
+        assert!(output(&o).contains(needle), "{args:?}: {}", output(&o));
+    }
+    for (args, needle) in [
+        (vec!["--name", "Bad", "--slug", "Bad Slug!", "--owner-email", "a@b.example"], "--slug"),
+        (vec!["--name", " ", "--slug", "blank", "--owner-email", "a@b.example"], "--name"),
+        (
+            vec!["--name", "D", "--slug", "dom", "--owner-email", "a@b.example", "--allowed-domain", "@x"],
+            "--allowed-domain",
+        ),
+    ] {
+        let o = operator_run(&db, &cwd, &[&["admin", "create-organisation"][..], &args[..]].concat());
+        assert!(!o.status.success(), "{args:?}: {}", output(&o));
+        assert!(output(&o).contains(needle) && !output(&o).contains("panicked"), "{args:?}: {}", output(&o));
+    }
+    assert_eq!(tenants().await, 1, "refusals create nothing");
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+async fn json_post(base: &str, path: &str, body: serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
+    let a = common::send(reqwest::Method::POST, &format!("{base}{path}"), None, Some(body), &[]).await;
+    (a.status, a.body)
+}

@@ -237,6 +237,47 @@ async fn the_last_admin_cannot_be_demoted_or_deactivated() {
     assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &admin, None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// An organisation never loses its last owner: not by demotion, not by deactivation, not even
+/// at the owner's own hand, and admins (who may not manage owners) cannot either. With a second
+/// owner, stepping down works; the rule then protects the one who remains.
+#[tokio::test]
+async fn the_last_owner_cannot_be_demoted_or_deactivated() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await; // an admin
+    let first = common::member(&db, a.id, "acme", "olive", identity::Role::Owner, None, true).await;
+    let base = spawn_with_key(&db, key()).await;
+    let owner = login(&base, "acme", "olive@acme.example").await;
+    let admin = login(&base, "acme", "user0@acme.example").await;
+    let role = |u: Uuid| format!("{base}/api/v1/members/{u}/role");
+    let deactivate = |u: Uuid| format!("{base}/api/v1/members/{u}/deactivate");
+    // Plenty of admins exist, so this is the owner rule, not the admin rule.
+    for to in ["admin", "staff"] {
+        let (s, e) = call(Method::PUT, role(first), &owner, Some(json!({"role": to, "reason": "stepping down"}))).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{to}: {e}");
+    }
+    let (s, e) = call(Method::POST, deactivate(first), &owner, Some(json!({"reason": "leaving"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{e}");
+    let (s, e) = call(Method::POST, deactivate(first), &admin, Some(json!({"reason": "coup"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")), "{e}");
+    // A second owner: now the first may step down, and the second is protected in turn.
+    let second = common::member(&db, a.id, "acme", "oscar", identity::Role::Owner, None, true).await;
+    let (s, e) = call(Method::PUT, role(first), &owner, Some(json!({"role": "admin", "reason": "handing over"}))).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let heir = login(&base, "acme", "oscar@acme.example").await;
+    let (s, e) = call(Method::POST, deactivate(second), &heir, Some(json!({"reason": "leaving"}))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{e}");
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let owners: Vec<Uuid> =
+        sqlx::query_scalar("select user_id from memberships where role = 'owner' and status = 'active'")
+            .fetch_all(tx.conn())
+            .await
+            .expect("owners");
+    assert_eq!(owners, vec![second]);
+    drop(tx);
+    assert_eq!(audit_count(&db, a.id, "membership.deactivated").await, 0);
+}
+
 #[tokio::test]
 async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta() {
     let db = TestDb::new().await;

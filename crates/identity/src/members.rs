@@ -1,8 +1,8 @@
 //! Member administration in one organisation: list, suspend, reactivate, approve, decline, move.
 //!
 //! Guarantees: every function takes the organisation's `TenantTx`, so a user of another
-//! organisation is simply not found; an organisation never loses its last active owner/admin
-//! (`last_admin`); nobody grants or touches a role above their own (`role_escalation`); every
+//! organisation is simply not found; an organisation never loses its last active owner
+//! (`last_owner`) nor its last active owner/admin (`last_admin`); nobody grants or touches a role above their own (`role_escalation`); every
 //! change is audited with its field delta and reason, and removing access revokes the member's
 //! sessions on every node in the same transaction.
 
@@ -108,6 +108,33 @@ pub async fn lock(tx: &mut TenantTx, user: Uuid) -> Result<Target, IdentityError
     })
 }
 
+/// Refuses a change that would leave the organisation without an active owner (409
+/// `last_owner`): the last owner cannot be demoted or deactivated, not even by themselves. Locks
+/// the other owners' rows, so two owners stepping down at once cannot both succeed.
+async fn ensure_not_last_owner(tx: &mut TenantTx, target: &Target) -> Result<(), IdentityError> {
+    if !(target.role == Role::Owner && target.status == MembershipStatus::Active) {
+        return Ok(());
+    }
+    let others = sqlx::query_scalar!(
+        "select id from memberships
+          where tenant_id = $1 and id <> $2 and role = 'owner' and status = 'active'
+            and deleted_at is null and (valid_until is null or valid_until > now())
+          for update",
+        tx.tenant().as_uuid(),
+        target.membership_id
+    )
+    .fetch_all(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("membership"))?;
+    if others.is_empty() {
+        return Err(IdentityError::Conflict {
+            code: "last_owner",
+            reason: "this is the organisation's last active owner; make someone else owner first".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a change that would leave the organisation without an active owner/admin. Locks the
 /// other administrators' rows, so two admins demoting each other at once cannot both succeed.
 async fn ensure_not_last_admin(tx: &mut TenantTx, target: &Target) -> Result<(), IdentityError> {
@@ -186,6 +213,7 @@ pub async fn deactivate(
     if target.status != MembershipStatus::Active {
         return Err(wrong_state(&target, "active"));
     }
+    ensure_not_last_owner(tx, &target).await?;
     ensure_not_last_admin(tx, &target).await?;
     set_status(tx, who, &target, MembershipStatus::Suspended, "membership.deactivated", reason).await?;
     sessions::revoke(tx, who, Scope::User(user), "membership_deactivated").await
@@ -284,6 +312,9 @@ pub async fn change_role(
     }
     if !may_grant(caller, role) {
         return Err(escalation(role.as_str()));
+    }
+    if role != Role::Owner {
+        ensure_not_last_owner(tx, &target).await?;
     }
     if !is_admin(role) {
         ensure_not_last_admin(tx, &target).await?;
