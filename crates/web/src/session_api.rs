@@ -146,7 +146,8 @@ pub async fn login(
         crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
     let factors = crate::mfa_api::factors(&state);
-    let outcome = state.auth.login(&state.store, factors, tenant, &email, &password, &origin(&ctx)).await?;
+    let named = identity::lockout::NamedOrganisation { typed: &req.organisation, tenant };
+    let outcome = state.auth.login(&state.store, factors, named, &email, &password, &origin(&ctx)).await?;
     Ok(crate::mfa_api::outcome_response(&state, outcome, req.token_delivery))
 }
 
