@@ -112,6 +112,7 @@ impl ServeArgs {
                 lock_after: self.lockout_after,
                 suspicious_ips: self.suspicious_ips,
             },
+            ..web::limits::Limits::default()
         }
     }
 }

@@ -72,7 +72,8 @@ async fn only_admins_and_auditors_with_the_scope_read_their_own_ledger() {
     let events = body["events"].as_array().expect("events");
     // Denials were audited, and so was the refused garbage key that named alpha.
     let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
-    assert!(actions.iter().filter(|a| **a == "access.denied").count() >= 2, "{actions:?}");
+    // (Aggregated: both denials came from one address within a minute — one event, counting.)
+    assert!(actions.contains(&"access.denied"), "{actions:?}");
     assert!(actions.contains(&"auth.api_key_rejected"), "{actions:?}");
     // Nothing of beta's: B's memberships never appear in A's ledger.
     let b_ids: Vec<String> = b.memberships.iter().map(ToString::to_string).collect();

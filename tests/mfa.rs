@@ -487,7 +487,8 @@ async fn sealed_secrets_are_bound_to_their_user_and_survive_key_rotation() {
     g.commit().await.expect("commit");
     let t = TOTP::from_url(secrecy::ExposeSecret::expose_secret(&e1.otpauth_uri)).expect("uri");
     fresh_step().await;
-    mfa::confirm(&db.store, &rotated, &who(), u1, &code(&t, 0)).await.expect("confirm");
+    let lockout = identity::lockout::Lockout::new([1; 32], identity::login_policy::LockAfter::default());
+    mfa::confirm(&db.store, &rotated, &lockout, &who(), u1, &code(&t, 0)).await.expect("confirm");
     let mut admin = db.admin_conn().await;
     let key_of = |u: Uuid| sqlx::query_scalar::<_, String>("select key_id from user_totp where user_id = $1").bind(u);
     assert_eq!(key_of(u1).fetch_one(&mut admin).await.expect("k"), rotated.current_key_id());

@@ -1,16 +1,17 @@
 //! A signed-in user managing their own credentials.
 //!
 //! Changing a password needs the current one (a stolen access token alone cannot take the account
-//! over); wrong guesses count toward the same lockout as failed logins; the new password passes
+//! over); wrong guesses count in the one lockout against the user's own key, at the configured
+//! threshold ([`crate::lockout`]); the new password passes
 //! the policy; and the change bumps the user's session epoch, ending every session everywhere —
 //! the caller's included, so a client signs in again with the new password.
 
 use audit::{Changes, Entity, Event, Who};
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use store::GlobalTx;
 use uuid::Uuid;
 
+use crate::lockout::{LockKey, Lockout};
 use crate::passwords::Hasher;
 use crate::{IdentityError, sessions};
 
@@ -19,66 +20,39 @@ pub(crate) struct Credentials {
     pub email: String,
     pub status: String,
     pub hash: Option<String>,
-    pub locked_until: Option<chrono::DateTime<Utc>>,
 }
 
 pub(crate) async fn credentials(g: &mut GlobalTx, user: Uuid) -> Result<Credentials, IdentityError> {
     let r = sqlx::query!(
-        r#"select u.email::text as "email!", u.status, c.password_hash as "hash?", c.locked_until
+        r#"select u.email::text as "email!", u.status, c.password_hash as "hash?"
              from users u left join user_credentials c on c.user_id = u.id where u.id = $1"#,
         user
     )
     .fetch_optional(g.conn())
     .await?
     .ok_or(IdentityError::NotFound)?;
-    Ok(Credentials { email: r.email, status: r.status, hash: r.hash, locked_until: r.locked_until })
+    Ok(Credentials { email: r.email, status: r.status, hash: r.hash })
 }
 
-/// Is the account locked out now (for reporting an unlock)?
+/// Is any lock of the user's on now (for reporting an unlock)?
 pub async fn is_locked(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityError> {
-    let locked = sqlx::query_scalar!(
-        r#"select exists(select 1 from user_credentials where user_id = $1 and locked_until > now()) as "locked!""#,
-        user
-    )
-    .fetch_one(g.conn())
-    .await?;
-    Ok(locked)
+    crate::lockout::is_locked(g, user).await
 }
 
-/// Same counting as a failed login: five failures lock the account, then the lock doubles.
-pub(crate) async fn record_failure(g: &mut GlobalTx, user: Uuid) -> Result<(), IdentityError> {
-    sqlx::query!(
-        "update user_credentials
-            set failed_attempts = failed_attempts + 1,
-                locked_until = case when failed_attempts + 1 >= $2
-                    then now() + make_interval(mins => least(60, power(2, failed_attempts + 1 - $2)::int))
-                    else locked_until end,
-                updated_at = now()
-          where user_id = $1",
-        user,
-        sessions::LOCK_AFTER,
-    )
-    .execute(g.conn())
-    .await?;
-    Ok(())
-}
-
-/// Checks `password` for an existing user, with lockout. `Ok(false)` means wrong (the failure is
-/// already counted; commit `g` to keep the count).
+/// Checks `password` for an existing user against lock key `key` ([`crate::lockout`]).
+/// `Ok(false)` means wrong (the failure is already counted; commit `g` to keep the count).
 pub(crate) async fn verify_password(
     g: &mut GlobalTx,
     hasher: &Hasher,
-    user: Uuid,
+    lockout: &Lockout,
+    key: &LockKey,
     creds: &Credentials,
     password: &SecretString,
 ) -> Result<bool, IdentityError> {
-    if let Some(until) = creds.locked_until.filter(|u| *u > Utc::now()) {
-        let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
-        return Err(IdentityError::Locked { retry_after });
-    }
+    lockout.ensure_open(g, key).await?;
     let verified = hasher.verify(password, creds.hash.as_deref()).await?;
     if !verified.ok {
-        record_failure(g, user).await?;
+        lockout.failed(g, key).await?;
         return Ok(false);
     }
     Ok(true)
@@ -91,6 +65,7 @@ pub async fn change_password(
     store: &store::Store,
     who: &Who,
     hasher: &Hasher,
+    lockout: &Lockout,
     user: Uuid,
     current: &SecretString,
     new: &SecretString,
@@ -104,7 +79,7 @@ pub async fn change_password(
     if creds.status != "active" {
         return Err(IdentityError::Unauthenticated);
     }
-    if !verify_password(&mut g, hasher, user, &creds, current).await? {
+    if !verify_password(&mut g, hasher, lockout, &lockout.account(user), &creds, current).await? {
         let event = Event::new("user.password_change_failed", Entity::of("user", user)?, Changes::none())?
             .with_reason("wrong current password")?;
         audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;

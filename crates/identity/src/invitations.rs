@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use store::{Store, TenantId, TenantTx};
 use uuid::Uuid;
 
+use crate::lockout::{Lockout, NamedOrganisation};
 use crate::memberships::{self, NewMembership};
 use crate::passwords::Hasher;
 use crate::{EmailAddress, IdentityError, Role, account, members, sessions, users};
@@ -295,6 +296,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub async fn accept(
     store: &Store,
     hasher: &Hasher,
+    lockout: &Lockout,
     presented: &PresentedInvitation,
     acceptance: &Acceptance,
     origin: &Origin,
@@ -360,7 +362,8 @@ pub async fn accept(
             if creds.status != "active" {
                 return Err(IdentityError::Unauthenticated);
             }
-            if !account::verify_password(&mut g, hasher, user.id, &creds, password).await? {
+            let key = lockout.sign_in(NamedOrganisation::resolved(tx.tenant()), &email, origin.ip, Some(user.id));
+            if !account::verify_password(&mut g, hasher, lockout, &key, &creds, password).await? {
                 g.commit().await?;
                 return Err(IdentityError::Unauthenticated);
             }

@@ -12,6 +12,7 @@ mod guest_expiry;
 pub mod invitations;
 pub mod ip_allowlist;
 pub mod joining;
+pub mod lockout;
 pub mod login_policy;
 pub mod mail;
 pub mod members;

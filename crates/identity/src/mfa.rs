@@ -4,7 +4,9 @@
 //! MFA state is per user (global, identity scope) because one user belongs to many
 //! organisations. TOTP secrets are sealed with [`SecretBox`] bound to the user id; a time step
 //! once accepted is refused again (`last_used_step`). Every wrong code, wherever it is entered,
-//! counts toward the account lockout, and a challenge dies after [`MAX_CHALLENGE_ATTEMPTS`].
+//! counts in the one lockout ([`crate::lockout`]) at the configured threshold — at sign-in
+//! against the attempt's (organisation, email, address) key, in a session against the user's
+//! own key — and a challenge dies after [`MAX_CHALLENGE_ATTEMPTS`].
 //! Writes to these global tables are audited on the platform chain in the same transaction.
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
 use crate::email_codes::{self, Purpose};
+use crate::lockout::{LockKey, Lockout, NamedOrganisation};
 use crate::mail::{Mailer, send_detached};
 use crate::secret_box::{Sealed, SecretBox};
 use crate::sessions::{Authenticator, Issued};
@@ -190,19 +193,6 @@ async fn email_of(g: &mut GlobalTx, user: Uuid) -> Result<String, IdentityError>
         .ok_or(IdentityError::NotFound)
 }
 
-/// Locked accounts answer `Locked` to every factor, not only to passwords.
-async fn ensure_unlocked(g: &mut GlobalTx, user: Uuid) -> Result<(), IdentityError> {
-    let until = sqlx::query_scalar!("select locked_until from user_credentials where user_id = $1", user)
-        .fetch_optional(g.conn())
-        .await?
-        .flatten();
-    if let Some(until) = until.filter(|u| *u > chrono::Utc::now()) {
-        let retry_after = u64::try_from((until - chrono::Utc::now()).num_seconds().max(1)).unwrap_or(1);
-        return Err(IdentityError::Locked { retry_after });
-    }
-    Ok(())
-}
-
 /// Checks a TOTP code against the user's secret (`confirmed`: the active one, else the pending
 /// enrolment). On a match, records the step and re-seals a secret found under an old key.
 async fn check_totp(
@@ -278,15 +268,16 @@ async fn use_recovery(g: &mut GlobalTx, user: Uuid, code: &str, origin: &Origin)
     Ok(used)
 }
 
-/// A wrong second factor: counts toward the lockout (after `lock_after` failures) and is audited.
+/// A wrong second factor: counts against `key` ([`crate::lockout`]) and is audited.
 async fn failed(
     g: &mut GlobalTx,
+    lockout: &Lockout,
+    key: &LockKey,
     user: Uuid,
     method: Method,
     origin: &Origin,
-    lock_after: i32,
 ) -> Result<(), IdentityError> {
-    crate::sessions::record_failure(g, user, lock_after).await?;
+    lockout.failed(g, key).await?;
     let event = Event::new(
         "auth.mfa_failed",
         Entity::of("user", user)?,
@@ -297,16 +288,19 @@ async fn failed(
 }
 
 /// Checks a TOTP (6 digits) or else a recovery code of a user with active TOTP; a wrong one
-/// is recorded (lockout + audit) and committed before the refusal.
+/// is recorded (lockout + audit) and committed before the refusal. Managing enrolment happens
+/// inside a session, so it counts against the user's own key at the configured threshold.
 async fn require_code(
     store: &Store,
     keys: &SecretBox,
+    lockout: &Lockout,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<GlobalTx, IdentityError> {
+    let key = lockout.account(user);
     let mut g = store.global_tx().await?;
-    ensure_unlocked(&mut g, user).await?;
+    lockout.ensure_open(&mut g, &key).await?;
     let ok = if code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit()) {
         check_totp(&mut g, keys, user, code, true).await?
     } else {
@@ -314,8 +308,7 @@ async fn require_code(
     };
     if !ok {
         let method = if code.len() == DIGITS { Method::Totp } else { Method::RecoveryCode };
-        // Managing enrolment happens inside a session: the default lockout threshold applies.
-        failed(&mut g, user, method, &who.origin, crate::sessions::LOCK_AFTER).await?;
+        failed(&mut g, lockout, &key, user, method, &who.origin).await?;
         g.commit().await?;
         return Err(IdentityError::InvalidCode);
     }
@@ -378,14 +371,16 @@ pub async fn enrol(store: &Store, keys: &SecretBox, user: Uuid) -> Result<Enrolm
 pub async fn confirm(
     store: &Store,
     keys: &SecretBox,
+    lockout: &Lockout,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<Vec<String>, IdentityError> {
+    let key = lockout.account(user);
     let mut g = store.global_tx().await?;
-    ensure_unlocked(&mut g, user).await?;
+    lockout.ensure_open(&mut g, &key).await?;
     if !check_totp(&mut g, keys, user, code, false).await? {
-        failed(&mut g, user, Method::Totp, &who.origin, crate::sessions::LOCK_AFTER).await?;
+        failed(&mut g, lockout, &key, user, Method::Totp, &who.origin).await?;
         g.commit().await?;
         return Err(IdentityError::InvalidCode);
     }
@@ -404,8 +399,15 @@ pub async fn confirm(
 }
 
 /// Turns TOTP off (needs a current TOTP or an unused recovery code).
-pub async fn disable(store: &Store, keys: &SecretBox, who: &Who, user: Uuid, code: &str) -> Result<(), IdentityError> {
-    let mut g = require_code(store, keys, who, user, code).await?;
+pub async fn disable(
+    store: &Store,
+    keys: &SecretBox,
+    lockout: &Lockout,
+    who: &Who,
+    user: Uuid,
+    code: &str,
+) -> Result<(), IdentityError> {
+    let mut g = require_code(store, keys, lockout, who, user, code).await?;
     sqlx::query!("delete from user_totp where user_id = $1", user).execute(g.conn()).await?;
     sqlx::query!("delete from user_recovery_codes where user_id = $1", user).execute(g.conn()).await?;
     let event = Event::new("auth.mfa_disabled", Entity::of("user", user)?, Changes::none().field("totp", true, false))?;
@@ -418,11 +420,12 @@ pub async fn disable(store: &Store, keys: &SecretBox, who: &Who, user: Uuid, cod
 pub async fn regenerate_recovery_codes(
     store: &Store,
     keys: &SecretBox,
+    lockout: &Lockout,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<Vec<String>, IdentityError> {
-    let mut g = require_code(store, keys, who, user, code).await?;
+    let mut g = require_code(store, keys, lockout, who, user, code).await?;
     let codes = replace_recovery_codes(&mut g, user).await?;
     let event = Event::new(
         "auth.recovery_codes_regenerated",
@@ -463,8 +466,13 @@ pub async fn after_first_factor(
     .fetch_optional(g.conn())
     .await?
     .ok_or(IdentityError::Unauthenticated)?;
-    ensure_unlocked(&mut g, user).await?;
+    let email = EmailAddress::parse(&u.email)?;
+    let lockout = auth.lockout();
+    let key = lockout.sign_in(NamedOrganisation::resolved(tenant), &email, origin.ip, Some(user));
+    lockout.ensure_open(&mut g, &key).await?;
     if !(u.totp || required || u.platform_admin) {
+        // Every factor this sign-in needs is passed: the count starts again.
+        lockout.passed(&mut g, &key).await?;
         g.commit().await?;
         let method = match first {
             FirstFactor::Password => "password",
@@ -477,7 +485,6 @@ pub async fn after_first_factor(
     } else if first == FirstFactor::EmailCode {
         return Err(IdentityError::PasswordRequired);
     } else {
-        let email = EmailAddress::parse(&u.email)?;
         let (id, code) = email_codes::issue(&mut g, &email, Some(user), Some(tenant), Purpose::Mfa).await?;
         (vec![Method::EmailCode], Some((id, email, code)))
     };
@@ -554,11 +561,14 @@ pub async fn complete(
     .filter(|c| c.live)
     .ok_or(IdentityError::Unauthenticated)?;
     let user = c.user_id;
+    let tenant = TenantId::from_uuid(c.organisation_id).map_err(|_| IdentityError::Unauthenticated)?;
+    let lockout = auth.lockout();
+    let email = EmailAddress::parse(&email_of(&mut g, user).await?)?;
+    let key = lockout.sign_in(NamedOrganisation::resolved(tenant), &email, origin.ip, Some(user));
+    lockout.ensure_open(&mut g, &key).await?;
     if c.attempts >= MAX_CHALLENGE_ATTEMPTS {
-        ensure_unlocked(&mut g, user).await?;
         return Err(IdentityError::Locked { retry_after: 1 });
     }
-    ensure_unlocked(&mut g, user).await?;
     let method = answer.method();
     if !c.methods.iter().any(|m| m == method.as_str()) {
         return Err(IdentityError::invalid("method", format!("this challenge accepts: {}", c.methods.join(", "))));
@@ -573,17 +583,12 @@ pub async fn complete(
     };
     if !ok {
         sqlx::query!("update mfa_challenges set attempts = attempts + 1 where id = $1", c.id).execute(g.conn()).await?;
-        failed(&mut g, user, method, origin, auth.policy.lock_after.get()).await?;
+        failed(&mut g, &lockout, &key, user, method, origin).await?;
         g.commit().await?;
         return Err(IdentityError::InvalidCode);
     }
     sqlx::query!("update mfa_challenges set used_at = now() where id = $1", c.id).execute(g.conn()).await?;
-    sqlx::query!(
-        "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now() where user_id = $1",
-        user
-    )
-    .execute(g.conn())
-    .await?;
+    lockout.passed(&mut g, &key).await?;
     let event = Event::new(
         "auth.mfa_succeeded",
         Entity::of("mfa_challenge", c.id)?,
@@ -591,7 +596,6 @@ pub async fn complete(
     )?;
     audit::record_platform(g.conn(), &Actor::user(user, None), origin, &event).await?;
     g.commit().await?;
-    let tenant = TenantId::from_uuid(c.organisation_id).map_err(|_| IdentityError::Unauthenticated)?;
     auth.open_session(store, tenant, user, origin, &format!("password+{}", method.as_str())).await
 }
 

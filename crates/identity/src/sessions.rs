@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use store::{Store, TenantId, TenantTx};
 use uuid::Uuid;
 
+use crate::lockout::{Lockout, NamedOrganisation};
 use crate::passwords::Hasher;
 use crate::tokens::{ACCESS_TTL_SECS, Claims, TokenKey};
 use crate::{EmailAddress, IdentityError, Role};
@@ -30,10 +31,9 @@ pub const REVOCATION_CHANNEL: &str = "countersign_revocation";
 pub const SESSION_TTL_DAYS: i64 = 30;
 /// A session unused for this long is dead (checked server-side on every request and refresh).
 pub const IDLE_TIMEOUT_MINUTES: i64 = 30;
-/// Failed logins before the account is locked, unless configured otherwise
+/// Failures before a lock key locks, unless configured otherwise
 /// ([`crate::login_policy::LoginPolicy`]); each further failure doubles the lock.
 pub const LOCK_AFTER: i32 = 5;
-const MAX_LOCK_MINUTES: i64 = 60;
 
 /// What a revocation covers: a tenant (all its sessions), a user (in one tenant or, without a
 /// tenant, everywhere) or one session. Nodes drop every cached session it matches.
@@ -115,27 +115,35 @@ struct Account {
     id: Uuid,
     status: String,
     hash: Option<String>,
-    locked_until: Option<DateTime<Utc>>,
 }
 
 impl Authenticator {
+    /// The one lockout ([`crate::lockout`]) at this deployment's threshold.
+    #[must_use]
+    pub fn lockout(&self) -> Lockout {
+        Lockout::new(self.key.derive("countersign-lockout-v1"), self.policy.lock_after)
+    }
+
     /// Password login to one organisation. Unknown organisation, unknown email, wrong password,
     /// disabled user and missing membership all answer `Unauthenticated` after the same argon2
-    /// work; a locked account answers `Locked`. Every outcome is audited in the organisation.
-    /// A correct password yields tokens only when no second factor is needed; otherwise an MFA
-    /// challenge (see [`crate::mfa::after_first_factor`]).
+    /// work and count alike against the attempt's lock key (organisation as named, email,
+    /// source address); a locked key answers `Locked` to members and strangers alike. Every
+    /// outcome is audited in the organisation. A correct password yields tokens only when no
+    /// second factor is needed; otherwise an MFA challenge (see [`crate::mfa::after_first_factor`]).
     pub async fn login(
         &self,
         store: &Store,
         factors: crate::mfa::Factors<'_>,
-        tenant: Option<TenantId>,
+        organisation: NamedOrganisation<'_>,
         email: &EmailAddress,
         password: &SecretString,
         origin: &Origin,
     ) -> Result<crate::mfa::LoginOutcome, IdentityError> {
+        let tenant = organisation.tenant;
+        let lockout = self.lockout();
         let mut g = store.global_tx().await?;
         let account = sqlx::query!(
-            r#"select u.id, u.status, u.session_epoch, c.password_hash as "hash?", c.locked_until
+            r#"select u.id, u.status, c.password_hash as "hash?"
                  from users u left join user_credentials c on c.user_id = u.id
                 where u.email = $1::text::citext"#,
             email.as_str()
@@ -143,23 +151,26 @@ impl Authenticator {
         .fetch_optional(g.conn())
         .await
         .map_err(IdentityError::from_store("user"))?
-        .map(|r| Account { id: r.id, status: r.status, hash: r.hash, locked_until: r.locked_until });
+        .map(|r| Account { id: r.id, status: r.status, hash: r.hash });
+        let key = lockout.sign_in(organisation, email, origin.ip, account.as_ref().map(|a| a.id));
 
-        if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|u| *u > Utc::now()) {
-            g.commit().await?;
-            let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
-            if let Some(t) = tenant {
-                self.audit_failure(store, t, email, origin, "locked").await;
+        match lockout.ensure_open(&mut g, &key).await {
+            Err(locked @ IdentityError::Locked { .. }) => {
+                g.commit().await?;
+                if let Some(t) = tenant {
+                    self.audit_failure(store, t, email, origin, "locked").await;
+                }
+                return Err(locked);
             }
-            return Err(IdentityError::Locked { retry_after });
+            other => other?,
         }
         let verified = self.hasher.verify(password, account.as_ref().and_then(|a| a.hash.as_deref())).await?;
         let account = match account {
             Some(a) if verified.ok => a,
             other => {
+                lockout.failed(&mut g, &key).await?;
                 let mut suspicious = None;
                 if let Some(a) = &other {
-                    record_failure(&mut g, a.id, self.policy.lock_after.get()).await?;
                     let n = crate::suspicious::record_failure(&mut g, a.id, origin, self.policy.suspicious_ips).await?;
                     suspicious = n.map(|n| (a.id, n));
                 }
@@ -173,16 +184,6 @@ impl Authenticator {
                 return Err(IdentityError::Unauthenticated);
             }
         };
-        // A user who will face a second factor keeps the failure count until it is passed, so
-        // a known password does not buy fresh guesses at the code with every login.
-        sqlx::query!(
-            "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now()
-              where user_id = $1 and not exists (select 1 from users u where u.id = $1 and u.platform_admin)
-                and not exists (select 1 from user_totp t where t.user_id = $1 and t.confirmed_at is not null)",
-            account.id
-        )
-        .execute(g.conn())
-        .await?;
         if verified.rehash {
             let upgraded = self.hasher.hash(password).await?;
             sqlx::query!("update user_credentials set password_hash = $2 where user_id = $1", account.id, upgraded)
@@ -190,19 +191,31 @@ impl Authenticator {
                 .await?;
         }
         g.commit().await?;
-
+        // The right password where it opens nothing (no such organisation, a disabled user, no
+        // membership) counts like a wrong one: every refusal of this pair is the same refusal.
+        let refusal = match tenant {
+            None => Some(None),
+            Some(_) if account.status != "active" => Some(Some("user_disabled")),
+            Some(t) => {
+                let mut tx = store.tenant_tx(t).await?;
+                let member = crate::mfa::is_member(&mut tx, account.id).await?;
+                drop(tx);
+                (!member).then_some(Some("no_membership"))
+            }
+        };
+        if let Some(why) = refusal {
+            let mut g = store.global_tx().await?;
+            lockout.failed(&mut g, &key).await?;
+            g.commit().await?;
+            if let (Some(t), Some(why)) = (tenant, why) {
+                self.audit_failure(store, t, email, origin, why).await;
+            }
+            return Err(IdentityError::Unauthenticated);
+        }
         let Some(tenant) = tenant else { return Err(IdentityError::Unauthenticated) };
-        if account.status != "active" {
-            self.audit_failure(store, tenant, email, origin, "user_disabled").await;
-            return Err(IdentityError::Unauthenticated);
-        }
-        let mut tx = store.tenant_tx(tenant).await?;
-        let member = crate::mfa::is_member(&mut tx, account.id).await?;
-        drop(tx);
-        if !member {
-            self.audit_failure(store, tenant, email, origin, "no_membership").await;
-            return Err(IdentityError::Unauthenticated);
-        }
+        // The count starts again only when a session opens (`after_first_factor`): a user who
+        // will face a second factor keeps it until that is passed, so a known password does not
+        // buy fresh guesses at the code with every login.
         crate::mfa::after_first_factor(
             self,
             store,
@@ -351,24 +364,6 @@ impl Authenticator {
     }
 }
 
-pub(crate) async fn record_failure(g: &mut store::GlobalTx, user: Uuid, lock_after: i32) -> Result<(), IdentityError> {
-    sqlx::query!(
-        "update user_credentials
-            set failed_attempts = failed_attempts + 1,
-                locked_until = case when failed_attempts + 1 >= $2
-                    then now() + make_interval(mins => least($3::int, power(2, failed_attempts + 1 - $2)::int))
-                    else locked_until end,
-                updated_at = now()
-          where user_id = $1",
-        user,
-        lock_after,
-        i32::try_from(MAX_LOCK_MINUTES).unwrap_or(60),
-    )
-    .execute(g.conn())
-    .await?;
-    Ok(())
-}
-
 impl Authenticator {
     async fn audit_failure(&self, store: &Store, tenant: TenantId, email: &EmailAddress, origin: &Origin, why: &str) {
         let result = async {
@@ -485,8 +480,7 @@ pub async fn set_password(
     let replaced = sqlx::query_scalar!(
         "insert into user_credentials (user_id, password_hash) values ($1, $2)
          on conflict (user_id) do update
-            set password_hash = excluded.password_hash, password_changed_at = now(), failed_attempts = 0,
-                locked_until = null, updated_at = now()
+            set password_hash = excluded.password_hash, password_changed_at = now(), updated_at = now()
          returning (xmax <> 0) as replaced",
         user,
         hash
@@ -497,6 +491,8 @@ pub async fn set_password(
     .unwrap_or(false);
     if replaced {
         bump_epoch(g, user).await?;
+        // Guesses at the old password count for nothing now.
+        crate::lockout::clear_user(g, user).await?;
     }
     let action = if replaced { "user.password_changed" } else { "user.password_set" };
     let event = Event::new(action, Entity::of("user", user)?, Changes::none().field("password", "", "x"))?;
@@ -512,20 +508,22 @@ pub async fn bump_epoch(g: &mut store::GlobalTx, user: Uuid) -> Result<(), Ident
     notify(g.conn(), &Revocation { tenant: None, user: Some(user), session: None }).await
 }
 
-/// Admin unlock of a locked account.
+/// Admin unlock: clears every lock counted against the user ([`crate::lockout::clear_user`]:
+/// every organisation, every address). Audited when something was counted. Returns whether
+/// anything was counted.
 pub async fn unlock(g: &mut store::GlobalTx, who: &Who, user: Uuid) -> Result<bool, IdentityError> {
-    let n = sqlx::query!(
-        "update user_credentials set failed_attempts = 0, locked_until = null, updated_at = now() where user_id = $1",
+    let counted = sqlx::query_scalar!(
+        r#"select exists(select 1 from credential_failures where user_id = $1) as "e!""#,
         user
     )
-    .execute(g.conn())
-    .await?
-    .rows_affected();
-    if n > 0 {
+    .fetch_one(g.conn())
+    .await?;
+    crate::lockout::clear_user(g, user).await?;
+    if counted {
         let event = Event::new("user.unlocked", Entity::of("user", user)?, Changes::none())?;
         audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;
     }
-    Ok(n > 0)
+    Ok(counted)
 }
 
 #[cfg(test)]

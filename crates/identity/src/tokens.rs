@@ -57,6 +57,13 @@ impl TokenKey {
         Self { kid: audit::key_id(&verifying), signing, verifying }
     }
 
+    /// A secret for `purpose` derived from the signing seed (HMAC-SHA-256): every node that holds
+    /// the key file derives the same one, and it reveals nothing about the seed.
+    #[must_use]
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        crate::lockout::hmac_sha256(&self.signing.to_bytes(), &[purpose.as_bytes()])
+    }
+
     /// Loads the key file, or creates it (0600) on first start.
     pub fn load_or_create(path: &std::path::Path) -> Result<Self, crate::IdentityError> {
         let seed = audit::load_or_create_seed(path)?;

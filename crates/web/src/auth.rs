@@ -69,32 +69,54 @@ impl FromRequestParts<AppState> for Principal {
 
 impl Principal {
     /// Checks the request's credential: an API key or access token in `Authorization`, else the
-    /// access-token cookie (with the CSRF double submit on unsafe methods).
+    /// access-token cookie (with the CSRF double submit on unsafe methods). A request that
+    /// presents one first reserves an attempt of its address's failed-credential budget
+    /// ([`crate::limits::FailureLimiter`]): past the budget it is answered 429 `rate_limited`
+    /// before any database work; a good credential gives the attempt back.
     ///
     /// # Errors
-    /// 401 without a valid credential; 403 from the organisation's IP allowlist.
+    /// 401 without a valid credential; 429 past the budget; 403 from the organisation's IP
+    /// allowlist.
     pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = ClientContext::from_request_parts(parts, state).await?;
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        let presented = parts.headers.contains_key(header::AUTHORIZATION)
+            || crate::session_api::cookie(&parts.headers, crate::session_api::ACCESS_COOKIE).is_some();
+        if !presented {
+            return Err(ApiError::unauthenticated());
+        }
+        if let Err(wait) = state.credential_failures.reserve(ctx.ip) {
+            // A forged key names its organisation: the refusal is counted there (memory only).
+            if let Some(key) = bearer(parts).and_then(|t| t.parse::<PresentedKey>().ok()) {
+                let limited = crate::refusals::Refusal::RateLimited;
+                state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, limited).await;
+            }
+            return Err(crate::limits::credential_rate_limited(ctx.ip, wait));
+        }
+        let result = Self::check_credential(parts, state, &ctx).await;
+        if !matches!(&result, Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED) {
+            state.credential_failures.refund(ctx.ip);
+        }
+        result
+    }
+
+    async fn check_credential(parts: &mut Parts, state: &AppState, ctx: &ClientContext) -> Result<Self, ApiError> {
+        let Some(token) = bearer(parts) else {
+            if parts.headers.contains_key(header::AUTHORIZATION) {
+                return Err(ApiError::unauthenticated());
+            }
             // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
             let token = crate::session_api::cookie(&parts.headers, crate::session_api::ACCESS_COOKIE)
                 .ok_or_else(ApiError::unauthenticated)?;
             if !parts.method.is_safe() {
                 crate::session_api::require_csrf(&parts.headers)?;
             }
-            return from_access_token(state, &token, &ctx).await;
+            return from_access_token(state, &token, ctx).await;
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthenticated)?;
         if token.starts_with("eyJ") {
-            return from_access_token(state, token, &ctx).await;
+            return from_access_token(state, &token, ctx).await;
         }
         let key: PresentedKey = token.parse().map_err(|_| ApiError::unauthenticated())?;
-        crate::ip_allowlist::enforce(state, key.tenant, &ctx, crate::ip_allowlist::Subject::ApiKey(key.id)).await?;
+        crate::ip_allowlist::enforce(state, key.tenant, ctx, crate::ip_allowlist::Subject::ApiKey(key.id)).await?;
         let mut tx = state.store.tenant_tx(key.tenant).await?;
         match api_keys::authenticate(&mut tx, &key).await {
             Ok(p) => {
@@ -109,17 +131,30 @@ impl Principal {
                     api_key: Some(p.key_id),
                     checked: crate::guard::Checked::default(),
                     permit: None,
-                    who: audit::Who::new(actor, origin(&ctx)),
+                    who: audit::Who::new(actor, origin(ctx)),
                 })
             }
             Err(identity::IdentityError::Unauthenticated) => {
                 drop(tx);
-                rejected(state, &key, &ctx).await;
+                rejected(state, &key, ctx).await;
                 Err(ApiError::unauthenticated())
             }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+const REJECTED: &str = "auth.api_key_rejected";
+
+/// The bearer token of the `Authorization` header, if it carries one.
+fn bearer(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned())
 }
 
 /// An access token is checked twice: its signature and expiry, then its session (cache, else
@@ -163,23 +198,20 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
     })
 }
 
-/// Records a refused key in the organisation it names (if that organisation exists); a key for
-/// no organisation leaves only a log line.
+/// Records a refused key in the organisation it names (aggregated: [`crate::refusals`]); a key
+/// for no organisation leaves only a log line.
 async fn rejected(state: &AppState, key: &PresentedKey, ctx: &ClientContext) {
-    let result = async {
-        let mut tx = state.store.tenant_tx(key.tenant).await?;
-        if identity::tenants::current(&mut tx).await.is_err() {
-            return Ok::<(), ApiError>(());
-        }
-        let event =
-            audit::Event::new("auth.api_key_rejected", audit::Entity::of("api_key", key.id)?, audit::Changes::none())?;
-        audit::record(&mut tx, &audit::Actor::system("web:auth"), &origin(ctx), &event).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = ?e, "could not audit a rejected api key");
-    }
     tracing::info!(tenant = %key.tenant, key_id = %key.id, ip = %ctx.ip, "api key rejected");
+    let event = match audit::Entity::of("api_key", key.id)
+        .and_then(|entity| audit::Event::new(REJECTED, entity, audit::Changes::none()))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = ?e, "could not describe a rejected api key");
+            return;
+        }
+    };
+    let who = audit::Who::new(audit::Actor::system("web:auth"), origin(ctx));
+    let refusal = crate::refusals::Refusal::Checked(who, event);
+    state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, refusal).await;
 }

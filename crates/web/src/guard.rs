@@ -7,8 +7,8 @@
 //!   budget first).
 //! - Everything else authenticates first (401 without a valid credential).
 //! - [`Guard::Org`]: the policy engine decides the action on the organisation *before* the
-//!   handler runs; a refusal is audited (`access.denied`, in a transaction of its own) and
-//!   answered 403. The permit goes into the request for the handler.
+//!   handler runs; a refusal is audited (`access.denied`, in a transaction of its own,
+//!   aggregated per organisation and address per minute with a count) and answered 403. The permit goes into the request for the handler.
 //! - [`Guard::Domain`]: the decision needs the resource (a document's department, raiser and
 //!   level), so the domain function asks the engine and its write requires the permit; the
 //!   handler reports the decision with [`Principal::checked`].
@@ -202,10 +202,12 @@ async fn organisation(state: &AppState, p: &Principal, action: Action, route: &s
     Err(ApiError::forbidden())
 }
 
-/// Records `access.denied` for `route` (and, when given, the resource) in its own transaction.
+/// Records `access.denied` for `route` (and, when given, the resource) in its own transaction —
+/// aggregated per organisation and address per minute ([`crate::refusals`]), so a caller
+/// hammering a route they may not use adds one event a minute, carrying the count.
 ///
 /// # Errors
-/// If the event cannot be written.
+/// If the event cannot be described.
 pub(crate) async fn denied(
     state: &AppState,
     p: &Principal,
@@ -214,7 +216,6 @@ pub(crate) async fn denied(
     resource: Option<(&str, uuid::Uuid)>,
     forbidden_by: &[String],
 ) -> Result<(), ApiError> {
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
     let entity = match resource {
         Some((kind, id)) => audit::Entity::of(kind, id)?,
         None => audit::Entity::new("endpoint", Some(route.to_owned()))?,
@@ -225,8 +226,9 @@ pub(crate) async fn denied(
         changes = changes.field("forbidden_by", None::<&str>, forbidden_by.join(", "));
     }
     let event = audit::Event::new("access.denied", entity, changes)?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
-    tx.commit().await?;
+    let ip = p.who.origin.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let refusal = crate::refusals::Refusal::Checked(p.who.clone(), event);
+    state.refusals.record(&state.store, p.tenant, "access.denied", ip, refusal).await;
     Ok(())
 }
 

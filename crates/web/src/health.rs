@@ -89,6 +89,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         crate::limits::rate_limited_total(),
     );
     metric(
+        "countersign_credential_rate_limited_total",
+        "counter",
+        "Requests refused by the per-address budget of failed credentials.",
+        crate::limits::credential_rate_limited_total(),
+    );
+    metric(
+        "countersign_refusals_total",
+        "counter",
+        "Refused API keys and access denials, each counted (audited in aggregate).",
+        crate::refusals::refusals_total(),
+    );
+    metric(
+        "countersign_refusal_events_total",
+        "counter",
+        "Aggregated refusal events written to the ledger.",
+        crate::refusals::events_total(),
+    );
+    metric(
         "countersign_suspicious_logins_total",
         "counter",
         "Accounts flagged for failed logins from many addresses.",

@@ -18,6 +18,7 @@ mod me_api;
 mod members_api;
 mod mfa_api;
 pub mod openapi;
+pub mod refusals;
 mod router;
 mod session_api;
 pub mod session_cache;

@@ -12,6 +12,9 @@
 //! keying single addresses would give them 2^64 budgets. The budget is per server process; N
 //! nodes behind a balancer allow up to N times the budget (documented in ARCHITECTURE.md).
 //!
+//! Failed credentials on every other route (bad or expired API keys, access tokens, refresh
+//! tokens) spend a second per-address budget, [`FailureLimiter`], before they are looked up.
+//!
 //! A sign-in route opts in with one line: it goes in the router's `sign_in` sub-router, which
 //! carries `.route_layer(from_fn_with_state(state.clone(), limits::sign_in))`. A refusal is logged and counted in `/metrics`, not audited:
 //! a flood of refusals must not become a flood of ledger rows.
@@ -113,12 +116,29 @@ impl fmt::Display for LoginLimit {
     }
 }
 
-/// Everything configurable about sign-in: the per-address budget (this module) and the
-/// per-account thresholds the `Authenticator` enforces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Everything configurable about sign-in: the per-address budgets (this module) and the
+/// lockout and suspicious-login thresholds the `Authenticator` enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub login: LoginLimit,
+    /// Failed credentials (API keys, access and refresh tokens) per client address.
+    pub credential_failures: LoginLimit,
     pub policy: LoginPolicy,
+}
+
+/// The default budget of failed credentials per address: 20 a minute (bursts of 20, then one
+/// every 3 s) — far above a client whose access token just expired, far below a flood.
+pub const CREDENTIAL_FAILURES: (u32, Duration) = (20, Duration::from_secs(60));
+
+impl Default for Limits {
+    fn default() -> Self {
+        let (n, window) = CREDENTIAL_FAILURES;
+        Self {
+            login: LoginLimit::default(),
+            credential_failures: LoginLimit::new(n, window).unwrap_or_default(),
+            policy: LoginPolicy::default(),
+        }
+    }
 }
 
 static RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
@@ -188,6 +208,103 @@ impl SignInLimiter {
     }
 }
 
+static CREDENTIAL_RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
+
+/// Requests refused by the failed-credential budget in this process (for `/metrics`).
+#[must_use]
+pub fn credential_rate_limited_total() -> u64 {
+    CREDENTIAL_RATE_LIMITED.load(Ordering::Relaxed)
+}
+
+/// The per-address budget of failed credentials (bad or expired API keys, access tokens,
+/// refresh tokens) of one server process. Unlike sign-in, only failures spend it; but the
+/// spending happens *before* the credential is looked up — [`FailureLimiter::reserve`] takes one
+/// attempt, [`FailureLimiter::refund`] gives it back when the credential was good — so an address
+/// past its budget is answered 429 `rate_limited` before any database work, and concurrent
+/// requests cannot all slip through before the first failure is counted. A GCRA like the
+/// sign-in budget (same keying: IPv4 address, IPv6 /64), kept here so that it can refund.
+#[derive(Clone)]
+pub struct FailureLimiter {
+    /// Per address: the theoretical arrival time of the next attempt (GCRA).
+    tat: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>>,
+    limit: LoginLimit,
+}
+
+impl fmt::Debug for FailureLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailureLimiter").field("limit", &self.limit.to_string()).finish_non_exhaustive()
+    }
+}
+
+impl Default for FailureLimiter {
+    fn default() -> Self {
+        Self::new(Limits::default().credential_failures)
+    }
+}
+
+impl FailureLimiter {
+    #[must_use]
+    pub fn new(limit: LoginLimit) -> Self {
+        Self { tat: Arc::default(), limit }
+    }
+
+    fn period(&self) -> Duration {
+        self.limit.window / self.limit.attempts.get()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, std::time::Instant>> {
+        self.tat.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes one attempt of `ip`'s budget before its credential is checked.
+    ///
+    /// # Errors
+    /// The budget is spent: seconds to wait (at least 1).
+    pub fn reserve(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut map = self.map();
+        if map.len() > 10_000 {
+            map.retain(|_, tat| *tat > now);
+        }
+        let key = budget_key(ip);
+        let tat = map.get(&key).copied().filter(|t| *t > now).unwrap_or(now);
+        let next = tat + self.period();
+        if next.duration_since(now) > self.limit.window {
+            let wait = next.duration_since(now) - self.limit.window;
+            return Err((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+        }
+        map.insert(key, next);
+        Ok(())
+    }
+
+    /// The credential was good: the attempt [`Self::reserve`] took is given back.
+    pub fn refund(&self, ip: IpAddr) {
+        let now = std::time::Instant::now();
+        let mut map = self.map();
+        let key = budget_key(ip);
+        if let Some(tat) = map.get(&key).copied() {
+            match tat.checked_sub(self.period()).filter(|t| *t > now) {
+                Some(t) => map.insert(key, t),
+                None => map.remove(&key),
+            };
+        }
+    }
+}
+
+/// 429 `rate_limited` for an address past its failed-credential budget.
+pub(crate) fn credential_rate_limited(ip: IpAddr, retry_after: u64) -> ApiError {
+    CREDENTIAL_RATE_LIMITED.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%ip, retry_after, "failed-credential rate limit reached");
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed credentials from this address; try again later",
+        )
+    }
+}
+
 /// Middleware for sign-in routes: spends one attempt of the caller's budget or answers 429
 /// `rate_limited` with `Retry-After`.
 pub async fn sign_in(State(state): State<AppState>, ctx: ClientContext, req: Request, next: Next) -> Response {
@@ -229,6 +346,22 @@ mod tests {
             let e = bad.parse::<LoginLimit>().expect_err(bad);
             assert!(e.contains(bad.trim()) || e.contains("attempts") || e.contains("window"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn failed_credentials_spend_the_budget_and_good_ones_give_it_back() {
+        let l = FailureLimiter::new("3/1h".parse().expect("limit"));
+        for _ in 0..10 {
+            assert_eq!(l.reserve(ip("192.0.2.1")), Ok(()));
+            l.refund(ip("192.0.2.1"));
+        }
+        for _ in 0..3 {
+            assert_eq!(l.reserve(ip("192.0.2.1")), Ok(()));
+        }
+        let wait = l.reserve(ip("192.0.2.1")).expect_err("spent");
+        assert!((1..=1200).contains(&wait), "{wait}");
+        assert!(l.reserve(ip("::ffff:192.0.2.1")).is_err(), "IPv4-mapped is the same client");
+        assert_eq!(l.reserve(ip("192.0.2.2")), Ok(()), "another address has its own budget");
     }
 
     #[test]

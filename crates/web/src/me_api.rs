@@ -112,6 +112,7 @@ pub async fn change_password(
         &state.store,
         &p.who,
         &state.auth.hasher,
+        &state.auth.lockout(),
         user,
         &SecretString::from(req.current_password),
         &SecretString::from(req.new_password),

@@ -244,7 +244,7 @@ pub async fn confirm(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    let codes = mfa::confirm(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    let codes = mfa::confirm(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 
@@ -256,7 +256,7 @@ pub async fn disable(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    mfa::disable(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    mfa::disable(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -268,7 +268,7 @@ pub async fn regenerate(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    let codes = mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &p.who, user, &code).await?;
+    let codes = mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 

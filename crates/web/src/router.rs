@@ -36,6 +36,11 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Per-client-address budget of the sign-in routes.
     pub sign_in_limiter: crate::limits::SignInLimiter,
+    /// Per-client-address budget of failed credentials (API keys, access and refresh tokens).
+    pub credential_failures: crate::limits::FailureLimiter,
+    /// Refusal events (`auth.api_key_rejected`, `access.denied`), aggregated per organisation,
+    /// kind and address per minute; its flusher writes the counts of closed windows.
+    pub refusals: crate::refusals::RefusalLog,
     /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
     pub allowlist: crate::ip_allowlist::AllowlistCache,
     /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
@@ -62,6 +67,8 @@ impl AppState {
         let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
         let allowlist = crate::ip_allowlist::AllowlistCache::default();
         allowlist.spawn_listener(store.clone());
+        let refusals = crate::refusals::RefusalLog::default();
+        refusals.spawn_flusher(store.clone());
         Ok(Self {
             proxies,
             started: Instant::now(),
@@ -69,6 +76,8 @@ impl AppState {
             sessions,
             secure_cookies: true,
             sign_in_limiter: crate::limits::SignInLimiter::default(),
+            credential_failures: crate::limits::FailureLimiter::default(),
+            refusals,
             allowlist,
             mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone())),
             mfa_keys: Arc::new(identity::secret_box::SecretBox::ephemeral()),
@@ -83,6 +92,7 @@ impl AppState {
     #[must_use]
     pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
         self.sign_in_limiter = crate::limits::SignInLimiter::new(limits.login);
+        self.credential_failures = crate::limits::FailureLimiter::new(limits.credential_failures);
         self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
         self
     }

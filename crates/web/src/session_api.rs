@@ -146,7 +146,8 @@ pub async fn login(
         crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
     let factors = crate::mfa_api::factors(&state);
-    let outcome = state.auth.login(&state.store, factors, tenant, &email, &password, &origin(&ctx)).await?;
+    let named = identity::lockout::NamedOrganisation { typed: &req.organisation, tenant };
+    let outcome = state.auth.login(&state.store, factors, named, &email, &password, &origin(&ctx)).await?;
     Ok(crate::mfa_api::outcome_response(&state, outcome, req.token_delivery))
 }
 
@@ -158,7 +159,9 @@ pub struct RefreshRequest {
 }
 
 /// `POST /api/v1/auth/refresh`: the refresh token from the body (API clients, answered in the
-/// body) or from the cookie (browsers, CSRF-checked, answered with cookies).
+/// body) or from the cookie (browsers, CSRF-checked, answered with cookies). A presented token
+/// reserves an attempt of the address's failed-credential budget first (429 `rate_limited` past
+/// it, before any database work); a good one gives it back.
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: ClientContext,
@@ -173,11 +176,18 @@ pub async fn refresh(
             (cookie(&headers, REFRESH_COOKIE).ok_or_else(ApiError::unauthenticated)?, Delivery::Cookie)
         }
     };
-    let presented: PresentedRefresh = token.parse()?;
-    let subject = crate::ip_allowlist::Subject::Session(presented.session);
-    crate::ip_allowlist::enforce(&state, presented.tenant, &ctx, subject).await?;
-    let issued = state.auth.refresh(&state.store, &presented, &origin(&ctx)).await?;
-    Ok(issued_response(&state, issued, delivery))
+    state.credential_failures.reserve(ctx.ip).map_err(|wait| crate::limits::credential_rate_limited(ctx.ip, wait))?;
+    let result = async {
+        let presented: PresentedRefresh = token.parse()?;
+        let subject = crate::ip_allowlist::Subject::Session(presented.session);
+        crate::ip_allowlist::enforce(&state, presented.tenant, &ctx, subject).await?;
+        Ok::<_, ApiError>(state.auth.refresh(&state.store, &presented, &origin(&ctx)).await?)
+    }
+    .await;
+    if !matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+        state.credential_failures.refund(ctx.ip);
+    }
+    Ok(issued_response(&state, result?, delivery))
 }
 
 /// `POST /api/v1/auth/logout`: revokes the caller's session and clears the cookies.

@@ -1,0 +1,250 @@
+//! One lockout for every credential check: password sign-in, second factors, an existing user's
+//! password when accepting an invitation, and a signed-in user's own checks (password change,
+//! MFA management) — all counting against the configured `--lockout-after`.
+//!
+//! What is locked is a *lock key*, never the account as a whole:
+//! - a sign-in attempt is keyed by the organisation as named (its id when the name resolves,
+//!   else the name as typed, normalised like the slug lookup), the email, and the source
+//!   address (IPv4 as is, IPv6 by its /64). Unknown emails, non-members and members are counted
+//!   and locked exactly alike, so `429 too_many_attempts` says nothing about who exists;
+//!   failures aimed at one organisation never lock another; and an outsider hammering a member's
+//!   pair locks only their own address out of it — the member, from their own address, still
+//!   signs in (the per-address budget in `web::limits` bounds what each outsider address tries);
+//! - a signed-in user's own checks are keyed by the user alone (any address): only someone who
+//!   already holds one of their sessions can count there, and rotating addresses gains nothing.
+//!
+//! Rows (`credential_failures`) hold only an HMAC-SHA-256 of the key under a secret derived from
+//! the token key, plus the user id when the key belongs to a known user — so an admin unlock
+//! ([`clear_user`]) clears every lock of that user, everywhere.
+
+use std::net::IpAddr;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use store::{GlobalTx, TenantId};
+use uuid::Uuid;
+
+use crate::login_policy::LockAfter;
+use crate::{EmailAddress, IdentityError};
+
+/// The longest a lock lasts (each failure past the threshold doubles it up to this).
+pub const MAX_LOCK_MINUTES: i32 = 60;
+
+/// HMAC-SHA-256 (RFC 2104) over the concatenation of `parts`.
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    for p in parts {
+        inner.update(*p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The organisation a sign-in attempt named: the text as typed and what it resolved to.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedOrganisation<'a> {
+    pub typed: &'a str,
+    pub tenant: Option<TenantId>,
+}
+
+impl NamedOrganisation<'_> {
+    /// An organisation known by id (a challenge or an invitation names it).
+    #[must_use]
+    pub fn resolved(tenant: TenantId) -> Self {
+        Self { typed: "", tenant: Some(tenant) }
+    }
+}
+
+/// What one failure counter is about (see the module comment).
+#[derive(Debug, Clone)]
+pub struct LockKey {
+    hash: [u8; 32],
+    user: Option<Uuid>,
+}
+
+/// The one lockout: the threshold and the secret lock keys are hashed under.
+#[derive(Clone)]
+pub struct Lockout {
+    secret: [u8; 32],
+    lock_after: LockAfter,
+}
+
+impl std::fmt::Debug for Lockout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lockout").field("lock_after", &self.lock_after).finish_non_exhaustive()
+    }
+}
+
+/// IPv4 as is (IPv4-mapped IPv6 included); IPv6 by its /64, as the per-address budget does.
+fn source_bucket(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V6(v6)) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o).to_string()
+        }
+        Some(v4) => v4.to_string(),
+        None => "-".to_owned(),
+    }
+}
+
+impl Lockout {
+    #[must_use]
+    pub fn new(secret: [u8; 32], lock_after: LockAfter) -> Self {
+        Self { secret, lock_after }
+    }
+
+    #[must_use]
+    pub fn lock_after(&self) -> LockAfter {
+        self.lock_after
+    }
+
+    /// The key of a sign-in attempt: (organisation as named, email) from `source`. `user` is the
+    /// account the email belongs to, if any (only so that an unlock can find the row).
+    #[must_use]
+    pub fn sign_in(
+        &self,
+        organisation: NamedOrganisation<'_>,
+        email: &EmailAddress,
+        source: Option<IpAddr>,
+        user: Option<Uuid>,
+    ) -> LockKey {
+        let org = match organisation.tenant {
+            Some(t) => format!("id:{}", t.as_uuid()),
+            None => format!("typed:{}", organisation.typed.trim().to_lowercase()),
+        };
+        let source = source_bucket(source);
+        let hash = hmac_sha256(
+            &self.secret,
+            &[b"sign-in\0".as_slice(), org.as_bytes(), b"\0", email.as_str().as_bytes(), b"\0", source.as_bytes()],
+        );
+        LockKey { hash, user }
+    }
+
+    /// The key of a signed-in user's own credential checks (any address).
+    #[must_use]
+    pub fn account(&self, user: Uuid) -> LockKey {
+        LockKey { hash: hmac_sha256(&self.secret, &[b"account\0".as_slice(), user.as_bytes()]), user: Some(user) }
+    }
+
+    /// `Locked` (with the seconds left) while `key` is locked.
+    ///
+    /// # Errors
+    /// [`IdentityError::Locked`], or a store error.
+    pub async fn ensure_open(&self, g: &mut GlobalTx, key: &LockKey) -> Result<(), IdentityError> {
+        let until = sqlx::query_scalar!("select locked_until from credential_failures where lock_key = $1", &key.hash[..])
+            .fetch_optional(g.conn())
+            .await?
+            .flatten();
+        match until {
+            Some(until) if until > Utc::now() => {
+                let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
+                Err(IdentityError::Locked { retry_after })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure of `key`: at the threshold the key locks for a minute, and each
+    /// further failure doubles the lock, up to [`MAX_LOCK_MINUTES`]. Commit `g` to keep it.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn failed(&self, g: &mut GlobalTx, key: &LockKey) -> Result<(), IdentityError> {
+        // Rows quiet for a day are forgotten (unknown pairs would otherwise pile up).
+        sqlx::query!(
+            "delete from credential_failures
+              where last_failure_at < now() - interval '1 day' and (locked_until is null or locked_until < now())"
+        )
+        .execute(g.conn())
+        .await?;
+        sqlx::query!(
+            "insert into credential_failures as f (lock_key, user_id, failures, locked_until)
+             values ($1, $2, 1, case when 1 >= $3 then now() + interval '1 minute' end)
+             on conflict (lock_key) do update
+                set failures = f.failures + 1,
+                    user_id = coalesce(f.user_id, excluded.user_id),
+                    locked_until = case when f.failures + 1 >= $3
+                        then now() + make_interval(mins => least($4, power(2, least(f.failures + 1 - $3, 6))::int))
+                        else f.locked_until end,
+                    last_failure_at = now()",
+            &key.hash[..],
+            key.user,
+            self.lock_after.get(),
+            MAX_LOCK_MINUTES,
+        )
+        .execute(g.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The check passed: `key` starts from zero again.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn passed(&self, g: &mut GlobalTx, key: &LockKey) -> Result<(), IdentityError> {
+        sqlx::query!("delete from credential_failures where lock_key = $1", &key.hash[..]).execute(g.conn()).await?;
+        Ok(())
+    }
+}
+
+/// Is any key of `user` locked now?
+///
+/// # Errors
+/// A store error.
+pub async fn is_locked(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityError> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from credential_failures where user_id = $1 and locked_until > now()) as "locked!""#,
+        user
+    )
+    .fetch_one(g.conn())
+    .await?)
+}
+
+/// Admin unlock: forgets every failure counted against `user` (every organisation, every
+/// address, their own checks). Returns whether anything was locked.
+///
+/// # Errors
+/// A store error.
+pub async fn clear_user(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityError> {
+    let locked = is_locked(g, user).await?;
+    sqlx::query!("delete from credential_failures where user_id = $1", user).execute(g.conn()).await?;
+    Ok(locked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ".as_slice(), b"for nothing?"]);
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn keys_separate_organisations_sources_and_scopes() {
+        let l = Lockout::new([7; 32], LockAfter::default());
+        let email = EmailAddress::parse("a@b.example").expect("email");
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        let typed = |t: &'static str| NamedOrganisation { typed: t, tenant: None };
+        let k = |o, s| l.sign_in(o, &email, s, None).hash;
+        assert_eq!(k(typed("Acme "), ip("192.0.2.1")), k(typed("acme"), ip("192.0.2.1")), "typed like the lookup");
+        assert_ne!(k(typed("acme"), ip("192.0.2.1")), k(typed("beta"), ip("192.0.2.1")));
+        assert_ne!(k(typed("acme"), ip("192.0.2.1")), k(typed("acme"), ip("192.0.2.2")));
+        assert_eq!(k(typed("acme"), ip("2001:db8::1")), k(typed("acme"), ip("2001:db8::ffff")), "same /64");
+        assert_eq!(k(typed("acme"), ip("::ffff:192.0.2.1")), k(typed("acme"), ip("192.0.2.1")));
+        let t = TenantId::new_random();
+        assert_ne!(k(NamedOrganisation::resolved(t), ip("192.0.2.1")), k(typed("acme"), ip("192.0.2.1")));
+        assert_ne!(Lockout::new([8; 32], LockAfter::default()).account(Uuid::nil()).hash, l.account(Uuid::nil()).hash);
+    }
+}
