@@ -152,7 +152,7 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 create_organisation(&store, &name, &slug, &owner_email, allowed_domains).await
             }
             AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
-            AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, to.as_deref(), limit).await,
+            AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, db, to.as_deref(), limit).await,
             AdminCommand::RotateMfaKey => crate::mfa_cmd::rotate(&store, db).await,
             AdminCommand::ExpireMemberships => {
                 let ended = identity::memberships::expire_due(&store).await?;

@@ -61,6 +61,10 @@ pub struct DbArgs {
     /// Size of the application connection pool (1-1000).
     #[arg(long, env = "COUNTERSIGN_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
+    /// Seconds this process's bypass/identity secret stays valid unless renewed (1-3600). The
+    /// live process renews it every fifth of this; a killed process's secret dies after it.
+    #[arg(long, env = "COUNTERSIGN_PROCESS_SECRET_LEASE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub process_secret_lease: u64,
 }
 
 #[derive(Args, Clone)]
@@ -376,6 +380,7 @@ impl DbArgs {
             app_password: self.app_db_password.clone(),
             data_dir: self.data_dir.clone(),
             max_connections: self.db_max_connections,
+            secret_lease: std::time::Duration::from_secs(self.process_secret_lease),
         }
     }
 }

@@ -108,7 +108,7 @@ async fn serve(
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits());
     state.secure_cookies = !args.insecure_cookies;
-    let state = match mfa_cmd::mailer(&store, &args) {
+    let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
         Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),
         Err(e) => {
             store.shutdown().await;
@@ -151,6 +151,12 @@ fn spawn_membership_expiry(store: store::Store, every: std::time::Duration) -> t
                 Ok(0) => {}
                 Ok(n) => tracing::info!(ended = n, "guest memberships expired"),
                 Err(e) => tracing::warn!(error = %e, "membership expiry sweep failed"),
+            }
+            // Outbox mail holds codes and invitation tokens: gone once delivered or expired.
+            match identity::mail::purge(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "delivered or expired outbox mail purged"),
+                Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
             }
             // Idempotency keys are remembered for 24 hours.
             match store::idempotency::purge_expired(&store).await {

@@ -11,8 +11,12 @@ use store::Store;
 
 use crate::config::{DbArgs, ServeArgs};
 
-/// SMTP when `--smtp-url` is set, else the outbox table.
-pub fn mailer(store: &Store, args: &ServeArgs) -> anyhow::Result<Arc<dyn Mailer>> {
+/// SMTP when `--smtp-url` is set, else the outbox table (bodies sealed under the MFA key).
+pub fn mailer(
+    store: &Store,
+    args: &ServeArgs,
+    keys: &identity::secret_box::SecretBox,
+) -> anyhow::Result<Arc<dyn Mailer>> {
     match &args.smtp_url {
         Some(url) => {
             let m = SmtpMailer::new(url.expose_secret(), &args.mail_from)
@@ -22,15 +26,20 @@ pub fn mailer(store: &Store, args: &ServeArgs) -> anyhow::Result<Arc<dyn Mailer>
         }
         None => {
             tracing::info!("no --smtp-url: mail is queued in the mail_outbox table (countersign admin outbox)");
-            Ok(Arc::new(OutboxMailer::new(store.clone())))
+            Ok(Arc::new(OutboxMailer::new(store.clone(), Arc::new(keys.clone()))))
         }
     }
 }
 
-pub async fn outbox(store: &Store, to: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
+/// Prints the queued mail (opened with the MFA key) and marks it delivered: the operator has it
+/// now, and the serve sweeper purges it.
+pub async fn outbox(store: &Store, db: &DbArgs, to: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
     let to = to.map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let keys = db.mfa_keys()?;
     let mut g = store.global_tx().await?;
-    let mail = identity::mail::outbox(&mut g, to.as_ref(), limit).await?;
+    let mail = identity::mail::outbox(&mut g, &keys, to.as_ref(), limit).await?;
+    let ids: Vec<uuid::Uuid> = mail.iter().map(|m| m.id).collect();
+    identity::mail::mark_delivered(&mut g, &ids).await?;
     g.commit().await?;
     if mail.is_empty() {
         println!("the outbox is empty");

@@ -78,3 +78,82 @@ async fn edited_applied_migration_is_refused() {
     let e = migrate::apply(&mut conn, &all, None).await.expect_err("checksum mismatch");
     assert!(e.to_string().contains("changed after it was applied"), "{e}");
 }
+
+#[tokio::test]
+async fn new_global_table_not_on_the_list_fails_the_migration() {
+    let db = TestDb::new().await;
+    for sql in [
+        // A plain global table: no RLS at all.
+        "create table lockout_counters (k text primary key, n integer not null)",
+        // Guarded like an identity table, but nobody listed it in GLOBAL_TABLES.
+        "create table lockout_counters (k text primary key); select countersign_identity_only('lockout_counters')",
+    ] {
+        let e = try_migration(&db, sql).await.expect_err(sql);
+        assert!(e.contains("table lockout_counters") && e.contains("GLOBAL_TABLES"), "{sql}: {e}");
+    }
+    let mut conn = db.admin_conn().await;
+    let exists: bool = sqlx::query_scalar("select to_regclass('lockout_counters') is not null")
+        .fetch_one(&mut conn)
+        .await
+        .expect("exists");
+    assert!(!exists, "the refused migration was rolled back");
+}
+
+#[tokio::test]
+async fn weakening_a_global_tables_guard_is_rejected_naming_the_table() {
+    let db = TestDb::new().await;
+    for (sql, table, words) in [
+        // Back to the raw setting anyone could set.
+        (
+            "drop policy identity_scope on user_credentials;
+             create policy identity_scope on user_credentials using (current_setting('app.scope', true) = 'identity')",
+            "user_credentials",
+            "widen access",
+        ),
+        ("create policy peek on users for select using (true)", "users", "widen access"),
+        ("alter table mail_outbox no force row level security", "mail_outbox", "not forced"),
+        ("alter table user_totp disable row level security", "user_totp", "not enabled"),
+        ("grant select on platform_bypass_secrets to countersign_app", "platform_bypass_secrets", "grants privileges"),
+        ("create policy peek on platform_proof_key using (true)", "platform_proof_key", "widen access"),
+        (
+            "alter policy platform_sign on platform_audit_checkpoints with check (true)",
+            "platform_audit_checkpoints",
+            "widen access",
+        ),
+        (
+            "drop policy identity_scope on login_failures; drop policy platform_bypass on login_failures",
+            "login_failures",
+            "no guarded policy",
+        ),
+    ] {
+        let e = try_migration(&db, sql).await.expect_err(sql);
+        assert!(e.contains(&format!("table {table}")) && e.contains(words), "{sql}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_listed_and_guarded_global_table_passes() {
+    let db = TestDb::new().await;
+    let mut conn = db.admin_conn().await;
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::raw_sql(
+        "set local role countersign_owner;
+         create table lockout_counters (k text primary key);
+         select countersign_identity_only('lockout_counters');
+         create table platform_jobs (id bigint primary key);
+         select countersign_owner_only('platform_jobs');",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("create");
+    let problems = |v: Vec<migrate::Violation>| {
+        v.into_iter().filter(|v| v.table == "lockout_counters" || v.table == "platform_jobs").count()
+    };
+    assert_eq!(problems(migrate::global_violations(&mut tx, migrate::GLOBAL_TABLES).await.expect("guard")), 2);
+    let mut list = migrate::GLOBAL_TABLES.to_vec();
+    list.push(migrate::GlobalTable { name: "lockout_counters", guard: migrate::GlobalGuard::Identity });
+    list.push(migrate::GlobalTable { name: "platform_jobs", guard: migrate::GlobalGuard::OwnerOnly });
+    let v = migrate::global_violations(&mut tx, &list).await.expect("guard");
+    assert!(v.is_empty(), "{v:?}");
+    tx.rollback().await.expect("rollback");
+}

@@ -1,6 +1,11 @@
 //! Outgoing mail behind one trait. SMTP is an optional adapter; the default writes to the global
 //! `mail_outbox` table (identity scope: no tenant transaction can read it), so a deployment needs
 //! nothing but Postgres and an operator can still read what would have been sent.
+//!
+//! Outbox bodies carry one-time codes and invitation tokens, so they are sealed (AES-256-GCM under
+//! the MFA key, [`SecretBox`], bound to the row id) and never stored in plaintext; a row lives
+//! until it is delivered (shown by `countersign admin outbox`) or its contents expire
+//! ([`OUTBOX_KEEP_DAYS`]), then the serve sweeper purges it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,7 +17,17 @@ use serde::Serialize;
 use store::Store;
 use uuid::Uuid;
 
+use crate::secret_box::{SecretBox, Sealed};
 use crate::{EmailAddress, IdentityError};
+
+/// How long an undelivered message stays in the outbox: the longest-lived thing mailed (an
+/// invitation, [`crate::invitations::TTL_DAYS`]); email codes die much sooner by themselves.
+pub const OUTBOX_KEEP_DAYS: i64 = crate::invitations::TTL_DAYS;
+
+/// The associated data a body is sealed under: a body copied to another row does not open.
+fn aad(id: Uuid) -> Vec<u8> {
+    format!("mail_outbox:{id}").into_bytes()
+}
 
 /// One plain-text message.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,29 +50,36 @@ pub trait Mailer: Send + Sync + fmt::Debug {
     fn send<'a>(&'a self, mail: &'a Mail) -> BoxFuture<'a, Result<(), IdentityError>>;
 }
 
-/// The default: mail lands in `mail_outbox`.
+/// The default: mail lands in `mail_outbox`, its body sealed under `keys`' current key.
 #[derive(Debug, Clone)]
 pub struct OutboxMailer {
     store: Store,
+    keys: Arc<SecretBox>,
 }
 
 impl OutboxMailer {
     #[must_use]
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, keys: Arc<SecretBox>) -> Self {
+        Self { store, keys }
     }
 }
 
 impl Mailer for OutboxMailer {
     fn send<'a>(&'a self, mail: &'a Mail) -> BoxFuture<'a, Result<(), IdentityError>> {
         Box::pin(async move {
+            let id = Uuid::now_v7();
+            let sealed = self.keys.seal(mail.text.as_bytes(), &aad(id))?;
             let mut g = self.store.global_tx().await?;
             sqlx::query!(
-                "insert into mail_outbox (id, to_address, subject, body) values ($1, $2::text::citext, $3, $4)",
-                Uuid::now_v7(),
+                "insert into mail_outbox (id, to_address, subject, key_id, nonce, ciphertext, expires_at)
+                 values ($1, $2::text::citext, $3, $4, $5, $6, now() + make_interval(days => $7))",
+                id,
                 mail.to.as_str(),
                 mail.subject,
-                mail.text
+                sealed.key_id,
+                sealed.nonce,
+                sealed.ciphertext,
+                i32::try_from(OUTBOX_KEEP_DAYS).unwrap_or(7)
             )
             .execute(g.conn())
             .await?;
@@ -122,7 +144,7 @@ pub fn send_detached(mailer: Arc<dyn Mailer>, mail: Mail) {
     });
 }
 
-/// A message as the outbox shows it (operators, dev endpoint).
+/// A message as the outbox shows it (operators, dev endpoint), opened with the MFA key.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxEntry {
     pub id: Uuid,
@@ -130,23 +152,71 @@ pub struct OutboxEntry {
     pub subject: String,
     pub body: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Shown to an operator by `countersign admin outbox` already.
+    pub delivered: bool,
 }
 
-/// The newest messages, optionally only those to `to`.
+/// The newest messages, optionally only those to `to`, opened with `keys`. A body sealed under
+/// a key this process does not hold says so instead of failing the whole listing.
 pub async fn outbox(
     g: &mut store::GlobalTx,
+    keys: &SecretBox,
     to: Option<&EmailAddress>,
     limit: i64,
 ) -> Result<Vec<OutboxEntry>, IdentityError> {
-    let rows = sqlx::query_as!(
-        OutboxEntry,
-        r#"select id, to_address::text as "to!", subject, body, created_at from mail_outbox
-            where ($1::text is null or to_address = $1::text::citext)
+    let rows = sqlx::query!(
+        r#"select id, to_address::text as "to!", subject, key_id, nonce, ciphertext, created_at, expires_at,
+                  delivered_at is not null as "delivered!"
+             from mail_outbox
+            where ($1::text is null or to_address = $1::text::citext) and expires_at > now()
             order by created_at desc, id desc limit $2"#,
         to.map(EmailAddress::as_str),
         limit.clamp(1, 1000)
     )
     .fetch_all(g.conn())
     .await?;
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let sealed = Sealed { key_id: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext };
+            let body = keys
+                .open(&sealed, &aad(r.id))
+                .ok()
+                .and_then(|o| String::from_utf8(secrecy::ExposeSecret::expose_secret(&o.plaintext).to_vec()).ok())
+                .unwrap_or_else(|| {
+                    format!("[sealed under MFA key {}, which this process does not hold]", sealed.key_id)
+                });
+            OutboxEntry {
+                id: r.id,
+                to: r.to,
+                subject: r.subject,
+                body,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                delivered: r.delivered,
+            }
+        })
+        .collect())
+}
+
+/// Marks messages delivered (an operator has them); the next sweep purges them.
+pub async fn mark_delivered(g: &mut store::GlobalTx, ids: &[Uuid]) -> Result<u64, IdentityError> {
+    let r = sqlx::query!(
+        "update mail_outbox set delivered_at = now() where id = any($1) and delivered_at is null",
+        ids
+    )
+    .execute(g.conn())
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Deletes delivered and expired messages. Run by the serve sweeper.
+pub async fn purge(store: &Store) -> Result<u64, IdentityError> {
+    let mut g = store.global_tx().await?;
+    let r = sqlx::query!("delete from mail_outbox where delivered_at is not null or expires_at <= now()")
+        .execute(g.conn())
+        .await?;
+    g.commit().await?;
+    Ok(r.rows_affected())
 }

@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use crate::bypass::{self, BypassTx};
 use crate::embedded::EmbeddedPg;
 use crate::migrate::{self, APP_ROLE};
-use crate::{GlobalTx, SnapshotId, StoreError, TenantId, TenantTx};
+use crate::{GlobalTx, SnapshotId, StoreError, TenantId, TenantTx, metrics};
 
 /// Where the database is and how to reach it. Secrets stay wrapped.
 #[derive(Debug, Clone)]
@@ -28,7 +28,13 @@ pub struct DbSettings {
     pub app_password: Option<SecretString>,
     pub data_dir: PathBuf,
     pub max_connections: u32,
+    /// How long the process secret stays valid without renewal (the live process renews it every
+    /// fifth of this). A process killed without withdrawing its secret loses it after this long.
+    pub secret_lease: Duration,
 }
+
+/// The default lease of a process secret: 5 minutes, renewed every minute.
+pub const DEFAULT_SECRET_LEASE: Duration = Duration::from_secs(300);
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
@@ -43,7 +49,12 @@ struct Inner {
     pool: PgPool,
     admin: PgConnectOptions,
     secret: SecretString,
+    lease: Duration,
     embedded: Mutex<Option<EmbeddedPg>>,
+    /// Renews the process secret's lease; aborted on shutdown.
+    renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Writes this process's cross-tenant refusals to the shared daily figure.
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -89,11 +100,12 @@ impl Store {
                 }
             }
         };
-        let opened = Self::open_with(
+        let opened = Self::open_with_lease(
             admin,
             app,
             settings.app_password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(),
             settings.max_connections,
+            settings.secret_lease,
         )
         .await;
         match opened {
@@ -117,6 +129,18 @@ impl Store {
         app_password: Option<&str>,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        Self::open_with_lease(admin, app, app_password, max_connections, DEFAULT_SECRET_LEASE).await
+    }
+
+    /// [`Store::open_with`] with a process-secret lease other than [`DEFAULT_SECRET_LEASE`].
+    pub async fn open_with_lease(
+        admin: PgConnectOptions,
+        app: PgConnectOptions,
+        app_password: Option<&str>,
+        max_connections: u32,
+        lease: Duration,
+    ) -> Result<Self, StoreError> {
+        let lease = lease.clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let mut conn = admin.connect().await.map_err(|e| {
             StoreError::Config(format!(
                 "cannot connect to the database (DATABASE_URL: user {}, database {}): {e}",
@@ -129,15 +153,20 @@ impl Store {
             tracing::info!(applied = ?report.applied, "migrations applied");
         }
         let secret = bypass::generate_secret();
-        sqlx::query!("delete from platform_bypass_secrets where expires_at < now()").execute(&mut conn).await?;
+        // The secrets table is owner-only (forced RLS): act as the owner, as migrations do.
+        let mut tx = conn.begin().await?;
+        sqlx::query("set local role countersign_owner").execute(&mut *tx).await?;
+        sqlx::query!("delete from platform_bypass_secrets where expires_at < now()").execute(&mut *tx).await?;
         sqlx::query!(
             "insert into platform_bypass_secrets (secret_hash, label, expires_at)
-             values (sha256(convert_to($1, 'UTF8')), $2, now() + interval '400 days')",
+             values (sha256(convert_to($1, 'UTF8')), $2, now() + make_interval(secs => $3))",
             secret.expose_secret(),
             format!("pid {} on {}", std::process::id(), hostname()),
+            lease.as_secs_f64(),
         )
-        .execute(&mut conn)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         conn.close().await?;
 
         let pool = PgPoolOptions::new()
@@ -168,7 +197,38 @@ impl Store {
         if role != APP_ROLE {
             return Err(StoreError::Config(format!("the app pool must connect as {APP_ROLE}, not {role}")));
         }
-        Ok(Self { inner: Arc::new(Inner { pool, admin, secret, embedded: Mutex::new(None) }) })
+        let inner = Arc::new(Inner {
+            pool,
+            admin,
+            secret,
+            lease,
+            embedded: Mutex::new(None),
+            renewer: Mutex::new(None),
+            flusher: Mutex::new(None),
+        });
+        *lock(&inner.renewer) = Some(spawn_renewer(Arc::downgrade(&inner)));
+        *lock(&inner.flusher) = Some(spawn_flusher(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// Renews the process secret's lease now. `false`: the lease had already lapsed (or the
+    /// secret was withdrawn), and bypass and identity transactions are refused from now on.
+    pub async fn renew_secret(&self) -> Result<bool, StoreError> {
+        renew(&self.inner).await
+    }
+
+    /// Stops renewing the process secret without withdrawing it: what `kill -9` leaves behind.
+    #[cfg(feature = "testing")]
+    pub fn stop_renewing(&self) {
+        if let Some(h) = lock(&self.inner.renewer).take() {
+            h.abort();
+        }
+    }
+
+    /// Today's isolation figures. The cross-tenant figure is the shared one in the database
+    /// (every node, every restart, per UTC day), after writing this process's pending refusals.
+    pub async fn isolation(&self) -> metrics::IsolationSnapshot {
+        metrics::persisted_snapshot(&self.inner.pool).await
     }
 
     /// A transaction in which only `tenant`'s rows exist.
@@ -184,7 +244,7 @@ impl Store {
 
     /// A transaction without tenant context (global identity tables only).
     pub async fn global_tx(&self) -> Result<GlobalTx, StoreError> {
-        GlobalTx::begin(&self.inner.pool).await
+        GlobalTx::begin(&self.inner.pool, &self.inner.secret).await
     }
 
     /// A cross-tenant transaction, logged in `platform_bypass_log` with `actor` and `reason`.
@@ -215,7 +275,7 @@ impl Store {
     pub async fn readiness(&self) -> Readiness {
         let expected_version = migrate::MIGRATOR.iter().map(|m| m.version).max();
         let version: Result<Option<i64>, _> =
-            sqlx::query_scalar!("select max(version) from schema_migrations").fetch_one(&self.inner.pool).await;
+            sqlx::query_scalar!("select countersign_schema_version()").fetch_one(&self.inner.pool).await;
         match version {
             Ok(v) => Readiness { database: true, schema_version: v, expected_version },
             Err(_) => Readiness { database: false, schema_version: None, expected_version },
@@ -230,14 +290,31 @@ impl Store {
 
     /// Closes the pool, withdraws the bypass secret and stops an embedded cluster we started.
     pub async fn shutdown(&self) {
+        if let Some(h) = lock(&self.inner.renewer).take() {
+            h.abort();
+        }
+        if let Some(h) = lock(&self.inner.flusher).take() {
+            h.abort();
+        }
+        if let Err(e) = metrics::flush(&self.inner.pool).await {
+            tracing::warn!(error = %e, "cross-tenant refusals not written before shutdown");
+        }
         self.inner.pool.close().await;
         if let Ok(mut conn) = self.inner.admin.connect().await {
-            let _ = sqlx::query!(
-                "delete from platform_bypass_secrets where secret_hash = sha256(convert_to($1, 'UTF8'))",
-                self.inner.secret.expose_secret()
-            )
-            .execute(&mut conn)
-            .await;
+            let withdraw = async {
+                let mut tx = conn.begin().await?;
+                sqlx::query("set local role countersign_owner").execute(&mut *tx).await?;
+                sqlx::query!(
+                    "delete from platform_bypass_secrets where secret_hash = sha256(convert_to($1, 'UTF8'))",
+                    self.inner.secret.expose_secret()
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            };
+            if let Err(e) = withdraw.await {
+                tracing::warn!(error = %e, "process secret not withdrawn (it expires with its lease)");
+            }
             let _ = conn.close().await;
         }
         let pg = self.inner.embedded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -247,6 +324,59 @@ impl Store {
             tracing::error!(error = %e, "embedded PostgreSQL did not stop cleanly");
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn renew(inner: &Inner) -> Result<bool, StoreError> {
+    let secs = i32::try_from(inner.lease.as_secs().max(1)).unwrap_or(3600);
+    let renewed: Option<bool> =
+        sqlx::query_scalar!("select countersign_renew_process_secret($1, $2)", inner.secret.expose_secret(), secs)
+            .fetch_one(&inner.pool)
+            .await?;
+    Ok(renewed.unwrap_or(false))
+}
+
+/// Renews the lease every fifth of its length while the store lives. Holds only a weak
+/// reference, so a dropped store stops renewing (and its secret expires with the lease).
+fn spawn_renewer(inner: std::sync::Weak<Inner>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = match inner.upgrade() {
+            Some(i) => (i.lease / 5).max(Duration::from_millis(200)),
+            None => return,
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
+            match renew(&inner).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    "process secret lease lapsed or withdrawn: bypass and identity transactions are refused"
+                ),
+                Err(e) => tracing::warn!(error = %e, "process secret lease not renewed (will retry)"),
+            }
+        }
+    })
+}
+
+/// Writes refusals to the shared figure shortly after they happen (the refusal itself is
+/// classified where no connection is at hand: see [`crate::StoreError`]).
+fn spawn_flusher(inner: std::sync::Weak<Inner>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            metrics::global().refused_pending().await;
+            let Some(inner) = inner.upgrade() else { return };
+            if let Err(e) = metrics::flush(&inner.pool).await {
+                tracing::warn!(error = %e, "cross-tenant refusals not yet written (will retry)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    })
 }
 
 fn hostname() -> String {

@@ -38,6 +38,19 @@ impl StoreError {
     }
 }
 
+/// Did this refusal happen because the statement named another tenant? Row-level security's
+/// `WITH CHECK` on a tenant table (not on a global or owner-only table, where it means "no
+/// scope"), or the audit append refusing another tenant's chain. Privilege errors ("permission
+/// denied for table audit_events") are not cross-tenant.
+fn crosses_tenants(message: &str) -> bool {
+    if message.starts_with("audit: tenant ") {
+        return true;
+    }
+    let Some(rest) = message.strip_prefix("new row violates row-level security policy") else { return false };
+    let table = rest.rsplit("for table ").next().unwrap_or_default().trim_matches(|c| c == '"' || c == ' ');
+    !crate::migrate::GLOBAL_TABLES.iter().any(|g| g.name == table)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -45,22 +58,24 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) => {
                 let constraint = db.constraint().unwrap_or_default().to_owned();
                 match db.code().as_deref() {
-                    // insufficient_privilege: RLS WITH CHECK or a refused bypass.
+                    // insufficient_privilege: RLS WITH CHECK, a refused bypass or identity scope,
+                    // an audit append aimed at another tenant's chain, or a plain privilege error.
                     Some("42501") => {
-                        if db.message().contains("bypass refused") {
-                            Self::BypassRefused(db.message().to_owned())
+                        let msg = db.message();
+                        if msg.contains("bypass refused") || msg.contains("identity scope refused") {
+                            Self::BypassRefused(msg.to_owned())
                         } else {
-                            metrics::global().cross_tenant_refused();
+                            if crosses_tenants(msg) {
+                                metrics::global().cross_tenant_refused();
+                            }
                             Self::CrossTenant
                         }
                     }
                     Some("23505") => Self::Conflict { constraint },
                     // A composite FK that points into another tenant is indistinguishable from a
-                    // dangling one: both are cross-tenant from the caller's point of view.
-                    Some("23503") if constraint.contains("tenant_id") => {
-                        metrics::global().cross_tenant_refused();
-                        Self::CrossTenant
-                    }
+                    // dangling one: both are cross-tenant from the caller's point of view. Not
+                    // counted: nothing shows that another tenant's row was named.
+                    Some("23503") if constraint.contains("tenant_id") => Self::CrossTenant,
                     Some("23503" | "23514" | "23502" | "22P02" | "22001") => Self::Invalid { constraint },
                     _ => Self::Database(e),
                 }

@@ -1,15 +1,19 @@
 //! Isolation counters: tenant transactions opened and cross-tenant attempts refused.
 //!
-//! Process-wide, because refusals are detected where errors are classified (anywhere a
-//! `sqlx::Error` becomes a `StoreError`). Counters are kept for the process lifetime and for the
-//! current UTC day ("N tenant queries today, 0 cross-tenant").
+//! "Cross-tenant attempts refused" counts what its words say: writes row-level security refused
+//! on a tenant table because the row named another tenant (`WITH CHECK`), appends to another
+//! tenant's audit chain, and batches the batch guard refused for naming rows outside their
+//! tenant. Privilege errors (the app role updating the ledger, reading an owner-only table) and
+//! dangling references are not counted. The figure is kept per UTC day in the database
+//! (`platform_isolation_daily`), so every node adds to and reads the same number and a restart
+//! keeps it. Transaction counts stay per process.
 
-use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
+use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
 pub struct IsolationMetrics {
@@ -17,7 +21,10 @@ pub struct IsolationMetrics {
     global_tx_total: AtomicU64,
     bypass_tx_total: AtomicU64,
     cross_tenant_refused_total: AtomicU64,
-    today: Mutex<Daily>,
+    /// Refusals counted here and not yet written to the database.
+    pending: AtomicU64,
+    wake: Notify,
+    today: std::sync::Mutex<Daily>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,10 +39,15 @@ pub struct IsolationSnapshot {
     pub tenant_tx_total: u64,
     pub global_tx_total: u64,
     pub bypass_tx_total: u64,
+    /// Refused by this process since it started.
     pub cross_tenant_refused_total: u64,
     pub tenant_tx_today: u64,
+    /// Refused today (UTC) by every node sharing the database, restarts included.
     pub cross_tenant_refused_today: u64,
     pub day: NaiveDate,
+    /// `false` when the database could not be read: `cross_tenant_refused_today` is then this
+    /// process's own count only.
+    pub shared: bool,
 }
 
 static GLOBAL: OnceLock<IsolationMetrics> = OnceLock::new();
@@ -73,13 +85,22 @@ impl IsolationMetrics {
     pub(crate) fn cross_tenant_refused(&self) {
         self.cross_tenant_refused_total.fetch_add(1, Ordering::Relaxed);
         self.bump_today(|d| d.cross_tenant_refused += 1);
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
     }
 
+    /// Resolves when refusals are waiting to be written.
+    pub(crate) async fn refused_pending(&self) {
+        self.wake.notified().await;
+    }
+
+    /// This process's counters only (no database); see [`crate::Store::isolation`] for the
+    /// shared daily figure.
     #[must_use]
     pub fn snapshot(&self) -> IsolationSnapshot {
         let today = Utc::now().date_naive();
         let d = *self.today.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tenant_tx_today, cross_today) =
+        let (tenant_tx_today, refused_today) =
             if d.day == Some(today) { (d.tenant_tx, d.cross_tenant_refused) } else { (0, 0) };
         IsolationSnapshot {
             tenant_tx_total: self.tenant_tx_total.load(Ordering::Relaxed),
@@ -87,8 +108,46 @@ impl IsolationMetrics {
             bypass_tx_total: self.bypass_tx_total.load(Ordering::Relaxed),
             cross_tenant_refused_total: self.cross_tenant_refused_total.load(Ordering::Relaxed),
             tenant_tx_today,
-            cross_tenant_refused_today: cross_today,
+            cross_tenant_refused_today: refused_today,
             day: today,
+            shared: false,
         }
     }
+}
+
+/// Adds this process's pending refusals to today's shared figure. On failure they stay pending.
+pub(crate) async fn flush(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let m = global();
+    let n = m.pending.swap(0, Ordering::AcqRel);
+    if n == 0 {
+        return Ok(());
+    }
+    let r = sqlx::query!("select countersign_count_cross_tenant($1)", i64::try_from(n).unwrap_or(i64::MAX))
+        .execute(pool)
+        .await;
+    if r.is_err() {
+        m.pending.fetch_add(n, Ordering::AcqRel);
+        m.wake.notify_one();
+    }
+    r.map(|_| ())
+}
+
+/// The process counters with today's shared cross-tenant figure from the database.
+pub(crate) async fn persisted_snapshot(pool: &sqlx::PgPool) -> IsolationSnapshot {
+    let mut s = global().snapshot();
+    let read = async {
+        flush(pool).await?;
+        sqlx::query!(r#"select o_day as "day!", o_refused as "refused!" from countersign_cross_tenant_today()"#)
+            .fetch_one(pool)
+            .await
+    };
+    match read.await {
+        Ok(row) => {
+            s.day = row.day;
+            s.cross_tenant_refused_today = u64::try_from(row.refused).unwrap_or(0);
+            s.shared = true;
+        }
+        Err(e) => tracing::warn!(error = %e, "shared cross-tenant figure unavailable; showing this process's"),
+    }
+    s
 }

@@ -1,6 +1,8 @@
 //! Forward-only migrations applied as the owner role, all pending ones in one transaction,
 //! followed — in that same transaction — by the isolation guard. A migration that leaves any
-//! tenant table without RLS enabled + forced + the standard policies rolls back, naming the table.
+//! tenant table without RLS enabled + forced + the standard policies rolls back, naming the table,
+//! and so does one that adds a global table (no `tenant_id`) not listed in [`GLOBAL_TABLES`] or
+//! listed without its guard.
 
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
@@ -124,7 +126,6 @@ async fn apply_locked(
             checksum    bytea not null,
             applied_at  timestamptz not null default now()
         );
-        GRANT SELECT ON schema_migrations TO countersign_app;
         ",
     )
     .execute(&mut *tx)
@@ -169,6 +170,69 @@ async fn apply_locked(
     Ok(report)
 }
 
+/// How a global table (one without `tenant_id`) is guarded. Each kind names the only permissive
+/// policies such a table may carry (policies OR together, so any other would widen access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalGuard {
+    /// Global identity rows: `identity_scope` (a GlobalTx that proved the process secret) and
+    /// `platform_bypass`. Made by `countersign_identity_only(table)`.
+    Identity,
+    /// `users`: as [`GlobalGuard::Identity`], plus `tenant_members` (read-only: a tenant
+    /// transaction sees the users who are its members).
+    IdentityAndMembers,
+    /// The platform audit chain: the owner (append functions) writes, a bypass reads, and a
+    /// process that proved its secret may insert a checkpoint.
+    PlatformChain,
+    /// Owner only (`countersign_owner_only(table)`): the app role holds no privilege on it and
+    /// the one policy admits only the owner (migrations, SECURITY DEFINER functions).
+    OwnerOnly,
+}
+
+impl GlobalGuard {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::IdentityAndMembers => "identity_and_members",
+            Self::PlatformChain => "platform_chain",
+            Self::OwnerOnly => "owner_only",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalTable {
+    pub name: &'static str,
+    pub guard: GlobalGuard,
+}
+
+const fn global(name: &'static str, guard: GlobalGuard) -> GlobalTable {
+    GlobalTable { name, guard }
+}
+
+/// Every table without `tenant_id` (except `tenants`, protected on `id`), with its guard. THE one
+/// place to add a new global table: a migration that creates a table missing from this list, or
+/// listed but not guarded as listed, is refused and rolled back.
+pub const GLOBAL_TABLES: &[GlobalTable] = &[
+    global("users", GlobalGuard::IdentityAndMembers),
+    global("user_credentials", GlobalGuard::Identity),
+    global("user_totp", GlobalGuard::Identity),
+    global("user_recovery_codes", GlobalGuard::Identity),
+    global("email_codes", GlobalGuard::Identity),
+    global("mfa_challenges", GlobalGuard::Identity),
+    global("mail_outbox", GlobalGuard::Identity),
+    global("login_failures", GlobalGuard::Identity),
+    global("login_signals", GlobalGuard::Identity),
+    global("credential_failures", GlobalGuard::Identity),
+    global("platform_audit_head", GlobalGuard::PlatformChain),
+    global("platform_audit_events", GlobalGuard::PlatformChain),
+    global("platform_audit_checkpoints", GlobalGuard::PlatformChain),
+    global("platform_bypass_secrets", GlobalGuard::OwnerOnly),
+    global("platform_bypass_log", GlobalGuard::OwnerOnly),
+    global("platform_proof_key", GlobalGuard::OwnerOnly),
+    global("platform_isolation_daily", GlobalGuard::OwnerOnly),
+    global("schema_migrations", GlobalGuard::OwnerOnly),
+];
+
 /// A table that breaks the isolation rules, and why.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Violation {
@@ -179,10 +243,94 @@ pub struct Violation {
 /// Every table in `public` with a `tenant_id` column (plus `tenants` itself) must have RLS enabled
 /// and forced, the standard `tenant_isolation` and `platform_bypass` policies with their exact
 /// expressions, and no other permissive policy (which would widen access, as policies OR together)
-/// except the owner's read-only `owner_definer_read` on `tenants`.
-/// The app role must own nothing and must not bypass RLS.
+/// except the owner's read-only `owner_definer_read` on `tenants`. Every other table must be in
+/// [`GLOBAL_TABLES`], with RLS enabled and forced and only the policies its guard allows (at
+/// least one). The app role must own nothing and must not bypass RLS.
 pub async fn violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {
+    let mut v = tenant_violations(conn).await?;
+    v.extend(global_violations(conn, GLOBAL_TABLES).await?);
+    v.sort_by(|a, b| (&a.table, &a.problem).cmp(&(&b.table, &b.problem)));
+    Ok(v)
+}
+
+/// The global-table half of [`violations`], against a given list (tests pass their own).
+pub async fn global_violations(conn: &mut PgConnection, list: &[GlobalTable]) -> Result<Vec<Violation>, StoreError> {
+    let names: Vec<&str> = list.iter().map(|g| g.name).collect();
+    let kinds: Vec<&str> = list.iter().map(|g| g.guard.as_str()).collect();
     Ok(sqlx::query_as::<_, Violation>(
+        r"
+        with listed as (
+            select * from unnest($1::text[], $2::text[]) as l(name, kind)
+        ), global_tables as (
+            select c.oid, c.relname::text as tbl, c.relrowsecurity, c.relforcerowsecurity, l.kind
+              from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              left join listed l on l.name = c.relname::text
+             where n.nspname = 'public' and c.relkind in ('r', 'p') and c.relname <> 'tenants'
+               and not exists (select 1 from pg_attribute a
+                                where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
+        ), allowed (kind, name, cmd, qual, chk) as (values
+            ('identity', 'identity_scope', '*', 'ID', 'ID'),
+            ('identity', 'platform_bypass', '*', 'BY', 'BY'),
+            ('identity_and_members', 'identity_scope', '*', 'ID', 'ID'),
+            ('identity_and_members', 'platform_bypass', '*', 'BY', 'BY'),
+            ('identity_and_members', 'tenant_members', 'r', 'MEMBERS', ''),
+            ('platform_chain', 'owner_only', '*', 'OWN', 'OWN'),
+            ('platform_chain', 'platform_read', 'r', 'BY', ''),
+            ('platform_chain', 'platform_sign', 'a', '', 'ID'),
+            ('owner_only', 'owner_only', '*', 'OWN', 'OWN')
+        ), expr (token, text) as (values
+            ('ID', '( SELECT countersign_identity_active() AS countersign_identity_active)'),
+            ('BY', '( SELECT countersign_bypass_active() AS countersign_bypass_active)'),
+            ('OWN', '(CURRENT_USER = ''countersign_owner''::name)'),
+            ('MEMBERS', E'(EXISTS ( SELECT 1
+   FROM memberships m
+  WHERE (m.user_id = users.id)))'),
+            ('', '')
+        ), allowed_text as (
+            select a.kind, a.name, a.cmd, q.text as qual, k.text as chk
+              from allowed a join expr q on q.token = a.qual join expr k on k.token = a.chk
+        ), pol as (
+            select p.polrelid, p.polname::text as name, p.polpermissive, p.polcmd::text as cmd,
+                   coalesce(pg_get_expr(p.polqual, p.polrelid), '') as qual,
+                   coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') as chk
+              from pg_policy p
+        )
+        select tbl as table,
+               'global table (no tenant_id) not listed in store::migrate::GLOBAL_TABLES with its guard' as problem
+          from global_tables where kind is null
+        union all
+        select tbl, 'row level security is not enabled' from global_tables where kind is not null and not relrowsecurity
+        union all
+        select tbl, 'row level security is not forced' from global_tables where kind is not null and not relforcerowsecurity
+        union all
+        select g.tbl, 'no guarded policy (' || g.kind || ')'
+          from global_tables g
+         where g.kind is not null
+           and not exists (select 1 from pol join allowed_text a
+                             on a.kind = g.kind and a.name = pol.name and a.cmd = pol.cmd
+                            and a.qual = pol.qual and a.chk = pol.chk
+                            where pol.polrelid = g.oid and pol.polpermissive)
+        union all
+        select g.tbl, 'unexpected permissive policy ' || pol.name || ' for a ' || g.kind || ' table would widen access'
+          from global_tables g join pol on pol.polrelid = g.oid
+         where g.kind is not null and pol.polpermissive
+           and not exists (select 1 from allowed_text a
+                            where a.kind = g.kind and a.name = pol.name and a.cmd = pol.cmd
+                              and a.qual = pol.qual and a.chk = pol.chk)
+        union all
+        select g.tbl, 'owner-only table grants privileges to the application role'
+          from global_tables g
+         where g.kind = 'owner_only'
+           and has_table_privilege('countersign_app', g.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+        ",
+    )
+    .bind(&names)
+    .bind(&kinds)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+async fn tenant_violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {    Ok(sqlx::query_as::<_, Violation>(
         r"
         with tenant_tables as (
             select c.oid, c.relname::text as tbl, c.relrowsecurity, c.relforcerowsecurity,

@@ -4,6 +4,7 @@
 //! as `BEGIN` (one round trip), so the setting lives exactly as long as the transaction and can
 //! never leak to the next user of a pooled connection. Row-level security does the filtering.
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::{StoreError, TenantId, metrics};
@@ -105,16 +106,23 @@ pub(crate) async fn export_snapshot(conn: &mut PgConnection) -> Result<SnapshotI
     SnapshotId::parse(id.unwrap_or_default())
 }
 
-/// A transaction with no tenant context, for global identity tables (users) and tenant
-/// resolution. Tenant tables answer it with zero rows and refuse its inserts.
+/// A transaction with no tenant context, for global identity tables (users, credentials, MFA,
+/// the outbox) and tenant resolution. It begins by proving this process's registered secret
+/// (`countersign_begin_identity`), which sets a proof bound to this backend and this
+/// transaction; the identity-scope policies test the proof, so an app-role connection without
+/// the secret sees none of those rows whatever it sets. Tenant tables answer it with zero rows
+/// and refuse its inserts. Unlike [`crate::BypassTx`] it writes no log row (sign-in speed).
 #[derive(Debug)]
 pub struct GlobalTx {
     tx: Transaction<'static, Postgres>,
 }
 
 impl GlobalTx {
-    pub(crate) async fn begin(pool: &sqlx::PgPool) -> Result<Self, StoreError> {
-        let tx = pool.begin_with("BEGIN; SELECT set_config('app.scope', 'identity', true)").await?;
+    pub(crate) async fn begin(pool: &sqlx::PgPool, secret: &SecretString) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await?;
+        // A bind parameter, never SQL text: query texts are visible in pg_stat_activity to every
+        // session of the same role.
+        sqlx::query!("select countersign_begin_identity($1)", secret.expose_secret()).execute(&mut *tx).await?;
         metrics::global().global_tx();
         Ok(Self { tx })
     }

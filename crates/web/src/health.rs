@@ -30,14 +30,15 @@ struct Status {
     summary: String,
 }
 
-/// "N tenant queries today, 0 cross-tenant": counters only, no tenant data.
+/// "N tenant queries today, 0 cross-tenant": counters only, no tenant data. The cross-tenant
+/// figure is today's (UTC) across every node and restart (see `store::metrics`).
 pub async fn status(State(state): State<AppState>) -> Json<impl Serialize> {
-    let iso = store::metrics::global().snapshot();
+    let iso = state.store.isolation().await;
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
         summary: format!(
-            "{} tenant transactions today, {} cross-tenant attempts refused",
+            "{} tenant transactions today (this node), {} cross-tenant attempts refused today (all nodes)",
             iso.tenant_tx_today, iso.cross_tenant_refused_today
         ),
         isolation: iso,
@@ -46,7 +47,7 @@ pub async fn status(State(state): State<AppState>) -> Json<impl Serialize> {
 
 /// Prometheus text exposition format 0.0.4.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let s = store::metrics::global().snapshot();
+    let s = state.store.isolation().await;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -55,7 +56,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metric(
         "countersign_cross_tenant_refused_total",
         "counter",
-        "Cross-tenant reads, writes and batches refused.",
+        "Cross-tenant writes and batches refused by this process since it started.",
         s.cross_tenant_refused_total,
     );
     metric(
@@ -79,7 +80,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metric(
         "countersign_cross_tenant_refused_today",
         "gauge",
-        "Cross-tenant attempts refused since UTC midnight.",
+        "Cross-tenant attempts refused since UTC midnight, all nodes (shared in the database).",
         s.cross_tenant_refused_today,
     );
     metric(

@@ -309,7 +309,7 @@ pub struct OutboxQuery {
 pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
     let mut g = state.store.global_tx().await?;
-    let mail = identity::mail::outbox(&mut g, to.as_ref(), q.limit.unwrap_or(50)).await?;
+    let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), q.limit.unwrap_or(50)).await?;
     g.commit().await?;
     Ok(Json(mail).into_response())
 }

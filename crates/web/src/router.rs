@@ -50,6 +50,8 @@ pub struct AppState {
     pub mfa_keys: Arc<identity::secret_box::SecretBox>,
     /// Route `GET /api/v1/dev/outbox` (development only).
     pub dev_outbox: bool,
+    /// The mailer is the default outbox, sealing with `mfa_keys` (re-made when they change).
+    default_mailer: bool,
     /// The policy engine (Cedar policies compiled into the binary, validated at start-up).
     pub authz: Arc<authz::Engine>,
 }
@@ -69,6 +71,7 @@ impl AppState {
         allowlist.spawn_listener(store.clone());
         let refusals = crate::refusals::RefusalLog::default();
         refusals.spawn_flusher(store.clone());
+        let mfa_keys = Arc::new(identity::secret_box::SecretBox::ephemeral());
         Ok(Self {
             proxies,
             started: Instant::now(),
@@ -79,9 +82,10 @@ impl AppState {
             credential_failures: crate::limits::FailureLimiter::default(),
             refusals,
             allowlist,
-            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone())),
-            mfa_keys: Arc::new(identity::secret_box::SecretBox::ephemeral()),
+            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone(), mfa_keys.clone())),
+            mfa_keys,
             dev_outbox: false,
+            default_mailer: true,
             authz: Arc::new(authz),
             store,
         })
@@ -100,12 +104,17 @@ impl AppState {
     #[must_use]
     pub fn with_mailer(mut self, mailer: Arc<dyn identity::mail::Mailer>) -> Self {
         self.mailer = mailer;
+        self.default_mailer = false;
         self
     }
 
+    /// The MFA keys; they also seal the default outbox (which `dev_outbox` opens with them).
     #[must_use]
     pub fn with_mfa_keys(mut self, keys: identity::secret_box::SecretBox) -> Self {
         self.mfa_keys = Arc::new(keys);
+        if self.default_mailer {
+            self.mailer = Arc::new(identity::mail::OutboxMailer::new(self.store.clone(), self.mfa_keys.clone()));
+        }
         self
     }
 
