@@ -54,7 +54,7 @@ impl Guard {
     pub fn scope(action: Action) -> &'static str {
         match action {
             Action::AuditRead => "audit:read",
-            Action::MembersRead => "members:read",
+            Action::MembersRead | Action::DepartmentsRead => "members:read",
             Action::MembersManage => "members:manage",
             Action::ApiKeysManage => "api_keys:manage",
             _ => "settings:manage",
