@@ -401,7 +401,7 @@ async fn unknown_routes_wrong_methods_and_non_json_bodies_get_stable_codes() {
     assert_eq!(header(&h, "connection"), Some("close"));
     // A path the handler cannot parse gets the error shape, not axum's plain text.
     let (s, h, b) = raw(&base, b"GET /api/v1/documents/%FF HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()).await;
-    assert!(s >= 400 && s < 500, "{s}");
+    assert!((400..500).contains(&s), "{s}");
     assert_eq!(header(&h, "content-type"), Some("application/json"), "{b}");
     assert!(b["error"]["code"].is_string());
 }

@@ -22,10 +22,10 @@ pub(crate) fn require_user(p: &Principal) -> Result<(uuid::Uuid, uuid::Uuid), Ap
 /// A lone surrogate (`"\ud800"`) is not JSON text: 422 `invalid_body`.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // Parsed twice: untyped for the text rule, then strictly typed (which refuses duplicate keys).
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(e) = text_errors(&v, &mut String::new()) {
-            return Err(e);
-        }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(e) = text_errors(&v, &mut String::new())
+    {
+        return Err(e);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {

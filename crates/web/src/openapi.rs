@@ -78,7 +78,7 @@ fn list_of<T: ToSchema>() -> Shape {
 
 /// What a route answers on success.
 enum Success {
-    Json(&'static str, Shape),
+    Json(&'static str, Box<Shape>),
     /// One of several bodies (sign-in: the tokens, or a second-factor challenge).
     OneOf(&'static str, Vec<Shape>),
     NoContent,
@@ -96,67 +96,68 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         api_keys_api as keys, departments_api as depts, documents_api as docs, health, invitations_api as inv,
         ip_allowlist as ipl, me_api as me, members_api as mem, mfa_api as mfa, session_api as sess,
     };
-    use Success::{Json, NoContent, OneOf, Text};
+    use Success::{NoContent, OneOf, Text};
+    let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
     let sign_in = || OneOf("200", vec![of::<sess::TokenResponse>(), of::<mfa::MfaRequired<'static>>()]);
     let p = path.trim_start_matches("/api/v1");
     match (method, p) {
-        ("GET", "/healthz") => (None, Json("200", of::<health::Health>())),
-        ("GET", "/readyz") => (None, Json("200", of::<health::Readiness>())),
+        ("GET", "/healthz") => (None, json("200", of::<health::Health>())),
+        ("GET", "/readyz") => (None, json("200", of::<health::Readiness>())),
         ("GET", "/metrics") => (None, Text("Prometheus text", &["text/plain"])),
         ("GET", "/api/openapi.json") => (None, Success::Document),
-        ("GET", "/status") => (None, Json("200", of::<health::Status>())),
+        ("GET", "/status") => (None, json("200", of::<health::Status>())),
         ("POST", "/auth/login") => (Some(of::<sess::LoginRequest>()), sign_in()),
-        ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), Json("202", of::<mfa::Accepted>())),
+        ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
-        ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), Json("200", of::<sess::TokenResponse>())),
-        ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), Json("200", of::<sess::TokenResponse>())),
+        ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sess::TokenResponse>())),
+        ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sess::TokenResponse>())),
         ("POST", "/auth/logout") => (None, NoContent),
-        ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), Json("200", of::<inv::Accepted>())),
-        ("GET", "/settings/ip-allowlist") => (None, Json("200", of::<ipl::ListResponse>())),
-        ("PUT", "/settings/ip-allowlist") => (Some(of::<ipl::PutBody>()), Json("200", of::<ipl::ListResponse>())),
-        ("GET", "/settings/mfa") => (None, Json("200", of::<mfa::MfaSettingBody>())),
-        ("PUT", "/settings/mfa") => (Some(of::<mfa::MfaSetting>()), Json("200", of::<mfa::MfaSettingBody>())),
-        ("PUT", "/settings/approvals") => (Some(of::<docs::ThresholdBody>()), Json("200", of::<docs::ThresholdBody>())),
-        ("GET", "/audit/events") => (None, Json("200", list_of::<audit::query::EventRow>())),
+        ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), json("200", of::<inv::Accepted>())),
+        ("GET", "/settings/ip-allowlist") => (None, json("200", of::<ipl::ListResponse>())),
+        ("PUT", "/settings/ip-allowlist") => (Some(of::<ipl::PutBody>()), json("200", of::<ipl::ListResponse>())),
+        ("GET", "/settings/mfa") => (None, json("200", of::<mfa::MfaSettingBody>())),
+        ("PUT", "/settings/mfa") => (Some(of::<mfa::MfaSetting>()), json("200", of::<mfa::MfaSettingBody>())),
+        ("PUT", "/settings/approvals") => (Some(of::<docs::ThresholdBody>()), json("200", of::<docs::ThresholdBody>())),
+        ("GET", "/audit/events") => (None, json("200", list_of::<audit::query::EventRow>())),
         ("GET", "/audit/export") => (None, Text("NDJSON or CSV stream", &["application/x-ndjson", "text/csv"])),
-        ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), Json("200", of::<sess::Revoked>())),
-        ("POST", "/me/mfa/totp") => (None, Json("200", of::<mfa::EnrolmentBody<'static>>())),
+        ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), json("200", of::<sess::Revoked>())),
+        ("POST", "/me/mfa/totp") => (None, json("200", of::<mfa::EnrolmentBody<'static>>())),
         ("DELETE", "/me/mfa/totp") => (Some(of::<mfa::CodeBody>()), NoContent),
         ("POST", "/me/mfa/totp/confirm" | "/me/mfa/recovery-codes") => {
-            (Some(of::<mfa::CodeBody>()), Json("200", of::<mfa::RecoveryCodes>()))
+            (Some(of::<mfa::CodeBody>()), json("200", of::<mfa::RecoveryCodes>()))
         }
-        ("GET", "/me") => (None, Json("200", of::<me::Me>())),
+        ("GET", "/me") => (None, json("200", of::<me::Me>())),
         ("GET", "/me/sessions" | "/members/{user_id}/sessions") => {
-            (None, Json("200", list_of::<identity::members::SessionInfo>()))
+            (None, json("200", list_of::<identity::members::SessionInfo>()))
         }
         ("DELETE", "/me/sessions/{id}" | "/api-keys/{id}" | "/invitations/{id}") => (None, NoContent),
         ("POST", "/me/password") => (Some(of::<me::PasswordChange>()), NoContent),
-        ("GET", "/members") => (None, Json("200", list_of::<identity::members::Member>())),
+        ("GET", "/members") => (None, json("200", list_of::<identity::members::Member>())),
         ("POST", "/members/{user_id}/sessions/revoke" | "/members/{user_id}/deactivate") => {
-            (Some(of::<mem::ReasonBody>()), Json("200", of::<mem::Revoked>()))
+            (Some(of::<mem::ReasonBody>()), json("200", of::<mem::Revoked>()))
         }
         ("POST", "/members/{user_id}/reactivate" | "/members/{user_id}/decline") => {
-            (Some(of::<mem::ReasonBody>()), Json("200", of::<mem::Status>()))
+            (Some(of::<mem::ReasonBody>()), json("200", of::<mem::Status>()))
         }
-        ("POST", "/members/{user_id}/unlock") => (None, Json("200", of::<mem::Unlocked>())),
-        ("PUT", "/members/{user_id}/role") => (Some(of::<mem::RoleBody>()), Json("200", of::<mem::RoleChanged>())),
-        ("POST", "/members/{user_id}/approve") => (Some(of::<mem::ApproveBody>()), Json("200", of::<mem::Status>())),
-        ("GET", "/departments") => (None, Json("200", list_of::<depts::DepartmentView>())),
-        ("POST", "/api-keys") => (Some(of::<keys::CreateBody>()), Json("201", of::<keys::Created>())),
-        ("GET", "/api-keys") => (None, Json("200", list_of::<keys::KeyView>())),
-        ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), Json("201", of::<inv::Created>())),
-        ("GET", "/invitations") => (None, Json("200", list_of::<identity::invitations::Invitation>())),
-        ("POST", "/documents") => (Some(of::<docs::CreateBody>()), Json("201", of::<approvals::documents::Document>())),
-        ("GET", "/documents") => (None, Json("200", list_of::<approvals::inbox::Item>())),
-        ("GET", "/documents/{id}") => (None, Json("200", of::<approvals::documents::Document>())),
+        ("POST", "/members/{user_id}/unlock") => (None, json("200", of::<mem::Unlocked>())),
+        ("PUT", "/members/{user_id}/role") => (Some(of::<mem::RoleBody>()), json("200", of::<mem::RoleChanged>())),
+        ("POST", "/members/{user_id}/approve") => (Some(of::<mem::ApproveBody>()), json("200", of::<mem::Status>())),
+        ("GET", "/departments") => (None, json("200", list_of::<depts::DepartmentView>())),
+        ("POST", "/api-keys") => (Some(of::<keys::CreateBody>()), json("201", of::<keys::Created>())),
+        ("GET", "/api-keys") => (None, json("200", list_of::<keys::KeyView>())),
+        ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), json("201", of::<inv::Created>())),
+        ("GET", "/invitations") => (None, json("200", list_of::<identity::invitations::Invitation>())),
+        ("POST", "/documents") => (Some(of::<docs::CreateBody>()), json("201", of::<approvals::documents::Document>())),
+        ("GET", "/documents") => (None, json("200", list_of::<approvals::inbox::Item>())),
+        ("GET", "/documents/{id}") => (None, json("200", of::<approvals::documents::Document>())),
         ("POST", "/documents/{id}/transitions") => {
-            (Some(of::<docs::TransitionBody>()), Json("200", of::<approvals::documents::Document>()))
+            (Some(of::<docs::TransitionBody>()), json("200", of::<approvals::documents::Document>()))
         }
-        ("POST", "/documents/bulk-approve") => (Some(of::<docs::BulkBody>()), Json("200", of::<docs::BulkApproved>())),
-        ("GET", "/periods") => (None, Json("200", list_of::<approvals::documents::Period>())),
-        ("POST", "/periods") => (Some(of::<docs::OpenBody>()), Json("201", of::<approvals::documents::Period>())),
+        ("POST", "/documents/bulk-approve") => (Some(of::<docs::BulkBody>()), json("200", of::<docs::BulkApproved>())),
+        ("GET", "/periods") => (None, json("200", list_of::<approvals::documents::Period>())),
+        ("POST", "/periods") => (Some(of::<docs::OpenBody>()), json("201", of::<approvals::documents::Period>())),
         ("POST", "/periods/{id}/close" | "/periods/{id}/reopen") => {
-            (Some(of::<docs::ReasonBody>()), Json("200", of::<approvals::documents::Period>()))
+            (Some(of::<docs::ReasonBody>()), json("200", of::<approvals::documents::Period>()))
         }
         _ => (None, Text("untyped", &["application/json"])),
     }
@@ -400,7 +401,7 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         (status.to_owned(), b.build())
     };
     let (status, ok) = match success {
-        Success::Json(status, shape) => response(status, "success", Some(json_content(register(shape)))),
+        Success::Json(status, shape) => response(status, "success", Some(json_content(register(*shape)))),
         Success::OneOf(status, shapes) => {
             let mut one = OneOfBuilder::new();
             for s in shapes {
