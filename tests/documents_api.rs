@@ -555,9 +555,9 @@ async fn closed_periods_refuse_changes_over_http() {
     assert_eq!((reopen.status, reopen.body["status"].as_str()), (StatusCode::OK, Some("open")));
     assert_eq!(w.step(&w.hod, &id, "approve", Some("\"2\""), None).await.status, StatusCode::OK);
     let periods = send(Method::GET, &w.url("/periods"), Some(&w.finance), None, &[]).await;
-    assert_eq!(periods.body["periods"].as_array().map(Vec::len), Some(2), "{}", periods.body);
+    assert_eq!(periods.body["items"].as_array().map(Vec::len), Some(2), "{}", periods.body);
     assert!(
-        send(Method::GET, &w.url("/periods"), Some(&w.staff), None, &[]).await.body["periods"]
+        send(Method::GET, &w.url("/periods"), Some(&w.staff), None, &[]).await.body["items"]
             .as_array()
             .is_some_and(Vec::is_empty)
     );

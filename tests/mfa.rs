@@ -546,8 +546,8 @@ async fn dev_outbox_is_not_routed_unless_enabled() {
     let r = reqwest::get(format!("{on}/api/v1/dev/outbox?to=user1@acme.example")).await.expect("get");
     assert_eq!(r.status(), StatusCode::OK);
     let mail: Value = r.json().await.expect("json");
-    assert_eq!(mail.as_array().map(Vec::len), Some(1), "{mail}");
-    assert_eq!(mail[0]["to"], "user1@acme.example");
+    assert_eq!(mail["items"].as_array().map(Vec::len), Some(1), "{mail}");
+    assert_eq!(mail["items"][0]["to"], "user1@acme.example");
 }
 
 /// Platform administrators always face a second factor, whatever their organisation requires.

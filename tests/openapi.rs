@@ -9,6 +9,7 @@ use std::process::Command;
 use common::{member, org, send, sign_in, spawn_roomy};
 use identity::Role;
 use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 use store::testing::TestDb;
 
 #[tokio::test]
@@ -37,9 +38,147 @@ async fn the_description_lists_every_route_with_its_errors() {
         create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/Document"
     );
-    for schema in ["Document", "Page", "Period", "ErrorBody", "Status", "Transition"] {
+    for schema in ["Document", "ItemList", "Period", "ErrorBody", "Status", "Transition"] {
         assert!(spec["components"]["schemas"][schema].is_object(), "schema {schema}");
     }
+}
+
+/// Schemas that are free-form on purpose, by `Schema.property` (or operation, for this
+/// description itself): everything else a request or answer carries is typed.
+const FREE_FORM: &[&str] = &[
+    "EventRow.changes",        // the audit delta: its keys are the changed entity's
+    "ErrorInner.details",      // specifics of a refusal (field, allowed transitions, version...)
+    "Readiness.checks",        // one entry per readiness check
+    "ServiceStatus.isolation", // the isolation counters
+    "getOpenApi",              // this description
+];
+
+/// Finds bare `{"type": "object"}` schemas (no properties, no composition) under `schema`.
+fn bare_objects(spec: &Value, schema: &Value, at: &str, seen: &mut Vec<String>, out: &mut Vec<String>) {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_owned());
+        let target = &spec["components"]["schemas"][name];
+        assert!(target.is_object(), "{at}: dangling $ref {r}");
+        return bare_objects(spec, target, name, seen, out);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for alt in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+            bare_objects(spec, alt, at, seen, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        bare_objects(spec, items, at, seen, out);
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let here = format!("{}.{k}", at.split('.').next().unwrap_or(at));
+            if !FREE_FORM.contains(&here.as_str()) {
+                bare_objects(spec, v, &here, seen, out);
+            }
+        }
+        return;
+    }
+    let typed = schema
+        .get("type")
+        .is_some_and(|t| t != "object" && !t.as_array().is_some_and(|a| a.contains(&json!("object"))))
+        || schema.get("enum").is_some()
+        || ["oneOf", "anyOf", "allOf"].iter().any(|k| schema.get(*k).is_some())
+        || schema.get("additionalProperties").is_some_and(|a| a.is_object());
+    if !typed && !FREE_FORM.contains(&at) {
+        out.push(format!("{at}: {schema}"));
+    }
+}
+
+#[tokio::test]
+async fn every_request_body_and_answer_is_typed_and_every_operation_has_a_camel_case_id() {
+    let db = TestDb::new().await;
+    let base = common::spawn(&db).await;
+    let spec = send(Method::GET, &format!("{base}/api/openapi.json"), None, None, &[]).await.body;
+    let mut ids = Vec::new();
+    let mut bare = Vec::new();
+    for (path, ops) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("ops") {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            let camel = id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && id.chars().all(|c| c.is_ascii_alphanumeric());
+            assert!(camel, "{method} {path}: operationId {id:?} is not camelCase");
+            ids.push(id.clone());
+            if FREE_FORM.contains(&id.as_str()) {
+                continue;
+            }
+            let at = id.clone();
+            if let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") {
+                bare_objects(&spec, schema, &format!("{at} request"), &mut Vec::new(), &mut bare);
+            }
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                if let Some(schema) = response.pointer("/content/application~1json/schema") {
+                    bare_objects(&spec, schema, &format!("{at} {status}"), &mut Vec::new(), &mut bare);
+                }
+                if status.starts_with('2') && status != "204" {
+                    assert!(response.get("content").is_some(), "{id} {status}: no content described");
+                }
+            }
+            if matches!(method.as_str(), "post" | "put")
+                && !["logout", "enrolTotp", "unlockMember"].contains(&id.as_str())
+            {
+                assert!(op.get("requestBody").is_some(), "{id}: no request body described");
+            }
+        }
+    }
+    assert!(bare.is_empty(), "bare objects in the description:\n{}", bare.join("\n"));
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "operationIds repeat: {ids:?}");
+    for id in ["login", "createDocument", "listDocuments", "getMfaSetting", "listDepartments"] {
+        assert!(ids.iter().any(|i| i == id), "{id} missing");
+    }
+}
+
+#[tokio::test]
+async fn the_description_names_token_delivery_and_the_headers_clients_must_send_and_read() {
+    let db = TestDb::new().await;
+    let base = common::spawn(&db).await;
+    let spec = send(Method::GET, &format!("{base}/api/openapi.json"), None, None, &[]).await.body;
+    let schemas = &spec["components"]["schemas"];
+    for body in ["LoginRequest", "VerifyRequest", "MfaRequest"] {
+        let td = &schemas[body]["properties"]["token_delivery"];
+        assert!(td.is_object(), "{body} lacks token_delivery");
+    }
+    assert_eq!(schemas["Delivery"]["enum"], json!(["cookie", "body"]));
+    assert!(
+        schemas["RefreshRequest"]["properties"]["refresh_token"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("body"))
+    );
+    let op = |path: &str, method: &str| spec["paths"][path][method].clone();
+    let params = |o: &Value| -> Vec<String> {
+        o["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect()
+    };
+    let create = op("/api/v1/documents", "post");
+    assert!(params(&create).contains(&"Idempotency-Key".to_owned()), "{create}");
+    assert!(params(&create).contains(&"X-CSRF-Token".to_owned()));
+    assert!(create["responses"]["201"]["headers"]["ETag"].is_object());
+    let transition = op("/api/v1/documents/{id}/transitions", "post");
+    assert!(params(&transition).contains(&"If-Match".to_owned()));
+    assert!(op("/api/v1/documents/{id}", "get")["responses"]["200"]["headers"]["ETag"].is_object());
+    let login = op("/api/v1/auth/login", "post");
+    assert!(login["responses"]["429"]["headers"]["Retry-After"].is_object(), "{login}");
+    assert!(login["responses"]["200"]["headers"]["Set-Cookie"].is_object());
+    assert!(params(&op("/api/v1/auth/refresh", "post")).contains(&"cs_refresh".to_owned()));
+    assert_eq!(spec["components"]["securitySchemes"]["session_cookie"]["in"], "cookie");
+    assert_eq!(spec["components"]["securitySchemes"]["session_cookie"]["name"], "cs_access");
+    // Query parameters are typed from the handler's query type, limit with its one range.
+    let limit = params(&op("/api/v1/members", "get"));
+    assert_eq!(limit, ["status", "cursor", "limit"]);
+    let members = op("/api/v1/members", "get");
+    let l =
+        members["parameters"].as_array().expect("params").iter().find(|p| p["name"] == "limit").expect("limit").clone();
+    assert_eq!((l["schema"]["minimum"].as_i64(), l["schema"]["maximum"].as_i64()), (Some(1), Some(200)), "{l}");
 }
 
 /// Runs schemathesis against `base` with `auth` (an `Authorization` value) and `filters`; fails

@@ -64,6 +64,7 @@ async fn login_does_not_reveal_which_part_was_wrong() {
     // Malformed input is a 422 naming the problem, not a 500.
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/login"))
+        .header("content-type", "application/json")
         .body("{\"organisation\":1}")
         .send()
         .await

@@ -116,8 +116,8 @@ fn reads_everything(role: Role) -> bool {
 /// # Errors
 /// `Invalid` naming the field (limit, amounts without currency, inverted ranges).
 pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filter) -> Result<Page, ApprovalError> {
-    if !(1..=100).contains(&filter.limit) {
-        return Err(invalid("limit", "1-100"));
+    if !(1..=200).contains(&filter.limit) {
+        return Err(invalid("limit", "1-200"));
     }
     if (filter.min_amount_minor.is_some() || filter.max_amount_minor.is_some()) && filter.currency.is_none() {
         return Err(invalid("currency", "amount filters are in minor units of a currency: name it"));
@@ -186,7 +186,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
     let more = rows.len() as i64 > filter.limit;
     let mut items = Vec::with_capacity(rows.len());
     let mut last = None;
-    for r in rows.into_iter().take(usize::try_from(filter.limit).unwrap_or(100)) {
+    for r in rows.into_iter().take(usize::try_from(filter.limit).unwrap_or(200)) {
         last = Some(r.id);
         let status = documents::stored_status(&r.status)?;
         let kind: Kind = r.kind.parse()?;

@@ -60,7 +60,7 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub occurred_at: DateTime<Utc>,
@@ -70,6 +70,8 @@ pub struct EventRow {
     pub action: String,
     pub entity_type: String,
     pub entity_id: Option<String>,
+    /// The before/after delta of the change: free-form by design (its keys are the entity's).
+    #[schema(value_type = Object)]
     pub changes: serde_json::Value,
     pub reason: Option<String>,
     pub request_id: Option<String>,

@@ -79,6 +79,7 @@ pub enum Action {
     MembersManage,
     SettingsManage,
     ApiKeysManage,
+    DepartmentsRead,
 }
 
 impl Action {
@@ -102,6 +103,7 @@ impl Action {
         Self::MembersManage,
         Self::SettingsManage,
         Self::ApiKeysManage,
+        Self::DepartmentsRead,
     ];
 
     #[must_use]
@@ -126,6 +128,7 @@ impl Action {
             Self::MembersManage => "members.manage",
             Self::SettingsManage => "settings.manage",
             Self::ApiKeysManage => "api_keys.manage",
+            Self::DepartmentsRead => "departments.read",
         }
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a member is to an organisation. External kinds (vendor, client, partner, agent) see only
 /// what is shared with them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,

@@ -449,6 +449,7 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("auditor-read-only", &["auditor"]),
     ("org-admins", &["owner", "admin"]),
     ("auditors-read-audit-and-members", &["auditor"]),
+    ("members-read-departments", &["owner", "admin", "staff", "hod", "finance", "md", "auditor"]),
 ];
 
 #[test]

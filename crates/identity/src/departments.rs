@@ -57,3 +57,20 @@ pub async fn list(tx: &mut TenantTx, after: Option<&str>, limit: i64) -> Result<
     .map_err(IdentityError::from_store("department"))?;
     Ok(rows)
 }
+
+/// The departments `user`'s membership of this organisation belongs to (none, or one today).
+pub async fn of_user(tx: &mut TenantTx, user: Uuid) -> Result<Vec<Department>, IdentityError> {
+    let rows = sqlx::query_as!(
+        Department,
+        "select d.id, d.code, d.name
+           from memberships m join departments d on d.tenant_id = m.tenant_id and d.id = m.department_id
+          where m.tenant_id = $1 and m.user_id = $2 and m.deleted_at is null and d.deleted_at is null
+          order by d.code",
+        tx.tenant().as_uuid(),
+        user
+    )
+    .fetch_all(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("department"))?;
+    Ok(rows)
+}

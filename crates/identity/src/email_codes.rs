@@ -27,7 +27,7 @@ pub const MAX_ATTEMPTS: i32 = 5;
 /// Codes per address and purpose per rolling hour.
 pub const MAX_PER_HOUR: i64 = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     Login,

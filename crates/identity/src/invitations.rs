@@ -27,7 +27,7 @@ use crate::{EmailAddress, IdentityError, Role, account, members, sessions, users
 /// How long an invitation stays acceptable.
 pub const TTL_DAYS: i64 = 7;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Invitation {
     pub id: Uuid,
     pub email: String,

@@ -21,9 +21,11 @@ pub const MAX_ENTRIES: usize = 100;
 const MAX_NOTE: usize = 200;
 
 /// A stored entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     pub id: Uuid,
+    /// A network in canonical CIDR form, e.g. `203.0.113.0/24`.
+    #[schema(value_type = String)]
     pub cidr: IpNet,
     pub note: String,
     pub created_at: DateTime<Utc>,

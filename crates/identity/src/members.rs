@@ -37,7 +37,7 @@ fn escalation(role: &str) -> IdentityError {
 }
 
 /// One member as administrators see them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Member {
     pub membership_id: Uuid,
     pub user_id: Uuid,
@@ -408,7 +408,7 @@ pub async fn decline(
 }
 
 /// A session as its owner or an administrator sees it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,

@@ -45,7 +45,7 @@ pub struct Factors<'a> {
 }
 
 /// A second factor a challenge accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Totp,

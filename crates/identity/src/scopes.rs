@@ -11,7 +11,8 @@ use crate::IdentityError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
     pub name: &'static str,
-    pub action: Action,
+    /// The organisation-level actions this scope allows.
+    pub actions: &'static [Action],
     pub enforced_in: &'static str,
 }
 
@@ -20,22 +21,22 @@ pub struct Scope {
 pub const KNOWN: &[Scope] = &[
     Scope {
         name: "audit:read",
-        action: Action::AuditRead,
+        actions: &[Action::AuditRead],
         enforced_in: "read and export the audit ledger (web::audit_api)",
     },
     Scope {
         name: "api_keys:manage",
-        action: Action::ApiKeysManage,
+        actions: &[Action::ApiKeysManage],
         enforced_in: "create, list and revoke API keys (web::api_keys_api)",
     },
     Scope {
         name: "members:read",
-        action: Action::MembersRead,
-        enforced_in: "list members, their sessions and invitations (web::members_api, web::invitations_api)",
+        actions: &[Action::MembersRead, Action::DepartmentsRead],
+        enforced_in: "list members, their sessions and invitations, and departments (web::members_api, web::invitations_api, web::departments_api)",
     },
     Scope {
         name: "members:manage",
-        action: Action::MembersManage,
+        actions: &[Action::MembersManage],
         enforced_in: "administer members and invitations (web::members_api, web::invitations_api)",
     },
 ];
@@ -43,7 +44,7 @@ pub const KNOWN: &[Scope] = &[
 /// The scope an API key needs for an organisation-level `action`; `None`: no key may take it.
 #[must_use]
 pub fn for_action(action: Action) -> Option<&'static str> {
-    KNOWN.iter().find(|s| s.action == action).map(|s| s.name)
+    KNOWN.iter().find(|s| s.actions.contains(&action)).map(|s| s.name)
 }
 
 /// Refuses any scope not in [`KNOWN`] with 422 `unknown_scope`.
@@ -74,11 +75,14 @@ mod tests {
     }
 
     #[test]
-    fn each_scope_names_one_action_and_settings_have_none() {
+    fn each_action_has_at_most_one_scope_and_settings_have_none() {
         for s in KNOWN {
-            assert_eq!(for_action(s.action), Some(s.name));
-            assert_eq!(KNOWN.iter().filter(|k| k.action == s.action).count(), 1, "{}", s.name);
+            for a in s.actions {
+                assert_eq!(for_action(*a), Some(s.name));
+                assert_eq!(KNOWN.iter().filter(|k| k.actions.contains(a)).count(), 1, "{}", s.name);
+            }
         }
+        assert_eq!(for_action(Action::DepartmentsRead), Some("members:read"));
         assert_eq!(for_action(Action::SettingsManage), None);
         assert_eq!(for_action(Action::DocumentApprove), None);
     }

@@ -158,3 +158,12 @@ pub async fn list_all(tx: &mut BypassTx) -> Result<Vec<(TenantId, String, String
 fn tenant_id(id: Uuid) -> Result<TenantId, IdentityError> {
     TenantId::from_uuid(id).map_err(|_| IdentityError::NotFound)
 }
+
+/// Whether this organisation requires a second factor at sign-in (`PUT /settings/mfa` sets it).
+pub async fn requires_mfa(tx: &mut TenantTx) -> Result<bool, IdentityError> {
+    sqlx::query_scalar!("select require_mfa from tenants where id = $1 and deleted_at is null", tx.tenant().as_uuid())
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("organisation"))?
+        .ok_or(IdentityError::NotFound)
+}

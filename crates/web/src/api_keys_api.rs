@@ -20,9 +20,10 @@ use uuid::Uuid;
 use crate::access::{bounded, json, path_id};
 use crate::{ApiError, AppState, Principal};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = ApiKeyCreateBody)]
+pub(crate) struct CreateBody {
     name: String,
     role: String,
     #[serde(default)]
@@ -31,8 +32,9 @@ struct CreateBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct KeyView {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
+pub(crate) struct KeyView {
     id: Uuid,
     name: String,
     /// The non-secret start of the presented key (`csk_<tenant>_<id>`), to recognise it.
@@ -61,8 +63,9 @@ fn view(tenant: store::TenantId, k: api_keys::ApiKey) -> KeyView {
     }
 }
 
-#[derive(Serialize)]
-struct Created {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyCreated)]
+pub(crate) struct Created {
     #[serde(flatten)]
     key: KeyView,
     /// The key itself; it is not stored and cannot be shown again.
@@ -97,17 +100,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(Created { key: view(p.tenant, issued.key), secret })).into_response())
 }
 
-#[derive(Serialize)]
-struct List {
-    items: Vec<KeyView>,
-}
-
 /// `GET /api/v1/api-keys` → {items: [...]} (never a secret)
 pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let keys = api_keys::list(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(List { items: keys.into_iter().map(|k| view(p.tenant, k)).collect() }))
+    Ok(Json(crate::access::ListPage::all(keys.into_iter().map(|k| view(p.tenant, k)).collect())))
 }
 
 /// `DELETE /api/v1/api-keys/{id}` → 204; another organisation's key is 404.

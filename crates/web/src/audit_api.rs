@@ -31,9 +31,10 @@ fn time(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, A
     .transpose()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct EventsQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
     entity_type: Option<String>,
     entity_id: Option<String>,
     actor_id: Option<String>,
@@ -41,7 +42,9 @@ pub struct EventsQuery {
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
-    limit: Option<i64>,
+    /// 1-200, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
 }
 
 /// `GET /api/v1/audit/events`: newest first, filtered, cursor-paginated.
@@ -61,15 +64,17 @@ pub async fn events(
     }
     .validated()?;
     let cursor = q.cursor.as_deref().map(audit::query::Cursor::parse).transpose()?;
+    let limit = crate::access::limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(principal.tenant).await?;
-    let page = audit::query::query(&mut tx, &filter, cursor, q.limit.unwrap_or(50)).await?;
+    let page = audit::query::query(&mut tx, &filter, cursor, limit).await?;
     tx.commit().await?;
-    Ok(Json(page))
+    Ok(Json(crate::access::ListPage { items: page.events, next_cursor: page.next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ExportQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ExportQuery {
     format: Option<String>,
     from: Option<String>,
     to: Option<String>,

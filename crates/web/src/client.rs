@@ -69,9 +69,29 @@ pub async fn capture(proxies: axum::extract::State<TrustedProxies>, mut req: Req
         let request_id = header("x-request-id").unwrap_or_default();
         ClientContext { ip, user_agent, request_id }
     };
+    // HTTPS is known only from a trusted proxy (the server itself speaks plain HTTP): a client
+    // cannot make us send HSTS (or stop us) with a header of its own.
+    let https = proxies.trusts(peer) && forwarded_proto_https(req.headers());
     tracing::Span::current().record("client_ip", tracing::field::display(ctx.ip));
     req.extensions_mut().insert(ctx);
-    next.run(req).await
+    let mut r = next.run(req).await;
+    if https {
+        r.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    r
+}
+
+/// The proxy nearest to us appends last: the last `X-Forwarded-Proto` value is the one it saw.
+fn forwarded_proto_https(h: &axum::http::HeaderMap) -> bool {
+    h.get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientContext {

@@ -6,7 +6,7 @@
 //! the field), versions (`ETag` / `If-Match` → 412, body `version` → 409), idempotency keys,
 //! refusals (403 audited in a transaction of their own; other organisations' ids 404).
 
-use approvals::documents::{self, ApprovalError, Document, Kind, Member, NewAttachment, NewDocument, NewLine, Period};
+use approvals::documents::{self, ApprovalError, Document, Kind, Member, NewAttachment, NewDocument, NewLine};
 use approvals::inbox::{self, BulkError, BulkItem, Filter, View};
 use approvals::{Currency, MoneyError, Status, Transition};
 use authz::Action;
@@ -24,7 +24,7 @@ use store::TenantTx;
 use store::idempotency::{self, Claim};
 use uuid::Uuid;
 
-use crate::access::{json, path_id};
+use crate::access::{ListPage, json, path_id};
 use crate::guard::denied;
 use crate::{ApiError, AppState, Principal};
 
@@ -318,19 +318,32 @@ pub async fn get(State(state): State<AppState>, p: Principal, Path(id): Path<Str
     reply(&state, &p, "GET /api/v1/documents/{id}", tx, StatusCode::OK, r).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// `waiting`, `raised` or `all` (default)
     view: Option<String>,
+    /// A document status.
     status: Option<String>,
+    /// `voucher` or `purchase_order`.
     kind: Option<String>,
+    /// A department id (UUID).
     department_id: Option<String>,
+    /// YYYY-MM-DD.
     date_from: Option<String>,
+    /// YYYY-MM-DD.
     date_to: Option<String>,
+    /// Minor units of `currency`.
     min_amount_minor: Option<String>,
+    /// Minor units of `currency`.
     max_amount_minor: Option<String>,
+    /// ISO 4217 code (required with an amount filter).
     currency: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1-200, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
 }
 
@@ -363,7 +376,7 @@ impl ListQuery {
             max_amount_minor: number("max_amount_minor", self.max_amount_minor.as_deref())?,
             currency: self.currency.as_deref().map(|c| currency("currency", c)).transpose()?,
             cursor: self.cursor.as_deref().map(|c| uuid_field("cursor", c)).transpose()?,
-            limit: number("limit", self.limit.as_deref())?.unwrap_or(50),
+            limit: crate::access::limit(self.limit.as_deref())?,
         })
     }
 }
@@ -379,7 +392,9 @@ pub async fn list(
     let filter = q.filter()?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let r = inbox::list(&mut tx, &state.authz, &m, &filter).await;
+    let r = inbox::list(&mut tx, &state.authz, &m, &filter)
+        .await
+        .map(|page| ListPage { items: page.items, next_cursor: page.next_cursor.map(|c| c.to_string()) });
     reply(&state, &p, "GET /api/v1/documents", tx, StatusCode::OK, r).await
 }
 
@@ -550,13 +565,8 @@ pub async fn bulk_approve(
 pub async fn periods(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let r = documents::periods(&mut tx, &state.authz, &m).await.map(|periods| PeriodList { periods });
+    let r = documents::periods(&mut tx, &state.authz, &m).await.map(ListPage::all);
     reply(&state, &p, "GET /api/v1/periods", tx, StatusCode::OK, r).await
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct PeriodList {
-    periods: Vec<Period>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

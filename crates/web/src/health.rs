@@ -10,29 +10,47 @@ use serde::Serialize;
 
 use crate::AppState;
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
 /// The process is up (no dependencies checked).
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    ready: bool,
+    /// One entry per check (database, schema version): free-form by design.
+    #[schema(value_type = Object)]
+    checks: serde_json::Value,
 }
 
 /// The database answers as the app role and the schema is at the version this binary expects.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let r = state.store.readiness().await;
     let status = if r.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": r.is_ready(), "checks": r }))).into_response()
+    let checks = serde_json::to_value(&r).unwrap_or_default();
+    (status, Json(Readiness { ready: r.is_ready(), checks })).into_response()
 }
 
-#[derive(Serialize)]
-struct Status {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceStatus)]
+pub(crate) struct Status {
     version: &'static str,
     uptime_seconds: u64,
+    /// The isolation counters (tenant transactions, refused cross-tenant attempts).
+    #[schema(value_type = Object)]
     isolation: store::metrics::IsolationSnapshot,
     summary: String,
 }
 
 /// "N tenant queries today, 0 cross-tenant": counters only, no tenant data. The cross-tenant
 /// figure is today's (UTC) across every node and restart (see `store::metrics`).
-pub async fn status(State(state): State<AppState>) -> Json<impl Serialize> {
+pub async fn status(State(state): State<AppState>) -> Json<Status> {
     let iso = state.store.isolation().await;
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),

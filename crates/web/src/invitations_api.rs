@@ -19,9 +19,10 @@ use crate::access::{bounded, json, path_id};
 use crate::auth::origin;
 use crate::{ApiError, AppState, ClientContext, Principal};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = InvitationCreateBody)]
+pub(crate) struct CreateBody {
     email: String,
     role: String,
     #[serde(default)]
@@ -30,8 +31,9 @@ struct CreateBody {
     membership_valid_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct Created {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = InvitationCreated)]
+pub(crate) struct Created {
     id: Uuid,
     email: String,
     role: String,
@@ -78,17 +80,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Serialize)]
-struct List {
-    items: Vec<invitations::Invitation>,
-}
-
 /// `GET /api/v1/invitations` → {items: [...]} (never a token)
 pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = invitations::list(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(List { items }))
+    Ok(Json(crate::access::ListPage::all(items)))
 }
 
 /// `DELETE /api/v1/invitations/{id}` → 204; accepted: 409 `invitation_used`.
@@ -104,9 +101,10 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AcceptBody {
+#[schema(as = InvitationAcceptBody)]
+pub(crate) struct AcceptBody {
     token: String,
     #[serde(default)]
     name: Option<String>,
@@ -114,8 +112,9 @@ struct AcceptBody {
     password: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = InvitationAccepted)]
+pub(crate) struct Accepted {
     organisation_id: Uuid,
     user_id: Uuid,
     membership_id: Uuid,

@@ -224,10 +224,12 @@ pub async fn enforce(
     Err(not_allowed())
 }
 
-#[derive(Serialize)]
-struct ListResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = IpAllowlist)]
+pub(crate) struct ListResponse {
     entries: Vec<list::Entry>,
     /// The address this request came from, as the server sees it (what the list must admit).
+    #[schema(value_type = String)]
     your_ip: IpAddr,
     /// Whether the list restricts anything (it has at least one entry).
     enforced: bool,
@@ -241,17 +243,19 @@ pub async fn get(State(state): State<AppState>, p: Principal, ctx: ClientContext
     Ok(Json(ListResponse { enforced: !entries.is_empty(), entries, your_ip: ctx.ip }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EntryBody {
+#[schema(as = IpAllowlistEntryBody)]
+pub(crate) struct EntryBody {
     cidr: String,
     #[serde(default)]
     note: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutBody {
+#[schema(as = IpAllowlistBody)]
+pub(crate) struct PutBody {
     entries: Vec<EntryBody>,
     reason: String,
     /// Accept a list that does not admit the caller's own address.
@@ -266,8 +270,7 @@ pub async fn put(
     ctx: ClientContext,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: PutBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("request body: {e}")))?;
+    let req: PutBody = crate::access::json(&body)?;
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m);
     if req.entries.len() > list::MAX_ENTRIES {
         return Err(invalid(format!("entries: at most {}", list::MAX_ENTRIES)));

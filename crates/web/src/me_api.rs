@@ -17,25 +17,27 @@ use uuid::Uuid;
 use crate::access::{bounded, json, path_id, require_user};
 use crate::{ApiError, AppState, Principal};
 
-#[derive(Serialize)]
-struct MeUser {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MeUser {
     id: Uuid,
     email: String,
     display_name: String,
 }
 
-#[derive(Serialize)]
-struct MeOrg {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MeOrg {
     id: Uuid,
     slug: String,
     name: String,
 }
 
-#[derive(Serialize)]
-struct Me {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
     user: MeUser,
     organisation: MeOrg,
     role: identity::Role,
+    /// The departments the caller's membership belongs to (empty when none).
+    departments: Vec<crate::departments_api::DepartmentView>,
     session_id: Uuid,
 }
 
@@ -45,18 +47,15 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<impl
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let u = identity::users::get_member(&mut tx, user).await?;
     let t = identity::tenants::current(&mut tx).await?;
+    let departments = identity::departments::of_user(&mut tx, user).await?;
     tx.commit().await?;
     Ok(Json(Me {
+        departments: departments.into_iter().map(Into::into).collect(),
         user: MeUser { id: u.id, email: u.email, display_name: u.display_name },
         organisation: MeOrg { id: t.id.as_uuid(), slug: t.slug, name: t.name },
         role: p.role,
         session_id: session,
     }))
-}
-
-#[derive(Serialize)]
-struct Sessions {
-    items: Vec<identity::members::SessionInfo>,
 }
 
 /// `GET /api/v1/me/sessions`: the caller's live sessions in this organisation.
@@ -65,7 +64,7 @@ pub async fn sessions(State(state): State<AppState>, p: Principal) -> Result<Jso
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::sessions_of(&mut tx, user, Some(session)).await?;
     tx.commit().await?;
-    Ok(Json(Sessions { items }))
+    Ok(Json(crate::access::ListPage::all(items)))
 }
 
 /// `DELETE /api/v1/me/sessions/{id}`: 204; a session that is not the caller's (or not live) 404.
@@ -83,9 +82,9 @@ pub async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordChange {
+pub(crate) struct PasswordChange {
     current_password: String,
     new_password: String,
 }

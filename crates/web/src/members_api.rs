@@ -14,21 +14,18 @@ use identity::{MembershipStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{json, path_id, reason};
+use crate::access::{ListPage, json, path_id, reason};
 use crate::{ApiError, AppState, Principal};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
     status: Option<String>,
     cursor: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct Page {
-    items: Vec<identity::members::Member>,
-    next_cursor: Option<String>,
+    /// 1-200, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
 }
 
 /// `GET /api/v1/members?status=&cursor=&limit=` (1-200, default 50). The cursor is opaque: pass
@@ -48,18 +45,13 @@ pub async fn list(
                 .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor", "bad cursor"))
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let limit = crate::access::limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::page(&mut tx, status, cursor, limit).await?;
     tx.commit().await?;
     let next_cursor =
         (items.len() as i64 == limit).then(|| items.last().map(|m| m.membership_id.to_string())).flatten();
-    Ok(Json(Page { items, next_cursor }))
-}
-
-#[derive(Serialize)]
-struct Sessions {
-    items: Vec<identity::members::SessionInfo>,
+    Ok(Json(ListPage { items, next_cursor }))
 }
 
 /// `GET /api/v1/members/{user_id}/sessions`
@@ -73,17 +65,19 @@ pub async fn sessions(
     identity::members::lock(&mut tx, user).await?;
     let items = identity::members::sessions_of(&mut tx, user, p.session).await?;
     tx.commit().await?;
-    Ok(Json(Sessions { items }))
+    Ok(Json(ListPage::all(items)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+#[schema(as = MemberReasonBody)]
+pub(crate) struct ReasonBody {
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Revoked {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MemberSessionsRevoked)]
+pub(crate) struct Revoked {
     revoked: u64,
     elapsed_ms: f64,
 }
@@ -133,8 +127,9 @@ pub async fn deactivate(
     Ok(revoked(n, started))
 }
 
-#[derive(Serialize)]
-struct Status {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MemberStatus)]
+pub(crate) struct Status {
     user_id: Uuid,
     status: MembershipStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,8 +152,9 @@ pub async fn reactivate(
     Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: None }))
 }
 
-#[derive(Serialize)]
-struct Unlocked {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MemberUnlocked)]
+pub(crate) struct Unlocked {
     user_id: Uuid,
     was_locked: bool,
 }
@@ -185,17 +181,19 @@ pub async fn unlock(
     Ok(Json(Unlocked { user_id: user, was_locked }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RoleBody {
+#[schema(as = MemberRoleBody)]
+pub(crate) struct RoleBody {
     role: String,
     reason: Option<String>,
     #[serde(default)]
     department_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
-struct RoleChanged {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MemberRoleChanged)]
+pub(crate) struct RoleChanged {
     user_id: Uuid,
     role: Role,
     previous_role: Role,
@@ -230,9 +228,10 @@ pub async fn change_role(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApproveBody {
+#[schema(as = MemberApproveBody)]
+pub(crate) struct ApproveBody {
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]

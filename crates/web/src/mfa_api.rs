@@ -28,8 +28,8 @@ pub(crate) fn factors(state: &AppState) -> Factors<'_> {
     Factors { keys: &state.mfa_keys, mailer: &state.mailer }
 }
 
-#[derive(Serialize)]
-struct MfaRequired<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MfaRequired<'a> {
     mfa_required: bool,
     mfa_token: &'a str,
     methods: &'a [mfa::Method],
@@ -61,16 +61,17 @@ async fn resolve(state: &AppState, organisation: &str) -> Result<Option<store::T
     Ok(t)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CodeRequest {
+pub(crate) struct CodeRequest {
     organisation: String,
     email: String,
     purpose: Purpose,
 }
 
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CodeAccepted)]
+pub(crate) struct Accepted {
     status: &'static str,
 }
 
@@ -97,12 +98,13 @@ pub async fn request_code(
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
+pub(crate) struct VerifyRequest {
     organisation: String,
     email: String,
     code: String,
+    /// `cookie` (default) or `body`: see `LoginRequest.token_delivery`.
     #[serde(default)]
     token_delivery: Delivery,
 }
@@ -144,9 +146,9 @@ pub async fn verify_code(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MfaRequest {
+pub(crate) struct MfaRequest {
     mfa_token: String,
     #[serde(default)]
     totp_code: Option<String>,
@@ -154,6 +156,7 @@ pub struct MfaRequest {
     recovery_code: Option<String>,
     #[serde(default)]
     email_code: Option<String>,
+    /// `cookie` (default) or `body`: see `LoginRequest.token_delivery`.
     #[serde(default)]
     token_delivery: Delivery,
 }
@@ -198,8 +201,9 @@ fn own_user(p: &Principal) -> Result<Uuid, ApiError> {
     })
 }
 
-#[derive(Serialize)]
-struct EnrolmentBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TotpEnrolment)]
+pub(crate) struct EnrolmentBody<'a> {
     secret_base32: &'a str,
     otpauth_uri: &'a str,
     qr_svg: &'a str,
@@ -217,9 +221,9 @@ pub async fn enrol(State(state): State<AppState>, p: Principal) -> Result<Respon
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CodeBody {
+pub(crate) struct CodeBody {
     code: String,
 }
 
@@ -231,8 +235,8 @@ fn code_of(body: &[u8]) -> Result<String, ApiError> {
     Ok(req.code.trim().to_owned())
 }
 
-#[derive(Serialize)]
-struct RecoveryCodes {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RecoveryCodes {
     recovery_codes: Vec<String>,
 }
 
@@ -272,15 +276,23 @@ pub async fn regenerate(
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MfaSetting {
+pub(crate) struct MfaSetting {
     required: bool,
 }
 
-#[derive(Serialize)]
-struct MfaSettingBody {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MfaSettingBody {
     required: bool,
+}
+
+/// `GET /api/v1/settings/mfa` (owner, admin: the guard of its PUT) → {required}.
+pub async fn get_required(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let required = identity::tenants::requires_mfa(&mut tx).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(MfaSettingBody { required })).into_response())
 }
 
 /// `PUT /api/v1/settings/mfa` {required} (owner, admin) → {required}.
@@ -302,14 +314,15 @@ pub struct OutboxQuery {
     #[serde(default)]
     to: Option<String>,
     #[serde(default)]
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// `GET /api/v1/dev/outbox?to=EMAIL`: routed only on servers started with `--dev-outbox`.
 pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
+    let limit = crate::access::limit(q.limit.as_deref())?;
     let mut g = state.store.global_tx().await?;
-    let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), q.limit.unwrap_or(50)).await?;
+    let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), limit).await?;
     g.commit().await?;
-    Ok(Json(mail).into_response())
+    Ok(Json(crate::access::ListPage::all(mail)).into_response())
 }

@@ -1,19 +1,25 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 description, generated from the route table.
 //!
-//! Every route the router serves (`crate::route_table`) becomes an operation: its path
-//! parameters, bearer security unless the route is public, and the error schema for every 4XX
-//! and 5XX answer. Documents, periods and approval settings also name their request and response
-//! schemas, derived (utoipa `ToSchema`) from the types the handlers actually parse and return.
+//! Every route the router serves (`crate::route_table`) becomes an operation with a camelCase
+//! `operationId`: its path and query parameters, the headers it reads and sends
+//! (`Idempotency-Key`, `If-Match`, `X-CSRF-Token`, `ETag`, `Retry-After`, `Set-Cookie`), bearer
+//! or cookie security unless the route is public, and the error schema for every 4XX and 5XX
+//! answer. Request and response schemas are derived (utoipa `ToSchema`/`IntoParams`) from the
+//! types the handlers actually parse and return, so they cannot drift.
 
 use axum::Json;
 use axum::response::IntoResponse;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::access::ListPage;
 use crate::guard::{Guard, RouteInfo};
 
 /// The error body every refusal carries.
@@ -34,64 +40,144 @@ pub struct ErrorInner {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Countersign", description = "Multi-tenant approvals: vouchers, purchase orders, members, audit."),
-    components(schemas(
-        ErrorBody,
-        approvals::documents::Document,
-        approvals::inbox::Page,
-        approvals::documents::Period,
-        crate::documents_api::CreateBody,
-        crate::documents_api::TransitionBody,
-        crate::documents_api::BulkBody,
-        crate::documents_api::BulkApproved,
-        crate::documents_api::OpenBody,
-        crate::documents_api::ReasonBody,
-        crate::documents_api::ThresholdBody,
-        crate::documents_api::PeriodList,
-    )),
+    info(title = "Countersign", description = "Multi-tenant approvals: vouchers, purchase orders, members, audit.\n\n\
+Sign-in (`/auth/login`, `/auth/email-code/verify`, `/auth/mfa`, `/auth/refresh`) answers with \
+cookies by default (browsers: `cs_access`, `cs_refresh`, `cs_csrf`; state-changing requests then \
+echo `cs_csrf` in `X-CSRF-Token`). API clients send `\"token_delivery\": \"body\"` to get \
+`access_token` and `refresh_token` in the JSON answer instead, and send \
+`Authorization: Bearer <access token>`. Lists answer `{items, next_cursor}`; `limit` is 1-200 \
+(default 50)."),
+    components(schemas(ErrorBody)),
     modifiers(&FromRoutes)
 )]
 struct ApiDoc;
 
 struct FromRoutes;
 
-/// Request and success-response schemas of the routes that declare them.
-fn declared(method: &str, path: &str) -> Option<(Option<&'static str>, &'static str, &'static str)> {
-    Some(match (method, path) {
-        ("POST", "/api/v1/documents") => (Some("CreateBody"), "201", "Document"),
-        ("GET", "/api/v1/documents") => (None, "200", "Page"),
-        ("GET", "/api/v1/documents/{id}") => (None, "200", "Document"),
-        ("POST", "/api/v1/documents/{id}/transitions") => (Some("TransitionBody"), "200", "Document"),
-        ("POST", "/api/v1/documents/bulk-approve") => (Some("BulkBody"), "200", "BulkApproved"),
-        ("GET", "/api/v1/periods") => (None, "200", "PeriodList"),
-        ("POST", "/api/v1/periods") => (Some("OpenBody"), "201", "Period"),
-        ("POST", "/api/v1/periods/{id}/close" | "/api/v1/periods/{id}/reopen") => (Some("ReasonBody"), "200", "Period"),
-        ("PUT", "/api/v1/settings/approvals") => (Some("ThresholdBody"), "200", "ThresholdBody"),
-        _ => return None,
-    })
+/// A named schema and the schemas it refers to.
+struct Shape {
+    name: String,
+    schema: RefOr<Schema>,
+    deps: Vec<(String, RefOr<Schema>)>,
 }
 
-/// Query parameters of the document list (all optional).
-const LIST_QUERY: &[(&str, &str)] = &[
-    ("view", "waiting, raised or all (default)"),
-    ("status", "a document status"),
-    ("kind", "voucher or purchase_order"),
-    ("department_id", "department UUID"),
-    ("date_from", "YYYY-MM-DD"),
-    ("date_to", "YYYY-MM-DD"),
-    ("min_amount_minor", "minor units of `currency`"),
-    ("max_amount_minor", "minor units of `currency`"),
-    ("currency", "ISO 4217 code"),
-    ("cursor", "next_cursor of the previous page"),
-    ("limit", "1-100, default 50"),
-];
+fn of<T: ToSchema>() -> Shape {
+    let mut deps = Vec::new();
+    T::schemas(&mut deps);
+    Shape { name: T::name().into_owned(), schema: T::schema(), deps }
+}
+
+/// The list envelope of `T`, named `<T>List`.
+fn list_of<T: ToSchema>() -> Shape {
+    let mut deps = Vec::new();
+    <ListPage<T> as ToSchema>::schemas(&mut deps);
+    deps.push((T::name().into_owned(), T::schema()));
+    T::schemas(&mut deps);
+    Shape { name: format!("{}List", T::name()), schema: <ListPage<T> as PartialSchema>::schema(), deps }
+}
+
+/// What a route answers on success.
+enum Success {
+    Json(&'static str, Box<Shape>),
+    /// One of several bodies (sign-in: the tokens, or a second-factor challenge).
+    OneOf(&'static str, Vec<Shape>),
+    NoContent,
+    Text(&'static str, &'static [&'static str]),
+    /// This description itself (an OpenAPI document: free-form by design).
+    Document,
+}
+
+/// The request body and success answer of a route, from the types its handler parses and
+/// returns. Every route is listed: a new one without a line here gets no typed body, and the
+/// description test (tests/openapi.rs) fails.
+#[allow(clippy::too_many_lines)]
+fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
+    use crate::{
+        api_keys_api as keys, departments_api as depts, documents_api as docs, health, invitations_api as inv,
+        ip_allowlist as ipl, me_api as me, members_api as mem, mfa_api as mfa, session_api as sess,
+    };
+    use Success::{NoContent, OneOf, Text};
+    let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
+    let sign_in = || OneOf("200", vec![of::<sess::TokenResponse>(), of::<mfa::MfaRequired<'static>>()]);
+    let p = path.trim_start_matches("/api/v1");
+    match (method, p) {
+        ("GET", "/healthz") => (None, json("200", of::<health::Health>())),
+        ("GET", "/readyz") => (None, json("200", of::<health::Readiness>())),
+        ("GET", "/metrics") => (None, Text("Prometheus text", &["text/plain"])),
+        ("GET", "/api/openapi.json") => (None, Success::Document),
+        ("GET", "/status") => (None, json("200", of::<health::Status>())),
+        ("POST", "/auth/login") => (Some(of::<sess::LoginRequest>()), sign_in()),
+        ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
+        ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
+        ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sess::TokenResponse>())),
+        ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sess::TokenResponse>())),
+        ("POST", "/auth/logout") => (None, NoContent),
+        ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), json("200", of::<inv::Accepted>())),
+        ("GET", "/settings/ip-allowlist") => (None, json("200", of::<ipl::ListResponse>())),
+        ("PUT", "/settings/ip-allowlist") => (Some(of::<ipl::PutBody>()), json("200", of::<ipl::ListResponse>())),
+        ("GET", "/settings/mfa") => (None, json("200", of::<mfa::MfaSettingBody>())),
+        ("PUT", "/settings/mfa") => (Some(of::<mfa::MfaSetting>()), json("200", of::<mfa::MfaSettingBody>())),
+        ("PUT", "/settings/approvals") => (Some(of::<docs::ThresholdBody>()), json("200", of::<docs::ThresholdBody>())),
+        ("GET", "/audit/events") => (None, json("200", list_of::<audit::query::EventRow>())),
+        ("GET", "/audit/export") => (None, Text("NDJSON or CSV stream", &["application/x-ndjson", "text/csv"])),
+        ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), json("200", of::<sess::Revoked>())),
+        ("POST", "/me/mfa/totp") => (None, json("200", of::<mfa::EnrolmentBody<'static>>())),
+        ("DELETE", "/me/mfa/totp") => (Some(of::<mfa::CodeBody>()), NoContent),
+        ("POST", "/me/mfa/totp/confirm" | "/me/mfa/recovery-codes") => {
+            (Some(of::<mfa::CodeBody>()), json("200", of::<mfa::RecoveryCodes>()))
+        }
+        ("GET", "/me") => (None, json("200", of::<me::Me>())),
+        ("GET", "/me/sessions" | "/members/{user_id}/sessions") => {
+            (None, json("200", list_of::<identity::members::SessionInfo>()))
+        }
+        ("DELETE", "/me/sessions/{id}" | "/api-keys/{id}" | "/invitations/{id}") => (None, NoContent),
+        ("POST", "/me/password") => (Some(of::<me::PasswordChange>()), NoContent),
+        ("GET", "/members") => (None, json("200", list_of::<identity::members::Member>())),
+        ("POST", "/members/{user_id}/sessions/revoke" | "/members/{user_id}/deactivate") => {
+            (Some(of::<mem::ReasonBody>()), json("200", of::<mem::Revoked>()))
+        }
+        ("POST", "/members/{user_id}/reactivate" | "/members/{user_id}/decline") => {
+            (Some(of::<mem::ReasonBody>()), json("200", of::<mem::Status>()))
+        }
+        ("POST", "/members/{user_id}/unlock") => (None, json("200", of::<mem::Unlocked>())),
+        ("PUT", "/members/{user_id}/role") => (Some(of::<mem::RoleBody>()), json("200", of::<mem::RoleChanged>())),
+        ("POST", "/members/{user_id}/approve") => (Some(of::<mem::ApproveBody>()), json("200", of::<mem::Status>())),
+        ("GET", "/departments") => (None, json("200", list_of::<depts::DepartmentView>())),
+        ("POST", "/api-keys") => (Some(of::<keys::CreateBody>()), json("201", of::<keys::Created>())),
+        ("GET", "/api-keys") => (None, json("200", list_of::<keys::KeyView>())),
+        ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), json("201", of::<inv::Created>())),
+        ("GET", "/invitations") => (None, json("200", list_of::<identity::invitations::Invitation>())),
+        ("POST", "/documents") => (Some(of::<docs::CreateBody>()), json("201", of::<approvals::documents::Document>())),
+        ("GET", "/documents") => (None, json("200", list_of::<approvals::inbox::Item>())),
+        ("GET", "/documents/{id}") => (None, json("200", of::<approvals::documents::Document>())),
+        ("POST", "/documents/{id}/transitions") => {
+            (Some(of::<docs::TransitionBody>()), json("200", of::<approvals::documents::Document>()))
+        }
+        ("POST", "/documents/bulk-approve") => (Some(of::<docs::BulkBody>()), json("200", of::<docs::BulkApproved>())),
+        ("GET", "/periods") => (None, json("200", list_of::<approvals::documents::Period>())),
+        ("POST", "/periods") => (Some(of::<docs::OpenBody>()), json("201", of::<approvals::documents::Period>())),
+        ("POST", "/periods/{id}/close" | "/periods/{id}/reopen") => {
+            (Some(of::<docs::ReasonBody>()), json("200", of::<approvals::documents::Period>()))
+        }
+        _ => (None, Text("untyped", &["application/json"])),
+    }
+}
+
+/// The query parameters of a route, from the type its handler parses them into.
+fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
+    let none = || None;
+    match (method, path.trim_start_matches("/api/v1")) {
+        ("GET", "/documents") => crate::documents_api::ListQuery::into_params(none),
+        ("GET", "/members") => crate::members_api::ListQuery::into_params(none),
+        ("GET", "/departments") => crate::departments_api::ListQuery::into_params(none),
+        ("GET", "/audit/events") => crate::audit_api::EventsQuery::into_params(none),
+        ("GET", "/audit/export") => crate::audit_api::ExportQuery::into_params(none),
+        _ => Vec::new(),
+    }
+}
 
 fn json_content(schema: RefOr<Schema>) -> Content {
     Content::new(Some(schema))
-}
-
-fn any_object() -> RefOr<Schema> {
-    RefOr::T(Schema::Object(ObjectBuilder::new().build()))
 }
 
 fn string() -> RefOr<Schema> {
@@ -112,12 +198,122 @@ fn method(m: &axum::http::Method) -> HttpMethod {
     }
 }
 
-fn operation(r: &RouteInfo) -> utoipa::openapi::path::Operation {
+fn header_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(string()))
+        .build()
+}
+
+fn header(description: &str) -> Header {
+    let mut h = Header::new(string());
+    h.description = Some(description.to_owned());
+    h
+}
+
+/// Routes that take `Idempotency-Key` (the write is applied once; a replay answers the first
+/// answer with `Idempotent-Replayed: true`).
+fn idempotent(method: &str, path: &str) -> bool {
+    method == "POST"
+        && matches!(path, "/api/v1/documents" | "/api/v1/documents/{id}/transitions" | "/api/v1/documents/bulk-approve")
+}
+
+/// Routes whose answer carries the document's version as `ETag`.
+fn etagged(method: &str, path: &str) -> bool {
+    matches!(
+        (method, path),
+        ("POST", "/api/v1/documents" | "/api/v1/documents/{id}/transitions") | ("GET", "/api/v1/documents/{id}")
+    )
+}
+
+/// The operation's name for code generators: a unique camelCase identifier.
+#[must_use]
+pub fn operation_id(method: &str, path: &str) -> String {
+    let p = path.trim_start_matches("/api/v1");
+    let named = match (method, p) {
+        ("POST", "/auth/login") => "login",
+        ("POST", "/auth/email-code") => "requestEmailCode",
+        ("POST", "/auth/email-code/verify") => "verifyEmailCode",
+        ("POST", "/auth/mfa") => "completeMfa",
+        ("POST", "/auth/refresh") => "refreshSession",
+        ("POST", "/auth/logout") => "logout",
+        ("POST", "/invitations/accept") => "acceptInvitation",
+        ("GET", "/status") => "getStatus",
+        ("GET", "/settings/ip-allowlist") => "getIpAllowlist",
+        ("PUT", "/settings/ip-allowlist") => "setIpAllowlist",
+        ("GET", "/settings/mfa") => "getMfaSetting",
+        ("PUT", "/settings/mfa") => "setMfaSetting",
+        ("GET", "/settings/approvals") => "getApprovalSettings",
+        ("PUT", "/settings/approvals") => "setApprovalSettings",
+        ("GET", "/audit/events") => "listAuditEvents",
+        ("GET", "/audit/export") => "exportAuditEvents",
+        ("POST", "/sessions/revoke") => "revokeSessions",
+        ("POST", "/me/mfa/totp") => "enrolTotp",
+        ("DELETE", "/me/mfa/totp") => "disableTotp",
+        ("POST", "/me/mfa/totp/confirm") => "confirmTotp",
+        ("POST", "/me/mfa/recovery-codes") => "regenerateRecoveryCodes",
+        ("GET", "/me") => "getMe",
+        ("GET", "/me/sessions") => "listMySessions",
+        ("DELETE", "/me/sessions/{id}") => "revokeMySession",
+        ("POST", "/me/password") => "changePassword",
+        ("GET", "/members") => "listMembers",
+        ("GET", "/members/{user_id}/sessions") => "listMemberSessions",
+        ("POST", "/members/{user_id}/sessions/revoke") => "revokeMemberSessions",
+        ("POST", "/members/{user_id}/deactivate") => "deactivateMember",
+        ("POST", "/members/{user_id}/reactivate") => "reactivateMember",
+        ("POST", "/members/{user_id}/unlock") => "unlockMember",
+        ("PUT", "/members/{user_id}/role") => "changeMemberRole",
+        ("POST", "/members/{user_id}/approve") => "approveMember",
+        ("POST", "/members/{user_id}/decline") => "declineMember",
+        ("GET", "/departments") => "listDepartments",
+        ("POST", "/api-keys") => "createApiKey",
+        ("GET", "/api-keys") => "listApiKeys",
+        ("DELETE", "/api-keys/{id}") => "revokeApiKey",
+        ("POST", "/invitations") => "createInvitation",
+        ("GET", "/invitations") => "listInvitations",
+        ("DELETE", "/invitations/{id}") => "revokeInvitation",
+        ("POST", "/documents") => "createDocument",
+        ("GET", "/documents") => "listDocuments",
+        ("GET", "/documents/{id}") => "getDocument",
+        ("POST", "/documents/{id}/transitions") => "transitionDocument",
+        ("POST", "/documents/bulk-approve") => "bulkApproveDocuments",
+        ("GET", "/periods") => "listPeriods",
+        ("POST", "/periods") => "openPeriod",
+        ("GET", "/periods/{id}") => "getPeriod",
+        ("POST", "/periods/{id}/close") => "closePeriod",
+        ("POST", "/periods/{id}/reopen") => "reopenPeriod",
+        ("GET", "/dev/outbox") => "listDevOutbox",
+        ("GET", "/healthz") => "healthz",
+        ("GET", "/readyz") => "readyz",
+        ("GET", "/metrics") => "getMetrics",
+        ("GET", "/api/openapi.json") => "getOpenApi",
+        _ => "",
+    };
+    if !named.is_empty() {
+        return named.to_owned();
+    }
+    // A route not named above still gets a camelCase identifier: method, then path words.
+    let mut id = method.to_ascii_lowercase();
+    for word in p.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        let mut cs = word.chars();
+        if let Some(first) = cs.next() {
+            id.push(first.to_ascii_uppercase());
+            id.extend(cs);
+        }
+    }
+    id
+}
+
+fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> utoipa::openapi::path::Operation {
     let m = r.method.as_str();
+    let path = r.path.as_str();
     let mut op = OperationBuilder::new()
-        .operation_id(Some(format!("{} {}", m.to_lowercase(), r.path)))
-        .tag(r.path.trim_start_matches("/api/v1/").split('/').next().unwrap_or("api").trim_start_matches('/'));
-    for segment in r.path.split('/') {
+        .operation_id(Some(operation_id(m, path)))
+        .tag(path.trim_start_matches("/api/v1/").split('/').next().unwrap_or("api").trim_start_matches('/'));
+    for segment in path.split('/') {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             op = op.parameter(
                 ParameterBuilder::new()
@@ -128,63 +324,121 @@ fn operation(r: &RouteInfo) -> utoipa::openapi::path::Operation {
             );
         }
     }
-    if (m, r.path.as_str()) == ("GET", "/api/v1/documents") {
-        for (name, description) in LIST_QUERY {
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(*description))
-                    .schema(Some(string())),
-            );
-        }
+    for p in query(m, path) {
+        op = op.parameter(p);
     }
-    let declared = declared(m, &r.path);
-    let request = match declared {
-        Some((Some(body), _, _)) => Some(reference(body)),
-        _ if matches!(m, "POST" | "PUT") => Some(any_object()),
-        _ => None,
+    if idempotent(m, path) {
+        op = op.parameter(header_param(
+            "Idempotency-Key",
+            "Optional, 1-200 visible ASCII characters: the write is applied once per key; a repeat \
+             answers the first answer again (with `Idempotent-Replayed: true`), a different body under \
+             the same key is 422 `idempotency_key_reused`.",
+        ));
+    }
+    if (m, path) == ("POST", "/api/v1/documents/{id}/transitions") {
+        op = op.parameter(header_param(
+            "If-Match",
+            "The document version read (its `ETag`, e.g. `\"3\"`); stale: 412 `stale_version`. \
+             Alternatively send `version` in the body.",
+        ));
+    }
+    let unsafe_method = matches!(m, "POST" | "PUT" | "PATCH" | "DELETE");
+    if unsafe_method && (r.guard.needs_credential() || path == "/api/v1/auth/refresh") {
+        op = op.parameter(header_param(
+            "X-CSRF-Token",
+            "Required when the request is authenticated by the `cs_access` (or, for refresh, \
+             `cs_refresh`) cookie: the value of the `cs_csrf` cookie. Not needed with a bearer token.",
+        ));
+    }
+    if path == "/api/v1/auth/refresh" {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("cs_refresh")
+                .parameter_in(ParameterIn::Cookie)
+                .required(Required::False)
+                .description(Some("The refresh cookie (browsers); API clients send `refresh_token` in the body."))
+                .schema(Some(string())),
+        );
+    }
+    let (request, success) = shapes(m, path);
+    let mut register = |shape: Shape| {
+        for (name, schema) in shape.deps {
+            components.schemas.entry(name).or_insert(schema);
+        }
+        components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
+        reference(&shape.name)
     };
-    if let Some(schema) = request {
+    if let Some(body) = request {
+        // A body is optional where every field is (e.g. refresh from the cookie, period close).
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .content("application/json", json_content(schema))
+                .content("application/json", json_content(register(body)))
                 .required(Some(Required::False))
                 .build(),
         ));
     }
-    let success = match (declared, r.path.as_str()) {
-        (Some((_, status, schema)), _) => (
-            status,
-            ResponseBuilder::new().description("success").content("application/json", json_content(reference(schema))),
-        ),
-        (None, "/metrics") => (
-            "2XX",
-            ResponseBuilder::new().description("Prometheus text").content("text/plain", Content::new(Some(string()))),
-        ),
-        (None, "/api/v1/audit/export") => (
-            "2XX",
-            ResponseBuilder::new()
-                .description("NDJSON or CSV stream")
-                .content("application/x-ndjson", Content::new(Some(string())))
-                .content("text/csv", Content::new(Some(string()))),
-        ),
-        (None, _) => (
-            "2XX",
-            ResponseBuilder::new().description("success").content("application/json", json_content(any_object())),
-        ),
+    let cookies = matches!(
+        path,
+        "/api/v1/auth/login" | "/api/v1/auth/email-code/verify" | "/api/v1/auth/mfa" | "/api/v1/auth/refresh"
+    );
+    let response = |status: &str, description: &str, content: Option<Content>| {
+        let mut b = ResponseBuilder::new().description(description);
+        if let Some(c) = content {
+            b = b.content("application/json", c);
+        }
+        if cookies {
+            b = b.header(
+                "Set-Cookie",
+                header("`cs_access`, `cs_refresh` and `cs_csrf` unless `token_delivery` is `body`"),
+            );
+        }
+        if etagged(m, path) {
+            b = b.header("ETag", header("The document's version, for `If-Match`"));
+        }
+        if idempotent(m, path) {
+            b = b.header("Idempotent-Replayed", header("`true` when this answers a repeated Idempotency-Key"));
+        }
+        (status.to_owned(), b.build())
     };
-    op = op.response(success.0, success.1.build());
+    let (status, ok) = match success {
+        Success::Json(status, shape) => response(status, "success", Some(json_content(register(*shape)))),
+        Success::OneOf(status, shapes) => {
+            let mut one = OneOfBuilder::new();
+            for s in shapes {
+                one = one.item(register(s));
+            }
+            response(status, "success", Some(json_content(RefOr::T(Schema::OneOf(one.build())))))
+        }
+        Success::NoContent => response("204", "done", None),
+        Success::Document => {
+            let doc = ObjectBuilder::new().description(Some("An OpenAPI 3.1 document")).build();
+            response("200", "this description", Some(json_content(RefOr::T(Schema::Object(doc)))))
+        }
+        Success::Text(description, types) => {
+            let mut b = ResponseBuilder::new().description(description);
+            for t in types {
+                b = b.content(*t, Content::new(Some(string())));
+            }
+            ("200".to_owned(), b.build())
+        }
+    };
+    op = op.response(status, ok);
     let error = || {
         ResponseBuilder::new()
             .description("refused")
             .content("application/json", json_content(reference("ErrorBody")))
             .build()
     };
+    if matches!(r.guard, Guard::SignIn) || path == "/api/v1/auth/refresh" {
+        let mut limited = error();
+        limited.headers.insert("Retry-After".to_owned(), header("Seconds until a new attempt is accepted"));
+        op = op.response("429", limited);
+    }
     op = op.response("4XX", error()).response("5XX", error());
     if r.guard.needs_credential() {
-        op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        op = op
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .security(SecurityRequirement::new("session_cookie", Vec::<String>::new()));
     }
     let summary = match r.guard {
         Guard::Public(why) => format!("public: {why}"),
@@ -201,19 +455,29 @@ fn operation(r: &RouteInfo) -> utoipa::openapi::path::Operation {
 impl Modify for FromRoutes {
     fn modify(&self, spec: &mut Spec) {
         let mut paths = utoipa::openapi::Paths::new();
+        let components = spec.components.get_or_insert_with(Default::default);
         for r in crate::route_table(false) {
-            paths.add_path_operation(&r.path, vec![method(&r.method)], operation(&r));
+            paths.add_path_operation(&r.path, vec![method(&r.method)], operation(&r, components));
         }
         spec.paths = paths;
-        let components = spec.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An access token (from /api/v1/auth/login) or an API key (csk_...)"))
+                    .description(Some(
+                        "An access token (from /api/v1/auth/login with \"token_delivery\": \"body\") or an API key (csk_...)",
+                    ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "cs_access",
+                "The access cookie a browser sign-in sets; state-changing requests must also send \
+                 X-CSRF-Token (the cs_csrf cookie's value)",
+            ))),
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The router and its middleware stack. Order (outermost first): request id → trace span →
-//! client context → security headers → body limit → timeout → handler.
+//! client context (and HSTS) → security headers → edge (URI/header limits, content type, query
+//! text, JSON shape of framework refusals) → body limit → timeout → handler.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,8 @@ use crate::client::{self, TrustedProxies};
 use crate::guard::{Guard, RouteInfo, Routes};
 use crate::session_cache::SessionCache;
 use crate::{
-    ApiError, api_keys_api, audit_api, documents_api, health, invitations_api, ip_allowlist, me_api, members_api,
-    mfa_api, session_api,
+    ApiError, api_keys_api, audit_api, departments_api, documents_api, health, invitations_api, ip_allowlist, me_api,
+    members_api, mfa_api, session_api,
 };
 use authz::Action;
 
@@ -139,6 +140,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/auth/logout", Own, session_api::logout)
         .get("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::get)
         .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
+        .get("/settings/mfa", Org(Action::SettingsManage), mfa_api::get_required)
         .put("/settings/mfa", Org(Action::SettingsManage), mfa_api::set_required)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents_api::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit_api::events)
@@ -152,6 +154,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get("/me/sessions", Own, me_api::sessions)
         .delete("/me/sessions/{id}", Own, me_api::revoke_session)
         .post("/me/password", Own, me_api::change_password)
+        .get("/departments", Org(Action::DepartmentsRead), departments_api::list)
         .get("/members", Org(Action::MembersRead), members_api::list)
         .get("/members/{user_id}/sessions", Org(Action::MembersRead), members_api::sessions)
         .post("/members/{user_id}/sessions/revoke", Org(Action::MembersManage), members_api::revoke_sessions)
@@ -201,6 +204,12 @@ pub fn route_table(dev_outbox: bool) -> Vec<RouteInfo> {
     t
 }
 
+/// Every powerful browser feature denied to anything the API answers.
+const PERMISSIONS_POLICY: &str = "accelerometer=(), autoplay=(), camera=(), clipboard-read=(), clipboard-write=(), \
+display-capture=(), encrypted-media=(), fullscreen=(), geolocation=(), gyroscope=(), hid=(), idle-detection=(), \
+magnetometer=(), microphone=(), midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(), \
+screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()";
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
@@ -230,6 +239,16 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
                 .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
                 .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
                 .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                // The API serves data, never pages: nothing may load, frame or run from it.
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    HeaderName::from_static("permissions-policy"),
+                    HeaderValue::from_static(PERMISSIONS_POLICY),
+                ))
+                .layer(axum::middleware::from_fn(crate::edge::guard))
                 .layer(RequestBodyLimitLayer::new(1024 * 1024))
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )

@@ -53,26 +53,29 @@ pub(crate) fn require_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     organisation: String,
     email: String,
     password: String,
+    /// `cookie` (default): the tokens arrive as cookies; `body`: as `access_token` and
+    /// `refresh_token` in the answer (API clients, then `Authorization: Bearer`).
     #[serde(default)]
     token_delivery: Delivery,
 }
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+/// How a sign-in answers its tokens: `cookie` (browsers, the default) or `body` (API clients).
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Delivery {
+pub(crate) enum Delivery {
     #[default]
     Cookie,
     Body,
 }
 
-#[derive(Serialize)]
-struct TokenResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenResponse {
     session_id: Uuid,
     user_id: Uuid,
     organisation_id: Uuid,
@@ -151,9 +154,12 @@ pub async fn login(
     Ok(crate::mfa_api::outcome_response(&state, outcome, req.token_delivery))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
+pub(crate) struct RefreshRequest {
+    /// The refresh token of a `"token_delivery": "body"` sign-in: the new tokens are answered in
+    /// the body too. Omitted: the `cs_refresh` cookie is used (with `X-CSRF-Token`) and the
+    /// answer sets cookies.
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -210,17 +216,18 @@ pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Respo
     Ok(r)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     /// One member's sessions; omitted: every session of the organisation.
     #[serde(default)]
     user_id: Option<Uuid>,
     reason: String,
 }
 
-#[derive(Serialize)]
-struct Revoked {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SessionsRevoked)]
+pub(crate) struct Revoked {
     revoked: u64,
     elapsed_ms: f64,
 }
