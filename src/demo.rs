@@ -109,7 +109,7 @@ async fn demo_passwords(store: &store::Store) -> anyhow::Result<secrecy::SecretS
     let mut bytes = [0u8; 9];
     rand::rng().fill_bytes(&mut bytes);
     let password = secrecy::SecretString::from(format!("demo-{}", hex::encode(bytes)));
-    let hasher = identity::passwords::Hasher::new(2)?;
+    let hasher = identity::passwords::Hasher::new(identity::passwords::SERVER_THREADS)?;
     for org in ORGS {
         for (local, ..) in org.people {
             let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;

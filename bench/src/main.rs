@@ -6,6 +6,7 @@ mod approvals;
 mod audit_ledger;
 mod authz_decision;
 mod fixture;
+mod login;
 mod pgbench;
 mod revocation;
 mod tenant_read;
@@ -29,6 +30,9 @@ enum Bench {
     AuditLedger(audit_ledger::Args),
     /// One authorisation decision, per call (target: p99 <= 20 µs).
     Authz(authz_decision::Args),
+    /// Logins and refreshes through a real server vs raw argon2id, and the server's memory
+    /// (targets: logins >= 90% of the hash rate, refreshes >= 1,000/s per core, RSS <= 40 MiB idle).
+    Login(login::Args),
     /// Session revoked on node A until node B drops it, vs raw NOTIFY->LISTEN (target p99 <= 50 ms).
     Revocation(revocation::Args),
 }
@@ -41,5 +45,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::AuditLedger(args) => audit_ledger::run(args).await,
         Bench::Authz(args) => authz_decision::run(args),
         Bench::Revocation(args) => revocation::run(args).await,
+        Bench::Login(args) => login::run(args).await,
     }
 }

@@ -64,7 +64,7 @@ impl AppState {
     /// If the password hasher cannot be prepared.
     pub fn new(store: store::Store, proxies: TrustedProxies, key: TokenKey) -> Result<Self, identity::IdentityError> {
         // Two argon2 computations at a time per node (each ~19 MiB, one core).
-        let hasher = identity::passwords::Hasher::new(2)?;
+        let hasher = identity::passwords::Hasher::new(identity::passwords::SERVER_THREADS)?;
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
         let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
