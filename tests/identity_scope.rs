@@ -114,10 +114,11 @@ async fn app_role_without_the_secret_sees_no_global_row_whatever_it_sets() {
     let settings = app_settings(&mut admin).await;
     assert!(settings.iter().any(|s| s == "app.identity"), "{settings:?}");
 
-    let mut guesses: Vec<String> = ["identity", "on", "true", "1", "global", "platform", &"0".repeat(64), &"f".repeat(64)]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let mut guesses: Vec<String> =
+        ["identity", "on", "true", "1", "global", "platform", &"0".repeat(64), &"f".repeat(64)]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
     guesses.push(uuid::Uuid::new_v4().to_string());
     guesses.extend(copied_values(&db).await);
 
@@ -125,7 +126,12 @@ async fn app_role_without_the_secret_sees_no_global_row_whatever_it_sets() {
     for guess in &guesses {
         // Session-level settings (they outlive the statement), and transaction-level ones.
         for name in &settings {
-            sqlx::query("select set_config($1, $2, false)").bind(name).bind(guess).execute(&mut app).await.expect("set");
+            sqlx::query("select set_config($1, $2, false)")
+                .bind(name)
+                .bind(guess)
+                .execute(&mut app)
+                .await
+                .expect("set");
         }
         for t in &tables {
             assert_eq!(visible(&mut app, t).await, 0, "{t} visible with every app.* setting = {guess}");
@@ -136,10 +142,8 @@ async fn app_role_without_the_secret_sees_no_global_row_whatever_it_sets() {
         for name in &settings {
             sqlx::query("select set_config($1, $2, true)").bind(name).bind(guess).execute(&mut *tx).await.expect("set");
         }
-        let n: i64 = sqlx::query_scalar("select count(*) from user_credentials")
-            .fetch_one(&mut *tx)
-            .await
-            .expect("count");
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from user_credentials").fetch_one(&mut *tx).await.expect("count");
         assert_eq!(n, 0, "credentials visible in a transaction with settings = {guess}");
         tx.rollback().await.expect("rollback");
     }

@@ -128,16 +128,16 @@ async fn delivered_and_expired_mail_is_purged() {
     assert_eq!(identity::mail::mark_delivered(&mut g, &ids).await.expect("mark"), 1);
     g.commit().await.expect("commit");
     let mut admin = db.admin_conn().await;
-    sqlx::query("update mail_outbox set expires_at = now() - interval '1 second' where to_address = 'expired@x.example'")
-        .execute(&mut admin)
-        .await
-        .expect("expire");
+    sqlx::query(
+        "update mail_outbox set expires_at = now() - interval '1 second' where to_address = 'expired@x.example'",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("expire");
 
     assert_eq!(identity::mail::purge(&db.store).await.expect("purge"), 2);
-    let left: Vec<String> = sqlx::query_scalar("select to_address::text from mail_outbox")
-        .fetch_all(&mut admin)
-        .await
-        .expect("left");
+    let left: Vec<String> =
+        sqlx::query_scalar("select to_address::text from mail_outbox").fetch_all(&mut admin).await.expect("left");
     assert_eq!(left, vec!["pending@x.example".to_owned()]);
 }
 

@@ -42,12 +42,11 @@ async fn a_live_process_keeps_its_secret_past_the_lease_by_renewing() {
     live.bypass("ops", "two leases later").await.expect("renewed bypass").commit().await.expect("commit");
     live.global_tx().await.expect("renewed identity scope").commit().await.expect("commit");
     let mut admin = db.admin_conn().await;
-    let longest: f64 = sqlx::query_scalar(
-        "select max(extract(epoch from expires_at - now()))::float8 from platform_bypass_secrets",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .expect("leases");
+    let longest: f64 =
+        sqlx::query_scalar("select max(extract(epoch from expires_at - now()))::float8 from platform_bypass_secrets")
+            .fetch_one(&mut admin)
+            .await
+            .expect("leases");
     assert!(longest < 400.0, "no secret is registered for longer than a lease (default 300 s): {longest}");
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use store::Store;
 use uuid::Uuid;
 
-use crate::secret_box::{SecretBox, Sealed};
+use crate::secret_box::{Sealed, SecretBox};
 use crate::{EmailAddress, IdentityError};
 
 /// How long an undelivered message stays in the outbox: the longest-lived thing mailed (an
@@ -202,12 +202,10 @@ pub async fn outbox(
 
 /// Marks messages delivered (an operator has them); the next sweep purges them.
 pub async fn mark_delivered(g: &mut store::GlobalTx, ids: &[Uuid]) -> Result<u64, IdentityError> {
-    let r = sqlx::query!(
-        "update mail_outbox set delivered_at = now() where id = any($1) and delivered_at is null",
-        ids
-    )
-    .execute(g.conn())
-    .await?;
+    let r =
+        sqlx::query!("update mail_outbox set delivered_at = now() where id = any($1) and delivered_at is null", ids)
+            .execute(g.conn())
+            .await?;
     Ok(r.rows_affected())
 }
 

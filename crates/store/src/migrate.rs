@@ -330,7 +330,8 @@ pub async fn global_violations(conn: &mut PgConnection, list: &[GlobalTable]) ->
     .await?)
 }
 
-async fn tenant_violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {    Ok(sqlx::query_as::<_, Violation>(
+async fn tenant_violations(conn: &mut PgConnection) -> Result<Vec<Violation>, StoreError> {
+    Ok(sqlx::query_as::<_, Violation>(
         r"
         with tenant_tables as (
             select c.oid, c.relname::text as tbl, c.relrowsecurity, c.relforcerowsecurity,
