@@ -46,7 +46,8 @@ pub struct ErrorInner {
         crate::documents_api::BulkApproved,
         crate::documents_api::OpenBody,
         crate::documents_api::ReasonBody,
-        crate::documents_api::ThresholdBody,
+        approvals::documents::MdThresholds,
+        crate::documents_api::EditBody,
         crate::documents_api::PeriodList,
     )),
     modifiers(&FromRoutes)
@@ -66,7 +67,10 @@ fn declared(method: &str, path: &str) -> Option<(Option<&'static str>, &'static 
         ("GET", "/api/v1/periods") => (None, "200", "PeriodList"),
         ("POST", "/api/v1/periods") => (Some("OpenBody"), "201", "Period"),
         ("POST", "/api/v1/periods/{id}/close" | "/api/v1/periods/{id}/reopen") => (Some("ReasonBody"), "200", "Period"),
-        ("PUT", "/api/v1/settings/approvals") => (Some("ThresholdBody"), "200", "ThresholdBody"),
+        ("PATCH", "/api/v1/documents/{id}") => (Some("EditBody"), "200", "Document"),
+        ("GET", "/api/v1/periods/{id}") => (None, "200", "Period"),
+        ("GET", "/api/v1/settings/approvals") => (None, "200", "MdThresholds"),
+        ("PUT", "/api/v1/settings/approvals") => (Some("MdThresholds"), "200", "MdThresholds"),
         _ => return None,
     })
 }
@@ -143,7 +147,7 @@ fn operation(r: &RouteInfo) -> utoipa::openapi::path::Operation {
     let declared = declared(m, &r.path);
     let request = match declared {
         Some((Some(body), _, _)) => Some(reference(body)),
-        _ if matches!(m, "POST" | "PUT") => Some(any_object()),
+        _ if matches!(m, "POST" | "PUT" | "PATCH") => Some(any_object()),
         _ => None,
     };
     if let Some(schema) = request {
