@@ -351,7 +351,7 @@ async fn a_currency_without_a_threshold_goes_to_the_md_and_thresholds_read_back(
     .expect("audit");
     assert_eq!(changes.len(), 1, "refused changes leave nothing");
     let c: serde_json::Value = serde_json::from_str(&changes[0]).expect("json");
-    assert_eq!(c["md_thresholds"]["from"], serde_json::json!({}));
+    assert_eq!(c["md_thresholds"]["from"], serde_json::json!({"CHF": 100_000_000}), "the fixture's");
     assert_eq!(c["md_thresholds"]["to"], serde_json::json!({"EUR": 1_000_000, "GBP": 800_000}));
 }
 
