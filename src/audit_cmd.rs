@@ -60,7 +60,7 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key: &KeyFile) -> anyh
         AuditCommand::Export { tenant, format, from, to, entity_type, action, out, bundle } => {
             let id = resolve(store, &tenant).await?;
             let format: Format = format.parse().context("--format")?;
-            let filter = ExportFilter { from, to, entity_type, action };
+            let filter = ExportFilter { from, to, entity_type, entity_id: None, action };
             let mut tx = store.tenant_tx(id).await?;
             if let Some(dir) = bundle {
                 let key = signing_key(key)?;

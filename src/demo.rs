@@ -161,6 +161,16 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
     for (code, name) in org.departments {
         depts.push(departments::create(&mut tx, &who(), &DepartmentCode::parse(code)?, name).await?);
     }
+    // MD thresholds per currency (10,000.00 EUR, 8,500.00 GBP, 11,000.00 USD), so larger
+    // vouchers show the MD level; other currencies always go to the MD.
+    let thresholds = approvals::documents::MdThresholds {
+        thresholds: [("EUR", 1_000_000), ("GBP", 850_000), ("USD", 1_100_000)]
+            .into_iter()
+            .map(|(c, m)| (c.to_owned(), m))
+            .collect(),
+    };
+    let permit = authz::Permit::operator(authz::Action::SettingsManage, tenant.as_uuid());
+    approvals::documents::apply_md_thresholds(&mut tx, &permit, &who(), &thresholds).await?;
     tx.commit().await?;
     for (local, name, role, dept) in org.people {
         let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;

@@ -35,7 +35,7 @@ pub fn mailer(
 /// now, and the serve sweeper purges it.
 pub async fn outbox(store: &Store, db: &DbArgs, to: Option<&str>, limit: i64) -> anyhow::Result<ExitCode> {
     let to = to.map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-    let keys = db.mfa_keys()?;
+    let keys = db.mfa_keys(crate::config::Generate::Never)?;
     let mut g = store.global_tx().await?;
     let mail = identity::mail::outbox(&mut g, &keys, to.as_ref(), limit).await?;
     let ids: Vec<uuid::Uuid> = mail.iter().map(|m| m.id).collect();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use approvals::documents::{self, ApprovalError, Kind, Member, NewDocument, NewLine};
+use approvals::documents::{self, ApprovalError, Kind, MdThresholds, Member, NewDocument, NewLine};
 use approvals::{Status, Transition};
 use audit::Origin;
 use authz::Engine;
@@ -66,6 +66,13 @@ async fn audit_actions(db: &TestDb, tenant: TenantId, entity: Uuid) -> Vec<(Stri
     .expect("audit")
 }
 
+async fn set_thresholds(db: &TestDb, w: &World, t: &[(&str, i64)]) {
+    let (mut tx, admin) = as_member(db, w.tenant, w.admin).await;
+    let new = MdThresholds { thresholds: t.iter().map(|(c, m)| ((*c).to_owned(), *m)).collect() };
+    documents::set_md_thresholds(&mut tx, &w.engine, &admin, &new).await.expect("thresholds");
+    tx.commit().await.expect("commit");
+}
+
 struct World {
     engine: Engine,
     tenant: TenantId,
@@ -97,9 +104,7 @@ async fn a_voucher_over_the_threshold_climbs_to_the_md_and_every_step_is_audited
     let db = TestDb::new().await;
     let w = world(&db).await;
     // The organisation's MD threshold: 1,000.00 EUR.
-    let (mut tx, admin) = as_member(&db, w.tenant, w.admin).await;
-    documents::set_md_threshold(&mut tx, &w.engine, &admin, Some(100_000)).await.expect("threshold");
-    tx.commit().await.expect("commit");
+    set_thresholds(&db, &w, &[("EUR", 100_000)]).await;
 
     let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
     let doc = documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-03-10", &[60_000, 65_000]))
@@ -276,4 +281,273 @@ async fn another_organisations_documents_do_not_exist_and_outsiders_see_nothing(
         documents::create(&mut tx, &w.engine, &olga, &bad).await,
         Err(ApprovalError::Invalid { field: "lines", .. })
     ));
+}
+
+fn priced(dept: Uuid, day: &str, currency: &str, amounts: &[i64]) -> NewDocument {
+    NewDocument { currency: currency.parse().expect("currency"), ..voucher(dept, day, amounts) }
+}
+
+/// Raises, submits and has the HOD and finance approve; returns where finance's approval led.
+async fn through_finance(db: &TestDb, w: &World, doc: NewDocument) -> Status {
+    let (mut tx, staff) = as_member(db, w.tenant, w.staff).await;
+    let d = documents::create(&mut tx, &w.engine, &staff, &doc).await.expect("create");
+    tx.commit().await.expect("commit");
+    let d = step(db, w, w.staff, d.id, Transition::Submit, 1, None).await.expect("submit");
+    let d = step(db, w, w.hod, d.id, Transition::Approve, d.version, None).await.expect("hod");
+    step(db, w, w.fin, d.id, Transition::Approve, d.version, None).await.expect("finance").status
+}
+
+#[tokio::test]
+async fn a_pound_voucher_under_a_euro_threshold_goes_to_the_md() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    // 10,000.00 EUR. The old single threshold compared raw minor units, so 9,000.00 GBP (900000)
+    // was "below" it and skipped the MD.
+    set_thresholds(&db, &w, &[("EUR", 1_000_000)]).await;
+    let pounds = through_finance(&db, &w, priced(w.dept, "2026-03-10", "GBP", &[900_000])).await;
+    assert_eq!(pounds, Status::FinanceApproved, "GBP has no threshold: the MD decides");
+    let euros = through_finance(&db, &w, priced(w.dept, "2026-03-10", "EUR", &[900_000])).await;
+    assert_eq!(euros, Status::Approved, "below the EUR threshold");
+}
+
+#[tokio::test]
+async fn a_currency_without_a_threshold_goes_to_the_md_and_thresholds_read_back() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    // Nothing set: even one cent goes to the MD (fail safe).
+    assert_eq!(through_finance(&db, &w, priced(w.dept, "2026-03-10", "USD", &[1])).await, Status::FinanceApproved);
+    set_thresholds(&db, &w, &[("EUR", 1_000_000), ("GBP", 800_000)]).await;
+    assert_eq!(through_finance(&db, &w, priced(w.dept, "2026-03-10", "GBP", &[700_000])).await, Status::Approved);
+    assert_eq!(
+        through_finance(&db, &w, priced(w.dept, "2026-03-10", "GBP", &[900_000])).await,
+        Status::FinanceApproved
+    );
+    assert_eq!(through_finance(&db, &w, priced(w.dept, "2026-03-10", "JPY", &[5])).await, Status::FinanceApproved);
+
+    // Read back (owner/admin only), exactly as set; the change is audited before -> after.
+    let (mut tx, admin) = as_member(&db, w.tenant, w.admin).await;
+    let back = documents::md_thresholds(&mut tx, &w.engine, &admin).await.expect("read");
+    assert_eq!(back.thresholds.into_iter().collect::<Vec<_>>(), [("EUR".into(), 1_000_000), ("GBP".into(), 800_000)]);
+    // Codes are ISO 4217 and amounts in range, or nothing changes.
+    for bad in [("EURO", 1), ("eur", 1), ("XXX", 1), ("EUR", -1), ("EUR", 1_000_000_000_000_001)] {
+        let new = MdThresholds { thresholds: [(bad.0.to_owned(), bad.1)].into_iter().collect() };
+        let e = documents::set_md_thresholds(&mut tx, &w.engine, &admin, &new).await;
+        assert!(matches!(e, Err(ApprovalError::Invalid { field: "thresholds", .. })), "{bad:?}: {e:?}");
+    }
+    drop(tx);
+    let (mut tx, fin) = as_member(&db, w.tenant, w.fin).await;
+    assert!(matches!(documents::md_thresholds(&mut tx, &w.engine, &fin).await, Err(ApprovalError::Denied(_))));
+    let new = MdThresholds { thresholds: [("GBP".to_owned(), i64::from(i32::MAX))].into_iter().collect() };
+    let e = documents::set_md_thresholds(&mut tx, &w.engine, &fin, &new).await;
+    assert!(matches!(e, Err(ApprovalError::Denied(_))), "{e:?}");
+    drop(tx);
+    let mut admin_conn = db.admin_conn().await;
+    let changes: Vec<String> = sqlx::query_scalar(
+        "select changes from audit_events where tenant_id = $1 and action = 'tenant.md_thresholds_changed' order by seq",
+    )
+    .bind(w.tenant.as_uuid())
+    .fetch_all(&mut admin_conn)
+    .await
+    .expect("audit");
+    assert_eq!(changes.len(), 1, "refused changes leave nothing");
+    let c: serde_json::Value = serde_json::from_str(&changes[0]).expect("json");
+    assert_eq!(c["md_thresholds"]["from"], serde_json::json!({"CHF": 100_000_000}), "the fixture's");
+    assert_eq!(c["md_thresholds"]["to"], serde_json::json!({"EUR": 1_000_000, "GBP": 800_000}));
+}
+
+/// Opens 2026-Q1 as finance; returns its id.
+async fn q1(db: &TestDb, w: &World) -> Uuid {
+    let (mut tx, fin) = as_member(db, w.tenant, w.fin).await;
+    let p = documents::open_period(&mut tx, &w.engine, &fin, "2026-Q1", date("2026-01-01"), date("2026-03-31"))
+        .await
+        .expect("open");
+    tx.commit().await.expect("commit");
+    p.id
+}
+
+async fn close(store: store::Store, tenant: TenantId, fin: Uuid, period: Uuid) {
+    let engine = Engine::load().expect("policies");
+    let mut tx = store.tenant_tx(tenant).await.expect("tx");
+    let m = Member::load(&mut tx, fin, Origin::default()).await.expect("member");
+    documents::set_period_status(&mut tx, &engine, &m, period, true, None).await.expect("close");
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn closing_a_period_waits_for_a_document_write_in_flight() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let period = q1(&db, &w).await;
+    let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
+    let doc = documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-02-14", &[1_000])).await.expect("c");
+    tx.commit().await.expect("commit");
+
+    // A change in flight: written, not yet committed (the old check had passed long before).
+    let mut writer = db.store.tenant_tx(w.tenant).await.expect("tx");
+    sqlx::query("update documents set title = 'changed in flight', version = version + 1 where id = $1")
+        .bind(doc.id)
+        .execute(writer.conn())
+        .await
+        .expect("write in flight");
+    let closing = tokio::spawn(close(db.store.clone(), w.tenant, w.fin, period));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!closing.is_finished(), "the close must wait for the write in flight");
+    writer.commit().await.expect("the write in flight commits before the close");
+    tokio::time::timeout(std::time::Duration::from_secs(10), closing).await.expect("close finishes").expect("task");
+
+    // After the close nothing dated in the period changes, however it is written.
+    let mut late = db.store.tenant_tx(w.tenant).await.expect("tx");
+    let e = sqlx::query("update documents set title = 'too late' where id = $1")
+        .bind(doc.id)
+        .execute(late.conn())
+        .await
+        .expect_err("refused");
+    assert_eq!(common::sqlstate(&e).as_deref(), Some("CSPC1"), "{e}");
+}
+
+#[tokio::test]
+async fn close_racing_approvals_commits_nothing_dated_in_the_period_after_it() {
+    let db = TestDb::try_with_pool(24).await.expect("db");
+    let w = world(&db).await;
+    let period = q1(&db, &w).await;
+    let mut docs = Vec::new();
+    for i in 0..40 {
+        let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
+        let day = format!("2026-03-{:02}", 1 + i % 28);
+        let d = documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, &day, &[1_000])).await.expect("c");
+        tx.commit().await.expect("commit");
+        docs.push(step(&db, &w, w.staff, d.id, Transition::Submit, 1, None).await.expect("submit").id);
+    }
+    // Every approval at once, and the close while they are under way.
+    let mut approvals = Vec::new();
+    for (i, id) in docs.iter().copied().enumerate() {
+        let (store, tenant, hod) = (db.store.clone(), w.tenant, w.hod);
+        approvals.push(tokio::spawn(async move {
+            let engine = Engine::load().expect("policies");
+            let mut tx = store.tenant_tx(tenant).await.expect("tx");
+            let m = Member::load(&mut tx, hod, Origin::default()).await.expect("member");
+            let r = documents::transition(&mut tx, &engine, &m, id, Transition::Approve, 2, None).await;
+            match r {
+                Ok(_) => tx.commit().await.map(|()| true).map_err(|e| format!("{i}: commit {e}")),
+                Err(ApprovalError::PeriodClosed { .. }) => Ok(false),
+                Err(e) => Err(format!("{i}: {e:?}")),
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let closing = tokio::spawn(close(db.store.clone(), w.tenant, w.fin, period));
+    let mut approved = 0;
+    for a in approvals {
+        if a.await.expect("task").expect("only period_closed refusals") {
+            approved += 1;
+        }
+    }
+    closing.await.expect("close");
+    println!("{approved} of {} approvals committed before the close", docs.len());
+
+    // The ledger is in commit order (each append holds the chain head until commit): every
+    // approval of a document dated in the period precedes the close, and the approvals in the
+    // database are exactly the ones that say so.
+    let mut admin = db.admin_conn().await;
+    let close_seq: i64 = sqlx::query_scalar(
+        "select seq from audit_events where tenant_id = $1 and action = 'fiscal_period.closed' and entity_id = $2",
+    )
+    .bind(w.tenant.as_uuid())
+    .bind(period.to_string())
+    .fetch_one(&mut admin)
+    .await
+    .expect("close event");
+    let ids: Vec<String> = docs.iter().map(ToString::to_string).collect();
+    let (events, last): (i64, Option<i64>) = sqlx::query_as(
+        "select count(*), max(seq) from audit_events
+          where tenant_id = $1 and action = 'voucher.approved' and entity_id = any($2)",
+    )
+    .bind(w.tenant.as_uuid())
+    .bind(&ids)
+    .fetch_one(&mut admin)
+    .await
+    .expect("approvals");
+    assert_eq!(events, approved);
+    assert!(last.is_none_or(|s| s < close_seq), "an approval committed after the close: {last:?} > {close_seq}");
+    let rows: i64 = sqlx::query_scalar("select count(*) from document_approvals where document_id = any($1)")
+        .bind(&docs)
+        .fetch_one(&mut admin)
+        .await
+        .expect("rows");
+    assert_eq!(rows, approved);
+    let moved: i64 =
+        sqlx::query_scalar("select count(*) from documents where id = any($1) and status = 'hod_approved'")
+            .bind(&docs)
+            .fetch_one(&mut admin)
+            .await
+            .expect("statuses");
+    assert_eq!(moved, approved, "refused approvals left their documents as they were");
+}
+
+#[tokio::test]
+async fn the_app_role_cannot_write_into_a_closed_period_even_with_direct_sql() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let period = q1(&db, &w).await;
+    let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
+    let inside =
+        documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-02-14", &[1_000])).await.expect("c");
+    let outside =
+        documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-05-14", &[1_000])).await.expect("c");
+    tx.commit().await.expect("commit");
+    close(db.store.clone(), w.tenant, w.fin, period).await;
+
+    let attacks: [(&str, &str); 7] = [
+        ("update documents set title = 'rewritten' where id = $1", "document"),
+        ("update documents set document_date = '2026-05-01' where id = $1", "moved out of the period"),
+        ("insert into document_lines (tenant_id, document_id, line_no, description, amount_minor)
+          values (current_setting('app.tenant_id')::uuid, $1, 2, 'extra', 5)", "line"),
+        ("update document_lines set amount_minor = 1 where document_id = $1", "line amount"),
+        ("insert into document_approvals (tenant_id, document_id, round, level, approver, approver_role)
+          values (current_setting('app.tenant_id')::uuid, $1, 1, 'hod', $2, 'hod')", "approval"),
+        ("insert into document_notes (tenant_id, document_id, id, author, author_role, kind, body)
+          values (current_setting('app.tenant_id')::uuid, $1, gen_random_uuid(), $2, 'hod', 'note', 'x')", "note"),
+        ("insert into documents (tenant_id, id, kind, department_id, raised_by, title, document_date, currency, amount_minor)
+          select tenant_id, gen_random_uuid(), kind, department_id, raised_by, title, document_date, currency, amount_minor
+            from documents where id = $1", "new document"),
+    ];
+    for (sql, what) in attacks {
+        let mut tx = db.store.tenant_tx(w.tenant).await.expect("tx");
+        let mut q = sqlx::query(sql).bind(inside.id);
+        if sql.contains("$2") {
+            q = q.bind(w.hod);
+        }
+        let e = q.execute(tx.conn()).await.expect_err(what);
+        assert_eq!(common::sqlstate(&e).as_deref(), Some("CSPC1"), "{what}: {e}");
+    }
+    // Outside the period the same app role writes as usual.
+    let mut tx = db.store.tenant_tx(w.tenant).await.expect("tx");
+    sqlx::query("update documents set title = 'fine' where id = $1")
+        .bind(outside.id)
+        .execute(tx.conn())
+        .await
+        .expect("ok");
+    tx.commit().await.expect("commit");
+    // A snapshot older than a close could miss it: writes outside READ COMMITTED are refused.
+    let mut raw = db.raw_app_conn().await;
+    sqlx::query("begin isolation level repeatable read").execute(&mut raw).await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(w.tenant.as_uuid().to_string())
+        .execute(&mut raw)
+        .await
+        .expect("tenant");
+    let e = sqlx::query("update documents set title = 'rr' where id = $1")
+        .bind(outside.id)
+        .execute(&mut raw)
+        .await
+        .expect_err("repeatable read");
+    assert_eq!(common::sqlstate(&e).as_deref(), Some("CSPC2"), "{e}");
+    // And nothing changed inside.
+    let mut admin = db.admin_conn().await;
+    let title: String = sqlx::query_scalar("select title from documents where id = $1")
+        .bind(inside.id)
+        .fetch_one(&mut admin)
+        .await
+        .expect("t");
+    assert_eq!(title, "Office chairs");
 }

@@ -45,8 +45,19 @@ async fn world(db: &TestDb) -> World {
     member(db, acme.id, "acme", "md", Role::Md, None, true).await;
     member(db, acme.id, "acme", "vendor", Role::Vendor, None, true).await;
     let base = spawn_roomy(db).await;
+    let admin = sign_in(&base, "acme", "user0@acme.example").await;
+    // EUR documents up to 100,000.00 need no MD (a currency without a threshold always does).
+    let t = send(
+        Method::PUT,
+        &format!("{base}/api/v1/settings/approvals"),
+        Some(&admin),
+        Some(json!({"thresholds": {"EUR": 10_000_000}})),
+        &[],
+    )
+    .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     World {
-        admin: sign_in(&base, "acme", "user0@acme.example").await,
+        admin,
         staff: sign_in(&base, "acme", "user1@acme.example").await,
         hod: sign_in(&base, "acme", "user2@acme.example").await,
         finance: sign_in(&base, "acme", "fin@acme.example").await,
@@ -133,7 +144,7 @@ async fn a_voucher_goes_through_its_approvals_over_http() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("transition"))
     );
 
-    // HOD, then finance: approved (no MD threshold). The HOD may not also approve as finance.
+    // HOD, then finance: approved (below the EUR threshold). The HOD may not also approve as finance.
     let h = w.step(&w.hod, &id, "approve", Some("\"2\""), None).await;
     assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("hod_approved")));
     let f = w.step(&w.finance, &id, "approve", Some("W/\"3\""), None).await;
@@ -232,19 +243,13 @@ async fn amounts_over_the_threshold_need_the_md() {
         Method::PUT,
         &w.url("/settings/approvals"),
         Some(&w.admin),
-        Some(json!({"md_threshold_minor": 100_000})),
+        Some(json!({"thresholds": {"EUR": 100_000}})),
         &[],
     )
     .await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
-    let denied = send(
-        Method::PUT,
-        &w.url("/settings/approvals"),
-        Some(&w.finance),
-        Some(json!({"md_threshold_minor": null})),
-        &[],
-    )
-    .await;
+    let denied =
+        send(Method::PUT, &w.url("/settings/approvals"), Some(&w.finance), Some(json!({"thresholds": {}})), &[]).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     let (id, _) = w.submitted(&w.staff, &[250_000]).await;
     assert_eq!(w.step(&w.hod, &id, "approve", Some("\"2\""), None).await.status, StatusCode::OK);
@@ -598,4 +603,324 @@ async fn other_organisations_documents_are_404() {
         .await
         .expect("status");
     assert_eq!(status, "hod_approved", "untouched");
+}
+
+async fn put(url: &str, token: &str, body: Value) -> Answer {
+    send(Method::PUT, url, Some(token), Some(body), &[]).await
+}
+
+#[tokio::test]
+async fn approval_thresholds_are_per_currency_and_read_back() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let url = w.url("/settings/approvals");
+    let t = put(&url, &w.admin, json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})).await;
+    assert_eq!((t.status, &t.body), (StatusCode::OK, &json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})));
+    // Read back (it was 405): the same guard as writing it.
+    let g = send(Method::GET, &url, Some(&w.admin), None, &[]).await;
+    assert_eq!((g.status, &g.body), (StatusCode::OK, &json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})));
+    for token in [&w.finance, &w.staff, &w.md] {
+        assert_eq!(send(Method::GET, &url, Some(token), None, &[]).await.status, StatusCode::FORBIDDEN);
+    }
+    // Not a currency, out of range, or the old currency-less shape: 422 naming the field.
+    for (body, field) in [
+        (json!({"thresholds": {"EURO": 1}}), "thresholds"),
+        (json!({"thresholds": {"EUR": -5}}), "thresholds"),
+        (json!({"thresholds": {"EUR": 1_000_000_000_000_001_i64}}), "thresholds"),
+    ] {
+        let r = put(&url, &w.admin, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["details"]["field"].as_str(), Some(field), "{body}: {}", r.body);
+    }
+    let old = put(&url, &w.admin, json!({"md_threshold_minor": 100_000})).await;
+    assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY, "the currency-less shape is gone: {}", old.body);
+    let g = send(Method::GET, &url, Some(&w.admin), None, &[]).await;
+    assert_eq!(g.body["thresholds"]["GBP"], json!(850_000), "refused writes changed nothing");
+    // £9,000 under a €10,000 threshold... GBP has its own now: 900000 > 850000, so the MD.
+    let mut gbp = voucher(w.acme.department, &[900_000]);
+    gbp["currency"] = json!("GBP");
+    let c = w.create(&w.staff, gbp).await;
+    let id = c.body["id"].as_str().expect("id").to_owned();
+    w.step(&w.staff, &id, "submit", Some("\"1\""), None).await;
+    w.step(&w.hod, &id, "approve", Some("\"2\""), None).await;
+    let f = w.step(&w.finance, &id, "approve", Some("\"3\""), None).await;
+    assert_eq!(f.body["status"].as_str(), Some("finance_approved"));
+    assert_eq!(audit_count(&db, w.acme.id, "tenant.md_thresholds_changed").await, 2, "world + this test");
+}
+
+#[tokio::test]
+async fn periods_are_read_by_id_by_those_who_read_periods() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let open = send(
+        Method::POST,
+        &w.url("/periods"),
+        Some(&w.finance),
+        Some(json!({"name": "FY26-Q1", "starts_on": "2026-01-01", "ends_on": "2026-03-31"})),
+        &[],
+    )
+    .await;
+    let pid = open.body["id"].as_str().expect("id").to_owned();
+    let g = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(&w.md), None, &[]).await;
+    assert_eq!((g.status, &g.body), (StatusCode::OK, &open.body));
+    for token in [&w.staff, &w.vendor] {
+        let r = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(token), None, &[]).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    }
+    let unknown = send(Method::GET, &w.url(&format!("/periods/{}", Uuid::now_v7())), Some(&w.md), None, &[]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // Another organisation's period id is 404 too.
+    let b = org(&db, "bright").await;
+    common::with_password(&db, b.users[0]).await;
+    let bea = sign_in(&w.base, "bright", "user0@bright.example").await;
+    let r = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(&bea), None, &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+async fn patch(w: &World, token: &str, id: &str, body: Value, if_match: Option<&str>) -> Answer {
+    let headers: Vec<(&str, &str)> = if_match.map(|v| vec![("if-match", v)]).unwrap_or_default();
+    send(Method::PATCH, &w.url(&format!("/documents/{id}")), Some(token), Some(body), &headers).await
+}
+
+#[tokio::test]
+async fn only_the_raiser_edits_drafts_and_queried_documents_and_the_delta_is_audited() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let c = w.create(&w.staff, voucher(w.acme.department, &[12_000])).await;
+    let id = c.body["id"].as_str().expect("id").to_owned();
+    let lines =
+        json!([{"description": "desk", "amount_minor": 40_000}, {"description": "lamp", "amount_minor": 2_500}]);
+    let attachments = json!([{"name": "invoice.pdf", "reference": "s3://invoices/i-7.pdf"}]);
+    let body = json!({"title": "Desks and lamps", "lines": lines, "attachments": attachments});
+
+    // Without a version: 428; stale: 412 with the current ETag.
+    assert_eq!(patch(&w, &w.staff, &id, body.clone(), None).await.status, StatusCode::PRECONDITION_REQUIRED);
+    let stale = patch(&w, &w.staff, &id, body.clone(), Some("\"7\"")).await;
+    assert_eq!((stale.status, stale.header("etag")), (StatusCode::PRECONDITION_FAILED, Some("\"1\"")));
+    // Not the raiser: the HOD who reads it, the owner-level admin, finance: 403, audited.
+    let denied_before = audit_count(&db, w.acme.id, "access.denied").await;
+    for token in [&w.hod, &w.admin, &w.finance] {
+        let r = patch(&w, token, &id, body.clone(), Some("\"1\"")).await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{}", r.body);
+    }
+    assert!(audit_count(&db, w.acme.id, "access.denied").await > denied_before, "refusals audited");
+    // Bad content: 422 naming the field, as on create.
+    let r = patch(&w, &w.staff, &id, json!({"lines": [{"description": "x", "amount_minor": 0}]}), Some("\"1\"")).await;
+    assert_eq!(r.body["error"]["details"]["field"].as_str(), Some("lines.amount_minor"), "{}", r.body);
+    let r = patch(&w, &w.staff, &id, json!({"version": 1}), None).await;
+    assert_eq!(r.body["error"]["details"]["field"].as_str(), Some("body"), "{}", r.body);
+
+    // The raiser edits the draft: new total, lines and attachments; version and ETag move on.
+    let e = patch(&w, &w.staff, &id, body.clone(), Some("\"1\"")).await;
+    assert_eq!((e.status, e.header("etag")), (StatusCode::OK, Some("\"2\"")), "{}", e.body);
+    assert_eq!((e.body["title"].as_str(), e.body["amount_minor"].as_i64()), (Some("Desks and lamps"), Some(42_500)));
+    assert_eq!(e.body["lines"][1]["description"], json!("lamp"));
+    let names: Vec<&str> =
+        e.body["attachments"].as_array().expect("a").iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["invoice.pdf"], "quote.pdf withdrawn, invoice.pdf added");
+    let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.staff), None, &[]).await;
+    assert_eq!(g.body, e.body);
+    // The ledger has the delta: before and after of what changed.
+    let mut admin = db.admin_conn().await;
+    let changes: String = sqlx::query_scalar(
+        "select changes from audit_events where tenant_id = $1 and action = 'voucher.edited' and entity_id = $2",
+    )
+    .bind(w.acme.id.as_uuid())
+    .bind(&id)
+    .fetch_one(&mut admin)
+    .await
+    .expect("edited event");
+    let changes: Value = serde_json::from_str(&changes).expect("json");
+    assert_eq!(changes["title"], json!({"from": "Office chairs", "to": "Desks and lamps"}));
+    assert_eq!(changes["amount_minor"], json!({"from": 12_000, "to": 42_500}));
+    assert_eq!(changes["lines"]["from"], json!([["chair", 12_000]]));
+    assert_eq!(changes["attachments"]["to"], json!([["invoice.pdf", "s3://invoices/i-7.pdf"]]));
+
+    // Submitted: not editable (409), even by the raiser.
+    let s = w.step(&w.staff, &id, "submit", Some("\"2\""), None).await;
+    assert_eq!(s.status, StatusCode::OK);
+    let r = patch(&w, &w.staff, &id, json!({"title": "Sneaky"}), Some("\"3\"")).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "not_editable"), "{}", r.body);
+    // Queried after the HOD approved: editable; changing the money restarts the approvals, so
+    // the answer goes back to the HOD, whose approval was for another amount.
+    let h = w.step(&w.hod, &id, "approve", Some("\"3\""), None).await;
+    assert_eq!(h.status, StatusCode::OK);
+    let q = w.step(&w.finance, &id, "query", Some("\"4\""), Some("Why two lamps?")).await;
+    assert_eq!(q.body["status"].as_str(), Some("queried"));
+    let title_only = patch(&w, &w.staff, &id, json!({"title": "Desks and a lamp"}), Some("\"5\"")).await;
+    assert_eq!(
+        (title_only.body["round"].as_i64(), title_only.body["approvals"].as_array().map(Vec::len)),
+        (Some(1), Some(1))
+    );
+    let money =
+        patch(&w, &w.staff, &id, json!({"lines": [{"description": "desk", "amount_minor": 40_000}]}), Some("\"6\""))
+            .await;
+    assert_eq!(money.status, StatusCode::OK, "{}", money.body);
+    assert_eq!((money.body["round"].as_i64(), money.body["approvals"].as_array().map(Vec::len)), (Some(2), Some(0)));
+    let a = w.step(&w.staff, &id, "answer", Some("\"7\""), Some("One lamp only now")).await;
+    assert_eq!(a.body["status"].as_str(), Some("submitted"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn the_raiser_sees_the_question_a_query_asked_and_their_answer() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let (id, _) = w.submitted(&w.staff, &[5_000]).await;
+    let q = w.step(&w.hod, &id, "query", Some("\"2\""), Some("Which supplier is this from?")).await;
+    assert_eq!(q.status, StatusCode::OK, "{}", q.body);
+    let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.staff), None, &[]).await;
+    let d = &g.body["discussion"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{}", g.body);
+    assert_eq!((d[0]["kind"].as_str(), d[0]["role"].as_str()), (Some("query"), Some("hod")));
+    assert_eq!(d[0]["text"], json!("Which supplier is this from?"));
+    assert_eq!(d[0]["who"], json!(w.acme.users[2]));
+    assert!(d[0]["at"].as_str().is_some_and(|t| t.starts_with("20")));
+    let a = w.step(&w.staff, &id, "answer", Some("\"3\""), Some("Chairs Ltd, quote attached")).await;
+    let d = &a.body["discussion"];
+    assert_eq!(d.as_array().map(Vec::len), Some(2));
+    assert_eq!((d[1]["kind"].as_str(), d[1]["text"].as_str()), (Some("answer"), Some("Chairs Ltd, quote attached")));
+    let r = w.step(&w.hod, &id, "reject", Some("\"4\""), Some("Over budget this quarter")).await;
+    assert_eq!(r.body["discussion"][2]["kind"], json!("note"));
+    // A note past 2000 characters is refused naming it (not a 5xx from the database).
+    let (other, _) = w.submitted(&w.staff, &[5_000]).await;
+    let long = "x".repeat(2001);
+    let l = w.step(&w.hod, &other, "approve", Some("\"2\""), Some(&long)).await;
+    assert_eq!(
+        (l.status, l.body["error"]["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("note"))
+    );
+}
+
+#[tokio::test]
+async fn audit_says_document_and_old_voucher_events_still_match_either_name() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let (id, _) = w.submitted(&w.staff, &[5_000]).await;
+    // An event written before the rename (entity_type `voucher`), as the ledger holds them.
+    let old = Uuid::now_v7().to_string();
+    let mut tx = db.store.tenant_tx(w.acme.id).await.expect("tx");
+    sqlx::query(
+        "select o_seq from countersign_audit_append($1, 'user', $2, 'staff', 'voucher.created', 'voucher', $3, '{}',
+                                                    null, null, null, null)",
+    )
+    .bind(w.acme.id.as_uuid())
+    .bind(w.acme.users[1].to_string())
+    .bind(&old)
+    .execute(tx.conn())
+    .await
+    .expect("old event");
+    tx.commit().await.expect("commit");
+    let mut admin = db.admin_conn().await;
+    let kinds: Vec<String> =
+        sqlx::query_scalar("select distinct entity_type from audit_events where tenant_id = $1 and entity_id = $2")
+            .bind(w.acme.id.as_uuid())
+            .bind(&id)
+            .fetch_all(&mut admin)
+            .await
+            .expect("kinds");
+    assert_eq!(kinds, ["document"]);
+    for filter in ["document", "voucher"] {
+        let r = send(
+            Method::GET,
+            &w.url(&format!("/audit/events?entity_type={filter}&action=voucher.created")),
+            Some(&w.admin),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut ids: Vec<&str> =
+            r.body["events"].as_array().expect("events").iter().filter_map(|e| e["entity_id"].as_str()).collect();
+        ids.sort_unstable();
+        let mut want = vec![id.as_str(), old.as_str()];
+        want.sort_unstable();
+        assert_eq!(ids, want, "{filter}");
+    }
+    let po = send(Method::GET, &w.url("/audit/events?entity_type=purchase_order"), Some(&w.admin), None, &[]).await;
+    assert_eq!(po.body["events"].as_array().map(Vec::len), Some(0), "{}", po.body);
+    // Old and new events form one chain that still verifies.
+    let keys = audit::TrustedKeys::of([common::test_key().public()]);
+    let report =
+        audit::verify::verify_tenant(&db.store, w.acme.id, &keys, audit::verify::Options::default(), &mut |_, _| {})
+            .await
+            .expect("verify runs");
+    assert!(report.ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_document_exports_alone_as_a_named_attachment() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let (id, _) = w.submitted(&w.staff, &[5_000]).await;
+    w.submitted(&w.staff, &[6_000]).await;
+    let r = reqwest::Client::new()
+        .get(w.url(&format!("/audit/export?format=csv&entity_id={id}")))
+        .bearer_auth(&w.admin)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), StatusCode::OK);
+    let disposition =
+        r.headers().get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(disposition.starts_with("attachment; filename=\"audit-"), "{disposition}");
+    assert!(disposition.contains(&id) && disposition.ends_with(".csv\""), "{disposition}");
+    let csv = r.text().await.expect("csv");
+    let rows: Vec<&str> = csv.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 2, "created and submitted, nothing of the other document: {csv}");
+    assert!(rows.iter().all(|l| l.contains(&id)), "{csv}");
+    let all = reqwest::Client::new().get(w.url("/audit/export")).bearer_auth(&w.admin).send().await.expect("export");
+    let d = all.headers().get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(d.contains("-all-") && d.ends_with(".ndjson\""), "{d}");
+    // An id that could break out of the query (or the header) is refused before anything starts.
+    for bad in ["x'%20or%20'1'='1", "a%22b", "%0d%0aSet-Cookie:x"] {
+        let r = send(Method::GET, &w.url(&format!("/audit/export?entity_id={bad}")), Some(&w.admin), None, &[]).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"), "{bad}: {}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("entity_id")), "{bad}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn zero_amounts_and_year_one_dates_are_refused_naming_the_field() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let dept = w.acme.department;
+    let mut zero = voucher(dept, &[0]);
+    let r = w.create(&w.staff, zero.clone()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines.amount_minor"))
+    );
+    zero["lines"] = json!([{"description": "a", "amount_minor": 5}, {"description": "b", "amount_minor": 0}]);
+    assert_eq!(w.create(&w.staff, zero).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for day in ["0001-01-01", "1999-12-31", "2100-01-01", "9999-12-31"] {
+        let mut v = voucher(dept, &[100]);
+        v["document_date"] = json!(day);
+        let r = w.create(&w.staff, v).await;
+        assert_eq!(
+            (r.status, r.body["error"]["details"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("document_date")),
+            "{day}: {}",
+            r.body
+        );
+        let p = send(
+            Method::POST,
+            &w.url("/periods"),
+            Some(&w.finance),
+            Some(json!({"name": "odd", "starts_on": day, "ends_on": "2026-12-31"})),
+            &[],
+        )
+        .await;
+        assert_eq!(p.body["error"]["details"]["field"].as_str(), Some("starts_on"), "{day}: {}", p.body);
+    }
+    for day in ["2000-01-01", "2099-12-31"] {
+        let mut v = voucher(dept, &[100]);
+        v["document_date"] = json!(day);
+        assert_eq!(w.create(&w.staff, v).await.status, StatusCode::CREATED, "{day}");
+    }
+    let mut admin = db.admin_conn().await;
+    let n: i64 = sqlx::query_scalar("select count(*) from documents where title = 'Office chairs'")
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+    assert_eq!(n, 2, "only the two dates inside the window were raised");
 }

@@ -67,6 +67,7 @@ async fn fill_every_global_table(db: &TestDb) {
            select gen_random_uuid(), 'a@alpha.example', 'code', '0123456789abcdef', '\\x000000000000000000000000', '\\x0000000000000000000000000000000000', now() + interval '1 day' where $1::uuid is not null",
         "insert into login_failures (user_id, ip) values ($1, '192.0.2.1')",
         "insert into login_signals (user_id, suspicious_at) values ($1, now())",
+        "insert into credential_failures (lock_key, user_id, failures) values (sha256('k'), $1, 1)",
         "insert into platform_isolation_daily (day, cross_tenant_refused) select '2000-01-01', 1 where $1::uuid is not null",
     ] {
         sqlx::query(sql).bind(u).execute(&mut admin).await.unwrap_or_else(|e| panic!("{sql}: {e}"));

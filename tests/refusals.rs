@@ -65,6 +65,7 @@ async fn valid_key(db: &TestDb, t: TenantId) -> String {
         &mut tx,
         &who(),
         &common::operator(authz::Action::ApiKeysManage, t),
+        api_keys::Minter::Operator,
         &NewApiKey { name: "auditor".into(), role: Role::Auditor, scopes: vec!["audit:read".into()], expires_at: None },
     )
     .await
@@ -101,7 +102,10 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
     // Past the budget nothing reaches the database: no transaction is even opened.
     let before = store::metrics::global().snapshot();
     for i in 200..250 {
-        assert_eq!(get(&base, attacker, "/audit/events", &forged(a.id, i)).await.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            get(&base, attacker, "/audit/events", &forged(a.id, i)).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
     let after = store::metrics::global().snapshot();
     assert_eq!(

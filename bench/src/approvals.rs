@@ -421,15 +421,13 @@ async fn replay(ctx: &Arc<Ctx>, set: Set, changes: &str) -> anyhow::Result<f64> 
                     .await?
                     .context("document")?;
                 reload(conn, doc).await?;
-                sqlx::query(
-                    "select name from fiscal_periods where status = 'closed' and $1 between starts_on and ends_on limit 1",
-                )
-                .bind(day)
-                .fetch_optional(&mut *conn)
-                .await?;
-                sqlx::query("select md_threshold_minor from tenants where id = $1")
+                sqlx::query("select countersign_refuse_closed_period($1, $2)")
                     .bind(tenant.as_uuid())
+                    .bind(day)
                     .fetch_one(&mut *conn)
+                    .await?;
+                sqlx::query("select threshold_minor from md_thresholds where currency = 'EUR'")
+                    .fetch_optional(&mut *conn)
                     .await?;
                 sqlx::query(
                     "update documents set status = $2, queried_from = $3, version = version + 1, round = $4, updated_at = now()
@@ -462,7 +460,7 @@ async fn replay(ctx: &Arc<Ctx>, set: Set, changes: &str) -> anyhow::Result<f64> 
                 .bind(user.to_string())
                 .bind(role)
                 .bind("voucher.approved")
-                .bind("voucher")
+                .bind("document")
                 .bind(doc.to_string())
                 .bind(&changes)
                 .bind(None::<&str>)
@@ -544,7 +542,8 @@ async fn load(admin: &mut PgConnection, tenants: u32, clients: u32, sets: &[Set]
     let dept = id_sql(DEPARTMENT, "g");
     let hod = id_sql(HOD, "g");
     let statements = [
-        "update tenants set md_threshold_minor = 100000000".to_owned(),
+        "insert into md_thresholds (tenant_id, currency, threshold_minor) select id, 'EUR', 100000000 from tenants"
+            .to_owned(),
         format!(
             "insert into users (id, email, display_name)
              select ({raiser})::uuid, 'raiser' || g || '@bench.example', 'Raiser ' || g from generate_series(1, $1) g
@@ -631,14 +630,14 @@ fn pgbench_script(set: Set, tenants: u32) -> String {
          SELECT set_config('app.tenant_id', {tenant_text}, true);\n\
          SELECT id FROM documents WHERE id = {doc} FOR UPDATE;\n\
          {load}\
-         SELECT name FROM fiscal_periods WHERE status = 'closed' AND :day::date BETWEEN starts_on AND ends_on LIMIT 1;\n\
-         SELECT md_threshold_minor FROM tenants WHERE id = {tenant};\n\
+         SELECT countersign_refuse_closed_period({tenant}, :day::date);\n\
+         SELECT threshold_minor FROM md_thresholds WHERE currency = 'EUR';\n\
          UPDATE documents SET status = :to, queried_from = NULL, version = version + 1, round = :round, updated_at = now() WHERE id = {doc};\n\
          INSERT INTO document_approvals (tenant_id, document_id, round, level, approver, approver_role) \
          VALUES (current_setting('app.tenant_id')::uuid, {doc}, :round, 'hod', {hod}, 'hod');\n\
          {load}\
          SELECT o_seq, o_hash FROM countersign_audit_append({tenant}, 'user', {hod_text}, 'hod', 'voucher.approved', \
-         'voucher', {doc_text}, :changes, NULL, :req, (:ip::text)::inet, :ua);\n\
+         'document', {doc_text}, :changes, NULL, :req, (:ip::text)::inet, :ua);\n\
          COMMIT;\n",
         base = set.base,
         per = set.per,

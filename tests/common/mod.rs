@@ -168,6 +168,23 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("idempotency key");
+    // An MD threshold (in a currency no test raises documents in) and a note on the document.
+    sqlx::query("insert into md_thresholds (tenant_id, currency, threshold_minor) values ($1, 'CHF', 100000000)")
+        .bind(tenant)
+        .execute(tx.conn())
+        .await
+        .expect("md threshold");
+    sqlx::query(
+        "insert into document_notes (tenant_id, document_id, id, author, author_role, kind, body)
+         values ($1, $2, $3, $4, 'hod', 'note', 'fixture')",
+    )
+    .bind(tenant)
+    .bind(doc)
+    .bind(uuid::Uuid::now_v7())
+    .bind(us[2])
+    .execute(tx.conn())
+    .await
+    .expect("document note");
     tx.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     identity::api_keys::create(

@@ -6,13 +6,22 @@
 //! transition leads to, ask the authorisation engine for a permit, write, audit — all in the
 //! same transaction, so nothing is half-applied.
 //!
+//! Closed periods are enforced by the database (migration 0014): every write to a document or
+//! its rows takes the organisation's period lock shared and refuses a date in a closed period
+//! (SQLSTATE `CSPC1`, mapped to [`ApprovalError::PeriodClosed`]); opening, closing and reopening
+//! take it exclusively. The check here only answers early.
+//!
+//! Members, departments and MD thresholds belong to `identity`: this crate asks it.
+//!
 //! A refusal is an `Err`; the caller audits denials in a transaction of its own (this one rolls
 //! back).
 
 use audit::{Actor, Changes, Entity, Event, Who};
 use authz::{Action, DocumentFacts, Engine, Level, Permit, Resource, Subject};
-use chrono::NaiveDate;
-use identity::Role;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use identity::{Role, departments, memberships, tenants};
 use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
@@ -38,6 +47,9 @@ pub enum ApprovalError {
     Stale { current: i32 },
     #[error("fiscal period {period} is closed")]
     PeriodClosed { period: String },
+    /// Only drafts and queried documents can be edited.
+    #[error("a {status} document cannot be edited")]
+    NotEditable { status: Status },
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
@@ -45,9 +57,28 @@ pub enum ApprovalError {
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+/// The closed-period trigger's refusal (SQLSTATE `CSPC1`, the period's name in `DETAIL`) is the
+/// domain's `PeriodClosed`, wherever in a write it strikes.
+impl From<sqlx::Error> for ApprovalError {
+    fn from(e: sqlx::Error) -> Self {
+        let closed = e.as_database_error().filter(|d| d.code().as_deref() == Some("CSPC1")).map(|d| {
+            d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|p| p.detail())
+                .unwrap_or("(unnamed)")
+                .to_owned()
+        });
+        match closed {
+            Some(period) => Self::PeriodClosed { period },
+            None => Self::Database(e),
+        }
+    }
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ApprovalError {
@@ -103,16 +134,8 @@ impl Member {
     /// # Errors
     /// `NotFound` without an active membership.
     pub async fn load(tx: &mut TenantTx, user: Uuid, origin: audit::Origin) -> Result<Self, ApprovalError> {
-        let row = sqlx::query!(
-            "select role, department_id from memberships
-              where user_id = $1 and status = 'active' and deleted_at is null
-                and valid_from <= now() and (valid_until is null or valid_until > now())",
-            user
-        )
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(ApprovalError::NotFound)?;
-        let role: Role = row.role.parse().map_err(|_| ApprovalError::NotFound)?;
+        let row = memberships::active(tx, user).await?.ok_or(ApprovalError::NotFound)?;
+        let role: Role = row.role;
         let subject = Subject { tenant: tx.tenant().as_uuid(), user, role, department: row.department_id };
         Ok(Self { who: Who::new(Actor::user(user, Some(role.as_str())), origin), subject })
     }
@@ -187,8 +210,53 @@ pub struct Document {
     pub approvals: Vec<Approval>,
     pub lines: Vec<Line>,
     pub attachments: Vec<Attachment>,
+    /// The questions queries asked, the raiser's answers and other transitions' notes, oldest
+    /// first.
+    pub discussion: Vec<Remark>,
     /// What the document's state allows next (whoever may do it).
     pub allowed: Vec<Transition>,
+}
+
+/// What a remark in a document's discussion is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RemarkKind {
+    /// The question an approver asked (transition `query`).
+    Query,
+    /// The raiser's answer (transition `answer`).
+    Answer,
+    /// The note of any other transition (a rejection's reason, an amendment's...).
+    Note,
+}
+
+impl RemarkKind {
+    fn of(t: Transition) -> Self {
+        match t {
+            Transition::Query => Self::Query,
+            Transition::Answer => Self::Answer,
+            _ => Self::Note,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Answer => "answer",
+            Self::Note => "note",
+        }
+    }
+}
+
+/// One remark of a document's discussion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Remark {
+    /// The member who wrote it.
+    pub who: Uuid,
+    /// Their role when they wrote it.
+    pub role: String,
+    pub kind: RemarkKind,
+    pub text: String,
+    pub at: DateTime<Utc>,
 }
 
 impl Document {
@@ -252,7 +320,7 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
     .await?;
     let attachments = sqlx::query!(
         "select id, name, reference, media_type, sha256, added_by from document_attachments
-          where document_id = $1 order by created_at, id",
+          where document_id = $1 and removed_at is null order by created_at, id",
         id
     )
     .fetch_all(tx.conn())
@@ -265,6 +333,26 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
         media_type: a.media_type,
         sha256: a.sha256.map(hex::encode),
         added_by: a.added_by,
+    })
+    .collect();
+    let discussion = sqlx::query!(
+        "select author, author_role, kind, body, created_at from document_notes
+          where document_id = $1 order by created_at, id",
+        id
+    )
+    .fetch_all(tx.conn())
+    .await?
+    .into_iter()
+    .map(|n| Remark {
+        who: n.author,
+        role: n.author_role,
+        kind: match n.kind.as_str() {
+            "query" => RemarkKind::Query,
+            "answer" => RemarkKind::Answer,
+            _ => RemarkKind::Note,
+        },
+        text: n.body,
+        at: n.created_at,
     })
     .collect();
     Ok(Document {
@@ -283,22 +371,44 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
         approvals,
         lines,
         attachments,
+        discussion,
         allowed: machine::allowed(status),
     })
 }
 
-/// Refuses any change to a document dated inside a closed fiscal period.
+/// Refuses any change to a document dated inside a closed fiscal period. The database function
+/// the triggers call: it takes the organisation's period lock (shared) now, before anything is
+/// written, so a close that starts later waits for this transaction.
 async fn ensure_period_open(tx: &mut TenantTx, date: NaiveDate) -> Result<(), ApprovalError> {
-    let closed = sqlx::query_scalar!(
-        "select name from fiscal_periods where status = 'closed' and $1 between starts_on and ends_on limit 1",
-        date
-    )
-    .fetch_optional(tx.conn())
-    .await?;
-    match closed {
-        Some(period) => Err(ApprovalError::PeriodClosed { period }),
-        None => Ok(()),
+    let tenant = tx.tenant().as_uuid();
+    sqlx::query_scalar!(r#"select countersign_refuse_closed_period($1, $2) as "open!""#, tenant, date)
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Takes the organisation's period lock exclusively: period changes wait for document writes in
+/// flight, and writes after them see the change. Taken before any period row is locked (the
+/// order every writer follows).
+async fn lock_periods(tx: &mut TenantTx) -> Result<(), ApprovalError> {
+    let tenant = tx.tenant().as_uuid();
+    sqlx::query!("select pg_advisory_xact_lock(countersign_period_lock_key($1))", tenant).execute(tx.conn()).await?;
+    Ok(())
+}
+
+/// Dates documents and periods may carry: 2000-01-01 to 2099-12-31. A voucher dated in year 1
+/// (or 9999) is a typo, not a voucher; the window is fixed so a date valid today stays valid.
+fn check_date(field: &'static str, d: NaiveDate) -> Result<(), ApprovalError> {
+    let (first, last) = date_window();
+    if d < first || d > last {
+        return Err(invalid(field, format!("a date from {first} to {last}")));
     }
+    Ok(())
+}
+
+#[must_use]
+pub fn date_window() -> (NaiveDate, NaiveDate) {
+    (NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(), NaiveDate::from_ymd_opt(2099, 12, 31).unwrap_or_default())
 }
 
 fn validate(new: &NewDocument) -> Result<Money, ApprovalError> {
@@ -309,10 +419,14 @@ fn validate(new: &NewDocument) -> Result<Money, ApprovalError> {
     if new.lines.is_empty() || new.lines.len() > 1000 {
         return Err(invalid("lines", "1-1000 lines"));
     }
+    check_date("document_date", new.document_date)?;
     for (i, l) in new.lines.iter().enumerate() {
         let d = l.description.trim();
         if d.is_empty() || d.chars().count() > 500 {
             return Err(invalid("lines", format!("line {}: description 1-500 characters", i + 1)));
+        }
+        if l.amount_minor == 0 {
+            return Err(invalid("lines.amount_minor", format!("line {}: amount must be above zero", i + 1)));
         }
     }
     if new.attachments.len() > 50 {
@@ -352,11 +466,7 @@ pub async fn create(
     new: &NewDocument,
 ) -> Result<Document, ApprovalError> {
     let total = validate(new)?;
-    let dept =
-        sqlx::query_scalar!("select id from departments where id = $1 and deleted_at is null", new.department_id)
-            .fetch_optional(tx.conn())
-            .await?;
-    if dept.is_none() {
+    if !departments::exists(tx, new.department_id).await? {
         return Err(invalid("department_id", "no such department"));
     }
     ensure_period_open(tx, new.document_date).await?;
@@ -417,10 +527,16 @@ pub async fn create(
     }
     let doc = load(tx, id, false).await?;
     let changes = Changes::diff(None, Some(&summary(&doc)))?;
-    let event = Event::new(&format!("{}.created", new.kind.as_str()), Entity::of(new.kind.as_str(), id)?, changes)?;
+    let event = Event::new(&format!("{}.created", new.kind.as_str()), Entity::of(ENTITY, id)?, changes)?;
     audit::record_by(tx, &m.who, &event).await?;
     Ok(doc)
 }
+
+/// The ledger's `entity_type` for vouchers and purchase orders, as the API calls them. Events
+/// before migration 0014 say `voucher` or `purchase_order` (the ledger is never rewritten);
+/// `audit::query` filters accept either name for either era. The action keeps the kind
+/// (`voucher.approved`).
+pub const ENTITY: &str = "document";
 
 /// The audited fields of a document (lines are summarised by count and total).
 #[derive(Serialize)]
@@ -493,9 +609,11 @@ pub async fn transition(
     {
         return Err(invalid("note", format!("{t} needs a note of 3-2000 characters")));
     }
-    let threshold = sqlx::query_scalar!("select md_threshold_minor from tenants where id = $1", tenant)
-        .fetch_one(tx.conn())
-        .await?;
+    if note.is_some_and(|n| n.chars().count() > 2000) {
+        return Err(invalid("note", "at most 2000 characters"));
+    }
+    // In the document's currency; none set for it: the MD decides (machine::step).
+    let threshold = tenants::md_threshold(tx, &before.currency).await?;
     let state = State { status: before.status, queried_from: before.queried_from, amount_minor: before.amount_minor };
     let step = machine::step(&state, t, threshold)?;
     let permit: Permit = engine.decide(&m.subject, t.action(), &Resource::Document(&before.facts(tenant)))?;
@@ -525,6 +643,20 @@ pub async fn transition(
         .execute(tx.conn())
         .await?;
     }
+    if let Some(n) = note {
+        sqlx::query!(
+            "insert into document_notes (tenant_id, document_id, id, author, author_role, kind, body)
+             values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5, $6)",
+            id,
+            Uuid::now_v7(),
+            m.subject.user,
+            m.subject.role.as_str(),
+            RemarkKind::of(t).as_str(),
+            n
+        )
+        .execute(tx.conn())
+        .await?;
+    }
     let after = load(tx, id, false).await?;
     let mut changes = Changes::none()
         .field("status", before.status.as_str(), after.status.as_str())
@@ -548,7 +680,7 @@ pub async fn transition(
         Transition::MarkPaid => "paid",
     };
     let kind = before.kind.as_str();
-    let mut event = Event::new(&format!("{kind}.{action}"), Entity::of(kind, id)?, changes)?;
+    let mut event = Event::new(&format!("{kind}.{action}"), Entity::of(ENTITY, id)?, changes)?;
     if let Some(n) = note {
         event = event.with_reason(n)?;
     }
@@ -556,36 +688,283 @@ pub async fn transition(
     Ok(after)
 }
 
-/// Sets the organisation's MD threshold (minor units; `None`: no MD level).
+/// Changes to an editable document; absent fields stay as they are. `lines` and `attachments`
+/// replace the whole list (attachments that stay keep their id; dropped ones are withdrawn, not
+/// deleted).
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    pub title: Option<String>,
+    pub department_id: Option<Uuid>,
+    pub document_date: Option<NaiveDate>,
+    pub currency: Option<Currency>,
+    pub lines: Option<Vec<NewLine>>,
+    pub attachments: Option<Vec<NewAttachment>>,
+}
+
+/// The audited picture of a document's editable content: lines in full when there are few,
+/// otherwise their count, total and a SHA-256 over them.
+#[derive(Serialize)]
+struct Content<'a> {
+    title: &'a str,
+    department_id: Uuid,
+    document_date: NaiveDate,
+    currency: &'a str,
+    amount_minor: i64,
+    lines: serde_json::Value,
+    attachments: Vec<(&'a str, &'a str)>,
+    version: i32,
+    round: i32,
+}
+
+fn content(d: &Document) -> Content<'_> {
+    use sha2::Digest;
+    let lines = if d.lines.len() <= 20 {
+        serde_json::json!(d.lines.iter().map(|l| (&l.description, l.amount_minor)).collect::<Vec<_>>())
+    } else {
+        let mut h = sha2::Sha256::new();
+        for l in &d.lines {
+            h.update(l.description.as_bytes());
+            h.update([0]);
+            h.update(l.amount_minor.to_be_bytes());
+        }
+        serde_json::json!({ "count": d.lines.len(), "sha256": hex::encode(h.finalize()) })
+    };
+    Content {
+        title: &d.title,
+        department_id: d.department_id,
+        document_date: d.document_date,
+        currency: &d.currency,
+        amount_minor: d.amount_minor,
+        lines,
+        attachments: d.attachments.iter().map(|a| (a.name.as_str(), a.reference.as_str())).collect(),
+        version: d.version,
+        round: d.round,
+    }
+}
+
+fn same_attachment(a: &Attachment, n: &NewAttachment) -> bool {
+    a.name == n.name.trim()
+        && a.reference == n.reference.trim()
+        && a.media_type == n.media_type
+        && a.sha256.as_deref() == n.sha256.as_deref().map(str::to_ascii_lowercase).as_deref()
+}
+
+/// Edits a draft or queried document (the raiser only), if `expected_version` is still current.
+/// Editing the money of a queried document (lines, currency, department, date) discards the
+/// round's approvals and sends the answer back to the first level: nobody's approval stands
+/// for an amount they did not see. Audited with the content before and after.
 ///
 /// # Errors
-/// `Denied` unless an owner/admin asks; `Invalid` for a negative amount.
-pub async fn set_md_threshold(
+/// `NotFound` (also when the caller may not read it), `Stale`, `NotEditable` (other statuses),
+/// `Denied` (not the raiser; or a department the raiser may not raise in), `Invalid`/`Money`
+/// (as for `create`), `PeriodClosed` (old or new date).
+pub async fn edit(
     tx: &mut TenantTx,
     engine: &Engine,
     m: &Member,
-    threshold: Option<i64>,
-) -> Result<(), ApprovalError> {
-    if threshold.is_some_and(|t| t < 0) {
-        return Err(invalid("md_threshold_minor", "must not be negative"));
+    id: Uuid,
+    expected_version: i32,
+    edit: &Edit,
+) -> Result<Document, ApprovalError> {
+    let before = load(tx, id, true).await?;
+    let tenant = m.subject.tenant;
+    if engine.decide(&m.subject, Action::DocumentRead, &Resource::Document(&before.facts(tenant))).is_err() {
+        return Err(ApprovalError::NotFound);
     }
+    if before.version != expected_version {
+        return Err(ApprovalError::Stale { current: before.version });
+    }
+    if !matches!(before.status, Status::Draft | Status::Queried) {
+        return Err(ApprovalError::NotEditable { status: before.status });
+    }
+    let permit = engine.decide(&m.subject, Action::DocumentEdit, &Resource::Document(&before.facts(tenant)))?;
+    permit.require(Action::DocumentEdit, id)?;
+    if edit.title.is_none()
+        && edit.department_id.is_none()
+        && edit.document_date.is_none()
+        && edit.currency.is_none()
+        && edit.lines.is_none()
+        && edit.attachments.is_none()
+    {
+        return Err(invalid("body", "name at least one field to change"));
+    }
+    let currency = match edit.currency {
+        Some(c) => c,
+        None => before.currency.parse()?,
+    };
+    let new = NewDocument {
+        kind: before.kind,
+        department_id: edit.department_id.unwrap_or(before.department_id),
+        title: edit.title.clone().unwrap_or_else(|| before.title.clone()),
+        document_date: edit.document_date.unwrap_or(before.document_date),
+        currency,
+        lines: edit.lines.clone().unwrap_or_else(|| {
+            before
+                .lines
+                .iter()
+                .map(|l| NewLine { description: l.description.clone(), amount_minor: l.amount_minor })
+                .collect()
+        }),
+        attachments: edit.attachments.clone().unwrap_or_default(),
+    };
+    let total = validate(&new)?;
+    ensure_period_open(tx, before.document_date).await?;
+    ensure_period_open(tx, new.document_date).await?;
+    if new.department_id != before.department_id {
+        if !departments::exists(tx, new.department_id).await? {
+            return Err(invalid("department_id", "no such department"));
+        }
+        // Moving a document is raising it elsewhere: the raiser must be allowed to raise there.
+        let moved = DocumentFacts { department: new.department_id, ..before.facts(tenant) };
+        let _raise_there: Permit = engine.decide(&m.subject, Action::DocumentCreate, &Resource::Document(&moved))?;
+    }
+    let new_lines: Vec<(&str, i64)> = new.lines.iter().map(|l| (l.description.trim(), l.amount_minor)).collect();
+    let old_lines: Vec<(&str, i64)> = before.lines.iter().map(|l| (l.description.as_str(), l.amount_minor)).collect();
+    let lines_changed = new_lines != old_lines;
+    let money_changed = lines_changed
+        || new.currency.code() != before.currency
+        || new.department_id != before.department_id
+        || new.document_date != before.document_date;
+    let restart = before.status == Status::Queried && money_changed;
+    let (round, queried_from) =
+        if restart { (before.round + 1, Some(Status::Submitted)) } else { (before.round, before.queried_from) };
+    sqlx::query!(
+        "update documents set title = $2, department_id = $3, document_date = $4, currency = $5, amount_minor = $6,
+                queried_from = $7, round = $8, version = version + 1, updated_at = now()
+          where id = $1",
+        id,
+        new.title.trim(),
+        new.department_id,
+        new.document_date,
+        new.currency.code(),
+        total.minor,
+        queried_from.map(Status::as_str),
+        round
+    )
+    .execute(tx.conn())
+    .await?;
+    if lines_changed {
+        sqlx::query!("delete from document_lines where document_id = $1", id).execute(tx.conn()).await?;
+        for (i, (description, amount)) in new_lines.iter().enumerate() {
+            sqlx::query!(
+                "insert into document_lines (tenant_id, document_id, line_no, description, amount_minor)
+                 values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4)",
+                id,
+                i32::try_from(i + 1).unwrap_or(i32::MAX),
+                description,
+                amount
+            )
+            .execute(tx.conn())
+            .await?;
+        }
+    }
+    if let Some(wanted) = &edit.attachments {
+        for a in before.attachments.iter().filter(|a| !wanted.iter().any(|n| same_attachment(a, n))) {
+            sqlx::query!(
+                "update document_attachments set removed_at = now(), removed_by = $3
+                  where document_id = $1 and id = $2 and removed_at is null",
+                id,
+                a.id,
+                m.subject.user
+            )
+            .execute(tx.conn())
+            .await?;
+        }
+        for n in wanted.iter().filter(|n| !before.attachments.iter().any(|a| same_attachment(a, n))) {
+            sqlx::query!(
+                "insert into document_attachments (tenant_id, document_id, id, name, reference, media_type, sha256, added_by)
+                 values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5, $6, $7)",
+                id,
+                Uuid::now_v7(),
+                n.name.trim(),
+                n.reference.trim(),
+                n.media_type.as_deref(),
+                n.sha256.as_deref().and_then(|h| hex::decode(h).ok()),
+                m.subject.user
+            )
+            .execute(tx.conn())
+            .await?;
+        }
+    }
+    let after = load(tx, id, false).await?;
+    let changes = Changes::diff(Some(&content(&before)), Some(&content(&after)))?;
+    let kind = before.kind.as_str();
+    let event = Event::new(&format!("{kind}.edited"), Entity::of(ENTITY, id)?, changes)?;
+    audit::record_by(tx, &m.who, &event).await?;
+    Ok(after)
+}
+
+/// The organisation's MD thresholds: above `thresholds[currency]` (minor units of that currency)
+/// the managing director approves after finance. A currency without a threshold always goes to
+/// the MD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MdThresholds {
+    /// ISO 4217 code → minor units, e.g. `{"EUR": 1000000, "GBP": 850000}`.
+    pub thresholds: BTreeMap<String, i64>,
+}
+
+/// Reads the organisation's MD thresholds (owner, admin: the same decision as changing them).
+///
+/// # Errors
+/// `Denied`.
+pub async fn md_thresholds(tx: &mut TenantTx, engine: &Engine, m: &Member) -> Result<MdThresholds, ApprovalError> {
     let tenant = m.subject.tenant;
     engine
         .decide(&m.subject, Action::SettingsManage, &Resource::Organisation { tenant })?
         .require(Action::SettingsManage, tenant)?;
-    let before = sqlx::query_scalar!("select md_threshold_minor from tenants where id = $1", tenant)
-        .fetch_one(tx.conn())
-        .await?;
-    sqlx::query!("update tenants set md_threshold_minor = $2, updated_at = now() where id = $1", tenant, threshold)
-        .execute(tx.conn())
-        .await?;
-    let event = Event::new(
-        "tenant.md_threshold_changed",
-        Entity::of("tenant", tenant)?,
-        Changes::none().field("md_threshold_minor", before, threshold),
-    )?;
-    audit::record_by(tx, &m.who, &event).await?;
+    Ok(MdThresholds { thresholds: tenants::md_thresholds(tx).await? })
+}
+
+/// Replaces the organisation's MD thresholds; audited with the thresholds before and after.
+///
+/// # Errors
+/// `Denied` unless an owner/admin asks; `Invalid` (field `thresholds`) for a code that is not an
+/// ISO 4217 currency or an amount outside 0-10^15 minor units.
+pub async fn set_md_thresholds(
+    tx: &mut TenantTx,
+    engine: &Engine,
+    m: &Member,
+    new: &MdThresholds,
+) -> Result<MdThresholds, ApprovalError> {
+    check_thresholds(new)?;
+    let tenant = m.subject.tenant;
+    let permit = engine.decide(&m.subject, Action::SettingsManage, &Resource::Organisation { tenant })?;
+    apply_md_thresholds(tx, &permit, &m.who, new).await
+}
+
+fn check_thresholds(new: &MdThresholds) -> Result<(), ApprovalError> {
+    for (code, minor) in &new.thresholds {
+        let currency: Currency =
+            code.parse().map_err(|_| invalid("thresholds", format!("{code:?} is not an ISO 4217 currency code")))?;
+        Money::new(*minor, currency)
+            .map_err(|_| invalid("thresholds", format!("{code}: 0-{} minor units", crate::money::MAX_MINOR)))?;
+    }
     Ok(())
+}
+
+/// Replaces the MD thresholds with a permit already issued (`set_md_thresholds` asks the
+/// engine; the command line and `demo` act as the host operator).
+///
+/// # Errors
+/// `Permit` unless `permit` is `settings.manage` on this organisation; `Invalid` as above.
+pub async fn apply_md_thresholds(
+    tx: &mut TenantTx,
+    permit: &Permit,
+    who: &Who,
+    new: &MdThresholds,
+) -> Result<MdThresholds, ApprovalError> {
+    check_thresholds(new)?;
+    let tenant = tx.tenant().as_uuid();
+    permit.require(Action::SettingsManage, tenant)?;
+    let before = tenants::replace_md_thresholds(tx, &new.thresholds).await?;
+    let event = Event::new(
+        "tenant.md_thresholds_changed",
+        Entity::of("tenant", tenant)?,
+        Changes::none().field("md_thresholds", &before, &new.thresholds),
+    )?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(new.clone())
 }
 
 /// A fiscal period as stored.
@@ -619,6 +998,22 @@ pub async fn periods(tx: &mut TenantTx, engine: &Engine, m: &Member) -> Result<V
         .collect())
 }
 
+/// One period, if the caller may read periods; otherwise (or another organisation's) `NotFound`.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn period(tx: &mut TenantTx, engine: &Engine, m: &Member, id: Uuid) -> Result<Period, ApprovalError> {
+    let p =
+        sqlx::query_as!(Period, "select id, name, starts_on, ends_on, status from fiscal_periods where id = $1", id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(ApprovalError::NotFound)?;
+    let status = if p.status == "closed" { "closed" } else { "open" };
+    let r = Resource::Period { tenant: m.subject.tenant, id: p.id, status, reason: "" };
+    let _read: Permit = engine.decide(&m.subject, Action::PeriodRead, &r).map_err(|_| ApprovalError::NotFound)?;
+    Ok(p)
+}
+
 /// Opens a new period (finance). Periods of one organisation never overlap.
 ///
 /// # Errors
@@ -635,14 +1030,17 @@ pub async fn open_period(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(invalid("name", "1-100 characters"));
     }
+    check_date("starts_on", starts_on)?;
+    check_date("ends_on", ends_on)?;
     if ends_on < starts_on {
         return Err(invalid("ends_on", "must not be before starts_on"));
     }
     let id = Uuid::now_v7();
     let resource = Resource::Period { tenant: m.subject.tenant, id, status: "open", reason: "" };
     engine.decide(&m.subject, Action::PeriodOpen, &resource)?.require(Action::PeriodOpen, id)?;
-    // Serialise period changes of this organisation so the overlap check cannot race.
-    sqlx::query!("select id from tenants where id = $1 for update", m.subject.tenant).fetch_one(tx.conn()).await?;
+    // Serialise period changes of this organisation so the overlap check cannot race (and so a
+    // document write in flight finishes first).
+    lock_periods(tx).await?;
     let overlap = sqlx::query_scalar!(
         "select name from fiscal_periods where starts_on <= $2 and ends_on >= $1 limit 1",
         starts_on,
@@ -686,6 +1084,8 @@ pub async fn set_period_status(
     close: bool,
     reason: Option<&str>,
 ) -> Result<Period, ApprovalError> {
+    // First the organisation's period lock (waits for document writes in flight), then the row.
+    lock_periods(tx).await?;
     let row = sqlx::query_as!(
         Period,
         "select id, name, starts_on, ends_on, status from fiscal_periods where id = $1 for update",

@@ -3,7 +3,8 @@
 //! ```text
 //!  draft ──submit──▶ submitted ──approve(HOD)──▶ hod_approved ──approve(FIN)──▶ ┬─ approved ──mark_paid──▶ paid
 //!    ▲                  │  ▲                        │  ▲                        └▶ finance_approved ──approve(MD)──▶ approved
-//!    │               query│  │answer            query│  │answer                      (amount above the MD threshold)
+//!    │               query│  │answer            query│  │answer       (amount above the MD threshold of its currency,
+//!    │                  │  │                        │  │                              or no threshold for its currency)
 //!    │                  ▼  │                        ▼  │
 //!    │                 queried (remembers the level it came from and returns there when answered)
 //!    │
@@ -205,8 +206,10 @@ pub fn allowed(status: Status) -> Vec<Transition> {
     }
 }
 
-/// Computes the step `t` takes from `s`. `md_threshold_minor`: amounts strictly above it need
-/// the managing director after finance (`None`: never).
+/// Computes the step `t` takes from `s`. `md_threshold_minor` is the threshold in the
+/// document's currency: amounts strictly above it need the managing director after finance.
+/// `None` (no threshold for that currency) always needs the MD: a missing setting never skips
+/// a level.
 ///
 /// # Errors
 /// [`NotAllowed`] when `s.status` does not allow `t`.
@@ -216,7 +219,7 @@ pub fn step(s: &State, t: Transition, md_threshold_minor: Option<i64>) -> Result
         return Err(refuse());
     }
     let plain = |to| Step { from: s.status, to, queried_from: None, records_approval: None, resets_approvals: false };
-    let over_threshold = md_threshold_minor.is_some_and(|limit| s.amount_minor > limit);
+    let over_threshold = md_threshold_minor.is_none_or(|limit| s.amount_minor > limit);
     Ok(match (s.status, t) {
         (Status::Draft, Transition::Submit) => plain(Status::Submitted),
         (from, Transition::Approve) => {
@@ -264,11 +267,18 @@ mod tests {
         let s = run(st(Status::Draft, 500_000), &[Submit, Approve, Approve], Some(100_000)).expect("to MD");
         assert_eq!((s.status, s.status.level()), (Status::FinanceApproved, Some(Level::Md)));
         assert_eq!(run(s, &[Approve, MarkPaid], Some(100_000)).map(|s| s.status), Ok(Status::Paid));
-        // Exactly at the threshold does not escalate; no threshold never does.
+        // Exactly at the threshold does not escalate.
         let at = run(st(Status::Draft, 100_000), &[Submit, Approve, Approve], Some(100_000));
         assert_eq!(at.map(|s| s.status), Ok(Status::Approved));
-        let none = run(st(Status::Draft, i64::MAX), &[Submit, Approve, Approve], None);
-        assert_eq!(none.map(|s| s.status), Ok(Status::Approved));
+    }
+
+    #[test]
+    fn a_currency_without_a_threshold_goes_to_the_md() {
+        use Transition::*;
+        // Fail safe: no threshold for the document's currency means the MD decides, even for
+        // one cent (the old reading, "no threshold: no MD", let a missing setting skip a level).
+        let none = run(st(Status::Draft, 1), &[Submit, Approve, Approve], None).expect("to MD");
+        assert_eq!((none.status, none.status.level()), (Status::FinanceApproved, Some(Level::Md)));
     }
 
     #[test]
@@ -338,7 +348,7 @@ mod tests {
                         if x.resets_approvals { levels.clear(); }
                         if let Some(l) = x.records_approval { levels.push(l); }
                         if x.to == Status::Paid {
-                            let needs_md = threshold.is_some_and(|l| amount > l);
+                            let needs_md = threshold.is_none_or(|l| amount > l);
                             prop_assert!(levels.contains(&Level::Hod) && levels.contains(&Level::Finance));
                             prop_assert_eq!(levels.contains(&Level::Md), needs_md);
                         }

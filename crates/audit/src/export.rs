@@ -39,8 +39,19 @@ impl std::str::FromStr for Format {
 pub struct ExportFilter {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// See `query::Filter` for how the names `document`, `voucher` and `purchase_order` map.
     pub entity_type: Option<String>,
+    /// One entity's events (e.g. a document's id): a per-document export.
+    pub entity_id: Option<String>,
     pub action: Option<String>,
+}
+
+/// An entity id safe to render into the COPY: ids are UUIDs, numbers, slugs and keys.
+fn entity_id_literal(id: &str) -> Result<&str, AuditError> {
+    if id.is_empty() || id.len() > 200 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b)) {
+        return Err(AuditError::invalid("entity_id", "1-200 characters of A-Z, a-z, 0-9, - _ . : @"));
+    }
+    Ok(id)
 }
 
 impl ExportFilter {
@@ -66,8 +77,17 @@ impl ExportFilter {
             w.push_str(&format!(" and occurred_at < '{}'", t.to_rfc3339_opts(SecondsFormat::Micros, true)));
         }
         if let Some(e) = &self.entity_type {
-            let e = Entity::new(e, None)?;
-            w.push_str(&format!(" and entity_type = '{}'", e.kind));
+            let k = Entity::new(e, None)?.kind;
+            match k.as_str() {
+                "document" => w.push_str(" and entity_type in ('document', 'voucher', 'purchase_order')"),
+                "voucher" | "purchase_order" => w.push_str(&format!(
+                    " and (entity_type = '{k}' or (entity_type = 'document' and split_part(action, '.', 1) = '{k}'))"
+                )),
+                _ => w.push_str(&format!(" and entity_type = '{k}'")),
+            }
+        }
+        if let Some(id) = &self.entity_id {
+            w.push_str(&format!(" and entity_id = '{}'", entity_id_literal(id)?));
         }
         if let Some(a) = &self.action {
             let a = Action::parse(a)?;

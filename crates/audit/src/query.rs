@@ -7,6 +7,11 @@ use store::TenantTx;
 
 use crate::{Action, AuditError, Entity};
 
+/// `entity_type` filters (here and in `export`) treat the two names documents have had as one:
+/// events before migration 0014 say `voucher` / `purchase_order`, later ones `document` (with
+/// the kind still in the action, `voucher.approved`). The ledger is never rewritten, so a filter
+/// on `document` also finds the old names, and one on `voucher` finds `document` events whose
+/// action starts with `voucher.`.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub entity_type: Option<String>,
@@ -97,7 +102,10 @@ pub async fn query(tx: &mut TenantTx, filter: &Filter, after: Option<Cursor>, li
                   changes::jsonb as "changes!", reason, request_id, host(ip) as ip, user_agent, hash
              from audit_events
             where tenant_id = $1
-              and ($2::text is null or entity_type = $2)
+              and ($2::text is null or entity_type = $2
+                   or ($2 = 'document' and entity_type in ('voucher', 'purchase_order'))
+                   or ($2 in ('voucher', 'purchase_order') and entity_type = 'document'
+                       and split_part(action, '.', 1) = $2))
               and ($3::text is null or entity_id = $3)
               and ($4::text is null or actor_id = $4)
               and ($5::text is null or action = $5)

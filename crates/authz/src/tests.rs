@@ -148,7 +148,13 @@ fn auditors_read_everything_and_change_nothing() {
     assert!(e.decide(&auditor, Action::AuditRead, &Resource::Organisation { tenant: w.tenant }).is_ok());
     // Even a document the auditor "raised" (impossible in practice) stays read-only.
     let theirs = w.doc(&auditor, "draft", None);
-    for a in [Action::DocumentCreate, Action::DocumentSubmit, Action::DocumentAmend, Action::DocumentCancel] {
+    for a in [
+        Action::DocumentCreate,
+        Action::DocumentSubmit,
+        Action::DocumentAmend,
+        Action::DocumentCancel,
+        Action::DocumentEdit,
+    ] {
         let d = e.decide(&auditor, a, &Resource::Document(&theirs)).expect_err("auditor writes");
         assert_eq!(d.forbidden_by, ["auditor-read-only"], "{a}");
     }
@@ -205,6 +211,15 @@ fn raising_reading_and_periods() {
     assert!(e.decide(&hod_sales, Action::DocumentRead, &Resource::Document(&sales_doc)).is_ok());
 
     let fin = w.member(Role::Finance, None);
+    // Only the raiser edits: not the HOD who reads it, not finance or the owner who read
+    // everything.
+    assert!(e.decide(&staff, Action::DocumentEdit, &Resource::Document(&doc)).is_ok());
+    let hod = w.member(Role::Hod, Some(w.ops));
+    let owner = w.member(Role::Owner, None);
+    for other in [&hod, &fin, &owner, &staff_sales] {
+        let d = e.decide(other, Action::DocumentEdit, &Resource::Document(&doc)).expect_err("not the raiser");
+        assert_eq!(d.action, Action::DocumentEdit);
+    }
     let md = w.member(Role::Md, None);
     let id = Uuid::now_v7();
     let period = |reason| Resource::Period { tenant: w.tenant, id, status: "closed", reason };

@@ -74,3 +74,15 @@ pub async fn of_user(tx: &mut TenantTx, user: Uuid) -> Result<Vec<Department>, I
     .map_err(IdentityError::from_store("department"))?;
     Ok(rows)
 }
+
+/// Whether `id` is a live department of this transaction's organisation.
+///
+/// # Errors
+/// Database errors only.
+pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, IdentityError> {
+    let found = sqlx::query_scalar!("select id from departments where id = $1 and deleted_at is null", id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("department"))?;
+    Ok(found.is_some())
+}

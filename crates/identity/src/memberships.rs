@@ -149,3 +149,28 @@ pub async fn bulk_set_status(
     }
     Ok(updated.len())
 }
+
+/// What the authorisation engine needs of a member: their role and department.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveMember {
+    pub role: Role,
+    pub department_id: Option<Uuid>,
+}
+
+/// The active membership of `user` in this transaction's organisation, if any: not deactivated,
+/// not deleted, inside its validity window. A stored role the code does not know counts as none.
+///
+/// # Errors
+/// Database errors only.
+pub async fn active(tx: &mut TenantTx, user: Uuid) -> Result<Option<ActiveMember>, IdentityError> {
+    let row = sqlx::query!(
+        "select role, department_id from memberships
+          where user_id = $1 and status = 'active' and deleted_at is null
+            and valid_from <= now() and (valid_until is null or valid_until > now())",
+        user
+    )
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(IdentityError::from_store("membership"))?;
+    Ok(row.and_then(|r| Some(ActiveMember { role: r.role.parse().ok()?, department_id: r.department_id })))
+}

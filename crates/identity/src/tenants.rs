@@ -167,3 +167,64 @@ pub async fn requires_mfa(tx: &mut TenantTx) -> Result<bool, IdentityError> {
         .map_err(IdentityError::from_store("organisation"))?
         .ok_or(IdentityError::NotFound)
 }
+
+/// The organisation's MD thresholds: currency code → minor units above which the MD approves.
+/// A currency without an entry has no threshold (approvals sends such documents to the MD).
+///
+/// # Errors
+/// Database errors only.
+pub async fn md_thresholds(tx: &mut TenantTx) -> Result<std::collections::BTreeMap<String, i64>, IdentityError> {
+    let rows = sqlx::query!("select currency, threshold_minor from md_thresholds order by currency")
+        .fetch_all(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("md threshold"))?;
+    Ok(rows.into_iter().map(|r| (r.currency, r.threshold_minor)).collect())
+}
+
+/// The MD threshold for one currency (`None`: none set).
+///
+/// # Errors
+/// Database errors only.
+pub async fn md_threshold(tx: &mut TenantTx, currency: &str) -> Result<Option<i64>, IdentityError> {
+    sqlx::query_scalar!("select threshold_minor from md_thresholds where currency = $1", currency)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("md threshold"))
+}
+
+/// Replaces the organisation's MD thresholds with `thresholds` (codes already validated by the
+/// caller) and returns the previous ones. Serialised per organisation (the tenant row is
+/// locked), so two concurrent replacements cannot interleave. The caller authorises and audits.
+///
+/// # Errors
+/// `Invalid` when the database refuses a code or amount; database errors.
+pub async fn replace_md_thresholds(
+    tx: &mut TenantTx,
+    thresholds: &std::collections::BTreeMap<String, i64>,
+) -> Result<std::collections::BTreeMap<String, i64>, IdentityError> {
+    let tenant = tx.tenant().as_uuid();
+    sqlx::query!("select id from tenants where id = $1 for update", tenant)
+        .fetch_one(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("organisation"))?;
+    let before = md_thresholds(tx).await?;
+    sqlx::query!("delete from md_thresholds where tenant_id = $1", tenant)
+        .execute(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("md threshold"))?;
+    for (currency, minor) in thresholds {
+        sqlx::query!(
+            "insert into md_thresholds (tenant_id, currency, threshold_minor) values ($1, $2, $3)",
+            tenant,
+            currency,
+            minor
+        )
+        .execute(tx.conn())
+        .await
+        .map_err(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("23514") => IdentityError::invalid("thresholds", "an ISO 4217 code and 0-10^15 minor units"),
+            _ => IdentityError::from_store("md threshold")(e),
+        })?;
+    }
+    Ok(before)
+}

@@ -115,8 +115,14 @@ impl IsolationMetrics {
     }
 }
 
+/// One flush at a time per process: a reader that flushes before reading today's figure waits
+/// for a flush in flight (the background task's) to commit, instead of finding nothing pending
+/// and reading the row before that insert is visible.
+static FLUSHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Adds this process's pending refusals to today's shared figure. On failure they stay pending.
 pub(crate) async fn flush(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let _one_at_a_time = FLUSHING.lock().await;
     let m = global();
     let n = m.pending.swap(0, Ordering::AcqRel);
     if n == 0 {

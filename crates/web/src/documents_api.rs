@@ -6,7 +6,9 @@
 //! the field), versions (`ETag` / `If-Match` → 412, body `version` → 409), idempotency keys,
 //! refusals (403 audited in a transaction of their own; other organisations' ids 404).
 
-use approvals::documents::{self, ApprovalError, Document, Kind, Member, NewAttachment, NewDocument, NewLine};
+use approvals::documents::{
+    self, ApprovalError, Document, Edit, Kind, MdThresholds, Member, NewAttachment, NewDocument, NewLine,
+};
 use approvals::inbox::{self, BulkError, BulkItem, Filter, View};
 use approvals::{Currency, MoneyError, Status, Transition};
 use authz::Action;
@@ -98,7 +100,14 @@ async fn refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError)
             format!("fiscal period {period} is closed: documents dated in it cannot change"),
         )
         .with_details(json!({ "period": period })),
+        ApprovalError::NotEditable { status } => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_editable",
+            format!("a {status} document cannot be edited: only drafts and queried documents can"),
+        )
+        .with_details(json!({ "status": status })),
         ApprovalError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        ApprovalError::Identity(i) => i.into(),
         ApprovalError::Audit(a) => a.into(),
         ApprovalError::Store(s) => s.into(),
         ApprovalError::Database(d) => store::StoreError::from(d).into(),
@@ -651,18 +660,134 @@ pub async fn reopen_period(
     reply(&state, &p, "POST /api/v1/periods/{id}/reopen", tx, StatusCode::OK, r).await
 }
 
-#[derive(Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ThresholdBody {
-    /// Minor units; `null` removes the MD level.
-    md_threshold_minor: Option<i64>,
-}
-
-/// `PUT /api/v1/settings/approvals` {md_threshold_minor} (owner, admin) → the new setting.
-pub async fn set_threshold(State(state): State<AppState>, p: Principal, body: Bytes) -> Result<Response, ApiError> {
-    let req: ThresholdBody = json(&body)?;
+/// `GET /api/v1/settings/approvals` (owner, admin) → `{thresholds: {"EUR": 1000000, ...}}`.
+pub async fn get_thresholds(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let r = documents::set_md_threshold(&mut tx, &state.authz, &m, req.md_threshold_minor).await.map(|()| req);
+    let r = documents::md_thresholds(&mut tx, &state.authz, &m).await;
+    reply(&state, &p, "GET /api/v1/settings/approvals", tx, StatusCode::OK, r).await
+}
+
+/// `PUT /api/v1/settings/approvals` {thresholds: {"EUR": 1000000, "GBP": 850000}} (owner,
+/// admin) → the new setting. Minor units per ISO 4217 currency; a currency left out goes to
+/// the MD whatever the amount.
+pub async fn set_threshold(State(state): State<AppState>, p: Principal, body: Bytes) -> Result<Response, ApiError> {
+    let req: MdThresholds = json(&body)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let r = documents::set_md_thresholds(&mut tx, &state.authz, &m, &req).await;
     reply(&state, &p, "PUT /api/v1/settings/approvals", tx, StatusCode::OK, r).await
+}
+
+/// `GET /api/v1/periods/{id}` → the period (finance, MD, admins, auditors; others and other
+/// organisations' ids 404).
+pub async fn get_period(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let r = documents::period(&mut tx, &state.authz, &m, id).await;
+    reply(&state, &p, "GET /api/v1/periods/{id}", tx, StatusCode::OK, r).await
+}
+
+// --- Editing -------------------------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EditBody {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    department_id: Option<String>,
+    #[serde(default)]
+    document_date: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    /// Replaces every line.
+    #[serde(default)]
+    lines: Option<Vec<LineBody>>,
+    /// Replaces the attachment list (unchanged ones keep their id; dropped ones are withdrawn).
+    #[serde(default)]
+    attachments: Option<Vec<AttachmentBody>>,
+    /// The version the caller read (alternative to `If-Match`).
+    #[serde(default)]
+    version: Option<i32>,
+}
+
+/// `PATCH /api/v1/documents/{id}` {title?, department_id?, document_date?, currency?, lines?,
+/// attachments?, version?} with `If-Match` (or `version`), `Idempotency-Key` optional → 200 with
+/// the document and its new `ETag`. Drafts and queried documents only (else 409
+/// `not_editable`), by their raiser only (else 403); stale versions as for transitions.
+pub async fn edit(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let req: EditBody = json(&body)?;
+    let changes = Edit {
+        title: req.title,
+        department_id: req.department_id.as_deref().map(|d| uuid_field("department_id", d)).transpose()?,
+        document_date: req.document_date.as_deref().map(|d| date("document_date", d)).transpose()?,
+        currency: req.currency.as_deref().map(|c| currency("currency", c)).transpose()?,
+        lines: req.lines.map(|ls| {
+            ls.into_iter().map(|l| NewLine { description: l.description, amount_minor: l.amount_minor }).collect()
+        }),
+        attachments: req.attachments.map(|a| {
+            a.into_iter()
+                .map(|a| NewAttachment {
+                    name: a.name,
+                    reference: a.reference,
+                    media_type: a.media_type,
+                    sha256: a.sha256,
+                })
+                .collect()
+        }),
+    };
+    let header_version = if_match(&headers)?;
+    let version = match (header_version, req.version) {
+        (Some(h), Some(b)) if h != b => return Err(unprocessable("version", "version: differs from If-Match")),
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition_required",
+                "name the version you read: If-Match: \"<version>\" (the document's ETag) or \"version\" in the body",
+            ));
+        }
+    };
+    let route = format!("PATCH /api/v1/documents/{id}");
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let m = member(&p, &mut tx).await?;
+    let idem = match claim(&mut tx, &p, &headers, &route, &body).await? {
+        Claimed::Replay(r) => return Ok(r),
+        Claimed::Go(i) => i,
+    };
+    match documents::edit(&mut tx, &state.authz, &m, id, version, &changes).await {
+        Ok(doc) => {
+            p.checked.mark();
+            finish(tx, idem, StatusCode::OK, to_json(&doc)?).await
+        }
+        Err(ApprovalError::Stale { current }) if header_version.is_some() => {
+            drop(tx);
+            let mut r = ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("If-Match does not match: the document is at version {current}"),
+            )
+            .with_details(json!({ "current_version": current }))
+            .into_response();
+            r.headers_mut().insert(header::ETAG, etag(current));
+            Ok(r)
+        }
+        Err(e) => {
+            drop(tx);
+            Err(refusal(&state, &p, "PATCH /api/v1/documents/{id}", e).await)
+        }
+    }
 }

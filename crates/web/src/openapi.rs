@@ -117,7 +117,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("PUT", "/settings/ip-allowlist") => (Some(of::<ipl::PutBody>()), json("200", of::<ipl::ListResponse>())),
         ("GET", "/settings/mfa") => (None, json("200", of::<mfa::MfaSettingBody>())),
         ("PUT", "/settings/mfa") => (Some(of::<mfa::MfaSetting>()), json("200", of::<mfa::MfaSettingBody>())),
-        ("PUT", "/settings/approvals") => (Some(of::<docs::ThresholdBody>()), json("200", of::<docs::ThresholdBody>())),
+        ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
+        ("PUT", "/settings/approvals") => {
+            (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))
+        }
         ("GET", "/audit/events") => (None, json("200", list_of::<audit::query::EventRow>())),
         ("GET", "/audit/export") => (None, Text("NDJSON or CSV stream", &["application/x-ndjson", "text/csv"])),
         ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), json("200", of::<sess::Revoked>())),
@@ -150,11 +153,15 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/documents") => (Some(of::<docs::CreateBody>()), json("201", of::<approvals::documents::Document>())),
         ("GET", "/documents") => (None, json("200", list_of::<approvals::inbox::Item>())),
         ("GET", "/documents/{id}") => (None, json("200", of::<approvals::documents::Document>())),
+        ("PATCH", "/documents/{id}") => {
+            (Some(of::<docs::EditBody>()), json("200", of::<approvals::documents::Document>()))
+        }
         ("POST", "/documents/{id}/transitions") => {
             (Some(of::<docs::TransitionBody>()), json("200", of::<approvals::documents::Document>()))
         }
         ("POST", "/documents/bulk-approve") => (Some(of::<docs::BulkBody>()), json("200", of::<docs::BulkApproved>())),
         ("GET", "/periods") => (None, json("200", list_of::<approvals::documents::Period>())),
+        ("GET", "/periods/{id}") => (None, json("200", of::<approvals::documents::Period>())),
         ("POST", "/periods") => (Some(of::<docs::OpenBody>()), json("201", of::<approvals::documents::Period>())),
         ("POST", "/periods/{id}/close" | "/periods/{id}/reopen") => {
             (Some(of::<docs::ReasonBody>()), json("200", of::<approvals::documents::Period>()))
@@ -335,7 +342,7 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
              the same key is 422 `idempotency_key_reused`.",
         ));
     }
-    if (m, path) == ("POST", "/api/v1/documents/{id}/transitions") {
+    if matches!((m, path), ("POST", "/api/v1/documents/{id}/transitions") | ("PATCH", "/api/v1/documents/{id}")) {
         op = op.parameter(header_param(
             "If-Match",
             "The document version read (its `ETag`, e.g. `\"3\"`); stale: 412 `stale_version`. \

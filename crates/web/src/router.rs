@@ -142,6 +142,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
         .get("/settings/mfa", Org(Action::SettingsManage), mfa_api::get_required)
         .put("/settings/mfa", Org(Action::SettingsManage), mfa_api::set_required)
+        .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents_api::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents_api::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit_api::events)
         .get("/audit/export", Org(Action::AuditRead), audit_api::export)
@@ -173,10 +174,12 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/documents", Domain(&[Action::DocumentCreate]), documents_api::create)
         .get("/documents", Domain(&[Action::DocumentRead]), documents_api::list)
         .get("/documents/{id}", Domain(&[Action::DocumentRead]), documents_api::get)
+        .add(axum::http::Method::PATCH, "/documents/{id}", Domain(&[Action::DocumentEdit]), documents_api::edit)
         .post("/documents/{id}/transitions", Domain(documents_api::TRANSITION_ACTIONS), documents_api::transition)
         .post("/documents/bulk-approve", Domain(&[Action::DocumentApprove]), documents_api::bulk_approve)
         .get("/periods", Domain(&[Action::PeriodRead]), documents_api::periods)
         .post("/periods", Domain(&[Action::PeriodOpen]), documents_api::open_period)
+        .get("/periods/{id}", Domain(&[Action::PeriodRead]), documents_api::get_period)
         .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), documents_api::close_period)
         .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), documents_api::reopen_period);
     // Reads every message, codes included: never routed unless asked for at start-up.
