@@ -81,7 +81,7 @@ async fn outbox_rows_hold_no_plaintext_code_or_invitation_token() {
         .json()
         .await
         .expect("json");
-    assert!(dev[0]["body"].as_str().is_some_and(|b| b.contains(code)), "{dev}");
+    assert!(dev["items"][0]["body"].as_str().is_some_and(|b| b.contains(code)), "{dev}");
 
     // An invitation token, through the one outbox writer every mail goes through.
     let token = "csi_0123456789abcdef0123456789abcdef";
