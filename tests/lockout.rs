@@ -184,7 +184,8 @@ async fn mfa_management_honours_the_configured_lockout_threshold() {
     let (s, _) = call(&base, reqwest::Method::POST, "/me/mfa/totp", &token, json!({})).await;
     assert_eq!(s, StatusCode::OK);
     for _ in 0..2 {
-        let (s, e) = call(&base, reqwest::Method::POST, "/me/mfa/totp/confirm", &token, json!({"code": "000000"})).await;
+        let (s, e) =
+            call(&base, reqwest::Method::POST, "/me/mfa/totp/confirm", &token, json!({"code": "000000"})).await;
         assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")), "{e}");
     }
     // Locked after 2, not the default 5: even a code would now be refused unseen.
@@ -208,7 +209,8 @@ async fn password_change_guesses_honour_the_configured_lockout_threshold() {
     let policy = LoginPolicy { lock_after: LockAfter::new(2).expect("threshold"), ..LoginPolicy::default() };
     let base = server(&db, policy).await;
     let token = access_token(&base, "user1@acme.example").await;
-    let change = |current: &'static str| json!({"current_password": current, "new_password": "a brand new passphrase 42"});
+    let change =
+        |current: &'static str| json!({"current_password": current, "new_password": "a brand new passphrase 42"});
     for _ in 0..2 {
         let (s, e) = call(&base, reqwest::Method::POST, "/me/password", &token, change(WRONG)).await;
         assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_password")), "{e}");

@@ -141,10 +141,11 @@ impl Lockout {
     /// # Errors
     /// [`IdentityError::Locked`], or a store error.
     pub async fn ensure_open(&self, g: &mut GlobalTx, key: &LockKey) -> Result<(), IdentityError> {
-        let until = sqlx::query_scalar!("select locked_until from credential_failures where lock_key = $1", &key.hash[..])
-            .fetch_optional(g.conn())
-            .await?
-            .flatten();
+        let until =
+            sqlx::query_scalar!("select locked_until from credential_failures where lock_key = $1", &key.hash[..])
+                .fetch_optional(g.conn())
+                .await?
+                .flatten();
         match until {
             Some(until) if until > Utc::now() => {
                 let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);

@@ -512,12 +512,10 @@ pub async fn bump_epoch(g: &mut store::GlobalTx, user: Uuid) -> Result<(), Ident
 /// every organisation, every address). Audited when something was counted. Returns whether
 /// anything was counted.
 pub async fn unlock(g: &mut store::GlobalTx, who: &Who, user: Uuid) -> Result<bool, IdentityError> {
-    let counted = sqlx::query_scalar!(
-        r#"select exists(select 1 from credential_failures where user_id = $1) as "e!""#,
-        user
-    )
-    .fetch_one(g.conn())
-    .await?;
+    let counted =
+        sqlx::query_scalar!(r#"select exists(select 1 from credential_failures where user_id = $1) as "e!""#, user)
+            .fetch_one(g.conn())
+            .await?;
     crate::lockout::clear_user(g, user).await?;
     if counted {
         let event = Event::new("user.unlocked", Entity::of("user", user)?, Changes::none())?;

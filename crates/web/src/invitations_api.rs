@@ -138,7 +138,15 @@ pub async fn accept(
     bounded("name", req.name.as_deref().unwrap_or_default(), 200)?;
     let presented: PresentedInvitation = req.token.parse()?;
     let acceptance = Acceptance { name: req.name, password: req.password.map(SecretString::from) };
-    let done = invitations::accept(&state.store, &state.auth.hasher, &state.auth.lockout(), &presented, &acceptance, &origin(&ctx)).await?;
+    let done = invitations::accept(
+        &state.store,
+        &state.auth.hasher,
+        &state.auth.lockout(),
+        &presented,
+        &acceptance,
+        &origin(&ctx),
+    )
+    .await?;
     Ok(Json(Accepted {
         organisation_id: done.tenant.as_uuid(),
         user_id: done.user_id,

@@ -268,7 +268,9 @@ pub async fn regenerate(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    let codes = mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
+    let codes =
+        mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code)
+            .await?;
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 
