@@ -87,7 +87,7 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
         let status = r.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let retry: u64 = r.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
-            assert!((1..=60).contains(&retry), "{retry}");
+            assert!((1..=180).contains(&retry), "one attempt refills every 3 minutes: {retry}");
             let v: Value = r.json().await.expect("json");
             assert_eq!(v["error"]["code"], "rate_limited");
         }

@@ -60,12 +60,11 @@ pub(crate) async fn verify_password(
 
 /// Replaces the user's password after verifying the current one. `identity` is what the new
 /// password must not contain (email, organisation name). Commits its own transaction, so that a
-/// wrong guess is counted even though the call fails.
+/// wrong guess is counted even though the call fails. The guesses count in `auth`'s lockout.
 pub async fn change_password(
     store: &store::Store,
     who: &Who,
-    hasher: &Hasher,
-    lockout: &Lockout,
+    auth: &sessions::Authenticator,
     user: Uuid,
     current: &SecretString,
     new: &SecretString,
@@ -79,7 +78,8 @@ pub async fn change_password(
     if creds.status != "active" {
         return Err(IdentityError::Unauthenticated);
     }
-    if !verify_password(&mut g, hasher, lockout, &lockout.account(user), &creds, current).await? {
+    let (hasher, lockout) = (&auth.hasher, auth.lockout());
+    if !verify_password(&mut g, hasher, &lockout, &lockout.account(user), &creds, current).await? {
         let event = Event::new("user.password_change_failed", Entity::of("user", user)?, Changes::none())?
             .with_reason("wrong current password")?;
         audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;

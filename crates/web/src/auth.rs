@@ -212,6 +212,6 @@ async fn rejected(state: &AppState, key: &PresentedKey, ctx: &ClientContext) {
         }
     };
     let who = audit::Who::new(audit::Actor::system("web:auth"), origin(ctx));
-    let refusal = crate::refusals::Refusal::Checked(who, event);
+    let refusal = crate::refusals::Refusal::Checked(Box::new((who, event)));
     state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, refusal).await;
 }

@@ -227,7 +227,7 @@ pub(crate) async fn denied(
     }
     let event = audit::Event::new("access.denied", entity, changes)?;
     let ip = p.who.origin.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let refusal = crate::refusals::Refusal::Checked(p.who.clone(), event);
+    let refusal = crate::refusals::Refusal::Checked(Box::new((p.who.clone(), event)));
     state.refusals.record(&state.store, p.tenant, "access.denied", ip, refusal).await;
     Ok(())
 }

@@ -110,8 +110,7 @@ pub async fn change_password(
     identity::account::change_password(
         &state.store,
         &p.who,
-        &state.auth.hasher,
-        &state.auth.lockout(),
+        &state.auth,
         user,
         &SecretString::from(req.current_password),
         &SecretString::from(req.new_password),

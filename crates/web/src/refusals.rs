@@ -73,7 +73,7 @@ impl std::fmt::Debug for RefusalLog {
 /// What one refusal contributes.
 pub(crate) enum Refusal {
     /// Reached the credential or policy check; `who` and `event` describe it.
-    Checked(audit::Who, audit::Event),
+    Checked(Box<(audit::Who, audit::Event)>),
     /// Answered 429 before any database work: counted into an open record only.
     RateLimited,
 }
@@ -101,8 +101,8 @@ impl RefusalLog {
             Some(e) => {
                 e.pending += 1;
                 e.rate_limited += limited;
-                if let Refusal::Checked(who, event) = r {
-                    e.last = (who, event);
+                if let Refusal::Checked(checked) = r {
+                    e.last = *checked;
                 }
                 if now.duration_since(e.opened) < WINDOW {
                     return None;
@@ -120,7 +120,8 @@ impl RefusalLog {
             }
             None => {
                 // Rate limited with nothing on record to attach it to: `/metrics` only.
-                let Refusal::Checked(who, event) = r else { return None };
+                let Refusal::Checked(checked) = r else { return None };
+                let (who, event) = *checked;
                 if map.len() >= MAX_ENTRIES {
                     map.retain(|_, e| e.pending > 0 || now.duration_since(e.opened) < WINDOW);
                 }
