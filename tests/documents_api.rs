@@ -873,7 +873,9 @@ async fn a_document_exports_alone_as_a_named_attachment() {
     assert!(d.contains("-all-") && d.ends_with(".ndjson\""), "{d}");
     // An id that could break out of the query (or the header) is refused before anything starts.
     // (Control characters are refused by the edge, for every query parameter, as invalid_text.)
-    for (bad, code) in [("x'%20or%20'1'='1", "invalid_field"), ("a%22b", "invalid_field"), ("%0d%0aSet-Cookie:x", "invalid_text")] {
+    for (bad, code) in
+        [("x'%20or%20'1'='1", "invalid_field"), ("a%22b", "invalid_field"), ("%0d%0aSet-Cookie:x", "invalid_text")]
+    {
         let r = send(Method::GET, &w.url(&format!("/audit/export?entity_id={bad}")), Some(&w.admin), None, &[]).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{bad}: {}", r.body);
         assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("entity_id")), "{bad}: {}", r.body);

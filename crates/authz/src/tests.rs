@@ -270,11 +270,9 @@ fn every_question_shape_is_proven_against_the_schema_at_load() {
     }
 
     // Evaluation without the schema's action entities is only sound for a flat action hierarchy.
-    let grouped = schema_with(
-        "\"departments.read\"\n    appliesTo",
-        "\"departments.read\" in [\"org\"]\n    appliesTo",
-    )
-    .replacen("namespace Countersign {", "namespace Countersign {\n  action \"org\";", 1);
+    let grouped =
+        schema_with("\"departments.read\"\n    appliesTo", "\"departments.read\" in [\"org\"]\n    appliesTo")
+            .replacen("namespace Countersign {", "namespace Countersign {\n  action \"org\";", 1);
     let Err(LoadError::Schema(message)) = Engine::from_sources(&grouped, POLICY_FILES) else {
         panic!("action groups accepted")
     };
