@@ -118,6 +118,19 @@ async fn refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError)
     }
 }
 
+/// 412 for a stale `If-Match`, with the document's current version and `ETag`.
+fn if_match_failed(current: i32) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        format!("If-Match does not match: the document is at version {current}"),
+    )
+    .with_details(json!({ "current_version": current }))
+    .into_response();
+    r.headers_mut().insert(header::ETAG, etag(current));
+    r
+}
+
 fn etag(version: i32) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
@@ -476,15 +489,7 @@ pub async fn transition(
         }
         Err(ApprovalError::Stale { current }) if header_version.is_some() => {
             drop(tx);
-            let mut r = ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                format!("If-Match does not match: the document is at version {current}"),
-            )
-            .with_details(json!({ "current_version": current }))
-            .into_response();
-            r.headers_mut().insert(header::ETAG, etag(current));
-            Ok(r)
+            Ok(if_match_failed(current))
         }
         Err(e) => {
             drop(tx);
@@ -775,15 +780,7 @@ pub async fn edit(
         }
         Err(ApprovalError::Stale { current }) if header_version.is_some() => {
             drop(tx);
-            let mut r = ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                format!("If-Match does not match: the document is at version {current}"),
-            )
-            .with_details(json!({ "current_version": current }))
-            .into_response();
-            r.headers_mut().insert(header::ETAG, etag(current));
-            Ok(r)
+            Ok(if_match_failed(current))
         }
         Err(e) => {
             drop(tx);
