@@ -6,6 +6,7 @@
 //! (64 lowercase hex), signed_at (microseconds since the Unix epoch, decimal).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -143,17 +144,50 @@ pub async fn checkpoint_dirty(store: &Store, key: &CheckpointKey) -> Result<usiz
     let mut signed = 0;
     for tenant in tenants {
         let mut tx = store.tenant_tx(tenant).await?;
-        if checkpoint_tenant(&mut tx, key).await?.is_some() {
+        let cp = checkpoint_tenant(&mut tx, key).await?;
+        tx.commit().await?;
+        if let Some(cp) = cp {
+            committed(&cp);
             signed += 1;
         }
-        tx.commit().await?;
     }
     let mut g = store.global_tx().await?;
-    if checkpoint_platform(g.conn(), key).await?.is_some() {
+    let cp = checkpoint_platform(g.conn(), key).await?;
+    g.commit().await?;
+    if let Some(cp) = cp {
+        committed(&cp);
         signed += 1;
     }
-    g.commit().await?;
     Ok(signed)
+}
+
+/// What this process's checkpointer ([`checkpoint_dirty`]) has committed since the process
+/// started: a live figure for `GET /api/v1/security`, nothing about any tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Activity {
+    /// Checkpoints signed and committed (tenant chains and the platform chain).
+    pub signed: u64,
+    /// When the newest of them was signed; `None` before the first.
+    pub last_signed_at: Option<DateTime<Utc>>,
+}
+
+static SIGNED: AtomicU64 = AtomicU64::new(0);
+/// Microseconds since the epoch of the newest committed checkpoint; `i64::MIN`: none yet.
+static LAST_SIGNED_US: AtomicI64 = AtomicI64::new(i64::MIN);
+
+fn committed(cp: &Checkpoint) {
+    SIGNED.fetch_add(1, Ordering::Relaxed);
+    LAST_SIGNED_US.fetch_max(cp.signed_at.timestamp_micros(), Ordering::Relaxed);
+}
+
+/// This process's checkpointing so far.
+#[must_use]
+pub fn activity() -> Activity {
+    let last = LAST_SIGNED_US.load(Ordering::Relaxed);
+    Activity {
+        signed: SIGNED.load(Ordering::Relaxed),
+        last_signed_at: (last != i64::MIN).then(|| DateTime::from_timestamp_micros(last)).flatten(),
+    }
 }
 
 /// Runs `checkpoint_dirty` every `every` until the task is dropped or aborted.

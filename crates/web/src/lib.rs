@@ -22,6 +22,7 @@ mod mfa_api;
 pub mod openapi;
 pub mod refusals;
 mod router;
+pub mod security;
 mod session_api;
 pub mod session_cache;
 

@@ -106,6 +106,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/metrics") => (None, Text("Prometheus text", &["text/plain"])),
         ("GET", "/api/openapi.json") => (None, Success::Document),
         ("GET", "/status") => (None, json("200", of::<health::Status>())),
+        ("GET", "/security") => (None, json("200", of::<crate::security::SecurityMatrix>())),
         ("POST", "/auth/login") => (Some(of::<sess::LoginRequest>()), sign_in()),
         ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),

@@ -137,6 +137,11 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/invitations/accept", SignIn, invitations_api::accept)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), session_api::refresh)
         .get("/status", Public("counters only, no tenant data"), health::status)
+        .get(
+            "/security",
+            Public("the published security claims and counters, no tenant data"),
+            crate::security::security,
+        )
         .post("/auth/logout", Own, session_api::logout)
         .get("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::get)
         .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
