@@ -135,6 +135,19 @@ pub enum Command {
     /// Operator tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write docs/SECURITY.md and the README's security section from security/controls.toml,
+    /// after checking that every test the manifest names exists.
+    SecurityDocs(SecurityDocsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SecurityDocsArgs {
+    /// Write nothing; exit 1 when a document differs from what the manifest says.
+    #[arg(long)]
+    pub check: bool,
+    /// The repository checkout (holds security/controls.toml).
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -1,9 +1,10 @@
-//! `countersign`: serve, demo, migrate, audit, admin.
+//! `countersign`: serve, demo, migrate, audit, admin, security-docs.
 
 mod audit_cmd;
 mod config;
 mod demo;
 mod mfa_cmd;
+mod security_docs;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
+        Command::SecurityDocs(args) => security_docs::run(&args),
         Command::Serve(args) => {
             let keys = ServerKeys::load(&cli.db)?;
             let store = store::Store::open(&settings).await?;
