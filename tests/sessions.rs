@@ -113,6 +113,52 @@ async fn replayed_refresh_token_revokes_the_whole_family() {
     assert_eq!(refresh(&base, "csr_garbage").await.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// One refresh token sent eight times at once: the rotation is one statement that marks the token
+/// used only if it was unused, so exactly one use rotates; the others find it used — a replay —
+/// and the family dies, the winner's new tokens with it. Nothing answers 5xx (no deadlock between
+/// the rotation and the revocations).
+#[tokio::test]
+async fn a_refresh_token_used_concurrently_rotates_once_and_revokes_the_family() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    with_password(&db, a.users[0]).await;
+    let base = spawn_with_key(&db, key()).await;
+    let r: Value = login(&base, "acme", "user0@acme.example", PASSWORD).await.json().await.expect("json");
+    let token = r["refresh_token"].as_str().expect("refresh").to_owned();
+    let session = r["session_id"].as_str().expect("session").to_owned();
+
+    let uses = (0..8).map(|_| {
+        let (base, token) = (base.clone(), token.clone());
+        tokio::spawn(async move {
+            let r = refresh(&base, &token).await;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            (status, body["refresh_token"].as_str().map(str::to_owned))
+        })
+    });
+    let mut rotated = Vec::new();
+    for u in uses {
+        let (status, next) = u.await.expect("task");
+        assert!(status == StatusCode::OK || status == StatusCode::UNAUTHORIZED, "{status}");
+        if status == StatusCode::OK {
+            rotated.push(next.expect("a rotated token"));
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one use rotates the token");
+    assert_eq!(refresh(&base, &rotated[0]).await.status(), StatusCode::UNAUTHORIZED, "the family is revoked");
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    let (unused, revoked): (i64, bool) = sqlx::query_as(
+        "select (select count(*) from refresh_tokens where session_id = s.id and used_at is null),
+                s.revoked_at is not null
+           from sessions s where s.id = $1::uuid",
+    )
+    .bind(&session)
+    .fetch_one(tx.conn())
+    .await
+    .expect("session");
+    assert_eq!((unused, revoked), (1, true), "one successor token was issued, and its session is revoked");
+}
+
 /// Two server processes (same database, same token key): a session revoked through one is
 /// refused by the other within a second, although the other had it cached.
 #[tokio::test]

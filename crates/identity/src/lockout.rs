@@ -141,17 +141,28 @@ impl Lockout {
     /// # Errors
     /// [`IdentityError::Locked`], or a store error.
     pub async fn ensure_open(&self, g: &mut GlobalTx, key: &LockKey) -> Result<(), IdentityError> {
-        let until =
+        self.ensure_open_counted(g, key).await.map(|_| ())
+    }
+
+    /// [`Self::ensure_open`], answering whether failures are counted against `key` (when not,
+    /// a passed check has nothing to reset: [`Self::passed`] can be skipped).
+    ///
+    /// # Errors
+    /// [`IdentityError::Locked`], or a store error.
+    pub async fn ensure_open_counted(&self, g: &mut GlobalTx, key: &LockKey) -> Result<bool, IdentityError> {
+        let Some(until) =
             sqlx::query_scalar!("select locked_until from credential_failures where lock_key = $1", &key.hash[..])
                 .fetch_optional(g.conn())
                 .await?
-                .flatten();
+        else {
+            return Ok(false);
+        };
         match until {
             Some(until) if until > Utc::now() => {
                 let retry_after = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
                 Err(IdentityError::Locked { retry_after })
             }
-            _ => Ok(()),
+            _ => Ok(true),
         }
     }
 

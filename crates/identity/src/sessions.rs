@@ -115,6 +115,8 @@ struct Account {
     id: Uuid,
     status: String,
     hash: Option<String>,
+    /// A TOTP is confirmed or the user is a platform admin: a second factor follows the password.
+    second_factor: bool,
 }
 
 impl Authenticator {
@@ -127,9 +129,17 @@ impl Authenticator {
     /// Password login to one organisation. Unknown organisation, unknown email, wrong password,
     /// disabled user and missing membership all answer `Unauthenticated` after the same argon2
     /// work and count alike against the attempt's lock key (organisation as named, email,
-    /// source address); a locked key answers `Locked` to members and strangers alike. Every
-    /// outcome is audited in the organisation. A correct password yields tokens only when no
-    /// second factor is needed; otherwise an MFA challenge (see [`crate::mfa::after_first_factor`]).
+    /// source address); a locked key answers `Locked` to members and strangers alike — checked
+    /// before the hash and again after it, so failures counted while it ran (guesses sent in
+    /// parallel) lock the key for this attempt too. Every outcome is audited in the organisation.
+    /// A correct password yields tokens only when no second factor is needed; otherwise an MFA
+    /// challenge (see [`crate::mfa::after_first_factor`]).
+    ///
+    /// Round trips are what a login costs besides its one argon2 computation: the common case
+    /// (a member without a second factor and without counted failures) is one identity
+    /// transaction (the account, the lock key before and after the hash) and one organisation
+    /// transaction (membership and the organisation's MFA rule, then the session, its first
+    /// refresh token and the audit event).
     pub async fn login(
         &self,
         store: &Store,
@@ -143,7 +153,8 @@ impl Authenticator {
         let lockout = self.lockout();
         let mut g = store.global_tx().await?;
         let account = sqlx::query!(
-            r#"select u.id, u.status, c.password_hash as "hash?"
+            r#"select u.id, u.status, c.password_hash as "hash?", u.platform_admin,
+                      exists(select 1 from user_totp t where t.user_id = u.id and t.confirmed_at is not null) as "totp!"
                  from users u left join user_credentials c on c.user_id = u.id
                 where u.email = $1::text::citext"#,
             email.as_str()
@@ -151,7 +162,12 @@ impl Authenticator {
         .fetch_optional(g.conn())
         .await
         .map_err(IdentityError::from_store("user"))?
-        .map(|r| Account { id: r.id, status: r.status, hash: r.hash });
+        .map(|r| Account {
+            id: r.id,
+            status: r.status,
+            hash: r.hash,
+            second_factor: r.totp || r.platform_admin,
+        });
         let key = lockout.sign_in(organisation, email, origin.ip, account.as_ref().map(|a| a.id));
 
         match lockout.ensure_open(&mut g, &key).await {
@@ -184,7 +200,16 @@ impl Authenticator {
                 return Err(IdentityError::Unauthenticated);
             }
         };
-        if verified.rehash {
+        // Checked again after the hash: a key that other attempts locked while it ran refuses
+        // this one too, as one more failure answered like a wrong password (a 429 here would say
+        // that this password was right). Otherwise: whether failures are counted against the key
+        // (forgotten when a session opens).
+        let counted = match lockout.ensure_open_counted(&mut g, &key).await {
+            Ok(counted) => Some(counted),
+            Err(IdentityError::Locked { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if counted.is_some() && verified.rehash {
             let upgraded = self.hasher.hash(password).await?;
             sqlx::query!("update user_credentials set password_hash = $2 where user_id = $1", account.id, upgraded)
                 .execute(g.conn())
@@ -193,14 +218,33 @@ impl Authenticator {
         g.commit().await?;
         // The right password where it opens nothing (no such organisation, a disabled user, no
         // membership) counts like a wrong one: every refusal of this pair is the same refusal.
+        let mut opening = None;
         let refusal = match tenant {
+            _ if counted.is_none() => Some(Some("locked")),
             None => Some(None),
             Some(_) if account.status != "active" => Some(Some("user_disabled")),
             Some(t) => {
                 let mut tx = store.tenant_tx(t).await?;
-                let member = crate::mfa::is_member(&mut tx, account.id).await?;
-                drop(tx);
-                (!member).then_some(Some("no_membership"))
+                let found = sqlx::query!(
+                    r#"select t.require_mfa,
+                              exists(select 1 from memberships
+                                      where user_id = $2 and status = 'active' and deleted_at is null
+                                        and valid_from <= now() and (valid_until is null or valid_until > now())) as "member!"
+                         from tenants t where t.id = $1"#,
+                    t.as_uuid(),
+                    account.id
+                )
+                .fetch_optional(tx.conn())
+                .await?;
+                match found {
+                    Some(f) if f.member => {
+                        if !(f.require_mfa || account.second_factor) {
+                            opening = Some(tx);
+                        }
+                        None
+                    }
+                    _ => Some(Some("no_membership")),
+                }
             }
         };
         if let Some(why) = refusal {
@@ -213,6 +257,26 @@ impl Authenticator {
             return Err(IdentityError::Unauthenticated);
         }
         let Some(tenant) = tenant else { return Err(IdentityError::Unauthenticated) };
+        if let Some(tx) = opening {
+            // No second factor: every factor this sign-in needs is passed, and the count starts
+            // again (what `after_first_factor` does, without asking again for what is known) —
+            // after the session's transaction, so no connection is held while taking another.
+            let issued = self.open_session_in(tx, account.id, origin, "password").await?;
+            if counted == Some(true) {
+                let reset = async {
+                    let mut g = store.global_tx().await?;
+                    lockout.passed(&mut g, &key).await?;
+                    g.commit().await?;
+                    Ok::<_, IdentityError>(())
+                }
+                .await;
+                if let Err(e) = reset {
+                    // The count stays: stricter, never looser.
+                    tracing::warn!(error = %e, "could not reset a lock key's count after a login");
+                }
+            }
+            return Ok(crate::mfa::LoginOutcome::Issued(issued));
+        }
         // The count starts again only when a session opens (`after_first_factor`): a user who
         // will face a second factor keeps it until that is passed, so a known password does not
         // buy fresh guesses at the code with every login.
@@ -240,36 +304,51 @@ impl Authenticator {
         origin: &Origin,
         method: &str,
     ) -> Result<Issued, IdentityError> {
-        let mut tx = store.tenant_tx(tenant).await?;
-        let Some(m) = sqlx::query!(
-            "select m.id, m.role, u.session_epoch from memberships m join users u on u.id = m.user_id
-              where m.user_id = $1 and m.status = 'active' and m.deleted_at is null and u.status = 'active'
-                and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())",
-            user
+        let tx = store.tenant_tx(tenant).await?;
+        self.open_session_in(tx, user, origin, method).await
+    }
+
+    /// [`Self::open_session`] in `tx` (which it commits): one statement checks the user and the
+    /// membership and inserts the session and its first refresh token, then the audit event.
+    async fn open_session_in(
+        &self,
+        mut tx: TenantTx,
+        user: Uuid,
+        origin: &Origin,
+        method: &str,
+    ) -> Result<Issued, IdentityError> {
+        let tenant = tx.tenant();
+        let session_id = Uuid::now_v7();
+        let (refresh, hash) = new_refresh(tenant, session_id);
+        let Some(role) = sqlx::query_scalar!(
+            "with m as (
+                 select m.id, m.role, u.session_epoch from memberships m join users u on u.id = m.user_id
+                  where m.user_id = $1 and m.status = 'active' and m.deleted_at is null and u.status = 'active'
+                    and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())
+             ), s as (
+                 insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at, ip, user_agent)
+                 select current_setting('app.tenant_id')::uuid, $2, $1, m.id, m.role, m.session_epoch,
+                        now() + make_interval(days => $3::int), $4::text::inet, $5
+                   from m
+                 returning role
+             ), r as (
+                 insert into refresh_tokens (tenant_id, token_hash, session_id)
+                 select current_setting('app.tenant_id')::uuid, $6, $2 from s
+             )
+             select role from s",
+            user,
+            session_id,
+            i32::try_from(SESSION_TTL_DAYS).unwrap_or(30),
+            origin.ip.map(|ip| ip.to_string()),
+            origin.user_agent.as_deref(),
+            &hash[..],
         )
         .fetch_optional(tx.conn())
         .await?
         else {
             return Err(IdentityError::Unauthenticated);
         };
-        let role: Role = m.role.parse()?;
-        let session_id = Uuid::now_v7();
-        sqlx::query!(
-            "insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at, ip, user_agent)
-             values (current_setting('app.tenant_id')::uuid, $1, $2, $3, $4, $5,
-                     now() + make_interval(days => $6::int), $7::text::inet, $8)",
-            session_id,
-            user,
-            m.id,
-            role.as_str(),
-            m.session_epoch,
-            i32::try_from(SESSION_TTL_DAYS).unwrap_or(30),
-            origin.ip.map(|ip| ip.to_string()),
-            origin.user_agent.as_deref(),
-        )
-        .execute(tx.conn())
-        .await?;
-        let issued = self.issue(&mut tx, tenant, session_id, user, role).await?;
+        let role: Role = role.parse()?;
         let who = Who::new(Actor::user(user, Some(role.as_str())), origin.clone());
         let event = Event::new(
             "auth.login_succeeded",
@@ -278,26 +357,11 @@ impl Authenticator {
         )?;
         audit::record_by(&mut tx, &who, &event).await?;
         tx.commit().await?;
-        Ok(issued)
+        Ok(self.tokens(tenant, session_id, user, role, refresh))
     }
 
-    /// Inserts a fresh refresh token for the session and signs an access token.
-    async fn issue(
-        &self,
-        tx: &mut TenantTx,
-        tenant: TenantId,
-        session_id: Uuid,
-        user: Uuid,
-        role: Role,
-    ) -> Result<Issued, IdentityError> {
-        let (refresh, hash) = new_refresh(tenant, session_id);
-        sqlx::query!(
-            "insert into refresh_tokens (tenant_id, token_hash, session_id) values (current_setting('app.tenant_id')::uuid, $1, $2)",
-            &hash[..],
-            session_id
-        )
-        .execute(tx.conn())
-        .await?;
+    /// The answer to a client: `refresh` (already stored) and a freshly signed access token.
+    fn tokens(&self, tenant: TenantId, session_id: Uuid, user: Uuid, role: Role, refresh: SecretString) -> Issued {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user,
@@ -307,7 +371,7 @@ impl Authenticator {
             iat: now,
             exp: now + ACCESS_TTL_SECS,
         };
-        Ok(Issued {
+        Issued {
             session_id,
             tenant,
             user_id: user,
@@ -315,36 +379,62 @@ impl Authenticator {
             access_token: self.key.sign(&claims),
             access_expires_in: ACCESS_TTL_SECS,
             refresh_token: refresh,
-        })
+        }
     }
 
     /// Rotates a refresh token. A token already used is a replay: the session (every token of
     /// the family) is revoked, the reuse audited, and the caller refused.
+    ///
+    /// One statement does the rotation: it marks the presented token used (only if it was not:
+    /// of two concurrent uses, one finds it unused, the other waits for its row lock and then
+    /// finds it used), checks the session with [`check`]'s conditions, records the session's use,
+    /// and inserts the next token only when the session is alive; a dead session leaves the
+    /// transaction uncommitted, so nothing of it stays. Then one COMMIT.
     pub async fn refresh(
         &self,
         store: &Store,
         presented: &PresentedRefresh,
         origin: &Origin,
     ) -> Result<Issued, IdentityError> {
+        let (next, next_hash) = new_refresh(presented.tenant, presented.session);
         let mut tx = store.tenant_tx(presented.tenant).await?;
-        let used = sqlx::query_scalar!(
-            "update refresh_tokens set used_at = now() where token_hash = $1 and session_id = $2 and used_at is null
-             returning session_id",
+        let row = sqlx::query!(
+            r#"with used as (
+                   update refresh_tokens set used_at = now()
+                    where token_hash = $1 and session_id = $2 and used_at is null
+                   returning session_id
+               ), live as (
+                   -- The conditions of `check`.
+                   select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as stale
+                     from used
+                     join sessions s on s.id = used.session_id
+                     join memberships m on m.tenant_id = s.tenant_id and m.id = s.membership_id
+                     join users u on u.id = s.user_id
+                    where s.id = $2 and s.revoked_at is null and s.expires_at > now()
+                      and s.last_seen_at > now() - make_interval(mins => $4::int)
+                      and u.status = 'active' and u.session_epoch = s.user_epoch
+                      and m.status = 'active' and m.deleted_at is null and m.role = s.role
+                      and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())
+               ), seen as (
+                   update sessions set last_seen_at = now() where id = $2 and exists(select 1 from live where stale)
+               ), issued as (
+                   insert into refresh_tokens (tenant_id, token_hash, session_id)
+                   select current_setting('app.tenant_id')::uuid, $3, $2 from live
+               )
+               select exists(select 1 from used) as "used!",
+                      exists(select 1 from refresh_tokens where token_hash = $1 and session_id = $2) as "known!",
+                      live.user_id as "user_id?", live.role as "role?"
+                 from (select) as one left join live on true"#,
             &presented.hash[..],
-            presented.session
+            presented.session,
+            &next_hash[..],
+            i32::try_from(IDLE_TIMEOUT_MINUTES).unwrap_or(30),
         )
-        .fetch_optional(tx.conn())
+        .fetch_one(tx.conn())
         .await?;
-        if used.is_none() {
-            let replayed = sqlx::query_scalar!(
-                "select exists(select 1 from refresh_tokens where token_hash = $1 and session_id = $2)",
-                &presented.hash[..],
-                presented.session
-            )
-            .fetch_one(tx.conn())
-            .await?
-            .unwrap_or(false);
-            if replayed {
+        if !row.used {
+            // Nothing was written. A token of this family that exists but was used: a replay.
+            if row.known {
                 let who = Who::new(Actor::system("auth:refresh"), origin.clone());
                 revoke(&mut tx, &who, Scope::Session(presented.session), "refresh_token_reused").await?;
                 let event =
@@ -355,12 +445,13 @@ impl Authenticator {
             }
             return Err(IdentityError::Unauthenticated);
         }
-        let Some(state) = check(&mut tx, presented.session).await? else {
+        // Used but the session is dead: dropping the transaction rolls the use back.
+        let (Some(user), Some(role)) = (row.user_id, row.role) else {
             return Err(IdentityError::Unauthenticated);
         };
-        let issued = self.issue(&mut tx, presented.tenant, presented.session, state.user_id, state.role).await?;
+        let role: Role = role.parse()?;
         tx.commit().await?;
-        Ok(issued)
+        Ok(self.tokens(presented.tenant, presented.session, user, role, next))
     }
 }
 

@@ -247,6 +247,15 @@ impl Store {
         GlobalTx::begin(&self.inner.pool, &self.inner.secret).await
     }
 
+    /// Resolves an active organisation's slug, as [`GlobalTx::resolve_tenant`] does, in one
+    /// statement outside any transaction (sign-in speed): `countersign_resolve_tenant` is a
+    /// definer function that reveals only the id of an active slug and needs no identity scope.
+    pub async fn resolve_tenant(&self, slug: &str) -> Result<Option<TenantId>, StoreError> {
+        let id: Option<uuid::Uuid> =
+            sqlx::query_scalar!("select countersign_resolve_tenant($1)", slug).fetch_one(&self.inner.pool).await?;
+        id.map(TenantId::from_uuid).transpose().map_err(|_| StoreError::NotFound)
+    }
+
     /// A cross-tenant transaction, logged in `platform_bypass_log` with `actor` and `reason`.
     pub async fn bypass(&self, actor: &str, reason: &str) -> Result<BypassTx, StoreError> {
         BypassTx::begin(&self.inner.pool, &self.inner.secret, actor, reason).await

@@ -139,12 +139,7 @@ pub async fn login(
     }
     let email = EmailAddress::parse(&req.email)?;
     let password = SecretString::from(req.password);
-    let tenant = {
-        let mut g = state.store.global_tx().await?;
-        let t = g.resolve_tenant(req.organisation.trim()).await?;
-        g.commit().await?;
-        t
-    };
+    let tenant = state.store.resolve_tenant(req.organisation.trim()).await?;
     if let Some(t) = tenant {
         crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
