@@ -92,6 +92,20 @@ fn cpu_secs(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU seconds of the threads of `pid` whose name starts with `prefix` (the hashing threads are
+/// named `argon2-<n>`).
+fn threads_cpu_secs(pid: u32, prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            if comm.trim().starts_with(prefix) { cpu_secs(&format!("{pid}/task/{tid}")) } else { None }
+        })
+        .sum()
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -103,6 +117,8 @@ fn load_average() -> String {
 struct Cpu {
     bench: f64,
     server: f64,
+    /// The server's hashing threads (part of `server`).
+    hashing: f64,
     backends: std::collections::HashMap<String, f64>,
 }
 
@@ -117,6 +133,7 @@ impl Cpu {
         Ok(Self {
             bench: cpu_secs("self").unwrap_or_default(),
             server: cpu_secs(&server.to_string()).unwrap_or_default(),
+            hashing: threads_cpu_secs(server, "argon2-"),
             backends,
         })
     }
@@ -125,6 +142,11 @@ impl Cpu {
     fn since(&self, before: &Self) -> (f64, f64, f64) {
         let db = self.backends.iter().map(|(p, c)| c - before.backends.get(p).copied().unwrap_or(0.0)).sum();
         (self.bench - before.bench, self.server - before.server, db)
+    }
+
+    /// CPU seconds of the server's hashing threads since `before`.
+    fn hashing_since(&self, before: &Self) -> f64 {
+        self.hashing - before.hashing
     }
 }
 
@@ -464,16 +486,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let under_load = rss(server.pid)?;
     let login_rate = phase.done as f64 / phase.secs;
     let (bench_cpu, server_cpu, db_cpu) = after.since(&before);
+    let hashing_cpu = after.hashing_since(&before);
     let per = |cpu: f64| cpu * 1000.0 / phase.done.max(1) as f64;
     println!(
-        "  {} logins in {:.1} s: {login_rate:.1}/s; CPU per login: server {:.2} ms, database {:.2} ms, clients {:.2} ms; \
-         load average {}",
+        "  {} logins in {:.1} s: {login_rate:.1}/s; CPU per login: server {:.2} ms (hashing threads {:.2}, the rest {:.2}), \
+         database {:.2} ms, clients {:.2} ms; load average {}",
         phase.done,
         phase.secs,
         per(server_cpu),
+        per(hashing_cpu),
+        per(server_cpu - hashing_cpu),
         per(db_cpu),
         per(bench_cpu),
         load_average()
+    );
+    let overhead = per(server_cpu - hashing_cpu) + per(db_cpu) + per(bench_cpu);
+    println!(
+        "  raw argon2id costs {:.2} ms of CPU per hash; a login costs {:.2} ms besides its hash(es) \
+         (server outside the hashing threads, database, clients)",
+        SERVER_THREADS as f64 * 1000.0 / raw_reused,
+        overhead
     );
     println!(
         "  server RSS: peak sampled {:.1} MiB, VmHWM {:.1} MiB, at the end {:.1} MiB",
