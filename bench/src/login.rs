@@ -261,7 +261,7 @@ async fn seed(db: &TestDb, n: u32) -> anyhow::Result<Vec<String>> {
 /// argon2id hashes per second on `threads` threads at the server's parameters: with one reused
 /// memory per thread (what the server's hashing threads do), or through the crate's
 /// `hash_password` (19 MiB allocated per hash).
-fn raw_rate(threads: usize, seconds: u64, reuse: bool) -> anyhow::Result<f64> {
+fn raw_rate(threads: usize, seconds: u64, reuse: bool) -> anyhow::Result<(f64, f64)> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -275,6 +275,7 @@ fn raw_rate(threads: usize, seconds: u64, reuse: bool) -> anyhow::Result<f64> {
                     let mut memory = vec![Block::default(); params.block_count()];
                     let mut out = [0u8; 32];
                     let mut n = 0u64;
+                    let cpu_before = cpu_secs("thread-self").unwrap_or_default();
                     while Instant::now() < deadline {
                         let ok = if reuse {
                             argon
@@ -290,20 +291,21 @@ fn raw_rate(threads: usize, seconds: u64, reuse: bool) -> anyhow::Result<f64> {
                         };
                         n += u64::from(ok);
                     }
-                    (n, Instant::now())
+                    (n, Instant::now(), cpu_secs("thread-self").unwrap_or_default() - cpu_before)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
     });
-    let mut total = 0;
+    let (mut total, mut cpu) = (0, 0.0);
     let mut end = started;
     for c in counts {
-        let (n, at) = c.map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?;
+        let (n, at, used) = c.map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?;
         total += n;
+        cpu += used;
         end = end.max(at);
     }
-    Ok(total as f64 / (end - started).as_secs_f64())
+    Ok((total as f64 / (end - started).as_secs_f64(), cpu * 1000.0 / total.max(1) as f64))
 }
 
 #[derive(serde::Deserialize)]
@@ -467,8 +469,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     println!("login: raw argon2id on {SERVER_THREADS} threads, {} s each ...", args.raw_seconds);
     let seconds = args.raw_seconds.max(1);
-    let raw_reused = tokio::task::spawn_blocking(move || raw_rate(SERVER_THREADS, seconds, true)).await??;
-    let raw_stock = tokio::task::spawn_blocking(move || raw_rate(SERVER_THREADS, seconds, false)).await??;
+    let (raw_reused, raw_cpu) = tokio::task::spawn_blocking(move || raw_rate(SERVER_THREADS, seconds, true)).await??;
+    let (raw_stock, _) = tokio::task::spawn_blocking(move || raw_rate(SERVER_THREADS, seconds, false)).await??;
     println!("  reused memory {raw_reused:.1} hashes/s, argon2 hash_password (allocating) {raw_stock:.1} hashes/s");
 
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients * 2).build()?;
@@ -501,11 +503,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         load_average()
     );
     let overhead = per(server_cpu - hashing_cpu) + per(db_cpu) + per(bench_cpu);
+    let cpu_bound = per(hashing_cpu) / (per(hashing_cpu) + overhead);
     println!(
-        "  raw argon2id costs {:.2} ms of CPU per hash; a login costs {:.2} ms besides its hash(es) \
-         (server outside the hashing threads, database, clients)",
-        SERVER_THREADS as f64 * 1000.0 / raw_reused,
-        overhead
+        "  raw argon2id used {raw_cpu:.2} ms of CPU per hash; a login used {overhead:.2} ms besides its hashing \
+         (server outside the hashing threads, database, clients): with every core busy, logins can reach \
+         {:.1}% of the hash rate",
+        cpu_bound * 100.0
     );
     println!(
         "  server RSS: peak sampled {:.1} MiB, VmHWM {:.1} MiB, at the end {:.1} MiB",
@@ -542,6 +545,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         per(db_cpu),
         per(bench_cpu),
         load_average()
+    );
+    println!(
+        "  with every core busy, {:.2} ms of CPU per refresh allows {:.0}/s per core",
+        per(server_cpu + db_cpu + bench_cpu),
+        1000.0 / per(server_cpu + db_cpu + bench_cpu).max(0.001)
     );
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&data);
@@ -600,6 +608,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         format!("<= {SETTLED_RSS_MIB} MiB"),
         mib(settled.rss) <= SETTLED_RSS_MIB,
     );
+    let busy = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .unwrap_or(0.0);
+    if busy > cores as f64 + 1.0 {
+        println!(
+            "  WARNING: load average {busy:.1} on {cores} cores: other processes share the CPU, so the rates and their \
+             ratios below say little; compare the CPU per login and per refresh printed above"
+        );
+    }
     let ratio = login_rate / raw_reused;
     row(
         "logins/s vs raw argon2id (reused memory)",
