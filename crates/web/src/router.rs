@@ -17,13 +17,15 @@ use std::sync::Arc;
 
 use identity::tokens::TokenKey;
 
-use crate::client::{self, TrustedProxies};
-use crate::guard::{Guard, RouteInfo, Routes};
-use crate::session_cache::SessionCache;
-use crate::{
-    ApiError, api_keys_api, audit_api, departments_api, documents_api, health, invitations_api, ip_allowlist, me_api,
-    members_api, mfa_api, session_api,
+use crate::plumbing::client::{self, TrustedProxies};
+use crate::plumbing::guard::{Guard, RouteInfo, Routes};
+use crate::plumbing::session_cache::SessionCache;
+use crate::ApiError;
+use crate::api::{
+    api_keys as api_keys_api, audit as audit_api, departments as departments_api, documents as documents_api, health,
+    invitations as invitations_api, me as me_api, members as members_api, mfa as mfa_api, sessions as session_api,
 };
+use crate::plumbing::ip_allowlist;
 use authz::Action;
 
 #[derive(Clone, Debug)]
@@ -36,14 +38,14 @@ pub struct AppState {
     /// Send cookies with `Secure` (off only for plain-HTTP local development).
     pub secure_cookies: bool,
     /// Per-client-address budget of the sign-in routes.
-    pub sign_in_limiter: crate::limits::SignInLimiter,
+    pub sign_in_limiter: crate::plumbing::limits::SignInLimiter,
     /// Per-client-address budget of failed credentials (API keys, access and refresh tokens).
-    pub credential_failures: crate::limits::FailureLimiter,
+    pub credential_failures: crate::plumbing::limits::FailureLimiter,
     /// Refusal events (`auth.api_key_rejected`, `access.denied`), aggregated per organisation,
     /// kind and address per minute; its flusher writes the counts of closed windows.
-    pub refusals: crate::refusals::RefusalLog,
+    pub refusals: crate::plumbing::refusals::RefusalLog,
     /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
-    pub allowlist: crate::ip_allowlist::AllowlistCache,
+    pub allowlist: crate::plumbing::ip_allowlist::AllowlistCache,
     /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
     pub mailer: Arc<dyn identity::mail::Mailer>,
     /// Seals TOTP secrets at rest. Default: a key that lives only in this process; servers set
@@ -68,9 +70,9 @@ impl AppState {
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
         let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
-        let allowlist = crate::ip_allowlist::AllowlistCache::default();
+        let allowlist = crate::plumbing::ip_allowlist::AllowlistCache::default();
         allowlist.spawn_listener(store.clone());
-        let refusals = crate::refusals::RefusalLog::default();
+        let refusals = crate::plumbing::refusals::RefusalLog::default();
         refusals.spawn_flusher(store.clone());
         let mfa_keys = Arc::new(identity::secret_box::SecretBox::ephemeral());
         Ok(Self {
@@ -79,8 +81,8 @@ impl AppState {
             auth: Arc::new(identity::sessions::Authenticator { hasher, key, policy: Default::default() }),
             sessions,
             secure_cookies: true,
-            sign_in_limiter: crate::limits::SignInLimiter::default(),
-            credential_failures: crate::limits::FailureLimiter::default(),
+            sign_in_limiter: crate::plumbing::limits::SignInLimiter::default(),
+            credential_failures: crate::plumbing::limits::FailureLimiter::default(),
             refusals,
             allowlist,
             mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone(), mfa_keys.clone())),
@@ -95,9 +97,9 @@ impl AppState {
     /// Applies configured sign-in limits (per-address budget, lockout and suspicious-login
     /// thresholds) in place of the defaults.
     #[must_use]
-    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
-        self.sign_in_limiter = crate::limits::SignInLimiter::new(limits.login);
-        self.credential_failures = crate::limits::FailureLimiter::new(limits.credential_failures);
+    pub fn with_limits(mut self, limits: crate::plumbing::limits::Limits) -> Self {
+        self.sign_in_limiter = crate::plumbing::limits::SignInLimiter::new(limits.login);
+        self.credential_failures = crate::plumbing::limits::FailureLimiter::new(limits.credential_failures);
         self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
         self
     }
@@ -126,7 +128,7 @@ impl AppState {
     }
 }
 
-/// Every API route with its guard (see `crate::guard`), under `/api/v1`.
+/// Every API route with its guard (see `crate::plumbing::guard`), under `/api/v1`.
 fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
     use Guard::{Domain, Org, Own, Public, SignIn};
     let r = r
@@ -140,7 +142,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get(
             "/security",
             Public("the published security claims and counters, no tenant data"),
-            crate::security::security,
+            crate::api::security::security,
         )
         .post("/auth/logout", Own, session_api::logout)
         .get("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::get)
@@ -201,7 +203,7 @@ fn root_routes(r: Routes) -> Routes {
     r.get("/healthz", Public("liveness probe"), health::healthz)
         .get("/readyz", Public("readiness probe"), health::readyz)
         .get("/metrics", Public("process counters, no tenant data"), health::metrics)
-        .get("/api/openapi.json", Public("the API description"), crate::openapi::serve)
+        .get("/api/openapi.json", Public("the API description"), crate::api::openapi::serve)
 }
 
 /// Every route the server answers, with its guard (tests walk this list).
@@ -256,7 +258,7 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
                     HeaderName::from_static("permissions-policy"),
                     HeaderValue::from_static(PERMISSIONS_POLICY),
                 ))
-                .layer(axum::middleware::from_fn(crate::edge::guard))
+                .layer(axum::middleware::from_fn(crate::plumbing::edge::guard))
                 .layer(RequestBodyLimitLayer::new(1024 * 1024))
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )

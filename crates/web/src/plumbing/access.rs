@@ -1,5 +1,5 @@
 //! Shared request helpers: "me" endpoints need a person, strict JSON bodies, reasons, bounded
-//! strings, path ids. (Who may call a route is decided by its guard: crate::guard.)
+//! strings, path ids. (Who may call a route is decided by its guard: crate::plumbing::guard.)
 
 use axum::http::StatusCode;
 
@@ -17,7 +17,7 @@ pub(crate) fn require_user(p: &Principal) -> Result<(uuid::Uuid, uuid::Uuid), Ap
 /// naming the offending field's path (`details.field`, e.g. `lines[0].amount_minor`).
 ///
 /// Before the typed parse, every string (and key) of the body meets the text rule
-/// (`crate::edge::text_error`): control characters other than tab, line feed and carriage return
+/// (`crate::plumbing::edge::text_error`): control characters other than tab, line feed and carriage return
 /// → 422 `invalid_text`, more than `MAX_TEXT_CHARS` → 422 `text_too_long`, both naming the field.
 /// A lone surrogate (`"\ud800"`) is not JSON text: 422 `invalid_body`.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -48,7 +48,7 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
 fn text_errors(v: &serde_json::Value, path: &mut String) -> Option<ApiError> {
     use serde_json::Value as V;
     match v {
-        V::String(s) => crate::edge::text_error(if path.is_empty() { "." } else { path }, s, true),
+        V::String(s) => crate::plumbing::edge::text_error(if path.is_empty() { "." } else { path }, s, true),
         V::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
             let len = path.len();
             path.push_str(&format!("[{i}]"));
@@ -62,7 +62,7 @@ fn text_errors(v: &serde_json::Value, path: &mut String) -> Option<ApiError> {
                 path.push('.');
             }
             path.push_str(k);
-            let e = crate::edge::text_error(path, k, false).or_else(|| text_errors(item, path));
+            let e = crate::plumbing::edge::text_error(path, k, false).or_else(|| text_errors(item, path));
             path.truncate(len);
             e
         }),

@@ -148,7 +148,7 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
                 Ok(c) => c,
                 Err(e) => return e.into_response(),
             };
-            return crate::limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
+            return crate::plumbing::limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
         }
         _ => {}
     }
@@ -203,7 +203,7 @@ async fn organisation(state: &AppState, p: &Principal, action: Action, route: &s
 }
 
 /// Records `access.denied` for `route` (and, when given, the resource) in its own transaction —
-/// aggregated per organisation and address per minute ([`crate::refusals`]), so a caller
+/// aggregated per organisation and address per minute ([`crate::plumbing::refusals`]), so a caller
 /// hammering a route they may not use adds one event a minute, carrying the count.
 ///
 /// # Errors
@@ -227,7 +227,7 @@ pub(crate) async fn denied(
     }
     let event = audit::Event::new("access.denied", entity, changes)?;
     let ip = p.who.origin.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let refusal = crate::refusals::Refusal::Checked(Box::new((p.who.clone(), event)));
+    let refusal = crate::plumbing::refusals::Refusal::Checked(Box::new((p.who.clone(), event)));
     state.refusals.record(&state.store, p.tenant, "access.denied", ip, refusal).await;
     Ok(())
 }

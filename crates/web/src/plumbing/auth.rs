@@ -22,8 +22,8 @@ pub struct Principal {
     pub user: Option<uuid::Uuid>,
     /// Set for API keys.
     pub api_key: Option<uuid::Uuid>,
-    /// Whether this request's authorisation decision was taken (see `crate::guard`).
-    pub checked: crate::guard::Checked,
+    /// Whether this request's authorisation decision was taken (see `crate::plumbing::guard`).
+    pub checked: crate::plumbing::guard::Checked,
     /// On an organisation-level route, the policy engine's permit the guard obtained: the
     /// identity writes that route makes require it ([`Principal::permit`]).
     pub(crate) permit: Option<authz::Permit>,
@@ -46,7 +46,7 @@ impl Principal {
     pub fn permit(&self) -> Result<&authz::Permit, ApiError> {
         self.permit.as_ref().ok_or_else(|| {
             tracing::error!("an organisation-level write on a route without an organisation-level decision; refused");
-            crate::guard::missing_decision("this route made a change without an authorisation decision")
+            crate::plumbing::guard::missing_decision("this route made a change without an authorisation decision")
         })
     }
 }
@@ -71,7 +71,7 @@ impl Principal {
     /// Checks the request's credential: an API key or access token in `Authorization`, else the
     /// access-token cookie (with the CSRF double submit on unsafe methods). A request that
     /// presents one first reserves an attempt of its address's failed-credential budget
-    /// ([`crate::limits::FailureLimiter`]): past the budget it is answered 429 `rate_limited`
+    /// ([`crate::plumbing::limits::FailureLimiter`]): past the budget it is answered 429 `rate_limited`
     /// before any database work; a good credential gives the attempt back.
     ///
     /// # Errors
@@ -80,17 +80,17 @@ impl Principal {
     pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = ClientContext::from_request_parts(parts, state).await?;
         let presented = parts.headers.contains_key(header::AUTHORIZATION)
-            || crate::session_api::cookie(&parts.headers, crate::session_api::ACCESS_COOKIE).is_some();
+            || crate::api::sessions::cookie(&parts.headers, crate::api::sessions::ACCESS_COOKIE).is_some();
         if !presented {
             return Err(ApiError::unauthenticated());
         }
         if let Err(wait) = state.credential_failures.reserve(ctx.ip) {
             // A forged key names its organisation: the refusal is counted there (memory only).
             if let Some(key) = bearer(parts).and_then(|t| t.parse::<PresentedKey>().ok()) {
-                let limited = crate::refusals::Refusal::RateLimited;
+                let limited = crate::plumbing::refusals::Refusal::RateLimited;
                 state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, limited).await;
             }
-            return Err(crate::limits::credential_rate_limited(ctx.ip, wait));
+            return Err(crate::plumbing::limits::credential_rate_limited(ctx.ip, wait));
         }
         let result = Self::check_credential(parts, state, &ctx).await;
         if !matches!(&result, Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED) {
@@ -105,10 +105,10 @@ impl Principal {
                 return Err(ApiError::unauthenticated());
             }
             // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
-            let token = crate::session_api::cookie(&parts.headers, crate::session_api::ACCESS_COOKIE)
+            let token = crate::api::sessions::cookie(&parts.headers, crate::api::sessions::ACCESS_COOKIE)
                 .ok_or_else(ApiError::unauthenticated)?;
             if !parts.method.is_safe() {
-                crate::session_api::require_csrf(&parts.headers)?;
+                crate::api::sessions::require_csrf(&parts.headers)?;
             }
             return from_access_token(state, &token, ctx).await;
         };
@@ -116,7 +116,7 @@ impl Principal {
             return from_access_token(state, &token, ctx).await;
         }
         let key: PresentedKey = token.parse().map_err(|_| ApiError::unauthenticated())?;
-        crate::ip_allowlist::enforce(state, key.tenant, ctx, crate::ip_allowlist::Subject::ApiKey(key.id)).await?;
+        crate::plumbing::ip_allowlist::enforce(state, key.tenant, ctx, crate::plumbing::ip_allowlist::Subject::ApiKey(key.id)).await?;
         let mut tx = state.store.tenant_tx(key.tenant).await?;
         match api_keys::authenticate(&mut tx, &key).await {
             Ok(p) => {
@@ -129,7 +129,7 @@ impl Principal {
                     session: None,
                     user: None,
                     api_key: Some(p.key_id),
-                    checked: crate::guard::Checked::default(),
+                    checked: crate::plumbing::guard::Checked::default(),
                     permit: None,
                     who: audit::Who::new(actor, origin(ctx)),
                 })
@@ -162,7 +162,7 @@ fn bearer(parts: &Parts) -> Option<String> {
 async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -> Result<Principal, ApiError> {
     let claims = state.auth.key.verify(token, chrono::Utc::now().timestamp()).ok_or_else(ApiError::unauthenticated)?;
     let tenant = TenantId::from_uuid(claims.tid).map_err(|_| ApiError::unauthenticated())?;
-    crate::ip_allowlist::enforce(state, tenant, ctx, crate::ip_allowlist::Subject::User(claims.sub)).await?;
+    crate::plumbing::ip_allowlist::enforce(state, tenant, ctx, crate::plumbing::ip_allowlist::Subject::User(claims.sub)).await?;
     let entry = match state.sessions.get(claims.sid) {
         Some(e) => e,
         None => {
@@ -171,7 +171,7 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
             let live = identity::sessions::check(&mut tx, claims.sid).await?;
             tx.commit().await?;
             let live = live.ok_or_else(ApiError::unauthenticated)?;
-            let e = crate::session_cache::Entry {
+            let e = crate::plumbing::session_cache::Entry {
                 tenant: claims.tid,
                 user: live.user_id,
                 role: live.role,
@@ -192,13 +192,13 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
         session: Some(claims.sid),
         user: Some(entry.user),
         api_key: None,
-        checked: crate::guard::Checked::default(),
+        checked: crate::plumbing::guard::Checked::default(),
         permit: None,
         who: audit::Who::new(actor, origin(ctx)),
     })
 }
 
-/// Records a refused key in the organisation it names (aggregated: [`crate::refusals`]); a key
+/// Records a refused key in the organisation it names (aggregated: [`crate::plumbing::refusals`]); a key
 /// for no organisation leaves only a log line.
 async fn rejected(state: &AppState, key: &PresentedKey, ctx: &ClientContext) {
     tracing::info!(tenant = %key.tenant, key_id = %key.id, ip = %ctx.ip, "api key rejected");
@@ -212,6 +212,6 @@ async fn rejected(state: &AppState, key: &PresentedKey, ctx: &ClientContext) {
         }
     };
     let who = audit::Who::new(audit::Actor::system("web:auth"), origin(ctx));
-    let refusal = crate::refusals::Refusal::Checked(Box::new((who, event)));
+    let refusal = crate::plumbing::refusals::Refusal::Checked(Box::new((who, event)));
     state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, refusal).await;
 }

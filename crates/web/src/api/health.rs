@@ -105,25 +105,25 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "countersign_sign_in_rate_limited_total",
         "counter",
         "Sign-in attempts refused by the per-address budget.",
-        crate::limits::rate_limited_total(),
+        crate::plumbing::limits::rate_limited_total(),
     );
     metric(
         "countersign_credential_rate_limited_total",
         "counter",
         "Requests refused by the per-address budget of failed credentials.",
-        crate::limits::credential_rate_limited_total(),
+        crate::plumbing::limits::credential_rate_limited_total(),
     );
     metric(
         "countersign_refusals_total",
         "counter",
         "Refused API keys and access denials, each counted (audited in aggregate).",
-        crate::refusals::refusals_total(),
+        crate::plumbing::refusals::refusals_total(),
     );
     metric(
         "countersign_refusal_events_total",
         "counter",
         "Aggregated refusal events written to the ledger.",
-        crate::refusals::events_total(),
+        crate::plumbing::refusals::events_total(),
     );
     metric(
         "countersign_suspicious_logins_total",
@@ -135,7 +135,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "countersign_ip_allowlist_refused_total",
         "counter",
         "Requests refused by an organisation's IP allowlist.",
-        crate::ip_allowlist::refused_total(),
+        crate::plumbing::ip_allowlist::refused_total(),
     );
     metric(
         "countersign_uptime_seconds",

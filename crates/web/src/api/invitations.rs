@@ -15,8 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{bounded, json, path_id};
-use crate::auth::origin;
+use crate::plumbing::access::{bounded, json, path_id};
+use crate::plumbing::auth::origin;
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -85,7 +85,7 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<im
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = invitations::list(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(crate::access::ListPage::all(items)))
+    Ok(Json(crate::plumbing::access::ListPage::all(items)))
 }
 
 /// `DELETE /api/v1/invitations/{id}` → 204; accepted: 409 `invitation_used`.

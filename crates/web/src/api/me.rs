@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{bounded, json, path_id, require_user};
+use crate::plumbing::access::{bounded, json, path_id, require_user};
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -37,7 +37,7 @@ pub(crate) struct Me {
     organisation: MeOrg,
     role: identity::Role,
     /// The departments the caller's membership belongs to (empty when none).
-    departments: Vec<crate::departments_api::DepartmentView>,
+    departments: Vec<crate::api::departments::DepartmentView>,
     session_id: Uuid,
 }
 
@@ -64,7 +64,7 @@ pub async fn sessions(State(state): State<AppState>, p: Principal) -> Result<Jso
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::sessions_of(&mut tx, user, Some(session)).await?;
     tx.commit().await?;
-    Ok(Json(crate::access::ListPage::all(items)))
+    Ok(Json(crate::plumbing::access::ListPage::all(items)))
 }
 
 /// `DELETE /api/v1/me/sessions/{id}`: 204; a session that is not the caller's (or not live) 404.

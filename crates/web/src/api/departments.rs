@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::access::{ListPage, limit};
+use crate::plumbing::access::{ListPage, limit};
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Deserialize, utoipa::IntoParams)]

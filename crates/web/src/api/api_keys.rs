@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{bounded, json, path_id};
+use crate::plumbing::access::{bounded, json, path_id};
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -105,7 +105,7 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<im
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let keys = api_keys::list(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(crate::access::ListPage::all(keys.into_iter().map(|k| view(p.tenant, k)).collect())))
+    Ok(Json(crate::plumbing::access::ListPage::all(keys.into_iter().map(|k| view(p.tenant, k)).collect())))
 }
 
 /// `DELETE /api/v1/api-keys/{id}` → 204; another organisation's key is 404.

@@ -3,7 +3,7 @@
 //! project's JSON error shape for refusals the framework makes itself (413 from the body limit,
 //! 408 from the timeout, extractor rejections), and `Connection: close` on a refusal sent before
 //! the request's body was read. The text rule for JSON bodies lives with the body parser
-//! (`crate::access::json`), which every handler uses.
+//! (`crate::plumbing::access::json`), which every handler uses.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

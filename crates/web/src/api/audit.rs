@@ -1,5 +1,5 @@
 //! `/api/v1/audit/*`: the ledger for organisation admins and auditors. The route guard
-//! (`Guard::Org(audit.read)`, crate::guard) decides before these handlers run: owner, admin and
+//! (`Guard::Org(audit.read)`, crate::plumbing::guard) decides before these handlers run: owner, admin and
 //! auditor (and, for API keys, the `audit:read` scope); a refusal is itself audited.
 
 use axum::Json;
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::auth::Principal;
+use crate::plumbing::auth::Principal;
 use crate::{ApiError, AppState};
 
 fn query_error(e: &QueryRejection) -> ApiError {
@@ -64,11 +64,11 @@ pub async fn events(
     }
     .validated()?;
     let cursor = q.cursor.as_deref().map(audit::query::Cursor::parse).transpose()?;
-    let limit = crate::access::limit(q.limit.as_deref())?;
+    let limit = crate::plumbing::access::limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(principal.tenant).await?;
     let page = audit::query::query(&mut tx, &filter, cursor, limit).await?;
     tx.commit().await?;
-    Ok(Json(crate::access::ListPage { items: page.events, next_cursor: page.next_cursor }))
+    Ok(Json(crate::plumbing::access::ListPage { items: page.events, next_cursor: page.next_cursor }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -26,8 +26,8 @@ use store::TenantTx;
 use store::idempotency::{self, Claim};
 use uuid::Uuid;
 
-use crate::access::{ListPage, json, path_id};
-use crate::guard::denied;
+use crate::plumbing::access::{ListPage, json, path_id};
+use crate::plumbing::guard::denied;
 use crate::{ApiError, AppState, Principal};
 
 /// Every action the transitions route may ask for.
@@ -169,7 +169,7 @@ struct Idem {
 
 enum Claimed {
     Go(Option<Idem>),
-    /// The stored first answer; the request counts as decided (see `crate::guard`).
+    /// The stored first answer; the request counts as decided (see `crate::plumbing::guard`).
     Replay(Response),
 }
 
@@ -398,7 +398,7 @@ impl ListQuery {
             max_amount_minor: number("max_amount_minor", self.max_amount_minor.as_deref())?,
             currency: self.currency.as_deref().map(|c| currency("currency", c)).transpose()?,
             cursor: self.cursor.as_deref().map(|c| uuid_field("cursor", c)).transpose()?,
-            limit: crate::access::limit(self.limit.as_deref())?,
+            limit: crate::plumbing::access::limit(self.limit.as_deref())?,
         })
     }
 }

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::origin;
+use crate::plumbing::auth::origin;
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 pub(crate) const ACCESS_COOKIE: &str = "cs_access";
@@ -89,7 +89,7 @@ pub(crate) struct TokenResponse {
 }
 
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    crate::access::json(body)
+    crate::plumbing::access::json(body)
 }
 
 pub(crate) fn issued_response(state: &AppState, issued: identity::sessions::Issued, delivery: Delivery) -> Response {
@@ -141,12 +141,12 @@ pub async fn login(
     let password = SecretString::from(req.password);
     let tenant = state.store.resolve_tenant(req.organisation.trim()).await?;
     if let Some(t) = tenant {
-        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+        crate::plumbing::ip_allowlist::enforce(&state, t, &ctx, crate::plumbing::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
-    let factors = crate::mfa_api::factors(&state);
+    let factors = crate::api::mfa::factors(&state);
     let named = identity::lockout::NamedOrganisation { typed: &req.organisation, tenant };
     let outcome = state.auth.login(&state.store, factors, named, &email, &password, &origin(&ctx)).await?;
-    Ok(crate::mfa_api::outcome_response(&state, outcome, req.token_delivery))
+    Ok(crate::api::mfa::outcome_response(&state, outcome, req.token_delivery))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -177,11 +177,11 @@ pub async fn refresh(
             (cookie(&headers, REFRESH_COOKIE).ok_or_else(ApiError::unauthenticated)?, Delivery::Cookie)
         }
     };
-    state.credential_failures.reserve(ctx.ip).map_err(|wait| crate::limits::credential_rate_limited(ctx.ip, wait))?;
+    state.credential_failures.reserve(ctx.ip).map_err(|wait| crate::plumbing::limits::credential_rate_limited(ctx.ip, wait))?;
     let result = async {
         let presented: PresentedRefresh = token.parse()?;
-        let subject = crate::ip_allowlist::Subject::Session(presented.session);
-        crate::ip_allowlist::enforce(&state, presented.tenant, &ctx, subject).await?;
+        let subject = crate::plumbing::ip_allowlist::Subject::Session(presented.session);
+        crate::plumbing::ip_allowlist::enforce(&state, presented.tenant, &ctx, subject).await?;
         Ok::<_, ApiError>(state.auth.refresh(&state.store, &presented, &origin(&ctx)).await?)
     }
     .await;

@@ -14,7 +14,7 @@ use identity::{MembershipStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{ListPage, json, path_id, reason};
+use crate::plumbing::access::{ListPage, json, path_id, reason};
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -45,7 +45,7 @@ pub async fn list(
                 .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor", "bad cursor"))
         })
         .transpose()?;
-    let limit = crate::access::limit(q.limit.as_deref())?;
+    let limit = crate::plumbing::access::limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::page(&mut tx, status, cursor, limit).await?;
     tx.commit().await?;

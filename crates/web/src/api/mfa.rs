@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::origin;
-use crate::session_api::{Delivery, issued_response, json_body};
+use crate::plumbing::auth::origin;
+use crate::api::sessions::{Delivery, issued_response, json_body};
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 fn too_long() -> ApiError {
@@ -92,7 +92,7 @@ pub async fn request_code(
     let email = EmailAddress::parse(&req.email)?;
     let tenant = resolve(&state, &req.organisation).await?;
     if let Some(t) = tenant {
-        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+        crate::plumbing::ip_allowlist::enforce(&state, t, &ctx, crate::plumbing::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
     email_codes::request(&state.store, &state.mailer, tenant, &email, req.purpose, &origin(&ctx)).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })).into_response())
@@ -123,7 +123,7 @@ pub async fn verify_code(
     let email = EmailAddress::parse(&req.email)?;
     let tenant = resolve(&state, &req.organisation).await?;
     if let Some(t) = tenant {
-        crate::ip_allowlist::enforce(&state, t, &ctx, crate::ip_allowlist::Subject::Login(email.as_str())).await?;
+        crate::plumbing::ip_allowlist::enforce(&state, t, &ctx, crate::plumbing::ip_allowlist::Subject::Login(email.as_str())).await?;
     }
     let o = origin(&ctx);
     let redeemed = email_codes::redeem(&state.store, tenant, &email, req.code.trim(), &o).await?;
@@ -322,9 +322,9 @@ pub struct OutboxQuery {
 /// `GET /api/v1/dev/outbox?to=EMAIL`: routed only on servers started with `--dev-outbox`.
 pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
-    let limit = crate::access::limit(q.limit.as_deref())?;
+    let limit = crate::plumbing::access::limit(q.limit.as_deref())?;
     let mut g = state.store.global_tx().await?;
     let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), limit).await?;
     g.commit().await?;
-    Ok(Json(crate::access::ListPage::all(mail)).into_response())
+    Ok(Json(crate::plumbing::access::ListPage::all(mail)).into_response())
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use store::TenantId;
 use uuid::Uuid;
 
-use crate::auth::origin;
+use crate::plumbing::auth::origin;
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 /// How long a node trusts its copy of a list without hearing of a change.
@@ -270,7 +270,7 @@ pub async fn put(
     ctx: ClientContext,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: PutBody = crate::access::json(&body)?;
+    let req: PutBody = crate::plumbing::access::json(&body)?;
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m);
     if req.entries.len() > list::MAX_ENTRIES {
         return Err(invalid(format!("entries: at most {}", list::MAX_ENTRIES)));

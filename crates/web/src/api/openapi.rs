@@ -19,8 +19,8 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::access::ListPage;
-use crate::guard::{Guard, RouteInfo};
+use crate::plumbing::access::ListPage;
+use crate::plumbing::guard::{Guard, RouteInfo};
 
 /// The error body every refusal carries.
 #[derive(serde::Serialize, ToSchema)]
@@ -92,10 +92,11 @@ enum Success {
 /// description test (tests/openapi.rs) fails.
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
-    use crate::{
-        api_keys_api as keys, departments_api as depts, documents_api as docs, health, invitations_api as inv,
-        ip_allowlist as ipl, me_api as me, members_api as mem, mfa_api as mfa, session_api as sess,
+    use crate::api::{
+        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, me, members as mem,
+        mfa, sessions as sess,
     };
+    use crate::plumbing::ip_allowlist as ipl;
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
     let sign_in = || OneOf("200", vec![of::<sess::TokenResponse>(), of::<mfa::MfaRequired<'static>>()]);
@@ -106,7 +107,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/metrics") => (None, Text("Prometheus text", &["text/plain"])),
         ("GET", "/api/openapi.json") => (None, Success::Document),
         ("GET", "/status") => (None, json("200", of::<health::Status>())),
-        ("GET", "/security") => (None, json("200", of::<crate::security::SecurityMatrix>())),
+        ("GET", "/security") => (None, json("200", of::<crate::api::security::SecurityMatrix>())),
         ("POST", "/auth/login") => (Some(of::<sess::LoginRequest>()), sign_in()),
         ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
@@ -175,11 +176,11 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
 fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
     let none = || None;
     match (method, path.trim_start_matches("/api/v1")) {
-        ("GET", "/documents") => crate::documents_api::ListQuery::into_params(none),
-        ("GET", "/members") => crate::members_api::ListQuery::into_params(none),
-        ("GET", "/departments") => crate::departments_api::ListQuery::into_params(none),
-        ("GET", "/audit/events") => crate::audit_api::EventsQuery::into_params(none),
-        ("GET", "/audit/export") => crate::audit_api::ExportQuery::into_params(none),
+        ("GET", "/documents") => crate::api::documents::ListQuery::into_params(none),
+        ("GET", "/members") => crate::api::members::ListQuery::into_params(none),
+        ("GET", "/departments") => crate::api::departments::ListQuery::into_params(none),
+        ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
+        ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
         _ => Vec::new(),
     }
 }

@@ -1,0 +1,14 @@
+//! The JSON API under `/api/v1`.
+
+pub(crate) mod api_keys;
+pub(crate) mod audit;
+pub(crate) mod departments;
+pub(crate) mod documents;
+pub(crate) mod health;
+pub(crate) mod invitations;
+pub(crate) mod me;
+pub(crate) mod members;
+pub(crate) mod mfa;
+pub mod openapi;
+pub mod security;
+pub(crate) mod sessions;
