@@ -459,6 +459,7 @@ fn validate(new: &NewDocument) -> Result<Money, ApprovalError> {
 /// # Errors
 /// `Invalid`/`Money` for bad input, `NotFound` for an unknown department, `Denied`,
 /// `PeriodClosed`.
+#[tracing::instrument(skip_all, fields(kind = new.kind.as_str()))]
 pub async fn create(
     tx: &mut TenantTx,
     engine: &Engine,
@@ -579,12 +580,41 @@ pub async fn get(tx: &mut TenantTx, engine: &Engine, m: &Member, id: Uuid) -> Re
     Ok(doc)
 }
 
+/// The preamble of every change to one document: loads it locked (`FOR UPDATE`, so concurrent
+/// changes queue), refuses as `NotFound` when `m` may not even read it, and as `Stale` unless the
+/// caller read `expected_version`.
+async fn lock_current(
+    tx: &mut TenantTx,
+    engine: &Engine,
+    m: &Member,
+    id: Uuid,
+    expected_version: i32,
+) -> Result<Document, ApprovalError> {
+    let doc = load(tx, id, true).await?;
+    if engine.decide(&m.subject, Action::DocumentRead, &Resource::Document(&doc.facts(m.subject.tenant))).is_err() {
+        return Err(ApprovalError::NotFound);
+    }
+    if doc.version != expected_version {
+        return Err(ApprovalError::Stale { current: doc.version });
+    }
+    Ok(doc)
+}
+
+/// The policy engine's permit for `m` to take `action` on `doc` (`Denied` otherwise), checked to
+/// name that action and document.
+fn permit_on(engine: &Engine, m: &Member, action: Action, doc: &Document) -> Result<Permit, ApprovalError> {
+    let permit = engine.decide(&m.subject, action, &Resource::Document(&doc.facts(m.subject.tenant)))?;
+    permit.require(action, doc.id)?;
+    Ok(permit)
+}
+
 /// Applies `t` to document `id` as `m`, if `expected_version` is still current. `note` is the
 /// question (query), the answer, or the reason (reject, cancel, amend: required).
 ///
 /// # Errors
 /// `NotFound` (also when the caller may not even read it), `Stale`, `PeriodClosed`,
 /// `NotAllowed` (with the allowed transitions), `Denied`, `Invalid` (missing note).
+#[tracing::instrument(skip_all, fields(document_id = %id, transition = %t))]
 pub async fn transition(
     tx: &mut TenantTx,
     engine: &Engine,
@@ -594,14 +624,7 @@ pub async fn transition(
     expected_version: i32,
     note: Option<&str>,
 ) -> Result<Document, ApprovalError> {
-    let before = load(tx, id, true).await?;
-    let tenant = m.subject.tenant;
-    if engine.decide(&m.subject, Action::DocumentRead, &Resource::Document(&before.facts(tenant))).is_err() {
-        return Err(ApprovalError::NotFound);
-    }
-    if before.version != expected_version {
-        return Err(ApprovalError::Stale { current: before.version });
-    }
+    let before = lock_current(tx, engine, m, id, expected_version).await?;
     ensure_period_open(tx, before.document_date).await?;
     let note = note.map(str::trim).filter(|n| !n.is_empty());
     if matches!(t, Transition::Reject | Transition::Query | Transition::Answer | Transition::Amend | Transition::Cancel)
@@ -616,8 +639,7 @@ pub async fn transition(
     let threshold = tenants::md_threshold(tx, &before.currency).await?;
     let state = State { status: before.status, queried_from: before.queried_from, amount_minor: before.amount_minor };
     let step = machine::step(&state, t, threshold)?;
-    let permit: Permit = engine.decide(&m.subject, t.action(), &Resource::Document(&before.facts(tenant)))?;
-    permit.require(t.action(), id)?;
+    let _permit = permit_on(engine, m, t.action(), &before)?;
 
     let round = if step.resets_approvals { before.round + 1 } else { before.round };
     sqlx::query!(
@@ -758,6 +780,7 @@ fn same_attachment(a: &Attachment, n: &NewAttachment) -> bool {
 /// `NotFound` (also when the caller may not read it), `Stale`, `NotEditable` (other statuses),
 /// `Denied` (not the raiser; or a department the raiser may not raise in), `Invalid`/`Money`
 /// (as for `create`), `PeriodClosed` (old or new date).
+#[tracing::instrument(skip_all, fields(document_id = %id))]
 pub async fn edit(
     tx: &mut TenantTx,
     engine: &Engine,
@@ -766,19 +789,12 @@ pub async fn edit(
     expected_version: i32,
     edit: &Edit,
 ) -> Result<Document, ApprovalError> {
-    let before = load(tx, id, true).await?;
-    let tenant = m.subject.tenant;
-    if engine.decide(&m.subject, Action::DocumentRead, &Resource::Document(&before.facts(tenant))).is_err() {
-        return Err(ApprovalError::NotFound);
-    }
-    if before.version != expected_version {
-        return Err(ApprovalError::Stale { current: before.version });
-    }
+    let before = lock_current(tx, engine, m, id, expected_version).await?;
     if !matches!(before.status, Status::Draft | Status::Queried) {
         return Err(ApprovalError::NotEditable { status: before.status });
     }
-    let permit = engine.decide(&m.subject, Action::DocumentEdit, &Resource::Document(&before.facts(tenant)))?;
-    permit.require(Action::DocumentEdit, id)?;
+    let _permit = permit_on(engine, m, Action::DocumentEdit, &before)?;
+    let tenant = m.subject.tenant;
     if edit.title.is_none()
         && edit.department_id.is_none()
         && edit.document_date.is_none()
@@ -1076,6 +1092,7 @@ pub async fn open_period(
 ///
 /// # Errors
 /// `NotFound`, `Denied`, `Conflict` (already in that state), `Invalid` (reopen without reason).
+#[tracing::instrument(skip_all, fields(period_id = %id, close))]
 pub async fn set_period_status(
     tx: &mut TenantTx,
     engine: &Engine,

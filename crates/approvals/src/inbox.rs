@@ -252,6 +252,7 @@ pub enum BulkError {
 /// # Errors
 /// [`BulkError::Invalid`] (empty, more than 100, duplicates) or [`BulkError::Refused`] naming
 /// the first failure.
+#[tracing::instrument(skip_all, fields(documents = items.len()))]
 pub async fn approve_many(
     tx: &mut TenantTx,
     engine: &Engine,

@@ -3,7 +3,7 @@
 //! [`money`] (integer minor units of ISO 4217 currencies), [`machine`] (the approval state
 //! machine), [`documents`] (storage, transitions, fiscal periods, in the caller's `TenantTx`,
 //! audited) and [`inbox`] (lists with filters and pagination, bulk approval). The HTTP API
-//! (`web::documents_api`) builds on these.
+//! (`web::api::documents`) builds on these.
 
 pub mod documents;
 pub mod inbox;
