@@ -64,6 +64,13 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
+
+    /// 500 `authorisation_missing`: a route acted or answered without the decision its guard
+    /// owed (`crate::plumbing::guard`); it fails closed.
+    #[must_use]
+    pub fn authorisation_missing(message: &'static str) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "authorisation_missing", message)
+    }
 }
 
 impl IntoResponse for ApiError {

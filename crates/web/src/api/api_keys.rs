@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::plumbing::access::{bounded, json, path_id};
+use crate::plumbing::auth::Caller;
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -83,9 +84,9 @@ pub async fn create(
     let role: Role = req.role.parse()?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     // The limits (role and scope escalation, unknown scopes) are the domain's, shared with the CLI.
-    let by = match p.session {
-        Some(_) => Minter::Person { role: p.role },
-        None => Minter::Key { role: p.role, scopes: &p.scopes },
+    let by = match &p.caller {
+        Caller::Person(_) => Minter::Person { role: p.role },
+        Caller::ApiKey { scopes, .. } => Minter::Key { role: p.role, scopes },
     };
     let issued = api_keys::create(
         &mut tx,

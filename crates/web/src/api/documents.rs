@@ -3,8 +3,8 @@
 //!
 //! Routes are `Guard::Domain`: the decision needs the document, so `approvals` asks the policy
 //! engine and its write requires the permit. These handlers translate: strict bodies (422 naming
-//! the field), versions (`ETag` / `If-Match` → 412, body `version` → 409), idempotency keys,
-//! refusals (403 audited in a transaction of their own; other organisations' ids 404).
+//! the field), versions (`ETag` / `If-Match` → 412, body `version` → 409), idempotency keys
+//! (`crate::api::idempotency`), refusals (403 audited in a transaction of their own; other organisations' ids 404).
 
 use approvals::documents::{
     self, ApprovalError, Document, Edit, Kind, MdThresholds, Member, NewAttachment, NewDocument, NewLine,
@@ -12,7 +12,6 @@ use approvals::documents::{
 use approvals::inbox::{self, BulkError, BulkItem, Filter, View};
 use approvals::{Currency, MoneyError, Status, Transition};
 use authz::Action;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -21,11 +20,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use store::TenantTx;
-use store::idempotency::{self, Claim};
 use uuid::Uuid;
 
+use crate::api::idempotency::{self, Claimed, IdempotencyKey, etag, json_response};
 use crate::plumbing::access::{ListPage, json, path_id};
 use crate::plumbing::guard::denied;
 use crate::{ApiError, AppState, Principal};
@@ -49,14 +47,14 @@ fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
 /// Documents are raised and decided by people: an API key has no department, no seat in the
 /// separation of duties, and is refused here.
 async fn member(p: &Principal, tx: &mut TenantTx) -> Result<Member, ApiError> {
-    let Some(user) = p.user else {
+    let Some(person) = p.person() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "user_required",
             "documents are raised and decided by signed-in people, not API keys",
         ));
     };
-    Member::load(tx, user, p.who.origin.clone()).await.map_err(|_| ApiError::forbidden())
+    Member::load(tx, person.user, p.who.origin.clone()).await.map_err(|_| ApiError::forbidden())
 }
 
 /// Turns a domain refusal into a response; policy denials are audited first (own transaction).
@@ -129,96 +127,6 @@ fn if_match_failed(current: i32) -> Response {
     .into_response();
     r.headers_mut().insert(header::ETAG, etag(current));
     r
-}
-
-fn etag(version: i32) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
-}
-
-/// A JSON response with the document's `ETag` when the body has a `version`.
-fn respond(status: StatusCode, body: serde_json::Value, replayed: bool) -> Response {
-    let version = body.get("version").and_then(serde_json::Value::as_i64).and_then(|v| i32::try_from(v).ok());
-    let mut r = (status, Json(body)).into_response();
-    if let Some(v) = version {
-        r.headers_mut().insert(header::ETAG, etag(v));
-    }
-    if replayed {
-        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    r
-}
-
-/// The `Idempotency-Key` header: 1-200 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    match v.to_str() {
-        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
-        _ => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_idempotency_key",
-            "Idempotency-Key: 1-200 visible ASCII characters",
-        )),
-    }
-}
-
-/// A claimed idempotency key, completed in the write's transaction.
-struct Idem {
-    principal: String,
-    key: String,
-}
-
-enum Claimed {
-    Go(Option<Idem>),
-    /// The stored first answer; the request counts as decided (see `crate::plumbing::guard`).
-    Replay(Response),
-}
-
-async fn claim(
-    tx: &mut TenantTx,
-    p: &Principal,
-    headers: &HeaderMap,
-    route: &str,
-    body: &[u8],
-) -> Result<Claimed, ApiError> {
-    let Some(key) = idempotency_key(headers)? else { return Ok(Claimed::Go(None)) };
-    let principal = match (p.user, p.api_key) {
-        (Some(u), _) => format!("user:{u}"),
-        (None, Some(k)) => format!("api_key:{k}"),
-        (None, None) => return Err(ApiError::unauthenticated()),
-    };
-    let mut h = Sha256::new();
-    h.update(route.as_bytes());
-    h.update([0]);
-    h.update(body);
-    let hash: [u8; 32] = h.finalize().into();
-    match idempotency::claim(tx, &principal, &key, route, &hash).await? {
-        Claim::New => Ok(Claimed::Go(Some(Idem { principal, key }))),
-        Claim::Replay { status, response } => {
-            // The first answer to this person's same request on this route, decided then.
-            p.checked.mark();
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            Ok(Claimed::Replay(respond(status, response, true)))
-        }
-        Claim::Mismatch => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request",
-        )),
-    }
-}
-
-/// Stores the result under the key (if any), commits, answers.
-async fn finish(
-    mut tx: TenantTx,
-    idem: Option<Idem>,
-    status: StatusCode,
-    body: serde_json::Value,
-) -> Result<Response, ApiError> {
-    if let Some(i) = idem {
-        idempotency::complete(&mut tx, &i.principal, &i.key, status.as_u16(), &body).await?;
-    }
-    tx.commit().await?;
-    Ok(respond(status, body, false))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
@@ -307,15 +215,16 @@ pub async fn create(
     };
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let idem = match claim(&mut tx, &p, &headers, CREATE_ROUTE, &body).await? {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    let claim = match idempotency::claim(&mut tx, &p, key, CREATE_ROUTE, &body).await? {
         Claimed::Replay(r) => return Ok(r),
-        Claimed::Go(i) => i,
+        Claimed::Go(c) => c,
     };
     match documents::create(&mut tx, &state.authz, &m, &new).await {
         Ok(doc) => {
             p.checked.mark();
             let id = doc.id;
-            let mut r = finish(tx, idem, StatusCode::CREATED, to_json(&doc)?).await?;
+            let mut r = claim.finish(tx, StatusCode::CREATED, to_json(&doc)?).await?;
             if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/documents/{id}")) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
@@ -444,6 +353,19 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).and_then(|n| n.parse().ok()).map(Some).ok_or_else(failed)
 }
 
+/// The version the caller read: `If-Match` or the body's `version` (both: they must agree).
+fn expected_version(header: Option<i32>, body: Option<i32>) -> Result<i32, ApiError> {
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(unprocessable("version", "version: differs from If-Match")),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "name the version you read: If-Match: \"<version>\" (the document's ETag) or \"version\" in the body",
+        )),
+    }
+}
+
 /// `POST /api/v1/documents/{id}/transitions` {transition, note?, version?} with `If-Match`
 /// (or `version`), `Idempotency-Key` optional → 200 with the document and its new `ETag`.
 /// A stale `If-Match` is 412, a stale `version` 409; a transition the state does not allow is
@@ -462,30 +384,19 @@ pub async fn transition(
         return Err(unprocessable("transition", format!("transition: one of {}", names.join(", "))));
     };
     let header_version = if_match(&headers)?;
-    let version = match (header_version, req.version) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(unprocessable("version", "version: differs from If-Match"));
-        }
-        (Some(v), _) | (None, Some(v)) => v,
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition_required",
-                "name the version you read: If-Match: \"<version>\" (the document's ETag) or \"version\" in the body",
-            ));
-        }
-    };
+    let version = expected_version(header_version, req.version)?;
     let route = format!("POST /api/v1/documents/{id}/transitions");
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let idem = match claim(&mut tx, &p, &headers, &route, &body).await? {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    let claim = match idempotency::claim(&mut tx, &p, key, &route, &body).await? {
         Claimed::Replay(r) => return Ok(r),
-        Claimed::Go(i) => i,
+        Claimed::Go(c) => c,
     };
     match documents::transition(&mut tx, &state.authz, &m, id, t, version, req.note.as_deref()).await {
         Ok(doc) => {
             p.checked.mark();
-            finish(tx, idem, StatusCode::OK, to_json(&doc)?).await
+            claim.finish(tx, StatusCode::OK, to_json(&doc)?).await
         }
         Err(ApprovalError::Stale { current }) if header_version.is_some() => {
             drop(tx);
@@ -536,14 +447,15 @@ pub async fn bulk_approve(
     }
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let idem = match claim(&mut tx, &p, &headers, BULK_ROUTE, &body).await? {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    let claim = match idempotency::claim(&mut tx, &p, key, BULK_ROUTE, &body).await? {
         Claimed::Replay(r) => return Ok(r),
-        Claimed::Go(i) => i,
+        Claimed::Go(c) => c,
     };
     match inbox::approve_many(&mut tx, &state.authz, &m, &items, req.note.as_deref()).await {
         Ok(approved) => {
             p.checked.mark();
-            finish(tx, idem, StatusCode::OK, to_json(&BulkApproved { approved })?).await
+            claim.finish(tx, StatusCode::OK, to_json(&BulkApproved { approved })?).await
         }
         Err(BulkError::Invalid(e)) => {
             drop(tx);
@@ -605,7 +517,7 @@ async fn reply<T: Serialize>(
         Ok(value) => {
             p.checked.mark();
             tx.commit().await?;
-            Ok(respond(status, to_json(&value)?, false))
+            Ok(json_response(status, to_json(&value)?))
         }
         Err(e) => {
             drop(tx);
@@ -755,28 +667,19 @@ pub async fn edit(
         }),
     };
     let header_version = if_match(&headers)?;
-    let version = match (header_version, req.version) {
-        (Some(h), Some(b)) if h != b => return Err(unprocessable("version", "version: differs from If-Match")),
-        (Some(v), _) | (None, Some(v)) => v,
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition_required",
-                "name the version you read: If-Match: \"<version>\" (the document's ETag) or \"version\" in the body",
-            ));
-        }
-    };
+    let version = expected_version(header_version, req.version)?;
     let route = format!("PATCH /api/v1/documents/{id}");
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
-    let idem = match claim(&mut tx, &p, &headers, &route, &body).await? {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    let claim = match idempotency::claim(&mut tx, &p, key, &route, &body).await? {
         Claimed::Replay(r) => return Ok(r),
-        Claimed::Go(i) => i,
+        Claimed::Go(c) => c,
     };
     match documents::edit(&mut tx, &state.authz, &m, id, version, &changes).await {
         Ok(doc) => {
             p.checked.mark();
-            finish(tx, idem, StatusCode::OK, to_json(&doc)?).await
+            claim.finish(tx, StatusCode::OK, to_json(&doc)?).await
         }
         Err(ApprovalError::Stale { current }) if header_version.is_some() => {
             drop(tx);

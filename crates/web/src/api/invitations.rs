@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::plumbing::access::{bounded, json, path_id};
-use crate::plumbing::auth::origin;
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -143,7 +142,7 @@ pub async fn accept(
         &state.auth.lockout(),
         &presented,
         &acceptance,
-        &origin(&ctx),
+        &ctx.origin(),
     )
     .await?;
     Ok(Json(Accepted {

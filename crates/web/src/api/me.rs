@@ -14,7 +14,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::plumbing::access::{bounded, json, path_id, require_user};
+use crate::plumbing::access::{bounded, json, path_id, require_person};
+use crate::plumbing::auth::Person;
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,7 +44,7 @@ pub(crate) struct Me {
 
 /// `GET /api/v1/me`
 pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
-    let (user, session) = require_user(&p)?;
+    let Person { user, session } = require_person(&p)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let u = identity::users::get_member(&mut tx, user).await?;
     let t = identity::tenants::current(&mut tx).await?;
@@ -60,7 +61,7 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<impl
 
 /// `GET /api/v1/me/sessions`: the caller's live sessions in this organisation.
 pub async fn sessions(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
-    let (user, session) = require_user(&p)?;
+    let Person { user, session } = require_person(&p)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let items = identity::members::sessions_of(&mut tx, user, Some(session)).await?;
     tx.commit().await?;
@@ -73,7 +74,7 @@ pub async fn revoke_session(
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (user, _) = require_user(&p)?;
+    let user = require_person(&p)?.user;
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     identity::members::revoke_own_session(&mut tx, &p.who, user, id).await?;
@@ -97,7 +98,7 @@ pub async fn change_password(
     p: Principal,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (user, _) = require_user(&p)?;
+    let user = require_person(&p)?.user;
     let req: PasswordChange = json(&body)?;
     bounded("current_password", &req.current_password, 1024)?;
     bounded("new_password", &req.new_password, 1024)?;

@@ -63,7 +63,7 @@ pub async fn sessions(
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     identity::members::lock(&mut tx, user).await?;
-    let items = identity::members::sessions_of(&mut tx, user, p.session).await?;
+    let items = identity::members::sessions_of(&mut tx, user, p.person().map(|me| me.session)).await?;
     tx.commit().await?;
     Ok(Json(ListPage::all(items)))
 }

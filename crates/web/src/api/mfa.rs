@@ -11,54 +11,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use identity::EmailAddress;
 use identity::email_codes::{self, Purpose};
-use identity::mfa::{self, Answer, Challenge, Factors, LoginOutcome};
+use identity::mfa::{self, Answer};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::plumbing::auth::origin;
-use crate::api::sessions::{Delivery, issued_response, json_body};
+use crate::api::sign_in::{Delivery, factors, issued_response, outcome_response, resolve};
+use crate::plumbing::access::{ListPage, json, limit};
+use crate::plumbing::ip_allowlist::{self, Subject};
 use crate::{ApiError, AppState, ClientContext, Principal};
 
 fn too_long() -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "a field is too long")
-}
-
-pub(crate) fn factors(state: &AppState) -> Factors<'_> {
-    Factors { keys: &state.mfa_keys, mailer: &state.mailer }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct MfaRequired<'a> {
-    mfa_required: bool,
-    mfa_token: &'a str,
-    methods: &'a [mfa::Method],
-    expires_in: i64,
-}
-
-fn challenge_response(c: &Challenge) -> Response {
-    let body = MfaRequired {
-        mfa_required: true,
-        mfa_token: c.token.expose_secret(),
-        methods: &c.methods,
-        expires_in: c.expires_in,
-    };
-    (StatusCode::OK, Json(body)).into_response()
-}
-
-/// Answers a finished login: tokens, or the challenge for a second factor.
-pub(crate) fn outcome_response(state: &AppState, outcome: LoginOutcome, delivery: Delivery) -> Response {
-    match outcome {
-        LoginOutcome::Issued(issued) => issued_response(state, issued, delivery),
-        LoginOutcome::MfaRequired(c) => challenge_response(&c),
-    }
-}
-
-async fn resolve(state: &AppState, organisation: &str) -> Result<Option<store::TenantId>, ApiError> {
-    let mut g = state.store.global_tx().await?;
-    let t = g.resolve_tenant(organisation.trim()).await?;
-    g.commit().await?;
-    Ok(t)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -82,7 +46,7 @@ pub async fn request_code(
     ctx: ClientContext,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: CodeRequest = json_body(&body)?;
+    let req: CodeRequest = json(&body)?;
     if req.organisation.len() > 100 || req.email.len() > 254 {
         return Err(too_long());
     }
@@ -92,9 +56,9 @@ pub async fn request_code(
     let email = EmailAddress::parse(&req.email)?;
     let tenant = resolve(&state, &req.organisation).await?;
     if let Some(t) = tenant {
-        crate::plumbing::ip_allowlist::enforce(&state, t, &ctx, crate::plumbing::ip_allowlist::Subject::Login(email.as_str())).await?;
+        ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
     }
-    email_codes::request(&state.store, &state.mailer, tenant, &email, req.purpose, &origin(&ctx)).await?;
+    email_codes::request(&state.store, &state.mailer, tenant, &email, req.purpose, &ctx.origin()).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })).into_response())
 }
 
@@ -116,16 +80,16 @@ pub async fn verify_code(
     ctx: ClientContext,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: VerifyRequest = json_body(&body)?;
+    let req: VerifyRequest = json(&body)?;
     if req.organisation.len() > 100 || req.email.len() > 254 || req.code.len() > 32 {
         return Err(too_long());
     }
     let email = EmailAddress::parse(&req.email)?;
     let tenant = resolve(&state, &req.organisation).await?;
     if let Some(t) = tenant {
-        crate::plumbing::ip_allowlist::enforce(&state, t, &ctx, crate::plumbing::ip_allowlist::Subject::Login(email.as_str())).await?;
+        ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
     }
-    let o = origin(&ctx);
+    let o = ctx.origin();
     let redeemed = email_codes::redeem(&state.store, tenant, &email, req.code.trim(), &o).await?;
     let Some(tenant) = tenant else { return Err(identity::IdentityError::InvalidCode.into()) };
     match redeemed.purpose {
@@ -169,7 +133,7 @@ pub async fn complete(
     ctx: ClientContext,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: MfaRequest = json_body(&body)?;
+    let req: MfaRequest = json(&body)?;
     if req.mfa_token.len() > 100 {
         return Err(too_long());
     }
@@ -186,13 +150,13 @@ pub async fn complete(
         }
     };
     let issued =
-        mfa::complete(&state.auth, &state.store, &state.mfa_keys, req.mfa_token.trim(), &answer, &origin(&ctx)).await?;
+        mfa::complete(&state.auth, &state.store, &state.mfa_keys, req.mfa_token.trim(), &answer, &ctx.origin()).await?;
     Ok(issued_response(&state, issued, req.token_delivery))
 }
 
 /// The caller's own user; API keys have none.
 fn own_user(p: &Principal) -> Result<Uuid, ApiError> {
-    p.session.and(p.user).ok_or_else(|| {
+    p.person().map(|person| person.user).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "not_a_session",
@@ -228,7 +192,7 @@ pub(crate) struct CodeBody {
 }
 
 fn code_of(body: &[u8]) -> Result<String, ApiError> {
-    let req: CodeBody = json_body(body)?;
+    let req: CodeBody = json(body)?;
     if req.code.len() > 32 {
         return Err(too_long());
     }
@@ -303,7 +267,7 @@ pub async fn set_required(
     p: Principal,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: MfaSetting = json_body(&body)?;
+    let req: MfaSetting = json(&body)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     mfa::set_required(&mut tx, &p.who, p.permit()?, req.required).await?;
     tx.commit().await?;
@@ -322,9 +286,9 @@ pub struct OutboxQuery {
 /// `GET /api/v1/dev/outbox?to=EMAIL`: routed only on servers started with `--dev-outbox`.
 pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> Result<Response, ApiError> {
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
-    let limit = crate::plumbing::access::limit(q.limit.as_deref())?;
+    let limit = limit(q.limit.as_deref())?;
     let mut g = state.store.global_tx().await?;
     let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), limit).await?;
     g.commit().await?;
-    Ok(Json(crate::plumbing::access::ListPage::all(mail)).into_response())
+    Ok(Json(ListPage::all(mail)).into_response())
 }

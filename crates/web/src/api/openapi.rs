@@ -1,14 +1,12 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 description, generated from the route table.
 //!
-//! Every route the router serves (`crate::route_table`) becomes an operation with a camelCase
+//! Every route the router serves (`crate::route_table`, passed in by the router) becomes an operation with a camelCase
 //! `operationId`: its path and query parameters, the headers it reads and sends
 //! (`Idempotency-Key`, `If-Match`, `X-CSRF-Token`, `ETag`, `Retry-After`, `Set-Cookie`), bearer
 //! or cookie security unless the route is public, and the error schema for every 4XX and 5XX
 //! answer. Request and response schemas are derived (utoipa `ToSchema`/`IntoParams`) from the
 //! types the handlers actually parse and return, so they cannot drift.
 
-use axum::Json;
-use axum::response::IntoResponse;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -17,7 +15,7 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 
 use crate::plumbing::access::ListPage;
 use crate::plumbing::guard::{Guard, RouteInfo};
@@ -47,12 +45,9 @@ echo `cs_csrf` in `X-CSRF-Token`). API clients send `\"token_delivery\": \"body\
 `access_token` and `refresh_token` in the JSON answer instead, and send \
 `Authorization: Bearer <access token>`. Lists answer `{items, next_cursor}`; `limit` is 1-200 \
 (default 50)."),
-    components(schemas(ErrorBody)),
-    modifiers(&FromRoutes)
+    components(schemas(ErrorBody))
 )]
 struct ApiDoc;
-
-struct FromRoutes;
 
 /// A named schema and the schemas it refers to.
 struct Shape {
@@ -94,12 +89,11 @@ enum Success {
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, health, invitations as inv, me, members as mem,
-        mfa, sessions as sess,
+        ip_allowlist as ipl, mfa, sessions as sess, sign_in,
     };
-    use crate::plumbing::ip_allowlist as ipl;
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
-    let sign_in = || OneOf("200", vec![of::<sess::TokenResponse>(), of::<mfa::MfaRequired<'static>>()]);
+    let sign_in = || OneOf("200", vec![of::<sign_in::TokenResponse>(), of::<sign_in::MfaRequired<'static>>()]);
     let p = path.trim_start_matches("/api/v1");
     match (method, p) {
         ("GET", "/healthz") => (None, json("200", of::<health::Health>())),
@@ -111,8 +105,8 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/auth/login") => (Some(of::<sess::LoginRequest>()), sign_in()),
         ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
-        ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sess::TokenResponse>())),
-        ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sess::TokenResponse>())),
+        ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sign_in::TokenResponse>())),
+        ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sign_in::TokenResponse>())),
         ("POST", "/auth/logout") => (None, NoContent),
         ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), json("200", of::<inv::Accepted>())),
         ("GET", "/settings/ip-allowlist") => (None, json("200", of::<ipl::ListResponse>())),
@@ -461,43 +455,39 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
     op.summary(Some(summary)).build()
 }
 
-impl Modify for FromRoutes {
-    fn modify(&self, spec: &mut Spec) {
-        let mut paths = utoipa::openapi::Paths::new();
-        let components = spec.components.get_or_insert_with(Default::default);
-        for r in crate::route_table(false) {
-            paths.add_path_operation(&r.path, vec![method(&r.method)], operation(&r, components));
-        }
-        spec.paths = paths;
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "An access token (from /api/v1/auth/login with \"token_delivery\": \"body\") or an API key (csk_...)",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "session_cookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "cs_access",
-                "The access cookie a browser sign-in sets; state-changing requests must also send \
-                 X-CSRF-Token (the cs_csrf cookie's value)",
-            ))),
-        );
+/// Adds an operation per route, and the security schemes they name.
+fn add_routes(spec: &mut Spec, routes: &[RouteInfo]) {
+    let mut paths = utoipa::openapi::Paths::new();
+    let components = spec.components.get_or_insert_with(Default::default);
+    for r in routes {
+        paths.add_path_operation(&r.path, vec![method(&r.method)], operation(r, components));
     }
+    spec.paths = paths;
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An access token (from /api/v1/auth/login with \"token_delivery\": \"body\") or an API key (csk_...)",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "session_cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "cs_access",
+            "The access cookie a browser sign-in sets; state-changing requests must also send \
+             X-CSRF-Token (the cs_csrf cookie's value)",
+        ))),
+    );
 }
 
-/// The description as a value (tests and `serve`).
+/// The description of `routes` (the router passes its table).
 #[must_use]
-pub fn spec() -> Spec {
-    ApiDoc::openapi()
-}
-
-/// `GET /api/openapi.json`
-pub async fn serve() -> impl IntoResponse {
-    Json(spec())
+pub fn spec(routes: &[RouteInfo]) -> Spec {
+    let mut spec = ApiDoc::openapi();
+    add_routes(&mut spec, routes);
+    spec
 }

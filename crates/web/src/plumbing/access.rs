@@ -3,14 +3,14 @@
 
 use axum::http::StatusCode;
 
+use crate::plumbing::auth::Person;
 use crate::{ApiError, Principal};
 
 /// Endpoints about "me" need a person: an interactive session, not an API key.
-pub(crate) fn require_user(p: &Principal) -> Result<(uuid::Uuid, uuid::Uuid), ApiError> {
-    match (p.user, p.session) {
-        (Some(u), Some(s)) => Ok((u, s)),
-        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "this endpoint needs a signed-in user")),
-    }
+pub(crate) fn require_person(p: &Principal) -> Result<Person, ApiError> {
+    p.person().ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "this endpoint needs a signed-in user")
+    })
 }
 
 /// Parses a JSON body strictly (types with `deny_unknown_fields`); malformed → 422 `invalid_body`

@@ -1,41 +1,115 @@
 //! Who is calling. `Principal` is an extractor: a handler that names it cannot run for an
-//! unauthenticated request. Today the credential is an API key (`Authorization: Bearer csk_…`);
-//! sessions and SSO arrive as further ways to produce the same `Principal`.
+//! unauthenticated request. The credential is an access token (a signed-in person: cookie or
+//! `Authorization: Bearer eyJ…`) or an API key (`Authorization: Bearer csk_…`); SSO arrives as a
+//! further way to produce the same `Principal`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use authz::Subject;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use identity::Role;
 use identity::api_keys::{self, PresentedKey};
 use store::TenantId;
+use uuid::Uuid;
 
+use crate::plumbing::cookies::{self, ACCESS_COOKIE};
+use crate::plumbing::ip_allowlist::{self, Subject as Refused};
+use crate::plumbing::refusals::Refusal;
+use crate::plumbing::session_cache;
 use crate::{ApiError, AppState, ClientContext};
 
-/// An authenticated caller, bound to one organisation.
+/// An authenticated caller, bound to one organisation: who they are ([`Caller`]), the role they
+/// act in, and what every audited write of this request records ([`Principal::who`]).
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub tenant: TenantId,
     pub role: Role,
-    pub scopes: Vec<String>,
-    /// Set for interactive sessions (access tokens); `None` for API keys.
-    pub session: Option<uuid::Uuid>,
-    pub user: Option<uuid::Uuid>,
-    /// Set for API keys.
-    pub api_key: Option<uuid::Uuid>,
+    pub caller: Caller,
+    /// The actor and request origin every audited write of this request records.
+    pub who: audit::Who,
     /// Whether this request's authorisation decision was taken (see `crate::plumbing::guard`).
-    pub checked: crate::plumbing::guard::Checked,
+    pub checked: Checked,
     /// On an organisation-level route, the policy engine's permit the guard obtained: the
     /// identity writes that route makes require it ([`Principal::permit`]).
     pub(crate) permit: Option<authz::Permit>,
-    /// The actor and request origin every audited write of this request records.
-    pub who: audit::Who,
+}
+
+/// The two kinds of caller: a person in a session, or an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A signed-in person: their session (access token by cookie or bearer).
+    Person(Person),
+    /// An API key, limited to its scopes; it has no session and is no person.
+    ApiKey { id: Uuid, scopes: Vec<String> },
+}
+
+/// A signed-in person and the session they act in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Person {
+    pub user: Uuid,
+    pub session: Uuid,
+}
+
+/// Whether the request's authorisation decision was taken (shared by the guard and handler).
+#[derive(Debug, Clone, Default)]
+pub struct Checked(Arc<AtomicBool>);
+
+impl Checked {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    #[must_use]
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Principal {
-    /// API keys are limited to their scopes; (future) interactive sessions carry their role only.
+    fn new(tenant: TenantId, role: Role, caller: Caller, ctx: &ClientContext) -> Self {
+        let actor = match &caller {
+            Caller::Person(p) => audit::Actor::user(p.user, Some(role.as_str())),
+            Caller::ApiKey { id, .. } => audit::Actor::api_key(*id, Some(role.as_str())),
+        };
+        Self {
+            tenant,
+            role,
+            caller,
+            who: audit::Who::new(actor, ctx.origin()),
+            checked: Checked::default(),
+            permit: None,
+        }
+    }
+
+    /// The person calling, if it is one (API keys are not).
+    #[must_use]
+    pub fn person(&self) -> Option<Person> {
+        match self.caller {
+            Caller::Person(p) => Some(p),
+            Caller::ApiKey { .. } => None,
+        }
+    }
+
+    /// People act with their role; API keys are limited to their scopes as well.
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.session.is_some() || self.scopes.iter().any(|s| s == scope)
+        match &self.caller {
+            Caller::Person(_) => true,
+            Caller::ApiKey { scopes, .. } => scopes.iter().any(|s| s == scope),
+        }
+    }
+
+    /// The caller as the policy engine sees them (API keys act under their own id and role).
+    #[must_use]
+    pub fn subject(&self) -> Subject {
+        let id = match &self.caller {
+            Caller::Person(p) => p.user,
+            Caller::ApiKey { id, .. } => *id,
+        };
+        Subject { tenant: self.tenant.as_uuid(), user: id, role: self.role, department: None }
     }
 
     /// The permit of this organisation-level route's decision, for the identity write it makes.
@@ -46,13 +120,9 @@ impl Principal {
     pub fn permit(&self) -> Result<&authz::Permit, ApiError> {
         self.permit.as_ref().ok_or_else(|| {
             tracing::error!("an organisation-level write on a route without an organisation-level decision; refused");
-            crate::plumbing::guard::missing_decision("this route made a change without an authorisation decision")
+            ApiError::authorisation_missing("this route made a change without an authorisation decision")
         })
     }
-}
-
-pub(crate) fn origin(ctx: &ClientContext) -> audit::Origin {
-    audit::Origin::new(Some(&ctx.request_id), Some(ctx.ip), ctx.user_agent.as_deref())
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -80,15 +150,14 @@ impl Principal {
     pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = ClientContext::from_request_parts(parts, state).await?;
         let presented = parts.headers.contains_key(header::AUTHORIZATION)
-            || crate::api::sessions::cookie(&parts.headers, crate::api::sessions::ACCESS_COOKIE).is_some();
+            || cookies::cookie(&parts.headers, ACCESS_COOKIE).is_some();
         if !presented {
             return Err(ApiError::unauthenticated());
         }
         if let Err(wait) = state.credential_failures.reserve(ctx.ip) {
             // A forged key names its organisation: the refusal is counted there (memory only).
             if let Some(key) = bearer(parts).and_then(|t| t.parse::<PresentedKey>().ok()) {
-                let limited = crate::plumbing::refusals::Refusal::RateLimited;
-                state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, limited).await;
+                state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, Refusal::RateLimited).await;
             }
             return Err(crate::plumbing::limits::credential_rate_limited(ctx.ip, wait));
         }
@@ -105,10 +174,9 @@ impl Principal {
                 return Err(ApiError::unauthenticated());
             }
             // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
-            let token = crate::api::sessions::cookie(&parts.headers, crate::api::sessions::ACCESS_COOKIE)
-                .ok_or_else(ApiError::unauthenticated)?;
+            let token = cookies::cookie(&parts.headers, ACCESS_COOKIE).ok_or_else(ApiError::unauthenticated)?;
             if !parts.method.is_safe() {
-                crate::api::sessions::require_csrf(&parts.headers)?;
+                cookies::require_csrf(&parts.headers)?;
             }
             return from_access_token(state, &token, ctx).await;
         };
@@ -116,23 +184,12 @@ impl Principal {
             return from_access_token(state, &token, ctx).await;
         }
         let key: PresentedKey = token.parse().map_err(|_| ApiError::unauthenticated())?;
-        crate::plumbing::ip_allowlist::enforce(state, key.tenant, ctx, crate::plumbing::ip_allowlist::Subject::ApiKey(key.id)).await?;
+        ip_allowlist::enforce(state, key.tenant, ctx, Refused::ApiKey(key.id)).await?;
         let mut tx = state.store.tenant_tx(key.tenant).await?;
         match api_keys::authenticate(&mut tx, &key).await {
             Ok(p) => {
                 tx.commit().await?;
-                let actor = audit::Actor::api_key(p.key_id, Some(p.role.as_str()));
-                Ok(Self {
-                    tenant: p.tenant,
-                    role: p.role,
-                    scopes: p.scopes,
-                    session: None,
-                    user: None,
-                    api_key: Some(p.key_id),
-                    checked: crate::plumbing::guard::Checked::default(),
-                    permit: None,
-                    who: audit::Who::new(actor, origin(ctx)),
-                })
+                Ok(Self::new(p.tenant, p.role, Caller::ApiKey { id: p.key_id, scopes: p.scopes }, ctx))
             }
             Err(identity::IdentityError::Unauthenticated) => {
                 drop(tx);
@@ -162,7 +219,7 @@ fn bearer(parts: &Parts) -> Option<String> {
 async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -> Result<Principal, ApiError> {
     let claims = state.auth.key.verify(token, chrono::Utc::now().timestamp()).ok_or_else(ApiError::unauthenticated)?;
     let tenant = TenantId::from_uuid(claims.tid).map_err(|_| ApiError::unauthenticated())?;
-    crate::plumbing::ip_allowlist::enforce(state, tenant, ctx, crate::plumbing::ip_allowlist::Subject::User(claims.sub)).await?;
+    ip_allowlist::enforce(state, tenant, ctx, Refused::User(claims.sub)).await?;
     let entry = match state.sessions.get(claims.sid) {
         Some(e) => e,
         None => {
@@ -171,7 +228,7 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
             let live = identity::sessions::check(&mut tx, claims.sid).await?;
             tx.commit().await?;
             let live = live.ok_or_else(ApiError::unauthenticated)?;
-            let e = crate::plumbing::session_cache::Entry {
+            let e = session_cache::Entry {
                 tenant: claims.tid,
                 user: live.user_id,
                 role: live.role,
@@ -184,18 +241,8 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
     if entry.tenant != claims.tid || entry.user != claims.sub || entry.role.as_str() != claims.role {
         return Err(ApiError::unauthenticated());
     }
-    let actor = audit::Actor::user(entry.user, Some(entry.role.as_str()));
-    Ok(Principal {
-        tenant,
-        role: entry.role,
-        scopes: Vec::new(),
-        session: Some(claims.sid),
-        user: Some(entry.user),
-        api_key: None,
-        checked: crate::plumbing::guard::Checked::default(),
-        permit: None,
-        who: audit::Who::new(actor, origin(ctx)),
-    })
+    let person = Person { user: entry.user, session: claims.sid };
+    Ok(Principal::new(tenant, entry.role, Caller::Person(person), ctx))
 }
 
 /// Records a refused key in the organisation it names (aggregated: [`crate::plumbing::refusals`]); a key
@@ -211,7 +258,7 @@ async fn rejected(state: &AppState, key: &PresentedKey, ctx: &ClientContext) {
             return;
         }
     };
-    let who = audit::Who::new(audit::Actor::system("web:auth"), origin(ctx));
-    let refusal = crate::plumbing::refusals::Refusal::Checked(Box::new((who, event)));
+    let who = audit::Who::new(audit::Actor::system("web:auth"), ctx.origin());
+    let refusal = Refusal::Checked(Box::new((who, event)));
     state.refusals.record(&state.store, key.tenant, REJECTED, ctx.ip, refusal).await;
 }

@@ -58,6 +58,14 @@ pub struct ClientContext {
     pub request_id: String,
 }
 
+impl ClientContext {
+    /// Where the request came from, as audit events record it.
+    #[must_use]
+    pub fn origin(&self) -> audit::Origin {
+        audit::Origin::new(Some(&self.request_id), Some(self.ip), self.user_agent.as_deref())
+    }
+}
+
 /// Middleware: computes the `ClientContext` and stores it in the request extensions.
 pub async fn capture(proxies: axum::extract::State<TrustedProxies>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());

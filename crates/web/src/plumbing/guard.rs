@@ -18,19 +18,19 @@
 //! replaced by 500 `authorisation_missing`: a handler that forgot to ask fails closed.
 //! `route_table` lists every route with its guard; tests walk it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use authz::{Action, Resource, Subject};
+use authz::{Action, Resource};
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
-use crate::{ApiError, AppState, Principal};
+use crate::plumbing::auth::Caller;
+use crate::plumbing::limits;
+use crate::plumbing::refusals::Refusal;
+use crate::{ApiError, AppState, ClientContext, Principal};
 
 /// How a route is authorised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +61,6 @@ pub struct RouteInfo {
     /// Full path with axum's `{param}` placeholders.
     pub path: String,
     pub guard: Guard,
-}
-
-/// Whether the request's authorisation decision was taken (shared by the layer and handler).
-#[derive(Debug, Clone, Default)]
-pub struct Checked(Arc<AtomicBool>);
-
-impl Checked {
-    pub fn mark(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    #[must_use]
-    pub fn is_marked(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// The route builder: records every route with its guard and (given a state) routes it.
@@ -144,11 +129,11 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
         Guard::Public(_) => return next.run(req).await,
         Guard::SignIn => {
             let (mut parts, body) = req.into_parts();
-            let ctx = match crate::ClientContext::from_request_parts(&mut parts, &state).await {
+            let ctx = match ClientContext::from_request_parts(&mut parts, &state).await {
                 Ok(c) => c,
                 Err(e) => return e.into_response(),
             };
-            return crate::plumbing::limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
+            return limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
         }
         _ => {}
     }
@@ -173,14 +158,9 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
     let response = next.run(Request::from_parts(parts, body)).await;
     if response.status().is_success() && !checked.is_marked() {
         tracing::error!(%route, "a handler answered without an authorisation decision; refused");
-        return missing_decision("this route answered without an authorisation decision").into_response();
+        return ApiError::authorisation_missing("this route answered without an authorisation decision").into_response();
     }
     response
-}
-
-/// 500 `authorisation_missing`: a route acted or answered without the decision its guard owed.
-pub(crate) fn missing_decision(message: &'static str) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "authorisation_missing", message)
 }
 
 /// The policy engine's answer for an organisation-level action (plus the API key's scope).
@@ -188,15 +168,15 @@ pub(crate) fn missing_decision(message: &'static str) -> ApiError {
 async fn organisation(state: &AppState, p: &Principal, action: Action, route: &str) -> Result<authz::Permit, ApiError> {
     let tenant = p.tenant.as_uuid();
     let decision = state.authz.decide(&p.subject(), action, &Resource::Organisation { tenant });
-    let refusal = match decision {
-        Ok(permit) if p.session.is_some() => return Ok(permit),
+    let refusal = match (decision, &p.caller) {
+        (Ok(permit), Caller::Person(_)) => return Ok(permit),
         // API keys: the scope `identity::scopes` names for the action (none: people only).
-        Ok(permit) => match identity::scopes::for_action(action) {
+        (Ok(permit), Caller::ApiKey { .. }) => match identity::scopes::for_action(action) {
             Some(scope) if p.has_scope(scope) => return Ok(permit),
             Some(scope) => vec![format!("api key lacks scope {scope}")],
             None => vec![format!("no api key may take {action}")],
         },
-        Err(d) => d.forbidden_by,
+        (Err(d), _) => d.forbidden_by,
     };
     denied(state, p, route, action, None, &refusal).await?;
     Err(ApiError::forbidden())
@@ -227,20 +207,7 @@ pub(crate) async fn denied(
     }
     let event = audit::Event::new("access.denied", entity, changes)?;
     let ip = p.who.origin.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let refusal = crate::plumbing::refusals::Refusal::Checked(Box::new((p.who.clone(), event)));
+    let refusal = Refusal::Checked(Box::new((p.who.clone(), event)));
     state.refusals.record(&state.store, p.tenant, "access.denied", ip, refusal).await;
     Ok(())
-}
-
-impl Principal {
-    /// The caller as the policy engine sees them (API keys act under their own id and role).
-    #[must_use]
-    pub fn subject(&self) -> Subject {
-        Subject {
-            tenant: self.tenant.as_uuid(),
-            user: self.user.or(self.api_key).unwrap_or_default(),
-            role: self.role,
-            department: None,
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! Enforcing the per-organisation IP allowlist, and its admin API.
+//! Enforcing the per-organisation IP allowlist (its admin API: `crate::api::ip_allowlist`).
 //!
 //! [`enforce`] runs for every authenticated request (inside the `Principal` extractor), every
 //! login and every refresh that names an organisation. The organisation's networks come from a
@@ -16,20 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use identity::ip_allowlist::{self as list, NewEntry};
+use identity::ip_allowlist as list;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use store::TenantId;
 use uuid::Uuid;
 
-use crate::plumbing::auth::origin;
-use crate::{ApiError, AppState, ClientContext, Principal};
+use crate::{ApiError, AppState, ClientContext};
 
 /// How long a node trusts its copy of a list without hearing of a change.
 pub const TTL: Duration = Duration::from_secs(5);
@@ -212,7 +207,7 @@ pub async fn enforce(
             let mut tx = state.store.tenant_tx(tenant).await?;
             let event = audit::Event::new("auth.ip_refused", subject.entity()?, audit::Changes::none())?
                 .with_reason("address outside the organisation's IP allowlist")?;
-            audit::record(&mut tx, &audit::Actor::system("web:ip_allowlist"), &origin(ctx), &event).await?;
+            audit::record(&mut tx, &audit::Actor::system("web:ip_allowlist"), &ctx.origin(), &event).await?;
             tx.commit().await?;
             Ok::<(), ApiError>(())
         }
@@ -222,82 +217,4 @@ pub async fn enforce(
         }
     }
     Err(not_allowed())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = IpAllowlist)]
-pub(crate) struct ListResponse {
-    entries: Vec<list::Entry>,
-    /// The address this request came from, as the server sees it (what the list must admit).
-    #[schema(value_type = String)]
-    your_ip: IpAddr,
-    /// Whether the list restricts anything (it has at least one entry).
-    enforced: bool,
-}
-
-/// `GET /api/v1/settings/ip-allowlist`
-pub async fn get(State(state): State<AppState>, p: Principal, ctx: ClientContext) -> Result<Response, ApiError> {
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let entries = list::list(&mut tx).await?;
-    tx.commit().await?;
-    Ok(Json(ListResponse { enforced: !entries.is_empty(), entries, your_ip: ctx.ip }).into_response())
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = IpAllowlistEntryBody)]
-pub(crate) struct EntryBody {
-    cidr: String,
-    #[serde(default)]
-    note: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = IpAllowlistBody)]
-pub(crate) struct PutBody {
-    entries: Vec<EntryBody>,
-    reason: String,
-    /// Accept a list that does not admit the caller's own address.
-    #[serde(default)]
-    confirm_lockout: bool,
-}
-
-/// `PUT /api/v1/settings/ip-allowlist`: replaces the list (`entries: []` lifts the restriction).
-pub async fn put(
-    State(state): State<AppState>,
-    p: Principal,
-    ctx: ClientContext,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let req: PutBody = crate::plumbing::access::json(&body)?;
-    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", m);
-    if req.entries.len() > list::MAX_ENTRIES {
-        return Err(invalid(format!("entries: at most {}", list::MAX_ENTRIES)));
-    }
-    let reason = req.reason.trim();
-    if reason.len() < 3 || reason.len() > 200 {
-        return Err(invalid("reason: 3-200 characters".into()));
-    }
-    let mut entries = Vec::with_capacity(req.entries.len());
-    for e in &req.entries {
-        if e.cidr.len() > 64 {
-            return Err(invalid("cidr: at most 64 characters".into()));
-        }
-        entries.push(NewEntry::parse(&e.cidr, &e.note)?);
-    }
-    let nets: Vec<IpNet> = entries.iter().map(|e| e.cidr).collect();
-    if !list::allows(&nets, ctx.ip) && !req.confirm_lockout {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "would_lock_out",
-            format!("the list does not include your address {}; add it, or send \"confirm_lockout\": true", ctx.ip),
-        ));
-    }
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let stored = list::replace(&mut tx, &p.who, p.permit()?, &entries, reason).await?;
-    tx.commit().await?;
-    // This node at once; the others when the NOTIFY arrives (the same commit).
-    state.allowlist.invalidate(Some(p.tenant.as_uuid()));
-    Ok(Json(ListResponse { enforced: !stored.is_empty(), entries: stored, your_ip: ctx.ip }).into_response())
 }

@@ -15,9 +15,9 @@
 //! Failed credentials on every other route (bad or expired API keys, access tokens, refresh
 //! tokens) spend a second per-address budget, [`FailureLimiter`], before they are looked up.
 //!
-//! A sign-in route opts in with one line: it goes in the router's `sign_in` sub-router, which
-//! carries `.route_layer(from_fn_with_state(state.clone(), limits::sign_in))`. A refusal is logged and counted in `/metrics`, not audited:
-//! a flood of refusals must not become a flood of ledger rows.
+//! A sign-in route opts in by its guard, `Guard::SignIn` (`crate::plumbing::guard`), which runs
+//! [`sign_in`] before the handler. A refusal is logged and counted in `/metrics`, not audited: a
+//! flood of refusals must not become a flood of ledger rows.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,0 +1,111 @@
+//! The state every request sees: the store, the domain services (authenticator, policy engine,
+//! mailer, MFA keys) and the per-node caches and limiters of the plumbing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use identity::tokens::TokenKey;
+
+use crate::plumbing::client::TrustedProxies;
+use crate::plumbing::session_cache::SessionCache;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: store::Store,
+    pub proxies: TrustedProxies,
+    pub started: Instant,
+    pub auth: Arc<identity::sessions::Authenticator>,
+    pub sessions: SessionCache,
+    /// Send cookies with `Secure` (off only for plain-HTTP local development).
+    pub secure_cookies: bool,
+    /// Per-client-address budget of the sign-in routes.
+    pub sign_in_limiter: crate::plumbing::limits::SignInLimiter,
+    /// Per-client-address budget of failed credentials (API keys, access and refresh tokens).
+    pub credential_failures: crate::plumbing::limits::FailureLimiter,
+    /// Refusal events (`auth.api_key_rejected`, `access.denied`), aggregated per organisation,
+    /// kind and address per minute; its flusher writes the counts of closed windows.
+    pub refusals: crate::plumbing::refusals::RefusalLog,
+    /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
+    pub allowlist: crate::plumbing::ip_allowlist::AllowlistCache,
+    /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
+    pub mailer: Arc<dyn identity::mail::Mailer>,
+    /// Seals TOTP secrets at rest. Default: a key that lives only in this process; servers set
+    /// the key files with [`AppState::with_mfa_keys`].
+    pub mfa_keys: Arc<identity::secret_box::SecretBox>,
+    /// Route `GET /api/v1/dev/outbox` (development only).
+    pub dev_outbox: bool,
+    /// The mailer is the default outbox, sealing with `mfa_keys` (re-made when they change).
+    default_mailer: bool,
+    /// The policy engine (Cedar policies compiled into the binary, validated at start-up).
+    pub authz: Arc<authz::Engine>,
+}
+
+impl AppState {
+    /// State for one server process; starts the revocation listener.
+    ///
+    /// # Errors
+    /// If the password hasher cannot be prepared.
+    pub fn new(store: store::Store, proxies: TrustedProxies, key: TokenKey) -> Result<Self, identity::IdentityError> {
+        // Two argon2 computations at a time per node (each ~19 MiB, one core).
+        let hasher = identity::passwords::Hasher::new(identity::passwords::SERVER_THREADS)?;
+        let sessions = SessionCache::default();
+        sessions.spawn_listener(store.clone());
+        let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
+        let allowlist = crate::plumbing::ip_allowlist::AllowlistCache::default();
+        allowlist.spawn_listener(store.clone());
+        let refusals = crate::plumbing::refusals::RefusalLog::default();
+        refusals.spawn_flusher(store.clone());
+        let mfa_keys = Arc::new(identity::secret_box::SecretBox::ephemeral());
+        Ok(Self {
+            proxies,
+            started: Instant::now(),
+            auth: Arc::new(identity::sessions::Authenticator { hasher, key, policy: Default::default() }),
+            sessions,
+            secure_cookies: true,
+            sign_in_limiter: crate::plumbing::limits::SignInLimiter::default(),
+            credential_failures: crate::plumbing::limits::FailureLimiter::default(),
+            refusals,
+            allowlist,
+            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone(), mfa_keys.clone())),
+            mfa_keys,
+            dev_outbox: false,
+            default_mailer: true,
+            authz: Arc::new(authz),
+            store,
+        })
+    }
+
+    /// Applies configured sign-in limits (per-address budget, lockout and suspicious-login
+    /// thresholds) in place of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: crate::plumbing::limits::Limits) -> Self {
+        self.sign_in_limiter = crate::plumbing::limits::SignInLimiter::new(limits.login);
+        self.credential_failures = crate::plumbing::limits::FailureLimiter::new(limits.credential_failures);
+        self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
+        self
+    }
+
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Arc<dyn identity::mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self.default_mailer = false;
+        self
+    }
+
+    /// The MFA keys; they also seal the default outbox (which `dev_outbox` opens with them).
+    #[must_use]
+    pub fn with_mfa_keys(mut self, keys: identity::secret_box::SecretBox) -> Self {
+        self.mfa_keys = Arc::new(keys);
+        if self.default_mailer {
+            self.mailer = Arc::new(identity::mail::OutboxMailer::new(self.store.clone(), self.mfa_keys.clone()));
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn with_dev_outbox(mut self, on: bool) -> Self {
+        self.dev_outbox = on;
+        self
+    }
+}
+
