@@ -129,6 +129,25 @@ pub fn router(state: AppState) -> Router {
     with_middleware(state, routes)
 }
 
+/// The span every request's log lines carry. `client_ip` is recorded by `client::capture`; the
+/// organisation and the caller's id (`user_id` for a person, `api_key_id` for a key) by the
+/// authentication, once it succeeds (`Principal::authenticate`). Ids only: never an email,
+/// token or body.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    use tracing::field::Empty;
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+        client_ip = Empty,
+        tenant_id = Empty,
+        user_id = Empty,
+        api_key_id = Empty,
+    )
+}
+
 /// Wraps routes in the server's middleware stack and fallbacks (the real router uses it; tests
 /// use it to serve routes of their own through the same stack).
 pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
@@ -140,10 +159,7 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, client_ip = tracing::field::Empty)
-                }))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), client::capture))
                 .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

@@ -123,6 +123,18 @@ impl Principal {
             ApiError::authorisation_missing("this route made a change without an authorisation decision")
         })
     }
+
+    /// Writes the organisation and the caller's id on the request's span (declared empty where
+    /// the span is made, `crate::router::with_middleware`), so every log line of the request
+    /// carries them. Ids only: never an email, token or body.
+    fn record_on_span(&self) {
+        let span = tracing::Span::current();
+        span.record("tenant_id", tracing::field::display(self.tenant));
+        match &self.caller {
+            Caller::Person(p) => span.record("user_id", tracing::field::display(p.user)),
+            Caller::ApiKey { id, .. } => span.record("api_key_id", tracing::field::display(id)),
+        };
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -164,6 +176,9 @@ impl Principal {
         let result = Self::check_credential(parts, state, &ctx).await;
         if !matches!(&result, Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED) {
             state.credential_failures.refund(ctx.ip);
+        }
+        if let Ok(p) = &result {
+            p.record_on_span();
         }
         result
     }

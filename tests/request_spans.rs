@@ -1,0 +1,164 @@
+//! Every authenticated request's span carries the organisation and the caller's id — a person's
+//! `user_id` or an API key's `api_key_id` — recorded once by the authentication, so every log
+//! line of the request can be attributed; and nothing a request logs carries an email address,
+//! a password, a token or a key.
+//!
+//! One test in this file: it installs the process-wide subscriber (the server's tasks run on
+//! other threads), which a second test in the same binary could not.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use common::{member, org, send, sign_in, spawn_roomy};
+use identity::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use store::testing::TestDb;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+type Fields = Vec<(String, String)>;
+
+/// Collects every span's fields (as created and as recorded later) and every event's fields.
+#[derive(Clone, Default)]
+struct Collect {
+    open: Arc<Mutex<HashMap<u64, (String, Fields)>>>,
+    closed: Arc<Mutex<Vec<(String, Fields)>>>,
+    events: Arc<Mutex<Vec<Fields>>>,
+}
+
+struct Visitor<'a>(&'a mut Fields);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Collect {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+        let mut fields = Fields::new();
+        attrs.record(&mut Visitor(&mut fields));
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.insert(id.into_u64(), (attrs.metadata().name().to_owned(), fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, fields)) = open.get_mut(&id.into_u64()) {
+            values.record(&mut Visitor(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::new();
+        event.record(&mut Visitor(&mut fields));
+        self.events.lock().unwrap_or_else(PoisonError::into_inner).push(fields);
+    }
+
+    fn on_close(&self, id: Id, _: Context<'_, S>) {
+        let span = self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&id.into_u64());
+        if let Some(span) = span {
+            self.closed.lock().unwrap_or_else(PoisonError::into_inner).push(span);
+        }
+    }
+}
+
+impl Collect {
+    /// The fields of every request span for `method path`, open or closed.
+    fn requests(&self, method: &str, path: &str) -> Vec<HashMap<String, String>> {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        open.values()
+            .chain(closed.iter())
+            .filter(|(name, _)| name == "request")
+            .map(|(_, fields)| fields.iter().cloned().collect::<HashMap<_, _>>())
+            .filter(|f| f.get("method").map(String::as_str) == Some(method))
+            .filter(|f| f.get("path").map(String::as_str) == Some(path))
+            .collect()
+    }
+
+    /// Every value any span or event recorded.
+    fn all_values(&self) -> Vec<String> {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        open.values()
+            .chain(closed.iter())
+            .flat_map(|(_, f)| f.iter())
+            .chain(events.iter().flatten())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_log_no_secrets() {
+    let collect = Collect::default();
+    tracing::subscriber::set_global_default(Registry::default().with(collect.clone())).expect("the only subscriber");
+
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    let staff = member(&db, acme.id, "acme", "staff", Role::Staff, Some(acme.department), true).await;
+    let base = spawn_roomy(&db).await;
+    let admin = sign_in(&base, "acme", "user0@acme.example").await;
+    let person = sign_in(&base, "acme", "staff@acme.example").await;
+
+    // A person: the organisation and the user, no key.
+    let me = send(Method::GET, &format!("{base}/api/v1/me"), Some(&person), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let spans = collect.requests("GET", "/api/v1/me");
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = &spans[0];
+    assert_eq!(span.get("tenant_id"), Some(&acme.id.to_string()), "{span:?}");
+    assert_eq!(span.get("user_id"), Some(&staff.to_string()), "{span:?}");
+    assert_eq!(span.get("api_key_id"), None, "{span:?}");
+
+    // An API key: the organisation and the key, no user.
+    let created = send(
+        Method::POST,
+        &format!("{base}/api/v1/api-keys"),
+        Some(&admin),
+        Some(json!({"name": "reader", "role": "admin", "scopes": ["members:read"]})),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let (key_id, secret) = (created.body["id"].as_str().expect("id"), created.body["secret"].as_str().expect("secret"));
+    let listed = send(Method::GET, &format!("{base}/api/v1/members"), Some(secret), None, &[]).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let spans = collect.requests("GET", "/api/v1/members");
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = &spans[0];
+    assert_eq!(span.get("tenant_id"), Some(&acme.id.to_string()), "{span:?}");
+    assert_eq!(span.get("api_key_id").map(String::as_str), Some(key_id), "{span:?}");
+    assert_eq!(span.get("user_id"), None, "{span:?}");
+
+    // Refused: no credential, a forged one — nothing is attributed.
+    let anon = send(Method::GET, &format!("{base}/api/v1/departments"), None, None, &[]).await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    let forged = send(Method::GET, &format!("{base}/api/v1/departments"), Some("eyJforged"), None, &[]).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let spans = collect.requests("GET", "/api/v1/departments");
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    for span in &spans {
+        assert!(!span.contains_key("tenant_id") && !span.contains_key("user_id"), "{span:?}");
+    }
+
+    // Nothing logged carries who someone is or what lets them in.
+    let values = collect.all_values();
+    assert!(values.len() > 20, "the collector saw the requests: {}", values.len());
+    for secret in ["user0@acme.example", "staff@acme.example", common::PASSWORD, &admin, &person, secret] {
+        assert!(!values.iter().any(|v| v.contains(secret)), "logged: {secret}");
+    }
+}
