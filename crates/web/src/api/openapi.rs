@@ -38,13 +38,16 @@ pub struct ErrorInner {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Countersign", description = "Multi-tenant approvals: vouchers, purchase orders, members, audit.\n\n\
+    info(
+        title = "Countersign",
+        description = "Multi-tenant approvals: vouchers, purchase orders, members, audit.\n\n\
 Sign-in (`/auth/login`, `/auth/email-code/verify`, `/auth/mfa`, `/auth/refresh`) answers with \
 cookies by default (browsers: `cs_access`, `cs_refresh`, `cs_csrf`; state-changing requests then \
 echo `cs_csrf` in `X-CSRF-Token`). API clients send `\"token_delivery\": \"body\"` to get \
 `access_token` and `refresh_token` in the JSON answer instead, and send \
 `Authorization: Bearer <access token>`. Lists answer `{items, next_cursor}`; `limit` is 1-200 \
-(default 50)."),
+(default 50)."
+    ),
     components(schemas(ErrorBody))
 )]
 struct ApiDoc;
@@ -88,8 +91,8 @@ enum Success {
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
-        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, me, members as mem,
-        ip_allowlist as ipl, mfa, sessions as sess, sign_in,
+        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, ip_allowlist as ipl, me,
+        members as mem, mfa, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));

@@ -8,9 +8,8 @@ use crate::{ApiError, Principal};
 
 /// Endpoints about "me" need a person: an interactive session, not an API key.
 pub(crate) fn require_person(p: &Principal) -> Result<Person, ApiError> {
-    p.person().ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "this endpoint needs a signed-in user")
-    })
+    p.person()
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "this endpoint needs a signed-in user"))
 }
 
 /// Parses a JSON body strictly (types with `deny_unknown_fields`); malformed → 422 `invalid_body`

@@ -158,7 +158,8 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
     let response = next.run(Request::from_parts(parts, body)).await;
     if response.status().is_success() && !checked.is_marked() {
         tracing::error!(%route, "a handler answered without an authorisation decision; refused");
-        return ApiError::authorisation_missing("this route answered without an authorisation decision").into_response();
+        return ApiError::authorisation_missing("this route answered without an authorisation decision")
+            .into_response();
     }
     response
 }
