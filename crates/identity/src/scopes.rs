@@ -22,22 +22,22 @@ pub const KNOWN: &[Scope] = &[
     Scope {
         name: "audit:read",
         actions: &[Action::AuditRead],
-        enforced_in: "read and export the audit ledger (web::audit_api)",
+        enforced_in: "read and export the audit ledger (web::api::audit)",
     },
     Scope {
         name: "api_keys:manage",
         actions: &[Action::ApiKeysManage],
-        enforced_in: "create, list and revoke API keys (web::api_keys_api)",
+        enforced_in: "create, list and revoke API keys (web::api::api_keys)",
     },
     Scope {
         name: "members:read",
         actions: &[Action::MembersRead, Action::DepartmentsRead],
-        enforced_in: "list members, their sessions and invitations, and departments (web::members_api, web::invitations_api, web::departments_api)",
+        enforced_in: "list members, their sessions and invitations, and departments (web::api::members, web::api::invitations, web::api::departments)",
     },
     Scope {
         name: "members:manage",
         actions: &[Action::MembersManage],
-        enforced_in: "administer members and invitations (web::members_api, web::invitations_api)",
+        enforced_in: "administer members and invitations (web::api::members, web::api::invitations)",
     },
 ];
 
