@@ -35,11 +35,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/invitations/accept", SignIn, invitations::accept)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), sessions::refresh)
         .get("/status", Public("counters only, no tenant data"), health::status)
-        .get(
-            "/security",
-            Public("the published security claims and counters, no tenant data"),
-            security::security,
-        )
+        .get("/security", Public("the published security claims and counters, no tenant data"), security::security)
         .post("/auth/logout", Own, sessions::logout)
         .get("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::get)
         .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
