@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{member, org, send, sign_in, spawn_roomy};
+use common::{TestApp, member, org};
 use identity::Role;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use store::testing::TestDb;
 
@@ -15,9 +15,9 @@ async fn every_list_answers_one_envelope_and_refuses_a_limit_outside_one_range_n
     let a = org(&db, "acme").await;
     common::with_password(&db, a.users[0]).await;
     member(&db, a.id, "acme", "fin", Role::Finance, Some(a.department), true).await;
-    let base = spawn_roomy(&db).await;
-    let admin = sign_in(&base, "acme", "user0@acme.example").await;
-    let finance = sign_in(&base, "acme", "fin@acme.example").await;
+    let app = TestApp::setup(&db).roomy().start().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let finance = app.sign_in("acme", "fin@acme.example").await;
     let staff_user = a.users[1];
     // (path, who may read it, whether it takes `limit`)
     let lists = [
@@ -32,7 +32,7 @@ async fn every_list_answers_one_envelope_and_refuses_a_limit_outside_one_range_n
         ("/api/v1/departments".to_owned(), &admin, true),
     ];
     for (path, token, paged) in &lists {
-        let r = send(Method::GET, &format!("{base}{path}"), Some(token), None, &[]).await;
+        let r = token.get(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
         let keys: Vec<&String> = r.body.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["items", "next_cursor"], "{path}: {}", r.body);
@@ -41,11 +41,11 @@ async fn every_list_answers_one_envelope_and_refuses_a_limit_outside_one_range_n
             continue;
         }
         for ok in ["1", "50", "200"] {
-            let r = send(Method::GET, &format!("{base}{path}?limit={ok}"), Some(token), None, &[]).await;
+            let r = token.get(&format!("{path}?limit={ok}")).await;
             assert_eq!(r.status, StatusCode::OK, "{path}?limit={ok}: {}", r.body);
         }
         for bad in ["0", "-1", "100000", "201", "500", "abc", "1.5"] {
-            let r = send(Method::GET, &format!("{base}{path}?limit={bad}"), Some(token), None, &[]).await;
+            let r = token.get(&format!("{path}?limit={bad}")).await;
             assert_eq!(
                 (r.status, r.code(), r.body["error"]["details"]["field"].as_str()),
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("limit")),
@@ -55,11 +55,9 @@ async fn every_list_answers_one_envelope_and_refuses_a_limit_outside_one_range_n
         }
     }
     // Paging follows next_cursor to the end, where it is null.
-    let first = send(Method::GET, &format!("{base}/api/v1/audit/events?limit=1"), Some(&admin), None, &[]).await;
+    let first = admin.get("/api/v1/audit/events?limit=1").await;
     let cursor = first.body["next_cursor"].as_str().expect("more than one event").to_owned();
-    let next =
-        send(Method::GET, &format!("{base}/api/v1/audit/events?limit=200&cursor={cursor}"), Some(&admin), None, &[])
-            .await;
+    let next = admin.get(&format!("/api/v1/audit/events?limit=200&cursor={cursor}")).await;
     assert_eq!(next.body["next_cursor"], serde_json::Value::Null, "{}", next.body);
 }
 
@@ -69,18 +67,18 @@ async fn the_mfa_setting_reads_back_for_admins_only() {
     let a = org(&db, "acme").await;
     common::with_password(&db, a.users[0]).await;
     common::with_password(&db, a.users[1]).await;
-    let base = spawn_roomy(&db).await;
-    let admin = sign_in(&base, "acme", "user0@acme.example").await;
-    let staff = sign_in(&base, "acme", "user1@acme.example").await;
-    let url = format!("{base}/api/v1/settings/mfa");
-    let r = send(Method::GET, &url, Some(&admin), None, &[]).await;
+    let app = TestApp::setup(&db).roomy().start().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let url = "/api/v1/settings/mfa";
+    let r = admin.get(url).await;
     assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"required": false})));
-    let r = send(Method::PUT, &url, Some(&admin), Some(json!({"required": true})), &[]).await;
+    let r = admin.put(url, json!({"required": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = send(Method::GET, &url, Some(&admin), None, &[]).await;
+    let r = admin.get(url).await;
     assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"required": true})));
     // The guard of its PUT: staff may neither change nor read it.
-    let r = send(Method::GET, &url, Some(&staff), None, &[]).await;
+    let r = staff.get(url).await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
 }
 
@@ -91,21 +89,21 @@ async fn staff_find_their_department_and_outside_parties_do_not() {
     let b = org(&db, "beta").await;
     common::with_password(&db, a.users[1]).await;
     member(&db, a.id, "acme", "vend", Role::Vendor, None, true).await;
-    let base = spawn_roomy(&db).await;
-    let staff = sign_in(&base, "acme", "user1@acme.example").await;
-    let vendor = sign_in(&base, "acme", "vend@acme.example").await;
+    let app = TestApp::setup(&db).roomy().start().await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let vendor = app.sign_in("acme", "vend@acme.example").await;
 
-    let r = send(Method::GET, &format!("{base}/api/v1/departments"), Some(&staff), None, &[]).await;
+    let r = staff.get("/api/v1/departments").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["items"], json!([{"id": a.department, "code": "OPS", "name": "Operations"}]));
     // Only this organisation's: beta's department (also OPS) is not listed.
     assert!(!r.body.to_string().contains(&b.department.to_string()));
 
-    let me = send(Method::GET, &format!("{base}/api/v1/me"), Some(&staff), None, &[]).await;
+    let me = staff.get("/api/v1/me").await;
     assert_eq!(me.body["departments"], json!([{"id": a.department, "code": "OPS", "name": "Operations"}]));
-    let me = send(Method::GET, &format!("{base}/api/v1/me"), Some(&vendor), None, &[]).await;
+    let me = vendor.get("/api/v1/me").await;
     assert_eq!(me.body["departments"], json!([]));
 
-    let r = send(Method::GET, &format!("{base}/api/v1/departments"), Some(&vendor), None, &[]).await;
+    let r = vendor.get("/api/v1/departments").await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
 }

@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{org, spawn, who};
+use common::{TestApp, org, who};
 use identity::Role;
 use identity::api_keys::{self, NewApiKey};
+use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use store::TenantId;
@@ -32,44 +33,34 @@ async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uu
     (k.key.id, k.secret.expose_secret().to_owned())
 }
 
-async fn get(base: &str, path: &str, key: Option<&str>) -> (u16, Value) {
-    let mut r = reqwest::Client::new().get(format!("{base}{path}"));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    let r = r.send().await.expect("send");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn only_admins_and_auditors_with_the_scope_read_their_own_ledger() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
     let b = org(&db, "beta").await;
-    let base = spawn(&db).await;
+    let app = TestApp::new(&db).await;
     let (_, auditor) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
     let (_, staff) = key(&db, a.id, Role::Staff, &["audit:read"]).await;
     let (_, unscoped) = key(&db, a.id, Role::Admin, &[]).await;
     let (_, b_admin) = key(&db, b.id, Role::Admin, &["audit:read"]).await;
 
-    let (s, body) = get(&base, "/api/v1/audit/events", None).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    let r = app.anonymous().get("/api/v1/audit/events").await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
     // Right organisation and key id, wrong secret: refused and recorded in alpha's ledger.
     let last = if auditor.ends_with('0') { "1" } else { "0" };
     let wrong_secret = format!("{}{last}", &auditor[..auditor.len() - 1]);
     for garbage in ["x", "csk_", &auditor.replace('a', "b"), &format!("{auditor}0"), &wrong_secret] {
-        let (s, body) = get(&base, "/api/v1/audit/events", Some(garbage)).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{garbage}");
+        let r = app.bearer(garbage).get("/api/v1/audit/events").await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{garbage}");
     }
     for k in [&staff, &unscoped] {
-        let (s, body) = get(&base, "/api/v1/audit/events", Some(k)).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (403, Some("forbidden")));
+        let r = app.bearer(k).get("/api/v1/audit/events").await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
     }
 
-    let (s, body) = get(&base, "/api/v1/audit/events?limit=200", Some(&auditor)).await;
-    assert_eq!(s, 200, "{body}");
-    let events = body["items"].as_array().expect("events");
+    let r = app.bearer(&auditor).get("/api/v1/audit/events?limit=200").await;
+    assert_eq!(r.status, 200, "{r}");
+    let events = r.body["items"].as_array().expect("events");
     // Denials were audited, and so was the refused garbage key that named alpha.
     let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
     // (Aggregated: both denials came from one address within a minute — one event, counting.)
@@ -81,22 +72,22 @@ async fn only_admins_and_auditors_with_the_scope_read_their_own_ledger() {
 
     // B's admin key reads B's ledger only, and A's membership id is simply absent.
     let path = format!("/api/v1/audit/events?entity_id={}", a.memberships[0]);
-    let (s, body) = get(&base, &path, Some(&b_admin)).await;
-    assert_eq!(s, 200);
-    assert_eq!(body["items"].as_array().map(Vec::len), Some(0));
+    let r = app.bearer(&b_admin).get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(0));
 }
 
 #[tokio::test]
 async fn revoked_and_expired_keys_stop_working_at_once() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
-    let base = spawn(&db).await;
+    let app = TestApp::new(&db).await;
     let (id, k) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
-    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 200);
+    assert_eq!(app.bearer(&k).get("/api/v1/audit/events").await.status, 200);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     api_keys::revoke(&mut tx, &who(), &common::operator(authz::Action::ApiKeysManage, a.id), id).await.expect("revoke");
     tx.commit().await.expect("commit");
-    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k)).await.0, 401);
+    assert_eq!(app.bearer(&k).get("/api/v1/audit/events").await.status, 401);
 
     let (id2, k2) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
     let mut admin = db.admin_conn().await;
@@ -105,23 +96,23 @@ async fn revoked_and_expired_keys_stop_working_at_once() {
         .execute(&mut admin)
         .await
         .expect("expire");
-    assert_eq!(get(&base, "/api/v1/audit/events", Some(&k2)).await.0, 401);
+    assert_eq!(app.bearer(&k2).get("/api/v1/audit/events").await.status, 401);
 }
 
 #[tokio::test]
 async fn filters_cursors_and_bad_input() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
-    let base = spawn(&db).await;
+    let app = TestApp::new(&db).await;
     let (_, k) = key(&db, a.id, Role::Admin, &["audit:read"]).await;
 
     let mut seqs = Vec::new();
     let mut path = "/api/v1/audit/events?entity_type=membership&limit=2".to_owned();
     loop {
-        let (s, body) = get(&base, &path, Some(&k)).await;
-        assert_eq!(s, 200, "{body}");
-        seqs.extend(body["items"].as_array().expect("events").iter().filter_map(|e| e["seq"].as_i64()));
-        match body["next_cursor"].as_str() {
+        let r = app.bearer(&k).get(&path).await;
+        assert_eq!(r.status, 200, "{r}");
+        seqs.extend(r.body["items"].as_array().expect("events").iter().filter_map(|e| e["seq"].as_i64()));
+        match r.body["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/audit/events?entity_type=membership&limit=2&cursor={c}"),
             None => break,
         }
@@ -140,8 +131,8 @@ async fn filters_cursors_and_bad_input() {
         ("?action=DROP%20TABLE", "invalid_field"),
         ("?surprise=1", "invalid_query"),
     ] {
-        let (s, body) = get(&base, &format!("/api/v1/audit/events{bad}"), Some(&k)).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (422, Some(code)), "{bad}: {body}");
+        let r = app.bearer(&k).get(&format!("/api/v1/audit/events{bad}")).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{bad}: {r}");
     }
 }
 
@@ -149,29 +140,22 @@ async fn filters_cursors_and_bad_input() {
 async fn export_streams_csv_and_ndjson_and_is_itself_audited() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
-    let base = spawn(&db).await;
+    let app = TestApp::new(&db).await;
     let (_, k) = key(&db, a.id, Role::Auditor, &["audit:read"]).await;
-    let c = reqwest::Client::new();
-    let r = c.get(format!("{base}/api/v1/audit/export?format=csv")).bearer_auth(&k).send().await.expect("send");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
-    let text = r.text().await.expect("body");
+    let auditor = app.bearer(&k);
+    let r = auditor.get("/api/v1/audit/export?format=csv").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    let text = r.text;
     assert!(text.starts_with("chain,seq,"));
     // 6 fixture events + this test's api_key.created + audit.exported.
     assert_eq!(text.lines().count(), 1 + 8, "{text}");
 
-    let r = c
-        .get(format!("{base}/api/v1/audit/export?format=ndjson&action=membership.created"))
-        .bearer_auth(&k)
-        .send()
-        .await
-        .expect("send");
-    let text = r.text().await.expect("body");
+    let text = auditor.get("/api/v1/audit/export?format=ndjson&action=membership.created").await.text;
     assert_eq!(text.lines().count(), 3);
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).expect("ndjson");
         assert_eq!(v["action"], "membership.created");
     }
-    let r = c.get(format!("{base}/api/v1/audit/export?format=xml")).bearer_auth(&k).send().await.expect("send");
-    assert_eq!(r.status(), 422);
+    assert_eq!(auditor.get("/api/v1/audit/export?format=xml").await.status, 422);
 }

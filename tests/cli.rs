@@ -261,25 +261,17 @@ async fn admin_create_organisation_invites_its_owner_once_and_refuses_a_taken_sl
     assert!(output(&o).contains("owner invitation for olive@nova.example"), "{}", output(&o));
     assert_eq!(tenants().await, 1);
 
-    let base = common::spawn(&db).await;
-    let accept = json_post(
-        &base,
-        "/api/v1/invitations/accept",
-        serde_json::json!({"token": token, "password": common::PASSWORD}),
-    );
-    let (s, body) = accept.await;
-    assert!(s.is_success(), "{s} {body}");
-    let access = common::sign_in(&base, "nova", "olive@nova.example").await;
-    let me = common::send(reqwest::Method::GET, &format!("{base}/api/v1/me"), Some(&access), None, &[]).await;
+    let app = common::TestApp::new(&db).await;
+    let anonymous = app.anonymous();
+    let body = serde_json::json!({"token": token, "password": common::PASSWORD});
+    let accept = || anonymous.post("/api/v1/invitations/accept", body.clone());
+    let r = accept().await;
+    assert!(r.status.is_success(), "{r}");
+    let owner = app.sign_in("nova", "olive@nova.example").await;
+    let me = owner.get("/api/v1/me").await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["role"], "owner", "{}", me.body);
-    let (s, _) = json_post(
-        &base,
-        "/api/v1/invitations/accept",
-        serde_json::json!({"token": token, "password": common::PASSWORD}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::GONE, "the invitation works once");
+    assert_eq!(accept().await.status, StatusCode::GONE, "the invitation works once");
 
     for (args, needle) in [
         (vec!["--owner-email", "someone@else.example"], "already exists"),
@@ -303,9 +295,4 @@ async fn admin_create_organisation_invites_its_owner_once_and_refuses_a_taken_sl
     }
     assert_eq!(tenants().await, 1, "refusals create nothing");
     std::fs::remove_dir_all(&cwd).ok();
-}
-
-async fn json_post(base: &str, path: &str, body: serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
-    let a = common::send(reqwest::Method::POST, &format!("{base}{path}"), None, Some(body), &[]).await;
-    (a.status, a.body)
 }

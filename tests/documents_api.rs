@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Answer, audit_count, member, org, send, sign_in, spawn_roomy};
+use common::{Answer, Client, TestApp, audit_count, member, org};
 use identity::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -24,15 +24,15 @@ fn voucher(dept: Uuid, amounts: &[i64]) -> Value {
 }
 
 struct World {
-    base: String,
+    app: TestApp,
     acme: common::Org,
-    admin: String,
-    staff: String,
-    hod: String,
-    finance: String,
-    finance2: String,
-    md: String,
-    vendor: String,
+    admin: Client,
+    staff: Client,
+    hod: Client,
+    finance: Client,
+    finance2: Client,
+    md: Client,
+    vendor: Client,
 }
 
 async fn world(db: &TestDb) -> World {
@@ -44,62 +44,56 @@ async fn world(db: &TestDb) -> World {
     member(db, acme.id, "acme", "fin2", Role::Finance, None, true).await;
     member(db, acme.id, "acme", "md", Role::Md, None, true).await;
     member(db, acme.id, "acme", "vendor", Role::Vendor, None, true).await;
-    let base = spawn_roomy(db).await;
-    let admin = sign_in(&base, "acme", "user0@acme.example").await;
+    let app = TestApp::setup(db).roomy().start().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
     // EUR documents up to 100,000.00 need no MD (a currency without a threshold always does).
-    let t = send(
-        Method::PUT,
-        &format!("{base}/api/v1/settings/approvals"),
-        Some(&admin),
-        Some(json!({"thresholds": {"EUR": 10_000_000}})),
-        &[],
-    )
-    .await;
+    let t = admin.put("/api/v1/settings/approvals", json!({"thresholds": {"EUR": 10_000_000}})).await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     World {
         admin,
-        staff: sign_in(&base, "acme", "user1@acme.example").await,
-        hod: sign_in(&base, "acme", "user2@acme.example").await,
-        finance: sign_in(&base, "acme", "fin@acme.example").await,
-        finance2: sign_in(&base, "acme", "fin2@acme.example").await,
-        md: sign_in(&base, "acme", "md@acme.example").await,
-        vendor: sign_in(&base, "acme", "vendor@acme.example").await,
-        base,
+        staff: app.sign_in("acme", "user1@acme.example").await,
+        hod: app.sign_in("acme", "user2@acme.example").await,
+        finance: app.sign_in("acme", "fin@acme.example").await,
+        finance2: app.sign_in("acme", "fin2@acme.example").await,
+        md: app.sign_in("acme", "md@acme.example").await,
+        vendor: app.sign_in("acme", "vendor@acme.example").await,
+        app,
         acme,
     }
 }
 
 impl World {
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
+    async fn create(&self, who: &Client, body: Value) -> Answer {
+        who.post("/api/v1/documents", body).await
     }
 
-    async fn create(&self, token: &str, body: Value) -> Answer {
-        send(Method::POST, &self.url("/documents"), Some(token), Some(body), &[]).await
-    }
-
-    async fn step(&self, token: &str, id: &str, t: &str, if_match: Option<&str>, note: Option<&str>) -> Answer {
+    async fn step(&self, who: &Client, id: &str, t: &str, if_match: Option<&str>, note: Option<&str>) -> Answer {
         let mut body = json!({"transition": t});
         if let Some(n) = note {
             body["note"] = json!(n);
         }
         let headers: Vec<(&str, &str)> = if_match.map(|v| vec![("if-match", v)]).unwrap_or_default();
-        self.transition(token, id, body, &headers).await
+        self.transition(who, id, body, &headers).await
     }
 
     /// `POST /documents/{id}/transitions` with this body and these headers, as sent.
-    async fn transition(&self, token: &str, id: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
-        send(Method::POST, &self.url(&format!("/documents/{id}/transitions")), Some(token), Some(body), headers).await
+    async fn transition(&self, who: &Client, id: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
+        who.request(Method::POST, &format!("/api/v1/documents/{id}/transitions"), Some(body), headers).await
     }
 
-    /// Creates and submits a voucher as `token`; returns (id, etag after submit).
-    async fn submitted(&self, token: &str, amounts: &[i64]) -> (String, String) {
-        let c = self.create(token, voucher(self.acme.department, amounts)).await;
+    /// Creates and submits a voucher as `who`; returns (id, etag after submit).
+    async fn submitted(&self, who: &Client, amounts: &[i64]) -> (String, String) {
+        let c = self.create(who, voucher(self.acme.department, amounts)).await;
         assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
         let id = c.body["id"].as_str().expect("id").to_owned();
-        let s = self.step(token, &id, "submit", Some("\"1\""), None).await;
+        let s = self.step(who, &id, "submit", Some("\"1\""), None).await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.body);
         (id, s.header("etag").expect("etag").to_owned())
+    }
+
+    /// `POST /periods` as finance: a period named `name` from `starts_on` to `ends_on`.
+    async fn open_period(&self, who: &Client, name: &str, starts_on: &str, ends_on: &str) -> Answer {
+        who.post("/api/v1/periods", json!({"name": name, "starts_on": starts_on, "ends_on": ends_on})).await
     }
 }
 
@@ -156,9 +150,9 @@ async fn a_voucher_goes_through_its_approvals_over_http() {
     assert_eq!(audit_count(&db, w.acme.id, "voucher.paid").await, 1);
 
     // Reading it: ETag is the version; a vendor cannot see it at all.
-    let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.finance2), None, &[]).await;
+    let g = w.finance2.get(&format!("/api/v1/documents/{id}")).await;
     assert_eq!((g.status, g.header("etag")), (StatusCode::OK, Some("\"5\"")));
-    let v = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.vendor), None, &[]).await;
+    let v = w.vendor.get(&format!("/api/v1/documents/{id}")).await;
     assert_eq!(v.status, StatusCode::NOT_FOUND);
 }
 
@@ -221,17 +215,10 @@ async fn bad_input_is_422_naming_the_field_and_nothing_is_created() {
         .expect("count");
     assert_eq!(n, 1, "only the valid JPY voucher exists");
     // API keys cannot raise or decide documents.
-    let key = send(
-        Method::POST,
-        &w.url("/api-keys"),
-        Some(&w.admin),
-        Some(json!({"name": "bot", "role": "admin", "scopes": []})),
-        &[],
-    )
-    .await;
+    let key = w.admin.post("/api/v1/api-keys", json!({"name": "bot", "role": "admin", "scopes": []})).await;
     assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
     let secret = key.body["secret"].as_str().expect("secret").to_owned();
-    let a = w.create(&secret, voucher(dept, &[100])).await;
+    let a = w.create(&w.app.bearer(&secret), voucher(dept, &[100])).await;
     assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "user_required"));
 }
 
@@ -239,17 +226,9 @@ async fn bad_input_is_422_naming_the_field_and_nothing_is_created() {
 async fn amounts_over_the_threshold_need_the_md() {
     let db = TestDb::new().await;
     let w = world(&db).await;
-    let t = send(
-        Method::PUT,
-        &w.url("/settings/approvals"),
-        Some(&w.admin),
-        Some(json!({"thresholds": {"EUR": 100_000}})),
-        &[],
-    )
-    .await;
+    let t = w.admin.put("/api/v1/settings/approvals", json!({"thresholds": {"EUR": 100_000}})).await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
-    let denied =
-        send(Method::PUT, &w.url("/settings/approvals"), Some(&w.finance), Some(json!({"thresholds": {}})), &[]).await;
+    let denied = w.finance.put("/api/v1/settings/approvals", json!({"thresholds": {}})).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     let (id, _) = w.submitted(&w.staff, &[250_000]).await;
     assert_eq!(w.step(&w.hod, &id, "approve", Some("\"2\""), None).await.status, StatusCode::OK);
@@ -290,26 +269,26 @@ async fn idempotency_keys_return_the_first_result() {
     let w = world(&db).await;
     let body = voucher(w.acme.department, &[700]);
     let key = [("idempotency-key", "create-7f3a")];
-    let first = send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(body.clone()), &key).await;
+    let first = w.staff.request(Method::POST, "/api/v1/documents", Some(body.clone()), &key).await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let again = send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(body.clone()), &key).await;
+    let again = w.staff.request(Method::POST, "/api/v1/documents", Some(body.clone()), &key).await;
     assert_eq!((again.status, again.header("idempotent-replayed")), (StatusCode::CREATED, Some("true")));
     assert_eq!(again.body["id"], first.body["id"]);
     // Concurrent retries with a fresh key: still one document.
     let key2 = [("idempotency-key", "create-race")];
-    let docs = w.url("/documents");
+    let docs = "/api/v1/documents";
     let (a, b) = tokio::join!(
-        send(Method::POST, &docs, Some(&w.staff), Some(body.clone()), &key2),
-        send(Method::POST, &docs, Some(&w.staff), Some(body.clone()), &key2)
+        w.staff.request(Method::POST, docs, Some(body.clone()), &key2),
+        w.staff.request(Method::POST, docs, Some(body.clone()), &key2)
     );
     assert_eq!((a.status, b.status), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(a.body["id"], b.body["id"]);
     // The same key for a different request is refused, not answered with the wrong document.
     let other =
-        send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(voucher(w.acme.department, &[701])), &key).await;
+        w.staff.request(Method::POST, "/api/v1/documents", Some(voucher(w.acme.department, &[701])), &key).await;
     assert_eq!((other.status, other.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
     // Keys are per person: the HOD's identical key is a different key.
-    let hod = send(Method::POST, &w.url("/documents"), Some(&w.hod), Some(body.clone()), &key).await;
+    let hod = w.hod.request(Method::POST, "/api/v1/documents", Some(body.clone()), &key).await;
     assert_eq!(hod.status, StatusCode::CREATED);
     assert_ne!(hod.body["id"], first.body["id"]);
     let mut tx = db.store.tenant_tx(w.acme.id).await.expect("tx");
@@ -333,7 +312,7 @@ async fn idempotency_keys_return_the_first_result() {
     let own = w.transition(&w.staff, id, json!({"transition": "approve"}), &bad).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN);
     let bad_key =
-        send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(body), &[("idempotency-key", "has space")]).await;
+        w.staff.request(Method::POST, "/api/v1/documents", Some(body), &[("idempotency-key", "has space")]).await;
     assert_eq!((bad_key.status, bad_key.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_idempotency_key"));
 
     // Keys are forgotten after 24 hours (the sweeper purges them in every organisation).
@@ -345,7 +324,7 @@ async fn idempotency_keys_return_the_first_result() {
     tx.commit().await.expect("commit");
     assert_eq!(store::idempotency::purge_expired(&db.store).await.expect("purge"), 2, "the staff's and the HOD's");
     let reused =
-        send(Method::POST, &w.url("/documents"), Some(&w.staff), Some(voucher(w.acme.department, &[701])), &key).await;
+        w.staff.request(Method::POST, "/api/v1/documents", Some(voucher(w.acme.department, &[701])), &key).await;
     assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
 }
 
@@ -361,14 +340,7 @@ async fn bulk_approval_is_all_or_nothing_and_stays_in_its_organisation() {
     let (own, _) = w.submitted(&w.hod, &[400]).await;
     let batch =
         |list: &[&str]| json!({"documents": list.iter().map(|id| json!({"id": id, "version": 2})).collect::<Vec<_>>()});
-    let refused = send(
-        Method::POST,
-        &w.url("/documents/bulk-approve"),
-        Some(&w.hod),
-        Some(batch(&[&ids[0], &own, &ids[1]])),
-        &[],
-    )
-    .await;
+    let refused = w.hod.post("/api/v1/documents/bulk-approve", batch(&[&ids[0], &own, &ids[1]])).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert_eq!(
         (refused.body["error"]["details"]["index"].as_u64(), refused.body["error"]["details"]["id"].as_str()),
@@ -382,31 +354,20 @@ async fn bulk_approval_is_all_or_nothing_and_stays_in_its_organisation() {
         let id: Uuid = sqlx::query_scalar("select id from documents limit 1").fetch_one(tx.conn()).await.expect("doc");
         id.to_string()
     };
-    let cross =
-        send(Method::POST, &w.url("/documents/bulk-approve"), Some(&w.hod), Some(batch(&[&ids[0], &foreign])), &[])
-            .await;
+    let cross = w.hod.post("/api/v1/documents/bulk-approve", batch(&[&ids[0], &foreign])).await;
     assert_eq!((cross.status, cross.code()), (StatusCode::UNPROCESSABLE_ENTITY, "batch_refused"), "{}", cross.body);
     // Nothing was applied by either refusal.
     for id in &ids {
-        let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.hod), None, &[]).await;
+        let g = w.hod.get(&format!("/api/v1/documents/{id}")).await;
         assert_eq!((g.body["status"].as_str(), g.body["version"].as_i64()), (Some("submitted"), Some(2)));
     }
-    let dup =
-        send(Method::POST, &w.url("/documents/bulk-approve"), Some(&w.hod), Some(batch(&[&ids[0], &ids[0]])), &[])
-            .await;
+    let dup = w.hod.post("/api/v1/documents/bulk-approve", batch(&[&ids[0], &ids[0]])).await;
     assert_eq!(
         (dup.status, dup.body["error"]["details"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("documents"))
     );
 
-    let ok = send(
-        Method::POST,
-        &w.url("/documents/bulk-approve"),
-        Some(&w.hod),
-        Some(batch(&[&ids[2], &ids[0], &ids[1]])),
-        &[],
-    )
-    .await;
+    let ok = w.hod.post("/api/v1/documents/bulk-approve", batch(&[&ids[2], &ids[0], &ids[1]])).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let approved = ok.body["approved"].as_array().expect("approved");
     assert_eq!(
@@ -426,9 +387,9 @@ async fn inboxes_show_what_waits_for_whom() {
         submitted.push(w.submitted(&w.staff, &[amount]).await.0);
     }
     let (hods_own, _) = w.submitted(&w.hod, &[9_000]).await;
-    let list = |token: String, query: &str| {
-        let url = w.url(&format!("/documents?{query}"));
-        async move { send(Method::GET, &url, Some(&token), None, &[]).await }
+    let list = |who: &Client, query: &str| {
+        let (who, path) = (who.clone(), format!("/api/v1/documents?{query}"));
+        async move { who.get(&path).await }
     };
     let ids = |a: &Answer| {
         a.body["items"]
@@ -440,14 +401,14 @@ async fn inboxes_show_what_waits_for_whom() {
     };
 
     // The HOD waits on the five staff vouchers, not on their own; newest first.
-    let hod = list(w.hod.clone(), "view=waiting").await;
+    let hod = list(&w.hod, "view=waiting").await;
     assert_eq!(hod.status, StatusCode::OK, "{}", hod.body);
     let mut expected = submitted.clone();
     expected.reverse();
     assert_eq!(ids(&hod), expected);
     assert!(!ids(&hod).contains(&hods_own));
     // Finance waits on nothing yet (plus the fixture's hod-approved voucher).
-    let fin = list(w.finance.clone(), "view=waiting").await;
+    let fin = list(&w.finance, "view=waiting").await;
     assert_eq!(ids(&fin).len(), 1, "{}", fin.body);
     // Pagination: 2 + 2 + 1, no repeats, same order.
     let mut seen = Vec::new();
@@ -457,7 +418,7 @@ async fn inboxes_show_what_waits_for_whom() {
             Some(c) => format!("view=waiting&limit=2&cursor={c}"),
             None => "view=waiting&limit=2".to_owned(),
         };
-        let page = list(w.hod.clone(), &q).await;
+        let page = list(&w.hod, &q).await;
         seen.extend(ids(&page));
         cursor = page.body["next_cursor"].as_str().map(str::to_owned);
         if cursor.is_none() {
@@ -466,31 +427,31 @@ async fn inboxes_show_what_waits_for_whom() {
     }
     assert_eq!(seen, expected);
     // Raised by me, and filters by amount (with currency), status and date.
-    assert_eq!(ids(&list(w.staff.clone(), "view=raised").await).len(), 6, "five plus the fixture's");
-    let big = list(w.staff.clone(), "view=raised&currency=EUR&min_amount_minor=3000&max_amount_minor=4000").await;
+    assert_eq!(ids(&list(&w.staff, "view=raised").await).len(), 6, "five plus the fixture's");
+    let big = list(&w.staff, "view=raised&currency=EUR&min_amount_minor=3000&max_amount_minor=4000").await;
     assert_eq!(ids(&big), [submitted[3].clone(), submitted[2].clone()]);
-    let dated = list(w.finance.clone(), "date_from=2026-01-01&date_to=2026-12-31&status=submitted").await;
+    let dated = list(&w.finance, "date_from=2026-01-01&date_to=2026-12-31&status=submitted").await;
     assert_eq!(ids(&dated).len(), 6);
-    let no_currency = list(w.staff.clone(), "min_amount_minor=5").await;
+    let no_currency = list(&w.staff, "min_amount_minor=5").await;
     assert_eq!(
         (no_currency.status, no_currency.body["error"]["details"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("currency"))
     );
-    let bad_limit = list(w.staff.clone(), "limit=1000").await;
+    let bad_limit = list(&w.staff, "limit=1000").await;
     assert_eq!(bad_limit.body["error"]["details"]["field"].as_str(), Some("limit"));
     // A vendor sees nothing; staff see only their own.
-    assert!(ids(&list(w.vendor.clone(), "").await).is_empty());
-    let staff_all = list(w.staff.clone(), "view=all").await;
+    assert!(ids(&list(&w.vendor, "").await).is_empty());
+    let staff_all = list(&w.staff, "view=all").await;
     assert!(!ids(&staff_all).contains(&hods_own));
 
     // After the HOD approves one, it waits for finance and leaves the HOD's inbox.
     assert_eq!(w.step(&w.hod, &submitted[0], "approve", Some("\"2\""), None).await.status, StatusCode::OK);
-    assert!(!ids(&list(w.hod.clone(), "view=waiting").await).contains(&submitted[0]));
-    assert!(ids(&list(w.finance.clone(), "view=waiting").await).contains(&submitted[0]));
+    assert!(!ids(&list(&w.hod, "view=waiting").await).contains(&submitted[0]));
+    assert!(ids(&list(&w.finance, "view=waiting").await).contains(&submitted[0]));
     // A query goes back to the raiser's inbox.
     let q = w.step(&w.finance, &submitted[0], "query", Some("\"3\""), Some("Which cost centre?")).await;
     assert_eq!(q.status, StatusCode::OK, "{}", q.body);
-    assert_eq!(ids(&list(w.staff.clone(), "view=waiting").await), [submitted[0].clone()]);
+    assert_eq!(ids(&list(&w.staff, "view=waiting").await), [submitted[0].clone()]);
 }
 
 #[tokio::test]
@@ -498,35 +459,14 @@ async fn closed_periods_refuse_changes_over_http() {
     let db = TestDb::new().await;
     let w = world(&db).await;
     let (id, _) = w.submitted(&w.staff, &[800]).await;
-    let open = send(
-        Method::POST,
-        &w.url("/periods"),
-        Some(&w.finance),
-        Some(json!({"name": "FY26-Q1", "starts_on": "2026-01-01", "ends_on": "2026-03-31"})),
-        &[],
-    )
-    .await;
+    let open = w.open_period(&w.finance, "FY26-Q1", "2026-01-01", "2026-03-31").await;
     assert_eq!(open.status, StatusCode::CREATED, "{}", open.body);
     let pid = open.body["id"].as_str().expect("id").to_owned();
-    let staff_open = send(
-        Method::POST,
-        &w.url("/periods"),
-        Some(&w.staff),
-        Some(json!({"name": "X", "starts_on": "2027-01-01", "ends_on": "2027-03-31"})),
-        &[],
-    )
-    .await;
+    let staff_open = w.open_period(&w.staff, "X", "2027-01-01", "2027-03-31").await;
     assert_eq!(staff_open.status, StatusCode::FORBIDDEN);
-    let overlap = send(
-        Method::POST,
-        &w.url("/periods"),
-        Some(&w.finance),
-        Some(json!({"name": "Y", "starts_on": "2026-03-01", "ends_on": "2026-04-30"})),
-        &[],
-    )
-    .await;
+    let overlap = w.open_period(&w.finance, "Y", "2026-03-01", "2026-04-30").await;
     assert_eq!(overlap.status, StatusCode::CONFLICT);
-    let close = send(Method::POST, &w.url(&format!("/periods/{pid}/close")), Some(&w.finance), None, &[]).await;
+    let close = w.finance.post(&format!("/api/v1/periods/{pid}/close"), ()).await;
     assert_eq!((close.status, close.body["status"].as_str()), (StatusCode::OK, Some("closed")));
 
     let a = w.step(&w.hod, &id, "approve", Some("\"2\""), None).await;
@@ -534,38 +474,20 @@ async fn closed_periods_refuse_changes_over_http() {
     let c = w.create(&w.staff, voucher(w.acme.department, &[1])).await;
     assert_eq!((c.status, c.code()), (StatusCode::CONFLICT, "period_closed"));
 
-    let no_reason =
-        send(Method::POST, &w.url(&format!("/periods/{pid}/reopen")), Some(&w.md), Some(json!({})), &[]).await;
+    let no_reason = w.md.post(&format!("/api/v1/periods/{pid}/reopen"), json!({})).await;
     assert_eq!(
         (no_reason.status, no_reason.body["error"]["details"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("reason"))
     );
-    let fin_reopen = send(
-        Method::POST,
-        &w.url(&format!("/periods/{pid}/reopen")),
-        Some(&w.finance),
-        Some(json!({"reason": "late invoice"})),
-        &[],
-    )
-    .await;
+    let fin_reopen = w.finance.post(&format!("/api/v1/periods/{pid}/reopen"), json!({"reason": "late invoice"})).await;
     assert_eq!(fin_reopen.status, StatusCode::FORBIDDEN);
-    let reopen = send(
-        Method::POST,
-        &w.url(&format!("/periods/{pid}/reopen")),
-        Some(&w.md),
-        Some(json!({"reason": "late invoice from supplier"})),
-        &[],
-    )
-    .await;
+    let reopen =
+        w.md.post(&format!("/api/v1/periods/{pid}/reopen"), json!({"reason": "late invoice from supplier"})).await;
     assert_eq!((reopen.status, reopen.body["status"].as_str()), (StatusCode::OK, Some("open")));
     assert_eq!(w.step(&w.hod, &id, "approve", Some("\"2\""), None).await.status, StatusCode::OK);
-    let periods = send(Method::GET, &w.url("/periods"), Some(&w.finance), None, &[]).await;
+    let periods = w.finance.get("/api/v1/periods").await;
     assert_eq!(periods.body["items"].as_array().map(Vec::len), Some(2), "{}", periods.body);
-    assert!(
-        send(Method::GET, &w.url("/periods"), Some(&w.staff), None, &[]).await.body["items"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-    );
+    assert!(w.staff.get("/api/v1/periods").await.body["items"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(audit_count(&db, w.acme.id, "fiscal_period.closed").await, 1);
     assert_eq!(audit_count(&db, w.acme.id, "fiscal_period.reopened").await, 1);
 }
@@ -583,11 +505,11 @@ async fn other_organisations_documents_are_404() {
         (d, p)
     };
     for token in [&w.admin, &w.finance, &w.md] {
-        let g = send(Method::GET, &w.url(&format!("/documents/{foreign}")), Some(token), None, &[]).await;
+        let g = token.get(&format!("/api/v1/documents/{foreign}")).await;
         assert_eq!((g.status, g.code()), (StatusCode::NOT_FOUND, "not_found"));
         let t = w.step(token, &foreign.to_string(), "approve", Some("\"1\""), None).await;
         assert_eq!((t.status, t.code()), (StatusCode::NOT_FOUND, "not_found"));
-        let c = send(Method::POST, &w.url(&format!("/periods/{foreign_period}/close")), Some(token), None, &[]).await;
+        let c = token.post(&format!("/api/v1/periods/{foreign_period}/close"), ()).await;
         assert_eq!(c.status, StatusCode::NOT_FOUND);
     }
     // Raising a document in another organisation's department is refused as an unknown department.
@@ -605,22 +527,18 @@ async fn other_organisations_documents_are_404() {
     assert_eq!(status, "hod_approved", "untouched");
 }
 
-async fn put(url: &str, token: &str, body: Value) -> Answer {
-    send(Method::PUT, url, Some(token), Some(body), &[]).await
-}
-
 #[tokio::test]
 async fn approval_thresholds_are_per_currency_and_read_back() {
     let db = TestDb::new().await;
     let w = world(&db).await;
-    let url = w.url("/settings/approvals");
-    let t = put(&url, &w.admin, json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})).await;
+    let url = "/api/v1/settings/approvals";
+    let t = w.admin.put(url, json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})).await;
     assert_eq!((t.status, &t.body), (StatusCode::OK, &json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})));
     // Read back (it was 405): the same guard as writing it.
-    let g = send(Method::GET, &url, Some(&w.admin), None, &[]).await;
+    let g = w.admin.get(url).await;
     assert_eq!((g.status, &g.body), (StatusCode::OK, &json!({"thresholds": {"EUR": 1_000_000, "GBP": 850_000}})));
     for token in [&w.finance, &w.staff, &w.md] {
-        assert_eq!(send(Method::GET, &url, Some(token), None, &[]).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(token.get(url).await.status, StatusCode::FORBIDDEN);
     }
     // Not a currency, out of range, or the old currency-less shape: 422 naming the field.
     for (body, field) in [
@@ -628,13 +546,13 @@ async fn approval_thresholds_are_per_currency_and_read_back() {
         (json!({"thresholds": {"EUR": -5}}), "thresholds"),
         (json!({"thresholds": {"EUR": 1_000_000_000_000_001_i64}}), "thresholds"),
     ] {
-        let r = put(&url, &w.admin, body.clone()).await;
+        let r = w.admin.put(url, body.clone()).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
         assert_eq!(r.body["error"]["details"]["field"].as_str(), Some(field), "{body}: {}", r.body);
     }
-    let old = put(&url, &w.admin, json!({"md_threshold_minor": 100_000})).await;
+    let old = w.admin.put(url, json!({"md_threshold_minor": 100_000})).await;
     assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY, "the currency-less shape is gone: {}", old.body);
-    let g = send(Method::GET, &url, Some(&w.admin), None, &[]).await;
+    let g = w.admin.get(url).await;
     assert_eq!(g.body["thresholds"]["GBP"], json!(850_000), "refused writes changed nothing");
     // £9,000 under a €10,000 threshold... GBP has its own now: 900000 > 850000, so the MD.
     let mut gbp = voucher(w.acme.department, &[900_000]);
@@ -652,34 +570,27 @@ async fn approval_thresholds_are_per_currency_and_read_back() {
 async fn periods_are_read_by_id_by_those_who_read_periods() {
     let db = TestDb::new().await;
     let w = world(&db).await;
-    let open = send(
-        Method::POST,
-        &w.url("/periods"),
-        Some(&w.finance),
-        Some(json!({"name": "FY26-Q1", "starts_on": "2026-01-01", "ends_on": "2026-03-31"})),
-        &[],
-    )
-    .await;
+    let open = w.open_period(&w.finance, "FY26-Q1", "2026-01-01", "2026-03-31").await;
     let pid = open.body["id"].as_str().expect("id").to_owned();
-    let g = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(&w.md), None, &[]).await;
+    let g = w.md.get(&format!("/api/v1/periods/{pid}")).await;
     assert_eq!((g.status, &g.body), (StatusCode::OK, &open.body));
     for token in [&w.staff, &w.vendor] {
-        let r = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(token), None, &[]).await;
+        let r = token.get(&format!("/api/v1/periods/{pid}")).await;
         assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
     }
-    let unknown = send(Method::GET, &w.url(&format!("/periods/{}", Uuid::now_v7())), Some(&w.md), None, &[]).await;
+    let unknown = w.md.get(&format!("/api/v1/periods/{}", Uuid::now_v7())).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     // Another organisation's period id is 404 too.
     let b = org(&db, "bright").await;
     common::with_password(&db, b.users[0]).await;
-    let bea = sign_in(&w.base, "bright", "user0@bright.example").await;
-    let r = send(Method::GET, &w.url(&format!("/periods/{pid}")), Some(&bea), None, &[]).await;
+    let bea = w.app.sign_in("bright", "user0@bright.example").await;
+    let r = bea.get(&format!("/api/v1/periods/{pid}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-async fn patch(w: &World, token: &str, id: &str, body: Value, if_match: Option<&str>) -> Answer {
+async fn patch(who: &Client, id: &str, body: Value, if_match: Option<&str>) -> Answer {
     let headers: Vec<(&str, &str)> = if_match.map(|v| vec![("if-match", v)]).unwrap_or_default();
-    send(Method::PATCH, &w.url(&format!("/documents/{id}")), Some(token), Some(body), &headers).await
+    who.request(Method::PATCH, &format!("/api/v1/documents/{id}"), Some(body), &headers).await
 }
 
 #[tokio::test]
@@ -694,31 +605,31 @@ async fn only_the_raiser_edits_drafts_and_queried_documents_and_the_delta_is_aud
     let body = json!({"title": "Desks and lamps", "lines": lines, "attachments": attachments});
 
     // Without a version: 428; stale: 412 with the current ETag.
-    assert_eq!(patch(&w, &w.staff, &id, body.clone(), None).await.status, StatusCode::PRECONDITION_REQUIRED);
-    let stale = patch(&w, &w.staff, &id, body.clone(), Some("\"7\"")).await;
+    assert_eq!(patch(&w.staff, &id, body.clone(), None).await.status, StatusCode::PRECONDITION_REQUIRED);
+    let stale = patch(&w.staff, &id, body.clone(), Some("\"7\"")).await;
     assert_eq!((stale.status, stale.header("etag")), (StatusCode::PRECONDITION_FAILED, Some("\"1\"")));
     // Not the raiser: the HOD who reads it, the owner-level admin, finance: 403, audited.
     let denied_before = audit_count(&db, w.acme.id, "access.denied").await;
     for token in [&w.hod, &w.admin, &w.finance] {
-        let r = patch(&w, token, &id, body.clone(), Some("\"1\"")).await;
+        let r = patch(token, &id, body.clone(), Some("\"1\"")).await;
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{}", r.body);
     }
     assert!(audit_count(&db, w.acme.id, "access.denied").await > denied_before, "refusals audited");
     // Bad content: 422 naming the field, as on create.
-    let r = patch(&w, &w.staff, &id, json!({"lines": [{"description": "x", "amount_minor": 0}]}), Some("\"1\"")).await;
+    let r = patch(&w.staff, &id, json!({"lines": [{"description": "x", "amount_minor": 0}]}), Some("\"1\"")).await;
     assert_eq!(r.body["error"]["details"]["field"].as_str(), Some("lines.amount_minor"), "{}", r.body);
-    let r = patch(&w, &w.staff, &id, json!({"version": 1}), None).await;
+    let r = patch(&w.staff, &id, json!({"version": 1}), None).await;
     assert_eq!(r.body["error"]["details"]["field"].as_str(), Some("body"), "{}", r.body);
 
     // The raiser edits the draft: new total, lines and attachments; version and ETag move on.
-    let e = patch(&w, &w.staff, &id, body.clone(), Some("\"1\"")).await;
+    let e = patch(&w.staff, &id, body.clone(), Some("\"1\"")).await;
     assert_eq!((e.status, e.header("etag")), (StatusCode::OK, Some("\"2\"")), "{}", e.body);
     assert_eq!((e.body["title"].as_str(), e.body["amount_minor"].as_i64()), (Some("Desks and lamps"), Some(42_500)));
     assert_eq!(e.body["lines"][1]["description"], json!("lamp"));
     let names: Vec<&str> =
         e.body["attachments"].as_array().expect("a").iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["invoice.pdf"], "quote.pdf withdrawn, invoice.pdf added");
-    let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.staff), None, &[]).await;
+    let g = w.staff.get(&format!("/api/v1/documents/{id}")).await;
     assert_eq!(g.body, e.body);
     // The ledger has the delta: before and after of what changed.
     let mut admin = db.admin_conn().await;
@@ -739,7 +650,7 @@ async fn only_the_raiser_edits_drafts_and_queried_documents_and_the_delta_is_aud
     // Submitted: not editable (409), even by the raiser.
     let s = w.step(&w.staff, &id, "submit", Some("\"2\""), None).await;
     assert_eq!(s.status, StatusCode::OK);
-    let r = patch(&w, &w.staff, &id, json!({"title": "Sneaky"}), Some("\"3\"")).await;
+    let r = patch(&w.staff, &id, json!({"title": "Sneaky"}), Some("\"3\"")).await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "not_editable"), "{}", r.body);
     // Queried after the HOD approved: editable; changing the money restarts the approvals, so
     // the answer goes back to the HOD, whose approval was for another amount.
@@ -747,14 +658,13 @@ async fn only_the_raiser_edits_drafts_and_queried_documents_and_the_delta_is_aud
     assert_eq!(h.status, StatusCode::OK);
     let q = w.step(&w.finance, &id, "query", Some("\"4\""), Some("Why two lamps?")).await;
     assert_eq!(q.body["status"].as_str(), Some("queried"));
-    let title_only = patch(&w, &w.staff, &id, json!({"title": "Desks and a lamp"}), Some("\"5\"")).await;
+    let title_only = patch(&w.staff, &id, json!({"title": "Desks and a lamp"}), Some("\"5\"")).await;
     assert_eq!(
         (title_only.body["round"].as_i64(), title_only.body["approvals"].as_array().map(Vec::len)),
         (Some(1), Some(1))
     );
     let money =
-        patch(&w, &w.staff, &id, json!({"lines": [{"description": "desk", "amount_minor": 40_000}]}), Some("\"6\""))
-            .await;
+        patch(&w.staff, &id, json!({"lines": [{"description": "desk", "amount_minor": 40_000}]}), Some("\"6\"")).await;
     assert_eq!(money.status, StatusCode::OK, "{}", money.body);
     assert_eq!((money.body["round"].as_i64(), money.body["approvals"].as_array().map(Vec::len)), (Some(2), Some(0)));
     let a = w.step(&w.staff, &id, "answer", Some("\"7\""), Some("One lamp only now")).await;
@@ -768,7 +678,7 @@ async fn the_raiser_sees_the_question_a_query_asked_and_their_answer() {
     let (id, _) = w.submitted(&w.staff, &[5_000]).await;
     let q = w.step(&w.hod, &id, "query", Some("\"2\""), Some("Which supplier is this from?")).await;
     assert_eq!(q.status, StatusCode::OK, "{}", q.body);
-    let g = send(Method::GET, &w.url(&format!("/documents/{id}")), Some(&w.staff), None, &[]).await;
+    let g = w.staff.get(&format!("/api/v1/documents/{id}")).await;
     let d = &g.body["discussion"];
     assert_eq!(d.as_array().map(Vec::len), Some(1), "{}", g.body);
     assert_eq!((d[0]["kind"].as_str(), d[0]["role"].as_str()), (Some("query"), Some("hod")));
@@ -820,14 +730,7 @@ async fn audit_says_document_and_old_voucher_events_still_match_either_name() {
             .expect("kinds");
     assert_eq!(kinds, ["document"]);
     for filter in ["document", "voucher"] {
-        let r = send(
-            Method::GET,
-            &w.url(&format!("/audit/events?entity_type={filter}&action=voucher.created")),
-            Some(&w.admin),
-            None,
-            &[],
-        )
-        .await;
+        let r = w.admin.get(&format!("/api/v1/audit/events?entity_type={filter}&action=voucher.created")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let mut ids: Vec<&str> =
             r.body["items"].as_array().expect("items").iter().filter_map(|e| e["entity_id"].as_str()).collect();
@@ -836,7 +739,7 @@ async fn audit_says_document_and_old_voucher_events_still_match_either_name() {
         want.sort_unstable();
         assert_eq!(ids, want, "{filter}");
     }
-    let po = send(Method::GET, &w.url("/audit/events?entity_type=purchase_order"), Some(&w.admin), None, &[]).await;
+    let po = w.admin.get("/api/v1/audit/events?entity_type=purchase_order").await;
     assert_eq!(po.body["items"].as_array().map(Vec::len), Some(0), "{}", po.body);
     // Old and new events form one chain that still verifies.
     let keys = audit::TrustedKeys::of([common::test_key().public()]);
@@ -853,30 +756,24 @@ async fn a_document_exports_alone_as_a_named_attachment() {
     let w = world(&db).await;
     let (id, _) = w.submitted(&w.staff, &[5_000]).await;
     w.submitted(&w.staff, &[6_000]).await;
-    let r = reqwest::Client::new()
-        .get(w.url(&format!("/audit/export?format=csv&entity_id={id}")))
-        .bearer_auth(&w.admin)
-        .send()
-        .await
-        .expect("export");
-    assert_eq!(r.status(), StatusCode::OK);
-    let disposition =
-        r.headers().get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let r = w.admin.get(&format!("/api/v1/audit/export?format=csv&entity_id={id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let disposition = r.header("content-disposition").unwrap_or_default().to_owned();
     assert!(disposition.starts_with("attachment; filename=\"audit-"), "{disposition}");
     assert!(disposition.contains(&id) && disposition.ends_with(".csv\""), "{disposition}");
-    let csv = r.text().await.expect("csv");
+    let csv = r.text;
     let rows: Vec<&str> = csv.lines().skip(1).filter(|l| !l.is_empty()).collect();
     assert_eq!(rows.len(), 2, "created and submitted, nothing of the other document: {csv}");
     assert!(rows.iter().all(|l| l.contains(&id)), "{csv}");
-    let all = reqwest::Client::new().get(w.url("/audit/export")).bearer_auth(&w.admin).send().await.expect("export");
-    let d = all.headers().get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let all = w.admin.get("/api/v1/audit/export").await;
+    let d = all.header("content-disposition").unwrap_or_default();
     assert!(d.contains("-all-") && d.ends_with(".ndjson\""), "{d}");
     // An id that could break out of the query (or the header) is refused before anything starts.
     // (Control characters are refused by the edge, for every query parameter, as invalid_text.)
     for (bad, code) in
         [("x'%20or%20'1'='1", "invalid_field"), ("a%22b", "invalid_field"), ("%0d%0aSet-Cookie:x", "invalid_text")]
     {
-        let r = send(Method::GET, &w.url(&format!("/audit/export?entity_id={bad}")), Some(&w.admin), None, &[]).await;
+        let r = w.admin.get(&format!("/api/v1/audit/export?entity_id={bad}")).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{bad}: {}", r.body);
         assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("entity_id")), "{bad}: {}", r.body);
     }
@@ -905,14 +802,7 @@ async fn zero_amounts_and_year_one_dates_are_refused_naming_the_field() {
             "{day}: {}",
             r.body
         );
-        let p = send(
-            Method::POST,
-            &w.url("/periods"),
-            Some(&w.finance),
-            Some(json!({"name": "odd", "starts_on": day, "ends_on": "2026-12-31"})),
-            &[],
-        )
-        .await;
+        let p = w.open_period(&w.finance, "odd", day, "2026-12-31").await;
         assert_eq!(p.body["error"]["details"]["field"].as_str(), Some("starts_on"), "{day}: {}", p.body);
     }
     for day in ["2000-01-01", "2099-12-31"] {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{org, sign_in, spawn_roomy};
+use common::{TestApp, org};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use store::testing::TestDb;
@@ -142,8 +142,11 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     common::with_password(&db, a.users[0]).await;
-    let base = spawn_roomy(&db).await;
-    let admin = sign_in(&base, "acme", "user0@acme.example").await;
+    let app = TestApp::setup(&db).roomy().start().await;
+    let base = app.base.clone();
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    // Raw request text (lone surrogate escapes, percent-encoded bytes) that the JSON client
+    // would not send as written.
     let http = reqwest::Client::new();
     let spec: Value =
         http.get(format!("{base}/api/openapi.json")).send().await.expect("spec").json().await.expect("json");
@@ -170,7 +173,7 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
                 .map(|seg| if seg.starts_with('{') { uuid::Uuid::now_v7().to_string() } else { seg.to_owned() })
                 .collect::<Vec<_>>()
                 .join("/");
-            let token = op.get("security").is_some().then_some(admin.as_str());
+            let token = op.get("security").is_some().then_some(admin.access_token());
             let send = |body: Option<String>, query: Option<String>| {
                 let mut url = format!("{base}{url_path}");
                 if let Some(q) = query {
@@ -252,7 +255,7 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
     assert!(fields_tried >= 40, "only {fields_tried} body string fields found in the description");
     assert!(params_tried >= 10, "only {params_tried} query parameters found in the description");
     // The admin's session survived the walk (no poisoned request acted).
-    let me = common::send(Method::GET, &format!("{base}/api/v1/me"), Some(&admin), None, &[]).await;
+    let me = admin.get("/api/v1/me").await;
     assert_eq!(me.status, StatusCode::OK);
 }
 
@@ -327,7 +330,7 @@ fn post_raw(path: &str, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn oversized_uri_headers_and_bodies_get_the_json_error_shape_and_close() {
     let db = TestDb::new().await;
-    let base = common::spawn(&db).await;
+    let base = TestApp::new(&db).await.base;
 
     let long = format!("GET /api/v1/documents?view={} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
     let (s, h, b) = raw(&base, long.into_bytes()).await;
@@ -370,7 +373,7 @@ async fn unknown_routes_wrong_methods_and_non_json_bodies_get_stable_codes() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     common::with_password(&db, a.users[0]).await;
-    let base = common::spawn(&db).await;
+    let base = TestApp::new(&db).await.base;
 
     let (s, h, b) = raw(&base, b"GET /api/v1/no-such-thing HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()).await;
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")), "{b}");
@@ -409,10 +412,10 @@ async fn unknown_routes_wrong_methods_and_non_json_bodies_get_stable_codes() {
 #[tokio::test]
 async fn every_answer_forbids_framing_scripts_and_browser_features() {
     let db = TestDb::new().await;
-    let base = common::spawn(&db).await;
+    let app = TestApp::new(&db).await;
     for path in ["/healthz", "/api/v1/no-such-thing", "/api/v1/me"] {
-        let r = reqwest::get(format!("{base}{path}")).await.expect("get");
-        let h = r.headers();
+        let r = app.anonymous().get(path).await;
+        let h = &r.headers;
         assert_eq!(
             h.get("content-security-policy").and_then(|v| v.to_str().ok()),
             Some("default-src 'none'; frame-ancestors 'none'"),
@@ -430,32 +433,17 @@ async fn every_answer_forbids_framing_scripts_and_browser_features() {
 #[tokio::test]
 async fn hsts_is_sent_only_when_a_trusted_proxy_says_the_request_came_over_https() {
     let db = TestDb::new().await;
-    let key = || identity::tokens::TokenKey::from_seed([9; 32]);
-    let proxied = common::spawn_state(
-        web::AppState::new(
-            db.store.clone(),
-            web::TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
-            key(),
-        )
-        .expect("state"),
-    )
-    .await;
-    let direct = common::spawn_state(
-        web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key()).expect("state"),
-    )
-    .await;
-    let hsts = |base: String, proto: Option<&'static str>| async move {
-        let mut req = reqwest::Client::new().get(format!("{base}/healthz"));
-        if let Some(p) = proto {
-            req = req.header("x-forwarded-proto", p);
-        }
-        let r = req.send().await.expect("get");
-        r.headers().get("strict-transport-security").and_then(|v| v.to_str().ok()).map(str::to_owned)
-    };
-    let sent = hsts(proxied.clone(), Some("https")).await.expect("HSTS behind a trusted proxy over HTTPS");
+    let proxied = TestApp::setup(&db).behind_proxy().start().await;
+    let direct = TestApp::new(&db).await;
+    async fn hsts(app: &TestApp, proto: Option<&str>) -> Option<String> {
+        let headers: Vec<(&str, &str)> = proto.map(|p| vec![("x-forwarded-proto", p)]).unwrap_or_default();
+        let r = app.anonymous().request(Method::GET, "/healthz", None, &headers).await;
+        r.header("strict-transport-security").map(str::to_owned)
+    }
+    let sent = hsts(&proxied, Some("https")).await.expect("HSTS behind a trusted proxy over HTTPS");
     assert!(sent.starts_with("max-age=31536000"), "{sent}");
-    assert_eq!(hsts(proxied.clone(), Some("http")).await, None);
-    assert_eq!(hsts(proxied.clone(), None).await, None);
+    assert_eq!(hsts(&proxied, Some("http")).await, None);
+    assert_eq!(hsts(&proxied, None).await, None);
     // The client forges the header; the peer is no trusted proxy.
-    assert_eq!(hsts(direct, Some("https")).await, None);
+    assert_eq!(hsts(&direct, Some("https")).await, None);
 }

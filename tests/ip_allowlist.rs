@@ -5,9 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, org, spawn_state, who, with_password};
+use common::{Answer, Client, PASSWORD, TestApp, org, who, with_password};
 use identity::Role;
-use identity::tokens::TokenKey;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -15,64 +14,25 @@ use store::TenantId;
 use store::testing::TestDb;
 
 const INSIDE: &str = "203.0.113.5";
+const LIST: &str = "/api/v1/settings/ip-allowlist";
 
 /// A node that believes X-Forwarded-For from loopback (as behind a reverse proxy) when
 /// `trust_loopback`, so the test chooses the client address.
-async fn node(db: &TestDb, trust_loopback: bool) -> String {
-    let proxies = if trust_loopback {
-        web::TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("cidr")])
-    } else {
-        web::TrustedProxies::default()
-    };
-    spawn_state(web::AppState::new(db.store.clone(), proxies, TokenKey::from_seed([9; 32])).expect("state")).await
+async fn node(db: &TestDb, trust_loopback: bool) -> TestApp {
+    let setup = TestApp::setup(db);
+    if trust_loopback { setup.behind_proxy() } else { setup }.start().await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
+async fn get_list(who: &Client, from: &str) -> Answer {
+    who.from(from).get(LIST).await
 }
 
-async fn login(base: &str, from: &str, org: &str, email: &str) -> reqwest::Response {
-    client()
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("x-forwarded-for", from)
-        .json(&json!({"organisation": org, "email": email, "password": PASSWORD, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("request")
+async fn put_list(who: &Client, from: &str, body: Value) -> Answer {
+    who.from(from).put(LIST, body).await
 }
 
-async fn tokens(base: &str, from: &str, org: &str, email: &str) -> (String, String) {
-    let r = login(base, from, org, email).await;
-    assert_eq!(r.status(), StatusCode::OK, "login {email} from {from}");
-    let v: Value = r.json().await.expect("json");
-    (v["access_token"].as_str().expect("access").to_owned(), v["refresh_token"].as_str().expect("refresh").to_owned())
-}
-
-async fn get_list(base: &str, from: &str, bearer: &str) -> reqwest::Response {
-    client()
-        .get(format!("{base}/api/v1/settings/ip-allowlist"))
-        .header("x-forwarded-for", from)
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .expect("request")
-}
-
-async fn put_list(base: &str, from: &str, bearer: &str, body: Value) -> reqwest::Response {
-    client()
-        .put(format!("{base}/api/v1/settings/ip-allowlist"))
-        .header("x-forwarded-for", from)
-        .bearer_auth(bearer)
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-}
-
-async fn code(r: reqwest::Response) -> (StatusCode, String) {
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    (status, v["error"]["code"].as_str().unwrap_or_default().to_owned())
+fn code(r: Answer) -> (StatusCode, String) {
+    (r.status, r.code().to_owned())
 }
 
 async fn refusals(db: &TestDb, tenant: TenantId) -> Vec<(String, Option<String>, String)> {
@@ -105,8 +65,8 @@ async fn acme_with_list(db: &TestDb, cidrs: &[&str]) -> common::Org {
 async fn outside_ipv4_and_ipv6_addresses_are_refused_and_audited_once_per_minute() {
     let db = TestDb::new().await;
     let a = acme_with_list(&db, &["203.0.113.0/24", "2001:db8:1::/48"]).await;
-    let base = node(&db, true).await;
-    let (access, _) = tokens(&base, INSIDE, "acme", "user0@acme.example").await;
+    let app = node(&db, true).await;
+    let access = app.anonymous().from(INSIDE).sign_in("acme", "user0@acme.example").await;
     for (from, expected) in [
         ("203.0.113.77", StatusCode::OK),
         ("2001:db8:1:42::9", StatusCode::OK),
@@ -115,7 +75,7 @@ async fn outside_ipv4_and_ipv6_addresses_are_refused_and_audited_once_per_minute
         ("2001:db8:2::1", StatusCode::FORBIDDEN),
         ("198.51.100.1", StatusCode::FORBIDDEN),
     ] {
-        let (status, c) = code(get_list(&base, from, &access).await).await;
+        let (status, c) = code(get_list(&access, from).await);
         assert_eq!(status, expected, "{from}");
         if status == StatusCode::FORBIDDEN {
             assert_eq!(c, "ip_not_allowed", "{from}");
@@ -132,10 +92,10 @@ async fn outside_ipv4_and_ipv6_addresses_are_refused_and_audited_once_per_minute
     );
     // A burst from one address cannot grow the ledger.
     for _ in 0..20 {
-        assert_eq!(get_list(&base, "198.51.100.1", &access).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(get_list(&access, "198.51.100.1").await.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(refusals(&db, a.id).await.len(), 2);
-    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("metrics").text().await.expect("text");
+    let metrics = app.metrics().await;
     assert!(metrics.lines().any(|l| l.starts_with("countersign_ip_allowlist_refused_total ") && !l.ends_with(" 0")));
 }
 
@@ -144,17 +104,20 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     let db = TestDb::new().await;
     let a = acme_with_list(&db, &["203.0.113.0/24"]).await;
     let trusting = node(&db, true).await;
-    let (access, _) = tokens(&trusting, INSIDE, "acme", "user0@acme.example").await;
+    let access = trusting.anonymous().from(INSIDE).sign_in("acme", "user0@acme.example").await;
     // A server with no trusted proxies sees the peer (127.0.0.1), whatever the header claims.
     let direct = node(&db, false).await;
-    let (status, c) = code(get_list(&direct, INSIDE, &access).await).await;
+    let (status, c) = code(get_list(&access.on(&direct), INSIDE).await);
     assert_eq!((status, c.as_str()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
-    assert_eq!(login(&direct, INSIDE, "acme", "user0@acme.example").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        direct.anonymous().from(INSIDE).login("acme", "user0@acme.example", PASSWORD).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Behind the trusted proxy, the right-most untrusted hop is the client: a forged left entry
     // does not get an outsider in, and does not lock an insider out.
-    assert_eq!(get_list(&trusting, "203.0.113.1, 198.51.100.9", &access).await.status(), StatusCode::FORBIDDEN);
-    assert_eq!(get_list(&trusting, "198.51.100.9, 203.0.113.1", &access).await.status(), StatusCode::OK);
-    assert_eq!(get_list(&trusting, "198.51.100.9, 203.0.113.1, 127.0.0.2", &access).await.status(), StatusCode::OK);
+    assert_eq!(get_list(&access, "203.0.113.1, 198.51.100.9").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get_list(&access, "198.51.100.9, 203.0.113.1").await.status, StatusCode::OK);
+    assert_eq!(get_list(&access, "198.51.100.9, 203.0.113.1, 127.0.0.2").await.status, StatusCode::OK);
     let ips: Vec<String> = refusals(&db, a.id).await.into_iter().map(|r| r.2).collect();
     assert!(ips.contains(&"127.0.0.1".to_owned()) && ips.contains(&"198.51.100.9".to_owned()), "{ips:?}");
 }
@@ -179,16 +142,11 @@ async fn api_key_from_outside_is_refused_before_it_is_checked() {
     .await
     .expect("key");
     tx.commit().await.expect("commit");
-    let base = node(&db, true).await;
-    let events = |from: &'static str| {
-        client()
-            .get(format!("{base}/api/v1/audit/events?limit=1"))
-            .header("x-forwarded-for", from)
-            .bearer_auth(key.secret.expose_secret())
-            .send()
-    };
-    assert_eq!(events(INSIDE).await.expect("request").status(), StatusCode::OK);
-    let (status, c) = code(events("198.51.100.3").await.expect("request")).await;
+    let app = node(&db, true).await;
+    let auditor = app.bearer(key.secret.expose_secret());
+    let events = |from: &'static str| auditor.from(from);
+    assert_eq!(events(INSIDE).get("/api/v1/audit/events?limit=1").await.status, StatusCode::OK);
+    let (status, c) = code(events("198.51.100.3").get("/api/v1/audit/events?limit=1").await);
     assert_eq!((status, c.as_str()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
     assert_eq!(
         refusals(&db, a.id).await,
@@ -200,11 +158,11 @@ async fn api_key_from_outside_is_refused_before_it_is_checked() {
 async fn login_and_refresh_from_outside_are_refused_and_audited() {
     let db = TestDb::new().await;
     let a = acme_with_list(&db, &["203.0.113.0/24", "2001:db8:1::/48"]).await;
-    let base = node(&db, true).await;
+    let app = node(&db, true).await;
     // The right password from outside: refused before the password is looked at.
-    let (status, c) = code(login(&base, "198.51.100.4", "acme", "user0@acme.example").await).await;
+    let (status, c) = code(app.anonymous().from("198.51.100.4").login("acme", "user0@acme.example", PASSWORD).await);
     assert_eq!((status, c.as_str()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
-    let (status, _) = code(login(&base, "2001:db8:9::1", "acme", "user0@acme.example").await).await;
+    let (status, _) = code(app.anonymous().from("2001:db8:9::1").login("acme", "user0@acme.example", PASSWORD).await);
     assert_eq!(status, StatusCode::FORBIDDEN);
     let mut admin = db.admin_conn().await;
     let sessions: i64 = sqlx::query_scalar("select count(*) from sessions where tenant_id = $1 and ip is not null")
@@ -214,18 +172,13 @@ async fn login_and_refresh_from_outside_are_refused_and_audited() {
         .expect("count");
     assert_eq!(sessions, 0, "no session was created");
     // A refresh token taken outside the office is refused there, and not burnt by the attempt.
-    let (_, refresh) = tokens(&base, "2001:db8:1::7", "acme", "user0@acme.example").await;
-    let refresh_from = |from: &'static str| {
-        client()
-            .post(format!("{base}/api/v1/auth/refresh"))
-            .header("x-forwarded-for", from)
-            .json(&json!({"refresh_token": refresh}))
-            .send()
-    };
+    let member = app.anonymous().from("2001:db8:1::7").sign_in("acme", "user0@acme.example").await;
+    let refresh = json!({"refresh_token": member.refresh_token()});
+    let refresh_from = |from: &'static str| app.anonymous().from(from);
     // (Another outside address: a second refusal of 198.51.100.4 within the minute is not re-audited.)
-    let (status, c) = code(refresh_from("198.51.100.44").await.expect("request")).await;
+    let (status, c) = code(refresh_from("198.51.100.44").post("/api/v1/auth/refresh", refresh.clone()).await);
     assert_eq!((status, c.as_str()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
-    assert_eq!(refresh_from(INSIDE).await.expect("request").status(), StatusCode::OK);
+    assert_eq!(refresh_from(INSIDE).post("/api/v1/auth/refresh", refresh).await.status, StatusCode::OK);
     let r = refusals(&db, a.id).await;
     assert_eq!(r.len(), 3, "{r:?}");
     assert_eq!((r[0].0.as_str(), r[0].1.as_deref()), ("login", Some("user0@acme.example")));
@@ -239,9 +192,9 @@ async fn other_organisations_are_unaffected() {
     acme_with_list(&db, &["203.0.113.0/24"]).await;
     let b = org(&db, "beta").await;
     with_password(&db, b.users[0]).await;
-    let base = node(&db, true).await;
-    let (access, _) = tokens(&base, "198.51.100.5", "beta", "user0@beta.example").await;
-    let r: Value = get_list(&base, "198.51.100.5", &access).await.json().await.expect("json");
+    let app = node(&db, true).await;
+    let access = app.anonymous().from("198.51.100.5").sign_in("beta", "user0@beta.example").await;
+    let r = get_list(&access, "198.51.100.5").await.body;
     assert_eq!(r["your_ip"], "198.51.100.5");
     assert_eq!(r["enforced"], true, "beta's fixture list (0.0.0.0/0, ::/0) is in force and admits everyone");
     assert!(refusals(&db, b.id).await.is_empty());
@@ -251,13 +204,13 @@ async fn other_organisations_are_unaffected() {
 async fn replacing_the_list_is_admin_only_validated_audited_and_refuses_self_lockout() {
     let db = TestDb::new().await;
     let a = acme_with_list(&db, &[]).await;
-    let base = node(&db, true).await;
-    let (admin, _) = tokens(&base, INSIDE, "acme", "user0@acme.example").await;
-    let (staff, _) = tokens(&base, INSIDE, "acme", "user1@acme.example").await;
+    let app = node(&db, true).await;
+    let admin = app.anonymous().from(INSIDE).sign_in("acme", "user0@acme.example").await;
+    let staff = app.anonymous().from(INSIDE).sign_in("acme", "user1@acme.example").await;
     let office = json!({"entries": [{"cidr": "203.0.113.0/24", "note": "office"}], "reason": "office only"});
     // Staff may not read or change it.
-    assert_eq!(code(get_list(&base, INSIDE, &staff).await).await, (StatusCode::FORBIDDEN, "forbidden".into()));
-    assert_eq!(code(put_list(&base, INSIDE, &staff, office.clone()).await).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(code(get_list(&staff, INSIDE).await), (StatusCode::FORBIDDEN, "forbidden".into()));
+    assert_eq!(code(put_list(&staff, INSIDE, office.clone()).await).0, StatusCode::FORBIDDEN);
     // Bad input: 422 with a stable code, nothing stored.
     for body in [
         json!({"entries": [{"cidr": "203.0.113.1/24"}], "reason": "host bits"}),
@@ -268,21 +221,18 @@ async fn replacing_the_list_is_admin_only_validated_audited_and_refuses_self_loc
         json!({"entries": [], "reason": "unknown field", "extra": 1}),
         json!({"entries": [{"cidr": "10.0.0.0/8", "note": "n".repeat(201)}], "reason": "long note"}),
     ] {
-        let (status, c) = code(put_list(&base, INSIDE, &admin, body.clone()).await).await;
+        let (status, c) = code(put_list(&admin, INSIDE, body.clone()).await);
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(c == "invalid_field" || c == "invalid_body", "{c}");
     }
     // A list that excludes the caller: 409 unless confirmed.
     let elsewhere = json!({"entries": [{"cidr": "2001:db8:1::/48"}], "reason": "vpn only"});
-    assert_eq!(
-        code(put_list(&base, INSIDE, &admin, elsewhere).await).await,
-        (StatusCode::CONFLICT, "would_lock_out".into())
-    );
-    let r = put_list(&base, INSIDE, &admin, office).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.expect("json");
+    assert_eq!(code(put_list(&admin, INSIDE, elsewhere).await), (StatusCode::CONFLICT, "would_lock_out".into()));
+    let r = put_list(&admin, INSIDE, office).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.body;
     assert_eq!((v["entries"][0]["cidr"].as_str(), v["enforced"].as_bool()), (Some("203.0.113.0/24"), Some(true)));
-    let r: Value = get_list(&base, "203.0.113.200", &admin).await.json().await.expect("json");
+    let r = get_list(&admin, "203.0.113.200").await.body;
     assert_eq!(r["entries"][0]["note"], "office");
     // Audited with before and after.
     let mut conn = db.admin_conn().await;
@@ -298,13 +248,13 @@ async fn replacing_the_list_is_admin_only_validated_audited_and_refuses_self_loc
     assert_eq!(reason, "office only");
     // Confirmed lockout: the admin's own next request is refused.
     let vpn = json!({"entries": [{"cidr": "2001:db8:1::/48"}], "reason": "vpn only", "confirm_lockout": true});
-    assert_eq!(put_list(&base, INSIDE, &admin, vpn).await.status(), StatusCode::OK);
-    assert_eq!(code(get_list(&base, INSIDE, &admin).await).await, (StatusCode::FORBIDDEN, "ip_not_allowed".into()));
-    assert_eq!(get_list(&base, "2001:db8:1::1", &admin).await.status(), StatusCode::OK);
+    assert_eq!(put_list(&admin, INSIDE, vpn).await.status, StatusCode::OK);
+    assert_eq!(code(get_list(&admin, INSIDE).await), (StatusCode::FORBIDDEN, "ip_not_allowed".into()));
+    assert_eq!(get_list(&admin, "2001:db8:1::1").await.status, StatusCode::OK);
     // Lifting the restriction.
     let open = json!({"entries": [], "reason": "restriction lifted"});
-    assert_eq!(put_list(&base, "2001:db8:1::1", &admin, open).await.status(), StatusCode::OK);
-    assert_eq!(get_list(&base, "198.51.100.1", &admin).await.status(), StatusCode::OK);
+    assert_eq!(put_list(&admin, "2001:db8:1::1", open).await.status, StatusCode::OK);
+    assert_eq!(get_list(&admin, "198.51.100.1").await.status, StatusCode::OK);
 }
 
 /// Two nodes: node B has the list cached; a change through node A reaches B within a second
@@ -315,16 +265,17 @@ async fn a_change_takes_effect_on_the_other_node_at_once() {
     let _a = acme_with_list(&db, &["203.0.113.0/24", "198.51.100.0/24"]).await;
     let node_a = node(&db, true).await;
     let node_b = node(&db, true).await;
-    let (admin, _) = tokens(&node_a, INSIDE, "acme", "user0@acme.example").await;
-    assert_eq!(get_list(&node_b, "198.51.100.20", &admin).await.status(), StatusCode::OK);
+    let admin = node_a.anonymous().from(INSIDE).sign_in("acme", "user0@acme.example").await;
+    let admin_on_b = admin.on(&node_b);
+    assert_eq!(get_list(&admin_on_b, "198.51.100.20").await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await; // let both listeners connect
-    assert_eq!(get_list(&node_b, "198.51.100.20", &admin).await.status(), StatusCode::OK, "cached on B");
+    assert_eq!(get_list(&admin_on_b, "198.51.100.20").await.status, StatusCode::OK, "cached on B");
     let narrowed = json!({"entries": [{"cidr": "203.0.113.0/24"}], "reason": "drop the branch office"});
-    assert_eq!(put_list(&node_a, INSIDE, &admin, narrowed).await.status(), StatusCode::OK);
+    assert_eq!(put_list(&admin, INSIDE, narrowed).await.status, StatusCode::OK);
     let changed = Instant::now();
-    while get_list(&node_b, "198.51.100.20", &admin).await.status() != StatusCode::FORBIDDEN {
+    while get_list(&admin_on_b, "198.51.100.20").await.status != StatusCode::FORBIDDEN {
         assert!(changed.elapsed() < Duration::from_secs(1), "node B still admits a removed network");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(get_list(&node_b, INSIDE, &admin).await.status(), StatusCode::OK);
+    assert_eq!(get_list(&admin_on_b, INSIDE).await.status, StatusCode::OK);
 }

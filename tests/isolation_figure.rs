@@ -53,7 +53,7 @@ async fn cross_tenant_refusals_are_shared_by_nodes_exclude_ledger_refusals_and_s
     let dir = std::env::temp_dir().join(format!("countersign-figure-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     // Node 1: this process (store + router). Node 2: the real binary on the same database.
-    let node1 = common::spawn(&db).await;
+    let node1 = common::TestApp::new(&db).await.base;
     let node2 = format!("http://127.0.0.1:{PORT}");
     let child = start_node(&db, &dir);
     wait_ready(&node2).await;

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{PASSWORD, audit_count, org, spawn_state, spawn_with_key, who, with_password};
+use common::{Client, PASSWORD, TestApp, audit_count, org, who, with_password};
 use identity::sessions;
-use identity::tokens::TokenKey;
 use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
@@ -13,39 +12,7 @@ use serde_json::{Value, json};
 use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
-
-async fn login_with(base: &str, org: &str, email: &str, password: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"organisation": org, "email": email, "password": password, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("request")
-}
-
-/// Signs in and returns the access token.
-async fn login(base: &str, org: &str, email: &str) -> String {
-    let r = login_with(base, org, email, PASSWORD).await;
-    assert_eq!(r.status(), StatusCode::OK, "login {email}");
-    let v: Value = r.json().await.expect("json");
-    v["access_token"].as_str().expect("access").to_owned()
-}
-
-/// One request with a bearer credential; returns status and JSON body (Null when empty).
-async fn call(method: Method, url: String, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new().request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn key() -> TokenKey {
-    TokenKey::from_seed([9; 32])
-}
+use web::limits::Limits;
 
 #[tokio::test]
 async fn users_cannot_see_or_revoke_other_users_sessions() {
@@ -53,37 +20,37 @@ async fn users_cannot_see_or_revoke_other_users_sessions() {
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // admin
     with_password(&db, a.users[1]).await; // staff
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let staff = login(&base, "acme", "user1@acme.example").await;
-    let staff_second = login(&base, "acme", "user1@acme.example").await;
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let staff_second = app.sign_in("acme", "user1@acme.example").await;
 
-    let (s, me) = call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!((me["role"].as_str(), me["organisation"]["slug"].as_str()), (Some("staff"), Some("acme")));
-    assert_eq!(me["user"]["id"], json!(a.users[1]));
+    let me = staff.get("/api/v1/me").await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!((me.body["role"].as_str(), me.body["organisation"]["slug"].as_str()), (Some("staff"), Some("acme")));
+    assert_eq!(me.body["user"]["id"], json!(a.users[1]));
 
-    let (_, mine) = call(Method::GET, format!("{base}/api/v1/me/sessions"), &staff, None).await;
-    let items = mine["items"].as_array().expect("items");
+    let mine = staff.get("/api/v1/me/sessions").await;
+    let items = mine.body["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "exactly the staff member's two sessions: {mine}");
     assert_eq!(items.iter().filter(|s| s["current"] == json!(true)).count(), 1);
-    let (_, theirs) = call(Method::GET, format!("{base}/api/v1/me/sessions"), &admin, None).await;
-    let admin_session = theirs["items"][0]["id"].as_str().expect("admin session").to_owned();
+    let theirs = admin.get("/api/v1/me/sessions").await;
+    let admin_session = theirs.body["items"][0]["id"].as_str().expect("admin session").to_owned();
     assert!(items.iter().all(|s| s["id"] != json!(admin_session)), "another user's session is listed");
 
     // The staff member tries to kill the admin's session: it does not exist for them.
-    let (s, e) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/{admin_session}"), &staff, None).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &admin, None).await.0, StatusCode::OK);
-    let (s, _) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/not-a-uuid"), &staff, None).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    let e = staff.delete(&format!("/api/v1/me/sessions/{admin_session}")).await;
+    assert_eq!((e.status, e.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(admin.get("/api/v1/me").await.status, StatusCode::OK);
+    let r = staff.delete("/api/v1/me/sessions/not-a-uuid").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Their own other session: revoked, and its token is refused at once.
     let other = items.iter().find(|s| s["current"] == json!(false)).expect("other")["id"].as_str().expect("id");
-    let (s, _) = call(Method::DELETE, format!("{base}/api/v1/me/sessions/{other}"), &staff, None).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff_second, None).await.0, StatusCode::UNAUTHORIZED);
+    let r = staff.delete(&format!("/api/v1/me/sessions/{other}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(staff.get("/api/v1/me").await.status, StatusCode::OK);
+    assert_eq!(staff_second.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(audit_count(&db, a.id, "session.revoked").await, 1);
 }
 
@@ -93,10 +60,10 @@ async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
     let a = org(&db, "acme").await;
     let b = org(&db, "beta").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
     let victim = b.users[1];
-    let m = |path: &str| format!("{base}/api/v1/members/{victim}/{path}");
+    let m = |path: &str| format!("/api/v1/members/{victim}/{path}");
     for (method, url, body) in [
         (Method::GET, m("sessions"), None),
         (Method::POST, m("sessions/revoke"), Some(json!({"reason": "attack"}))),
@@ -107,8 +74,8 @@ async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
         (Method::POST, m("approve"), Some(json!({}))),
         (Method::POST, m("decline"), Some(json!({"reason": "attack"}))),
     ] {
-        let (s, e) = call(method.clone(), url.clone(), &admin, body).await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{method} {url}");
+        let e = admin.request(method.clone(), &url, body, &[]).await;
+        assert_eq!((e.status, e.code()), (StatusCode::NOT_FOUND, "not_found"), "{method} {url}");
     }
     // B's API key and invitation do not exist for A either.
     let mut tx = db.store.tenant_tx(b.id).await.expect("tx");
@@ -118,14 +85,8 @@ async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
             .await
             .expect("b rows");
     drop(tx);
-    assert_eq!(
-        call(Method::DELETE, format!("{base}/api/v1/api-keys/{b_key}"), &admin, None).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        call(Method::DELETE, format!("{base}/api/v1/invitations/{b_inv}"), &admin, None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(admin.delete(&format!("/api/v1/api-keys/{b_key}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(admin.delete(&format!("/api/v1/invitations/{b_inv}")).await.status, StatusCode::NOT_FOUND);
     // Nothing of B changed, and A's list shows only A's members.
     let mut tx = db.store.tenant_tx(b.id).await.expect("tx");
     let (active, revoked_keys): (i64, i64) = sqlx::query_as(
@@ -137,8 +98,8 @@ async fn cross_tenant_member_ids_are_404_on_every_admin_endpoint() {
     .expect("b state");
     assert_eq!((active, revoked_keys), (3, 0));
     drop(tx);
-    let (_, list) = call(Method::GET, format!("{base}/api/v1/members"), &admin, None).await;
-    let ids: Vec<&Value> = list["items"].as_array().expect("items").iter().map(|m| &m["user_id"]).collect();
+    let list = admin.get("/api/v1/members").await;
+    let ids: Vec<&Value> = list.body["items"].as_array().expect("items").iter().map(|m| &m["user_id"]).collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|id| a.users.iter().any(|u| json!(u) == **id)), "{list}");
 }
@@ -148,33 +109,29 @@ async fn staff_calling_admin_endpoints_get_403_and_the_refusal_is_audited() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[1]).await; // staff
-    let base = spawn_with_key(&db, key()).await;
-    let staff = login(&base, "acme", "user1@acme.example").await;
+    let app = TestApp::new(&db).await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
     let target = a.users[0];
-    let m = |path: &str| format!("{base}/api/v1/members/{target}/{path}");
+    let m = |path: &str| format!("/api/v1/members/{target}/{path}");
     let calls = [
-        (Method::GET, format!("{base}/api/v1/members"), None),
+        (Method::GET, "/api/v1/members".to_owned(), None),
         (Method::GET, m("sessions"), None),
         (Method::POST, m("sessions/revoke"), Some(json!({"reason": "coup"}))),
         (Method::POST, m("deactivate"), Some(json!({"reason": "coup"}))),
         (Method::POST, m("unlock"), None),
         (Method::PUT, m("role"), Some(json!({"role": "staff", "reason": "coup"}))),
-        (
-            Method::PUT,
-            format!("{base}/api/v1/members/{}/role", a.users[1]),
-            Some(json!({"role": "owner", "reason": "coup"})),
-        ),
+        (Method::PUT, format!("/api/v1/members/{}/role", a.users[1]), Some(json!({"role": "owner", "reason": "coup"}))),
         (Method::POST, m("approve"), Some(json!({}))),
-        (Method::POST, format!("{base}/api/v1/api-keys"), Some(json!({"name": "x", "role": "staff", "scopes": []}))),
-        (Method::GET, format!("{base}/api/v1/api-keys"), None),
-        (Method::POST, format!("{base}/api/v1/invitations"), Some(json!({"email": "x@y.example", "role": "staff"}))),
-        (Method::GET, format!("{base}/api/v1/invitations"), None),
+        (Method::POST, "/api/v1/api-keys".to_owned(), Some(json!({"name": "x", "role": "staff", "scopes": []}))),
+        (Method::GET, "/api/v1/api-keys".to_owned(), None),
+        (Method::POST, "/api/v1/invitations".to_owned(), Some(json!({"email": "x@y.example", "role": "staff"}))),
+        (Method::GET, "/api/v1/invitations".to_owned(), None),
     ];
     let n = calls.len() as u64;
     let counted_before = web::refusals::refusals_total();
     for (method, url, body) in calls {
-        let (s, e) = call(method.clone(), url.clone(), &staff, body).await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{method} {url}");
+        let e = staff.request(method.clone(), &url, body, &[]).await;
+        assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "forbidden"), "{method} {url}");
     }
     // Every refusal is counted; the ledger holds them aggregated (one event per organisation,
     // address and minute carrying the count, tests/refusals.rs), not one row each.
@@ -195,50 +152,28 @@ async fn the_last_admin_cannot_be_demoted_or_deactivated() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // the only admin
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
     let me = a.users[0];
-    let (s, e) = call(
-        Method::PUT,
-        format!("{base}/api/v1/members/{me}/role"),
-        &admin,
-        Some(json!({"role": "staff", "reason": "stepping down"})),
-    )
-    .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin")));
-    let (s, e) =
-        call(Method::POST, format!("{base}/api/v1/members/{me}/deactivate"), &admin, Some(json!({"reason": "bye"})))
-            .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin")));
+    let e = admin.put(&format!("/api/v1/members/{me}/role"), json!({"role": "staff", "reason": "stepping down"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "last_admin"));
+    let e = admin.post(&format!("/api/v1/members/{me}/deactivate"), json!({"reason": "bye"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "last_admin"));
     // An admin cannot create an owner either.
-    let (s, e) = call(
-        Method::PUT,
-        format!("{base}/api/v1/members/{}/role", a.users[2]),
-        &admin,
-        Some(json!({"role": "owner", "reason": "promotion"})),
-    )
-    .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
+    let e = admin
+        .put(&format!("/api/v1/members/{}/role", a.users[2]), json!({"role": "owner", "reason": "promotion"}))
+        .await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "role_escalation"));
     // With a second admin, stepping down works.
-    let (s, _) = call(
-        Method::PUT,
-        format!("{base}/api/v1/members/{}/role", a.users[2]),
-        &admin,
-        Some(json!({"role": "admin", "reason": "new head of admin"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, r) = call(
-        Method::PUT,
-        format!("{base}/api/v1/members/{me}/role"),
-        &admin,
-        Some(json!({"role": "staff", "reason": "stepping down"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    let r = admin
+        .put(&format!("/api/v1/members/{}/role", a.users[2]), json!({"role": "admin", "reason": "new head of admin"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = admin.put(&format!("/api/v1/members/{me}/role"), json!({"role": "staff", "reason": "stepping down"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
     // The caller's own sessions end with the role: this login and the fixture's session row.
-    assert_eq!(r["revoked"], 2, "{r}");
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &admin, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["revoked"], 2, "{r}");
+    assert_eq!(admin.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// An organisation never loses its last owner: not by demotion, not by deactivation, not even
@@ -250,27 +185,27 @@ async fn the_last_owner_cannot_be_demoted_or_deactivated() {
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // an admin
     let first = common::member(&db, a.id, "acme", "olive", identity::Role::Owner, None, true).await;
-    let base = spawn_with_key(&db, key()).await;
-    let owner = login(&base, "acme", "olive@acme.example").await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let role = |u: Uuid| format!("{base}/api/v1/members/{u}/role");
-    let deactivate = |u: Uuid| format!("{base}/api/v1/members/{u}/deactivate");
+    let app = TestApp::new(&db).await;
+    let owner = app.sign_in("acme", "olive@acme.example").await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let role = |u: Uuid| format!("/api/v1/members/{u}/role");
+    let deactivate = |u: Uuid| format!("/api/v1/members/{u}/deactivate");
     // Plenty of admins exist, so this is the owner rule, not the admin rule.
     for to in ["admin", "staff"] {
-        let (s, e) = call(Method::PUT, role(first), &owner, Some(json!({"role": to, "reason": "stepping down"}))).await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{to}: {e}");
+        let e = owner.put(&role(first), json!({"role": to, "reason": "stepping down"})).await;
+        assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "last_owner"), "{to}: {e}");
     }
-    let (s, e) = call(Method::POST, deactivate(first), &owner, Some(json!({"reason": "leaving"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{e}");
-    let (s, e) = call(Method::POST, deactivate(first), &admin, Some(json!({"reason": "coup"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")), "{e}");
+    let e = owner.post(&deactivate(first), json!({"reason": "leaving"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "last_owner"), "{e}");
+    let e = admin.post(&deactivate(first), json!({"reason": "coup"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "role_escalation"), "{e}");
     // A second owner: now the first may step down, and the second is protected in turn.
     let second = common::member(&db, a.id, "acme", "oscar", identity::Role::Owner, None, true).await;
-    let (s, e) = call(Method::PUT, role(first), &owner, Some(json!({"role": "admin", "reason": "handing over"}))).await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let heir = login(&base, "acme", "oscar@acme.example").await;
-    let (s, e) = call(Method::POST, deactivate(second), &heir, Some(json!({"reason": "leaving"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{e}");
+    let e = owner.put(&role(first), json!({"role": "admin", "reason": "handing over"})).await;
+    assert_eq!(e.status, StatusCode::OK, "{e}");
+    let heir = app.sign_in("acme", "oscar@acme.example").await;
+    let e = heir.post(&deactivate(second), json!({"reason": "leaving"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "last_owner"), "{e}");
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let owners: Vec<Uuid> =
         sqlx::query_scalar("select user_id from memberships where role = 'owner' and status = 'active'")
@@ -288,34 +223,33 @@ async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta()
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
     with_password(&db, a.users[1]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let staff = login(&base, "acme", "user1@acme.example").await;
-    let url = format!("{base}/api/v1/members/{}/role", a.users[1]);
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let url = format!("/api/v1/members/{}/role", a.users[1]);
     for body in [
         json!({"role": "finance"}),
         json!({"role": "finance", "reason": "  "}),
         json!({"role": "finance", "reason": "x".repeat(201)}),
     ] {
-        let (s, e) = call(Method::PUT, url.clone(), &admin, Some(body)).await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
+        let e = admin.put(&url, body).await;
+        assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "reason_required"));
     }
-    let (s, e) = call(Method::PUT, url.clone(), &admin, Some(json!({"role": "root", "reason": "because"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
-    let (s, e) = call(Method::PUT, url.clone(), &admin, Some(json!({"role": "finance", "reason": "ok", "x": 1}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")));
+    let e = admin.put(&url, json!({"role": "root", "reason": "because"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
+    let e = admin.put(&url, json!({"role": "finance", "reason": "ok", "x": 1})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
     assert_eq!(audit_count(&db, a.id, "membership.role_changed").await, 0, "refused changes record nothing");
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
+    assert_eq!(staff.get("/api/v1/me").await.status, StatusCode::OK);
 
-    let (s, r) =
-        call(Method::PUT, url, &admin, Some(json!({"role": "finance", "reason": "moved to the finance team"}))).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    let r = admin.put(&url, json!({"role": "finance", "reason": "moved to the finance team"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
     assert_eq!(
-        (r["previous_role"].as_str(), r["role"].as_str(), &r["revoked"]),
+        (r.body["previous_role"].as_str(), r.body["role"].as_str(), &r.body["revoked"]),
         (Some("staff"), Some("finance"), &json!(1))
     );
-    assert!(r["elapsed_ms"].as_f64().is_some());
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::UNAUTHORIZED);
+    assert!(r.body["elapsed_ms"].as_f64().is_some());
+    assert_eq!(staff.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let (changes, reason, actor): (String, String, String) =
         sqlx::query_as("select changes, reason, actor_id from audit_events where action = 'membership.role_changed'")
@@ -326,9 +260,9 @@ async fn role_change_needs_a_reason_and_revokes_sessions_with_an_audited_delta()
     assert_eq!((reason.as_str(), actor), ("moved to the finance team", a.users[0].to_string()));
     drop(tx);
     // The member signs in again and holds the new role.
-    let finance = login(&base, "acme", "user1@acme.example").await;
-    let (_, me) = call(Method::GET, format!("{base}/api/v1/me"), &finance, None).await;
-    assert_eq!(me["role"], "finance");
+    let finance = app.sign_in("acme", "user1@acme.example").await;
+    let me = finance.get("/api/v1/me").await;
+    assert_eq!(me.body["role"], "finance");
 }
 
 #[tokio::test]
@@ -339,20 +273,19 @@ async fn deactivation_kills_the_members_access_token_immediately() {
     with_password(&db, a.users[1]).await;
     // This test signs in more than the default 10 times from one address: raise the per-address
     // budget so only the account lockout is exercised here (tests/limits.rs covers the budget).
-    let limits = web::limits::Limits { login: "100/15m".parse().expect("limit"), ..Default::default() };
-    let state = web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key()).expect("state");
-    let base = spawn_state(state.with_limits(limits)).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let staff = login(&base, "acme", "user1@acme.example").await;
+    let limits = Limits { login: "100/15m".parse().expect("limit"), ..Limits::default() };
+    let app = TestApp::setup(&db).limits(limits).start().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
     // Cached on this node.
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::OK);
-    let url = |what: &str| format!("{base}/api/v1/members/{}/{what}", a.users[1]);
-    let (s, e) = call(Method::POST, url("deactivate"), &admin, Some(json!({}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
-    let (s, r) = call(Method::POST, url("deactivate"), &admin, Some(json!({"reason": "left the company"}))).await;
-    assert_eq!((s, &r["revoked"]), (StatusCode::OK, &json!(1)), "{r}");
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &staff, None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(staff.get("/api/v1/me").await.status, StatusCode::OK);
+    let url = |what: &str| format!("/api/v1/members/{}/{what}", a.users[1]);
+    let e = admin.post(&url("deactivate"), json!({})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "reason_required"));
+    let r = admin.post(&url("deactivate"), json!({"reason": "left the company"})).await;
+    assert_eq!((r.status, &r.body["revoked"]), (StatusCode::OK, &json!(1)), "{r}");
+    assert_eq!(staff.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     // Suspended here only: the global account is still active.
     let mut g = db.store.global_tx().await.expect("tx");
     let status: String = sqlx::query_scalar("select status from users where id = $1")
@@ -362,20 +295,23 @@ async fn deactivation_kills_the_members_access_token_immediately() {
         .expect("user");
     assert_eq!(status, "active");
     drop(g);
-    let (s, e) = call(Method::POST, url("deactivate"), &admin, Some(json!({"reason": "again"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
+    let e = admin.post(&url("deactivate"), json!({"reason": "again"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "invalid_state"));
     assert_eq!(audit_count(&db, a.id, "membership.deactivated").await, 1);
-    let (s, _) = call(Method::POST, url("reactivate"), &admin, Some(json!({"reason": "came back"}))).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    let r = admin.post(&url("reactivate"), json!({"reason": "came back"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     // Someone guesses the member's password until the account locks; an admin unlocks it.
     for _ in 0..sessions::LOCK_AFTER {
-        login_with(&base, "acme", "user1@acme.example", "a wrong guess 123").await;
+        app.anonymous().login("acme", "user1@acme.example", "a wrong guess 123").await;
     }
-    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
-    let (s, r) = call(Method::POST, url("unlock"), &admin, None).await;
-    assert_eq!((s, &r["was_locked"]), (StatusCode::OK, &json!(true)));
-    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = admin.post(&url("unlock"), ()).await;
+    assert_eq!((r.status, &r.body["was_locked"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
 }
 
@@ -384,44 +320,32 @@ async fn password_change_ends_every_session_and_refuses_weak_passwords() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[1]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let first = login(&base, "acme", "user1@acme.example").await;
-    let second = login(&base, "acme", "user1@acme.example").await;
-    let url = format!("{base}/api/v1/me/password");
+    let app = TestApp::new(&db).await;
+    let first = app.sign_in("acme", "user1@acme.example").await;
+    let second = app.sign_in("acme", "user1@acme.example").await;
+    let url = "/api/v1/me/password".to_owned();
     for weak in ["password1234", "short", "user1@acme.example is me", "welcome to Org acme"] {
-        let (s, e) =
-            call(Method::POST, url.clone(), &first, Some(json!({"current_password": PASSWORD, "new_password": weak})))
-                .await;
+        let e = first.post(&url, json!({"current_password": PASSWORD, "new_password": weak})).await;
         assert_eq!(
-            (s, e["error"]["code"].as_str()),
+            (e.status, e.body["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("weak_password")),
             "{weak}"
         );
     }
-    let (s, e) = call(
-        Method::POST,
-        url.clone(),
-        &first,
-        Some(json!({"current_password": "not my password", "new_password": "a brand new passphrase 42"})),
-    )
-    .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_password")));
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &second, None).await.0, StatusCode::OK);
+    let e = first
+        .post(&url, json!({"current_password": "not my password", "new_password": "a brand new passphrase 42"}))
+        .await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "wrong_password"));
+    assert_eq!(second.get("/api/v1/me").await.status, StatusCode::OK);
 
-    let (s, _) = call(
-        Method::POST,
-        url,
-        &first,
-        Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 42"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = first.post(&url, json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 42"})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     for t in [&first, &second] {
-        assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), t, None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(t.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(login_with(&base, "acme", "user1@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        login_with(&base, "acme", "user1@acme.example", "a brand new passphrase 42").await.status(),
+        app.anonymous().login("acme", "user1@acme.example", "a brand new passphrase 42").await.status,
         StatusCode::OK
     );
 }
@@ -431,32 +355,28 @@ async fn api_keys_are_shown_once_and_a_revoked_key_is_refused_at_once_on_every_n
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let node_a = spawn_with_key(&db, key()).await;
-    let node_b = spawn_with_key(&db, key()).await;
-    let admin = login(&node_a, "acme", "user0@acme.example").await;
-    let (s, k) = call(
-        Method::POST,
-        format!("{node_a}/api/v1/api-keys"),
-        &admin,
-        Some(json!({"name": "SIEM export", "role": "auditor", "scopes": ["audit:read"], "expires_at": "2999-01-01T00:00:00Z"})),
-    )
+    let node_a = TestApp::new(&db).await;
+    let node_b = TestApp::new(&db).await;
+    let admin = node_a.sign_in("acme", "user0@acme.example").await;
+    let k = admin.post("/api/v1/api-keys", json!({"name": "SIEM export", "role": "auditor", "scopes": ["audit:read"], "expires_at": "2999-01-01T00:00:00Z"}))
     .await;
-    assert_eq!(s, StatusCode::CREATED, "{k}");
-    let secret = k["secret"].as_str().expect("secret").to_owned();
-    assert!(secret.starts_with(k["prefix"].as_str().expect("prefix")));
-    let (_, list) = call(Method::GET, format!("{node_a}/api/v1/api-keys"), &admin, None).await;
-    let text = list.to_string();
+    assert_eq!(k.status, StatusCode::CREATED, "{k}");
+    let secret = k.body["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with(k.body["prefix"].as_str().expect("prefix")));
+    let list = admin.get("/api/v1/api-keys").await;
+    let text = list.body.to_string();
     assert!(!text.contains(&secret[secret.len() - 64..]) && !text.contains("\"secret\""), "{text}");
-    let listed = list["items"].as_array().expect("items").iter().find(|i| i["id"] == k["id"]).expect("listed").clone();
+    let listed =
+        list.body["items"].as_array().expect("items").iter().find(|i| i["id"] == k.body["id"]).expect("listed").clone();
     assert_eq!((listed["scopes"].clone(), listed["revoked_at"].clone()), (json!(["audit:read"]), Value::Null));
 
-    let events = |base: &str| format!("{base}/api/v1/audit/events?limit=1");
-    assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::OK);
-    let (s, _) =
-        call(Method::DELETE, format!("{node_a}/api/v1/api-keys/{}", k["id"].as_str().expect("id")), &admin, None).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(call(Method::GET, events(&node_b), &secret, None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(Method::GET, events(&node_a), &secret, None).await.0, StatusCode::UNAUTHORIZED);
+    let events = "/api/v1/audit/events?limit=1";
+    let key_on_b = node_b.bearer(&secret);
+    assert_eq!(key_on_b.get(events).await.status, StatusCode::OK);
+    let r = admin.delete(&format!("/api/v1/api-keys/{}", k.body["id"].as_str().expect("id"))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(key_on_b.get(events).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(key_on_b.on(&node_a).get(events).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(audit_count(&db, a.id, "api_key.revoked").await, 1);
 }
 
@@ -465,41 +385,38 @@ async fn key_minting_refuses_role_and_scope_escalation_and_unknown_scopes() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let url = format!("{base}/api/v1/api-keys");
-    let mint = |token: String, body: Value| {
-        let url = url.clone();
-        async move { call(Method::POST, url, &token, Some(body)).await }
-    };
-    let (s, e) = mint(admin.clone(), json!({"name": "root", "role": "owner", "scopes": []})).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
-    let (s, e) = mint(admin.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:write"]})).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_scope")));
-    let (s, e) = mint(
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let mint = |who: Client, body: Value| async move { who.post("/api/v1/api-keys", body).await };
+    let e = mint(admin.clone(), json!({"name": "root", "role": "owner", "scopes": []})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "role_escalation"));
+    let e = mint(admin.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:write"]})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_scope"));
+    let e = mint(
         admin.clone(),
         json!({"name": "x", "role": "auditor", "scopes": [], "expires_at": "2001-01-01T00:00:00Z"}),
     )
     .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
     // An admin key that may manage keys but not read the audit log cannot mint one that can.
-    let (s, k) =
-        mint(admin.clone(), json!({"name": "provisioner", "role": "admin", "scopes": ["api_keys:manage"]})).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let provisioner = k["secret"].as_str().expect("secret").to_owned();
-    let (s, e) = mint(provisioner.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:read"]})).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("scope_escalation")));
-    let (s, e) = mint(provisioner.clone(), json!({"name": "x", "role": "owner", "scopes": []})).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
-    let (s, _) = mint(provisioner, json!({"name": "child", "role": "staff", "scopes": ["api_keys:manage"]})).await;
-    assert_eq!(s, StatusCode::CREATED);
+    let k = mint(admin.clone(), json!({"name": "provisioner", "role": "admin", "scopes": ["api_keys:manage"]})).await;
+    assert_eq!(k.status, StatusCode::CREATED);
+    let provisioner = app.bearer(k.body["secret"].as_str().expect("secret"));
+    let e = mint(provisioner.clone(), json!({"name": "x", "role": "auditor", "scopes": ["audit:read"]})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "scope_escalation"));
+    let e = mint(provisioner.clone(), json!({"name": "x", "role": "owner", "scopes": []})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "role_escalation"));
+    let r = mint(provisioner, json!({"name": "child", "role": "staff", "scopes": ["api_keys:manage"]})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
     // A key without api_keys:manage cannot mint at all (the fixture's auditor key).
-    let (s, k) = mint(admin, json!({"name": "reader", "role": "admin", "scopes": ["audit:read"]})).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, e) =
-        mint(k["secret"].as_str().expect("secret").to_owned(), json!({"name": "x", "role": "staff", "scopes": []}))
-            .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let k = mint(admin, json!({"name": "reader", "role": "admin", "scopes": ["audit:read"]})).await;
+    assert_eq!(k.status, StatusCode::CREATED);
+    let e = mint(
+        app.bearer(k.body["secret"].as_str().expect("secret")),
+        json!({"name": "x", "role": "staff", "scopes": []}),
+    )
+    .await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "forbidden"));
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let n: i64 = sqlx::query_scalar("select count(*) from api_keys").fetch_one(tx.conn()).await.expect("count");
     assert_eq!(n, 4, "fixture key + provisioner + child + reader");
@@ -511,9 +428,9 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
     let a = org(&db, "acme").await;
     let b = org(&db, "beta").await;
     with_password(&db, a.users[1]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let guest = login(&base, "acme", "user1@acme.example").await;
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &guest, None).await.0, StatusCode::OK);
+    let app = TestApp::new(&db).await;
+    let guest = app.sign_in("acme", "user1@acme.example").await;
+    assert_eq!(guest.get("/api/v1/me").await.status, StatusCode::OK);
     // Nothing is due: nothing changes.
     assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0);
     let mut admin = db.admin_conn().await;
@@ -527,7 +444,7 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
     .expect("backdate");
     assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 1);
     assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0, "idempotent");
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/me"), &guest, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(guest.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     let (status, revoked): (String, i64) = sqlx::query_as(
         "select m.status, (select count(*) from sessions s where s.user_id = m.user_id and s.tenant_id = m.tenant_id
                              and s.revoked_reason = 'membership_expired')
@@ -629,45 +546,38 @@ async fn verified_domain_joins_auto_join_orgs_and_asks_admin_approval_orgs() {
     assert_eq!(common::sqlstate(&e).as_deref(), Some("42501"));
     drop(tx);
 
-    let base = spawn_with_key(&db, key()).await;
+    let app = TestApp::new(&db).await;
     // Auto-join: in at once. Admin approval: not until approved.
-    assert_eq!(login_with(&base, "open", "newbie@acme.example", PASSWORD).await.status(), StatusCode::OK);
-    assert_eq!(login_with(&base, "acme", "newbie@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.anonymous().login("open", "newbie@acme.example", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(app.anonymous().login("acme", "newbie@acme.example", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     with_password(&db, a.users[0]).await;
     with_password(&db, a.users[1]).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let staff = login(&base, "acme", "user1@acme.example").await;
-    let (_, pending) = call(Method::GET, format!("{base}/api/v1/members?status=pending"), &admin, None).await;
-    let items = pending["items"].as_array().expect("items");
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let pending = admin.get("/api/v1/members?status=pending").await;
+    let items = pending.body["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{pending}");
     assert_eq!(items[0]["user_id"], json!(newbie));
-    let approve = format!("{base}/api/v1/members/{newbie}/approve");
-    let (s, _) = call(Method::POST, approve.clone(), &staff, Some(json!({}))).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, e) = call(Method::POST, approve.clone(), &admin, Some(json!({"role": "owner"}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("role_escalation")));
-    let (s, r) =
-        call(Method::POST, approve.clone(), &admin, Some(json!({"role": "hod", "department_id": a.department}))).await;
-    assert_eq!((s, r["role"].as_str()), (StatusCode::OK, Some("hod")), "{r}");
-    let (s, e) = call(Method::POST, approve, &admin, Some(json!({}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
-    assert_eq!(login_with(&base, "acme", "newbie@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    let approve = format!("/api/v1/members/{newbie}/approve");
+    let r = staff.post(&approve, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let e = admin.post(&approve, json!({"role": "owner"})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "role_escalation"));
+    let r = admin.post(&approve, json!({"role": "hod", "department_id": a.department})).await;
+    assert_eq!((r.status, r.body["role"].as_str()), (StatusCode::OK, Some("hod")), "{r}");
+    let e = admin.post(&approve, json!({})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::CONFLICT, "invalid_state"));
+    assert_eq!(app.anonymous().login("acme", "newbie@acme.example", PASSWORD).await.status, StatusCode::OK);
     assert_eq!(audit_count(&db, a.id, "membership.approved").await, 1);
 
     // Decline: the request ends, and signing in stays impossible.
     let declined = new_user(&db, "declined@acme.example", true).await;
     assert_eq!(join(&db, declined).await.len(), 2);
-    let (s, e) = call(Method::POST, format!("{base}/api/v1/members/{declined}/decline"), &admin, Some(json!({}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required")));
-    let (s, r) = call(
-        Method::POST,
-        format!("{base}/api/v1/members/{declined}/decline"),
-        &admin,
-        Some(json!({"reason": "not an employee"})),
-    )
-    .await;
-    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ended")));
-    assert_eq!(login_with(&base, "acme", "declined@acme.example", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    let e = admin.post(&format!("/api/v1/members/{declined}/decline"), json!({})).await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "reason_required"));
+    let r = admin.post(&format!("/api/v1/members/{declined}/decline"), json!({"reason": "not an employee"})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ended")));
+    assert_eq!(app.anonymous().login("acme", "declined@acme.example", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert!(join(&db, declined).await.is_empty(), "re-verifying does not ask again");
     assert_eq!(audit_count(&db, a.id, "membership.declined").await, 1);
 }
@@ -683,46 +593,38 @@ async fn auditors_and_read_scoped_keys_may_read_member_lists_but_change_nothing(
     tx.commit().await.expect("commit");
     with_password(&db, a.users[0]).await;
     with_password(&db, a.users[2]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let admin = login(&base, "acme", "user0@acme.example").await;
-    let auditor = login(&base, "acme", "user2@acme.example").await;
-    let (s, k) = call(
-        Method::POST,
-        format!("{base}/api/v1/api-keys"),
-        &admin,
-        Some(json!({"name": "hr sync", "role": "admin", "scopes": ["members:read"]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let reader_key = k["secret"].as_str().expect("secret").to_owned();
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let auditor = app.sign_in("acme", "user2@acme.example").await;
+    let k =
+        admin.post("/api/v1/api-keys", json!({"name": "hr sync", "role": "admin", "scopes": ["members:read"]})).await;
+    assert_eq!(k.status, StatusCode::CREATED);
+    let reader_key = app.bearer(k.body["secret"].as_str().expect("secret"));
     let staff = a.users[1];
     for token in [&auditor, &reader_key] {
         for url in [
-            format!("{base}/api/v1/members"),
-            format!("{base}/api/v1/members/{staff}/sessions"),
-            format!("{base}/api/v1/invitations"),
+            "/api/v1/members".to_owned(),
+            format!("/api/v1/members/{staff}/sessions"),
+            "/api/v1/invitations".to_owned(),
         ] {
-            assert_eq!(call(Method::GET, url.clone(), token, None).await.0, StatusCode::OK, "{url}");
+            assert_eq!(token.get(&url).await.status, StatusCode::OK, "{url}");
         }
-        let (s, e) = call(
-            Method::POST,
-            format!("{base}/api/v1/members/{staff}/deactivate"),
-            token,
-            Some(json!({"reason": "overreach"})),
-        )
-        .await;
-        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+        let e = token.post(&format!("/api/v1/members/{staff}/deactivate"), json!({"reason": "overreach"})).await;
+        assert_eq!((e.status, e.code()), (StatusCode::FORBIDDEN, "forbidden"));
     }
-    assert_eq!(call(Method::GET, format!("{base}/api/v1/api-keys"), &auditor, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(auditor.get("/api/v1/api-keys").await.status, StatusCode::FORBIDDEN);
     // Pagination: a page of one, then the rest through the cursor, no member twice.
-    let (_, p1) = call(Method::GET, format!("{base}/api/v1/members?limit=1"), &admin, None).await;
-    let cursor = p1["next_cursor"].as_str().expect("cursor").to_owned();
-    let (_, p2) = call(Method::GET, format!("{base}/api/v1/members?limit=10&cursor={cursor}"), &admin, None).await;
-    assert_eq!((p1["items"].as_array().map(Vec::len), p2["items"].as_array().map(Vec::len)), (Some(1), Some(2)));
-    assert!(p2["items"].as_array().expect("items").iter().all(|m| m["user_id"] != p1["items"][0]["user_id"]));
-    assert_eq!(p2["next_cursor"], Value::Null);
-    let (s, e) = call(Method::GET, format!("{base}/api/v1/members?status=emperor"), &admin, None).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    let p1 = admin.get("/api/v1/members?limit=1").await;
+    let cursor = p1.body["next_cursor"].as_str().expect("cursor").to_owned();
+    let p2 = admin.get(&format!("/api/v1/members?limit=10&cursor={cursor}")).await;
+    assert_eq!(
+        (p1.body["items"].as_array().map(Vec::len), p2.body["items"].as_array().map(Vec::len)),
+        (Some(1), Some(2))
+    );
+    assert!(p2.body["items"].as_array().expect("items").iter().all(|m| m["user_id"] != p1.body["items"][0]["user_id"]));
+    assert_eq!(p2.body["next_cursor"], Value::Null);
+    let e = admin.get("/api/v1/members?status=emperor").await;
+    assert_eq!((e.status, e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
 }
 
 #[tokio::test]

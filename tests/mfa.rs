@@ -6,11 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, audit_count, bare_org, org, who, with_password};
+use common::app::Setup;
+use common::{Answer, Client, PASSWORD, TestApp, audit_count, bare_org, org, who, with_password};
 use identity::mfa;
 use identity::secret_box::SecretBox;
 use identity::sessions;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use store::testing::TestDb;
 use totp_rs::TOTP;
@@ -19,45 +20,17 @@ use uuid::Uuid;
 /// These tests sign in far more than 10 times from 127.0.0.1: the per-address budget is raised so
 /// the per-code, per-challenge and per-account limits under test are what answers (the budget
 /// itself, on these routes too, is tests/limits.rs's business).
-fn state(db: &TestDb) -> web::AppState {
-    let limits = web::limits::Limits { login: "1000/15m".parse().expect("limit"), ..Default::default() };
-    web::AppState::new(db.store.clone(), web::TrustedProxies::default(), identity::tokens::TokenKey::from_seed([9; 32]))
-        .expect("state")
-        .with_mfa_keys(SecretBox::new(&[5; 32], &[]))
-        .with_limits(limits)
+fn setup(db: &TestDb) -> Setup {
+    TestApp::setup(db).roomy().mfa_keys(SecretBox::new(&[5; 32], &[]))
 }
 
-async fn serve(state: web::AppState) -> String {
-    common::spawn_state(state).await
+async fn login(app: &TestApp, org: &str, email: &str) -> Answer {
+    app.anonymous().login(org, email, PASSWORD).await
 }
 
-async fn call(method: reqwest::Method, url: String, bearer: Option<&str>, body: &Value) -> (StatusCode, Value) {
-    let mut r = reqwest::Client::new().request(method, url).json(body);
-    if let Some(b) = bearer {
-        r = r.bearer_auth(b);
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post(base: &str, path: &str, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
-    call(reqwest::Method::POST, format!("{base}/api/v1{path}"), bearer, &body).await
-}
-
-async fn login(base: &str, org: &str, email: &str) -> (StatusCode, Value) {
-    post(
-        base,
-        "/auth/login",
-        None,
-        json!({"organisation": org, "email": email, "password": PASSWORD, "token_delivery": "body"}),
-    )
-    .await
-}
-
-async fn mfa_with(base: &str, token: &str, field: &str, code: &str) -> (StatusCode, Value) {
-    post(base, "/auth/mfa", None, json!({"mfa_token": token, field: code, "token_delivery": "body"})).await
+/// Answers a second-factor challenge with `code` in `field`.
+async fn mfa_with(app: &TestApp, token: &str, field: &str, code: &str) -> Answer {
+    app.anonymous().post("/api/v1/auth/mfa", json!({"mfa_token": token, field: code, "token_delivery": "body"})).await
 }
 
 fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -128,14 +101,14 @@ async fn outbox_len(db: &TestDb, email: &str) -> i64 {
 }
 
 /// Enrols and confirms TOTP over HTTP; returns the authenticator and the recovery codes.
-async fn enrol(base: &str, access: &str) -> (TOTP, Vec<String>) {
-    let (s, e) = post(base, "/me/mfa/totp", Some(access), json!({})).await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let t = TOTP::from_url(str_of(&e, "otpauth_uri")).expect("otpauth uri");
+async fn enrol(access: &Client) -> (TOTP, Vec<String>) {
+    let e = access.post("/api/v1/me/mfa/totp", json!({})).await;
+    assert_eq!(e.status, StatusCode::OK, "{e}");
+    let t = TOTP::from_url(str_of(&e.body, "otpauth_uri")).expect("otpauth uri");
     fresh_step().await;
-    let (s, r) = post(base, "/me/mfa/totp/confirm", Some(access), json!({"code": code(&t, 0)})).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    let codes = r["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("str").to_owned());
+    let r = access.post("/api/v1/me/mfa/totp/confirm", json!({"code": code(&t, 0)})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let codes = r.body["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("str").to_owned());
     (t, codes.collect())
 }
 
@@ -144,17 +117,17 @@ async fn totp_codes_are_single_use_within_one_step_of_now_and_recovery_codes_wor
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = serve(state(&db)).await;
-    let (s, r) = login(&base, "acme", "user0@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    let access = str_of(&r, "access_token").to_owned();
+    let app = setup(&db).start().await;
+    let r = login(&app, "acme", "user0@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let access = app.bearer(str_of(&r.body, "access_token"));
 
-    let (s, e) = post(&base, "/me/mfa/totp", Some(&access), json!({})).await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let secret = str_of(&e, "secret_base32").to_owned();
-    assert!(str_of(&e, "otpauth_uri").starts_with("otpauth://totp/Countersign:"), "{e}");
-    assert!(str_of(&e, "qr_svg").contains("<svg"), "QR code is SVG");
-    let t = TOTP::from_url(str_of(&e, "otpauth_uri")).expect("uri");
+    let e = access.post("/api/v1/me/mfa/totp", json!({})).await;
+    assert_eq!(e.status, StatusCode::OK, "{e}");
+    let secret = str_of(&e.body, "secret_base32").to_owned();
+    assert!(str_of(&e.body, "otpauth_uri").starts_with("otpauth://totp/Countersign:"), "{e}");
+    assert!(str_of(&e.body, "qr_svg").contains("<svg"), "QR code is SVG");
+    let t = TOTP::from_url(str_of(&e.body, "otpauth_uri")).expect("uri");
     assert_eq!(t.get_secret_base32(), secret);
 
     // The secret is not in the database in any readable form.
@@ -175,79 +148,70 @@ async fn totp_codes_are_single_use_within_one_step_of_now_and_recovery_codes_wor
 
     // Three steps ago: outside the window. The previous step: accepted.
     fresh_step().await;
-    let (s, r) = post(&base, "/me/mfa/totp/confirm", Some(&access), json!({"code": code(&t, -3)})).await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    let r = access.post("/api/v1/me/mfa/totp/confirm", json!({"code": code(&t, -3)})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
     let previous = code(&t, -1);
-    let (s, r) = post(&base, "/me/mfa/totp/confirm", Some(&access), json!({"code": previous})).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    let r = access.post("/api/v1/me/mfa/totp/confirm", json!({"code": previous})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
     let recovery: Vec<String> =
-        r["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("s").to_owned()).collect();
+        r.body["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("s").to_owned()).collect();
     assert_eq!(recovery.len(), 10);
     assert_eq!(platform_count(&db, "auth.mfa_enrolled").await, 1);
     assert_eq!(platform_count(&db, "auth.mfa_failed").await, 1);
 
     // The password alone no longer yields tokens.
-    let (s, r) = login(&base, "acme", "user0@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(r["mfa_required"], true, "{r}");
-    assert_eq!(r["methods"], json!(["totp", "recovery_code"]));
-    assert!(r.get("access_token").is_none() && r.get("refresh_token").is_none(), "{r}");
-    let token = str_of(&r, "mfa_token").to_owned();
+    let r = login(&app, "acme", "user0@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["mfa_required"], true, "{r}");
+    assert_eq!(r.body["methods"], json!(["totp", "recovery_code"]));
+    assert!(r.body.get("access_token").is_none() && r.body.get("refresh_token").is_none(), "{r}");
+    let token = str_of(&r.body, "mfa_token").to_owned();
     // The code that confirmed enrolment is spent.
-    let (s, r) = mfa_with(&base, &token, "totp_code", &previous).await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    let r = mfa_with(&app, &token, "totp_code", &previous).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
     fresh_step().await;
     let current = code(&t, 0);
-    let (s, r) = mfa_with(&base, &token, "totp_code", &current).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    assert!(r["access_token"].is_string());
+    let r = mfa_with(&app, &token, "totp_code", &current).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.body["access_token"].is_string());
     // The challenge token is single use.
-    let (s, _) = mfa_with(&base, &token, "totp_code", &code(&t, 0)).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let r = mfa_with(&app, &token, "totp_code", &code(&t, 0)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // Replaying the same code in a new challenge is refused.
-    let (_, r) = login(&base, "acme", "user0@acme.example").await;
-    let token = str_of(&r, "mfa_token").to_owned();
-    let (s, r) = mfa_with(&base, &token, "totp_code", &current).await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    let r = login(&app, "acme", "user0@acme.example").await;
+    let token = str_of(&r.body, "mfa_token").to_owned();
+    let r = mfa_with(&app, &token, "totp_code", &current).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
     // A recovery code works (written in upper case with spaces) ...
     let typed = recovery[0].to_uppercase().replace('-', " ");
-    let (s, r) = mfa_with(&base, &token, "recovery_code", &typed).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    let r = mfa_with(&app, &token, "recovery_code", &typed).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
     assert_eq!(platform_count(&db, "auth.recovery_code_used").await, 1);
     // ... once.
-    let (_, r) = login(&base, "acme", "user0@acme.example").await;
-    let token = str_of(&r, "mfa_token").to_owned();
-    let (s, _) = mfa_with(&base, &token, "recovery_code", &recovery[0]).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let r = login(&app, "acme", "user0@acme.example").await;
+    let token = str_of(&r.body, "mfa_token").to_owned();
+    let r = mfa_with(&app, &token, "recovery_code", &recovery[0]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(platform_count(&db, "auth.recovery_code_used").await, 1);
     assert_eq!(platform_count(&db, "auth.mfa_succeeded").await, 2);
     assert_eq!(audit_count(&db, a.id, "auth.login_succeeded").await, 3);
 
     // Disabling needs a valid code; a recovery code will do.
-    let (s, _) =
-        call(reqwest::Method::DELETE, format!("{base}/api/v1/me/mfa/totp"), Some(&access), &json!({"code": "000000"}))
-            .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, r) = post(&base, "/me/mfa/recovery-codes", Some(&access), json!({"code": recovery[1]})).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    let fresh = r["recovery_codes"][0].as_str().expect("new code").to_owned();
-    let (s, _) = call(
-        reqwest::Method::DELETE,
-        format!("{base}/api/v1/me/mfa/totp"),
-        Some(&access),
-        &json!({"code": recovery[2]}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "old recovery codes died with the regeneration");
-    let (s, _) =
-        call(reqwest::Method::DELETE, format!("{base}/api/v1/me/mfa/totp"), Some(&access), &json!({"code": fresh}))
-            .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let disable = |code: Value| access.request(Method::DELETE, "/api/v1/me/mfa/totp", Some(json!({"code": code})), &[]);
+    let r = disable(json!("000000")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = access.post("/api/v1/me/mfa/recovery-codes", json!({"code": recovery[1]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let fresh = r.body["recovery_codes"][0].as_str().expect("new code").to_owned();
+    let r = disable(json!(recovery[2])).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "old recovery codes died with the regeneration");
+    let r = disable(json!(fresh)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(platform_count(&db, "auth.mfa_disabled").await, 1);
-    let (s, r) = login(&base, "acme", "user0@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(r["access_token"].is_string(), "no second factor any more: {r}");
+    let r = login(&app, "acme", "user0@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["access_token"].is_string(), "no second factor any more: {r}");
 }
 
 #[tokio::test]
@@ -255,41 +219,36 @@ async fn five_wrong_codes_kill_the_challenge_and_lock_the_account() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = serve(state(&db)).await;
-    let (_, r) = login(&base, "acme", "user0@acme.example").await;
-    let (t, _) = enrol(&base, str_of(&r, "access_token")).await;
+    let app = setup(&db).start().await;
+    let r = login(&app, "acme", "user0@acme.example").await;
+    let (t, _) = enrol(&app.bearer(str_of(&r.body, "access_token"))).await;
 
-    let (_, r) = login(&base, "acme", "user0@acme.example").await;
-    let token = str_of(&r, "mfa_token").to_owned();
+    let r = login(&app, "acme", "user0@acme.example").await;
+    let token = str_of(&r.body, "mfa_token").to_owned();
     for i in 0..mfa::MAX_CHALLENGE_ATTEMPTS {
-        let (s, r) = mfa_with(&base, &token, "totp_code", &wrong_code(&t)).await;
-        assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")), "try {i}");
+        let r = mfa_with(&app, &token, "totp_code", &wrong_code(&t)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"), "try {i}");
     }
     // Even the right code is refused now, with Retry-After.
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/mfa"))
-        .json(&json!({"mfa_token": token, "totp_code": code(&t, 0)}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(resp.headers().contains_key("retry-after"));
+    let r = app.anonymous().post("/api/v1/auth/mfa", json!({"mfa_token": token, "totp_code": code(&t, 0)})).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
     // The wrong codes counted toward the account lockout: the password is refused too.
-    let (s, r) = login(&base, "acme", "user0@acme.example").await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts")));
+    let r = login(&app, "acme", "user0@acme.example").await;
+    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"));
     assert_eq!(platform_count(&db, "auth.mfa_failed").await, 5);
     // A method the challenge does not offer, or none, is a 422, not a guess.
     let mut g = db.store.global_tx().await.expect("tx");
     assert!(sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
     g.commit().await.expect("commit");
-    let (_, r) = login(&base, "acme", "user0@acme.example").await;
-    let token = str_of(&r, "mfa_token").to_owned();
-    let (s, _) = mfa_with(&base, &token, "email_code", "12345678").await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = post(&base, "/auth/mfa", None, json!({"mfa_token": token})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = mfa_with(&base, "csm_forged", "totp_code", "123456").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let r = login(&app, "acme", "user0@acme.example").await;
+    let token = str_of(&r.body, "mfa_token").to_owned();
+    let r = mfa_with(&app, &token, "email_code", "12345678").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.anonymous().post("/api/v1/auth/mfa", json!({"mfa_token": token})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = mfa_with(&app, "csm_forged", "totp_code", "123456").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -297,25 +256,20 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let _b = org(&db, "beta").await;
-    let base = serve(state(&db)).await;
+    let app = setup(&db).start().await;
     let member = "user1@acme.example";
+    let anonymous = app.anonymous();
     let request = |email: &'static str, purpose: &'static str| {
-        let base = base.clone();
+        let body = json!({"organisation": "acme", "email": email, "purpose": purpose});
+        let r = anonymous.post("/api/v1/auth/email-code", body);
         async move {
-            let r = reqwest::Client::new()
-                .post(format!("{base}/api/v1/auth/email-code"))
-                .json(&json!({"organisation": "acme", "email": email, "purpose": purpose}))
-                .send()
-                .await
-                .expect("request");
-            (r.status(), r.text().await.expect("body"))
+            let r = r.await;
+            (r.status, r.text)
         }
     };
     let verify = |code: String| {
-        post(
-            &base,
-            "/auth/email-code/verify",
-            None,
+        anonymous.post(
+            "/api/v1/auth/email-code/verify",
             json!({"organisation": "acme", "email": member, "code": code, "token_delivery": "body"}),
         )
     };
@@ -331,13 +285,13 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
     assert_eq!(outbox_len(&db, "nobody@acme.example").await, 0);
     assert_eq!(outbox_len(&db, "user1@beta.example").await, 0);
 
-    let (s, r) = verify(first.clone()).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    assert!(r["access_token"].is_string() && r["refresh_token"].is_string(), "{r}");
+    let r = verify(first.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.body["access_token"].is_string() && r.body["refresh_token"].is_string(), "{r}");
     assert_eq!(platform_count(&db, "auth.email_code_sent").await, 1);
     // Used once: refused after.
-    let (s, r) = verify(first).await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    let r = verify(first).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
 
     // Expired.
     request(member, "login").await;
@@ -348,19 +302,19 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
         .execute(&mut admin)
         .await
         .expect("expire");
-    let (s, r) = verify(second).await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_code")));
+    let r = verify(second).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
 
     // Five wrong guesses kill a code.
     request(member, "login").await;
     let third = mailed_code(&db, member, 2).await;
     let wrong = if third == "00000000" { "00000001" } else { "00000000" };
     for _ in 0..identity::email_codes::MAX_ATTEMPTS {
-        let (s, _) = verify(wrong.to_owned()).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let r = verify(wrong.to_owned()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let (s, _) = verify(third).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "dead after five wrong guesses");
+    let r = verify(third).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "dead after five wrong guesses");
     assert_eq!(platform_count(&db, "auth.email_code_failed").await, 5);
 
     // Five codes per address per hour, for unknown addresses too (same answer).
@@ -378,10 +332,11 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
     let email = "user2@acme.example";
     assert_eq!(request(email, "verify_email").await.0, StatusCode::ACCEPTED);
     let code = mailed_code(&db, email, 0).await;
-    let (s, _) =
-        post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": email, "code": code}))
-            .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = app
+        .anonymous()
+        .post("/api/v1/auth/email-code/verify", json!({"organisation": "acme", "email": email, "code": code}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let verified: bool = sqlx::query_scalar("select email_verified_at is not null from users where id = $1")
         .bind(a.users[2])
         .fetch_one(&mut admin)
@@ -400,70 +355,60 @@ async fn an_organisation_requiring_mfa_gets_no_tokens_for_a_password_alone() {
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // admin
     with_password(&db, a.users[1]).await; // staff
-    let base = serve(state(&db)).await;
-    let (_, admin) = login(&base, "acme", "user0@acme.example").await;
-    let (_, staff) = login(&base, "acme", "user1@acme.example").await;
-    let put = |access: String, required: bool| {
-        let base = base.clone();
-        async move {
-            call(
-                reqwest::Method::PUT,
-                format!("{base}/api/v1/settings/mfa"),
-                Some(&access),
-                &json!({"required": required}),
-            )
-            .await
-        }
+    let app = setup(&db).start().await;
+    let admin = login(&app, "acme", "user0@acme.example").await;
+    let staff = login(&app, "acme", "user1@acme.example").await;
+    let put = |access: Client, required: bool| async move {
+        access.put("/api/v1/settings/mfa", json!({"required": required})).await
     };
     // Staff may not change it; the refusal is audited.
-    let (s, _) = put(str_of(&staff, "access_token").to_owned(), true).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    let r = put(app.bearer(str_of(&staff.body, "access_token")), true).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(audit_count(&db, a.id, "access.denied").await, 1);
-    let (s, r) = put(str_of(&admin, "access_token").to_owned(), true).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
+    let r = put(app.bearer(str_of(&admin.body, "access_token")), true).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
     assert_eq!(audit_count(&db, a.id, "tenant.mfa_requirement_changed").await, 1);
 
-    let (s, r) = login(&base, "acme", "user1@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(r["mfa_required"], true, "{r}");
-    assert_eq!(r["methods"], json!(["email_code"]));
-    assert!(r.get("access_token").is_none() && r.get("refresh_token").is_none(), "{r}");
-    let token = str_of(&r, "mfa_token").to_owned();
+    let r = login(&app, "acme", "user1@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["mfa_required"], true, "{r}");
+    assert_eq!(r.body["methods"], json!(["email_code"]));
+    assert!(r.body.get("access_token").is_none() && r.body.get("refresh_token").is_none(), "{r}");
+    let token = str_of(&r.body, "mfa_token").to_owned();
     let code = mailed_code(&db, "user1@acme.example", 0).await;
     // The mailed second factor is not a passwordless login code.
-    let (s, _) = post(
-        &base,
-        "/auth/email-code/verify",
-        None,
-        json!({"organisation": "acme", "email": "user1@acme.example", "code": code}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = mfa_with(&base, &token, "totp_code", "123456").await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "not offered");
-    let (s, r) = mfa_with(&base, &token, "email_code", &code).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    assert!(r["access_token"].is_string());
+    let r = app
+        .anonymous()
+        .post(
+            "/api/v1/auth/email-code/verify",
+            json!({"organisation": "acme", "email": "user1@acme.example", "code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = mfa_with(&app, &token, "totp_code", "123456").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "not offered");
+    let r = mfa_with(&app, &token, "email_code", &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.body["access_token"].is_string());
     assert_eq!(platform_count(&db, "auth.mfa_challenged").await, 1);
 
     // A passwordless email login cannot stand in for two factors.
-    post(
-        &base,
-        "/auth/email-code",
-        None,
-        json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
-    )
-    .await;
+    app.anonymous()
+        .post(
+            "/api/v1/auth/email-code",
+            json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
+        )
+        .await;
     let code = mailed_code(&db, "user1@acme.example", 1).await;
-    let (s, r) = post(
-        &base,
-        "/auth/email-code/verify",
-        None,
-        json!({"organisation": "acme", "email": "user1@acme.example", "code": code, "token_delivery": "body"}),
-    )
-    .await;
-    assert_eq!((s, r["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("password_required")), "{r}");
-    assert!(r.get("access_token").is_none());
+    let r = app
+        .anonymous()
+        .post(
+            "/api/v1/auth/email-code/verify",
+            json!({"organisation": "acme", "email": "user1@acme.example", "code": code, "token_delivery": "body"}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "password_required"), "{r}");
+    assert!(r.body.get("access_token").is_none());
 }
 
 #[tokio::test]
@@ -531,21 +476,20 @@ async fn sealed_secrets_are_bound_to_their_user_and_survive_key_rotation() {
 async fn dev_outbox_is_not_routed_unless_enabled() {
     let db = TestDb::new().await;
     org(&db, "acme").await;
-    let off = serve(state(&db)).await;
-    let r = reqwest::get(format!("{off}/api/v1/dev/outbox?to=user1@acme.example")).await.expect("get");
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let on = serve(state(&db).with_dev_outbox(true)).await;
-    post(
-        &on,
-        "/auth/email-code",
-        None,
-        json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
-    )
-    .await;
+    let off = setup(&db).start().await;
+    let r = off.anonymous().get("/api/v1/dev/outbox?to=user1@acme.example").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let on = setup(&db).dev_outbox().start().await;
+    on.anonymous()
+        .post(
+            "/api/v1/auth/email-code",
+            json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}),
+        )
+        .await;
     mailed_code(&db, "user1@acme.example", 0).await;
-    let r = reqwest::get(format!("{on}/api/v1/dev/outbox?to=user1@acme.example")).await.expect("get");
-    assert_eq!(r.status(), StatusCode::OK);
-    let mail: Value = r.json().await.expect("json");
+    let r = on.anonymous().get("/api/v1/dev/outbox?to=user1@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mail = r.body;
     assert_eq!(mail["items"].as_array().map(Vec::len), Some(1), "{mail}");
     assert_eq!(mail["items"][0]["to"], "user1@acme.example");
 }
@@ -556,11 +500,11 @@ async fn platform_admins_always_need_a_second_factor() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[2]).await;
-    let base = serve(state(&db)).await;
+    let app = setup(&db).start().await;
     // An ordinary member of an organisation without require_mfa: tokens at once.
-    let (s, r) = login(&base, "acme", "user2@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(r.get("access_token").is_some(), "{r}");
+    let r = login(&app, "acme", "user2@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.get("access_token").is_some(), "{r}");
     // The same account as a platform admin (set by the operator, not through any tenant API).
     let mut admin = db.admin_conn().await;
     sqlx::query("update users set platform_admin = true where id = $1")
@@ -568,18 +512,18 @@ async fn platform_admins_always_need_a_second_factor() {
         .execute(&mut admin)
         .await
         .expect("platform admin");
-    let (s, r) = login(&base, "acme", "user2@acme.example").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(r["mfa_required"], true, "{r}");
-    assert!(r.get("access_token").is_none() && r.get("refresh_token").is_none(), "{r}");
-    let token = str_of(&r, "mfa_token").to_owned();
+    let r = login(&app, "acme", "user2@acme.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["mfa_required"], true, "{r}");
+    assert!(r.body.get("access_token").is_none() && r.body.get("refresh_token").is_none(), "{r}");
+    let token = str_of(&r.body, "mfa_token").to_owned();
     // A wrong mailed code does not pass; the right one does.
-    let (s, _) = mfa_with(&base, &token, "email_code", "00000000").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let r = mfa_with(&app, &token, "email_code", "00000000").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let code = mailed_code(&db, "user2@acme.example", 0).await;
-    let (s, r) = mfa_with(&base, &token, "email_code", &code).await;
-    assert_eq!(s, StatusCode::OK, "{r}");
-    assert!(r.get("access_token").is_some(), "{r}");
+    let r = mfa_with(&app, &token, "email_code", &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.body.get("access_token").is_some(), "{r}");
 }
 
 /// Verifying an address by emailed code joins the organisations that list its domain: active
@@ -594,21 +538,19 @@ async fn a_verified_email_joins_organisations_listing_its_domain() {
     for (slug, policy) in [("partners", JoinPolicy::AutoJoin), ("board", JoinPolicy::AdminApproval)] {
         ids.push(bare_org(&db, slug, &["acme.example"], policy).await.as_uuid());
     }
-    let base = serve(state(&db)).await;
+    let app = setup(&db).start().await;
     let email = "user2@acme.example";
-    let (s, _) = post(
-        &base,
-        "/auth/email-code",
-        None,
-        json!({"organisation": "acme", "email": email, "purpose": "verify_email"}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
+    let r = app
+        .anonymous()
+        .post("/api/v1/auth/email-code", json!({"organisation": "acme", "email": email, "purpose": "verify_email"}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     let code = mailed_code(&db, email, 0).await;
-    let (s, _) =
-        post(&base, "/auth/email-code/verify", None, json!({"organisation": "acme", "email": email, "code": code}))
-            .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = app
+        .anonymous()
+        .post("/api/v1/auth/email-code/verify", json!({"organisation": "acme", "email": email, "code": code}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let mut admin = db.admin_conn().await;
     let joined: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
         "select tenant_id, status, role from memberships where user_id = $1 and tenant_id <> $2 order by tenant_id",

@@ -6,17 +6,17 @@ mod common;
 
 use std::process::Command;
 
-use common::{member, org, send, sign_in, spawn_roomy};
+use common::{TestApp, member, org};
 use identity::Role;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use store::testing::TestDb;
 
 #[tokio::test]
 async fn the_description_lists_every_route_with_its_errors() {
     let db = TestDb::new().await;
-    let base = common::spawn(&db).await;
-    let a = send(Method::GET, &format!("{base}/api/openapi.json"), None, None, &[]).await;
+    let app = TestApp::new(&db).await;
+    let a = app.anonymous().get("/api/openapi.json").await;
     assert_eq!(a.status, StatusCode::OK);
     let spec = a.body;
     assert_eq!(spec["openapi"], "3.1.0");
@@ -96,8 +96,8 @@ fn bare_objects(spec: &Value, schema: &Value, at: &str, seen: &mut Vec<String>, 
 #[tokio::test]
 async fn every_request_body_and_answer_is_typed_and_every_operation_has_a_camel_case_id() {
     let db = TestDb::new().await;
-    let base = common::spawn(&db).await;
-    let spec = send(Method::GET, &format!("{base}/api/openapi.json"), None, None, &[]).await.body;
+    let app = TestApp::new(&db).await;
+    let spec = app.anonymous().get("/api/openapi.json").await.body;
     let mut ids = Vec::new();
     let mut bare = Vec::new();
     for (path, ops) in spec["paths"].as_object().expect("paths") {
@@ -142,8 +142,8 @@ async fn every_request_body_and_answer_is_typed_and_every_operation_has_a_camel_
 #[tokio::test]
 async fn the_description_names_token_delivery_and_the_headers_clients_must_send_and_read() {
     let db = TestDb::new().await;
-    let base = common::spawn(&db).await;
-    let spec = send(Method::GET, &format!("{base}/api/openapi.json"), None, None, &[]).await.body;
+    let app = TestApp::new(&db).await;
+    let spec = app.anonymous().get("/api/openapi.json").await.body;
     let schemas = &spec["components"]["schemas"];
     for body in ["LoginRequest", "VerifyRequest", "MfaRequest"] {
         let td = &schemas[body]["properties"]["token_delivery"];
@@ -227,11 +227,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let a = org(&db, "acme").await;
     common::with_password(&db, a.users[0]).await;
     member(&db, a.id, "acme", "fin", Role::Finance, None, true).await;
-    let base = spawn_roomy(&db).await;
+    let app = TestApp::setup(&db).roomy().start().await;
     // A finance member reaches the documents and periods routes; an admin the organisation's.
     for email in ["fin@acme.example", "user0@acme.example"] {
-        let token = sign_in(&base, "acme", email).await;
-        let tested = fuzz(&base, format!("Bearer {token}"), KEEPS_ITS_SESSION, email).await;
+        let token = app.sign_in("acme", email).await;
+        let tested = fuzz(&app.base, format!("Bearer {}", token.access_token()), KEEPS_ITS_SESSION, email).await;
         // It really ran: most operations were exercised.
         assert!(tested >= 40, "schemathesis ({email}) tested only {tested} operations");
     }
@@ -257,7 +257,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     use secrecy::ExposeSecret;
     let denied = common::audit_count(&db, a.id, "access.denied").await;
     let tested = fuzz(
-        &base,
+        &app.base,
         format!("Bearer {}", key.secret.expose_secret()),
         &["--include-name", "POST /api/v1/sessions/revoke"],
         "sessions/revoke",
@@ -267,13 +267,9 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // Every example passed the guard (no refusal was audited), and the key still works: the run
     // reached the handler throughout instead of fuzzing a signed-out client.
     assert_eq!(common::audit_count(&db, a.id, "access.denied").await, denied);
-    let r = send(
-        Method::POST,
-        &format!("{base}/api/v1/sessions/revoke"),
-        Some(key.secret.expose_secret()),
-        Some(serde_json::json!({"reason": "after the fuzz run"})),
-        &[],
-    )
-    .await;
+    let r = app
+        .bearer(key.secret.expose_secret())
+        .post("/api/v1/sessions/revoke", serde_json::json!({"reason": "after the fuzz run"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

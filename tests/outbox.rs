@@ -42,22 +42,10 @@ async fn outbox_rows_hold_no_plaintext_code_or_invitation_token() {
     let db = TestDb::new().await;
     org(&db, "acme").await;
     // A real one-time code, requested over HTTP like an attacker-reachable flow.
-    let state = web::AppState::new(
-        db.store.clone(),
-        web::TrustedProxies::default(),
-        identity::tokens::TokenKey::from_seed([9; 32]),
-    )
-    .expect("state")
-    .with_mfa_keys(SecretBox::new(&KEY, &[]))
-    .with_dev_outbox(true);
-    let base = common::spawn_state(state).await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/email-code"))
-        .json(&json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"}))
-        .send()
-        .await
-        .expect("send");
-    assert!(r.status().is_success(), "{}", r.status());
+    let app = common::TestApp::setup(&db).mfa_keys(SecretBox::new(&KEY, &[])).dev_outbox().start().await;
+    let request = json!({"organisation": "acme", "email": "user1@acme.example", "purpose": "login"});
+    let r = app.anonymous().post("/api/v1/auth/email-code", request).await;
+    assert!(r.status.is_success(), "{}", r.status);
     let keys = SecretBox::new(&KEY, &[]);
     let to = EmailAddress::parse("user1@acme.example").expect("email");
     let started = Instant::now();
@@ -75,12 +63,7 @@ async fn outbox_rows_hold_no_plaintext_code_or_invitation_token() {
     let code = &body[start..start + 8];
     assert!(code.bytes().all(|b| b.is_ascii_digit()), "{body}");
     // The dev endpoint still shows it (opened with the server's key).
-    let dev: serde_json::Value = reqwest::get(format!("{base}/api/v1/dev/outbox?to=user1@acme.example"))
-        .await
-        .expect("dev")
-        .json()
-        .await
-        .expect("json");
+    let dev = app.anonymous().get("/api/v1/dev/outbox?to=user1@acme.example").await.body;
     assert!(dev["items"][0]["body"].as_str().is_some_and(|b| b.contains(code)), "{dev}");
 
     // An invitation token, through the one outbox writer every mail goes through.

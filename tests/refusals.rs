@@ -5,40 +5,25 @@
 
 mod common;
 
-use common::{PASSWORD, org, spawn_state, who, with_password};
+use common::{TestApp, org, roomy_limits, who, with_password};
 use identity::Role;
 use identity::api_keys::{self, NewApiKey};
-use identity::tokens::TokenKey;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 use store::TenantId;
 use store::testing::TestDb;
 use web::limits::Limits;
 
 /// A server behind a trusted proxy on loopback (the test chooses the client address); the state
 /// is kept so the test can close the aggregation windows (`flush_all`) instead of waiting.
-async fn server(db: &TestDb) -> (String, web::AppState) {
-    let proxies = web::TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
-    let state = web::AppState::new(db.store.clone(), proxies, TokenKey::from_seed([9; 32]))
-        .expect("state")
-        .with_limits(Limits {
-            login: "1000/15m".parse().expect("limit"),
-            // The default's 20 (a minute), refilled slowly enough that the counts are exact.
-            credential_failures: "20/1h".parse().expect("limit"),
-            ..Limits::default()
-        });
-    (spawn_state(state.clone()).await, state)
-}
-
-async fn get(base: &str, from: &str, path: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("{base}/api/v1{path}"))
-        .header("x-forwarded-for", from)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request")
+async fn server(db: &TestDb) -> TestApp {
+    let limits = Limits {
+        // The default's 20 (a minute), refilled slowly enough that the counts are exact.
+        credential_failures: "20/1h".parse().expect("limit"),
+        ..roomy_limits()
+    };
+    TestApp::setup(db).behind_proxy().limits(limits).start().await
 }
 
 /// The `refusals` (and `rate_limited`) counts of every `action` event of the organisation.
@@ -79,17 +64,16 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let good = valid_key(&db, a.id).await;
-    let (base, state) = server(&db).await;
+    let app = server(&db).await;
     let attacker = "198.51.100.50";
     let mut statuses = Vec::new();
     for i in 0..200 {
-        let r = get(&base, attacker, "/audit/events", &forged(a.id, i)).await;
-        let status = r.status();
+        let r = app.bearer(&forged(a.id, i)).from(attacker).get("/api/v1/audit/events").await;
+        let status = r.status;
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let retry: u64 = r.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+            let retry: u64 = r.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
             assert!((1..=180).contains(&retry), "one attempt refills every 3 minutes: {retry}");
-            let v: Value = r.json().await.expect("json");
-            assert_eq!(v["error"]["code"], "rate_limited");
+            assert_eq!(r.body["error"]["code"], "rate_limited");
         }
         statuses.push(status);
     }
@@ -103,7 +87,7 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
     let before = store::metrics::global().snapshot();
     for i in 200..250 {
         assert_eq!(
-            get(&base, attacker, "/audit/events", &forged(a.id, i)).await.status(),
+            app.bearer(&forged(a.id, i)).from(attacker).get("/api/v1/audit/events").await.status,
             StatusCode::TOO_MANY_REQUESTS
         );
     }
@@ -114,28 +98,34 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
         "a rate-limited request opened a transaction"
     );
     // Even the right key is refused from that address for now (no validity oracle past the budget).
-    assert_eq!(get(&base, attacker, "/audit/events", &good).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.bearer(&good).from(attacker).get("/api/v1/audit/events").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // So far one event: the first refusal, on record at once.
     assert_eq!(counted(&db, a.id, "auth.api_key_rejected").await, vec![(1, 0)]);
     // The window closes: one more event carries everything since.
-    state.refusals.flush_all(&state.store).await;
+    app.state.refusals.flush_all(&app.state.store).await;
     let events = counted(&db, a.id, "auth.api_key_rejected").await;
     assert!(events.len() <= 2, "{events:?}");
     let total: i64 = events.iter().map(|e| e.0).sum();
     let total_limited: i64 = events.iter().map(|e| e.1).sum();
     assert_eq!(total, 251, "every refusal is counted: {events:?}");
     assert_eq!(total_limited, i64::try_from(limited + 51).expect("count"), "{events:?}");
-    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("metrics").text().await.expect("text");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("countersign_credential_rate_limited_total "), "{metrics}");
 
     // Another address is unaffected: its forged key is a plain 401, its real key works.
     let other = "198.51.100.51";
-    assert_eq!(get(&base, other, "/audit/events", &forged(a.id, 999)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&base, other, "/audit/events", &good).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.bearer(&forged(a.id, 999)).from(other).get("/api/v1/audit/events").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.bearer(&good).from(other).get("/api/v1/audit/events").await.status, StatusCode::OK);
     // Good credentials give their reservation back: a busy client never runs out.
     for _ in 0..40 {
-        assert_eq!(get(&base, "198.51.100.52", "/audit/events", &good).await.status(), StatusCode::OK);
+        assert_eq!(app.bearer(&good).from("198.51.100.52").get("/api/v1/audit/events").await.status, StatusCode::OK);
     }
 }
 
@@ -143,21 +133,15 @@ async fn two_hundred_forged_keys_leave_at_most_two_events_and_the_count() {
 async fn forged_access_and_refresh_tokens_spend_the_same_budget() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
-    let (base, _state) = server(&db).await;
+    let app = server(&db).await;
     let from = "198.51.100.60";
     let forged_jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.AAAA";
     let mut statuses = Vec::new();
     for i in 0..15 {
-        statuses.push(get(&base, from, "/me", forged_jwt).await.status());
+        statuses.push(app.bearer(forged_jwt).from(from).get("/api/v1/me").await.status);
         let token = format!("csr_{}_{:032x}_{}", a.id.as_uuid().simple(), i + 1, "0".repeat(64));
-        let r = reqwest::Client::new()
-            .post(format!("{base}/api/v1/auth/refresh"))
-            .header("x-forwarded-for", from)
-            .json(&json!({"refresh_token": token}))
-            .send()
-            .await
-            .expect("refresh");
-        statuses.push(r.status());
+        let r = app.anonymous().from(from).post("/api/v1/auth/refresh", json!({"refresh_token": token})).await;
+        statuses.push(r.status);
     }
     let first_limited = statuses.iter().position(|s| *s == StatusCode::TOO_MANY_REQUESTS).expect("limited");
     assert_eq!(first_limited, 20, "{statuses:?}");
@@ -169,22 +153,14 @@ async fn a_staff_member_hammering_an_admin_route_leaves_at_most_two_access_denie
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[1]).await;
-    let (base, state) = server(&db).await;
+    let app = server(&db).await;
     let from = "198.51.100.70";
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("x-forwarded-for", from)
-        .json(&json!({"organisation": "acme", "email": "user1@acme.example", "password": PASSWORD, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("login");
-    let staff: Value = r.json().await.expect("json");
-    let token = staff["access_token"].as_str().expect("token").to_owned();
+    let staff = app.anonymous().from(from).sign_in("acme", "user1@acme.example").await;
     for _ in 0..200 {
-        assert_eq!(get(&base, from, "/api-keys", &token).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(staff.get("/api/v1/api-keys").await.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(counted(&db, a.id, "access.denied").await, vec![(1, 0)], "the first refusal is on record at once");
-    state.refusals.flush_all(&state.store).await;
+    app.state.refusals.flush_all(&app.state.store).await;
     let events = counted(&db, a.id, "access.denied").await;
     assert!(events.len() <= 2, "{events:?}");
     assert_eq!(events.iter().map(|e| e.0).sum::<i64>(), 200, "{events:?}");

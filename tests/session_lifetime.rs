@@ -5,44 +5,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, org, spawn_with_key, with_password};
+use common::{Client, TestApp, org, with_password};
 use identity::sessions::IDLE_TIMEOUT_MINUTES;
-use identity::tokens::TokenKey;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use store::testing::TestDb;
 use uuid::Uuid;
 
-fn key() -> TokenKey {
-    TokenKey::from_seed([9; 32])
+async fn me(who: &Client) -> StatusCode {
+    who.get("/api/v1/me").await.status
 }
 
-/// (access token, refresh token) of a fresh password login.
-async fn login(base: &str, org: &str, email: &str) -> (String, String) {
-    let r: Value = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"organisation": org, "email": email, "password": PASSWORD, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    (r["access_token"].as_str().expect("access").to_owned(), r["refresh_token"].as_str().expect("refresh").to_owned())
-}
-
-async fn me(base: &str, access: &str) -> StatusCode {
-    reqwest::Client::new().get(format!("{base}/api/v1/me")).bearer_auth(access).send().await.expect("me").status()
-}
-
-async fn refresh(base: &str, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-        .expect("refresh")
-        .status()
+/// Presents `who`'s refresh token (alone, as a client refreshing does) to `app`.
+async fn refresh(app: &TestApp, who: &Client) -> StatusCode {
+    app.anonymous().post("/api/v1/auth/refresh", json!({"refresh_token": who.refresh_token()})).await.status
 }
 
 /// Pretends `user`'s sessions were last used `minutes` ago (as an idle browser would leave them).
@@ -77,23 +53,23 @@ async fn a_session_idle_past_the_timeout_is_refused_with_its_refresh_token() {
     let (active, idle) = (a.users[0], a.users[1]);
     with_password(&db, active).await;
     with_password(&db, idle).await;
-    let base = spawn_with_key(&db, key()).await;
-    let (active_access, _) = login(&base, "acme", "user0@acme.example").await;
-    let (idle_access, idle_refresh) = login(&base, "acme", "user1@acme.example").await;
+    let app = TestApp::new(&db).await;
+    let active_member = app.sign_in("acme", "user0@acme.example").await;
+    let idle_member = app.sign_in("acme", "user1@acme.example").await;
     // No request yet, so no node has either session cached.
     idle_for(&db, active, IDLE_TIMEOUT_MINUTES - 1).await;
     idle_for(&db, idle, IDLE_TIMEOUT_MINUTES + 1).await;
 
-    assert_eq!(me(&base, &active_access).await, StatusCode::OK, "used within the timeout");
+    assert_eq!(me(&active_member).await, StatusCode::OK, "used within the timeout");
     assert!(idle_minutes(&db, active).await < 1.0, "the use was recorded, restarting the idle clock");
 
-    assert_eq!(me(&base, &idle_access).await, StatusCode::UNAUTHORIZED, "idle past the timeout");
-    assert_eq!(refresh(&base, &idle_refresh).await, StatusCode::UNAUTHORIZED, "its refresh token is dead too");
+    assert_eq!(me(&idle_member).await, StatusCode::UNAUTHORIZED, "idle past the timeout");
+    assert_eq!(refresh(&app, &idle_member).await, StatusCode::UNAUTHORIZED, "its refresh token is dead too");
     assert!(
         idle_minutes(&db, idle).await > f64::from(i32::try_from(IDLE_TIMEOUT_MINUTES).expect("minutes")),
         "a refused request must not revive the session"
     );
-    assert_eq!(me(&base, &idle_access).await, StatusCode::UNAUTHORIZED, "still dead");
+    assert_eq!(me(&idle_member).await, StatusCode::UNAUTHORIZED, "still dead");
 }
 
 /// Two server processes on one database: an administrator revokes every session of the
@@ -107,44 +83,38 @@ async fn revoking_everyone_reaches_the_other_node_within_a_second() {
     for u in [a.users[0], a.users[1], a.users[2], b.users[1]] {
         with_password(&db, u).await;
     }
-    let node_a = spawn_with_key(&db, key()).await;
-    let node_b = spawn_with_key(&db, key()).await;
-    let (admin, _) = login(&node_a, "acme", "user0@acme.example").await;
+    let node_a = TestApp::new(&db).await;
+    let node_b = TestApp::new(&db).await;
+    let admin = node_a.sign_in("acme", "user0@acme.example").await;
     let mut members = Vec::new();
     for email in ["user1@acme.example", "user2@acme.example"] {
-        members.push(login(&node_a, "acme", email).await);
+        members.push(node_a.sign_in("acme", email).await.on(&node_b));
     }
-    let (outsider, _) = login(&node_a, "beta", "user1@beta.example").await;
+    let outsider = node_a.sign_in("beta", "user1@beta.example").await.on(&node_b);
     // Every session is live on node B, and now cached there.
-    for (access, _) in &members {
-        assert_eq!(me(&node_b, access).await, StatusCode::OK);
+    for member in &members {
+        assert_eq!(me(member).await, StatusCode::OK);
     }
-    assert_eq!(me(&node_b, &admin).await, StatusCode::OK);
-    assert_eq!(me(&node_b, &outsider).await, StatusCode::OK);
+    assert_eq!(me(&admin.on(&node_b)).await, StatusCode::OK);
+    assert_eq!(me(&outsider).await, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await; // let both listeners connect
 
-    let r = reqwest::Client::new()
-        .post(format!("{node_a}/api/v1/sessions/revoke"))
-        .bearer_auth(&admin)
-        .json(&json!({"reason": "laptop stolen: everyone out"}))
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.expect("json");
+    let r = admin.post("/api/v1/sessions/revoke", json!({"reason": "laptop stolen: everyone out"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.body;
     assert!(body["revoked"].as_u64().is_some_and(|n| n >= 3), "{body}");
     let revoked_at = Instant::now();
-    for access in members.iter().map(|(a, _)| a).chain([&admin]) {
-        while me(&node_b, access).await != StatusCode::UNAUTHORIZED {
+    for who in members.iter().chain([&admin.on(&node_b)]) {
+        while me(who).await != StatusCode::UNAUTHORIZED {
             assert!(revoked_at.elapsed() < Duration::from_secs(1), "node B still accepts a revoked session");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     // Refresh tokens died with their sessions, on either node.
-    for (_, refresh_token) in &members {
-        assert_eq!(refresh(&node_b, refresh_token).await, StatusCode::UNAUTHORIZED);
+    for member in &members {
+        assert_eq!(refresh(&node_b, member).await, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(me(&node_b, &outsider).await, StatusCode::OK, "another organisation is untouched");
+    assert_eq!(me(&outsider).await, StatusCode::OK, "another organisation is untouched");
     assert_eq!(common::audit_count(&db, a.id, "session.revoked_for_tenant").await, 1);
     assert_eq!(common::audit_count(&db, b.id, "session.revoked_for_tenant").await, 0);
 }

@@ -4,43 +4,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, org, spawn_with_key, who, with_password};
+use common::{Client, PASSWORD, TestApp, org, who, with_password};
 use identity::sessions;
-use identity::tokens::TokenKey;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use store::testing::TestDb;
 
-async fn login(base: &str, org: &str, email: &str, password: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"organisation": org, "email": email, "password": password, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("request")
+async fn events(who: &Client) -> StatusCode {
+    who.get("/api/v1/audit/events?limit=1").await.status
 }
 
-async fn events(base: &str, access: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("{base}/api/v1/audit/events?limit=1"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request")
-        .status()
-}
-
-async fn refresh(base: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-        .expect("request")
-}
-
-fn key() -> TokenKey {
-    TokenKey::from_seed([9; 32])
+async fn refresh(app: &TestApp, token: &str) -> common::Answer {
+    app.anonymous().post("/api/v1/auth/refresh", json!({"refresh_token": token})).await
 }
 
 #[tokio::test]
@@ -48,7 +23,7 @@ async fn login_does_not_reveal_which_part_was_wrong() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
+    let app = TestApp::new(&db).await;
     let mut bodies = Vec::new();
     for (org, email, pw) in [
         ("acme", "user0@acme.example", "wrong password entirely"),
@@ -56,20 +31,14 @@ async fn login_does_not_reveal_which_part_was_wrong() {
         ("no-such-org", "user0@acme.example", PASSWORD),
         ("acme", "user1@acme.example", PASSWORD), // exists, has no password
     ] {
-        let r = login(&base, org, email, pw).await;
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{org} {email}");
-        bodies.push(r.text().await.expect("body"));
+        let r = app.anonymous().login(org, email, pw).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{org} {email}");
+        bodies.push(r.text);
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
     // Malformed input is a 422 naming the problem, not a 500.
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("content-type", "application/json")
-        .body("{\"organisation\":1}")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.anonymous().post("/api/v1/auth/login", json!({"organisation": 1})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     // The failures are in the organisation's audit log.
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let n: i64 = sqlx::query_scalar("select count(*) from audit_events where action = 'auth.login_failed'")
@@ -84,22 +53,19 @@ async fn replayed_refresh_token_revokes_the_whole_family() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // admin
-    let base = spawn_with_key(&db, key()).await;
-    let r: Value = login(&base, "acme", "user0@acme.example", PASSWORD).await.json().await.expect("json");
-    let (access, first) = (
-        r["access_token"].as_str().expect("access").to_owned(),
-        r["refresh_token"].as_str().expect("refresh").to_owned(),
-    );
-    assert_eq!(events(&base, &access).await, StatusCode::OK);
+    let app = TestApp::new(&db).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let first = admin.refresh_token().to_owned();
+    assert_eq!(events(&admin).await, StatusCode::OK);
 
-    let r2: Value = refresh(&base, &first).await.json().await.expect("rotated");
+    let r2 = refresh(&app, &first).await.body;
     let second = r2["refresh_token"].as_str().expect("second").to_owned();
     assert_ne!(first, second);
     // The attacker replays the first token: refused, and the family is dead.
-    assert_eq!(refresh(&base, &first).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(refresh(&base, &second).await.status(), StatusCode::UNAUTHORIZED);
-    let access2 = r2["access_token"].as_str().expect("access2");
-    assert_eq!(events(&base, access2).await, StatusCode::UNAUTHORIZED, "access tokens die with the session");
+    assert_eq!(refresh(&app, &first).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, &second).await.status, StatusCode::UNAUTHORIZED);
+    let access2 = app.bearer(r2["access_token"].as_str().expect("access2"));
+    assert_eq!(events(&access2).await, StatusCode::UNAUTHORIZED, "access tokens die with the session");
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let n: i64 = sqlx::query_scalar("select count(*) from audit_events where action = 'auth.refresh_reused'")
         .fetch_one(tx.conn())
@@ -109,8 +75,8 @@ async fn replayed_refresh_token_revokes_the_whole_family() {
     // A forged or foreign-tenant refresh token is a plain 401.
     let b = org(&db, "beta").await;
     let forged = first.replacen(&a.id.as_uuid().simple().to_string(), &b.id.as_uuid().simple().to_string(), 1);
-    assert_eq!(refresh(&base, &forged).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(refresh(&base, "csr_garbage").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, &forged).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, "csr_garbage").await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// One refresh token sent eight times at once: the rotation is one statement that marks the token
@@ -167,37 +133,27 @@ async fn revocation_reaches_the_other_node_within_a_second() {
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await; // admin
     with_password(&db, a.users[1]).await; // staff
-    let node_a = spawn_with_key(&db, key()).await;
-    let node_b = spawn_with_key(&db, key()).await;
-    let staff: Value = login(&node_a, "acme", "user1@acme.example", PASSWORD).await.json().await.expect("json");
-    let staff_access = staff["access_token"].as_str().expect("access").to_owned();
-    let admin: Value = login(&node_a, "acme", "user0@acme.example", PASSWORD).await.json().await.expect("json");
-    let admin_access = admin["access_token"].as_str().expect("access").to_owned();
+    let node_a = TestApp::new(&db).await;
+    let node_b = TestApp::new(&db).await;
+    let staff = node_a.sign_in("acme", "user1@acme.example").await;
+    let admin = node_a.sign_in("acme", "user0@acme.example").await;
+    let (staff_on_b, admin_on_b) = (staff.on(&node_b), admin.on(&node_b));
     // Staff may not read audit (403), but the session is live on node B — and now cached there.
-    assert_eq!(events(&node_b, &staff_access).await, StatusCode::FORBIDDEN);
+    assert_eq!(events(&staff_on_b).await, StatusCode::FORBIDDEN);
     tokio::time::sleep(Duration::from_millis(200)).await; // let both listeners connect
 
-    let r: Value = reqwest::Client::new()
-        .post(format!("{node_a}/api/v1/sessions/revoke"))
-        .bearer_auth(&admin_access)
-        .json(&json!({"user_id": a.users[1], "reason": "left the company"}))
-        .send()
-        .await
-        .expect("revoke")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(r["revoked"], 1, "{r}");
+    let r = admin.post("/api/v1/sessions/revoke", json!({"user_id": a.users[1], "reason": "left the company"})).await;
+    assert_eq!(r.body["revoked"], 1, "{r}");
     let revoked_at = Instant::now();
     loop {
-        if events(&node_b, &staff_access).await == StatusCode::UNAUTHORIZED {
+        if events(&staff_on_b).await == StatusCode::UNAUTHORIZED {
             break;
         }
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "node B still accepts a revoked session");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The admin's own session is untouched; staff cannot revoke anything.
-    assert_eq!(events(&node_b, &admin_access).await, StatusCode::OK);
+    assert_eq!(events(&admin_on_b).await, StatusCode::OK);
     // A role change ends the member's sessions too.
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     identity::memberships::change_role(&mut tx, &who(), a.memberships[0], identity::Role::Auditor, "moved to audit")
@@ -205,7 +161,7 @@ async fn revocation_reaches_the_other_node_within_a_second() {
         .expect("role");
     tx.commit().await.expect("commit");
     let changed = Instant::now();
-    while events(&node_b, &admin_access).await != StatusCode::UNAUTHORIZED {
+    while events(&admin_on_b).await != StatusCode::UNAUTHORIZED {
         assert!(changed.elapsed() < Duration::from_secs(1), "old role still accepted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -216,22 +172,23 @@ async fn repeated_failures_lock_the_account_with_retry_after() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
+    let app = TestApp::new(&db).await;
+    let client = app.anonymous();
     for _ in 0..sessions::LOCK_AFTER {
         assert_eq!(
-            login(&base, "acme", "user0@acme.example", "not the password!").await.status(),
+            client.login("acme", "user0@acme.example", "not the password!").await.status,
             StatusCode::UNAUTHORIZED
         );
     }
-    let r = login(&base, "acme", "user0@acme.example", PASSWORD).await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
-    let retry: u64 = r.headers()["retry-after"].to_str().expect("header").parse().expect("seconds");
+    let r = client.login("acme", "user0@acme.example", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
+    let retry: u64 = r.headers["retry-after"].to_str().expect("header").parse().expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
     // An admin unlocks.
     let mut g = db.store.global_tx().await.expect("tx");
     assert!(sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
     g.commit().await.expect("commit");
-    assert_eq!(login(&base, "acme", "user0@acme.example", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(client.login("acme", "user0@acme.example", PASSWORD).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -239,55 +196,24 @@ async fn cookie_sessions_need_the_csrf_header_for_changes() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"organisation": "acme", "email": "user0@acme.example", "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), StatusCode::OK);
-    let cookies: Vec<String> =
-        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
-    let body: Value = r.json().await.expect("json");
+    let app = TestApp::new(&db).await;
+    let (browser, r) = app.anonymous().sign_in_browser("acme", "user0@acme.example").await;
+    let cookies: Vec<&str> = r.headers.get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii")).collect();
     assert!(
-        body.get("access_token").is_none() && body.get("refresh_token").is_none(),
+        r.body.get("access_token").is_none() && r.body.get("refresh_token").is_none(),
         "browser tokens stay in cookies"
     );
     let access = cookies.iter().find(|c| c.starts_with("cs_access=")).expect("access cookie");
     assert!(access.contains("HttpOnly") && access.contains("Secure") && access.contains("SameSite=Strict"), "{access}");
     let refresh = cookies.iter().find(|c| c.starts_with("cs_refresh=")).expect("refresh cookie");
     assert!(refresh.contains("HttpOnly") && refresh.contains("Path=/api/v1/auth"), "{refresh}");
-    let jar: String = cookies.iter().map(|c| c.split(';').next().unwrap_or_default()).collect::<Vec<_>>().join("; ");
-    let csrf = cookies
-        .iter()
-        .find_map(|c| c.strip_prefix("cs_csrf="))
-        .and_then(|c| c.split(';').next())
-        .expect("csrf cookie")
-        .to_owned();
-    let client = reqwest::Client::new();
+    assert!(cookies.iter().any(|c| c.starts_with("cs_csrf=")), "csrf cookie");
     // Reads work with the cookie alone.
-    let r = client.get(format!("{base}/api/v1/audit/events")).header("cookie", &jar).send().await.expect("get");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(browser.with_csrf(None).get("/api/v1/audit/events").await.status, StatusCode::OK);
     // A cross-site form post carries the cookie but cannot know the token.
-    let r = client.post(format!("{base}/api/v1/auth/logout")).header("cookie", &jar).send().await.expect("post");
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = client
-        .post(format!("{base}/api/v1/auth/logout"))
-        .header("cookie", &jar)
-        .header("x-csrf-token", "0".repeat(64))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = client
-        .post(format!("{base}/api/v1/auth/logout"))
-        .header("cookie", &jar)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = client.get(format!("{base}/api/v1/audit/events")).header("cookie", &jar).send().await.expect("get");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "logged out");
+    let logout = |b: Client| async move { b.post("/api/v1/auth/logout", ()).await.status };
+    assert_eq!(logout(browser.with_csrf(None)).await, StatusCode::FORBIDDEN);
+    assert_eq!(logout(browser.with_csrf(Some(&"0".repeat(64)))).await, StatusCode::FORBIDDEN);
+    assert_eq!(logout(browser.clone()).await, StatusCode::NO_CONTENT);
+    assert_eq!(browser.get("/api/v1/audit/events").await.status, StatusCode::UNAUTHORIZED, "logged out");
 }

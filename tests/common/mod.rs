@@ -1,8 +1,12 @@
 //! Shared fixtures: two organisations with rows in every tenant table.
 
-#![allow(dead_code)]
+// Each test binary uses a part of these helpers.
+#![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod venv;
+
+pub use app::{Answer, Client, TestApp, roomy_limits};
 
 use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
 use store::TenantId;
@@ -249,27 +253,6 @@ pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
-/// Serves the router for `db` on a free loopback port; returns its base URL.
-pub async fn spawn(db: &TestDb) -> String {
-    spawn_with_key(db, identity::tokens::TokenKey::from_seed([9; 32])).await
-}
-
-/// Like [`spawn`], signing access tokens with `key` (two servers sharing one key act as one
-/// deployment of two nodes).
-pub async fn spawn_with_key(db: &TestDb, key: identity::tokens::TokenKey) -> String {
-    let state = web::AppState::new(db.store.clone(), web::TrustedProxies::default(), key).expect("state");
-    spawn_state(state).await
-}
-
-/// Serves a prepared `AppState` (trusted proxies, limits) on a free loopback port.
-pub async fn spawn_state(state: web::AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 /// Adds a member with `role` (in `dept`) to the organisation, with [`PASSWORD`] set when
 /// `password`; returns their user id. Email: `{name}@{slug}.example`.
 pub async fn member(
@@ -298,71 +281,4 @@ pub async fn member(
         with_password(db, u.id).await;
     }
     u.id
-}
-
-/// A server whose per-address sign-in budget fits tests that sign in many people.
-pub async fn spawn_roomy(db: &TestDb) -> String {
-    let state = web::AppState::new(
-        db.store.clone(),
-        web::TrustedProxies::default(),
-        identity::tokens::TokenKey::from_seed([9; 32]),
-    )
-    .expect("state");
-    let limits = web::limits::Limits { login: "1000/15m".parse().expect("limit"), ..web::limits::Limits::default() };
-    spawn_state(state.with_limits(limits)).await
-}
-
-/// Signs in with [`PASSWORD`]; returns the access token.
-pub async fn sign_in(base: &str, org: &str, email: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"organisation": org, "email": email, "password": PASSWORD, "token_delivery": "body"}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), reqwest::StatusCode::OK, "login {email}");
-    let v: serde_json::Value = r.json().await.expect("json");
-    v["access_token"].as_str().expect("access").to_owned()
-}
-
-/// What one request answered.
-pub struct Answer {
-    pub status: reqwest::StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: serde_json::Value,
-}
-
-impl Answer {
-    /// The error code of a refusal.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// One request with an optional bearer token, JSON body and extra headers.
-pub async fn send(
-    method: reqwest::Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<serde_json::Value>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.expect("request");
-    let (status, headers) = (r.status(), r.headers().clone());
-    let text = r.text().await.expect("body");
-    Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null) }
 }
