@@ -6,31 +6,14 @@ mod common;
 
 use common::{TestApp, org, who};
 use identity::Role;
-use identity::api_keys::{self, NewApiKey};
+use identity::api_keys;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use store::TenantId;
 use store::testing::TestDb;
 
 async fn key(db: &TestDb, t: TenantId, role: Role, scopes: &[&str]) -> (uuid::Uuid, String) {
-    let mut tx = db.store.tenant_tx(t).await.expect("tx");
-    let k = api_keys::create(
-        &mut tx,
-        &who(),
-        &common::operator(authz::Action::ApiKeysManage, t),
-        api_keys::Minter::Operator,
-        &NewApiKey {
-            name: format!("{role} key"),
-            role,
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            expires_at: None,
-        },
-    )
-    .await
-    .expect("key");
-    tx.commit().await.expect("commit");
-    (k.key.id, k.secret.expose_secret().to_owned())
+    common::api_key(db, t, &format!("{role} key"), role, scopes).await
 }
 
 #[tokio::test]

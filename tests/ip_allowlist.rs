@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use common::{Answer, Client, PASSWORD, TestApp, org, who, with_password};
 use identity::Role;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use store::TenantId;
 use store::testing::TestDb;
@@ -126,31 +125,16 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 async fn api_key_from_outside_is_refused_before_it_is_checked() {
     let db = TestDb::new().await;
     let a = acme_with_list(&db, &["203.0.113.0/24"]).await;
-    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let key = identity::api_keys::create(
-        &mut tx,
-        &who(),
-        &common::operator(authz::Action::ApiKeysManage, a.id),
-        identity::api_keys::Minter::Operator,
-        &identity::api_keys::NewApiKey {
-            name: "auditor".into(),
-            role: Role::Auditor,
-            scopes: vec!["audit:read".into()],
-            expires_at: None,
-        },
-    )
-    .await
-    .expect("key");
-    tx.commit().await.expect("commit");
+    let (key_id, secret) = common::api_key(&db, a.id, "auditor", Role::Auditor, &["audit:read"]).await;
     let app = node(&db, true).await;
-    let auditor = app.bearer(key.secret.expose_secret());
+    let auditor = app.bearer(&secret);
     let events = |from: &'static str| auditor.from(from);
     assert_eq!(events(INSIDE).get("/api/v1/audit/events?limit=1").await.status, StatusCode::OK);
     let (status, c) = code(events("198.51.100.3").get("/api/v1/audit/events?limit=1").await);
     assert_eq!((status, c.as_str()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
     assert_eq!(
         refusals(&db, a.id).await,
-        vec![("api_key".to_owned(), Some(key.key.id.to_string()), "198.51.100.3".to_owned())]
+        vec![("api_key".to_owned(), Some(key_id.to_string()), "198.51.100.3".to_owned())]
     );
 }
 

@@ -238,27 +238,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // `sessions/revoke` with a credential it cannot revoke: an admin API key holding
     // members:manage. Every example reaches the handler (revoking everyone, one member, or being
     // refused), and the next example still authenticates.
-    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let key = identity::api_keys::create(
-        &mut tx,
-        &common::who(),
-        &common::operator(authz::Action::ApiKeysManage, a.id),
-        identity::api_keys::Minter::Operator,
-        &identity::api_keys::NewApiKey {
-            name: "schemathesis".into(),
-            role: Role::Admin,
-            scopes: vec!["members:manage".into()],
-            expires_at: None,
-        },
-    )
-    .await
-    .expect("key");
-    tx.commit().await.expect("commit");
-    use secrecy::ExposeSecret;
+    let (_, key) = common::api_key(&db, a.id, "schemathesis", Role::Admin, &["members:manage"]).await;
     let denied = common::audit_count(&db, a.id, "access.denied").await;
     let tested = fuzz(
         &app.base,
-        format!("Bearer {}", key.secret.expose_secret()),
+        format!("Bearer {key}"),
         &["--include-name", "POST /api/v1/sessions/revoke"],
         "sessions/revoke",
     )
@@ -267,9 +251,6 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // Every example passed the guard (no refusal was audited), and the key still works: the run
     // reached the handler throughout instead of fuzzing a signed-out client.
     assert_eq!(common::audit_count(&db, a.id, "access.denied").await, denied);
-    let r = app
-        .bearer(key.secret.expose_secret())
-        .post("/api/v1/sessions/revoke", serde_json::json!({"reason": "after the fuzz run"}))
-        .await;
+    let r = app.bearer(&key).post("/api/v1/sessions/revoke", serde_json::json!({"reason": "after the fuzz run"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

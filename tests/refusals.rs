@@ -5,11 +5,9 @@
 
 mod common;
 
-use common::{TestApp, org, roomy_limits, who, with_password};
+use common::{TestApp, org, roomy_limits, with_password};
 use identity::Role;
-use identity::api_keys::{self, NewApiKey};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use store::TenantId;
 use store::testing::TestDb;
@@ -45,18 +43,7 @@ fn forged(tenant: TenantId, i: usize) -> String {
 }
 
 async fn valid_key(db: &TestDb, t: TenantId) -> String {
-    let mut tx = db.store.tenant_tx(t).await.expect("tx");
-    let k = api_keys::create(
-        &mut tx,
-        &who(),
-        &common::operator(authz::Action::ApiKeysManage, t),
-        api_keys::Minter::Operator,
-        &NewApiKey { name: "auditor".into(), role: Role::Auditor, scopes: vec!["audit:read".into()], expires_at: None },
-    )
-    .await
-    .expect("key");
-    tx.commit().await.expect("commit");
-    k.secret.expose_secret().to_owned()
+    common::api_key(db, t, "auditor", Role::Auditor, &["audit:read"]).await.1
 }
 
 #[tokio::test]

@@ -190,22 +190,7 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .await
     .expect("document note");
     tx.commit().await.expect("commit");
-    let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
-    identity::api_keys::create(
-        &mut tx,
-        &who(),
-        &operator(authz::Action::ApiKeysManage, t),
-        identity::api_keys::Minter::Operator,
-        &identity::api_keys::NewApiKey {
-            name: "fixture".into(),
-            role: Role::Auditor,
-            scopes: vec!["audit:read".into()],
-            expires_at: None,
-        },
-    )
-    .await
-    .expect("api key");
-    tx.commit().await.expect("commit");
+    api_key(db, t, "fixture", Role::Auditor, &["audit:read"]).await;
     // An allowlist that admits every address (rows only; restricts nothing, audits nothing).
     let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     sqlx::query(
@@ -223,6 +208,27 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
     tx.commit().await.expect("commit");
     Org { id: t, department: dept.id, memberships: ms, users: us }
+}
+
+/// An API key the operator mints in `tenant`; returns its id and its secret.
+pub async fn api_key(db: &TestDb, tenant: TenantId, name: &str, role: Role, scopes: &[&str]) -> (Uuid, String) {
+    let mut tx = db.store.tenant_tx(tenant).await.expect("tenant tx");
+    let k = identity::api_keys::create(
+        &mut tx,
+        &who(),
+        &operator(authz::Action::ApiKeysManage, tenant),
+        identity::api_keys::Minter::Operator,
+        &identity::api_keys::NewApiKey {
+            name: name.to_owned(),
+            role,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: None,
+        },
+    )
+    .await
+    .expect("api key");
+    tx.commit().await.expect("commit");
+    (k.key.id, secrecy::ExposeSecret::expose_secret(&k.secret).to_owned())
 }
 
 /// The password the sign-in tests give fixture users (passes the policy; not in the list).
