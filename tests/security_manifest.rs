@@ -240,12 +240,12 @@ async fn the_security_endpoint_is_public_and_carries_the_matrix_figures_and_comm
     let signed = audit::checkpoint::checkpoint_dirty(&db.store, &common::test_key()).await.expect("checkpoint");
     assert!(signed >= 1, "a chain moved: {signed}");
 
-    let base = common::spawn(&db).await;
+    let app = common::TestApp::new(&db).await;
     // No credential, no cookie: answered.
-    let r = reqwest::get(format!("{base}/api/v1/security")).await.expect("request");
-    assert_eq!(r.status(), reqwest::StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().expect("ct").starts_with("application/json"));
-    let text = r.text().await.expect("body");
+    let r = app.anonymous().get("/api/v1/security").await;
+    assert_eq!(r.status, reqwest::StatusCode::OK);
+    assert!(r.headers["content-type"].to_str().expect("ct").starts_with("application/json"));
+    let text = r.text;
     let v: Value = serde_json::from_str(&text).expect("json");
 
     // The build's commit: what git says HEAD is, when git can say.
@@ -312,7 +312,7 @@ async fn the_security_endpoint_is_public_and_carries_the_matrix_figures_and_comm
     assert_eq!(uuids_in(&text), Vec::<String>::new(), "no id of any kind");
 
     // Typed in the description, without a security requirement.
-    let d: Value = reqwest::get(format!("{base}/api/openapi.json")).await.expect("d").json().await.expect("json");
+    let d: Value = serde_json::from_str(&app.anonymous().get("/api/openapi.json").await.text).expect("json");
     let op = &d["paths"]["/api/v1/security"]["get"];
     assert_eq!(
         op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/SecurityMatrix",
