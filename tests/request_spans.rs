@@ -11,9 +11,9 @@ mod common;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use common::{member, org, send, sign_in, spawn_roomy};
+use common::{TestApp, member, org};
 use identity::Role;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use store::testing::TestDb;
 use tracing::field::{Field, Visit};
@@ -110,12 +110,12 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     let acme = org(&db, "acme").await;
     common::with_password(&db, acme.users[0]).await;
     let staff = member(&db, acme.id, "acme", "staff", Role::Staff, Some(acme.department), true).await;
-    let base = spawn_roomy(&db).await;
-    let admin = sign_in(&base, "acme", "user0@acme.example").await;
-    let person = sign_in(&base, "acme", "staff@acme.example").await;
+    let app = TestApp::setup(&db).roomy().start().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let person = app.sign_in("acme", "staff@acme.example").await;
 
     // A person: the organisation and the user, no key.
-    let me = send(Method::GET, &format!("{base}/api/v1/me"), Some(&person), None, &[]).await;
+    let me = person.get("/api/v1/me").await;
     assert_eq!(me.status, StatusCode::OK);
     let spans = collect.requests("GET", "/api/v1/me");
     assert_eq!(spans.len(), 1, "{spans:?}");
@@ -125,17 +125,11 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     assert_eq!(span.get("api_key_id"), None, "{span:?}");
 
     // An API key: the organisation and the key, no user.
-    let created = send(
-        Method::POST,
-        &format!("{base}/api/v1/api-keys"),
-        Some(&admin),
-        Some(json!({"name": "reader", "role": "admin", "scopes": ["members:read"]})),
-        &[],
-    )
-    .await;
+    let created =
+        admin.post("/api/v1/api-keys", json!({"name": "reader", "role": "admin", "scopes": ["members:read"]})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let (key_id, secret) = (created.body["id"].as_str().expect("id"), created.body["secret"].as_str().expect("secret"));
-    let listed = send(Method::GET, &format!("{base}/api/v1/members"), Some(secret), None, &[]).await;
+    let listed = app.bearer(secret).get("/api/v1/members").await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
     let spans = collect.requests("GET", "/api/v1/members");
     assert_eq!(spans.len(), 1, "{spans:?}");
@@ -145,9 +139,9 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     assert_eq!(span.get("user_id"), None, "{span:?}");
 
     // Refused: no credential, a forged one — nothing is attributed.
-    let anon = send(Method::GET, &format!("{base}/api/v1/departments"), None, None, &[]).await;
+    let anon = app.anonymous().get("/api/v1/departments").await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
-    let forged = send(Method::GET, &format!("{base}/api/v1/departments"), Some("eyJforged"), None, &[]).await;
+    let forged = app.bearer("eyJforged").get("/api/v1/departments").await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
     let spans = collect.requests("GET", "/api/v1/departments");
     assert_eq!(spans.len(), 2, "{spans:?}");
@@ -158,7 +152,14 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     // Nothing logged carries who someone is or what lets them in.
     let values = collect.all_values();
     assert!(values.len() > 20, "the collector saw the requests: {}", values.len());
-    for secret in ["user0@acme.example", "staff@acme.example", common::PASSWORD, &admin, &person, secret] {
+    for secret in [
+        "user0@acme.example",
+        "staff@acme.example",
+        common::PASSWORD,
+        admin.access_token(),
+        person.access_token(),
+        secret,
+    ] {
         assert!(!values.iter().any(|v| v.contains(secret)), "logged: {secret}");
     }
 }

@@ -88,18 +88,17 @@ async fn a_refresh_token_used_concurrently_rotates_once_and_revokes_the_family()
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     with_password(&db, a.users[0]).await;
-    let base = spawn_with_key(&db, key()).await;
-    let r: Value = login(&base, "acme", "user0@acme.example", PASSWORD).await.json().await.expect("json");
-    let token = r["refresh_token"].as_str().expect("refresh").to_owned();
-    let session = r["session_id"].as_str().expect("session").to_owned();
+    let app = TestApp::new(&db).await;
+    let r = app.anonymous().login("acme", "user0@acme.example", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let token = r.body["refresh_token"].as_str().expect("refresh").to_owned();
+    let session = r.body["session_id"].as_str().expect("session").to_owned();
 
     let uses = (0..8).map(|_| {
-        let (base, token) = (base.clone(), token.clone());
+        let (app, token) = (app.clone(), token.clone());
         tokio::spawn(async move {
-            let r = refresh(&base, &token).await;
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or_default();
-            (status, body["refresh_token"].as_str().map(str::to_owned))
+            let r = refresh(&app, &token).await;
+            (r.status, r.body["refresh_token"].as_str().map(str::to_owned))
         })
     });
     let mut rotated = Vec::new();
@@ -111,7 +110,7 @@ async fn a_refresh_token_used_concurrently_rotates_once_and_revokes_the_family()
         }
     }
     assert_eq!(rotated.len(), 1, "exactly one use rotates the token");
-    assert_eq!(refresh(&base, &rotated[0]).await.status(), StatusCode::UNAUTHORIZED, "the family is revoked");
+    assert_eq!(refresh(&app, &rotated[0]).await.status, StatusCode::UNAUTHORIZED, "the family is revoked");
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let (unused, revoked): (i64, bool) = sqlx::query_as(
         "select (select count(*) from refresh_tokens where session_id = s.id and used_at is null),
