@@ -62,6 +62,52 @@ async fn an_edited_ledger_row_shows_as_a_broken_chain_on_the_next_pass() {
     assert_eq!(figure["chains"]["broken"], 1, "the public figure shows the break: {figure}");
 }
 
+/// The audit page's chain status: the organisation's own head and checkpoint, and what the
+/// newest pass found for that chain — for auditors (the `audit:read` scope), not for staff.
+#[tokio::test]
+async fn an_auditor_reads_the_chain_status_of_their_own_organisation_only() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let app = common::TestApp::new(&db).await;
+    let (_, auditor) = common::api_key(&db, a.id, "auditor", identity::Role::Auditor, &["audit:read"]).await;
+    // The scope without the role, and the role without the scope.
+    let (_, staff) = common::api_key(&db, a.id, "staff", identity::Role::Staff, &["audit:read"]).await;
+    let (_, unscoped) = common::api_key(&db, a.id, "unscoped", identity::Role::Auditor, &["members:read"]).await;
+
+    let before = app.bearer(&auditor).get("/api/v1/audit/chain").await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert!(before.body["verified"].is_null(), "no pass yet: {}", before.body);
+    let mut admin = db.admin_conn().await;
+    let (seq, hash): (i64, Vec<u8>) = sqlx::query_as("select seq, hash from audit_heads where tenant_id = $1")
+        .bind(a.id.as_uuid())
+        .fetch_one(&mut admin)
+        .await
+        .expect("head");
+    assert!(before.body["head_seq"].as_i64().is_some_and(|s| s >= seq), "{}", before.body);
+
+    audit::watch::pass(&db.store, &keys()).await.expect("pass");
+    let after = app.bearer(&auditor).get("/api/v1/audit/chain").await;
+    assert_eq!(after.body["verified"]["intact"], true, "{}", after.body);
+    assert!(after.body["verified"]["seq"].as_i64().is_some_and(|s| s >= seq), "{}", after.body);
+    // Alpha's head, never beta's.
+    let (b_hash,): (Vec<u8>,) = sqlx::query_as("select hash from audit_heads where tenant_id = $1")
+        .bind(b.id.as_uuid())
+        .fetch_one(&mut admin)
+        .await
+        .expect("beta head");
+    let shown = after.body["head_hash"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(shown, hex::encode(&b_hash));
+    if after.body["head_seq"] == seq {
+        assert_eq!(shown, hex::encode(&hash));
+    }
+
+    for key in [&staff, &unscoped] {
+        let refused = app.bearer(key).get("/api/v1/audit/chain").await;
+        assert_eq!(refused.status, 403, "{}", refused.text);
+    }
+}
+
 #[tokio::test]
 async fn the_server_watches_the_chains_without_being_asked() {
     let db = TestDb::new().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use store::Store;
+use store::{Store, TenantTx};
 
 use crate::verify::{self, Report};
 use crate::{AuditError, TrustedKeys};
@@ -86,6 +86,60 @@ pub async fn pass(store: &Store, keys: &TrustedKeys) -> Result<Watch, AuditError
         *last = Some(w.clone());
     }
     Ok(w)
+}
+
+/// One organisation's chain as its auditors see it: the head, the newest signed checkpoint, and
+/// what this server's newest pass found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ChainStatus {
+    /// The newest event's sequence number (`null`: no event yet).
+    pub head_seq: Option<i64>,
+    /// Its hash, hex.
+    pub head_hash: Option<String>,
+    pub last_checkpoint: Option<CheckpointSummary>,
+    /// This server's newest recomputation of the chain (`null`: none since it started).
+    pub verified: Option<Verified>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CheckpointSummary {
+    pub seq: i64,
+    pub signed_at: DateTime<Utc>,
+    /// The signing key's id (`countersign audit public-key` prints it).
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Verified {
+    pub at: DateTime<Utc>,
+    /// The head the pass verified up to (events after it arrived since).
+    pub seq: Option<i64>,
+    /// `false`: the chain is broken (see `countersign audit verify` for where).
+    pub intact: bool,
+}
+
+/// The transaction's organisation's [`ChainStatus`].
+///
+/// # Errors
+/// Database errors.
+pub async fn status(tx: &mut TenantTx) -> Result<ChainStatus, AuditError> {
+    let tenant = tx.tenant().as_uuid();
+    let head = sqlx::query!("select seq, hash from audit_heads where tenant_id = $1", tenant)
+        .fetch_optional(tx.conn())
+        .await?;
+    let checkpoint = sqlx::query_as!(
+        CheckpointSummary,
+        "select seq, signed_at, key_id from audit_checkpoints where tenant_id = $1 order by seq desc limit 1",
+        tenant
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(ChainStatus {
+        head_seq: head.as_ref().map(|h| h.seq),
+        head_hash: head.map(|h| hex::encode(h.hash)),
+        last_checkpoint: checkpoint,
+        verified: chain(&tenant.to_string()).map(|(at, h)| Verified { at, seq: h.seq, intact: h.intact }),
+    })
 }
 
 /// Runs [`pass`] after `first` and then every `every` until the task is aborted.
