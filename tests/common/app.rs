@@ -84,7 +84,8 @@ impl Setup {
         if let Some(keys) = self.mfa_keys {
             state = state.with_mfa_keys(keys);
         }
-        state.with_dev_outbox(self.dev_outbox)
+        // Bundles are signed with the key the tests verify checkpoints with.
+        state.with_dev_outbox(self.dev_outbox).with_audit_key(std::sync::Arc::new(super::test_key()))
     }
 
     pub async fn start(self) -> TestApp {

@@ -400,3 +400,52 @@ pub async fn write_bundle(
     std::fs::write(dir.join("manifest.json"), text + "\n")?;
     Ok(manifest)
 }
+
+/// A regulator bundle packed as one POSIX tar archive (`<name>/manifest.json`, `events.ndjson`,
+/// ...), ready to stream: the archive lives in a private temporary directory removed when this
+/// value is dropped.
+#[derive(Debug)]
+pub struct PackedBundle {
+    pub manifest: Manifest,
+    /// The archive's path (inside the temporary directory).
+    pub path: std::path::PathBuf,
+    /// Bytes in the archive.
+    pub len: u64,
+    guard: tempfile::TempDir,
+}
+
+impl PackedBundle {
+    /// Hands over the temporary directory, so the archive outlives this value until the
+    /// returned guard is dropped (e.g. after a response body has been sent).
+    #[must_use]
+    pub fn into_parts(self) -> (Manifest, std::path::PathBuf, u64, tempfile::TempDir) {
+        (self.manifest, self.path, self.len, self.guard)
+    }
+}
+
+/// [`write_bundle`], then packs the directory as `<name>.tar` with every file under `<name>/`.
+///
+/// # Errors
+/// As [`write_bundle`]; I/O errors of the temporary directory.
+pub async fn pack_bundle(
+    tx: &mut TenantTx,
+    slug: &str,
+    filter: &ExportFilter,
+    key: &CheckpointKey,
+    name: &str,
+) -> Result<PackedBundle, AuditError> {
+    let tmp = tempfile::Builder::new().prefix("countersign-bundle-").tempdir()?;
+    let dir = tmp.path().join(name);
+    let manifest = write_bundle(tx, slug, filter, key, &dir).await?;
+    let path = tmp.path().join(format!("{name}.tar"));
+    let file = std::fs::File::create(&path)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.append_dir_all(name, &dir)?;
+    let mut out = tar.into_inner()?;
+    out.flush()?;
+    drop(out);
+    std::fs::remove_dir_all(&dir)?;
+    let len = std::fs::metadata(&path)?.len();
+    Ok(PackedBundle { manifest, path, len, guard: tmp })
+}

@@ -46,6 +46,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get("/audit/events", Org(Action::AuditRead), audit::events)
         .get("/audit/export", Org(Action::AuditRead), audit::export)
         .get("/audit/chain", Org(Action::AuditRead), audit::chain)
+        .get("/audit/bundle", Org(Action::AuditRead), audit::bundle)
         .post("/sessions/revoke", Org(Action::MembersManage), sessions::revoke)
         .post("/me/mfa/totp", Own, mfa::enrol)
         .delete("/me/mfa/totp", Own, mfa::disable)

@@ -176,3 +176,81 @@ pub async fn chain(
     tx.commit().await?;
     Ok(Json(status))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BundleQuery {
+    /// RFC 3339; events from this time (default: the beginning).
+    from: Option<String>,
+    /// RFC 3339; events up to this time (default: now).
+    to: Option<String>,
+}
+
+/// `GET /api/v1/audit/bundle?from=&to=`: the regulator bundle as one tar download — events,
+/// the signed checkpoints (the head is signed first if it moved), the public key, a manifest of
+/// SHA-256 sums, a README and the stand-alone `verify.py`. Downloading one is itself audited.
+pub async fn bundle(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<BundleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| query_error(&e))?;
+    let filter = audit::export::ExportFilter {
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+        entity_type: None,
+        entity_id: None,
+        action: None,
+    };
+    filter.validate()?;
+    let Some(key) = state.audit_key.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this server holds no audit signing key, so it cannot sign a bundle",
+        ));
+    };
+    let mut tx = state.store.tenant_tx(principal.tenant).await?;
+    // The bundle should end on a signed head.
+    audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
+    let slug = identity::tenants::current(&mut tx).await?.slug;
+    let name = format!("audit-bundle-{slug}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let packed = audit::export::pack_bundle(&mut tx, &slug, &filter, &key, &name).await?;
+    let event = audit::Event::new(
+        "audit.bundle_exported",
+        audit::Entity::new("audit_log", None)?,
+        audit::Changes::none()
+            .field("events", None::<u64>, packed.manifest.events)
+            .field("checkpoints", None::<u64>, packed.manifest.checkpoints)
+            .field("key_id", None::<&str>, packed.manifest.key_id.as_str()),
+    )?;
+    audit::record_by(&mut tx, &principal.who, &event).await?;
+    tx.commit().await?;
+
+    let (_, path, len, guard) = packed.into_parts();
+    let file = tokio::fs::File::open(&path).await.map_err(audit::AuditError::from)?;
+    // Read in 64 KiB chunks; the temporary directory goes when the last chunk has been read.
+    let stream = futures_util::stream::unfold(Some((file, guard)), |state| async move {
+        use tokio::io::AsyncReadExt;
+        let (mut file, guard) = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), Some((file, guard))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.tar\"")),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -123,6 +123,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/audit/events") => (None, json("200", list_of::<audit::query::EventRow>())),
         ("GET", "/audit/export") => (None, Text("NDJSON or CSV stream", &["application/x-ndjson", "text/csv"])),
         ("GET", "/audit/chain") => (None, json("200", of::<audit::watch::ChainStatus>())),
+        ("GET", "/audit/bundle") => (None, Text("the regulator bundle (POSIX tar)", &["application/x-tar"])),
         ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), json("200", of::<sess::Revoked>())),
         ("POST", "/me/mfa/totp") => (None, json("200", of::<mfa::EnrolmentBody<'static>>())),
         ("DELETE", "/me/mfa/totp") => (Some(of::<mfa::CodeBody>()), NoContent),
@@ -179,6 +180,7 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
         ("GET", "/departments") => crate::api::departments::ListQuery::into_params(none),
         ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
         ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
+        ("GET", "/audit/bundle") => crate::api::audit::BundleQuery::into_params(none),
         _ => Vec::new(),
     }
 }
@@ -258,6 +260,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/audit/events") => "listAuditEvents",
         ("GET", "/audit/export") => "exportAuditEvents",
         ("GET", "/audit/chain") => "getAuditChain",
+        ("GET", "/audit/bundle") => "downloadAuditBundle",
         ("POST", "/sessions/revoke") => "revokeSessions",
         ("POST", "/me/mfa/totp") => "enrolTotp",
         ("DELETE", "/me/mfa/totp") => "disableTotp",

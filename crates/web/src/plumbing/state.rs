@@ -38,6 +38,9 @@ pub struct AppState {
     default_mailer: bool,
     /// The policy engine (Cedar policies compiled into the binary, validated at start-up).
     pub authz: Arc<authz::Engine>,
+    /// The audit checkpoint signing key, for regulator bundles served over HTTP (`None`: the
+    /// bundle route answers 503). Servers set it with [`AppState::with_audit_key`].
+    pub audit_key: Option<Arc<audit::CheckpointKey>>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             dev_outbox: false,
             default_mailer: true,
             authz: Arc::new(authz),
+            audit_key: None,
             store,
         })
     }
@@ -99,6 +103,12 @@ impl AppState {
         if self.default_mailer {
             self.mailer = Arc::new(identity::mail::OutboxMailer::new(self.store.clone(), self.mfa_keys.clone()));
         }
+        self
+    }
+
+    #[must_use]
+    pub fn with_audit_key(mut self, key: Arc<audit::CheckpointKey>) -> Self {
+        self.audit_key = Some(key);
         self
     }
 
