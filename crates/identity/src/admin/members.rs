@@ -12,7 +12,9 @@ use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
 
-use crate::sessions::{self, Scope};
+use crate::directory::memberships;
+use crate::revocation::{self, Scope};
+use crate::signin::lockout;
 use crate::{IdentityError, MembershipStatus, Role};
 
 /// Roles that administer the organisation; at least one active member must hold one.
@@ -216,7 +218,7 @@ pub async fn deactivate(
     ensure_not_last_owner(tx, &target).await?;
     ensure_not_last_admin(tx, &target).await?;
     set_status(tx, who, &target, MembershipStatus::Suspended, "membership.deactivated", reason).await?;
-    sessions::revoke(tx, who, Scope::User(user), "membership_deactivated").await
+    revocation::revoke(tx, who, Scope::User(user), "membership_deactivated").await
 }
 
 /// Lifts a suspension.
@@ -256,7 +258,7 @@ pub async fn revoke_sessions(
         }
         None => Scope::Tenant,
     };
-    sessions::revoke(tx, who, scope, reason).await
+    revocation::revoke(tx, who, scope, reason).await
 }
 
 /// Clears the sign-in lockout of `user`, a member here the caller may manage (the account is
@@ -274,8 +276,8 @@ pub async fn unlock(
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
     }
-    let was_locked = crate::account::is_locked(g, user).await?;
-    sessions::unlock(g, who, user).await?;
+    let was_locked = lockout::is_locked(g, user).await?;
+    lockout::unlock(g, who, user).await?;
     Ok(was_locked)
 }
 
@@ -294,7 +296,7 @@ pub struct Assignment {
 }
 
 /// Changes `user`'s role (and optionally department) with a required reason; sessions issued
-/// under the old role are revoked by [`crate::memberships::change_role`].
+/// under the old role are revoked by [`memberships::change_role`].
 pub async fn change_role(
     tx: &mut TenantTx,
     who: &Who,
@@ -337,7 +339,7 @@ pub async fn change_role(
         .map_err(IdentityError::from_store("department"))?;
         audit::record_by(tx, who, &event).await?;
     }
-    let previous = crate::memberships::change_role(tx, who, target.membership_id, role, reason).await?;
+    let previous = memberships::change_role(tx, who, target.membership_id, role, reason).await?;
     // `revoke` stamps `now()`, which is fixed for the transaction: these are the ones just revoked.
     let revoked = sqlx::query_scalar!(
         r#"select count(*) as "n!" from sessions
@@ -456,6 +458,6 @@ pub async fn revoke_own_session(tx: &mut TenantTx, who: &Who, user: Uuid, sessio
     if !mine {
         return Err(IdentityError::NotFound);
     }
-    sessions::revoke(tx, who, Scope::Session(session), "revoked_by_user").await?;
+    revocation::revoke(tx, who, Scope::Session(session), "revoked_by_user").await?;
     Ok(())
 }
