@@ -6,7 +6,7 @@ mod common;
 use common::{Client, PASSWORD, TestApp, audit_count, org, who, with_password};
 use identity::directory::tenants;
 use identity::signin::{account, lockout};
-use identity::{JoinPolicy, MembershipStatus, Slug};
+use identity::{JoinPolicy, MembershipStatus, Role, Slug};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -314,6 +314,63 @@ async fn deactivation_kills_the_members_access_token_immediately() {
     assert_eq!((r.status, &r.body["was_locked"]), (StatusCode::OK, &json!(true)));
     assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
+}
+
+/// The unlock writes its own `member.unlocked` in the organisation transaction it runs in (not the
+/// web handler): rolled back, neither the unlock nor either record stays; committed, all do.
+#[tokio::test]
+async fn an_unlock_and_its_audit_records_commit_together() {
+    async fn locked(db: &TestDb, user: Uuid) -> bool {
+        let mut g = db.store.global_tx().await.expect("tx");
+        lockout::is_locked(&mut g, user).await.expect("locked?")
+    }
+    async fn platform_unlocks(db: &TestDb) -> i64 {
+        let mut admin = db.admin_conn().await;
+        sqlx::query_scalar("select count(*) from platform_audit_events where action = 'user.unlocked'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count")
+    }
+    async fn unlock(db: &TestDb, tenant: TenantId, user: Uuid) -> (store::TenantTx, store::GlobalTx) {
+        let permit = common::operator(authz::Action::MembersManage, tenant);
+        let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
+        let mut g = db.store.global_tx().await.expect("tx");
+        let was_locked = identity::admin::members::unlock(&mut tx, &mut g, &who(), &permit, Role::Owner, user)
+            .await
+            .expect("unlock");
+        assert!(was_locked);
+        // Written in the caller's organisation transaction, before anything commits.
+        let seen: i64 = sqlx::query_scalar("select count(*) from audit_events where action = 'member.unlocked'")
+            .fetch_one(tx.conn())
+            .await
+            .expect("count");
+        assert_eq!(seen, 1);
+        (tx, g)
+    }
+
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let user = a.users[1];
+    with_password(&db, user).await;
+    let app = TestApp::new(&db).await;
+    for _ in 0..lockout::LOCK_AFTER {
+        app.anonymous().login("acme", "user1@acme.example", "a wrong guess 123").await;
+    }
+    assert!(locked(&db, user).await);
+
+    let (tx, g) = unlock(&db, a.id, user).await;
+    drop(g);
+    drop(tx);
+    assert!(locked(&db, user).await, "a rolled-back unlock unlocked");
+    assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 0, "a rolled-back unlock left its record");
+    assert_eq!(platform_unlocks(&db).await, 0);
+
+    let (tx, g) = unlock(&db, a.id, user).await;
+    g.commit().await.expect("commit");
+    tx.commit().await.expect("commit");
+    assert!(!locked(&db, user).await);
+    assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
+    assert_eq!(platform_unlocks(&db).await, 1);
 }
 
 #[tokio::test]

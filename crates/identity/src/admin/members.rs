@@ -261,8 +261,10 @@ pub async fn revoke_sessions(
     revocation::revoke(tx, who, scope, reason).await
 }
 
-/// Clears the sign-in lockout of `user`, a member here the caller may manage (the account is
-/// global: `g`). Returns whether it was locked. The caller records `member.unlocked` in `tx`.
+/// Clears the sign-in lockout of `user`, a member here the caller may manage. Returns whether it
+/// was locked. Two records, each in the transaction of what it records: `member.unlocked` in the
+/// organisation's `tx` (which holds the membership row locked), and — the account being global —
+/// the clearing with its `user.unlocked` in `g` ([`lockout::unlock`]). Commit `g`, then `tx`.
 pub async fn unlock(
     tx: &mut TenantTx,
     g: &mut store::GlobalTx,
@@ -278,6 +280,12 @@ pub async fn unlock(
     }
     let was_locked = lockout::is_locked(g, user).await?;
     lockout::unlock(g, who, user).await?;
+    let event = Event::new(
+        "member.unlocked",
+        Entity::of("user", user)?,
+        Changes::none().field("was_locked", None::<bool>, was_locked),
+    )?;
+    audit::record_by(tx, who, &event).await?;
     Ok(was_locked)
 }
 

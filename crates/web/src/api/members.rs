@@ -160,7 +160,7 @@ pub(crate) struct Unlocked {
 }
 
 /// `POST /api/v1/members/{user_id}/unlock` → {user_id, was_locked}. Only for members of the
-/// caller's organisation; audited here and on the platform chain.
+/// caller's organisation; audited in the organisation and on the platform chain (by identity).
 pub async fn unlock(
     State(state): State<AppState>,
     p: Principal,
@@ -170,12 +170,6 @@ pub async fn unlock(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let mut g = state.store.global_tx().await?;
     let was_locked = identity::admin::members::unlock(&mut tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
-    let event = audit::Event::new(
-        "member.unlocked",
-        audit::Entity::of("user", user)?,
-        audit::Changes::none().field("was_locked", None::<bool>, was_locked),
-    )?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
     g.commit().await?;
     tx.commit().await?;
     Ok(Json(Unlocked { user_id: user, was_locked }))
