@@ -85,14 +85,25 @@ pub async fn refresh(
     };
     let limited = |wait| crate::plumbing::limits::credential_rate_limited(ctx.ip, wait);
     state.credential_failures.reserve(ctx.ip).map_err(limited)?;
+    let mut family = None;
     let result = async {
         let presented: PresentedRefresh = token.parse()?;
+        family = Some((presented.tenant, presented.session));
         ip_allowlist::enforce(&state, presented.tenant, &ctx, Subject::Session(presented.session)).await?;
         Ok::<_, ApiError>(state.auth.refresh(&state.store, &presented, &ctx.origin()).await?)
     }
     .await;
     if !matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
         state.credential_failures.refund(ctx.ip);
+    }
+    if let (Err(e), Some((tenant, session))) = (&result, family)
+        && e.status == StatusCode::UNAUTHORIZED
+    {
+        // A refused refresh may have revoked its family (a replayed token): effective on this
+        // node at once, as logout is, not only when our own NOTIFY comes back — an access token of
+        // the family must not be served from this node's cache meanwhile. Dropping an entry that
+        // is still live costs one database check, never access.
+        state.sessions.apply(&Revocation { tenant: Some(tenant.as_uuid()), user: None, session: Some(session) });
     }
     Ok(issued_response(&state, result?, delivery))
 }
