@@ -66,7 +66,7 @@ async fn run_with_store(cmd: AuditCommand, store: &Store, key: &KeyFile) -> anyh
                 let key = signing_key(key)?;
                 // The bundle should end on a signed head: sign one now if the head moved.
                 audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
-                let slug = identity::tenants::current(&mut tx).await?.slug;
+                let slug = identity::directory::tenants::current(&mut tx).await?.slug;
                 let m = audit::export::write_bundle(&mut tx, &slug, &filter, &key, &dir).await?;
                 tx.commit().await?;
                 eprintln!(
@@ -139,7 +139,7 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 let mut tx = store.bypass("cli:retention", "purge soft-deleted records past retention").await?;
                 let who = audit::Who::system("cli:retention");
                 let purged =
-                    identity::retention::sweep(&mut tx, &who, chrono::Duration::days(i64::from(older_than_days)))
+                    identity::directory::retention::sweep(&mut tx, &who, chrono::Duration::days(i64::from(older_than_days)))
                         .await?;
                 tx.commit().await?;
                 println!(
@@ -155,7 +155,7 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
             AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, db, to.as_deref(), limit).await,
             AdminCommand::RotateMfaKey => crate::mfa_cmd::rotate(&store, db).await,
             AdminCommand::ExpireMemberships => {
-                let ended = identity::memberships::expire_due(&store).await?;
+                let ended = identity::admin::guest_expiry::expire_due(&store).await?;
                 println!("ended {ended} membership(s) past valid_until; their sessions are revoked");
                 Ok(ExitCode::SUCCESS)
             }
@@ -197,7 +197,7 @@ fn trusted_keys(key: &KeyFile, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys>
 async fn resolve(store: &Store, tenant: &str) -> anyhow::Result<TenantId> {
     if let Ok(id) = tenant.parse::<TenantId>() {
         let mut tx = store.tenant_tx(id).await?;
-        let found = identity::tenants::current(&mut tx).await.is_ok();
+        let found = identity::directory::tenants::current(&mut tx).await.is_ok();
         tx.commit().await?;
         return if found { Ok(id) } else { anyhow::bail!("--tenant {tenant}: no such organisation") };
     }
@@ -274,7 +274,8 @@ async fn create_organisation(
     owner_email: &str,
     allowed_domains: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    use identity::{EmailAddress, JoinPolicy, Slug, tenants};
+    use identity::directory::tenants;
+    use identity::{EmailAddress, JoinPolicy, Slug};
     let slug_value = Slug::parse(slug).map_err(|e| anyhow::anyhow!("--slug {slug}: {e}"))?;
     let owner = EmailAddress::parse(owner_email).map_err(|e| anyhow::anyhow!("--owner-email: {e}"))?;
     let new = tenants::NewTenant {
@@ -284,7 +285,7 @@ async fn create_organisation(
         join_policy: JoinPolicy::AdminApproval,
     };
     let who = audit::Who::system("cli:create-organisation");
-    let founded = tenants::found(store, &who, &new, &owner).await.map_err(|e| match e {
+    let founded = identity::admin::founding::found(store, &who, &new, &owner).await.map_err(|e| match e {
         identity::IdentityError::Duplicate(_) => {
             anyhow::anyhow!("--slug {slug}: an organisation with this slug already exists; nothing was created")
         }
@@ -310,7 +311,7 @@ async fn create_organisation(
 }
 
 async fn api_key(store: &Store, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    use identity::api_keys;
+    use identity::admin::api_keys;
     let who = audit::Who::system("cli:api-key");
     match cmd {
         ApiKeyCommand::Create { tenant, name, role, scopes, expires_days } => {

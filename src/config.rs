@@ -86,11 +86,11 @@ pub struct ServeArgs {
     pub login_limit: web::limits::LoginLimit,
     /// Failed logins before an account is locked (1-100); each further failure doubles the lock.
     #[arg(long, env = "COUNTERSIGN_LOCKOUT_AFTER", default_value = "5")]
-    pub lockout_after: identity::login_policy::LockAfter,
+    pub lockout_after: identity::signin::lockout::LockAfter,
     /// Distinct addresses failing against one account within an hour that raise
     /// auth.suspicious_login (2-1000).
     #[arg(long, env = "COUNTERSIGN_SUSPICIOUS_IPS", default_value = "5")]
-    pub suspicious_ips: identity::login_policy::SuspiciousIps,
+    pub suspicious_ips: identity::signin::suspicious::SuspiciousIps,
     /// SMTP server for outgoing mail: smtp://host:port or smtps://user:pass@host:465. Without
     /// it, mail is written to the mail_outbox table (read it with `admin outbox`).
     #[arg(long, env = "COUNTERSIGN_SMTP_URL", hide_env_values = true, value_parser = secret)]
@@ -117,7 +117,7 @@ impl ServeArgs {
     pub fn limits(&self) -> web::limits::Limits {
         web::limits::Limits {
             login: self.login_limit,
-            policy: identity::login_policy::LoginPolicy {
+            policy: identity::signin::sessions::LoginPolicy {
                 lock_after: self.lockout_after,
                 suspicious_ips: self.suspicious_ips,
             },
@@ -383,11 +383,11 @@ impl DbArgs {
 
     /// The MFA key box: the current key (generated only as `generate` allows) and the old keys
     /// (which must exist).
-    pub fn mfa_keys(&self, generate: Generate) -> anyhow::Result<identity::secret_box::SecretBox> {
+    pub fn mfa_keys(&self, generate: Generate) -> anyhow::Result<identity::signin::secret_box::SecretBox> {
         let current = self.mfa_key();
         let seed = current.seed(generate)?;
         let old: Vec<&std::path::Path> = self.mfa_old_key_files.iter().map(PathBuf::as_path).collect();
-        identity::secret_box::SecretBox::with_old_files(&seed, &old)
+        identity::signin::secret_box::SecretBox::with_old_files(&seed, &old)
             .map_err(|e| anyhow::anyhow!("MFA key (--mfa-old-key-file / COUNTERSIGN_MFA_OLD_KEY_FILES): {e}"))
     }
 

@@ -72,8 +72,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// generated only at their default paths (first start); a path named explicitly must exist.
 struct ServerKeys {
     audit: std::sync::Arc<audit::CheckpointKey>,
-    session: identity::tokens::TokenKey,
-    mfa: identity::secret_box::SecretBox,
+    session: identity::signin::tokens::TokenKey,
+    mfa: identity::signin::secret_box::SecretBox,
 }
 
 impl ServerKeys {
@@ -85,7 +85,7 @@ impl ServerKeys {
         let g = config::Generate::AtDefaultPath;
         Ok(Self {
             audit: std::sync::Arc::new(audit::CheckpointKey::from_seed(db.audit_key().seed(g)?)),
-            session: identity::tokens::TokenKey::from_seed(db.session_key().seed(g)?),
+            session: identity::signin::tokens::TokenKey::from_seed(db.session_key().seed(g)?),
             mfa: db.mfa_keys(g)?,
         })
     }
@@ -157,13 +157,13 @@ fn spawn_membership_expiry(store: store::Store, every: std::time::Duration) -> t
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match identity::memberships::expire_due(&store).await {
+            match identity::admin::guest_expiry::expire_due(&store).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(ended = n, "guest memberships expired"),
                 Err(e) => tracing::warn!(error = %e, "membership expiry sweep failed"),
             }
             // Outbox mail holds codes and invitation tokens: gone once delivered or expired.
-            match identity::mail::purge(&store).await {
+            match identity::signin::mail::purge(&store).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "delivered or expired outbox mail purged"),
                 Err(e) => tracing::warn!(error = %e, "outbox purge failed"),

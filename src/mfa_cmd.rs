@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use identity::EmailAddress;
-use identity::mail::{Mailer, OutboxMailer, SmtpMailer};
+use identity::signin::mail::{Mailer, OutboxMailer, SmtpMailer};
 use secrecy::ExposeSecret;
 use store::Store;
 
@@ -15,7 +15,7 @@ use crate::config::{DbArgs, ServeArgs};
 pub fn mailer(
     store: &Store,
     args: &ServeArgs,
-    keys: &identity::secret_box::SecretBox,
+    keys: &identity::signin::secret_box::SecretBox,
 ) -> anyhow::Result<Arc<dyn Mailer>> {
     match &args.smtp_url {
         Some(url) => {
@@ -37,9 +37,9 @@ pub async fn outbox(store: &Store, db: &DbArgs, to: Option<&str>, limit: i64) ->
     let to = to.map(EmailAddress::parse).transpose().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let keys = db.mfa_keys(crate::config::Generate::Never)?;
     let mut g = store.global_tx().await?;
-    let mail = identity::mail::outbox(&mut g, &keys, to.as_ref(), limit).await?;
+    let mail = identity::signin::mail::outbox(&mut g, &keys, to.as_ref(), limit).await?;
     let ids: Vec<uuid::Uuid> = mail.iter().map(|m| m.id).collect();
-    identity::mail::mark_delivered(&mut g, &ids).await?;
+    identity::signin::mail::mark_delivered(&mut g, &ids).await?;
     g.commit().await?;
     if mail.is_empty() {
         println!("the outbox is empty");
@@ -55,7 +55,7 @@ pub async fn rotate(store: &Store, db: &DbArgs) -> anyhow::Result<ExitCode> {
     let keys = db.mfa_keys(crate::config::Generate::Never)?;
     let who = audit::Who::system("cli:rotate-mfa-key");
     let mut g = store.global_tx().await?;
-    let n = identity::mfa::rotate_all(&mut g, &keys, &who).await?;
+    let n = identity::signin::mfa::rotate_all(&mut g, &keys, &who).await?;
     g.commit().await?;
     println!("re-sealed {n} TOTP secret(s) under key {}", keys.current_key_id());
     Ok(ExitCode::SUCCESS)

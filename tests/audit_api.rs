@@ -6,7 +6,7 @@ mod common;
 
 use common::{TestApp, org, who};
 use identity::Role;
-use identity::api_keys;
+use identity::admin::api_keys;
 use reqwest::StatusCode;
 use serde_json::Value;
 use store::TenantId;

@@ -280,7 +280,7 @@ async fn event_rolls_back_with_its_change_and_a_failed_event_fails_the_change() 
     // The change is abandoned: its event disappears with it, and the head does not move.
     {
         let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-        let d = identity::departments::create(
+        let d = identity::directory::departments::create(
             &mut tx,
             &who(),
             &identity::DepartmentCode::parse("FIN").expect("code"),
@@ -503,9 +503,10 @@ async fn retention_sweep_purges_soft_deleted_records_and_leaves_the_ledger() {
     let ledger_before: i64 = sqlx::query_scalar(&count("audit_events")).fetch_one(&mut admin).await.expect("n");
 
     let mut tx = db.store.bypass("test", "retention sweep").await.expect("bypass");
-    let purged = identity::retention::sweep(&mut tx, &Who::system("test:retention"), chrono::Duration::days(30))
-        .await
-        .expect("sweep");
+    let purged =
+        identity::directory::retention::sweep(&mut tx, &Who::system("test:retention"), chrono::Duration::days(30))
+            .await
+            .expect("sweep");
     tx.commit().await.expect("commit");
     assert_eq!(purged.memberships, 1);
 
@@ -529,14 +530,20 @@ async fn role_change_requires_a_reason_and_records_the_delta() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    let e = identity::memberships::change_role(&mut tx, &who(), a.memberships[1], identity::Role::Finance, " ")
-        .await
-        .expect_err("no reason");
-    assert!(matches!(e, identity::IdentityError::Invalid { field: "reason", .. }), "{e:?}");
-    let old =
-        identity::memberships::change_role(&mut tx, &who(), a.memberships[1], identity::Role::Finance, "covers AP")
+    let e =
+        identity::directory::memberships::change_role(&mut tx, &who(), a.memberships[1], identity::Role::Finance, " ")
             .await
-            .expect("change");
+            .expect_err("no reason");
+    assert!(matches!(e, identity::IdentityError::Invalid { field: "reason", .. }), "{e:?}");
+    let old = identity::directory::memberships::change_role(
+        &mut tx,
+        &who(),
+        a.memberships[1],
+        identity::Role::Finance,
+        "covers AP",
+    )
+    .await
+    .expect("change");
     assert_eq!(old, identity::Role::Staff);
     let f = Filter { action: Some("membership.role_changed".into()), ..Filter::default() };
     let page = audit::query::query(&mut tx, &f, None, 10).await.expect("q");

@@ -3,7 +3,8 @@
 mod common;
 
 use common::org;
-use identity::{MembershipStatus, memberships};
+use identity::MembershipStatus;
+use identity::directory::memberships;
 use store::testing::TestDb;
 
 #[tokio::test]

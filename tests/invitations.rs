@@ -208,6 +208,6 @@ async fn invitations_refuse_role_escalation_bad_input_and_non_admins() {
 #[test]
 fn the_invitation_mail_is_rendered_in_one_place() {
     let (subject, text) =
-        identity::invitations::invitation_mail("Acme Ltd", "auditor", "csi_token", chrono::Utc::now(), None);
+        identity::admin::invitations::invitation_mail("Acme Ltd", "auditor", "csi_token", chrono::Utc::now(), None);
     assert!(subject.contains("Acme Ltd") && text.contains("csi_token") && text.contains("auditor"));
 }

@@ -52,10 +52,12 @@ async fn acme_with_list(db: &TestDb, cidrs: &[&str]) -> common::Org {
     with_password(db, a.users[0]).await;
     with_password(db, a.users[1]).await;
     let entries: Vec<_> =
-        cidrs.iter().map(|c| identity::ip_allowlist::NewEntry::parse(c, "test").expect("entry")).collect();
+        cidrs.iter().map(|c| identity::directory::ip_allowlist::NewEntry::parse(c, "test").expect("entry")).collect();
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     let permit = common::operator(authz::Action::SettingsManage, a.id);
-    identity::ip_allowlist::replace(&mut tx, &who(), &permit, &entries, "test setup").await.expect("replace");
+    identity::directory::ip_allowlist::replace(&mut tx, &who(), &permit, &entries, "test setup")
+        .await
+        .expect("replace");
     tx.commit().await.expect("commit");
     a
 }

@@ -160,7 +160,10 @@ async fn tenants_and_users_are_visible_only_within_their_tenant() {
     let mut expected = a.users.clone();
     expected.sort();
     assert_eq!(users, expected, "A sees exactly its members");
-    assert!(identity::users::get_member(&mut tx, b.users[0]).await.is_err(), "B's user must be invisible to A");
+    assert!(
+        identity::directory::users::get_member(&mut tx, b.users[0]).await.is_err(),
+        "B's user must be invisible to A"
+    );
     // A tenant transaction cannot create identities (that is GlobalTx's job).
     let e = sqlx::query("insert into users (id, email, display_name) values (gen_random_uuid(), 'x@y.example', 'X')")
         .execute(tx.conn())

@@ -3,8 +3,9 @@
 mod common;
 
 use common::{PASSWORD, TestApp, org, who, with_password};
-use identity::login_policy::{LockAfter, LoginPolicy, SuspiciousIps};
-use identity::sessions;
+use identity::signin::lockout::{self, LockAfter};
+use identity::signin::sessions::LoginPolicy;
+use identity::signin::suspicious::SuspiciousIps;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use store::testing::TestDb;
@@ -165,7 +166,7 @@ async fn failures_from_five_addresses_raise_one_suspicious_login_per_hour() {
             app.anonymous().from(&xff).login("acme", "user0@acme.example", "not the password!").await;
         }
         let mut g = db.store.global_tx().await.expect("tx");
-        sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock");
+        lockout::unlock(&mut g, &who(), a.users[0]).await.expect("unlock");
         g.commit().await.expect("commit");
     }
     assert!(platform_signals(&db, a.users[0]).await.is_empty());
@@ -178,7 +179,7 @@ async fn failures_from_five_addresses_raise_one_suspicious_login_per_hour() {
     assert_eq!(tenant_signals(&db, a.id).await, 1);
     // More failures from more addresses within the hour: no second event.
     let mut g = db.store.global_tx().await.expect("tx");
-    sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock");
+    lockout::unlock(&mut g, &who(), a.users[0]).await.expect("unlock");
     g.commit().await.expect("commit");
     for i in 6..=8 {
         app.anonymous().from(&format!("192.0.2.{i}")).login("acme", "user0@acme.example", "not the password!").await;

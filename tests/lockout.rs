@@ -5,8 +5,8 @@
 mod common;
 
 use common::{Answer, Client, PASSWORD, TestApp, org, roomy_limits, who, with_password};
-use identity::login_policy::{LockAfter, LoginPolicy};
-use identity::sessions;
+use identity::signin::lockout::{self, LockAfter};
+use identity::signin::sessions::LoginPolicy;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use store::testing::TestDb;
@@ -114,9 +114,9 @@ async fn an_outsider_hammering_a_members_pair_locks_only_their_own_address() {
     assert_eq!(r.status, StatusCode::OK);
     // An admin unlock clears what was locked, every address of it.
     let mut g = db.store.global_tx().await.expect("tx");
-    assert!(identity::lockout::is_locked(&mut g, a.users[0]).await.expect("locked?"));
-    assert!(sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
-    assert!(!identity::lockout::is_locked(&mut g, a.users[0]).await.expect("locked?"));
+    assert!(lockout::is_locked(&mut g, a.users[0]).await.expect("locked?"));
+    assert!(lockout::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
+    assert!(!lockout::is_locked(&mut g, a.users[0]).await.expect("locked?"));
     g.commit().await.expect("commit");
     let r = app.anonymous().from("203.0.113.66").login("acme", member, PASSWORD).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -168,7 +168,7 @@ async fn mfa_management_honours_the_configured_lockout_threshold() {
     assert_eq!(own_address.login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     // An admin unlock clears it.
     let mut g = db.store.global_tx().await.expect("tx");
-    assert!(sessions::unlock(&mut g, &who(), a.users[1]).await.expect("unlock"));
+    assert!(lockout::unlock(&mut g, &who(), a.users[1]).await.expect("unlock"));
     g.commit().await.expect("commit");
     let r = confirm().await;
     assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_code"), "{}", r.body);

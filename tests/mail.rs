@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use identity::EmailAddress;
-use identity::mail::{Mail, Mailer, SmtpMailer};
+use identity::signin::mail::{Mail, Mailer, SmtpMailer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -4,8 +4,9 @@
 mod common;
 
 use common::{Client, PASSWORD, TestApp, audit_count, org, who, with_password};
-use identity::sessions;
-use identity::{JoinPolicy, MembershipStatus, Slug, tenants};
+use identity::directory::tenants;
+use identity::signin::{account, lockout};
+use identity::{JoinPolicy, MembershipStatus, Role, Slug};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -302,7 +303,7 @@ async fn deactivation_kills_the_members_access_token_immediately() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     // Someone guesses the member's password until the account locks; an admin unlocks it.
-    for _ in 0..sessions::LOCK_AFTER {
+    for _ in 0..lockout::LOCK_AFTER {
         app.anonymous().login("acme", "user1@acme.example", "a wrong guess 123").await;
     }
     assert_eq!(
@@ -313,6 +314,63 @@ async fn deactivation_kills_the_members_access_token_immediately() {
     assert_eq!((r.status, &r.body["was_locked"]), (StatusCode::OK, &json!(true)));
     assert_eq!(app.anonymous().login("acme", "user1@acme.example", PASSWORD).await.status, StatusCode::OK);
     assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
+}
+
+/// The unlock writes its own `member.unlocked` in the organisation transaction it runs in (not the
+/// web handler): rolled back, neither the unlock nor either record stays; committed, all do.
+#[tokio::test]
+async fn an_unlock_and_its_audit_records_commit_together() {
+    async fn locked(db: &TestDb, user: Uuid) -> bool {
+        let mut g = db.store.global_tx().await.expect("tx");
+        lockout::is_locked(&mut g, user).await.expect("locked?")
+    }
+    async fn platform_unlocks(db: &TestDb) -> i64 {
+        let mut admin = db.admin_conn().await;
+        sqlx::query_scalar("select count(*) from platform_audit_events where action = 'user.unlocked'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count")
+    }
+    async fn unlock(db: &TestDb, tenant: TenantId, user: Uuid) -> (store::TenantTx, store::GlobalTx) {
+        let permit = common::operator(authz::Action::MembersManage, tenant);
+        let mut tx = db.store.tenant_tx(tenant).await.expect("tx");
+        let mut g = db.store.global_tx().await.expect("tx");
+        let was_locked = identity::admin::members::unlock(&mut tx, &mut g, &who(), &permit, Role::Owner, user)
+            .await
+            .expect("unlock");
+        assert!(was_locked);
+        // Written in the caller's organisation transaction, before anything commits.
+        let seen: i64 = sqlx::query_scalar("select count(*) from audit_events where action = 'member.unlocked'")
+            .fetch_one(tx.conn())
+            .await
+            .expect("count");
+        assert_eq!(seen, 1);
+        (tx, g)
+    }
+
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let user = a.users[1];
+    with_password(&db, user).await;
+    let app = TestApp::new(&db).await;
+    for _ in 0..lockout::LOCK_AFTER {
+        app.anonymous().login("acme", "user1@acme.example", "a wrong guess 123").await;
+    }
+    assert!(locked(&db, user).await);
+
+    let (tx, g) = unlock(&db, a.id, user).await;
+    drop(g);
+    drop(tx);
+    assert!(locked(&db, user).await, "a rolled-back unlock unlocked");
+    assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 0, "a rolled-back unlock left its record");
+    assert_eq!(platform_unlocks(&db).await, 0);
+
+    let (tx, g) = unlock(&db, a.id, user).await;
+    g.commit().await.expect("commit");
+    tx.commit().await.expect("commit");
+    assert!(!locked(&db, user).await);
+    assert_eq!(audit_count(&db, a.id, "member.unlocked").await, 1);
+    assert_eq!(platform_unlocks(&db).await, 1);
 }
 
 #[tokio::test]
@@ -432,7 +490,7 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
     let guest = app.sign_in("acme", "user1@acme.example").await;
     assert_eq!(guest.get("/api/v1/me").await.status, StatusCode::OK);
     // Nothing is due: nothing changes.
-    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0);
+    assert_eq!(identity::admin::guest_expiry::expire_due(&db.store).await.expect("sweep"), 0);
     let mut admin = db.admin_conn().await;
     sqlx::query(
         "update memberships set valid_from = now() - interval '1 day', valid_until = now() - interval '1 second'
@@ -442,8 +500,8 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
     .execute(&mut admin)
     .await
     .expect("backdate");
-    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 1);
-    assert_eq!(identity::memberships::expire_due(&db.store).await.expect("sweep"), 0, "idempotent");
+    assert_eq!(identity::admin::guest_expiry::expire_due(&db.store).await.expect("sweep"), 1);
+    assert_eq!(identity::admin::guest_expiry::expire_due(&db.store).await.expect("sweep"), 0, "idempotent");
     assert_eq!(guest.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     let (status, revoked): (String, i64) = sqlx::query_as(
         "select m.status, (select count(*) from sessions s where s.user_id = m.user_id and s.tenant_id = m.tenant_id
@@ -468,14 +526,18 @@ async fn guest_membership_expiry_ends_the_membership_and_revokes_its_sessions() 
 
 async fn new_user(db: &TestDb, email: &str, verified: bool) -> Uuid {
     let mut g = db.store.global_tx().await.expect("tx");
-    let u =
-        identity::users::create(&mut g, &who(), &identity::EmailAddress::parse(email).expect("email"), "New Person")
-            .await
-            .expect("user");
-    sessions::set_password(
+    let u = identity::directory::users::create(
         &mut g,
         &who(),
-        &identity::passwords::Hasher::new(1).expect("h"),
+        &identity::EmailAddress::parse(email).expect("email"),
+        "New Person",
+    )
+    .await
+    .expect("user");
+    account::set_password(
+        &mut g,
+        &who(),
+        &identity::signin::passwords::Hasher::new(1).expect("h"),
         u.id,
         &SecretString::from(PASSWORD),
         &[],
@@ -496,7 +558,7 @@ async fn new_user(db: &TestDb, email: &str, verified: bool) -> Uuid {
 
 async fn join(db: &TestDb, user: Uuid) -> Vec<(TenantId, MembershipStatus)> {
     let mut g = db.store.global_tx().await.expect("tx");
-    let joined = identity::joining::after_email_verified(&mut g, user).await.expect("join");
+    let joined = identity::directory::joining::after_email_verified(&mut g, user).await.expect("join");
     g.commit().await.expect("commit");
     joined
 }
@@ -587,9 +649,15 @@ async fn auditors_and_read_scoped_keys_may_read_member_lists_but_change_nothing(
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    identity::memberships::change_role(&mut tx, &who(), a.memberships[2], identity::Role::Auditor, "external audit")
-        .await
-        .expect("role");
+    identity::directory::memberships::change_role(
+        &mut tx,
+        &who(),
+        a.memberships[2],
+        identity::Role::Auditor,
+        "external audit",
+    )
+    .await
+    .expect("role");
     tx.commit().await.expect("commit");
     with_password(&db, a.users[0]).await;
     with_password(&db, a.users[2]).await;

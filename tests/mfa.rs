@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::app::Setup;
 use common::{Answer, Client, PASSWORD, TestApp, audit_count, bare_org, org, who, with_password};
-use identity::mfa;
-use identity::secret_box::SecretBox;
-use identity::sessions;
+use identity::signin::lockout;
+use identity::signin::mfa;
+use identity::signin::secret_box::SecretBox;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use store::testing::TestDb;
@@ -79,7 +79,7 @@ async fn mailed_code(db: &TestDb, email: &str, seen: i64) -> String {
     let to = identity::EmailAddress::parse(email).expect("email");
     loop {
         let mut g = db.store.global_tx().await.expect("global");
-        let rows = identity::mail::outbox(&mut g, &keys, Some(&to), 1000).await.expect("outbox");
+        let rows = identity::signin::mail::outbox(&mut g, &keys, Some(&to), 1000).await.expect("outbox");
         g.commit().await.expect("commit");
         if i64::try_from(rows.len()).expect("len") > seen {
             let body = &rows[0].body;
@@ -239,7 +239,7 @@ async fn five_wrong_codes_kill_the_challenge_and_lock_the_account() {
     assert_eq!(platform_count(&db, "auth.mfa_failed").await, 5);
     // A method the challenge does not offer, or none, is a 422, not a guess.
     let mut g = db.store.global_tx().await.expect("tx");
-    assert!(sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
+    assert!(lockout::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
     g.commit().await.expect("commit");
     let r = login(&app, "acme", "user0@acme.example").await;
     let token = str_of(&r.body, "mfa_token").to_owned();
@@ -309,7 +309,7 @@ async fn email_login_codes_work_once_expire_and_reveal_no_addresses() {
     request(member, "login").await;
     let third = mailed_code(&db, member, 2).await;
     let wrong = if third == "00000000" { "00000001" } else { "00000000" };
-    for _ in 0..identity::email_codes::MAX_ATTEMPTS {
+    for _ in 0..identity::signin::email_codes::MAX_ATTEMPTS {
         let r = verify(wrong.to_owned()).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
@@ -430,8 +430,12 @@ async fn sealed_secrets_are_bound_to_their_user_and_survive_key_rotation() {
     g.commit().await.expect("commit");
     let t = TOTP::from_url(secrecy::ExposeSecret::expose_secret(&e1.otpauth_uri)).expect("uri");
     fresh_step().await;
-    let lockout = identity::lockout::Lockout::new([1; 32], identity::login_policy::LockAfter::default());
-    mfa::confirm(&db.store, &rotated, &lockout, &who(), u1, &code(&t, 0)).await.expect("confirm");
+    let auth = identity::signin::sessions::Authenticator {
+        hasher: identity::signin::passwords::Hasher::new(1).expect("hasher"),
+        key: common::app::token_key(),
+        policy: identity::signin::sessions::LoginPolicy::default(),
+    };
+    mfa::confirm(&db.store, &rotated, &auth, &who(), u1, &code(&t, 0)).await.expect("confirm");
     let mut admin = db.admin_conn().await;
     let key_of = |u: Uuid| sqlx::query_scalar::<_, String>("select key_id from user_totp where user_id = $1").bind(u);
     assert_eq!(key_of(u1).fetch_one(&mut admin).await.expect("k"), rotated.current_key_id());

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::org;
 use identity::EmailAddress;
-use identity::mail::{Mail, Mailer, OutboxMailer};
-use identity::secret_box::SecretBox;
+use identity::signin::mail::{Mail, Mailer, OutboxMailer};
+use identity::signin::secret_box::SecretBox;
 use serde_json::json;
 use store::testing::TestDb;
 
@@ -51,7 +51,7 @@ async fn outbox_rows_hold_no_plaintext_code_or_invitation_token() {
     let started = Instant::now();
     let body = loop {
         let mut g = db.store.global_tx().await.expect("global");
-        let rows = identity::mail::outbox(&mut g, &keys, Some(&to), 10).await.expect("outbox");
+        let rows = identity::signin::mail::outbox(&mut g, &keys, Some(&to), 10).await.expect("outbox");
         g.commit().await.expect("commit");
         if let Some(m) = rows.first() {
             break m.body.clone();
@@ -88,7 +88,7 @@ async fn outbox_rows_hold_no_plaintext_code_or_invitation_token() {
     .await
     .expect("copy");
     let mut g = db.store.global_tx().await.expect("global");
-    let moved = identity::mail::outbox(&mut g, &keys, Some(&to), 10).await.expect("outbox");
+    let moved = identity::signin::mail::outbox(&mut g, &keys, Some(&to), 10).await.expect("outbox");
     assert!(!moved[0].body.contains(token) && moved[0].body.contains("does not hold"), "{}", moved[0].body);
 }
 
@@ -102,13 +102,13 @@ async fn delivered_and_expired_mail_is_purged() {
     }
     let mut g = db.store.global_tx().await.expect("global");
     let delivered = EmailAddress::parse("delivered@x.example").expect("email");
-    let ids: Vec<uuid::Uuid> = identity::mail::outbox(&mut g, &keys, Some(&delivered), 10)
+    let ids: Vec<uuid::Uuid> = identity::signin::mail::outbox(&mut g, &keys, Some(&delivered), 10)
         .await
         .expect("outbox")
         .into_iter()
         .map(|m| m.id)
         .collect();
-    assert_eq!(identity::mail::mark_delivered(&mut g, &ids).await.expect("mark"), 1);
+    assert_eq!(identity::signin::mail::mark_delivered(&mut g, &ids).await.expect("mark"), 1);
     g.commit().await.expect("commit");
     let mut admin = db.admin_conn().await;
     sqlx::query(
@@ -118,7 +118,7 @@ async fn delivered_and_expired_mail_is_purged() {
     .await
     .expect("expire");
 
-    assert_eq!(identity::mail::purge(&db.store).await.expect("purge"), 2);
+    assert_eq!(identity::signin::mail::purge(&db.store).await.expect("purge"), 2);
     let left: Vec<String> =
         sqlx::query_scalar("select to_address::text from mail_outbox").fetch_all(&mut admin).await.expect("left");
     assert_eq!(left, vec!["pending@x.example".to_owned()]);

@@ -136,7 +136,10 @@ async fn a_handler_that_forgets_to_ask_is_refused_not_served() {
 #[tokio::test]
 async fn organisation_writes_refuse_a_permit_for_another_action_or_organisation() {
     use authz::{Engine, Resource, Subject};
-    use identity::{IdentityError, api_keys, invitations, ip_allowlist, members, mfa};
+    use identity::IdentityError;
+    use identity::admin::{api_keys, invitations, members};
+    use identity::directory::ip_allowlist;
+    use identity::signin::mfa;
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let b = org(&db, "beta").await;

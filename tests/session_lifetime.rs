@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Client, TestApp, org, with_password};
-use identity::sessions::IDLE_TIMEOUT_MINUTES;
+use identity::signin::sessions::IDLE_TIMEOUT_MINUTES;
 use reqwest::StatusCode;
 use serde_json::json;
 use store::testing::TestDb;

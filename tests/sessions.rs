@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Client, PASSWORD, TestApp, org, who, with_password};
-use identity::sessions;
+use identity::signin::lockout;
 use reqwest::StatusCode;
 use serde_json::json;
 use store::testing::TestDb;
@@ -155,9 +155,15 @@ async fn revocation_reaches_the_other_node_within_a_second() {
     assert_eq!(events(&admin_on_b).await, StatusCode::OK);
     // A role change ends the member's sessions too.
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
-    identity::memberships::change_role(&mut tx, &who(), a.memberships[0], identity::Role::Auditor, "moved to audit")
-        .await
-        .expect("role");
+    identity::directory::memberships::change_role(
+        &mut tx,
+        &who(),
+        a.memberships[0],
+        identity::Role::Auditor,
+        "moved to audit",
+    )
+    .await
+    .expect("role");
     tx.commit().await.expect("commit");
     let changed = Instant::now();
     while events(&admin_on_b).await != StatusCode::UNAUTHORIZED {
@@ -173,7 +179,7 @@ async fn repeated_failures_lock_the_account_with_retry_after() {
     with_password(&db, a.users[0]).await;
     let app = TestApp::new(&db).await;
     let client = app.anonymous();
-    for _ in 0..sessions::LOCK_AFTER {
+    for _ in 0..lockout::LOCK_AFTER {
         assert_eq!(
             client.login("acme", "user0@acme.example", "not the password!").await.status,
             StatusCode::UNAUTHORIZED
@@ -185,7 +191,7 @@ async fn repeated_failures_lock_the_account_with_retry_after() {
     assert!((1..=60).contains(&retry), "{retry}");
     // An admin unlocks.
     let mut g = db.store.global_tx().await.expect("tx");
-    assert!(sessions::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
+    assert!(lockout::unlock(&mut g, &who(), a.users[0]).await.expect("unlock"));
     g.commit().await.expect("commit");
     assert_eq!(client.login("acme", "user0@acme.example", PASSWORD).await.status, StatusCode::OK);
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use identity::passwords::{ITERATIONS, LANES, MEMORY_KIB, SERVER_THREADS};
-use identity::{EmailAddress, JoinPolicy, Role, Slug, memberships, tenants, users};
+use identity::directory::{memberships, tenants, users};
+use identity::signin::passwords::{ITERATIONS, LANES, MEMORY_KIB, SERVER_THREADS};
+use identity::{EmailAddress, JoinPolicy, Role, Slug};
 use sqlx::{ConnectOptions, Connection};
 use store::testing::TestDb;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -230,7 +231,7 @@ async fn seed(db: &TestDb, n: u32) -> anyhow::Result<Vec<String>> {
     )
     .await?;
     b.commit().await?;
-    let hasher = identity::passwords::Hasher::new(SERVER_THREADS)?;
+    let hasher = identity::signin::passwords::Hasher::new(SERVER_THREADS)?;
     let mut emails = Vec::new();
     let mut work = Vec::new();
     for i in 0..n {
@@ -242,7 +243,7 @@ async fn seed(db: &TestDb, n: u32) -> anyhow::Result<Vec<String>> {
             let mut g = store.global_tx().await?;
             let u = users::create(&mut g, &who, &addr, &format!("Member {i}")).await?;
             let pw = secrecy::SecretString::from(PASSWORD);
-            identity::sessions::set_password(&mut g, &who, &hasher, u.id, &pw, &[]).await?;
+            identity::signin::account::set_password(&mut g, &who, &hasher, u.id, &pw, &[]).await?;
             g.commit().await?;
             let mut tx = store.tenant_tx(t.id).await?;
             let m =

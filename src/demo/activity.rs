@@ -11,7 +11,8 @@ use approvals::{Currency, Status, Transition};
 use audit::Origin;
 use authz::Engine;
 use chrono::{Duration, NaiveDate, Utc};
-use identity::{EmailAddress, Role, memberships, users};
+use identity::directory::{memberships, users};
+use identity::{EmailAddress, Role};
 use store::{Store, TenantId};
 use uuid::Uuid;
 
@@ -229,7 +230,9 @@ async fn drive(
                 .await;
         }
         Goal::Rejected => {
-            return d.step(hod, Transition::Reject, Some("Not budgeted this quarter; raise it again in January.")).await;
+            return d
+                .step(hod, Transition::Reject, Some("Not budgeted this quarter; raise it again in January."))
+                .await;
         }
         _ => {}
     }
@@ -312,12 +315,12 @@ pub async fn guest(
 /// Keeps the mail the email-code flow sends, so the demo can redeem the code the way a person
 /// reading their mailbox would.
 #[derive(Debug, Default)]
-struct Mailbox(Mutex<Vec<identity::mail::Mail>>);
+struct Mailbox(Mutex<Vec<identity::signin::mail::Mail>>);
 
-impl identity::mail::Mailer for Mailbox {
+impl identity::signin::mail::Mailer for Mailbox {
     fn send<'a>(
         &'a self,
-        mail: &'a identity::mail::Mail,
+        mail: &'a identity::signin::mail::Mail,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), identity::IdentityError>> + Send + 'a>> {
         Box::pin(async move {
             if let Ok(mut box_) = self.0.lock() {
@@ -344,9 +347,9 @@ pub async fn pending_joiner(
     }
     g.commit().await?;
     let mailbox = Arc::new(Mailbox::default());
-    let mailer: Arc<dyn identity::mail::Mailer> = mailbox.clone();
-    let purpose = identity::email_codes::Purpose::VerifyEmail;
-    identity::email_codes::request(store, &mailer, Some(tenant), &email, purpose, &Origin::none()).await?;
+    let mailer: Arc<dyn identity::signin::mail::Mailer> = mailbox.clone();
+    let purpose = identity::signin::email_codes::Purpose::VerifyEmail;
+    identity::signin::email_codes::request(store, &mailer, Some(tenant), &email, purpose, &Origin::none()).await?;
     // The mail is sent on a task of its own; it is in the box within moments.
     let mut code = None;
     for _ in 0..100 {
@@ -357,7 +360,7 @@ pub async fn pending_joiner(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let code = code.context("demo: the verification mail did not arrive")?;
-    identity::email_codes::redeem(store, Some(tenant), &email, &code, &Origin::none()).await?;
+    identity::signin::email_codes::redeem(store, Some(tenant), &email, &code, &Origin::none()).await?;
     Ok(())
 }
 

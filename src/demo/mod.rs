@@ -8,7 +8,8 @@ mod activity;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
+use identity::directory::{departments, memberships, tenants, users};
+use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug};
 
 pub struct Seeded {
     orgs: Vec<SeededOrg>,
@@ -121,13 +122,13 @@ async fn demo_passwords(store: &store::Store) -> anyhow::Result<secrecy::SecretS
     let mut bytes = [0u8; 9];
     rand::rng().fill_bytes(&mut bytes);
     let password = secrecy::SecretString::from(format!("demo-{}", hex::encode(bytes)));
-    let hasher = identity::passwords::Hasher::new(identity::passwords::SERVER_THREADS)?;
+    let hasher = identity::signin::passwords::Hasher::new(identity::signin::passwords::SERVER_THREADS)?;
     for org in ORGS {
         for (local, ..) in org.people {
             let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;
             let mut g = store.global_tx().await?;
             if let Some(user) = users::find_by_email(&mut g, &email).await? {
-                identity::sessions::set_password(
+                identity::signin::account::set_password(
                     &mut g,
                     &who(),
                     &hasher,
@@ -149,13 +150,13 @@ async fn demo_auditor_key(store: &store::Store) -> anyhow::Result<Option<secrecy
     g.commit().await?;
     let Some(tenant) = tenant else { return Ok(None) };
     let mut tx = store.tenant_tx(tenant).await?;
-    let issued = identity::api_keys::create(
+    let issued = identity::admin::api_keys::create(
         &mut tx,
         &who(),
         // Seeding acts as the host operator, like the command line.
         &authz::Permit::operator(authz::Action::ApiKeysManage, tenant.as_uuid()),
-        identity::api_keys::Minter::Operator,
-        &identity::api_keys::NewApiKey {
+        identity::admin::api_keys::Minter::Operator,
+        &identity::admin::api_keys::NewApiKey {
             name: "demo auditor".into(),
             role: Role::Auditor,
             scopes: vec!["audit:read".into()],

@@ -10,8 +10,8 @@
 //! assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ip_not_allowed"));
 //! ```
 
-use identity::secret_box::SecretBox;
-use identity::tokens::TokenKey;
+use identity::signin::secret_box::SecretBox;
+use identity::signin::tokens::TokenKey;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -8,7 +8,8 @@ pub mod venv;
 
 pub use app::{Answer, Client, TestApp, roomy_limits};
 
-use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
+use identity::directory::{departments, memberships, tenants, users};
+use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug};
 use store::TenantId;
 use store::testing::TestDb;
 use uuid::Uuid;
@@ -213,12 +214,12 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
 /// An API key the operator mints in `tenant`; returns its id and its secret.
 pub async fn api_key(db: &TestDb, tenant: TenantId, name: &str, role: Role, scopes: &[&str]) -> (Uuid, String) {
     let mut tx = db.store.tenant_tx(tenant).await.expect("tenant tx");
-    let k = identity::api_keys::create(
+    let k = identity::admin::api_keys::create(
         &mut tx,
         &who(),
         &operator(authz::Action::ApiKeysManage, tenant),
-        identity::api_keys::Minter::Operator,
-        &identity::api_keys::NewApiKey {
+        identity::admin::api_keys::Minter::Operator,
+        &identity::admin::api_keys::NewApiKey {
             name: name.to_owned(),
             role,
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
@@ -236,9 +237,9 @@ pub const PASSWORD: &str = "tulip lantern orbit 1987";
 
 /// Gives `user` the test [`PASSWORD`] through the real policy and hasher.
 pub async fn with_password(db: &TestDb, user: Uuid) {
-    let hasher = identity::passwords::Hasher::new(1).expect("hasher");
+    let hasher = identity::signin::passwords::Hasher::new(1).expect("hasher");
     let mut g = db.store.global_tx().await.expect("tx");
-    identity::sessions::set_password(&mut g, &who(), &hasher, user, &secrecy::SecretString::from(PASSWORD), &[])
+    identity::signin::account::set_password(&mut g, &who(), &hasher, user, &secrecy::SecretString::from(PASSWORD), &[])
         .await
         .expect("password");
     g.commit().await.expect("commit");

@@ -21,7 +21,8 @@ use authz::{Action, DocumentFacts, Engine, Level, Permit, Resource, Subject};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use identity::{Role, departments, memberships, tenants};
+use identity::Role;
+use identity::directory::{departments, memberships, tenants};
 use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;

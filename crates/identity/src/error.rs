@@ -1,4 +1,5 @@
-//! Identity's one error type.
+//! Identity's one error type, beneath every layer: each answers with it, so `web` maps one enum to
+//! a status and a stable `code`.
 
 use store::StoreError;
 

@@ -1,36 +1,28 @@
-//! Identity: organisations (tenants), global users, departments and memberships.
+//! Identity: organisations (tenants), global users, departments and memberships; signing in;
+//! administering members — in layers whose imports point down only:
 //!
-//! Tenant-scoped functions take `&mut TenantTx`; global identity functions take `&mut GlobalTx`;
-//! creating an organisation is a platform act and takes `&mut BypassTx`.
+//! ```text
+//! admin      members, invitations, API keys, guest expiry, founding an organisation
+//!   ↓
+//! signin     passwords, TOTP, email codes, the one lockout, tokens, sessions, login
+//!   ↓
+//! directory  tenants, users, departments, memberships, scopes, IP allowlist, joining, retention
+//!   ↓
+//! revocation ending sessions and bumping epochs, announced with NOTIFY
+//! ```
+//!
+//! `tests/layers.rs` fails when a lower layer names a higher one. Tenant-scoped functions take
+//! `&mut TenantTx`; global identity functions take `&mut GlobalTx`; creating an organisation is a
+//! platform act and takes `&mut BypassTx`.
 
-pub mod account;
-pub mod api_keys;
-pub mod departments;
-pub mod email_codes;
+pub mod admin;
+pub mod directory;
 mod error;
-mod guest_expiry;
-pub mod invitations;
-pub mod ip_allowlist;
-pub mod joining;
-pub mod lockout;
-pub mod login_policy;
-pub mod mail;
-pub mod members;
-pub mod memberships;
-pub mod mfa;
-pub mod model;
-pub mod passwords;
-pub mod retention;
-pub mod scopes;
-pub mod secret_box;
-pub mod sessions;
-pub mod suspicious;
-pub mod tenants;
-pub mod tokens;
-pub mod users;
+pub mod revocation;
+pub mod signin;
 
+pub use directory::model::{DepartmentCode, EmailAddress, JoinPolicy, MembershipStatus, Role, Slug};
 pub use error::IdentityError;
-pub use model::{DepartmentCode, EmailAddress, JoinPolicy, MembershipStatus, Role, Slug};
 
 /// Organisation-level changes (members, invitations, API keys, settings) take the policy engine's
 /// permit for their action in the transaction's organisation: `authz::Engine::decide`'s answer,

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use identity::Role;
-use identity::api_keys::{self, Minter, NewApiKey};
+use identity::admin::api_keys::{self, Minter, NewApiKey};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

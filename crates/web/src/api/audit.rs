@@ -214,7 +214,7 @@ pub async fn bundle(
     let mut tx = state.store.tenant_tx(principal.tenant).await?;
     // The bundle should end on a signed head.
     audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
-    let slug = identity::tenants::current(&mut tx).await?.slug;
+    let slug = identity::directory::tenants::current(&mut tx).await?.slug;
     let name = format!("audit-bundle-{slug}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"));
     let packed = audit::export::pack_bundle(&mut tx, &slug, &filter, &key, &name).await?;
     let event = audit::Event::new(

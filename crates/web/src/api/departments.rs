@@ -30,8 +30,8 @@ pub struct DepartmentView {
     name: String,
 }
 
-impl From<identity::departments::Department> for DepartmentView {
-    fn from(d: identity::departments::Department) -> Self {
+impl From<identity::directory::departments::Department> for DepartmentView {
+    fn from(d: identity::directory::departments::Department) -> Self {
         Self { id: d.id, code: d.code, name: d.name }
     }
 }
@@ -45,7 +45,7 @@ pub async fn list(
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
     let limit = limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let items = identity::departments::list(&mut tx, q.cursor.as_deref(), limit).await?;
+    let items = identity::directory::departments::list(&mut tx, q.cursor.as_deref(), limit).await?;
     tx.commit().await?;
     let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|d| d.code.clone())).flatten();
     Ok(Json(ListPage { items: items.into_iter().map(DepartmentView::from).collect(), next_cursor }))

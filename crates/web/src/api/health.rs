@@ -129,7 +129,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "countersign_suspicious_logins_total",
         "counter",
         "Accounts flagged for failed logins from many addresses.",
-        identity::suspicious::detected_total(),
+        identity::signin::suspicious::detected_total(),
     );
     metric(
         "countersign_ip_allowlist_refused_total",

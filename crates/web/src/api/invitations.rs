@@ -2,14 +2,14 @@
 //! with the token (unauthenticated route: the token is the credential).
 //!
 //! Until the mailer is wired, the token is returned once in the creation response;
-//! [`identity::invitations::invitation_mail`] renders the message that will carry it.
+//! [`identity::admin::invitations::invitation_mail`] renders the message that will carry it.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use identity::invitations::{self, Acceptance, NewInvitation, PresentedInvitation};
+use identity::admin::invitations::{self, Acceptance, NewInvitation, PresentedInvitation};
 use identity::{EmailAddress, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -58,14 +58,14 @@ pub async fn create(
     };
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let issued = invitations::create(&mut tx, &p.who, p.permit()?, p.role, &new).await?;
-    let org = identity::tenants::current(&mut tx).await?;
+    let org = identity::directory::tenants::current(&mut tx).await?;
     tx.commit().await?;
     let inv = issued.invitation;
     // The invitation is committed: a mail failure is logged, not fatal (the admin also gets the
     // token once, to deliver another way).
     let (subject, text) =
         invitations::invitation_mail(&org.name, &inv.role, issued.token.expose_secret(), inv.expires_at, None);
-    let mail = identity::mail::Mail { to: new.email.clone(), subject, text };
+    let mail = identity::signin::mail::Mail { to: new.email.clone(), subject, text };
     if let Err(e) = state.mailer.send(&mail).await {
         tracing::warn!(error = %e, invitation = %inv.id, "could not send the invitation mail");
     }
@@ -136,15 +136,7 @@ pub async fn accept(
     bounded("name", req.name.as_deref().unwrap_or_default(), 200)?;
     let presented: PresentedInvitation = req.token.parse()?;
     let acceptance = Acceptance { name: req.name, password: req.password.map(SecretString::from) };
-    let done = invitations::accept(
-        &state.store,
-        &state.auth.hasher,
-        &state.auth.lockout(),
-        &presented,
-        &acceptance,
-        &ctx.origin(),
-    )
-    .await?;
+    let done = invitations::accept(&state.store, &state.auth, &presented, &acceptance, &ctx.origin()).await?;
     Ok(Json(Accepted {
         organisation_id: done.tenant.as_uuid(),
         user_id: done.user_id,

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use identity::ip_allowlist::{self as list, NewEntry};
+use identity::directory::ip_allowlist::{self as list, NewEntry};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 

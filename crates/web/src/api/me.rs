@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use identity::sessions::Revocation;
+use identity::revocation::Revocation;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -46,9 +46,9 @@ pub(crate) struct Me {
 pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
     let Person { user, session } = require_person(&p)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let u = identity::users::get_member(&mut tx, user).await?;
-    let t = identity::tenants::current(&mut tx).await?;
-    let departments = identity::departments::of_user(&mut tx, user).await?;
+    let u = identity::directory::users::get_member(&mut tx, user).await?;
+    let t = identity::directory::tenants::current(&mut tx).await?;
+    let departments = identity::directory::departments::of_user(&mut tx, user).await?;
     tx.commit().await?;
     Ok(Json(Me {
         departments: departments.into_iter().map(Into::into).collect(),
@@ -63,7 +63,7 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<impl
 pub async fn sessions(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
     let Person { user, session } = require_person(&p)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let items = identity::members::sessions_of(&mut tx, user, Some(session)).await?;
+    let items = identity::admin::members::sessions_of(&mut tx, user, Some(session)).await?;
     tx.commit().await?;
     Ok(Json(crate::plumbing::access::ListPage::all(items)))
 }
@@ -77,7 +77,7 @@ pub async fn revoke_session(
     let user = require_person(&p)?.user;
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::revoke_own_session(&mut tx, &p.who, user, id).await?;
+    identity::admin::members::revoke_own_session(&mut tx, &p.who, user, id).await?;
     tx.commit().await?;
     state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: Some(id) });
     Ok(StatusCode::NO_CONTENT)
@@ -104,11 +104,11 @@ pub async fn change_password(
     bounded("new_password", &req.new_password, 1024)?;
     let org = {
         let mut tx = state.store.tenant_tx(p.tenant).await?;
-        let t = identity::tenants::current(&mut tx).await?;
+        let t = identity::directory::tenants::current(&mut tx).await?;
         tx.commit().await?;
         t
     };
-    identity::account::change_password(
+    identity::signin::account::change_password(
         &state.store,
         &p.who,
         &state.auth,

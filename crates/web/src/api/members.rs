@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use identity::sessions::Revocation;
+use identity::revocation::Revocation;
 use identity::{MembershipStatus, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -47,7 +47,7 @@ pub async fn list(
         .transpose()?;
     let limit = crate::plumbing::access::limit(q.limit.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let items = identity::members::page(&mut tx, status, cursor, limit).await?;
+    let items = identity::admin::members::page(&mut tx, status, cursor, limit).await?;
     tx.commit().await?;
     let next_cursor =
         (items.len() as i64 == limit).then(|| items.last().map(|m| m.membership_id.to_string())).flatten();
@@ -62,8 +62,8 @@ pub async fn sessions(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::lock(&mut tx, user).await?;
-    let items = identity::members::sessions_of(&mut tx, user, p.person().map(|me| me.session)).await?;
+    identity::admin::members::lock(&mut tx, user).await?;
+    let items = identity::admin::members::sessions_of(&mut tx, user, p.person().map(|me| me.session)).await?;
     tx.commit().await?;
     Ok(Json(ListPage::all(items)))
 }
@@ -102,7 +102,7 @@ pub async fn revoke_sessions(
     let why = reason(req.reason.as_deref())?;
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let n = identity::members::revoke_sessions(&mut tx, &p.who, p.permit()?, Some(user), why).await?;
+    let n = identity::admin::members::revoke_sessions(&mut tx, &p.who, p.permit()?, Some(user), why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(revoked(n, started))
@@ -121,7 +121,7 @@ pub async fn deactivate(
     let why = reason(req.reason.as_deref())?;
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let n = identity::members::deactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
+    let n = identity::admin::members::deactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(revoked(n, started))
@@ -147,7 +147,7 @@ pub async fn reactivate(
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::reactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
+    identity::admin::members::reactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: None }))
 }
@@ -160,7 +160,7 @@ pub(crate) struct Unlocked {
 }
 
 /// `POST /api/v1/members/{user_id}/unlock` → {user_id, was_locked}. Only for members of the
-/// caller's organisation; audited here and on the platform chain.
+/// caller's organisation; audited in the organisation and on the platform chain (by identity).
 pub async fn unlock(
     State(state): State<AppState>,
     p: Principal,
@@ -169,13 +169,7 @@ pub async fn unlock(
     let user = path_id(&user)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let mut g = state.store.global_tx().await?;
-    let was_locked = identity::members::unlock(&mut tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
-    let event = audit::Event::new(
-        "member.unlocked",
-        audit::Entity::of("user", user)?,
-        audit::Changes::none().field("was_locked", None::<bool>, was_locked),
-    )?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
+    let was_locked = identity::admin::members::unlock(&mut tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
     g.commit().await?;
     tx.commit().await?;
     Ok(Json(Unlocked { user_id: user, was_locked }))
@@ -213,10 +207,10 @@ pub async fn change_role(
     let req: RoleBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let role: Role = req.role.parse()?;
-    let to = identity::members::Assignment { role, department: req.department_id };
+    let to = identity::admin::members::Assignment { role, department: req.department_id };
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let changed = identity::members::change_role(&mut tx, &p.who, p.permit()?, p.role, user, to, why).await?;
+    let changed = identity::admin::members::change_role(&mut tx, &p.who, p.permit()?, p.role, user, to, why).await?;
     tx.commit().await?;
     forget(&state, &p, user);
     Ok(Json(RoleChanged {
@@ -249,7 +243,8 @@ pub async fn approve(
     let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { json(&body)? };
     let role = req.role.as_deref().map(str::parse::<Role>).transpose()?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let role = identity::members::approve(&mut tx, &p.who, p.permit()?, p.role, user, role, req.department_id).await?;
+    let role =
+        identity::admin::members::approve(&mut tx, &p.who, p.permit()?, p.role, user, role, req.department_id).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Active, role: Some(role) }))
 }
@@ -265,7 +260,7 @@ pub async fn decline(
     let req: ReasonBody = json(&body)?;
     let why = reason(req.reason.as_deref())?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::members::decline(&mut tx, &p.who, p.permit()?, user, why).await?;
+    identity::admin::members::decline(&mut tx, &p.who, p.permit()?, user, why).await?;
     tx.commit().await?;
     Ok(Json(Status { user_id: user, status: MembershipStatus::Ended, role: None }))
 }

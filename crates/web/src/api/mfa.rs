@@ -10,8 +10,8 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use identity::EmailAddress;
-use identity::email_codes::{self, Purpose};
-use identity::mfa::{self, Answer};
+use identity::signin::email_codes::{self, Purpose};
+use identity::signin::mfa::{self, Answer};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -212,7 +212,7 @@ pub async fn confirm(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    let codes = mfa::confirm(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
+    let codes = mfa::confirm(&state.store, &state.mfa_keys, &state.auth, &p.who, user, &code).await?;
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 
@@ -224,7 +224,7 @@ pub async fn disable(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    mfa::disable(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code).await?;
+    mfa::disable(&state.store, &state.mfa_keys, &state.auth, &p.who, user, &code).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -236,9 +236,7 @@ pub async fn regenerate(
 ) -> Result<Response, ApiError> {
     let user = own_user(&p)?;
     let code = code_of(&body)?;
-    let codes =
-        mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &state.auth.lockout(), &p.who, user, &code)
-            .await?;
+    let codes = mfa::regenerate_recovery_codes(&state.store, &state.mfa_keys, &state.auth, &p.who, user, &code).await?;
     Ok((StatusCode::OK, Json(RecoveryCodes { recovery_codes: codes })).into_response())
 }
 
@@ -256,7 +254,7 @@ pub(crate) struct MfaSettingBody {
 /// `GET /api/v1/settings/mfa` (owner, admin: the guard of its PUT) → {required}.
 pub async fn get_required(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let required = identity::tenants::requires_mfa(&mut tx).await?;
+    let required = identity::directory::tenants::requires_mfa(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(MfaSettingBody { required })).into_response())
 }
@@ -288,7 +286,7 @@ pub async fn dev_outbox(State(state): State<AppState>, Query(q): Query<OutboxQue
     let to = q.to.as_deref().map(EmailAddress::parse).transpose()?;
     let limit = limit(q.limit.as_deref())?;
     let mut g = state.store.global_tx().await?;
-    let mail = identity::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), limit).await?;
+    let mail = identity::signin::mail::outbox(&mut g, &state.mfa_keys, to.as_ref(), limit).await?;
     g.commit().await?;
     Ok(Json(ListPage::all(mail)).into_response())
 }

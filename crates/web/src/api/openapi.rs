@@ -132,11 +132,11 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("GET", "/me") => (None, json("200", of::<me::Me>())),
         ("GET", "/me/sessions" | "/members/{user_id}/sessions") => {
-            (None, json("200", list_of::<identity::members::SessionInfo>()))
+            (None, json("200", list_of::<identity::admin::members::SessionInfo>()))
         }
         ("DELETE", "/me/sessions/{id}" | "/api-keys/{id}" | "/invitations/{id}") => (None, NoContent),
         ("POST", "/me/password") => (Some(of::<me::PasswordChange>()), NoContent),
-        ("GET", "/members") => (None, json("200", list_of::<identity::members::Member>())),
+        ("GET", "/members") => (None, json("200", list_of::<identity::admin::members::Member>())),
         ("POST", "/members/{user_id}/sessions/revoke" | "/members/{user_id}/deactivate") => {
             (Some(of::<mem::ReasonBody>()), json("200", of::<mem::Revoked>()))
         }
@@ -150,7 +150,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/api-keys") => (Some(of::<keys::CreateBody>()), json("201", of::<keys::Created>())),
         ("GET", "/api-keys") => (None, json("200", list_of::<keys::KeyView>())),
         ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), json("201", of::<inv::Created>())),
-        ("GET", "/invitations") => (None, json("200", list_of::<identity::invitations::Invitation>())),
+        ("GET", "/invitations") => (None, json("200", list_of::<identity::admin::invitations::Invitation>())),
         ("POST", "/documents") => (Some(of::<docs::CreateBody>()), json("201", of::<approvals::documents::Document>())),
         ("GET", "/documents") => (None, json("200", list_of::<approvals::inbox::Item>())),
         ("GET", "/documents/{id}") => (None, json("200", of::<approvals::documents::Document>())),

@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use identity::EmailAddress;
-use identity::sessions::{PresentedRefresh, Revocation, Scope};
+use identity::revocation::{Revocation, Scope};
+use identity::signin::sessions::PresentedRefresh;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -49,7 +50,7 @@ pub async fn login(
     if let Some(t) = tenant {
         ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
     }
-    let named = identity::lockout::NamedOrganisation { typed: &req.organisation, tenant };
+    let named = identity::signin::lockout::NamedOrganisation { typed: &req.organisation, tenant };
     let outcome = state.auth.login(&state.store, factors(&state), named, &email, &password, &ctx.origin()).await?;
     Ok(outcome_response(&state, outcome, req.token_delivery))
 }
@@ -84,14 +85,25 @@ pub async fn refresh(
     };
     let limited = |wait| crate::plumbing::limits::credential_rate_limited(ctx.ip, wait);
     state.credential_failures.reserve(ctx.ip).map_err(limited)?;
+    let mut family = None;
     let result = async {
         let presented: PresentedRefresh = token.parse()?;
+        family = Some((presented.tenant, presented.session));
         ip_allowlist::enforce(&state, presented.tenant, &ctx, Subject::Session(presented.session)).await?;
         Ok::<_, ApiError>(state.auth.refresh(&state.store, &presented, &ctx.origin()).await?)
     }
     .await;
     if !matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
         state.credential_failures.refund(ctx.ip);
+    }
+    if let (Err(e), Some((tenant, session))) = (&result, family)
+        && e.status == StatusCode::UNAUTHORIZED
+    {
+        // A refused refresh may have revoked its family (a replayed token): effective on this
+        // node at once, as logout is, not only when our own NOTIFY comes back — an access token of
+        // the family must not be served from this node's cache meanwhile. Dropping an entry that
+        // is still live costs one database check, never access.
+        state.sessions.apply(&Revocation { tenant: Some(tenant.as_uuid()), user: None, session: Some(session) });
     }
     Ok(issued_response(&state, result?, delivery))
 }
@@ -103,7 +115,7 @@ pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Respo
     };
     let session = person.session;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    identity::sessions::revoke(&mut tx, &p.who, Scope::Session(session), "logout").await?;
+    identity::revocation::revoke(&mut tx, &p.who, Scope::Session(session), "logout").await?;
     tx.commit().await?;
     // Effective on this node at once; other nodes hear it through NOTIFY.
     state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: Some(session) });
@@ -143,7 +155,7 @@ pub async fn revoke(
     let started = Instant::now();
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     // Another organisation's user is not found, not forbidden.
-    let n = identity::members::revoke_sessions(&mut tx, &p.who, p.permit()?, req.user_id, reason).await?;
+    let n = identity::admin::members::revoke_sessions(&mut tx, &p.who, p.permit()?, req.user_id, reason).await?;
     tx.commit().await?;
     state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: req.user_id, session: None });
     Ok(Json(Revoked { revoked: n, elapsed_ms: started.elapsed().as_secs_f64() * 1000.0 }).into_response())

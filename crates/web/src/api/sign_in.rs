@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use identity::Role;
-use identity::mfa::{self, Challenge, Factors, LoginOutcome};
+use identity::signin::mfa::{self, Challenge, Factors, LoginOutcome};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -38,7 +38,11 @@ pub(crate) struct TokenResponse {
 }
 
 /// The answer to a new session: its ids, and its tokens as `delivery` says.
-pub(crate) fn issued_response(state: &AppState, issued: identity::sessions::Issued, delivery: Delivery) -> Response {
+pub(crate) fn issued_response(
+    state: &AppState,
+    issued: identity::signin::sessions::Issued,
+    delivery: Delivery,
+) -> Response {
     let in_body = delivery == Delivery::Body;
     let body = TokenResponse {
         session_id: issued.session_id,

@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use identity::Role;
-use identity::api_keys::{self, PresentedKey};
+use identity::admin::api_keys::{self, PresentedKey};
 use store::TenantId;
 use uuid::Uuid;
 
@@ -240,7 +240,7 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
         None => {
             let generation = state.sessions.generation();
             let mut tx = state.store.tenant_tx(tenant).await?;
-            let live = identity::sessions::check(&mut tx, claims.sid).await?;
+            let live = identity::signin::sessions::check(&mut tx, claims.sid).await?;
             tx.commit().await?;
             let live = live.ok_or_else(ApiError::unauthenticated)?;
             let e = session_cache::Entry {

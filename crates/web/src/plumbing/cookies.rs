@@ -47,12 +47,12 @@ pub(crate) fn require_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Sets the three cookies of a new session (a fresh CSRF token each time) on `r`.
-pub(crate) fn set_session(r: &mut Response, issued: &identity::sessions::Issued, secure: bool) {
+pub(crate) fn set_session(r: &mut Response, issued: &identity::signin::sessions::Issued, secure: bool) {
     let mut csrf = [0u8; 32];
     rand::rng().fill_bytes(&mut csrf);
     let secure = if secure { "; Secure" } else { "" };
     let ttl = issued.access_expires_in;
-    let days = identity::sessions::SESSION_TTL_DAYS * 86_400;
+    let days = identity::signin::sessions::SESSION_TTL_DAYS * 86_400;
     for c in [
         format!("{ACCESS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", issued.access_token),
         format!(

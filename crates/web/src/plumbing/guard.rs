@@ -171,8 +171,8 @@ async fn organisation(state: &AppState, p: &Principal, action: Action, route: &s
     let decision = state.authz.decide(&p.subject(), action, &Resource::Organisation { tenant });
     let refusal = match (decision, &p.caller) {
         (Ok(permit), Caller::Person(_)) => return Ok(permit),
-        // API keys: the scope `identity::scopes` names for the action (none: people only).
-        (Ok(permit), Caller::ApiKey { .. }) => match identity::scopes::for_action(action) {
+        // API keys: the scope `identity::directory::scopes` names for the action (none: people only).
+        (Ok(permit), Caller::ApiKey { .. }) => match identity::directory::scopes::for_action(action) {
             Some(scope) if p.has_scope(scope) => return Ok(permit),
             Some(scope) => vec![format!("api key lacks scope {scope}")],
             None => vec![format!("no api key may take {action}")],

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use identity::ip_allowlist as list;
+use identity::directory::ip_allowlist as list;
 use ipnet::IpNet;
 use store::TenantId;
 use uuid::Uuid;

@@ -33,7 +33,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use identity::login_policy::LoginPolicy;
+use identity::signin::sessions::LoginPolicy;
 
 use crate::{ApiError, AppState, ClientContext};
 

@@ -189,7 +189,7 @@ async fn write(store: &Store, d: Due) {
     let result = async {
         let mut tx = store.tenant_tx(d.tenant).await?;
         // A key can name an organisation that does not exist: nothing to record there.
-        if identity::tenants::current(&mut tx).await.is_err() {
+        if identity::directory::tenants::current(&mut tx).await.is_err() {
             return Ok::<(), crate::ApiError>(());
         }
         let mut event = d.event;

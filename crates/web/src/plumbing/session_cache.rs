@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use identity::Role;
-use identity::sessions::{REVOCATION_CHANNEL, Revocation};
+use identity::revocation::{REVOCATION_CHANNEL, Revocation};
 use uuid::Uuid;
 
 pub const TTL: Duration = Duration::from_secs(15);

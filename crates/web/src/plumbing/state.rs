@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use identity::tokens::TokenKey;
+use identity::signin::tokens::TokenKey;
 
 use crate::plumbing::client::TrustedProxies;
 use crate::plumbing::session_cache::SessionCache;
@@ -14,7 +14,7 @@ pub struct AppState {
     pub store: store::Store,
     pub proxies: TrustedProxies,
     pub started: Instant,
-    pub auth: Arc<identity::sessions::Authenticator>,
+    pub auth: Arc<identity::signin::sessions::Authenticator>,
     pub sessions: SessionCache,
     /// Send cookies with `Secure` (off only for plain-HTTP local development).
     pub secure_cookies: bool,
@@ -28,10 +28,10 @@ pub struct AppState {
     /// Organisations' IP allowlists, cached per node and cleared by `NOTIFY`.
     pub allowlist: crate::plumbing::ip_allowlist::AllowlistCache,
     /// Outgoing mail (default: the `mail_outbox` table). Set with [`AppState::with_mailer`].
-    pub mailer: Arc<dyn identity::mail::Mailer>,
+    pub mailer: Arc<dyn identity::signin::mail::Mailer>,
     /// Seals TOTP secrets at rest. Default: a key that lives only in this process; servers set
     /// the key files with [`AppState::with_mfa_keys`].
-    pub mfa_keys: Arc<identity::secret_box::SecretBox>,
+    pub mfa_keys: Arc<identity::signin::secret_box::SecretBox>,
     /// Route `GET /api/v1/dev/outbox` (development only).
     pub dev_outbox: bool,
     /// The mailer is the default outbox, sealing with `mfa_keys` (re-made when they change).
@@ -50,7 +50,7 @@ impl AppState {
     /// If the password hasher cannot be prepared.
     pub fn new(store: store::Store, proxies: TrustedProxies, key: TokenKey) -> Result<Self, identity::IdentityError> {
         // Two argon2 computations at a time per node (each ~19 MiB, one core).
-        let hasher = identity::passwords::Hasher::new(identity::passwords::SERVER_THREADS)?;
+        let hasher = identity::signin::passwords::Hasher::new(identity::signin::passwords::SERVER_THREADS)?;
         let sessions = SessionCache::default();
         sessions.spawn_listener(store.clone());
         let authz = authz::Engine::load().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
@@ -58,18 +58,18 @@ impl AppState {
         allowlist.spawn_listener(store.clone());
         let refusals = crate::plumbing::refusals::RefusalLog::default();
         refusals.spawn_flusher(store.clone());
-        let mfa_keys = Arc::new(identity::secret_box::SecretBox::ephemeral());
+        let mfa_keys = Arc::new(identity::signin::secret_box::SecretBox::ephemeral());
         Ok(Self {
             proxies,
             started: Instant::now(),
-            auth: Arc::new(identity::sessions::Authenticator { hasher, key, policy: Default::default() }),
+            auth: Arc::new(identity::signin::sessions::Authenticator { hasher, key, policy: Default::default() }),
             sessions,
             secure_cookies: true,
             sign_in_limiter: crate::plumbing::limits::SignInLimiter::default(),
             credential_failures: crate::plumbing::limits::FailureLimiter::default(),
             refusals,
             allowlist,
-            mailer: Arc::new(identity::mail::OutboxMailer::new(store.clone(), mfa_keys.clone())),
+            mailer: Arc::new(identity::signin::mail::OutboxMailer::new(store.clone(), mfa_keys.clone())),
             mfa_keys,
             dev_outbox: false,
             default_mailer: true,
@@ -85,12 +85,13 @@ impl AppState {
     pub fn with_limits(mut self, limits: crate::plumbing::limits::Limits) -> Self {
         self.sign_in_limiter = crate::plumbing::limits::SignInLimiter::new(limits.login);
         self.credential_failures = crate::plumbing::limits::FailureLimiter::new(limits.credential_failures);
-        self.auth = Arc::new(identity::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
+        self.auth =
+            Arc::new(identity::signin::sessions::Authenticator { policy: limits.policy, ..(*self.auth).clone() });
         self
     }
 
     #[must_use]
-    pub fn with_mailer(mut self, mailer: Arc<dyn identity::mail::Mailer>) -> Self {
+    pub fn with_mailer(mut self, mailer: Arc<dyn identity::signin::mail::Mailer>) -> Self {
         self.mailer = mailer;
         self.default_mailer = false;
         self
@@ -98,10 +99,11 @@ impl AppState {
 
     /// The MFA keys; they also seal the default outbox (which `dev_outbox` opens with them).
     #[must_use]
-    pub fn with_mfa_keys(mut self, keys: identity::secret_box::SecretBox) -> Self {
+    pub fn with_mfa_keys(mut self, keys: identity::signin::secret_box::SecretBox) -> Self {
         self.mfa_keys = Arc::new(keys);
         if self.default_mailer {
-            self.mailer = Arc::new(identity::mail::OutboxMailer::new(self.store.clone(), self.mfa_keys.clone()));
+            self.mailer =
+                Arc::new(identity::signin::mail::OutboxMailer::new(self.store.clone(), self.mfa_keys.clone()));
         }
         self
     }

@@ -5,6 +5,8 @@
 //! contributes to the count; the once-per-hour decision is a single conditional upsert on
 //! `login_signals`, so two nodes seeing the same burst emit one event between them.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use audit::{Actor, Changes, Entity, Event, Origin};
@@ -12,7 +14,54 @@ use store::{GlobalTx, Store, TenantId};
 use uuid::Uuid;
 
 use crate::IdentityError;
-use crate::login_policy::SuspiciousIps;
+
+/// Distinct client addresses failing against one account within an hour that make it
+/// "suspicious" (2-1000): one address is a user who forgot their password, many are a spray.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuspiciousIps(u16);
+
+/// The default number of distinct failing addresses that raise the signal.
+pub const SUSPICIOUS_IPS: u16 = 5;
+
+impl SuspiciousIps {
+    /// # Errors
+    /// Outside 2-1000.
+    pub fn new(n: u32) -> Result<Self, String> {
+        u16::try_from(n)
+            .ok()
+            .filter(|n| (2..=1000).contains(n))
+            .map(Self)
+            .ok_or_else(|| format!("{n} is not a distinct-address threshold (2-1000)"))
+    }
+
+    #[must_use]
+    pub fn get(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl Default for SuspiciousIps {
+    fn default() -> Self {
+        Self(SUSPICIOUS_IPS)
+    }
+}
+
+impl FromStr for SuspiciousIps {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::new(number(s)?)
+    }
+}
+
+impl fmt::Display for SuspiciousIps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+fn number(s: &str) -> Result<u32, String> {
+    s.trim().parse::<u32>().map_err(|_| format!("'{}' is not a whole number", s.trim()))
+}
 
 static DETECTED: AtomicU64 = AtomicU64::new(0);
 
@@ -95,5 +144,20 @@ pub(crate) async fn record_in_tenant(store: &Store, tenant: TenantId, user: Uuid
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not record the suspicious-login signal in the organisation");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse_strictly() {
+        assert_eq!(SuspiciousIps::default().get(), 5);
+        assert_eq!("7".parse::<SuspiciousIps>().map(SuspiciousIps::get), Ok(7));
+        for bad in ["0", "1", "1001", "x"] {
+            assert!(bad.parse::<SuspiciousIps>().is_err(), "{bad}");
+        }
+        assert!("1".parse::<SuspiciousIps>().err().is_some_and(|e| e.contains("2-1000")));
     }
 }

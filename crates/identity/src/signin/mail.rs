@@ -17,12 +17,13 @@ use serde::Serialize;
 use store::Store;
 use uuid::Uuid;
 
-use crate::secret_box::{Sealed, SecretBox};
+use crate::signin::secret_box::{Sealed, SecretBox};
 use crate::{EmailAddress, IdentityError};
 
 /// How long an undelivered message stays in the outbox: the longest-lived thing mailed (an
-/// invitation, [`crate::invitations::TTL_DAYS`]); email codes die much sooner by themselves.
-pub const OUTBOX_KEEP_DAYS: i64 = crate::invitations::TTL_DAYS;
+/// invitation, `admin::invitations::TTL_DAYS`, which checks at compile time that it fits);
+/// email codes die much sooner by themselves.
+pub const OUTBOX_KEEP_DAYS: i64 = 7;
 
 /// The associated data a body is sealed under: a body copied to another row does not open.
 fn aad(id: Uuid) -> Vec<u8> {

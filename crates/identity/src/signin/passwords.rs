@@ -29,7 +29,7 @@ const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(5);
 /// Offline list of common and breached passwords (see data/SOURCE.md), lowercased and sorted
 /// bytewise, one a line. Looked up by binary search over the text itself: no index is built, so
 /// checking a password allocates nothing and touches a few pages of the 3.5 MB.
-static COMMON: &str = include_str!("../data/common-passwords.txt");
+static COMMON: &str = include_str!("../../data/common-passwords.txt");
 
 fn is_common(lower: &str) -> bool {
     let text = COMMON.as_bytes();

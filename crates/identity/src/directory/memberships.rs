@@ -1,4 +1,6 @@
-//! Memberships: a user's role, department and validity window in one organisation.
+//! Memberships: a user's role, department and validity window in one organisation. A change that
+//! takes access away (a role change, a suspension) revokes the member's sessions in the same
+//! transaction ([`crate::revocation`]), so no node serves the old access once it commits.
 
 use audit::{Changes, Entity, Event, Who};
 use chrono::{DateTime, Utc};
@@ -6,9 +8,8 @@ use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
 
+use crate::revocation::{self, Scope};
 use crate::{IdentityError, MembershipStatus, Role};
-
-pub use crate::guest_expiry::{expire_due, expire_in};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Membership {
@@ -90,7 +91,7 @@ pub async fn change_role(
     audit::record_by(tx, who, &event).await?;
     // Sessions carry the role they were issued under: end them on every node.
     if old != role.as_str() {
-        crate::sessions::revoke(tx, who, crate::sessions::Scope::User(user), "role_changed").await?;
+        revocation::revoke(tx, who, Scope::User(user), "role_changed").await?;
     }
     old.parse().map_err(|_| IdentityError::invalid("role", "stored role is unknown"))
 }
@@ -143,8 +144,7 @@ pub async fn bulk_set_status(
         let event = Event::new("membership.status_changed", Entity::of("membership", row.id)?, changes)?;
         audit::record_by(tx, who, &event).await?;
         if status != MembershipStatus::Active {
-            crate::sessions::revoke(tx, who, crate::sessions::Scope::User(row.user_id), "membership_status_changed")
-                .await?;
+            revocation::revoke(tx, who, Scope::User(row.user_id), "membership_status_changed").await?;
         }
     }
     Ok(updated.len())
@@ -173,4 +173,21 @@ pub async fn active(tx: &mut TenantTx, user: Uuid) -> Result<Option<ActiveMember
     .await
     .map_err(IdentityError::from_store("membership"))?;
     Ok(row.and_then(|r| Some(ActiveMember { role: r.role.parse().ok()?, department_id: r.department_id })))
+}
+
+/// Whether `user` holds an active membership in this transaction's organisation now (the
+/// conditions of [`active`], whatever the role). Asked with a nil id for unknown users, so both
+/// paths cost the same query.
+///
+/// # Errors
+/// Database errors only.
+pub async fn is_active(tx: &mut TenantTx, user: Uuid) -> Result<bool, IdentityError> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from memberships
+             where user_id = $1 and status = 'active' and deleted_at is null
+               and valid_from <= now() and (valid_until is null or valid_until > now())) as "e!""#,
+        user
+    )
+    .fetch_one(tx.conn())
+    .await?)
 }

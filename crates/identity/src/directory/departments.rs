@@ -1,4 +1,5 @@
-//! Departments of one organisation.
+//! Departments of one organisation: created, listed and checked only in its `TenantTx` (another
+//! organisation's department is simply not there), each creation audited; codes are unique per organisation.
 
 use audit::{Changes, Entity, Event, Who};
 use serde::Serialize;

@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use store::{GlobalTx, Store, TenantId};
 use uuid::Uuid;
 
-use crate::mail::{Mail, Mailer, send_detached};
+use crate::directory::{joining, memberships};
+use crate::signin::mail::{Mail, Mailer, send_detached};
 use crate::{EmailAddress, IdentityError};
 
 pub const CODE_DIGITS: usize = 8;
@@ -153,7 +154,7 @@ pub async fn request(
     let member = match tenant {
         Some(t) => {
             let mut tx = store.tenant_tx(t).await?;
-            let m = crate::mfa::is_member(&mut tx, user.as_ref().map_or(Uuid::nil(), |u| u.id)).await?;
+            let m = memberships::is_active(&mut tx, user.as_ref().map_or(Uuid::nil(), |u| u.id)).await?;
             tx.commit().await?;
             m
         }
@@ -263,7 +264,7 @@ pub async fn redeem(
 }
 
 /// Runs once, in the transaction that first marks `user`'s address verified: audits it, then
-/// joins the organisations that list the address's domain ([`crate::joining`]: active staff
+/// joins the organisations that list the address's domain ([`joining`]: active staff
 /// under `auto_join`, pending under `admin_approval`), each audited in its own chain.
 pub async fn after_email_verified(g: &mut GlobalTx, user: Uuid, origin: &Origin) -> Result<(), IdentityError> {
     let event = Event::new(
@@ -272,7 +273,7 @@ pub async fn after_email_verified(g: &mut GlobalTx, user: Uuid, origin: &Origin)
         Changes::none().field("email_verified", false, true),
     )?;
     audit::record_platform(g.conn(), &Actor::user(user, None), origin, &event).await?;
-    let joined = crate::joining::after_email_verified(g, user).await?;
+    let joined = joining::after_email_verified(g, user).await?;
     if !joined.is_empty() {
         tracing::info!(%user, organisations = joined.len(), "verified email joined organisations by domain");
     }

@@ -10,7 +10,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Access tokens live this long; revocation does not wait for them (see `sessions`).
+/// Access tokens live this long; revocation does not wait for them (see `signin::sessions`).
 pub const ACCESS_TTL_SECS: i64 = 600;
 const MAX_TOKEN_LEN: usize = 2048;
 
@@ -61,7 +61,7 @@ impl TokenKey {
     /// the key file derives the same one, and it reveals nothing about the seed.
     #[must_use]
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        crate::lockout::hmac_sha256(&self.signing.to_bytes(), &[purpose.as_bytes()])
+        crate::signin::hmac::hmac_sha256(&self.signing.to_bytes(), &[purpose.as_bytes()])
     }
 
     /// Loads the key file, or creates it (0600) on first start.

@@ -4,9 +4,10 @@
 //! MFA state is per user (global, identity scope) because one user belongs to many
 //! organisations. TOTP secrets are sealed with [`SecretBox`] bound to the user id; a time step
 //! once accepted is refused again (`last_used_step`). Every wrong code, wherever it is entered,
-//! counts in the one lockout ([`crate::lockout`]) at the configured threshold — at sign-in
+//! counts in the one lockout ([`crate::signin::lockout`]) at the configured threshold — at sign-in
 //! against the attempt's (organisation, email, address) key, in a session against the user's
-//! own key — and a challenge dies after [`MAX_CHALLENGE_ATTEMPTS`].
+//! own key (enrolment management takes the `Authenticator`, whose lockout is the only one) — and a
+//! challenge dies after [`MAX_CHALLENGE_ATTEMPTS`].
 //! Writes to these global tables are audited on the platform chain in the same transaction.
 
 use std::sync::Arc;
@@ -19,11 +20,11 @@ use store::{GlobalTx, Store, TenantId, TenantTx};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
-use crate::email_codes::{self, Purpose};
-use crate::lockout::{LockKey, Lockout, NamedOrganisation};
-use crate::mail::{Mailer, send_detached};
-use crate::secret_box::{Sealed, SecretBox};
-use crate::sessions::{Authenticator, Issued};
+use crate::signin::email_codes::{self, Purpose};
+use crate::signin::lockout::{LockKey, Lockout, NamedOrganisation};
+use crate::signin::mail::{Mailer, send_detached};
+use crate::signin::secret_box::{Sealed, SecretBox};
+use crate::signin::sessions::{Authenticator, Issued};
 use crate::{EmailAddress, IdentityError};
 
 pub const STEP_SECS: u64 = 30;
@@ -102,17 +103,6 @@ pub enum LoginOutcome {
 pub enum FirstFactor {
     Password,
     EmailCode,
-}
-
-pub(crate) async fn is_member(tx: &mut TenantTx, user: Uuid) -> Result<bool, IdentityError> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists(select 1 from memberships
-             where user_id = $1 and status = 'active' and deleted_at is null
-               and valid_from <= now() and (valid_until is null or valid_until > now())) as "e!""#,
-        user
-    )
-    .fetch_one(tx.conn())
-    .await?)
 }
 
 fn aad(user: Uuid) -> Vec<u8> {
@@ -268,7 +258,7 @@ async fn use_recovery(g: &mut GlobalTx, user: Uuid, code: &str, origin: &Origin)
     Ok(used)
 }
 
-/// A wrong second factor: counts against `key` ([`crate::lockout`]) and is audited.
+/// A wrong second factor: counts against `key` ([`crate::signin::lockout`]) and is audited.
 async fn failed(
     g: &mut GlobalTx,
     lockout: &Lockout,
@@ -293,11 +283,12 @@ async fn failed(
 async fn require_code(
     store: &Store,
     keys: &SecretBox,
-    lockout: &Lockout,
+    auth: &Authenticator,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<GlobalTx, IdentityError> {
+    let lockout = &auth.lockout();
     let key = lockout.account(user);
     let mut g = store.global_tx().await?;
     lockout.ensure_open(&mut g, &key).await?;
@@ -371,11 +362,12 @@ pub async fn enrol(store: &Store, keys: &SecretBox, user: Uuid) -> Result<Enrolm
 pub async fn confirm(
     store: &Store,
     keys: &SecretBox,
-    lockout: &Lockout,
+    auth: &Authenticator,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<Vec<String>, IdentityError> {
+    let lockout = &auth.lockout();
     let key = lockout.account(user);
     let mut g = store.global_tx().await?;
     lockout.ensure_open(&mut g, &key).await?;
@@ -402,12 +394,12 @@ pub async fn confirm(
 pub async fn disable(
     store: &Store,
     keys: &SecretBox,
-    lockout: &Lockout,
+    auth: &Authenticator,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<(), IdentityError> {
-    let mut g = require_code(store, keys, lockout, who, user, code).await?;
+    let mut g = require_code(store, keys, auth, who, user, code).await?;
     sqlx::query!("delete from user_totp where user_id = $1", user).execute(g.conn()).await?;
     sqlx::query!("delete from user_recovery_codes where user_id = $1", user).execute(g.conn()).await?;
     let event = Event::new("auth.mfa_disabled", Entity::of("user", user)?, Changes::none().field("totp", true, false))?;
@@ -420,12 +412,12 @@ pub async fn disable(
 pub async fn regenerate_recovery_codes(
     store: &Store,
     keys: &SecretBox,
-    lockout: &Lockout,
+    auth: &Authenticator,
     who: &Who,
     user: Uuid,
     code: &str,
 ) -> Result<Vec<String>, IdentityError> {
-    let mut g = require_code(store, keys, lockout, who, user, code).await?;
+    let mut g = require_code(store, keys, auth, who, user, code).await?;
     let codes = replace_recovery_codes(&mut g, user).await?;
     let event = Event::new(
         "auth.recovery_codes_regenerated",

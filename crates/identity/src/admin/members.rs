@@ -12,7 +12,9 @@ use serde::Serialize;
 use store::TenantTx;
 use uuid::Uuid;
 
-use crate::sessions::{self, Scope};
+use crate::directory::memberships;
+use crate::revocation::{self, Scope};
+use crate::signin::lockout;
 use crate::{IdentityError, MembershipStatus, Role};
 
 /// Roles that administer the organisation; at least one active member must hold one.
@@ -216,7 +218,7 @@ pub async fn deactivate(
     ensure_not_last_owner(tx, &target).await?;
     ensure_not_last_admin(tx, &target).await?;
     set_status(tx, who, &target, MembershipStatus::Suspended, "membership.deactivated", reason).await?;
-    sessions::revoke(tx, who, Scope::User(user), "membership_deactivated").await
+    revocation::revoke(tx, who, Scope::User(user), "membership_deactivated").await
 }
 
 /// Lifts a suspension.
@@ -256,11 +258,13 @@ pub async fn revoke_sessions(
         }
         None => Scope::Tenant,
     };
-    sessions::revoke(tx, who, scope, reason).await
+    revocation::revoke(tx, who, scope, reason).await
 }
 
-/// Clears the sign-in lockout of `user`, a member here the caller may manage (the account is
-/// global: `g`). Returns whether it was locked. The caller records `member.unlocked` in `tx`.
+/// Clears the sign-in lockout of `user`, a member here the caller may manage. Returns whether it
+/// was locked. Two records, each in the transaction of what it records: `member.unlocked` in the
+/// organisation's `tx` (which holds the membership row locked), and — the account being global —
+/// the clearing with its `user.unlocked` in `g` ([`lockout::unlock`]). Commit `g`, then `tx`.
 pub async fn unlock(
     tx: &mut TenantTx,
     g: &mut store::GlobalTx,
@@ -274,8 +278,14 @@ pub async fn unlock(
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
     }
-    let was_locked = crate::account::is_locked(g, user).await?;
-    sessions::unlock(g, who, user).await?;
+    let was_locked = lockout::is_locked(g, user).await?;
+    lockout::unlock(g, who, user).await?;
+    let event = Event::new(
+        "member.unlocked",
+        Entity::of("user", user)?,
+        Changes::none().field("was_locked", None::<bool>, was_locked),
+    )?;
+    audit::record_by(tx, who, &event).await?;
     Ok(was_locked)
 }
 
@@ -294,7 +304,7 @@ pub struct Assignment {
 }
 
 /// Changes `user`'s role (and optionally department) with a required reason; sessions issued
-/// under the old role are revoked by [`crate::memberships::change_role`].
+/// under the old role are revoked by [`memberships::change_role`].
 pub async fn change_role(
     tx: &mut TenantTx,
     who: &Who,
@@ -337,7 +347,7 @@ pub async fn change_role(
         .map_err(IdentityError::from_store("department"))?;
         audit::record_by(tx, who, &event).await?;
     }
-    let previous = crate::memberships::change_role(tx, who, target.membership_id, role, reason).await?;
+    let previous = memberships::change_role(tx, who, target.membership_id, role, reason).await?;
     // `revoke` stamps `now()`, which is fixed for the transaction: these are the ones just revoked.
     let revoked = sqlx::query_scalar!(
         r#"select count(*) as "n!" from sessions
@@ -456,6 +466,6 @@ pub async fn revoke_own_session(tx: &mut TenantTx, who: &Who, user: Uuid, sessio
     if !mine {
         return Err(IdentityError::NotFound);
     }
-    sessions::revoke(tx, who, Scope::Session(session), "revoked_by_user").await?;
+    revocation::revoke(tx, who, Scope::Session(session), "revoked_by_user").await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Organisations. Creating one is a platform act (needs a logged bypass); a tenant transaction
-//! can read and configure only its own organisation.
+//! can read and configure only its own organisation. Founding one with its first owner's
+//! invitation is administration: `admin::founding`.
 
 use audit::{Changes, Entity, Event, Who};
 use chrono::{DateTime, Utc};
@@ -29,7 +30,7 @@ pub struct NewTenant {
     pub join_policy: JoinPolicy,
 }
 
-fn check_name(name: &str) -> Result<&str, IdentityError> {
+pub(crate) fn check_name(name: &str) -> Result<&str, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::invalid("name", "must be 1-200 characters"));
@@ -73,54 +74,6 @@ pub async fn create(tx: &mut BypassTx, who: &Who, new: &NewTenant) -> Result<Ten
     audit::record_for(tx, id, &who.actor, &who.origin, &event).await?;
     audit::record_platform(tx.conn(), &who.actor, &who.origin, &event).await?;
     Ok(tenant)
-}
-
-/// A new organisation and the one-time invitation of its first owner.
-#[derive(Debug)]
-pub struct Founded {
-    pub tenant: Tenant,
-    pub owner_invitation: crate::invitations::IssuedInvitation,
-}
-
-/// Creates an organisation for an operator (`countersign admin create-organisation`) and invites
-/// its first owner through the ordinary invitation machinery (single use, expiring, SHA-256
-/// stored, audited), so every organisation made this way has a way to its owner. A slug already
-/// taken is `Duplicate("organisation slug")`, refused before the platform bypass is opened (and
-/// by the unique constraint should two operators race).
-pub async fn found(
-    store: &store::Store,
-    who: &Who,
-    new: &NewTenant,
-    owner: &crate::EmailAddress,
-) -> Result<Founded, IdentityError> {
-    check_name(&new.name)?;
-    let mut g = store.global_tx().await?;
-    let taken = g.resolve_tenant(new.slug.as_str()).await?.is_some();
-    g.commit().await?;
-    if taken {
-        return Err(IdentityError::Duplicate("organisation slug"));
-    }
-    let mut b = store.bypass(&who.actor.id, "create an organisation (admin create-organisation)").await?;
-    let tenant = create(&mut b, who, new).await?;
-    b.commit().await?;
-    let mut tx = store.tenant_tx(tenant.id).await?;
-    // The host operator's authority: nobody in the new organisation can ask yet.
-    let permit = authz::Permit::operator(authz::Action::MembersManage, tenant.id.as_uuid());
-    let owner_invitation = crate::invitations::create(
-        &mut tx,
-        who,
-        &permit,
-        crate::Role::Owner,
-        &crate::invitations::NewInvitation {
-            email: owner.clone(),
-            role: crate::Role::Owner,
-            department_id: None,
-            membership_valid_until: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Founded { tenant, owner_invitation })
 }
 
 /// The organisation of this transaction.

@@ -19,13 +19,18 @@ use sha2::{Digest, Sha256};
 use store::{Store, TenantId, TenantTx};
 use uuid::Uuid;
 
-use crate::lockout::{Lockout, NamedOrganisation};
-use crate::memberships::{self, NewMembership};
-use crate::passwords::Hasher;
-use crate::{EmailAddress, IdentityError, Role, account, members, sessions, users};
+use crate::admin::members;
+use crate::directory::memberships::{self, NewMembership};
+use crate::directory::users;
+use crate::signin::account;
+use crate::signin::lockout::NamedOrganisation;
+use crate::signin::sessions::Authenticator;
+use crate::{EmailAddress, IdentityError, Role};
 
 /// How long an invitation stays acceptable.
 pub const TTL_DAYS: i64 = 7;
+// The outbox keeps undelivered mail as long as the longest-lived thing mailed.
+const _: () = assert!(crate::signin::mail::OUTBOX_KEEP_DAYS >= TTL_DAYS);
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Invitation {
@@ -293,10 +298,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Accepts an invitation: checks the token, creates or authenticates the user, verifies the email
 /// address, creates the membership and marks the invitation used — each step audited. The
 /// invitation row stays locked throughout, so a token cannot be accepted twice concurrently.
+/// An existing user's password counts in `auth`'s lockout, at the configured threshold.
 pub async fn accept(
     store: &Store,
-    hasher: &Hasher,
-    lockout: &Lockout,
+    auth: &Authenticator,
     presented: &PresentedInvitation,
     acceptance: &Acceptance,
     origin: &Origin,
@@ -342,6 +347,7 @@ pub async fn accept(
         .ok_or_else(|| IdentityError::invalid("password", "required"))?;
 
     // The global part: the identity, its password, its verified address.
+    let (hasher, lockout) = (&auth.hasher, auth.lockout());
     let system = Who::new(Actor::system("invitations:accept"), origin.clone());
     let mut g = store.global_tx().await?;
     let (user_id, created_user) = match users::find_by_email(&mut g, &email).await? {
@@ -349,12 +355,12 @@ pub async fn accept(
             let local = email.as_str().split('@').next().unwrap_or_default().to_owned();
             let name = acceptance.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or(local);
             let user = users::create(&mut g, &system, &email, &name).await?;
-            sessions::set_password(&mut g, &system, hasher, user.id, password, &[email.as_str(), &inv.org_name])
+            account::set_password(&mut g, &system, hasher, user.id, password, &[email.as_str(), &inv.org_name])
                 .await
                 .map_err(|e| match e {
-                    IdentityError::Invalid { field: "password", reason } => account::weak("password", &reason),
-                    other => other,
-                })?;
+                IdentityError::Invalid { field: "password", reason } => account::weak("password", &reason),
+                other => other,
+            })?;
             (user.id, true)
         }
         Some(user) => {
@@ -363,7 +369,7 @@ pub async fn accept(
                 return Err(IdentityError::Unauthenticated);
             }
             let key = lockout.sign_in(NamedOrganisation::resolved(tx.tenant()), &email, origin.ip, Some(user.id));
-            if !account::verify_password(&mut g, hasher, lockout, &key, &creds, password).await? {
+            if !account::verify_password(&mut g, hasher, &lockout, &key, &creds, password).await? {
                 g.commit().await?;
                 return Err(IdentityError::Unauthenticated);
             }

@@ -1,6 +1,6 @@
 //! Guest expiry: memberships with a `valid_until` in the past end, and their sessions die.
 //!
-//! `sessions::check` already refuses such memberships on every request; the sweeper makes the
+//! `signin::sessions::check` already refuses such memberships on every request; the sweeper makes the
 //! end explicit (status `ended`, an audit event in the organisation, sessions revoked with reason
 //! `membership_expired` and announced to every node). The bypass is used only to learn which
 //! organisations have due memberships; the work happens in each organisation's own `TenantTx`.
@@ -9,7 +9,7 @@ use audit::{Changes, Entity, Event, Who};
 use store::{Store, TenantId, TenantTx};
 
 use crate::IdentityError;
-use crate::sessions::{self, Scope};
+use crate::revocation::{self, Scope};
 
 const ACTOR: &str = "system:membership-expiry";
 
@@ -61,7 +61,7 @@ pub async fn expire_in(tx: &mut TenantTx, who: &Who) -> Result<u64, IdentityErro
         )?
         .with_reason(&format!("valid_until {} passed", m.valid_until.map(|u| u.to_rfc3339()).unwrap_or_default()))?;
         audit::record_by(tx, who, &event).await?;
-        sessions::revoke(tx, who, Scope::User(m.user_id), "membership_expired").await?;
+        revocation::revoke(tx, who, Scope::User(m.user_id), "membership_expired").await?;
     }
     Ok(due.len() as u64)
 }

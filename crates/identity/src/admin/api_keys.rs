@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use store::{TenantId, TenantTx};
 use uuid::Uuid;
 
+use crate::admin::members::may_grant;
+use crate::directory::scopes;
 use crate::{IdentityError, Role};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -70,9 +72,9 @@ impl Minter<'_> {
         };
         match self {
             Self::Operator => Ok(()),
-            Self::Person { role: mine } if crate::members::may_grant(*mine, role) => Ok(()),
+            Self::Person { role: mine } if may_grant(*mine, role) => Ok(()),
             Self::Person { .. } => Err(escalation()),
-            Self::Key { role: mine, .. } if !crate::members::may_grant(*mine, role) => Err(escalation()),
+            Self::Key { role: mine, .. } if !may_grant(*mine, role) => Err(escalation()),
             Self::Key { scopes: mine, .. } => match scopes.iter().find(|s| !mine.contains(s)) {
                 Some(s) => Err(IdentityError::Forbidden {
                     code: "scope_escalation",
@@ -113,7 +115,7 @@ pub async fn create(
     if new.scopes.len() > 50 {
         return Err(IdentityError::invalid("scopes", "at most 50"));
     }
-    crate::scopes::check_known(&new.scopes)?;
+    scopes::check_known(&new.scopes)?;
     by.allows(new.role, &new.scopes)?;
     let mut scopes = new.scopes.clone();
     scopes.sort();

@@ -15,38 +15,74 @@
 //!
 //! Rows (`credential_failures`) hold only an HMAC-SHA-256 of the key under a secret derived from
 //! the token key, plus the user id when the key belongs to a known user — so an admin unlock
-//! ([`clear_user`]) clears every lock of that user, everywhere.
+//! ([`unlock`]) clears every lock of that user, everywhere.
+//!
+//! This is the only code that reads or writes `credential_failures`, and a [`Lockout`] is only
+//! obtained from `Authenticator::lockout` — so every check counts at the configured threshold.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
+use audit::{Changes, Entity, Event, Who};
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use store::{GlobalTx, TenantId};
 use uuid::Uuid;
 
-use crate::login_policy::LockAfter;
+use crate::signin::hmac::hmac_sha256;
 use crate::{EmailAddress, IdentityError};
 
+/// Failures before a lock key locks, unless configured otherwise ([`LockAfter`]); each further
+/// failure doubles the lock.
+pub const LOCK_AFTER: i32 = 5;
 /// The longest a lock lasts (each failure past the threshold doubles it up to this).
 pub const MAX_LOCK_MINUTES: i32 = 60;
 
-/// HMAC-SHA-256 (RFC 2104) over the concatenation of `parts`.
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
+/// Failed checks before a lock key locks (1-100), configured per deployment (`--lockout-after`).
+/// The constructor is the only place the number is checked, so the lockout can never run with a
+/// threshold of zero (which would lock every account on its first mistake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockAfter(u8);
+
+impl LockAfter {
+    /// # Errors
+    /// Outside 1-100.
+    pub fn new(n: u32) -> Result<Self, String> {
+        u8::try_from(n)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .map(Self)
+            .ok_or_else(|| format!("{n} is not a lockout threshold (1-100 failed attempts)"))
     }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    for p in parts {
-        inner.update(*p);
+
+    #[must_use]
+    pub fn get(self) -> i32 {
+        i32::from(self.0)
     }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+}
+
+impl Default for LockAfter {
+    fn default() -> Self {
+        Self(u8::try_from(LOCK_AFTER).unwrap_or(5))
+    }
+}
+
+/// A whole number as typed on the command line (thresholds).
+fn number(s: &str) -> Result<u32, String> {
+    s.trim().parse::<u32>().map_err(|_| format!("'{}' is not a whole number", s.trim()))
+}
+
+impl FromStr for LockAfter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::new(number(s)?)
+    }
+}
+
+impl fmt::Display for LockAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 /// The organisation a sign-in attempt named: the text as typed and what it resolved to.
@@ -98,8 +134,9 @@ fn source_bucket(ip: Option<IpAddr>) -> String {
 }
 
 impl Lockout {
+    /// Only `Authenticator::lockout` builds one (at the deployment's threshold).
     #[must_use]
-    pub fn new(secret: [u8; 32], lock_after: LockAfter) -> Self {
+    pub(crate) fn new(secret: [u8; 32], lock_after: LockAfter) -> Self {
         Self { secret, lock_after }
     }
 
@@ -233,15 +270,28 @@ pub async fn clear_user(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityEr
     Ok(locked)
 }
 
+/// Admin unlock: forgets every failure counted against `user` ([`clear_user`]: every
+/// organisation, every address), audited on the platform chain in `g` when something was counted.
+/// Returns whether anything was counted.
+///
+/// # Errors
+/// A store or audit error.
+pub async fn unlock(g: &mut GlobalTx, who: &Who, user: Uuid) -> Result<bool, IdentityError> {
+    let counted =
+        sqlx::query_scalar!(r#"select exists(select 1 from credential_failures where user_id = $1) as "e!""#, user)
+            .fetch_one(g.conn())
+            .await?;
+    clear_user(g, user).await?;
+    if counted {
+        let event = Event::new("user.unlocked", Entity::of("user", user)?, Changes::none())?;
+        audit::record_platform(g.conn(), &who.actor, &who.origin, &event).await?;
+    }
+    Ok(counted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ".as_slice(), b"for nothing?"]);
-        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-    }
 
     #[test]
     fn keys_separate_organisations_sources_and_scopes() {
@@ -258,5 +308,14 @@ mod tests {
         let t = TenantId::new_random();
         assert_ne!(k(NamedOrganisation::resolved(t), ip("192.0.2.1")), k(typed("acme"), ip("192.0.2.1")));
         assert_ne!(Lockout::new([8; 32], LockAfter::default()).account(Uuid::nil()).hash, l.account(Uuid::nil()).hash);
+    }
+
+    #[test]
+    fn thresholds_parse_strictly() {
+        assert_eq!(LockAfter::default().get(), LOCK_AFTER);
+        assert_eq!("7".parse::<LockAfter>().map(LockAfter::get), Ok(7));
+        for bad in ["0", "101", "-1", "five", "", "5.5", "99999999999"] {
+            assert!(bad.parse::<LockAfter>().is_err(), "{bad}");
+        }
     }
 }
