@@ -91,7 +91,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
         (r"\b(PV|PO)-[0-9A-F]{8}\b", "$1-[ref]"),
-        (r"/static/(app|htmx)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
+        (r"/static/(app|htmx|icon)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
         (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
         (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
         (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use store::TenantTx;
 
 use crate::plumbing::cookies::{CSRF_COOKIE, cookie};
-use crate::ui::assets::{Asset, CSS, HTMX};
+use crate::ui::assets::{Asset, CSS, HTMX, ICON};
 use crate::ui::format;
 use crate::{ApiError, AppState};
 
@@ -41,6 +41,7 @@ pub(crate) struct Chrome {
     pub csrf: String,
     pub css: &'static Asset,
     pub js: &'static Asset,
+    pub icon: &'static Asset,
 }
 
 impl Chrome {
@@ -56,6 +57,7 @@ impl Chrome {
             csrf,
             css: &CSS,
             js: &HTMX,
+            icon: &ICON,
         }
     }
 
@@ -94,6 +96,7 @@ impl Chrome {
             csrf: cookie(headers, CSRF_COOKIE).unwrap_or_default(),
             css: &CSS,
             js: &HTMX,
+            icon: &ICON,
         })
     }
 }
