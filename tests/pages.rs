@@ -565,3 +565,133 @@ fn the_vendored_htmx_is_the_pinned_package() {
         );
     }
 }
+
+/// A browser on the sign-in page: the pre-session CSRF cookie it was given, as a client.
+async fn at_sign_in(app: &TestApp) -> Client {
+    let anon = app.anonymous().without_redirects();
+    let form = anon.get("/sign-in").await;
+    let cookie = form.header("set-cookie").and_then(|c| c.split(';').next()).expect("cs_csrf").to_owned();
+    let csrf = cookie.strip_prefix("cs_csrf=").expect("cs_csrf").to_owned();
+    anon.browser(&cookie, Some(&csrf))
+}
+
+fn credentials<'a>(email: &'a str, password: &'a str) -> [(&'a str, &'a str); 3] {
+    [("organisation", "acme"), ("email", email), ("password", password)]
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    html.split(&format!(r#"name="{name}" value=""#))
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_account_with_an_authenticator_signs_in_in_two_steps_and_a_wrong_code_is_said_so() {
+    let w = world().await;
+    // user0 enrols TOTP through the API.
+    let api = w.app.sign_in("acme", "user0@acme.example").await;
+    let e = api.post("/api/v1/me/mfa/totp", json!({})).await;
+    let totp = totp_rs::TOTP::from_url(e.body["otpauth_uri"].as_str().expect("uri")).expect("totp");
+    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("time");
+    if 30 - now % 30 < 5 {
+        tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
+    }
+    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("time");
+    let confirmed = api.post("/api/v1/me/mfa/totp/confirm", json!({"code": totp.generate(now)})).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{confirmed}");
+    let recovery = confirmed.body["recovery_codes"][0].as_str().expect("a recovery code").to_owned();
+
+    let browser = at_sign_in(&w.app).await;
+    let mut fields = credentials("user0@acme.example", common::PASSWORD).to_vec();
+    fields.push(("next", "/periods"));
+    let step = browser.post_form("/sign-in", &fields).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.text);
+    assert!(
+        step.text.contains("Code from your authenticator app") && step.text.contains("Use a recovery code instead")
+    );
+    assert!(
+        step.headers.get_all("set-cookie").iter().all(|c| !c.to_str().unwrap_or_default().starts_with("cs_access")),
+        "no session yet"
+    );
+    let token = hidden(&step.text, "mfa_token");
+    snapshot!("second_factor", step.text.replace(&token, "[mfa token]"));
+
+    let wrong = browser
+        .post_form(
+            "/sign-in/second-factor",
+            &[("mfa_token", &token), ("method", "totp"), ("code", "000000"), ("next", "/periods")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("That code is wrong, expired or already used"), "{}", wrong.text);
+    assert_eq!(hidden(&wrong.text, "mfa_token"), token, "the same challenge, to try again");
+
+    let done = browser
+        .post_form(
+            "/sign-in/second-factor",
+            &[("mfa_token", &token), ("method", "recovery_code"), ("code", &recovery), ("next", "/periods")],
+        )
+        .await;
+    assert_eq!((done.status, done.header("location")), (StatusCode::SEE_OTHER, Some("/periods")), "{}", done.text);
+    assert!(
+        done.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or_default().starts_with("cs_access="))
+    );
+    // The challenge is spent.
+    let again = browser
+        .post_form("/sign-in/second-factor", &[("mfa_token", &token), ("method", "recovery_code"), ("code", &recovery)])
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.text.contains("Please sign in again"), "{}", again.text);
+}
+
+#[tokio::test]
+async fn refused_sign_ins_say_why_and_when_to_try_again() {
+    let w = world().await;
+    // A locked account: five wrong passwords, then even the right one waits, and the page says so.
+    let browser = at_sign_in(&w.app).await;
+    let mut locked = None;
+    for _ in 0..8 {
+        let r = browser.post_form("/sign-in", &credentials("user1@acme.example", "wrong password 1")).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            locked = Some(r);
+            break;
+        }
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+    let locked = locked.expect("the account locks");
+    assert!(locked.text.contains("Too many failed sign-ins for this account: it is locked for"), "{}", locked.text);
+    assert!(locked.header("retry-after").is_some());
+
+    // The network: an organisation that admits only its office refuses this address, in words
+    // (beta's list, which no request has read yet, so no node has it cached).
+    let mut admin = w.db.admin_conn().await;
+    sqlx::query("delete from tenant_ip_allowlist where tenant_id = $1")
+        .bind(w.beta.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("clear");
+    sqlx::query("insert into tenant_ip_allowlist (tenant_id, id, cidr, note, created_by) values ($1, gen_random_uuid(), '203.0.113.0/24', 'office', 'test')")
+        .bind(w.beta.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("office only");
+    let outside = [("organisation", "beta"), ("email", "user0@beta.example"), ("password", "any password at all")];
+    let r = browser.post_form("/sign-in", &outside).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("Your network address is not allowed for this organisation"), "{}", r.text);
+
+    // The per-address budget of the sign-in routes: past it, a page saying when to come back.
+    let limits = web::limits::Limits { login: "2/15m".parse().expect("limit"), ..web::limits::Limits::default() };
+    let tight = TestApp::setup(&w.db).limits(limits).start().await;
+    let browser = at_sign_in(&tight).await;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(browser.post_form("/sign-in", &credentials("user0@acme.example", "wrong password 2")).await);
+    }
+    let r = last.expect("answers");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(is_html(&r) && r.text.contains("Too many attempts") && r.text.contains("Try again in"), "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+}
