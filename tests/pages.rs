@@ -695,3 +695,129 @@ async fn refused_sign_ins_say_why_and_when_to_try_again() {
     assert!(is_html(&r) && r.text.contains("Too many attempts") && r.text.contains("Try again in"), "{}", r.text);
     assert!(r.header("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn a_query_goes_back_to_the_raiser_and_the_answer_returns_it_with_both_in_the_discussion() {
+    let w = world().await;
+    let staff = w.browser("user1@acme.example").await;
+    let dept = w.acme.department.to_string();
+    let raise = [
+        ("kind", "voucher"),
+        ("title", "Client dinner"),
+        ("department_id", &dept as &str),
+        ("currency", "EUR"),
+        ("document_date", "2000-04-04"),
+        ("line_description", "Dinner for four"),
+        ("line_amount", "212.40"),
+        ("submit", "1"),
+    ];
+    let r = staff.without_redirects().post_form("/documents", &raise).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = r.header("location").expect("location").split('?').next().expect("path").to_owned();
+    let transitions = format!("{page}/transitions");
+
+    let hod = w.browser("user2@acme.example").await;
+    let shown = hod.get(&page).await;
+    assert!(
+        shown.text.contains("Ask the raiser a question")
+            && shown.text.contains("Approve as head of department — next: finance review.")
+    );
+    let version = hidden(&shown.text, "version");
+    let asked = hod
+        .post_form(
+            &transitions,
+            &[("transition", "query"), ("version", &version), ("note", "Which client was this for?")],
+        )
+        .await;
+    assert!(
+        asked.path.ends_with("?done=query") && asked.text.contains("Your question was sent to the raiser."),
+        "{}",
+        asked.text
+    );
+
+    // The raiser finds it waiting, with the question.
+    let inbox = staff.get("/").await;
+    assert!(
+        inbox.text.contains("Client dinner") && inbox.text.contains("1 payment voucher waits for you."),
+        "{}",
+        inbox.text
+    );
+    let theirs = staff.get(&page).await;
+    assert!(theirs.text.contains("Which client was this for?"), "{}", theirs.text);
+    assert!(
+        numeric(&theirs.text).contains(&numeric_escape("queried: waiting for the raiser's answer")),
+        "{}",
+        theirs.text
+    );
+    let version = hidden(&theirs.text, "version");
+    // An empty answer is refused under its own field, nothing changed.
+    let empty = staff.post_form(&transitions, &[("transition", "answer"), ("version", &version), ("note", "")]).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        empty.text.contains(r#"id="note-answer-error">Write your answer: at least 3 characters</p>"#),
+        "{}",
+        empty.text
+    );
+    let answered = staff
+        .post_form(
+            &transitions,
+            &[("transition", "answer"), ("version", &version), ("note", "Northwind, the Q2 renewal")],
+        )
+        .await;
+    assert!(answered.text.contains("Your answer was sent"), "{}", answered.text);
+    assert!(answered.text.contains("Waiting for head of department"));
+    let discussion = answered.text.split("Discussion").nth(1).unwrap_or_default();
+    let (q, a) = (discussion.find("Which client was this for?"), discussion.find("Northwind, the Q2 renewal"));
+    assert!(q.is_some() && a.is_some() && q < a, "question, then answer: {discussion}");
+    assert!(discussion.contains("asked") && discussion.contains("answered"));
+}
+
+#[tokio::test]
+async fn long_lists_page_with_a_next_link_that_keeps_the_filter() {
+    let w = world().await;
+    let api = w.app.sign_in("acme", "user1@acme.example").await;
+    for i in 0..27 {
+        let body = json!({"kind": "voucher", "department_id": w.acme.department.to_string(), "title": format!("Taxi {i:02}"),
+            "document_date": "2000-05-05", "currency": "EUR", "lines": [{"description": "Taxi", "amount_minor": 1000 + i}]});
+        assert_eq!(api.post("/api/v1/documents", body).await.status, StatusCode::CREATED);
+    }
+    let staff = w.browser("user1@acme.example").await;
+    let first = staff.get("/?view=raised&status=draft").await;
+    assert_eq!(first.text.matches("<tr>").count() - 1, 25, "a page of 25 rows (and the header)");
+    let next = first
+        .text
+        .split(r#"<p class="pager"><a href=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a next link")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(next.starts_with("/?view=raised&status=draft&cursor="), "{next}");
+    let second = staff.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_eq!(second.text.matches("<tr>").count() - 1, 2, "the rest");
+    assert!(!second.text.contains(r#"rel="next""#), "the last page has no next link");
+    assert!(first.text.contains("Taxi 26") && second.text.contains("Taxi 00"), "newest first");
+}
+
+#[tokio::test]
+async fn the_members_page_is_behind_the_same_organisation_guard_as_the_api() {
+    let w = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let page = admin.get("/members").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for who in ["User 0", "user1@acme.example", "Head of department", "Operations"] {
+        assert!(page.text.contains(who), "{who}: {}", page.text);
+    }
+    assert!(!page.text.contains("beta.example"), "only this organisation's members");
+    assert!(page.text.contains(r#"<a href="/members" aria-current="page">Members</a>"#));
+    snapshot!("members", page.text);
+    // Staff: no link, and the guard refuses the page before it runs, audited like the API's.
+    let staff = w.browser("user1@acme.example").await;
+    assert!(!staff.get("/").await.text.contains(r#"href="/members""#));
+    let denied_before = audit_count(&w.db, w.acme.id, "access.denied").await;
+    let r = staff.get("/members").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(is_html(&r) && r.text.contains("You may not do this"), "{}", r.text);
+    assert!(audit_count(&w.db, w.acme.id, "access.denied").await > denied_before);
+}

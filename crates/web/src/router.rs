@@ -102,7 +102,7 @@ fn root_routes(r: Routes) -> Routes {
 
 /// The pages (`crate::ui`): the same guards as the API routes they stand beside.
 fn page_routes(r: Routes) -> Routes {
-    use Guard::{Domain, Own, Public, SignIn};
+    use Guard::{Domain, Org, Own, Public, SignIn};
     r.get("/", Domain(&[Action::DocumentRead]), ui::inbox::home)
         .get("/sign-in", Public("the sign-in form"), ui::sign_in::form)
         .post("/sign-in", SignIn, ui::sign_in::submit)
@@ -114,6 +114,7 @@ fn page_routes(r: Routes) -> Routes {
         .get("/documents/{id}", Domain(&[Action::DocumentRead]), ui::documents::show)
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
+        .get("/members", Org(Action::MembersRead), ui::members::list)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
 }

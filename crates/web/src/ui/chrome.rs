@@ -18,6 +18,7 @@ pub(crate) enum Section {
     Inbox,
     Documents,
     Periods,
+    Members,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +84,9 @@ impl Chrome {
         ];
         if state.authz.decide(s, Action::PeriodRead, &periods).is_ok() {
             nav.push(NavItem { label: "Periods", href: "/periods", current: current == Section::Periods });
+        }
+        if state.authz.decide(s, Action::MembersRead, &Resource::Organisation { tenant }).is_ok() {
+            nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
         }
         let may_raise =
             approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));

@@ -452,10 +452,12 @@ pub async fn transition(
             drop(tx);
             let typed = note.unwrap_or_default().to_owned();
             let error = if typed.is_empty() {
-                format!(
-                    "Write a {} of at least 3 characters",
-                    if t == Transition::Query { "question" } else { "reason" }
-                )
+                let what = match t {
+                    Transition::Query => "question",
+                    Transition::Answer => "answer",
+                    _ => "reason",
+                };
+                format!("Write your {what}: at least 3 characters")
             } else {
                 format!("Too short or too long: {reason}")
             };
