@@ -43,13 +43,13 @@ impl Fields {
 }
 
 /// A `next` destination after signing in: only a path on this site (`/…`, never `//host` or
-/// `/\host`, which browsers read as another site), else home.
+/// `/\host`, which browsers read as another site), in visible ASCII (it becomes a `Location`
+/// header), else home.
 pub(crate) fn local_path(next: &str) -> String {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
-        && !next.starts_with("/\\")
         && next.len() <= 2000
-        && !next.chars().any(|c| c.is_control() || c == '\\')
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
         && !next.starts_with("/sign-in")
         && !next.starts_with("/sign-out");
     if ok { next.to_owned() } else { "/".to_owned() }
@@ -84,6 +84,8 @@ mod tests {
             "/\\evil.example",
             "javascript:alert(1)",
             "/a\nb",
+            "/caf\u{e9}",
+            "/a b",
             "/sign-in?next=/",
             "documents",
         ] {

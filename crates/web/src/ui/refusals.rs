@@ -60,7 +60,7 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
         };
         return Redirect::to(&target).into_response();
     }
-    let mut page = render(&refusal, request_id).into_response();
+    let mut page = render(&refusal, request_id, !is_get).into_response();
     *page.status_mut() = status;
     if let Some(wait) = r.headers().get(header::RETRY_AFTER) {
         page.headers_mut().insert(header::RETRY_AFTER, wait.clone());
@@ -71,9 +71,12 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
     page
 }
 
-/// The page for a refusal.
-pub(crate) fn render(e: &ApiError, request_id: String) -> RefusalPage {
-    let (heading, explanation, hint) = words(e);
+/// The page for a refusal (`write`: the request would have changed something, and did not).
+pub(crate) fn render(e: &ApiError, request_id: String, write: bool) -> RefusalPage {
+    let (heading, mut explanation, hint) = words(e);
+    if write && e.status == StatusCode::FORBIDDEN {
+        explanation.push_str(" Nothing was changed.");
+    }
     RefusalPage { chrome: Chrome::public(String::new()), heading, explanation, hint, request_id }
 }
 
@@ -89,7 +92,7 @@ fn words(e: &ApiError) -> (String, String, String) {
         ),
         (_, "csrf_failed") => own(
             "This form has expired",
-            "The form was sent without the security token of your session, so nothing was changed.",
+            "The form was sent without the security token of your session.",
             "Go back, reload the page and send the form again.",
         ),
         (_, "ip_not_allowed") => own(
@@ -101,7 +104,7 @@ fn words(e: &ApiError) -> (String, String, String) {
             let action = detail("action").map(|a| format!(" (needed: permission to {})", a.replace(['.', '_'], " ")));
             (
                 "You may not do this".to_owned(),
-                format!("Your role does not allow this{}. Nothing was changed.", action.unwrap_or_default()),
+                format!("Your role does not allow this{}.", action.unwrap_or_default()),
                 "If you think you should, ask an administrator of your organisation.".to_owned(),
             )
         }
@@ -144,7 +147,7 @@ pub(crate) async fn not_found(req: Request) -> Response {
         return ApiError::not_found().into_response();
     }
     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let mut r = (StatusCode::NOT_FOUND, render(&ApiError::not_found(), id)).into_response();
+    let mut r = (StatusCode::NOT_FOUND, render(&ApiError::not_found(), id, false)).into_response();
     r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(crate::ui::PAGE_CSP));
     r
 }
