@@ -821,3 +821,49 @@ async fn the_members_page_is_behind_the_same_organisation_guard_as_the_api() {
     assert!(is_html(&r) && r.text.contains("You may not do this"), "{}", r.text);
     assert!(audit_count(&w.db, w.acme.id, "access.denied").await > denied_before);
 }
+
+#[tokio::test]
+async fn an_organisation_that_requires_a_second_factor_gets_the_mailed_code_step() {
+    use identity::secret_box::SecretBox;
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[1]).await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update tenants set require_mfa = true where id = $1")
+        .bind(acme.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("require");
+    let app = TestApp::setup(&db).roomy().mfa_keys(SecretBox::new(&[5; 32], &[])).start().await;
+
+    let browser = at_sign_in(&app).await;
+    let step = browser.post_form("/sign-in", &credentials("user1@acme.example", common::PASSWORD)).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.text);
+    assert!(
+        step.text.contains("We have emailed you a code") && !step.text.contains("authenticator app"),
+        "{}",
+        step.text
+    );
+    let token = hidden(&step.text, "mfa_token");
+    // The code goes out in the background; the operator's view of the outbox opens it.
+    let started = std::time::Instant::now();
+    let to = identity::EmailAddress::parse("user1@acme.example").expect("email");
+    let code = loop {
+        let mut g = db.store.global_tx().await.expect("global");
+        let rows = identity::mail::outbox(&mut g, &SecretBox::new(&[5; 32], &[]), Some(&to), 10).await.expect("outbox");
+        g.commit().await.expect("commit");
+        if let Some(m) = rows.first() {
+            let start = m.body.find(": ").expect("a code in the mail") + 2;
+            break m.body[start..start + 8].to_owned();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "no mail");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let done = browser
+        .post_form("/sign-in/second-factor", &[("mfa_token", &token), ("method", "email_code"), ("code", &code)])
+        .await;
+    assert_eq!((done.status, done.header("location")), (StatusCode::SEE_OTHER, Some("/")), "{}", done.text);
+    assert!(
+        done.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or_default().starts_with("cs_access="))
+    );
+}
