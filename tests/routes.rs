@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use store::testing::TestDb;
 use web::Principal;
-use web::guard::{Guard, Routes};
+use web::guard::{Face, Guard, Routes};
 
 fn concrete(path: &str) -> String {
     path.split('/')
@@ -48,11 +48,17 @@ async fn every_registered_route_is_guarded() {
             assert!(ans.status.as_u16() < 500, "{what}: {}", ans.status);
             continue;
         }
-        // 1. No credential: 401, whatever the route.
-        let anon = app.anonymous().request(m.clone(), &path, body.clone(), &[]).await;
-        assert_eq!((anon.status, anon.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{what}");
+        // 1. No credential: 401 from the API, and a page sends the browser to sign in first.
+        if r.face == Face::Page {
+            let anon = app.anonymous().without_redirects().request(m.clone(), &path, body.clone(), &[]).await;
+            assert_eq!(anon.status, StatusCode::SEE_OTHER, "{what}");
+            assert!(anon.header("location").is_some_and(|l| l.starts_with("/sign-in")), "{what}");
+        } else {
+            let anon = app.anonymous().request(m.clone(), &path, body.clone(), &[]).await;
+            assert_eq!((anon.status, anon.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{what}");
+        }
         // Signing out ends the session it is called with: use a throwaway one.
-        let (vendor_token, admin_token) = if r.path == "/api/v1/auth/logout" {
+        let (vendor_token, admin_token) = if r.path == "/api/v1/auth/logout" || r.path == "/sign-out" {
             (app.sign_in("acme", "vendor@acme.example").await, app.sign_in("acme", "user0@acme.example").await)
         } else {
             (vendor.clone(), admin.clone())
@@ -61,6 +67,15 @@ async fn every_registered_route_is_guarded() {
         let denied_before = web::refusals::refusals_total();
         let v = vendor_token.request(m.clone(), &path, body.clone(), &[]).await;
         match r.guard {
+            // Pages: the same guards; a refusal is a page, an allowed list a page with nothing in it.
+            Guard::Domain(_) if r.face == Face::Page && v.status.is_success() => {
+                assert!(r.method == "GET", "{what}: vendor got {} {}", v.status, v.text);
+                assert!(!v.text.contains("<tbody>"), "{what}: a vendor's list shows no rows");
+            }
+            Guard::Domain(_) | Guard::Org(_) if r.face == Face::Page => {
+                assert!(v.status.is_client_error(), "{what}: vendor got {} {}", v.status, v.text);
+                assert!(v.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{what}: a page");
+            }
             Guard::Org(_) => {
                 org_routes += 1;
                 assert_eq!((v.status, v.code()), (StatusCode::FORBIDDEN, "forbidden"), "{what}");

@@ -226,7 +226,7 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
 
 impl Seeded {
     pub fn print(&self, addr: SocketAddr) {
-        println!("\nCountersign demo is running: open http://{addr}\n");
+        println!("\nCountersign demo is running: open http://{addr} and sign in as any account below\n");
         println!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
         println!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
         for SeededOrg { slug, name, people } in &self.orgs {

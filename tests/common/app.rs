@@ -191,6 +191,49 @@ impl Client {
         Self { base: app.base.clone(), ..self.clone() }
     }
 
+    /// The same client, not following redirects (to see a page's `303` itself).
+    #[must_use]
+    pub fn without_redirects(&self) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { http, ..self.clone() }
+    }
+
+    /// A browser holding `cookies` (a `Cookie:` header value) and knowing `csrf` (its `cs_csrf`).
+    #[must_use]
+    pub fn browser(&self, cookies: &str, csrf: Option<&str>) -> Self {
+        Self { auth: Auth::Browser { cookies: cookies.to_owned(), csrf: csrf.map(str::to_owned) }, ..self.clone() }
+    }
+
+    /// The CSRF token a browser client holds (its `cs_csrf` cookie).
+    pub fn csrf(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Browser { csrf, .. } => csrf.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A page's form post (`application/x-www-form-urlencoded`), as a browser sends it without
+    /// script: a browser client puts its CSRF token in the form field `csrf_token` (never the
+    /// header), unless `fields` names one itself.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut pairs: Vec<(&str, &str)> = fields.to_vec();
+        let csrf = self.csrf().map(str::to_owned);
+        if let Some(c) = csrf.as_deref()
+            && !fields.iter().any(|(k, _)| *k == "csrf_token")
+        {
+            pairs.push(("csrf_token", c));
+        }
+        let body =
+            pairs.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
+        let without_header = match &self.auth {
+            Auth::Browser { cookies, .. } => {
+                Self { auth: Auth::Browser { cookies: cookies.clone(), csrf: None }, ..self.clone() }
+            }
+            _ => self.clone(),
+        };
+        without_header.send(Method::POST, path, Payload::Form(body), &[]).await
+    }
+
     /// A browser client sending `csrf` (or none) as its `X-CSRF-Token` on writes.
     #[must_use]
     pub fn with_csrf(&self, csrf: Option<&str>) -> Self {
@@ -263,6 +306,10 @@ impl Client {
 
     /// Any request: `path` from the server's root, an optional JSON body, extra headers.
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+        self.send(method, path, body.map_or(Payload::None, Payload::Json), headers).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Payload, headers: &[(&str, &str)]) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(from) = &self.from {
@@ -278,18 +325,39 @@ impl Client {
                 }
             }
         }
-        if let Some(b) = body {
-            req = req.json(&b);
+        match body {
+            Payload::None => {}
+            Payload::Json(b) => req = req.json(&b),
+            Payload::Form(f) => req = req.header("content-type", "application/x-www-form-urlencoded").body(f),
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let r = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let (status, headers) = (r.status(), r.headers().clone());
+        let (status, headers, final_url) = (r.status(), r.headers().clone(), r.url().to_string());
         let text = r.text().await.unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, body, text }
+        let path = final_url.strip_prefix(&self.base).unwrap_or(&final_url).to_owned();
+        Answer { status, headers, body, text, path }
     }
+}
+
+/// What a request sends.
+enum Payload {
+    None,
+    Json(Value),
+    Form(String),
+}
+
+/// Percent-encodes a form component.
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A request body: a JSON value, or `()` for none.
@@ -317,6 +385,8 @@ pub struct Answer {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    /// Where the answer came from (after redirects), from the server's root: `/sign-in?next=%2F`.
+    pub path: String,
 }
 
 impl Answer {

@@ -590,6 +590,44 @@ pub async fn get(tx: &mut TenantTx, engine: &Engine, m: &Member, id: Uuid) -> Re
     Ok(doc)
 }
 
+/// The transitions `m` may take on `doc` now: those its state allows ([`Document::allowed`])
+/// that the policy engine permits this member (the actions box of the document page). Asking
+/// is not acting: [`transition`] decides again, under the row lock, when one is taken.
+#[must_use]
+pub fn permitted(engine: &Engine, m: &Member, doc: &Document) -> Vec<Transition> {
+    let facts = doc.facts(m.subject.tenant);
+    doc.allowed
+        .iter()
+        .copied()
+        .filter(|t| engine.decide(&m.subject, t.action(), &Resource::Document(&facts)).is_ok())
+        .collect()
+}
+
+/// Whether `m` may edit `doc` now (drafts and queried documents, by their raiser).
+#[must_use]
+pub fn may_edit(engine: &Engine, m: &Member, doc: &Document) -> bool {
+    matches!(doc.status, Status::Draft | Status::Queried)
+        && engine.decide(&m.subject, Action::DocumentEdit, &Resource::Document(&doc.facts(m.subject.tenant))).is_ok()
+}
+
+/// Whether `m` may raise a document in `department` (the departments a raise form offers): the
+/// question [`create`] asks, about a draft raised by `m` there.
+#[must_use]
+pub fn may_raise_in(engine: &Engine, m: &Member, department: Uuid) -> bool {
+    let draft = DocumentFacts {
+        tenant: m.subject.tenant,
+        id: Uuid::nil(),
+        kind: Kind::Voucher.as_str(),
+        department,
+        raiser: m.subject.user,
+        status: Status::Draft.as_str(),
+        amount_minor: 0,
+        approvers: Vec::new(),
+        level: None,
+    };
+    engine.decide(&m.subject, Action::DocumentCreate, &Resource::Document(&draft)).is_ok()
+}
+
 /// The preamble of every change to one document: loads it locked (`FOR UPDATE`, so concurrent
 /// changes queue), refuses as `NotFound` when `m` may not even read it, and as `Stale` unless the
 /// caller read `expected_version`.

@@ -80,6 +80,9 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));
         }
+        // The refusal itself rides along, so the pages' layer (`crate::ui::refusals`) can word it
+        // as a page without parsing the body. Extensions never leave the server.
+        r.extensions_mut().insert(self);
         r
     }
 }

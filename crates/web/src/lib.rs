@@ -25,6 +25,7 @@ mod api;
 mod error;
 mod plumbing;
 mod router;
+mod ui;
 
 pub use api::{openapi, security};
 pub use error::ApiError;
@@ -32,4 +33,9 @@ pub use plumbing::auth::{Caller, Person, Principal};
 pub use plumbing::client::{ClientContext, TrustedProxies};
 pub use plumbing::state::AppState;
 pub use plumbing::{edge, guard, ip_allowlist, limits, refusals, session_cache};
-pub use router::{route_table, router, with_middleware};
+pub use router::{API_CSP, route_table, router, with_middleware};
+pub use ui::PAGE_CSP;
+/// The pages' static files (tests check the vendored htmx against its pin).
+pub mod assets {
+    pub use crate::ui::assets::{APP_CSS, Asset, CSS, HTMX, HTMX_JS, HTMX_VERSION};
+}

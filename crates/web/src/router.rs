@@ -1,8 +1,9 @@
 //! The route table and the middleware stack. Every route is registered here with its guard
-//! (`crate::plumbing::guard`); the handlers live in `crate::api`. Middleware order (outermost
-//! first): request id → trace span → client context (and HSTS) → security headers → edge
-//! (URI/header limits, content type, query text, JSON shape of framework refusals) → body limit
-//! → timeout → the route's guard → handler.
+//! (`crate::plumbing::guard`); the handlers live in `crate::api` (JSON) and `crate::ui` (pages).
+//! Middleware order (outermost first): request id → trace span → client context (and HSTS) →
+//! security headers → edge (URI/header limits, content type, query text, JSON shape of framework
+//! refusals) → body limit → timeout → (pages: page CSP → refusals as pages → form CSRF token) →
+//! the route's guard → handler.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::api::{
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
+use crate::ui;
 use crate::{ApiError, AppState};
 use authz::Action;
 
@@ -100,16 +102,37 @@ fn root_routes(r: Routes) -> Routes {
         .get("/api/openapi.json", Public("the API description"), openapi_json)
 }
 
+/// The pages (`crate::ui`): the same guards as the API routes they stand beside.
+fn page_routes(r: Routes) -> Routes {
+    use Guard::{Domain, Org, Own, Public, SignIn};
+    r.get("/", Domain(&[Action::DocumentRead]), ui::inbox::home)
+        .get("/sign-in", Public("the sign-in form"), ui::sign_in::form)
+        .post("/sign-in", SignIn, ui::sign_in::submit)
+        .post("/sign-in/second-factor", SignIn, ui::sign_in::second_factor)
+        .post("/sign-out", Own, ui::sign_in::sign_out)
+        .get("/documents", Domain(&[Action::DocumentRead]), ui::inbox::all)
+        .get("/documents/new", Domain(&[Action::DocumentCreate]), ui::documents::new)
+        .post("/documents", Domain(&[Action::DocumentCreate]), ui::documents::create)
+        .get("/documents/{id}", Domain(&[Action::DocumentRead]), ui::documents::show)
+        .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
+        .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
+        .get("/members", Org(Action::MembersRead), ui::members::list)
+        .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
+        .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
+}
+
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi::spec(&route_table(false)))
 }
 
-/// Every route the server answers, with its guard (tests walk this list).
+/// Every route the server answers, API and pages, with its guard and face (tests walk this
+/// list; the OpenAPI description takes the API's).
 #[must_use]
 pub fn route_table(dev_outbox: bool) -> Vec<RouteInfo> {
     let mut t = root_routes(Routes::new(None, "")).table;
     t.extend(api_routes(Routes::new(None, "/api/v1"), dev_outbox).table);
+    t.extend(page_routes(Routes::pages(None)).table);
     t
 }
 
@@ -121,9 +144,13 @@ screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()";
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The Content-Security-Policy of everything that is not a page: nothing may load or frame.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 pub fn router(state: AppState) -> Router {
     let api = api_routes(Routes::new(Some(state.clone()), "/api/v1"), state.dev_outbox).router;
-    let routes = root_routes(Routes::new(Some(state.clone()), "")).router.nest("/api/v1", api);
+    let pages = ui::layers(page_routes(Routes::pages(Some(state.clone()))).router);
+    let routes = root_routes(Routes::new(Some(state.clone()), "")).router.merge(pages).nest("/api/v1", api);
     with_middleware(state, routes)
 }
 
@@ -150,7 +177,7 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
 /// use it to serve routes of their own through the same stack).
 pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
     routes
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(ui::refusals::not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
         })
@@ -169,11 +196,16 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("no-referrer"),
                 ))
-                .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-                // The API serves data, never pages: nothing may load, frame or run from it.
-                .layer(SetResponseHeaderLayer::overriding(
+                // Nothing is cached, except what says otherwise (the pages' hashed static files).
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                // The API serves data, never pages: nothing may load, frame or run from it. Pages
+                // set their own, strict policy (`crate::ui::PAGE_CSP`); everything else gets this.
+                .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+                    HeaderValue::from_static(API_CSP),
                 ))
                 .layer(SetResponseHeaderLayer::overriding(
                     HeaderName::from_static("permissions-policy"),

@@ -46,7 +46,7 @@ fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
 
 /// Documents are raised and decided by people: an API key has no department, no seat in the
 /// separation of duties, and is refused here.
-async fn member(p: &Principal, tx: &mut TenantTx) -> Result<Member, ApiError> {
+pub(crate) async fn member(p: &Principal, tx: &mut TenantTx) -> Result<Member, ApiError> {
     let Some(person) = p.person() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -58,7 +58,8 @@ async fn member(p: &Principal, tx: &mut TenantTx) -> Result<Member, ApiError> {
 }
 
 /// Turns a domain refusal into a response; policy denials are audited first (own transaction).
-async fn refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError) -> ApiError {
+/// The pages (`crate::ui::documents`) word the same refusals in HTML.
+pub(crate) async fn refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError) -> ApiError {
     match e {
         ApprovalError::Invalid { field, reason } => unprocessable(field, format!("{field}: {reason}")),
         ApprovalError::Money(m) => {

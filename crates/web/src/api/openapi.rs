@@ -18,7 +18,7 @@ use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBu
 use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 
 use crate::plumbing::access::ListPage;
-use crate::plumbing::guard::{Guard, RouteInfo};
+use crate::plumbing::guard::{Face, Guard, RouteInfo};
 
 /// The error body every refusal carries.
 #[derive(serde::Serialize, ToSchema)]
@@ -467,7 +467,8 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
 fn add_routes(spec: &mut Spec, routes: &[RouteInfo]) {
     let mut paths = utoipa::openapi::Paths::new();
     let components = spec.components.get_or_insert_with(Default::default);
-    for r in routes {
+    // Pages are another face of the same capabilities, not part of the API.
+    for r in routes.iter().filter(|r| r.face == Face::Api) {
         paths.add_path_operation(&r.path, vec![method(&r.method)], operation(r, components));
     }
     spec.paths = paths;

@@ -41,18 +41,34 @@ pub async fn login(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: LoginRequest = json(&body)?;
-    if req.organisation.len() > 100 || req.email.len() > 254 || req.password.len() > 1024 {
+    let outcome = password_login(&state, &ctx, &req.organisation, &req.email, SecretString::from(req.password)).await?;
+    Ok(outcome_response(&state, outcome, req.token_delivery))
+}
+
+/// A password sign-in, whichever face asks (the API above, the sign-in page): field limits, the
+/// organisation's IP allowlist before the password is looked at, then the authenticator (lockout,
+/// suspicious-login checks, the second-factor challenge).
+///
+/// # Errors
+/// 422 for malformed fields, 403 `ip_not_allowed`, 401 for wrong credentials, 429 when locked.
+pub(crate) async fn password_login(
+    state: &AppState,
+    ctx: &ClientContext,
+    organisation: &str,
+    email: &str,
+    password: SecretString,
+) -> Result<identity::signin::mfa::LoginOutcome, ApiError> {
+    use secrecy::ExposeSecret;
+    if organisation.len() > 100 || email.len() > 254 || password.expose_secret().len() > 1024 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "a field is too long"));
     }
-    let email = EmailAddress::parse(&req.email)?;
-    let password = SecretString::from(req.password);
-    let tenant = resolve(&state, &req.organisation).await?;
+    let email = EmailAddress::parse(email)?;
+    let tenant = resolve(state, organisation).await?;
     if let Some(t) = tenant {
-        ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
+        ip_allowlist::enforce(state, t, ctx, Subject::Login(email.as_str())).await?;
     }
-    let named = identity::signin::lockout::NamedOrganisation { typed: &req.organisation, tenant };
-    let outcome = state.auth.login(&state.store, factors(&state), named, &email, &password, &ctx.origin()).await?;
-    Ok(outcome_response(&state, outcome, req.token_delivery))
+    let named = identity::signin::lockout::NamedOrganisation { typed: organisation, tenant };
+    Ok(state.auth.login(&state.store, factors(state), named, &email, &password, &ctx.origin()).await?)
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -110,6 +126,17 @@ pub async fn refresh(
 
 /// `POST /api/v1/auth/logout`: revokes the caller's session and clears the cookies.
 pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    end_session(&state, &p).await?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    cookies::clear_session(&mut r);
+    Ok(r)
+}
+
+/// Revokes the caller's own session (sign-out, from the API or the pages).
+///
+/// # Errors
+/// 400 `not_a_session` for an API key.
+pub(crate) async fn end_session(state: &AppState, p: &Principal) -> Result<(), ApiError> {
     let Some(person) = p.person() else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "API keys do not log out; revoke the key"));
     };
@@ -119,9 +146,7 @@ pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Respo
     tx.commit().await?;
     // Effective on this node at once; other nodes hear it through NOTIFY.
     state.sessions.apply(&Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: Some(session) });
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    cookies::clear_session(&mut r);
-    Ok(r)
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

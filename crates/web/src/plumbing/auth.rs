@@ -191,7 +191,7 @@ impl Principal {
             // Browsers: the access token cookie, with the CSRF double-submit on unsafe methods.
             let token = cookies::cookie(&parts.headers, ACCESS_COOKIE).ok_or_else(ApiError::unauthenticated)?;
             if !parts.method.is_safe() {
-                cookies::require_csrf(&parts.headers)?;
+                cookies::require_csrf_of(&parts.headers, parts.extensions.get::<cookies::FormToken>())?;
             }
             return from_access_token(state, &token, ctx).await;
         };

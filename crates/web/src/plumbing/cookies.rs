@@ -4,10 +4,15 @@
 //! The access token, the refresh token and a CSRF token travel as cookies (`HttpOnly` except the
 //! CSRF one, `Secure` unless the server runs plain HTTP for development, `SameSite=Strict`; the
 //! refresh cookie only travels to `/api/v1/auth`). Every state-changing request authenticated
-//! by cookie must echo the CSRF cookie in `X-CSRF-Token`.
+//! by cookie must echo the CSRF cookie: in `X-CSRF-Token` (scripts, the API), or — for a page's
+//! plain HTML form, which cannot set headers — in the form field `csrf_token`, which
+//! [`form_token`] lifts out of the body before authentication runs. It is the same double
+//! submit, compared in the same place ([`require_csrf_of`]).
 
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 
@@ -17,6 +22,8 @@ pub(crate) const ACCESS_COOKIE: &str = "cs_access";
 pub(crate) const REFRESH_COOKIE: &str = "cs_refresh";
 pub(crate) const CSRF_COOKIE: &str = "cs_csrf";
 const CSRF_HEADER: &str = "x-csrf-token";
+/// The form field a page's forms carry the CSRF token in.
+pub(crate) const CSRF_FIELD: &str = "csrf_token";
 /// The only path the refresh cookie is sent to.
 const REFRESH_PATH: &str = "/api/v1/auth";
 
@@ -34,16 +41,76 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Double-submit check: the header must repeat the CSRF cookie (compared in constant time).
 pub(crate) fn require_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
-    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    require_csrf_of(headers, None)
+}
+
+/// The CSRF token a form post carried in its body (see [`form_token`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FormToken(pub(crate) String);
+
+/// Double-submit check: `X-CSRF-Token`, or else the form's `csrf_token` field, must repeat the
+/// CSRF cookie (compared in constant time).
+pub(crate) fn require_csrf_of(headers: &HeaderMap, form: Option<&FormToken>) -> Result<(), ApiError> {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| form.map(|f| f.0.as_str()))
+        .unwrap_or_default();
     let expected = cookie(headers, CSRF_COOKIE).unwrap_or_default();
-    let same = !expected.is_empty()
-        && sent.len() == expected.len()
-        && sent.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
+    if same_token(sent, &expected) {
         Ok(())
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong X-CSRF-Token header"))
     }
+}
+
+/// Constant-time comparison of a presented token with the expected one (never equal when empty).
+pub(crate) fn same_token(sent: &str, expected: &str) -> bool {
+    !expected.is_empty()
+        && sent.len() == expected.len()
+        && sent.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The largest form body a page accepts (the raise form with many lines stays far below it).
+pub(crate) const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// Middleware of the page routes (outside their guards): a form post
+/// (`application/x-www-form-urlencoded`) is read, its `csrf_token` field noted as a
+/// [`FormToken`] for the authentication's double-submit check, and the body passed on intact.
+/// Other requests pass untouched.
+pub(crate) async fn form_token(req: Request, next: Next) -> Response {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(FORM_TYPE));
+    if !is_form {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the form is too large")
+            .into_response();
+    };
+    if let Some(token) = form_fields(&bytes).into_iter().find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v) {
+        parts.extensions.insert(FormToken(token));
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The content type of an HTML form post.
+pub(crate) const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order, percent-decoded.
+pub(crate) fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (crate::plumbing::edge::decode(k), crate::plumbing::edge::decode(v))
+        })
+        .collect()
 }
 
 /// Sets the three cookies of a new session (a fresh CSRF token each time) on `r`.
@@ -65,6 +132,26 @@ pub(crate) fn set_session(r: &mut Response, issued: &identity::signin::sessions:
             r.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+}
+
+/// The CSRF token a page puts in its forms: the browser's `cs_csrf` cookie, or — before any
+/// session (the sign-in form) — a fresh one, which `r` then sets, so that even the sign-in post
+/// is a double submit a cross-site form cannot make (login CSRF).
+pub(crate) fn csrf_for_form(headers: &HeaderMap, r: &mut Response, secure: bool) -> String {
+    if let Some(t) = cookie(headers, CSRF_COOKIE).filter(|t| !t.is_empty()) {
+        return t;
+    }
+    let mut csrf = [0u8; 32];
+    rand::rng().fill_bytes(&mut csrf);
+    let token = hex::encode(csrf);
+    let secure = if secure { "; Secure" } else { "" };
+    let days = identity::signin::sessions::SESSION_TTL_DAYS * 86_400;
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("{CSRF_COOKIE}={token}; Path=/; SameSite=Strict; Max-Age={days}{secure}"))
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    token
 }
 
 /// Clears the session cookies on `r` (sign-out).

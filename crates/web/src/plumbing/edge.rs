@@ -62,7 +62,7 @@ pub fn text_error(field: &str, s: &str, multiline: bool) -> Option<ApiError> {
 
 /// Percent-decodes one `application/x-www-form-urlencoded` component (`+` is a space). Bytes
 /// that are not UTF-8 are replaced (the typed query parser refuses such input anyway).
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -99,6 +99,16 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else { return false };
     let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// An HTML form post to a page (any path outside `/api/`): the one body that may be something
+/// other than JSON. The API keeps refusing it, so a cross-site form can never reach it.
+fn page_form(req: &Request) -> bool {
+    let path = req.uri().path();
+    let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(crate::plumbing::cookies::FORM_TYPE)
+    });
+    is_form && path != "/api" && !path.starts_with("/api/")
 }
 
 fn has_body(req: &Request) -> bool {
@@ -141,7 +151,7 @@ fn early_refusal(req: &Request) -> Option<ApiError> {
             format!("{msg} (at most {MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)"),
         ));
     }
-    if has_body(req) && !is_json(headers.get(header::CONTENT_TYPE)) {
+    if has_body(req) && !is_json(headers.get(header::CONTENT_TYPE)) && !page_form(req) {
         let (code, msg) = code_of(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         return Some(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, msg));
     }
@@ -190,10 +200,11 @@ fn close(r: &mut Response) {
 }
 
 /// A refusal without the project's JSON body (413 from the body limit, 408 from the timeout,
-/// an extractor's plain-text rejection) gets it, keeping status and headers.
+/// an extractor's plain-text rejection) gets it, keeping status and headers. Pages' own refusals
+/// (`text/html`, rendered by `crate::ui`) are left as they are.
 fn json_shaped(r: Response) -> Response {
-    let is_json = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some("application/json");
-    if is_json {
+    let content_type = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type == "application/json" || content_type.starts_with("text/html") {
         return r;
     }
     let (parts, _) = r.into_parts();
@@ -225,6 +236,23 @@ mod tests {
         assert!(bad_char("a\tb", false));
         assert!(bad_char("a\u{1b}b", true));
         assert!(bad_char("a\u{85}b", true));
+    }
+
+    #[test]
+    fn only_pages_take_form_posts() {
+        let form = |path: &str| {
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::CONTENT_LENGTH, "3")
+                .body(Body::from("a=b"))
+                .expect("request")
+        };
+        assert!(early_refusal(&form("/documents/new")).is_none());
+        assert!(early_refusal(&form("/sign-in")).is_none());
+        for api in ["/api/v1/documents", "/api", "/api/openapi.json"] {
+            let refused = early_refusal(&form(api)).map(|e| e.status);
+            assert_eq!(refused, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), "{api}");
+        }
     }
 
     #[test]

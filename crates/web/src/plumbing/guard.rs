@@ -17,6 +17,11 @@
 //! After the handler, a success response from a route whose decision was never reported is
 //! replaced by 500 `authorisation_missing`: a handler that forgot to ask fails closed.
 //! `route_table` lists every route with its guard; tests walk it.
+//!
+//! A route has a [`Face`]: the JSON API or an HTML page. Both are registered here with the same
+//! guards and pass the same `enforce`; the face only says how a refusal is worded (the pages
+//! layer turns the guard's `ApiError` into a page or a redirect to sign in) and keeps pages out
+//! of the OpenAPI description.
 
 use authz::{Action, Resource};
 use axum::Router;
@@ -54,6 +59,15 @@ impl Guard {
     }
 }
 
+/// Who a route answers: API clients (JSON) or people in a browser (HTML pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// JSON, described in the OpenAPI document.
+    Api,
+    /// HTML pages (`crate::ui`): same guard, refusals shown as pages.
+    Page,
+}
+
 /// A registered route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
@@ -61,21 +75,30 @@ pub struct RouteInfo {
     /// Full path with axum's `{param}` placeholders.
     pub path: String,
     pub guard: Guard,
+    pub face: Face,
 }
 
 /// The route builder: records every route with its guard and (given a state) routes it.
 pub struct Routes {
     state: Option<AppState>,
     prefix: &'static str,
+    face: Face,
     pub(crate) router: Router<AppState>,
     pub(crate) table: Vec<RouteInfo>,
 }
 
 impl Routes {
-    /// Without a state it only records the table. `prefix` is where the router will be nested.
+    /// API routes. Without a state it only records the table. `prefix` is where the router will
+    /// be nested.
     #[must_use]
     pub fn new(state: Option<AppState>, prefix: &'static str) -> Self {
-        Self { state, prefix, router: Router::new(), table: Vec::new() }
+        Self { state, prefix, face: Face::Api, router: Router::new(), table: Vec::new() }
+    }
+
+    /// Page routes (HTML), at the root: the same guards as the API.
+    #[must_use]
+    pub fn pages(state: Option<AppState>) -> Self {
+        Self { face: Face::Page, ..Self::new(state, "") }
     }
 
     /// The routes added so far (wrap with `crate::with_middleware` to serve them).
@@ -90,7 +113,7 @@ impl Routes {
         T: 'static,
     {
         let full = format!("{}{path}", self.prefix);
-        self.table.push(RouteInfo { method: method.clone(), path: full.clone(), guard });
+        self.table.push(RouteInfo { method: method.clone(), path: full.clone(), guard, face: self.face });
         if let Some(state) = &self.state {
             let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
             let route = format!("{method} {full}");

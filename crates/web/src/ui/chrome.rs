@@ -1,0 +1,106 @@
+//! What surrounds every page: the organisation and the person in the top bar, the sign-out form,
+//! and the left navigation — only the sections this person may open, as the policy engine
+//! decides for them (the same decisions the sections' routes take).
+
+use approvals::documents::Member;
+use authz::{Action, Resource};
+use axum::http::HeaderMap;
+use store::TenantTx;
+
+use crate::plumbing::cookies::{CSRF_COOKIE, cookie};
+use crate::ui::assets::{Asset, CSS, HTMX, ICON};
+use crate::ui::format;
+use crate::{ApiError, AppState};
+
+/// The sections of the left navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    Inbox,
+    Documents,
+    Periods,
+    Members,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NavItem {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub current: bool,
+}
+
+/// The frame of a page.
+#[derive(Debug, Clone)]
+pub(crate) struct Chrome {
+    pub signed_in: bool,
+    pub organisation: String,
+    pub person: String,
+    pub role: String,
+    pub nav: Vec<NavItem>,
+    /// Whether the "Raise a document" link shows (the person may raise somewhere).
+    pub may_raise: bool,
+    /// The CSRF token every form of the page carries (the `cs_csrf` cookie's value).
+    pub csrf: String,
+    pub css: &'static Asset,
+    pub js: &'static Asset,
+    pub icon: &'static Asset,
+}
+
+impl Chrome {
+    /// The frame of a page nobody is signed in to (sign-in, `/security`, refusals).
+    pub(crate) fn public(csrf: String) -> Self {
+        Self {
+            signed_in: false,
+            organisation: String::new(),
+            person: String::new(),
+            role: String::new(),
+            nav: Vec::new(),
+            may_raise: false,
+            csrf,
+            css: &CSS,
+            js: &HTMX,
+            icon: &ICON,
+        }
+    }
+
+    /// The frame of a signed-in member's page, read in the request's own transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) async fn member(
+        state: &AppState,
+        tx: &mut TenantTx,
+        m: &Member,
+        headers: &HeaderMap,
+        current: Section,
+    ) -> Result<Self, ApiError> {
+        let organisation = identity::directory::tenants::current(tx).await?.name;
+        let person = identity::directory::users::get_member(tx, m.subject.user).await?.display_name;
+        let s = &m.subject;
+        let tenant = s.tenant;
+        let periods = Resource::Period { tenant, id: uuid::Uuid::nil(), status: "open", reason: "" };
+        let mut nav = vec![
+            NavItem { label: "Inbox", href: "/", current: current == Section::Inbox },
+            NavItem { label: "Documents", href: "/documents", current: current == Section::Documents },
+        ];
+        if state.authz.decide(s, Action::PeriodRead, &periods).is_ok() {
+            nav.push(NavItem { label: "Periods", href: "/periods", current: current == Section::Periods });
+        }
+        if state.authz.decide(s, Action::MembersRead, &Resource::Organisation { tenant }).is_ok() {
+            nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
+        }
+        let may_raise =
+            approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));
+        Ok(Self {
+            signed_in: true,
+            organisation,
+            person,
+            role: format::role(s.role).to_owned(),
+            nav,
+            may_raise,
+            csrf: cookie(headers, CSRF_COOKIE).unwrap_or_default(),
+            css: &CSS,
+            js: &HTMX,
+            icon: &ICON,
+        })
+    }
+}

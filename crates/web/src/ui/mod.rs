@@ -1,0 +1,42 @@
+//! The HTML pages: another face of the same routes. Pages are registered in `crate::router`
+//! through the same [`Routes`](crate::guard::Routes) table with the same guards as the API, take
+//! the same `Principal`, open the same `TenantTx` and call the same domain functions; they add
+//! only wording. A page is never a second authorisation path.
+//!
+//! - templates (`crates/web/templates`) are compiled and auto-escaped (askama);
+//! - every page works as a plain form post; htmx (vendored, [`assets`]) only smooths;
+//! - pages carry their own CSP ([`PAGE_CSP`]): no inline script or style, nothing from elsewhere;
+//! - refusals from the guard or a handler become pages ([`refusals`]): sign-in redirects,
+//!   403/404/429/500 pages with words instead of codes.
+
+pub(crate) mod assets;
+mod chrome;
+pub(crate) mod documents;
+mod form;
+mod format;
+pub(crate) mod inbox;
+pub(crate) mod members;
+pub(crate) mod periods;
+pub(crate) mod refusals;
+pub(crate) mod security;
+pub(crate) mod sign_in;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::AppState;
+
+/// The pages' Content-Security-Policy: our own script and stylesheet only, no inline code, no
+/// framing, forms only to ourselves. (The API keeps `default-src 'none'`.)
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// The layers every page route sits in (outermost first): the page CSP, refusals worded as
+/// pages, and the form's CSRF token lifted out of the body for the guard's authentication.
+pub(crate) fn layers(pages: Router<AppState>) -> Router<AppState> {
+    pages
+        .layer(axum::middleware::from_fn(crate::plumbing::cookies::form_token))
+        .layer(axum::middleware::from_fn(refusals::as_pages))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP)))
+}

@@ -1,0 +1,131 @@
+//! The web application in a real browser: Debian's Chromium driven by `playwright-core` (pinned in
+//! `package-lock.json`; never `playwright install`), headless, on loopback. The Rust test starts
+//! the real server with seeded people and runs `node tests/browser/<flow>.mjs`, which fails on any
+//! console error, any CSP violation, or any serious or critical axe-core finding on a page it
+//! visits. A missing Chromium or node fails the test with what to install; a missing or outdated
+//! `node_modules` is installed with `npm ci`, the way `.ci/run` does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Org, TestApp, member, org};
+use identity::Role;
+use store::testing::TestDb;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `node_modules` as `package-lock.json` pins it (installed once, under a lock, when missing or
+/// out of date; the copy of the lock it was installed from is kept beside it).
+fn node_modules() -> PathBuf {
+    let lock = std::fs::read_to_string(root().join("package-lock.json")).expect("package-lock.json");
+    let marker = root().join("target/node-modules.installed");
+    let current = || {
+        std::fs::read_to_string(&marker).ok().as_deref() == Some(lock.as_str())
+            && root().join("node_modules/playwright-core/package.json").exists()
+            && root().join("node_modules/axe-core/axe.min.js").exists()
+    };
+    if !current() {
+        std::fs::create_dir_all(root().join("target")).expect("target dir");
+        let guard = std::fs::File::create(root().join("target/node-modules.lock")).expect("lock file");
+        guard.lock().expect("lock node_modules");
+        if !current() {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(root())
+                .output()
+                .unwrap_or_else(|e| panic!("npm ci: {e} (apt-get install nodejs npm)"));
+            assert!(
+                out.status.success(),
+                "npm ci failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::write(&marker, &lock).expect("marker");
+        }
+        drop(guard);
+    }
+    root().join("node_modules")
+}
+
+fn require_tools() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the browser tests need Debian's Chromium (apt-get install chromium); they never download one"
+    );
+    let node = Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|o| o.status.success()), "node is missing: apt-get install nodejs npm");
+}
+
+/// Runs `tests/browser/<flow>.mjs` against `app` with `env`; fails with its output unless it
+/// exits 0.
+fn run_flow(flow: &str, app: &TestApp, env: &[(&str, String)]) {
+    require_tools();
+    let modules = node_modules();
+    let script = root().join("tests/browser").join(format!("{flow}.mjs"));
+    let out = Command::new("node")
+        .arg(&script)
+        .current_dir(root())
+        .env("BASE_URL", &app.base)
+        .env("CHROMIUM", CHROMIUM)
+        .env("AXE_PATH", modules.join("axe-core/axe.min.js"))
+        .env("NODE_PATH", &modules)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(out.status.success(), "{flow}.mjs failed ({}):\n{stdout}\n{stderr}", out.status);
+}
+
+/// acme with staff, HOD, finance and MD (every EUR amount needs the MD: acme sets no EUR
+/// threshold), and beta, whose document acme must not reach.
+async fn seeded() -> (TestDb, TestApp, Org, Org) {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    let beta = org(&db, "beta").await;
+    for u in &acme.users {
+        common::with_password(&db, *u).await;
+    }
+    member(&db, acme.id, "acme", "fin", Role::Finance, None, true).await;
+    member(&db, acme.id, "acme", "md", Role::Md, None, true).await;
+    // Plain HTTP on loopback: cookies without `Secure` (tests/pages.rs checks the flag itself).
+    let mut state = TestApp::setup(&db).roomy().state();
+    state.secure_cookies = false;
+    let app = TestApp::serve(state).await;
+    (db, app, acme, beta)
+}
+
+async fn document_of(db: &TestDb, o: &Org) -> uuid::Uuid {
+    let mut tx = db.store.tenant_tx(o.id).await.expect("tx");
+    let id =
+        sqlx::query_scalar("select id from documents where title = 'fixture'").fetch_one(tx.conn()).await.expect("doc");
+    tx.commit().await.expect("commit");
+    id
+}
+
+/// Staff raise a voucher; HOD (by keyboard only), finance and MD approve it, each in their own
+/// browser context; finance pays it. Two tabs approve one document: one wins, the other is told
+/// someone acted first. Another organisation's document URL is the not-found page. No console
+/// error, no CSP violation, no serious or critical axe finding on any page on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_raise_approve_and_pay_a_voucher_in_a_real_browser() {
+    let (db, app, _acme, beta) = seeded().await;
+    let theirs = document_of(&db, &beta).await;
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("STAFF", "user1@acme.example".to_owned()),
+        ("HOD", "user2@acme.example".to_owned()),
+        ("FINANCE", "fin@acme.example".to_owned()),
+        ("MD", "md@acme.example".to_owned()),
+        ("OTHER_ORG_DOCUMENT", theirs.to_string()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("approvals", &app2, &env)).await.expect("flow");
+}
