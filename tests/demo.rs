@@ -18,6 +18,14 @@ struct Demo {
     child: Child,
     base: String,
     password: String,
+    /// The demo's log (stderr), shown when a step fails.
+    log: std::path::PathBuf,
+}
+
+impl Demo {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 /// Starts `demo` on a free port and reads its banner (address and password) from stdout.
@@ -27,9 +35,9 @@ fn start(db: &TestDb, dir: &Path) -> Demo {
         .arg(dir)
         .env("DATABASE_URL", db.url())
         .env_remove("COUNTERSIGN_LISTEN")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("demo.log")).expect("log file"))
         .spawn()
         .expect("spawn demo");
     let stdout = child.stdout.take().expect("stdout");
@@ -49,14 +57,14 @@ fn start(db: &TestDb, dir: &Path) -> Demo {
             let _ = child.kill();
             panic!("demo printed no banner within 120 s")
         });
-        if let Some(url) = line.split("open ").nth(1) {
-            base = Some(url.trim().to_owned());
+        if let Some(url) = line.split("open ").nth(1).and_then(|rest| rest.split_whitespace().next()) {
+            base = Some(url.to_owned());
         }
         if let Some(rest) = line.split("signs in with the password ").nth(1) {
             password = rest.split_whitespace().next().map(str::to_owned);
         }
     }
-    Demo { child, base: base.unwrap_or_default(), password: password.unwrap_or_default() }
+    Demo { child, base: base.unwrap_or_default(), password: password.unwrap_or_default(), log: dir.join("demo.log") }
 }
 
 fn stop(mut d: Demo) {
@@ -81,14 +89,15 @@ async fn scalar(db: &TestDb, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql)
 }
 
-async fn waiting_for(base: &str, email: &str, password: &str) -> Vec<Value> {
+async fn waiting_for(demo: &Demo, email: &str) -> Vec<Value> {
+    let (base, password) = (&demo.base, &demo.password);
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"organisation": "acme", "email": email, "password": password, "token_delivery": "body"}))
         .send()
         .await
-        .expect("login")
+        .unwrap_or_else(|e| panic!("login of {email} at {base}: {e:?}\ndemo log:\n{}", demo.log()))
         .json()
         .await
         .expect("login json");
@@ -137,7 +146,7 @@ async fn the_demo_seeds_work_for_every_approver_and_a_second_run_keeps_it() {
     // Each approver lands on an inbox with something to do; the raiser has questions to answer.
     for who in ["hana@acme.example", "heidi@acme.example", "finn@acme.example", "mona@acme.example", "sam@acme.example"]
     {
-        assert!(!waiting_for(&demo.base, who, &demo.password).await.is_empty(), "{who} has nothing waiting");
+        assert!(!waiting_for(&demo, who).await.is_empty(), "{who} has nothing waiting");
     }
     stop(demo);
 
@@ -153,7 +162,7 @@ async fn the_demo_seeds_work_for_every_approver_and_a_second_run_keeps_it() {
     // A second run keeps the organisations and their history as they are.
     let again = start(&db, &dir);
     assert_eq!(statuses(&db).await, seen, "a second run raised or changed documents");
-    assert!(!waiting_for(&again.base, "finn@acme.example", &again.password).await.is_empty());
+    assert!(!waiting_for(&again, "finn@acme.example").await.is_empty());
     stop(again);
     let _ = std::fs::remove_dir_all(&dir);
 }
