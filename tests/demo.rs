@@ -43,10 +43,9 @@ fn start(db: &TestDb, dir: &Path) -> Demo {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end even after the banner was found: the demo keeps its stdout.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -164,5 +163,45 @@ async fn the_demo_seeds_work_for_every_approver_and_a_second_run_keeps_it() {
     assert_eq!(statuses(&db).await, seen, "a second run raised or changed documents");
     assert!(!waiting_for(&again, "finn@acme.example").await.is_empty());
     stop(again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `countersign demo | head -1`: whoever reads the banner may stop reading; the server must not
+/// fall over printing the rest of it (a write to a closed pipe used to panic the process).
+#[tokio::test]
+async fn the_demo_keeps_serving_when_its_stdout_is_closed() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("countersign-demo-pipe-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .env("DATABASE_URL", db.url())
+        .env_remove("COUNTERSIGN_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    drop(child.stdout.take());
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(child.try_wait().expect("wait").is_none(), "the demo died with its stdout closed");
+        assert!(Instant::now() < deadline, "the demo never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Still alive and answering after the banner was (not) printed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.try_wait().expect("wait").is_none(), "the demo died with its stdout closed");
+    assert!(reqwest::get(format!("{base}/sign-in")).await.is_ok_and(|r| r.status().is_success()));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

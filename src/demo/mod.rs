@@ -225,19 +225,29 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
 }
 
 impl Seeded {
+    /// The banner. Written in one piece and never a panic: a closed stdout (`demo | head`) must not
+    /// take the server down with it.
     pub fn print(&self, addr: SocketAddr) {
-        println!("\nCountersign demo is running: open http://{addr} and sign in as any account below\n");
-        println!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
-        println!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        let mut out = String::new();
+        macro_rules! say {
+            ($($t:tt)*) => {
+                let _ = writeln!(out, $($t)*);
+            };
+        }
+        say!("\nCountersign demo is running: open http://{addr} and sign in as any account below\n");
+        say!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
+        say!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
         for SeededOrg { slug, name, people } in &self.orgs {
-            println!("  {name} ({slug})");
+            say!("  {name} ({slug})");
             for (email, role) in people {
-                println!("    {role:<8} {email}");
+                say!("    {role:<8} {email}");
             }
             if let Some(org) = ORGS.iter().find(|o| o.slug == *slug && o.history) {
-                println!("    auditor  gus@{} (a guest: access ends in 5 days)", org.domain);
-                println!("    pending  jo@{} (joined by email domain, waits for an admin's approval)", org.domain);
-                println!(
+                say!("    auditor  gus@{} (a guest: access ends in 5 days)", org.domain);
+                say!("    pending  jo@{} (joined by email domain, waits for an admin's approval)", org.domain);
+                say!(
                     "    {} documents in every state, last quarter closed: sign in as hana, finn or mona to approve",
                     activity::DOCUMENTS
                 );
@@ -245,23 +255,22 @@ impl Seeded {
         }
         if let Some(key) = &self.auditor_key {
             use secrecy::ExposeSecret;
-            println!("\n  Audit ledger of {} as its auditor (key valid 24 h, shown only now):", ORGS[0].name);
-            println!("    curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/audit/events", key.expose_secret());
-            println!("    countersign audit verify     # recompute every chain (exit 3 on tampering)");
+            say!("\n  Audit ledger of {} as its auditor (key valid 24 h, shown only now):", ORGS[0].name);
+            say!("    curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/audit/events", key.expose_secret());
+            say!("    countersign audit verify     # recompute every chain (exit 3 on tampering)");
         }
         use secrecy::ExposeSecret;
-        println!(
-            "\n  Every account above signs in with the password {} (new each run):",
-            self.password.expose_secret()
-        );
-        println!(
+        say!("\n  Every account above signs in with the password {} (new each run):", self.password.expose_secret());
+        say!(
             "    curl -c jar -H 'content-type: application/json' -d '{{\"organisation\":\"{}\",\"email\":\"{}\",\"password\":\"{}\"}}' http://{addr}/api/v1/auth/login",
             ORGS[0].slug,
             self.orgs.first().and_then(|o| o.people.first()).map(|(e, _)| e.as_str()).unwrap_or_default(),
             self.password.expose_secret()
         );
-        println!("  Mail (one-time codes, invitations) goes to the outbox: countersign admin outbox");
-        println!("\nStop with Ctrl-C: the database stops cleanly.\n");
+        say!("  Mail (one-time codes, invitations) goes to the outbox: countersign admin outbox");
+        say!("\nStop with Ctrl-C: the database stops cleanly.\n");
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
     }
 }
 
