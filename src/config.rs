@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// audit event, revoked sessions) and opens one audited bypass per run, hence not too often.
     #[arg(long, env = "COUNTERSIGN_MEMBERSHIP_EXPIRY_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub membership_expiry_interval: u64,
+    /// Seconds between passes that recompute every audit chain (1-86400; the first runs 5 s
+    /// after start). Each pass opens one audited bypass; its outcome is the "chains verified"
+    /// figure of /security and the audit page, and a broken chain is logged at ERROR.
+    #[arg(long, env = "COUNTERSIGN_CHAIN_WATCH_INTERVAL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub chain_watch_interval: u64,
 }
 
 impl ServeArgs {

@@ -129,10 +129,17 @@ async fn serve(
     );
     let expiry =
         spawn_membership_expiry(store.clone(), std::time::Duration::from_secs(args.membership_expiry_interval));
+    let watch = audit::watch::spawn(
+        store.clone(),
+        std::sync::Arc::new(audit::TrustedKeys::of([key.public()])),
+        std::time::Duration::from_secs(5).min(std::time::Duration::from_secs(args.chain_watch_interval)),
+        std::time::Duration::from_secs(args.chain_watch_interval),
+    );
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");
     checkpointer.abort();
     expiry.abort();
+    watch.abort();
     // Sign what this process wrote since the last pass, so no event leaves unanchored.
     if let Err(e) = audit::checkpoint::checkpoint_dirty(&store, &key).await {
         tracing::warn!(error = %e, "final audit checkpoint failed");

@@ -551,3 +551,90 @@ async fn the_app_role_cannot_write_into_a_closed_period_even_with_direct_sql() {
         .expect("t");
     assert_eq!(title, "Office chairs");
 }
+
+/// Human numbers (`PV-2026-0001`) are given by the database: per organisation, kind and year,
+/// gap-free under concurrent raises and rolled-back ones, and nobody can choose or change one.
+#[tokio::test]
+async fn document_numbers_are_gap_free_per_organisation_and_cannot_be_chosen_or_changed() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    // The fixture organisation holds one voucher already (PV-<year>-0001).
+    let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
+    let fixture: Vec<String> =
+        sqlx::query_scalar("select number from documents").fetch_all(tx.conn()).await.expect("fixture numbers");
+    assert_eq!(fixture, vec![format!("PV-{year}-0001")]);
+
+    // A raise that rolls back gives its number back.
+    documents::create(&mut tx, &w.engine, &staff, &voucher(w.dept, "2026-03-10", &[100])).await.expect("create");
+    tx.rollback().await.expect("rollback");
+
+    // Eight concurrent raises queue on the counter: 0002..0009, no gap, no repeat.
+    let engine = std::sync::Arc::new(Engine::load().expect("policies"));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, engine, tenant, staff, dept) = (db.store.clone(), engine.clone(), w.tenant, w.staff, w.dept);
+        tasks.push(tokio::spawn(async move {
+            let mut tx = store.tenant_tx(tenant).await.expect("tx");
+            let m = Member::load(&mut tx, staff, Origin::default()).await.expect("member");
+            let d =
+                documents::create(&mut tx, &engine, &m, &voucher(dept, "2026-03-10", &[100])).await.expect("create");
+            tx.commit().await.expect("commit");
+            d.number
+        }));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.expect("task"));
+    }
+    numbers.sort();
+    let expected: Vec<String> = (2..=9).map(|n| format!("PV-{year}-{n:04}")).collect();
+    assert_eq!(numbers, expected);
+
+    // Purchase orders count apart; another organisation counts its own (after its fixture).
+    let (mut tx, staff) = as_member(&db, w.tenant, w.staff).await;
+    let po = documents::create(
+        &mut tx,
+        &w.engine,
+        &staff,
+        &NewDocument { kind: Kind::PurchaseOrder, ..voucher(w.dept, "2026-03-10", &[100]) },
+    )
+    .await
+    .expect("po");
+    tx.commit().await.expect("commit");
+    assert_eq!(po.number, format!("PO-{year}-0001"));
+    let b = org(&db, "bravo").await;
+    let b_staff = member(&db, b.id, "bravo", "bo", Role::Staff, Some(b.department), false).await;
+    let (mut tx, bm) = as_member(&db, b.id, b_staff).await;
+    let other =
+        documents::create(&mut tx, &w.engine, &bm, &voucher(b.department, "2026-03-10", &[100])).await.expect("b");
+    tx.commit().await.expect("commit");
+    assert_eq!(other.number, format!("PV-{year}-0002"));
+
+    // The app role can neither pick a number on insert nor rewrite one.
+    let mut tx = db.store.tenant_tx(w.tenant).await.expect("tx");
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into documents (tenant_id, id, number, kind, department_id, raised_by, title, document_date, currency, amount_minor)
+         values ($1, $2, 'PV-1999-0042', 'voucher', $3, $4, 'x', '2026-03-10', 'EUR', 100)",
+    )
+    .bind(w.tenant.as_uuid())
+    .bind(id)
+    .bind(w.dept)
+    .bind(w.staff)
+    .execute(tx.conn())
+    .await
+    .expect("insert");
+    let given: String = sqlx::query_scalar("select number from documents where id = $1")
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await
+        .expect("n");
+    assert_eq!(given, format!("PV-{year}-0010"), "the database numbers it, whatever the writer says");
+    let e = sqlx::query("update documents set number = 'PV-2026-0001' where id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .expect_err("renumbering is refused");
+    assert!(e.to_string().contains("never changes"), "{e}");
+}

@@ -483,8 +483,8 @@ async fn replay(ctx: &Arc<Ctx>, set: Set, changes: &str) -> anyhow::Result<f64> 
 /// `documents::load` without the lock: the document, its approvals of round 1, its lines.
 async fn reload(conn: &mut PgConnection, doc: Uuid) -> anyhow::Result<()> {
     sqlx::query(
-        "select id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
-                queried_from, version, round
+        "select id, number, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
+                queried_from, version, round, created_at
            from documents where id = $1",
     )
     .bind(doc)
@@ -492,7 +492,7 @@ async fn reload(conn: &mut PgConnection, doc: Uuid) -> anyhow::Result<()> {
     .await?
     .context("document")?;
     sqlx::query(
-        "select level, approver, approver_role from document_approvals
+        "select level, approver, approver_role, approved_at from document_approvals
           where document_id = $1 and round = $2 order by approved_at",
     )
     .bind(doc)
@@ -618,8 +618,8 @@ fn pgbench_script(set: Set, tenants: u32) -> String {
     let hod_text = id_sql(HOD, ":t::int");
     let hod = format!("({hod_text})::uuid");
     let load = format!(
-        "SELECT id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status, queried_from, version, round FROM documents WHERE id = {doc};\n\
-         SELECT level, approver, approver_role FROM document_approvals WHERE document_id = {doc} AND round = :round ORDER BY approved_at;\n\
+        "SELECT id, number, kind, department_id, raised_by, title, document_date, currency, amount_minor, status, queried_from, version, round, created_at FROM documents WHERE id = {doc};\n\
+         SELECT level, approver, approver_role, approved_at FROM document_approvals WHERE document_id = {doc} AND round = :round ORDER BY approved_at;\n\
          SELECT line_no, description, amount_minor FROM document_lines WHERE document_id = {doc} ORDER BY line_no;\n"
     );
     format!(

@@ -196,6 +196,9 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub id: Uuid,
+    /// The human number, `PV-2026-0184` or `PO-2026-0031`: per organisation, kind and year of
+    /// raising, gap-free, given by the database when the document is raised (migration 0019).
+    pub number: String,
     pub kind: Kind,
     pub department_id: Uuid,
     pub raised_by: Uuid,
@@ -207,6 +210,7 @@ pub struct Document {
     pub queried_from: Option<Status>,
     pub version: i32,
     pub round: i32,
+    pub created_at: DateTime<Utc>,
     /// Approvals of the current round.
     pub approvals: Vec<Approval>,
     pub lines: Vec<Line>,
@@ -293,8 +297,8 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
             .ok_or(ApprovalError::NotFound)?;
     }
     let r = sqlx::query!(
-        "select id, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
-                queried_from, version, round
+        "select id, number, kind, department_id, raised_by, title, document_date, currency, amount_minor, status,
+                queried_from, version, round, created_at
            from documents where id = $1",
         id
     )
@@ -358,6 +362,7 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
     .collect();
     Ok(Document {
         id: r.id,
+        number: r.number,
         kind: r.kind.parse()?,
         department_id: r.department_id,
         raised_by: r.raised_by,
@@ -369,6 +374,7 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
         queried_from,
         version: r.version,
         round: r.round,
+        created_at: r.created_at,
         approvals,
         lines,
         attachments,
@@ -543,6 +549,7 @@ pub const ENTITY: &str = "document";
 /// The audited fields of a document (lines are summarised by count and total).
 #[derive(Serialize)]
 struct Summary<'a> {
+    number: &'a str,
     title: &'a str,
     department_id: Uuid,
     document_date: NaiveDate,
@@ -556,6 +563,7 @@ struct Summary<'a> {
 
 fn summary(d: &Document) -> Summary<'_> {
     Summary {
+        number: &d.number,
         title: &d.title,
         department_id: d.department_id,
         document_date: d.document_date,

@@ -63,6 +63,8 @@ pub struct Filter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub id: Uuid,
+    /// `PV-2026-0184`: see [`crate::documents::Document::number`].
+    pub number: String,
     pub kind: Kind,
     pub department_id: Uuid,
     pub raised_by: Uuid,
@@ -138,7 +140,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
     let s = &m.subject;
     let hod_department = if s.role == Role::Hod { s.department } else { None };
     let rows = sqlx::query!(
-        r#"select d.id, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency,
+        r#"select d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency,
                   d.amount_minor, d.status, d.version,
                   coalesce((select array_agg(a.approver) from document_approvals a
                              where a.document_id = d.id and a.round = d.round), '{}') as "approvers!: Vec<Uuid>"
@@ -208,6 +210,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
         }
         items.push(Item {
             id: r.id,
+            number: r.number,
             kind,
             department_id: r.department_id,
             raised_by: r.raised_by,

@@ -14,6 +14,7 @@ pub mod export;
 mod keys;
 pub mod query;
 pub mod verify;
+pub mod watch;
 
 pub use append::{Receipt, record, record_by, record_for, record_platform};
 pub use delta::{Changes, REDACTED, is_secret_field};

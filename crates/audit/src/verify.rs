@@ -93,7 +93,7 @@ impl Report {
 }
 
 /// Progress callback: events checked so far, time since start.
-pub type Progress<'a> = &'a mut dyn FnMut(u64, Duration);
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, Duration) + Send);
 
 /// How verification spreads over connections.
 #[derive(Debug, Clone, Copy)]

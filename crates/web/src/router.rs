@@ -47,6 +47,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)
         .get("/audit/export", Org(Action::AuditRead), audit::export)
+        .get("/audit/chain", Org(Action::AuditRead), audit::chain)
         .post("/sessions/revoke", Org(Action::MembersManage), sessions::revoke)
         .post("/me/mfa/totp", Own, mfa::enrol)
         .delete("/me/mfa/totp", Own, mfa::disable)

@@ -164,3 +164,15 @@ pub async fn export(
     )
         .into_response())
 }
+
+/// `GET /api/v1/audit/chain`: this organisation's chain head, newest signed checkpoint, and what
+/// the server's own newest recomputation of the chain found (`audit::watch`).
+pub async fn chain(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<audit::watch::ChainStatus>, ApiError> {
+    let mut tx = state.store.tenant_tx(principal.tenant).await?;
+    let status = audit::watch::status(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(status))
+}

@@ -122,6 +122,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("GET", "/audit/events") => (None, json("200", list_of::<audit::query::EventRow>())),
         ("GET", "/audit/export") => (None, Text("NDJSON or CSV stream", &["application/x-ndjson", "text/csv"])),
+        ("GET", "/audit/chain") => (None, json("200", of::<audit::watch::ChainStatus>())),
         ("POST", "/sessions/revoke") => (Some(of::<sess::RevokeRequest>()), json("200", of::<sess::Revoked>())),
         ("POST", "/me/mfa/totp") => (None, json("200", of::<mfa::EnrolmentBody<'static>>())),
         ("DELETE", "/me/mfa/totp") => (Some(of::<mfa::CodeBody>()), NoContent),
@@ -256,6 +257,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("PUT", "/settings/approvals") => "setApprovalSettings",
         ("GET", "/audit/events") => "listAuditEvents",
         ("GET", "/audit/export") => "exportAuditEvents",
+        ("GET", "/audit/chain") => "getAuditChain",
         ("POST", "/sessions/revoke") => "revokeSessions",
         ("POST", "/me/mfa/totp") => "enrolTotp",
         ("DELETE", "/me/mfa/totp") => "disableTotp",

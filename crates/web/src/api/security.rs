@@ -1,6 +1,7 @@
 //! `GET /api/v1/security`: the security matrix from `security/controls.toml` (the `claims`
 //! crate) with live figures — the commit this server was built from, today's tenant
-//! transactions and cross-tenant refusals, this node's audit checkpoints. Counters and claims
+//! transactions and cross-tenant refusals, this node's audit checkpoints and its newest
+//! recomputation of every audit chain. Counters and claims
 //! only: no tenant id, name or row.
 //!
 //! Pages call [`matrix`] for the same data.
@@ -72,7 +73,24 @@ pub struct LiveFigures {
     pub checkpoints_signed: u64,
     /// When this node last signed one (`null`: not since it started).
     pub last_checkpoint_at: Option<DateTime<Utc>>,
+    /// This node's newest recomputation of every audit chain (`null`: none finished since it
+    /// started; `serve --chain-watch-interval`).
+    pub chains: Option<ChainWatch>,
     pub uptime_seconds: u64,
+}
+
+/// The outcome of the newest pass that recomputed every audit chain.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct ChainWatch {
+    pub verified_at: DateTime<Utc>,
+    /// Chains recomputed: every organisation's and the platform's.
+    pub chains: u64,
+    pub events: u64,
+    /// Chains found broken (an edited, missing or reordered event; a head or signed checkpoint
+    /// that disagrees).
+    pub broken: u64,
+    /// Chains with checkpoints by a key this server does not hold.
+    pub unverified: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -141,6 +159,13 @@ pub async fn matrix(state: &AppState) -> Result<SecurityMatrix, ApiError> {
             shared: iso.shared,
             checkpoints_signed: ledger.signed,
             last_checkpoint_at: ledger.last_signed_at,
+            chains: audit::watch::last().map(|w| ChainWatch {
+                verified_at: w.at,
+                chains: w.chains,
+                events: w.events,
+                broken: w.broken,
+                unverified: w.unverified,
+            }),
             uptime_seconds: state.started.elapsed().as_secs(),
         },
         areas: m.areas.iter().map(|a| AreaView { id: a.id.clone(), title: a.title.clone() }).collect(),

@@ -1,8 +1,13 @@
 //! `countersign demo`: a few organisations with departments, people and memberships, created
-//! through the same domain functions the API uses. Idempotent: existing organisations are kept.
+//! through the same domain functions the API uses, and for the first organisation a history
+//! (`activity`): periods, documents in every state, a pending joiner, an expiring guest.
+//! Idempotent: existing organisations are kept.
+
+mod activity;
 
 use std::net::SocketAddr;
 
+use anyhow::Context as _;
 use identity::{DepartmentCode, EmailAddress, JoinPolicy, Role, Slug, departments, memberships, tenants, users};
 
 pub struct Seeded {
@@ -25,6 +30,8 @@ struct Org {
     domain: &'static str,
     departments: &'static [(&'static str, &'static str)],
     people: &'static [(&'static str, &'static str, Role, Option<&'static str>)],
+    /// Seed documents, periods, a pending joiner and a guest auditor (the first organisation).
+    history: bool,
 }
 
 const ORGS: &[Org] = &[
@@ -32,16 +39,19 @@ const ORGS: &[Org] = &[
         slug: "acme",
         name: "Acme Manufacturing",
         domain: "acme.example",
-        departments: &[("OPS", "Operations"), ("FIN", "Finance"), ("EXEC", "Executive")],
+        departments: &[("OPS", "Operations"), ("SALES", "Sales"), ("FIN", "Finance"), ("EXEC", "Executive")],
         people: &[
             ("ada", "Ada Admin", Role::Admin, None),
             ("sam", "Sam Staff", Role::Staff, Some("OPS")),
             ("hana", "Hana Head of Ops", Role::Hod, Some("OPS")),
+            ("sol", "Sol Sales", Role::Staff, Some("SALES")),
+            ("heidi", "Heidi Head of Sales", Role::Hod, Some("SALES")),
             ("finn", "Finn Finance", Role::Finance, Some("FIN")),
             ("mona", "Mona MD", Role::Md, Some("EXEC")),
             ("audrey", "Audrey Auditor", Role::Auditor, None),
             ("olive", "Olive Owner", Role::Owner, None),
         ],
+        history: true,
     },
     Org {
         slug: "bright",
@@ -54,6 +64,7 @@ const ORGS: &[Org] = &[
             ("vic", "Vic Vendor", Role::Vendor, None),
             ("oscar", "Oscar Owner", Role::Owner, None),
         ],
+        history: false,
     },
     Org {
         slug: "cedar",
@@ -65,6 +76,7 @@ const ORGS: &[Org] = &[
             ("pat", "Pat Partner", Role::Partner, None),
             ("orla", "Orla Owner", Role::Owner, None),
         ],
+        history: false,
     },
 ];
 
@@ -172,6 +184,7 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
     let permit = authz::Permit::operator(authz::Action::SettingsManage, tenant.as_uuid());
     approvals::documents::apply_md_thresholds(&mut tx, &permit, &who(), &thresholds).await?;
     tx.commit().await?;
+    let mut ids = Vec::new();
     for (local, name, role, dept) in org.people {
         let email = EmailAddress::parse(&format!("{local}@{}", org.domain))?;
         let mut g = store.global_tx().await?;
@@ -181,6 +194,7 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
         };
         g.commit().await?;
         let department_id = dept.and_then(|c| depts.iter().find(|d| d.code == c).map(|d| d.id));
+        ids.push((*local, user.id, department_id));
         let mut tx = store.tenant_tx(tenant).await?;
         memberships::add(
             &mut tx,
@@ -190,18 +204,42 @@ async fn seed_org(store: &store::Store, tenant: store::TenantId, org: &Org) -> a
         .await?;
         tx.commit().await?;
     }
+    if org.history {
+        let id = |l: &str| ids.iter().find(|(local, ..)| *local == l).map(|(_, id, _)| *id).context(format!("no {l}"));
+        let dept = |l: &str| {
+            ids.iter().find(|(local, ..)| *local == l).and_then(|(.., d)| *d).context(format!("{l}'s department"))
+        };
+        let cast = activity::Cast {
+            raisers: [(id("sam")?, dept("sam")?), (id("sol")?, dept("sol")?)],
+            hods: [id("hana")?, id("heidi")?],
+            finance: id("finn")?,
+            md: id("mona")?,
+        };
+        activity::seed(store, tenant, &cast, chrono::Utc::now().date_naive()).await?;
+        let domain = org.domain;
+        activity::guest(store, tenant, &format!("gus@{domain}"), "Gus Guest Auditor", 5, &who()).await?;
+        activity::pending_joiner(store, tenant, &format!("jo@{domain}"), "Jo Newcomer", &who()).await?;
+    }
     Ok(())
 }
 
 impl Seeded {
     pub fn print(&self, addr: SocketAddr) {
-        println!("\nCountersign demo is running at http://{addr}\n");
+        println!("\nCountersign demo is running: open http://{addr}\n");
         println!("  health      http://{addr}/healthz   readiness http://{addr}/readyz");
         println!("  isolation   http://{addr}/api/v1/status   metrics http://{addr}/metrics\n");
         for SeededOrg { slug, name, people } in &self.orgs {
             println!("  {name} ({slug})");
             for (email, role) in people {
                 println!("    {role:<8} {email}");
+            }
+            if let Some(org) = ORGS.iter().find(|o| o.slug == *slug && o.history) {
+                println!("    auditor  gus@{} (a guest: access ends in 5 days)", org.domain);
+                println!("    pending  jo@{} (joined by email domain, waits for an admin's approval)", org.domain);
+                println!(
+                    "    {} documents in every state, last quarter closed: sign in as hana, finn or mona to approve",
+                    activity::DOCUMENTS
+                );
             }
         }
         if let Some(key) = &self.auditor_key {
