@@ -258,6 +258,7 @@ mod tests {
             amount_minor: 1,
             status: Status::Submitted,
             version: 1,
+            number: String::new(),
         }
     }
 
