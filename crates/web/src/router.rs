@@ -103,7 +103,7 @@ fn root_routes(r: Routes) -> Routes {
 
 /// The pages (`crate::ui`): the same guards as the API routes they stand beside.
 fn page_routes(r: Routes) -> Routes {
-    use Guard::{Domain, Own, Public, SignIn};
+    use Guard::{Domain, Org, Own, Public, SignIn};
     r.get("/", Domain(&[Action::DocumentRead]), ui::inbox::home)
         .get("/sign-in", Public("the sign-in form"), ui::sign_in::form)
         .post("/sign-in", SignIn, ui::sign_in::submit)
@@ -115,6 +115,17 @@ fn page_routes(r: Routes) -> Routes {
         .get("/documents/{id}", Domain(&[Action::DocumentRead]), ui::documents::show)
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
+        .get("/members", Org(Action::MembersRead), ui::members::list)
+        .post("/members/invitations", Org(Action::MembersManage), ui::members::invite)
+        .post("/members/sign-out-everyone", Org(Action::MembersManage), ui::members::revoke_everyone)
+        .get("/members/{user_id}", Org(Action::MembersRead), ui::members::show)
+        .post("/members/{user_id}/role", Org(Action::MembersManage), ui::members::change_role)
+        .post("/members/{user_id}/deactivate", Org(Action::MembersManage), ui::members::deactivate)
+        .post("/members/{user_id}/reactivate", Org(Action::MembersManage), ui::members::reactivate)
+        .post("/members/{user_id}/unlock", Org(Action::MembersManage), ui::members::unlock)
+        .post("/members/{user_id}/sessions/revoke", Org(Action::MembersManage), ui::members::revoke_sessions)
+        .post("/members/{user_id}/approve", Org(Action::MembersManage), ui::members::approve)
+        .post("/members/{user_id}/decline", Org(Action::MembersManage), ui::members::decline)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
 }

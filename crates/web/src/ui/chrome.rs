@@ -18,6 +18,7 @@ pub(crate) enum Section {
     Inbox,
     Documents,
     Periods,
+    Members,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,10 @@ impl Chrome {
         ];
         if state.authz.decide(s, Action::PeriodRead, &periods).is_ok() {
             nav.push(NavItem { label: "Periods", href: "/periods", current: current == Section::Periods });
+        }
+        let organisation_wide = Resource::Organisation { tenant };
+        if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
         }
         let may_raise =
             approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));

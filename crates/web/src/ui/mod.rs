@@ -15,6 +15,7 @@ pub(crate) mod documents;
 mod form;
 mod format;
 pub(crate) mod inbox;
+pub(crate) mod members;
 pub(crate) mod periods;
 pub(crate) mod refusals;
 pub(crate) mod security;

@@ -1,0 +1,381 @@
+//! The administration and account pages over HTTP (members, audit, my account): another face of
+//! the organisation-level routes, never a second way in. Each test is named after what it stops
+//! or proves: anonymous readers, roles without the right, other organisations' ids, cross-site
+//! forms, destructive actions without a reason, script in a member's name; and that each action
+//! really happened and is on record. Snapshots (tests/snapshots) pin each page's markup with ids,
+//! times, tokens and asset hashes redacted.
+
+mod common;
+
+use common::{Answer, Client, Org, TestApp, audit_count, member, org};
+use identity::Role;
+use reqwest::StatusCode;
+use store::testing::TestDb;
+use uuid::Uuid;
+
+/// acme: admin (user0), staff (user1), HOD (user2), an auditor and a pending joiner; beta.
+struct World {
+    db: TestDb,
+    app: TestApp,
+    acme: Org,
+    beta: Org,
+    joiner: Uuid,
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    let beta = org(&db, "beta").await;
+    for u in &acme.users {
+        common::with_password(&db, *u).await;
+    }
+    member(&db, acme.id, "acme", "auditor", Role::Auditor, None, true).await;
+    let joiner = member(&db, acme.id, "acme", "joiner", Role::Staff, None, false).await;
+    let mut tx = db.store.tenant_tx(acme.id).await.expect("tx");
+    sqlx::query("update memberships set status = 'pending' where user_id = $1")
+        .bind(joiner)
+        .execute(tx.conn())
+        .await
+        .expect("pending");
+    tx.commit().await.expect("commit");
+    let app = TestApp::setup(&db).roomy().start().await;
+    World { db, app, acme, beta, joiner }
+}
+
+impl World {
+    /// A browser signed in as `email` of acme (session cookies, CSRF known).
+    async fn browser(&self, email: &str) -> Client {
+        self.app.anonymous().sign_in_browser("acme", email).await.0
+    }
+
+    fn staff(&self) -> Uuid {
+        self.acme.users[1]
+    }
+
+    /// `user`'s role and status in `o`, read in the database under its RLS.
+    async fn membership(&self, o: &Org, user: Uuid) -> (String, String) {
+        let mut tx = self.db.store.tenant_tx(o.id).await.expect("tx");
+        let row: (String, String) = sqlx::query_as("select role, status from memberships where user_id = $1")
+            .bind(user)
+            .fetch_one(tx.conn())
+            .await
+            .expect("membership");
+        tx.commit().await.expect("commit");
+        row
+    }
+
+    async fn audited(&self, action: &str) -> i64 {
+        audit_count(&self.db, self.acme.id, action).await
+    }
+}
+
+fn is_html(a: &Answer) -> bool {
+    a.header("content-type").is_some_and(|c| c.starts_with("text/html"))
+}
+
+/// `html` with its named references written as numeric ones, whichever the escaper chose.
+fn numeric(html: &str) -> String {
+    html.replace("&lt;", "&#60;")
+        .replace("&gt;", "&#62;")
+        .replace("&quot;", "&#34;")
+        .replace("&#x27;", "&#39;")
+        .replace("&amp;", "&#38;")
+}
+
+/// Redactions that make a page's markup the same on every run.
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
+        (r"/static/(app|htmx)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
+        (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
+        (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
+        (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),
+        (r#"<code id="invitation-token">[^<]+</code>"#, r#"<code id="invitation-token">[token]</code>"#),
+        (r"<td>(127\.0\.0\.1|::1)</td>", "<td>[ip]</td>"),
+        (r"<td>reqwest[^<]*</td>", "<td>[agent]</td>"),
+        (r"\?cursor=[A-Za-z0-9.\-]+", "?cursor=[cursor]"),
+        (r"<td class=.num.>\d+</td>", r#"<td class="num">[seq]</td>"#),
+    ]
+}
+
+macro_rules! snapshot {
+    ($name:expr, $html:expr) => {
+        insta::with_settings!({ filters => filters() }, {
+            insta::assert_snapshot!($name, $html);
+        })
+    };
+}
+
+fn before_request_id(a: &Answer) -> String {
+    a.text.split("Request id").next().unwrap_or_default().to_owned()
+}
+
+// --- Members ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn anonymous_readers_of_the_members_pages_are_sent_to_sign_in() {
+    let w = world().await;
+    let anon = w.app.anonymous().without_redirects();
+    let one = format!("/members/{}", w.staff());
+    for (path, location) in
+        [("/members", "/sign-in?next=/members".to_owned()), (one.as_str(), format!("/sign-in?next={one}"))]
+    {
+        let r = anon.get(path).await;
+        assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some(location.as_str())), "{path}");
+    }
+    let r = anon.post_form(&format!("{one}/role"), &[("role", "hod"), ("reason", "promotion")]).await;
+    assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in")));
+    assert_eq!(w.membership(&w.acme, w.staff()).await.0, "staff", "nothing changed");
+}
+
+#[tokio::test]
+async fn staff_get_the_forbidden_page_and_no_members_entry_in_the_navigation() {
+    let w = world().await;
+    let staff = w.browser("user1@acme.example").await;
+    let home = staff.get("/").await;
+    assert!(!home.text.contains(r#"href="/members""#), "staff are not offered the members page");
+    let denied_before = w.audited("access.denied").await;
+    for path in ["/members".to_owned(), format!("/members/{}", w.acme.users[2])] {
+        let r = staff.get(&path).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(is_html(&r) && r.text.contains("You may not do this"), "{path}: {}", r.text);
+        assert!(r.text.contains("Your role does not allow this. Nothing was changed."), "{path}");
+    }
+    // Posting an administrator's form anyway changes nothing and is on record.
+    let r = staff
+        .post_form(&format!("/members/{}/role", w.acme.users[2]), &[("role", "staff"), ("reason", "mine now")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(w.membership(&w.acme, w.acme.users[2]).await.0, "hod");
+    assert!(w.audited("access.denied").await > denied_before, "the attempts are audited");
+    // Admins and auditors see the entry; auditors read without the forms.
+    let admin = w.browser("user0@acme.example").await;
+    assert!(admin.get("/").await.text.contains(r#"<a href="/members">Members</a>"#));
+    let auditor = w.browser("auditor@acme.example").await;
+    let page = auditor.get("/members").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("User 1") && !page.text.contains("Invite someone"), "read only: {}", page.text);
+    assert!(!page.text.contains("Waiting for approval</h2>"), "auditors do not approve joiners");
+    snapshot!("members_auditor", page.text);
+}
+
+#[tokio::test]
+async fn another_organisations_member_is_the_not_found_page_and_stays_untouched() {
+    let w = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let theirs = w.beta.users[1];
+    let r = admin.get(&format!("/members/{theirs}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(is_html(&r) && r.text.contains("Page not found") && !r.text.contains("User 1"), "{}", r.text);
+    let none = admin.get(&format!("/members/{}", Uuid::now_v7())).await;
+    assert_eq!(before_request_id(&none), before_request_id(&r), "another organisation's id looks like none");
+    for (action, fields) in [
+        ("role", vec![("role", "admin"), ("reason", "take over")]),
+        ("deactivate", vec![("reason", "take over")]),
+        ("sessions/revoke", vec![("reason", "take over")]),
+        ("unlock", vec![]),
+        ("approve", vec![]),
+    ] {
+        let r = admin.post_form(&format!("/members/{theirs}/{action}"), &fields).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{action}: {}", r.text);
+    }
+    assert_eq!(w.membership(&w.beta, theirs).await, ("staff".to_owned(), "active".to_owned()));
+}
+
+#[tokio::test]
+async fn a_members_form_without_the_sessions_csrf_token_changes_nothing() {
+    let w = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let path = format!("/members/{}/role", w.staff());
+    for token in ["", "0000000000000000000000000000000000000000000000000000000000000000"] {
+        let r = admin.post_form(&path, &[("role", "hod"), ("reason", "promotion"), ("csrf_token", token)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{token:?}");
+        assert!(is_html(&r) && r.text.contains("This form has expired"), "{}", r.text);
+    }
+    let r = admin.post_form("/members/sign-out-everyone", &[("reason", "incident"), ("csrf_token", "")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(w.membership(&w.acme, w.staff()).await.0, "staff");
+    assert_eq!(admin.get("/members").await.status, StatusCode::OK, "nobody was signed out");
+}
+
+#[tokio::test]
+async fn changing_a_role_is_applied_audited_and_ends_the_members_open_sessions() {
+    let w = world().await;
+    let staff = w.browser("user1@acme.example").await;
+    assert_eq!(staff.get("/").await.status, StatusCode::OK);
+    let admin = w.browser("user0@acme.example").await;
+    let before = w.audited("membership.role_changed").await;
+    let page = admin.get(&format!("/members/{}", w.staff())).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Sign User 1 out everywhere"), "their session is listed with a way to end it");
+    let r = admin
+        .without_redirects()
+        .post_form(
+            &format!("/members/{}/role", w.staff()),
+            &[("role", "hod"), ("reason", "Promoted to run Operations")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.header("location"), Some(format!("/members/{}?done=role", w.staff()).as_str()));
+    assert_eq!(w.membership(&w.acme, w.staff()).await.0, "hod");
+    assert_eq!(w.audited("membership.role_changed").await, before + 1);
+    // The JSON API sees the same.
+    let api = w.app.sign_in("acme", "user0@acme.example").await;
+    let list = api.get("/api/v1/members").await;
+    let row = list.body["items"].as_array().expect("items").iter().find(|m| m["user_id"] == w.staff().to_string());
+    assert_eq!(row.map(|m| m["role"].clone()), Some(serde_json::json!("hod")));
+    // The member's open page is signed out on its next request.
+    let next = staff.without_redirects().get("/").await;
+    assert_eq!((next.status, next.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in?next=/")));
+    let done = admin.get(&format!("/members/{}?done=role", w.staff())).await;
+    assert!(done.text.contains("Role changed.") && done.text.contains("Head of department"), "{}", done.text);
+    snapshot!("member", done.text);
+}
+
+#[tokio::test]
+async fn destructive_actions_without_a_reason_are_refused_under_their_field() {
+    let w = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let staff = w.staff();
+    let cases = [
+        (format!("/members/{staff}/role"), vec![("role", "hod"), ("reason", " ")], "role-reason"),
+        (format!("/members/{staff}/deactivate"), vec![("reason", "no")], "status-reason"),
+        (format!("/members/{staff}/sessions/revoke"), vec![], "sessions-reason"),
+        (format!("/members/{}/decline", w.joiner), vec![("reason", "")], "decline-reason-"),
+        ("/members/sign-out-everyone".to_owned(), vec![("reason", "x")], "everyone-reason"),
+    ];
+    for (path, fields, field) in cases {
+        let r = admin.post_form(&path, &fields).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {}", r.text);
+        assert!(r.text.contains("Give a reason of 3 to 200 characters"), "{path}: {}", r.text);
+        let textarea = r.text.split(&format!(r#"<textarea id="{field}"#)).nth(1).and_then(|s| s.split('>').next());
+        let textarea = textarea.unwrap_or_else(|| panic!("{path}: no {field} field"));
+        assert!(textarea.contains(r#"aria-invalid="true""#) && textarea.contains("autofocus"), "{path}: {textarea}");
+    }
+    assert_eq!(w.membership(&w.acme, staff).await, ("staff".to_owned(), "active".to_owned()));
+    assert_eq!(w.membership(&w.acme, w.joiner).await.1, "pending");
+    assert_eq!(admin.get("/members").await.status, StatusCode::OK, "nobody was signed out");
+    // A refusal of the domain (the last administrator) is said in words under the role.
+    let r = admin
+        .post_form(&format!("/members/{}/role", w.acme.users[0]), &[("role", "staff"), ("reason", "stepping down")])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("last active administrator"), "{}", r.text);
+    snapshot!("member_errors", r.text);
+}
+
+#[tokio::test]
+async fn deactivating_reactivating_unlocking_and_ending_sessions_happen_and_are_on_record() {
+    let w = world().await;
+    let staff_browser = w.browser("user1@acme.example").await;
+    let admin = w.browser("user0@acme.example").await;
+    let staff = w.staff();
+    let r = admin.post_form(&format!("/members/{staff}/sessions/revoke"), &[("reason", "lost laptop")]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Their sessions were ended"), "{}", r.text);
+    assert_eq!(w.audited("session.revoked_for_user").await, 1);
+    assert_eq!(staff_browser.without_redirects().get("/").await.status, StatusCode::SEE_OTHER);
+
+    let r = admin.post_form(&format!("/members/{staff}/deactivate"), &[("reason", "left the company")]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Deactivated"), "{}", r.text);
+    assert_eq!(w.membership(&w.acme, staff).await.1, "suspended");
+    assert_eq!(w.audited("membership.deactivated").await, 1);
+    let login = w.app.anonymous().login("acme", "user1@acme.example", common::PASSWORD).await;
+    assert!(login.status.is_client_error(), "a deactivated member cannot sign in: {}", login.status);
+
+    let r = admin.post_form(&format!("/members/{staff}/reactivate"), &[("reason", "came back")]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Reactivated"), "{}", r.text);
+    assert_eq!(w.membership(&w.acme, staff).await.1, "active");
+    assert_eq!(w.audited("membership.reactivated").await, 1);
+
+    let r = admin.post_form(&format!("/members/{staff}/unlock"), &[]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Unlocked"), "{}", r.text);
+    assert_eq!(w.audited("member.unlocked").await, 1);
+}
+
+#[tokio::test]
+async fn an_admin_approves_and_declines_joiners_and_invites_by_email() {
+    let w = world().await;
+    let second = member(&w.db, w.acme.id, "acme", "second", Role::Staff, None, false).await;
+    let mut tx = w.db.store.tenant_tx(w.acme.id).await.expect("tx");
+    sqlx::query("update memberships set status = 'pending' where user_id = $1")
+        .bind(second)
+        .execute(tx.conn())
+        .await
+        .expect("pending");
+    tx.commit().await.expect("commit");
+    let admin = w.browser("user0@acme.example").await;
+    let page = admin.get("/members").await;
+    assert!(page.text.contains("Waiting for approval") && page.text.contains("Approve joiner"), "{}", page.text);
+    snapshot!("members_admin", page.text);
+
+    let r =
+        admin.without_redirects().post_form(&format!("/members/{}/approve", w.joiner), &[("role", "finance")]).await;
+    assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/members?done=approved")));
+    assert_eq!(w.membership(&w.acme, w.joiner).await, ("finance".to_owned(), "active".to_owned()));
+    assert_eq!(w.audited("membership.approved").await, 1);
+    let r = admin.post_form(&format!("/members/{second}/decline"), &[("reason", "not one of ours")]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Declined"), "{}", r.text);
+    assert_eq!(w.membership(&w.acme, second).await.1, "ended");
+    assert_eq!(w.audited("membership.declined").await, 1);
+    // Approving twice: said in words, nothing changes.
+    let r = admin.post_form(&format!("/members/{}/approve", w.joiner), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("This cannot be done now"), "{}", r.text);
+
+    // Invitations: a wrong address is named under its field; a right one is sent, its token once.
+    let r = admin.post_form("/members/invitations", &[("email", "not an address"), ("role", "staff")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"<p class="field-error" id="invite-email-error">Enter an email address"#), "{}", r.text);
+    assert!(r.text.contains(r#"value="not an address""#), "what was typed is kept");
+    let r = admin.post_form("/members/invitations", &[("email", "user1@acme.example"), ("role", "staff")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("already belongs to a member"), "{}", r.text);
+    let r = admin.post_form("/members/invitations", &[("email", "new.person@acme.example"), ("role", "finance")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Invitation sent to new.person@acme.example as Finance"), "{}", r.text);
+    assert!(r.text.contains(r#"<code id="invitation-token">"#));
+    assert_eq!(w.audited("invitation.created").await, 1);
+    let api = w.app.sign_in("acme", "user0@acme.example").await;
+    let list = api.get("/api/v1/invitations").await;
+    assert!(list.body["items"].as_array().expect("items").iter().any(|i| i["email"] == "new.person@acme.example"));
+    // An admin may not invite an owner (the option is not offered; posted anyway, refused).
+    assert!(!r.text.contains(r#"<option value="owner""#));
+    let r = admin.post_form("/members/invitations", &[("email", "boss@acme.example"), ("role", "owner")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text.contains(r#"id="invite-role-error">Your role cannot grant this role"#), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_member_name_with_markup_is_shown_as_text_never_run() {
+    let w = world().await;
+    let name = r#"<script>alert("x")</script>"#;
+    let mut g = w.db.store.global_tx().await.expect("tx");
+    let email = identity::EmailAddress::parse("markup@acme.example").expect("email");
+    let u = identity::users::create(&mut g, &common::who(), &email, name).await.expect("user");
+    g.commit().await.expect("commit");
+    let mut tx = w.db.store.tenant_tx(w.acme.id).await.expect("tx");
+    identity::memberships::add(
+        &mut tx,
+        &common::who(),
+        &identity::memberships::NewMembership {
+            user_id: u.id,
+            role: Role::Staff,
+            department_id: None,
+            valid_until: None,
+        },
+    )
+    .await
+    .expect("membership");
+    tx.commit().await.expect("commit");
+    let admin = w.browser("user0@acme.example").await;
+    for path in ["/members".to_owned(), format!("/members/{}", u.id), "/members?q=script".to_owned()] {
+        let page = admin.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(!page.text.contains("<script>alert"), "{path}: {}", page.text);
+        assert!(numeric(&page.text).contains("&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62;"), "{path}");
+    }
+    let found = admin.get("/members?q=SCRIPT").await;
+    assert!(found.text.contains("markup@acme.example") && !found.text.contains("user1@acme.example"));
+    let none = admin.get("/members?q=nobody-at-all").await;
+    assert!(none.text.contains("Nobody matches this search"), "{}", none.text);
+}
