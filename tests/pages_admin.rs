@@ -95,6 +95,8 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"<td>reqwest[^<]*</td>", "<td>[agent]</td>"),
         (r"\?cursor=[A-Za-z0-9.\-]+", "?cursor=[cursor]"),
         (r"<td class=.num.>\d+</td>", r#"<td class="num">[seq]</td>"#),
+        (r"up to event \d+", "up to event [seq]"),
+        (r"<dd>Event \d+", "<dd>Event [seq]"),
     ]
 }
 
@@ -123,6 +125,8 @@ async fn anonymous_readers_of_the_members_pages_are_sent_to_sign_in() {
         let r = anon.get(path).await;
         assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some(location.as_str())), "{path}");
     }
+    let r = anon.get("/audit?action=membership.role_changed").await;
+    assert_eq!(r.header("location"), Some("/sign-in?next=/audit%3Faction%3Dmembership.role_changed"));
     let r = anon.post_form(&format!("{one}/role"), &[("role", "hod"), ("reason", "promotion")]).await;
     assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in")));
     assert_eq!(w.membership(&w.acme, w.staff()).await.0, "staff", "nothing changed");
@@ -135,7 +139,8 @@ async fn staff_get_the_forbidden_page_and_no_members_entry_in_the_navigation() {
     let home = staff.get("/").await;
     assert!(!home.text.contains(r#"href="/members""#), "staff are not offered the members page");
     let denied_before = w.audited("access.denied").await;
-    for path in ["/members".to_owned(), format!("/members/{}", w.acme.users[2])] {
+    assert!(!home.text.contains(r#"href="/audit""#), "nor the audit trail");
+    for path in ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned()] {
         let r = staff.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
         assert!(is_html(&r) && r.text.contains("You may not do this"), "{path}: {}", r.text);
@@ -378,4 +383,79 @@ async fn a_member_name_with_markup_is_shown_as_text_never_run() {
     assert!(found.text.contains("markup@acme.example") && !found.text.contains("user1@acme.example"));
     let none = admin.get("/members?q=nobody-at-all").await;
     assert!(none.text.contains("Nobody matches this search"), "{}", none.text);
+}
+
+// --- Audit ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_audit_trail_filters_pages_and_exports_what_was_done_with_the_chains_status_in_words() {
+    let w = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let reason = r#"Promoted <script>alert("x")</script>"#;
+    let r = admin.post_form(&format!("/members/{}/role", w.staff()), &[("role", "hod"), ("reason", reason)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // More events than a page holds.
+    let mut tx = w.db.store.tenant_tx(w.acme.id).await.expect("tx");
+    for _ in 0..55 {
+        let e =
+            audit::Event::new("test.noted", audit::Entity::new("thing", None).expect("entity"), audit::Changes::none())
+                .expect("event");
+        audit::record_by(&mut tx, &common::who(), &e).await.expect("record");
+    }
+    tx.commit().await.expect("commit");
+    audit::watch::pass(&w.db.store, &audit::TrustedKeys::of([common::test_key().public()])).await.expect("pass");
+
+    let auditor = w.browser("auditor@acme.example").await;
+    let home = auditor.get("/").await;
+    assert!(home.text.contains(r#"<a href="/audit">Audit</a>"#), "auditors are offered the audit trail");
+    let page = auditor.get("/audit").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains("<strong>Intact.</strong>") && page.text.contains("every event matched"),
+        "{}",
+        page.text
+    );
+    assert_eq!(page.text.matches("<tr><td class=\"num\">").count(), 50, "one page of 50");
+    let next = page.text.split(r#"<a href=""#).find(|s| s.contains(r#"rel="next">Older events"#)).expect("next link");
+    let next = next.split('"').next().expect("href").replace("&#38;", "&").replace("&amp;", "&");
+    let older = auditor.get(&next).await;
+    assert_eq!(older.status, StatusCode::OK, "{next}");
+    assert!(older.text.contains("membership.role_changed"), "the older page holds the earlier events");
+
+    // Filtered by action and person: the role change, its reason as text.
+    let filtered = auditor.get(&format!("/audit?action=membership.role_changed&actor={}", w.acme.users[0])).await;
+    assert_eq!(filtered.status, StatusCode::OK);
+    assert_eq!(filtered.text.matches("<tr><td class=\"num\">").count(), 1, "{}", filtered.text);
+    assert!(!filtered.text.contains("<script>alert"), "a reason is shown as text");
+    assert!(numeric(&filtered.text).contains("Promoted &#60;script&#62;"), "{}", filtered.text);
+    assert!(filtered.text.contains("User 0") && filtered.text.contains("Administrator"));
+    snapshot!("audit_filtered", filtered.text);
+    let nobody = auditor.get("/audit?from=2099-01-01").await;
+    assert!(nobody.text.contains("No events match these filters"), "{}", nobody.text);
+
+    // Wrong filters are named under their field, the first focused.
+    let bad = auditor.get("/audit?action=Not+an+action%21&from=2026-02-30").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains(r#"<p class="field-error" id="from-error">Enter a date"#), "{}", bad.text);
+    let from = bad.text.split(r#"<input id="from""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    assert!(from.contains("autofocus") && from.contains(r#"aria-invalid="true""#), "{from}");
+    let bad = auditor.get("/audit?action=Not+an+action%21").await;
+    assert!(bad.text.contains(r#"id="action-error">Enter an action like"#), "{}", bad.text);
+
+    // The export links are the API's, which take the session cookie; the export is on record.
+    assert!(
+        filtered.text.contains(r#"href="/api/v1/audit/export?format=csv&#38;action=membership.role_changed""#)
+            || filtered.text.contains(r#"href="/api/v1/audit/export?format=csv&amp;action=membership.role_changed""#),
+        "{}",
+        filtered.text
+    );
+    let csv = auditor.get("/api/v1/audit/export?format=csv&action=membership.role_changed").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.header("content-type").is_some_and(|c| c.starts_with("text/csv"))
+            && csv.text.contains("membership.role_changed")
+    );
+    let nd = auditor.get("/api/v1/audit/export?format=ndjson").await;
+    assert_eq!((nd.status, nd.header("content-type")), (StatusCode::OK, Some("application/x-ndjson")));
+    assert_eq!(w.audited("audit.exported").await, 2);
 }

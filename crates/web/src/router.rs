@@ -126,6 +126,7 @@ fn page_routes(r: Routes) -> Routes {
         .post("/members/{user_id}/sessions/revoke", Org(Action::MembersManage), ui::members::revoke_sessions)
         .post("/members/{user_id}/approve", Org(Action::MembersManage), ui::members::approve)
         .post("/members/{user_id}/decline", Org(Action::MembersManage), ui::members::decline)
+        .get("/audit", Org(Action::AuditRead), ui::audit::page)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
 }

@@ -19,6 +19,7 @@ pub(crate) enum Section {
     Documents,
     Periods,
     Members,
+    Audit,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +87,9 @@ impl Chrome {
         let organisation_wide = Resource::Organisation { tenant };
         if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
+        }
+        if state.authz.decide(s, Action::AuditRead, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Audit", href: "/audit", current: current == Section::Audit });
         }
         let may_raise =
             approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));
