@@ -38,7 +38,8 @@ async fn world() -> World {
         .await
         .expect("pending");
     tx.commit().await.expect("commit");
-    let app = TestApp::setup(&db).roomy().start().await;
+    let keys = identity::secret_box::SecretBox::new(&[5; 32], &[]);
+    let app = TestApp::setup(&db).roomy().mfa_keys(keys).start().await;
     World { db, app, acme, beta, joiner }
 }
 
@@ -96,6 +97,9 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\?cursor=[A-Za-z0-9.\-]+", "?cursor=[cursor]"),
         (r"<td class=.num.>\d+</td>", r#"<td class="num">[seq]</td>"#),
         (r"up to event \d+", "up to event [seq]"),
+        (r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "data:image/svg+xml;base64,[qr]"),
+        (r"<code>[A-Z2-7]{32}</code>", "<code>[secret]</code>"),
+        (r"<li><code>[^<]+</code></li>", "<li><code>[recovery code]</code></li>"),
         (r"<dd>Event \d+", "<dd>Event [seq]"),
     ]
 }
@@ -458,4 +462,158 @@ async fn the_audit_trail_filters_pages_and_exports_what_was_done_with_the_chains
     let nd = auditor.get("/api/v1/audit/export?format=ndjson").await;
     assert_eq!((nd.status, nd.header("content-type")), (StatusCode::OK, Some("application/x-ndjson")));
     assert_eq!(w.audited("audit.exported").await, 2);
+}
+
+// --- My account -------------------------------------------------------------------------------
+
+/// The TOTP code of the current step for a base32 `secret` (waits out a step about to end).
+async fn totp_now(secret: &str) -> String {
+    let now = || u64::try_from(chrono::Utc::now().timestamp()).expect("time");
+    if 30 - now() % 30 < 5 {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    }
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().expect("base32");
+    let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new());
+    t.generate(now())
+}
+
+async fn platform_count(db: &TestDb, action: &str) -> i64 {
+    let mut admin = db.admin_conn().await;
+    sqlx::query_scalar("select count(*) from platform_audit_events where action = $1")
+        .bind(action)
+        .fetch_one(&mut admin)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn my_account_ends_my_sessions_only_and_changes_my_password_with_the_errors_in_words() {
+    let w = world().await;
+    let anon = w.app.anonymous().without_redirects().get("/account").await;
+    assert_eq!((anon.status, anon.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in?next=/account")));
+    let other_tab = w.browser("user1@acme.example").await;
+    let staff = w.browser("user1@acme.example").await;
+    let page = staff.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(r#"<a href="/account" aria-current="page">My account</a>"#));
+    assert!(page.text.contains("This browser") && page.text.contains("End this session"), "{}", page.text);
+    assert!(!page.text.contains(r#"href="/members""#) && !page.text.contains(r#"href="/audit""#));
+    snapshot!("account", page.text);
+
+    // Someone else's session (here, of acme's admin, and of beta) is not found; nothing ends.
+    let mut tx = w.db.store.tenant_tx(w.acme.id).await.expect("tx");
+    let admins: Uuid = sqlx::query_scalar("select id from sessions where user_id = $1 limit 1")
+        .bind(w.acme.users[0])
+        .fetch_one(tx.conn())
+        .await
+        .expect("admin session");
+    tx.commit().await.expect("commit");
+    let r = staff.post_form(&format!("/account/sessions/{admins}/revoke"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.text.contains("Page not found"));
+    // Without the CSRF token, nothing.
+    let ids: Vec<String> = page
+        .text
+        .split(r#"action="/account/sessions/"#)
+        .skip(1)
+        .filter_map(|s| s.split('/').next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 2, "two browsers signed in");
+    for id in &ids {
+        let r = staff.post_form(&format!("/account/sessions/{id}/revoke"), &[("csrf_token", "")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(other_tab.get("/").await.status, StatusCode::OK, "nothing ended");
+    // Ending the other tab's session: it is signed out; this one is not.
+    let before = w.audited("session.revoked").await;
+    let r = staff.without_redirects().post_form(&format!("/account/sessions/{}/revoke", ids[0]), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(w.audited("session.revoked").await, before + 1);
+    let other = other_tab.without_redirects().get("/").await.status;
+    let this = staff.without_redirects().get("/").await.status;
+    assert!([other, this].contains(&StatusCode::SEE_OTHER) && [other, this].contains(&StatusCode::OK), "{other} {this}");
+    let (staff, _gone) = if this == StatusCode::OK { (staff, other_tab) } else { (other_tab, staff) };
+    let _ = _gone;
+
+    // The password: a wrong current one, a weak new one, each under its field.
+    let r = staff
+        .post_form("/account/password", &[("current_password", "not it at all"), ("new_password", "a brand new passphrase 42")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="current-password-error">Your current password is not right."#), "{}", r.text);
+    let input = r.text.split(r#"<input id="current-password""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    assert!(input.contains("autofocus"), "{input}");
+    let r = staff.post_form("/account/password", &[("current_password", common::PASSWORD), ("new_password", "short")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="new-password-error">Choose a stronger password"#), "{}", r.text);
+    snapshot!("account_password_errors", r.text);
+    let new = "marble harbour quietly 4412";
+    let r = staff
+        .without_redirects()
+        .post_form("/account/password", &[("current_password", common::PASSWORD), ("new_password", new)])
+        .await;
+    assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in")));
+    assert_eq!(staff.without_redirects().get("/").await.status, StatusCode::SEE_OTHER, "signed out everywhere");
+    let login = w.app.anonymous().login("acme", "user1@acme.example", new).await;
+    assert_eq!(login.status, StatusCode::OK, "the new password works");
+}
+
+#[tokio::test]
+async fn my_account_enrols_an_authenticator_with_a_qr_image_and_shows_recovery_codes_once() {
+    let w = world().await;
+    let staff = w.browser("user1@acme.example").await;
+    let r = staff.post_form("/account/totp", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains(r#"<img src="data:image/svg+xml;base64,"#), "the QR code as an image");
+    assert!(!r.text.contains("<svg") && !r.text.contains(" style="), "no inline SVG or style in the page");
+    assert_eq!(r.header("content-security-policy"), Some(web::PAGE_CSP));
+    let secret = r.text.split("Key: <code>").nth(1).and_then(|s| s.split('<').next()).expect("key").to_owned();
+    let confirm = r.text.split(r#"<input id="confirm-code""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    assert!(!confirm.contains("aria-invalid"));
+    snapshot!("account_enrol", r.text);
+    // A wrong code: said under the field, the field focused.
+    let r = staff.post_form("/account/totp/confirm", &[("code", "000000")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="confirm-code-error">This code is not right"#), "{}", r.text);
+    // The right one: on, with ten recovery codes shown once, and on the platform's record.
+    let before = platform_count(&w.db, "auth.mfa_enrolled").await;
+    let r = staff.post_form("/account/totp/confirm", &[("code", &totp_now(&secret).await)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("The authenticator app is on"), "{}", r.text);
+    let codes: Vec<String> = r
+        .text
+        .split("<li><code>")
+        .skip(1)
+        .filter_map(|s| s.split('<').next().map(str::to_owned))
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", r.text);
+    assert_eq!(platform_count(&w.db, "auth.mfa_enrolled").await, before + 1);
+    assert!(!staff.get("/account").await.text.contains(&codes[0]), "shown only once");
+    // Enrolling again is refused in words while it is on.
+    let r = staff.post_form("/account/totp", &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("already on"), "{}", r.text);
+    // New recovery codes need a code; a recovery code works and the old ones stop working.
+    let r = staff.post_form("/account/recovery-codes", &[("code", "")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="regenerate-code-error">"#), "{}", r.text);
+    let r = staff.post_form("/account/recovery-codes", &[("code", &codes[0])]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("New recovery codes") && r.text.matches("<li><code>").count() == 10);
+    assert_eq!(platform_count(&w.db, "auth.recovery_codes_regenerated").await, 1);
+    let r = staff.post_form("/account/totp/remove", &[("code", &codes[1])]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "an old recovery code no longer works");
+    // Removing it with a current code.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let r = staff.without_redirects().post_form("/account/totp/remove", &[("code", &totp_now(&secret).await)]).await;
+    // A code already used in this step is refused (replay): wait for the next step then.
+    let r = if r.status == StatusCode::UNPROCESSABLE_ENTITY {
+        let left = 30 - u64::try_from(chrono::Utc::now().timestamp()).expect("time") % 30;
+        tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
+        staff.without_redirects().post_form("/account/totp/remove", &[("code", &totp_now(&secret).await)]).await
+    } else {
+        r
+    };
+    assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/account?done=totp_off")), "{}", r.text);
+    assert_eq!(platform_count(&w.db, "auth.mfa_disabled").await, 1);
 }

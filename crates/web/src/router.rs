@@ -127,6 +127,13 @@ fn page_routes(r: Routes) -> Routes {
         .post("/members/{user_id}/approve", Org(Action::MembersManage), ui::members::approve)
         .post("/members/{user_id}/decline", Org(Action::MembersManage), ui::members::decline)
         .get("/audit", Org(Action::AuditRead), ui::audit::page)
+        .get("/account", Own, ui::account::show)
+        .post("/account/sessions/{id}/revoke", Own, ui::account::revoke_session)
+        .post("/account/password", Own, ui::account::change_password)
+        .post("/account/totp", Own, ui::account::enrol)
+        .post("/account/totp/confirm", Own, ui::account::confirm)
+        .post("/account/totp/remove", Own, ui::account::remove)
+        .post("/account/recovery-codes", Own, ui::account::regenerate)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
 }

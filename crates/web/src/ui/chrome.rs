@@ -20,6 +20,7 @@ pub(crate) enum Section {
     Periods,
     Members,
     Audit,
+    Account,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +92,7 @@ impl Chrome {
         if state.authz.decide(s, Action::AuditRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Audit", href: "/audit", current: current == Section::Audit });
         }
+        nav.push(NavItem { label: "My account", href: "/account", current: current == Section::Account });
         let may_raise =
             approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));
         Ok(Self {

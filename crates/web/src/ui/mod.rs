@@ -9,6 +9,7 @@
 //! - refusals from the guard or a handler become pages ([`refusals`]): sign-in redirects,
 //!   403/404/429/500 pages with words instead of codes.
 
+pub(crate) mod account;
 pub(crate) mod assets;
 pub(crate) mod audit;
 mod chrome;
