@@ -100,6 +100,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "data:image/svg+xml;base64,[qr]"),
         (r"<code>[A-Z2-7]{32}</code>", "<code>[secret]</code>"),
         (r"<li><code>[^<]+</code></li>", "<li><code>[recovery code]</code></li>"),
+        (r"csk_[0-9a-f]{32}_[0-9a-f]{32}(_[0-9a-f]{64})?", "csk_[key]"),
         (r"<dd>Event \d+", "<dd>Event [seq]"),
     ]
 }
@@ -144,7 +145,10 @@ async fn staff_get_the_forbidden_page_and_no_members_entry_in_the_navigation() {
     assert!(!home.text.contains(r#"href="/members""#), "staff are not offered the members page");
     let denied_before = w.audited("access.denied").await;
     assert!(!home.text.contains(r#"href="/audit""#), "nor the audit trail");
-    for path in ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned()] {
+    assert!(!home.text.contains(r#"href="/settings/api-keys""#), "nor API keys");
+    for path in
+        ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned(), "/settings/api-keys".to_owned()]
+    {
         let r = staff.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
         assert!(is_html(&r) && r.text.contains("You may not do this"), "{path}: {}", r.text);
@@ -616,4 +620,66 @@ async fn my_account_enrols_an_authenticator_with_a_qr_image_and_shows_recovery_c
     };
     assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some("/account?done=totp_off")), "{}", r.text);
     assert_eq!(platform_count(&w.db, "auth.mfa_disabled").await, 1);
+}
+
+// --- API keys ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_every_server() {
+    let w = world().await;
+    let anon = w.app.anonymous().without_redirects().get("/settings/api-keys").await;
+    assert_eq!(anon.header("location"), Some("/sign-in?next=/settings/api-keys"));
+    let (theirs, _) = common::api_key(&w.db, w.beta.id, "beta's", Role::Auditor, &["audit:read"]).await;
+    let (created, revoked) = (w.audited("api_key.created").await, w.audited("api_key.revoked").await);
+    let admin = w.browser("user0@acme.example").await;
+    let page = admin.get("/settings/api-keys").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("<caption class=\"visually-hidden\">API keys of the organisation</caption>"), "the fixture's key");
+    assert!(!page.text.contains(r#"<option value="owner""#), "an admin is not offered an owner key");
+
+    // Wrong forms: a missing name, an owner key, each under its field.
+    let r = admin.post_form("/settings/api-keys", &[("name", ""), ("role", "auditor")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="key-name-error">Give the key a name"#), "{}", r.text);
+    let r = admin.post_form("/settings/api-keys", &[("name", "boss"), ("role", "owner")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text.contains(r#"id="key-role-error">Your role cannot make a key with this role."#), "{}", r.text);
+    let r = admin.post_form("/settings/api-keys", &[("name", "x"), ("role", "auditor"), ("scope", "everything:all")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains(r#"id="key-scopes-error">"#));
+    // Without the CSRF token: nothing made.
+    let r = admin.post_form("/settings/api-keys", &[("name", "x"), ("role", "auditor"), ("csrf_token", "")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(w.audited("api_key.created").await, created, "nothing made");
+
+    // Made: the secret once, and it works.
+    let name = r#"Export <script>alert("x")</script>"#;
+    let r = admin
+        .post_form("/settings/api-keys", &[("name", name), ("role", "auditor"), ("scope", "audit:read")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!r.text.contains("<script>alert"), "a key's name is shown as text");
+    let secret = r.text.split(r#"<code id="api-key-secret">"#).nth(1).and_then(|s| s.split('<').next()).expect("secret");
+    assert_eq!(w.audited("api_key.created").await, created + 1);
+    let key = w.app.bearer(secret);
+    assert_eq!(key.get("/api/v1/audit/events").await.status, StatusCode::OK);
+    snapshot!("api_keys_made", r.text);
+    let list = admin.get("/settings/api-keys").await;
+    assert!(!list.text.contains(secret) && !list.text.contains("api-key-secret"), "shown only once");
+    let api = w.app.sign_in("acme", "user0@acme.example").await;
+    let keys = api.get("/api/v1/api-keys").await;
+    let made = keys.body["items"].as_array().expect("items").iter().find(|k| k["name"] == name).expect("listed by the API");
+    let id = made["id"].as_str().expect("id").to_owned();
+    assert!(list.text.contains(&format!(r#"action="/settings/api-keys/{id}/revoke""#)));
+
+    // Another organisation's key: not found, and it still works.
+    let r = admin.post_form(&format!("/settings/api-keys/{theirs}/revoke"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("Page not found"));
+    // Revoked: refused at once.
+    let r = admin.post_form(&format!("/settings/api-keys/{id}/revoke"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("Revoked: every server refuses the key") && r.text.contains(r#"<span class="chip refused">Revoked</span>"#));
+    assert_eq!(w.audited("api_key.revoked").await, revoked + 1);
+    assert_eq!(key.get("/api/v1/audit/events").await.status, StatusCode::UNAUTHORIZED);
 }

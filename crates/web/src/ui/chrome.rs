@@ -21,6 +21,7 @@ pub(crate) enum Section {
     Members,
     Audit,
     Account,
+    ApiKeys,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +92,9 @@ impl Chrome {
         }
         if state.authz.decide(s, Action::AuditRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Audit", href: "/audit", current: current == Section::Audit });
+        }
+        if state.authz.decide(s, Action::ApiKeysManage, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "API keys", href: "/settings/api-keys", current: current == Section::ApiKeys });
         }
         nav.push(NavItem { label: "My account", href: "/account", current: current == Section::Account });
         let may_raise =

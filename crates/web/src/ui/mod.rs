@@ -10,6 +10,7 @@
 //!   403/404/429/500 pages with words instead of codes.
 
 pub(crate) mod account;
+pub(crate) mod api_keys;
 pub(crate) mod assets;
 pub(crate) mod audit;
 mod chrome;
