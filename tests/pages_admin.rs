@@ -145,9 +145,9 @@ async fn staff_get_the_forbidden_page_and_no_members_entry_in_the_navigation() {
     assert!(!home.text.contains(r#"href="/members""#), "staff are not offered the members page");
     let denied_before = w.audited("access.denied").await;
     assert!(!home.text.contains(r#"href="/audit""#), "nor the audit trail");
-    assert!(!home.text.contains(r#"href="/settings/api-keys""#), "nor API keys");
+    assert!(!home.text.contains(r#"href="/settings/api-keys""#) && !home.text.contains(r#"href="/settings""#), "nor settings");
     for path in
-        ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned(), "/settings/api-keys".to_owned()]
+        ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned(), "/settings/api-keys".to_owned(), "/settings".to_owned()]
     {
         let r = staff.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
@@ -682,4 +682,63 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
     assert!(r.text.contains("Revoked: every server refuses the key") && r.text.contains(r#"<span class="chip refused">Revoked</span>"#));
     assert_eq!(w.audited("api_key.revoked").await, revoked + 1);
     assert_eq!(key.get("/api/v1/audit/events").await.status, StatusCode::UNAUTHORIZED);
+}
+
+// --- Settings ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn settings_change_the_second_step_the_allowlist_with_its_lockout_confirmation_and_the_md_thresholds() {
+    let w = world().await;
+    let anon = w.app.anonymous().without_redirects().get("/settings").await;
+    assert_eq!(anon.header("location"), Some("/sign-in?next=/settings"));
+    let admin = w.browser("user0@acme.example").await;
+    let page = admin.get("/settings").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(r#"<a href="/settings" aria-current="page">Settings</a>"#));
+    assert!(page.text.contains("0.0.0.0/0 fixture"), "the current list: {}", page.text);
+    snapshot!("settings", page.text);
+    let api = w.app.sign_in("acme", "user0@acme.example").await;
+
+    // The second step: not without the CSRF token; then required, on record.
+    let r = admin.post_form("/settings/mfa", &[("required", "yes"), ("csrf_token", "")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(api.get("/api/v1/settings/mfa").await.body["required"], false);
+    let r = admin.post_form("/settings/mfa", &[("required", "yes")]).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("required for everyone"), "{}", r.text);
+    assert_eq!(api.get("/api/v1/settings/mfa").await.body["required"], true);
+    assert_eq!(w.audited("tenant.mfa_requirement_changed").await, 1);
+
+    // Thresholds: a wrong row is named; right ones are saved in minor units.
+    let r = admin.post_form("/settings/thresholds", &[("currency", "EURO"), ("amount", "10")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="thresholds-error">Row 1: enter a currency code"#), "{}", r.text);
+    let r = admin
+        .post_form("/settings/thresholds", &[("currency", "eur"), ("amount", "10,000.00"), ("currency", ""), ("amount", "")])
+        .await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Saved: the MD thresholds"), "{}", r.text);
+    assert_eq!(api.get("/api/v1/settings/approvals").await.body["thresholds"]["EUR"], 1_000_000);
+    assert_eq!(w.audited("tenant.md_thresholds_changed").await, 1);
+
+    // The allowlist: a wrong network, a missing reason, then a list without this address.
+    let r = admin.post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24\nnot-a-net"), ("reason", "office")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="networks-error">Line 2: “not-a-net” is not a network"#), "{}", numeric(&r.text));
+    let r = admin.post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24 Head office"), ("reason", "")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(r#"id="allowlist-reason-error">Give a reason"#));
+    let fields = [("networks", "203.0.113.0/24 Head office"), ("reason", "Office only from now on")];
+    let r = admin.post_form("/settings/ip-allowlist", &fields).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("does not include your address 127.0.0.1"), "{}", r.text);
+    let confirm = r.text.split(r#"<input type="checkbox" id="confirm-lockout""#).nth(1).and_then(|s| s.split('>').next());
+    assert!(confirm.is_some_and(|c| c.contains("autofocus")), "the confirmation box has the focus");
+    assert!(r.text.contains("203.0.113.0/24 Head office"), "what was typed is kept");
+    assert_eq!(w.audited("settings.ip_allowlist_changed").await, 0, "nothing saved");
+    // With this address in the list: saved, on record, and the person is still in.
+    let fields = [("networks", "203.0.113.0/24 Head office\n127.0.0.1/32 This test"), ("reason", "Office only from now on")];
+    let r = admin.post_form("/settings/ip-allowlist", &fields).await;
+    assert!(r.status == StatusCode::OK && r.text.contains("Saved: the allowlist"), "{}", r.text);
+    assert_eq!(w.audited("settings.ip_allowlist_changed").await, 1);
+    let list = api.get("/api/v1/settings/ip-allowlist").await;
+    assert_eq!(list.body["entries"].as_array().map(Vec::len), Some(2), "{}", list.body);
 }

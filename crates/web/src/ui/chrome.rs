@@ -22,6 +22,7 @@ pub(crate) enum Section {
     Audit,
     Account,
     ApiKeys,
+    Settings,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +93,9 @@ impl Chrome {
         }
         if state.authz.decide(s, Action::AuditRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Audit", href: "/audit", current: current == Section::Audit });
+        }
+        if state.authz.decide(s, Action::SettingsManage, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Settings", href: "/settings", current: current == Section::Settings });
         }
         if state.authz.decide(s, Action::ApiKeysManage, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "API keys", href: "/settings/api-keys", current: current == Section::ApiKeys });

@@ -22,6 +22,7 @@ pub(crate) mod members;
 pub(crate) mod periods;
 pub(crate) mod refusals;
 pub(crate) mod security;
+pub(crate) mod settings;
 pub(crate) mod sign_in;
 
 use axum::Router;
