@@ -163,6 +163,17 @@ try {
   await admin.page.getByRole('cell', { name: 'Runs Operations from Monday' }).waitFor();
   await audit(admin.page, admin.who);
 
+  // Settings and API keys: forms with their labels, axe-clean.
+  await admin.page.getByRole('link', { name: 'Settings', exact: true }).click();
+  await heading(admin.page, 'Settings');
+  await audit(admin.page, admin.who);
+  await admin.page.getByRole('link', { name: 'API keys', exact: true }).first().click();
+  await heading(admin.page, 'API keys');
+  await admin.page.getByLabel('Name', { exact: true }).fill('Nightly export');
+  await admin.page.getByRole('button', { name: 'Make the key' }).click();
+  await expectNotice(admin.page, 'shown only this once');
+  await audit(admin.page, admin.who);
+
   // My account: sessions, and an authenticator enrolment with its QR image.
   await admin.page.getByRole('link', { name: 'My account' }).click();
   await heading(admin.page, 'My account');
@@ -183,8 +194,8 @@ if (problems.length > 0) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-if (audited < 12) {
+if (audited < 14) {
   console.error(`axe-core ran on only ${audited} pages`);
   process.exit(1);
 }
-console.log(`admin flow: a joiner approved, a role changed (its member signed out on the next request), staff refused, the change in the audit trail, an authenticator enrolment started; axe-core on ${audited} page views; no console errors, CSP violations or serious axe findings`);
+console.log(`admin flow: a joiner approved, a role changed (its member signed out on the next request), staff refused, the change in the audit trail, settings and a new API key, an authenticator enrolment started; axe-core on ${audited} page views; no console errors, CSP violations or serious axe findings`);
