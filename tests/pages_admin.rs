@@ -145,10 +145,17 @@ async fn staff_get_the_forbidden_page_and_no_members_entry_in_the_navigation() {
     assert!(!home.text.contains(r#"href="/members""#), "staff are not offered the members page");
     let denied_before = w.audited("access.denied").await;
     assert!(!home.text.contains(r#"href="/audit""#), "nor the audit trail");
-    assert!(!home.text.contains(r#"href="/settings/api-keys""#) && !home.text.contains(r#"href="/settings""#), "nor settings");
-    for path in
-        ["/members".to_owned(), format!("/members/{}", w.acme.users[2]), "/audit".to_owned(), "/settings/api-keys".to_owned(), "/settings".to_owned()]
-    {
+    assert!(
+        !home.text.contains(r#"href="/settings/api-keys""#) && !home.text.contains(r#"href="/settings""#),
+        "nor settings"
+    );
+    for path in [
+        "/members".to_owned(),
+        format!("/members/{}", w.acme.users[2]),
+        "/audit".to_owned(),
+        "/settings/api-keys".to_owned(),
+        "/settings".to_owned(),
+    ] {
         let r = staff.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
         assert!(is_html(&r) && r.text.contains("You may not do this"), "{path}: {}", r.text);
@@ -535,19 +542,28 @@ async fn my_account_ends_my_sessions_only_and_changes_my_password_with_the_error
     assert_eq!(w.audited("session.revoked").await, before + 1);
     let other = other_tab.without_redirects().get("/").await.status;
     let this = staff.without_redirects().get("/").await.status;
-    assert!([other, this].contains(&StatusCode::SEE_OTHER) && [other, this].contains(&StatusCode::OK), "{other} {this}");
+    assert!(
+        [other, this].contains(&StatusCode::SEE_OTHER) && [other, this].contains(&StatusCode::OK),
+        "{other} {this}"
+    );
     let (staff, _gone) = if this == StatusCode::OK { (staff, other_tab) } else { (other_tab, staff) };
     let _ = _gone;
 
     // The password: a wrong current one, a weak new one, each under its field.
     let r = staff
-        .post_form("/account/password", &[("current_password", "not it at all"), ("new_password", "a brand new passphrase 42")])
+        .post_form(
+            "/account/password",
+            &[("current_password", "not it at all"), ("new_password", "a brand new passphrase 42")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(r#"id="current-password-error">Your current password is not right."#), "{}", r.text);
-    let input = r.text.split(r#"<input id="current-password""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    let input =
+        r.text.split(r#"<input id="current-password""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
     assert!(input.contains("autofocus"), "{input}");
-    let r = staff.post_form("/account/password", &[("current_password", common::PASSWORD), ("new_password", "short")]).await;
+    let r = staff
+        .post_form("/account/password", &[("current_password", common::PASSWORD), ("new_password", "short")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(r#"id="new-password-error">Choose a stronger password"#), "{}", r.text);
     snapshot!("account_password_errors", r.text);
@@ -572,7 +588,8 @@ async fn my_account_enrols_an_authenticator_with_a_qr_image_and_shows_recovery_c
     assert!(!r.text.contains("<svg") && !r.text.contains(" style="), "no inline SVG or style in the page");
     assert_eq!(r.header("content-security-policy"), Some(web::PAGE_CSP));
     let secret = r.text.split("Key: <code>").nth(1).and_then(|s| s.split('<').next()).expect("key").to_owned();
-    let confirm = r.text.split(r#"<input id="confirm-code""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    let confirm =
+        r.text.split(r#"<input id="confirm-code""#).nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
     assert!(!confirm.contains("aria-invalid"));
     snapshot!("account_enrol", r.text);
     // A wrong code: said under the field, the field focused.
@@ -584,12 +601,8 @@ async fn my_account_enrols_an_authenticator_with_a_qr_image_and_shows_recovery_c
     let r = staff.post_form("/account/totp/confirm", &[("code", &totp_now(&secret).await)]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.text.contains("The authenticator app is on"), "{}", r.text);
-    let codes: Vec<String> = r
-        .text
-        .split("<li><code>")
-        .skip(1)
-        .filter_map(|s| s.split('<').next().map(str::to_owned))
-        .collect();
+    let codes: Vec<String> =
+        r.text.split("<li><code>").skip(1).filter_map(|s| s.split('<').next().map(str::to_owned)).collect();
     assert_eq!(codes.len(), 10, "{}", r.text);
     assert_eq!(platform_count(&w.db, "auth.mfa_enrolled").await, before + 1);
     assert!(!staff.get("/account").await.text.contains(&codes[0]), "shown only once");
@@ -634,7 +647,10 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
     let admin = w.browser("user0@acme.example").await;
     let page = admin.get("/settings/api-keys").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    assert!(page.text.contains("<caption class=\"visually-hidden\">API keys of the organisation</caption>"), "the fixture's key");
+    assert!(
+        page.text.contains("<caption class=\"visually-hidden\">API keys of the organisation</caption>"),
+        "the fixture's key"
+    );
     assert!(!page.text.contains(r#"<option value="owner""#), "an admin is not offered an owner key");
 
     // Wrong forms: a missing name, an owner key, each under its field.
@@ -644,7 +660,8 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
     let r = admin.post_form("/settings/api-keys", &[("name", "boss"), ("role", "owner")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text.contains(r#"id="key-role-error">Your role cannot make a key with this role."#), "{}", r.text);
-    let r = admin.post_form("/settings/api-keys", &[("name", "x"), ("role", "auditor"), ("scope", "everything:all")]).await;
+    let r =
+        admin.post_form("/settings/api-keys", &[("name", "x"), ("role", "auditor"), ("scope", "everything:all")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains(r#"id="key-scopes-error">"#));
     // Without the CSRF token: nothing made.
@@ -654,12 +671,12 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
 
     // Made: the secret once, and it works.
     let name = r#"Export <script>alert("x")</script>"#;
-    let r = admin
-        .post_form("/settings/api-keys", &[("name", name), ("role", "auditor"), ("scope", "audit:read")])
-        .await;
+    let r =
+        admin.post_form("/settings/api-keys", &[("name", name), ("role", "auditor"), ("scope", "audit:read")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(!r.text.contains("<script>alert"), "a key's name is shown as text");
-    let secret = r.text.split(r#"<code id="api-key-secret">"#).nth(1).and_then(|s| s.split('<').next()).expect("secret");
+    let secret =
+        r.text.split(r#"<code id="api-key-secret">"#).nth(1).and_then(|s| s.split('<').next()).expect("secret");
     assert_eq!(w.audited("api_key.created").await, created + 1);
     let key = w.app.bearer(secret);
     assert_eq!(key.get("/api/v1/audit/events").await.status, StatusCode::OK);
@@ -668,7 +685,8 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
     assert!(!list.text.contains(secret) && !list.text.contains("api-key-secret"), "shown only once");
     let api = w.app.sign_in("acme", "user0@acme.example").await;
     let keys = api.get("/api/v1/api-keys").await;
-    let made = keys.body["items"].as_array().expect("items").iter().find(|k| k["name"] == name).expect("listed by the API");
+    let made =
+        keys.body["items"].as_array().expect("items").iter().find(|k| k["name"] == name).expect("listed by the API");
     let id = made["id"].as_str().expect("id").to_owned();
     assert!(list.text.contains(&format!(r#"action="/settings/api-keys/{id}/revoke""#)));
 
@@ -679,7 +697,10 @@ async fn api_keys_are_made_with_the_secret_shown_once_listed_and_revoked_for_eve
     // Revoked: refused at once.
     let r = admin.post_form(&format!("/settings/api-keys/{id}/revoke"), &[]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.text.contains("Revoked: every server refuses the key") && r.text.contains(r#"<span class="chip refused">Revoked</span>"#));
+    assert!(
+        r.text.contains("Revoked: every server refuses the key")
+            && r.text.contains(r#"<span class="chip refused">Revoked</span>"#)
+    );
     assert_eq!(w.audited("api_key.revoked").await, revoked + 1);
     assert_eq!(key.get("/api/v1/audit/events").await.status, StatusCode::UNAUTHORIZED);
 }
@@ -713,29 +734,37 @@ async fn settings_change_the_second_step_the_allowlist_with_its_lockout_confirma
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(r#"id="thresholds-error">Row 1: enter a currency code"#), "{}", r.text);
     let r = admin
-        .post_form("/settings/thresholds", &[("currency", "eur"), ("amount", "10,000.00"), ("currency", ""), ("amount", "")])
+        .post_form(
+            "/settings/thresholds",
+            &[("currency", "eur"), ("amount", "10,000.00"), ("currency", ""), ("amount", "")],
+        )
         .await;
     assert!(r.status == StatusCode::OK && r.text.contains("Saved: the MD thresholds"), "{}", r.text);
     assert_eq!(api.get("/api/v1/settings/approvals").await.body["thresholds"]["EUR"], 1_000_000);
     assert_eq!(w.audited("tenant.md_thresholds_changed").await, 1);
 
     // The allowlist: a wrong network, a missing reason, then a list without this address.
-    let r = admin.post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24\nnot-a-net"), ("reason", "office")]).await;
+    let r = admin
+        .post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24\nnot-a-net"), ("reason", "office")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(r#"id="networks-error">Line 2: “not-a-net” is not a network"#), "{}", numeric(&r.text));
-    let r = admin.post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24 Head office"), ("reason", "")]).await;
+    let r =
+        admin.post_form("/settings/ip-allowlist", &[("networks", "203.0.113.0/24 Head office"), ("reason", "")]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(r#"id="allowlist-reason-error">Give a reason"#));
     let fields = [("networks", "203.0.113.0/24 Head office"), ("reason", "Office only from now on")];
     let r = admin.post_form("/settings/ip-allowlist", &fields).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.text.contains("does not include your address 127.0.0.1"), "{}", r.text);
-    let confirm = r.text.split(r#"<input type="checkbox" id="confirm-lockout""#).nth(1).and_then(|s| s.split('>').next());
+    let confirm =
+        r.text.split(r#"<input type="checkbox" id="confirm-lockout""#).nth(1).and_then(|s| s.split('>').next());
     assert!(confirm.is_some_and(|c| c.contains("autofocus")), "the confirmation box has the focus");
     assert!(r.text.contains("203.0.113.0/24 Head office"), "what was typed is kept");
     assert_eq!(w.audited("settings.ip_allowlist_changed").await, 0, "nothing saved");
     // With this address in the list: saved, on record, and the person is still in.
-    let fields = [("networks", "203.0.113.0/24 Head office\n127.0.0.1/32 This test"), ("reason", "Office only from now on")];
+    let fields =
+        [("networks", "203.0.113.0/24 Head office\n127.0.0.1/32 This test"), ("reason", "Office only from now on")];
     let r = admin.post_form("/settings/ip-allowlist", &fields).await;
     assert!(r.status == StatusCode::OK && r.text.contains("Saved: the allowlist"), "{}", r.text);
     assert_eq!(w.audited("settings.ip_allowlist_changed").await, 1);

@@ -95,7 +95,9 @@ async fn account_page(state: &AppState, p: &Principal, headers: &HeaderMap) -> R
 fn done_words(done: &str) -> &'static str {
     match done {
         "session" => "That session was ended: whoever used it signs in again.",
-        "totp_off" => "The authenticator app was removed, with its recovery codes. Sign-ins ask for a mailed code when a second step is needed.",
+        "totp_off" => {
+            "The authenticator app was removed, with its recovery codes. Sign-ins ask for a mailed code when a second step is needed."
+        }
         _ => "",
     }
 }
@@ -202,7 +204,10 @@ pub async fn change_password(
             let e = ApiError::from(e);
             let (current_error, new_error) = match e.code {
                 "wrong_password" => ("Your current password is not right.".to_owned(), String::new()),
-                "weak_password" => (String::new(), format!("Choose a stronger password: {}.", e.message.trim_start_matches("new_password: "))),
+                "weak_password" => (
+                    String::new(),
+                    format!("Choose a stronger password: {}.", e.message.trim_start_matches("new_password: ")),
+                ),
                 "invalid_field" => (String::new(), "The new password must differ from the current one.".to_owned()),
                 _ => return Err(e),
             };

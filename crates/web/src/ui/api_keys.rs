@@ -109,7 +109,11 @@ async fn keys_page(state: &AppState, p: &Principal, headers: &HeaderMap) -> Resu
         roles: ROLES
             .iter()
             .filter(|r| identity::members::may_grant(p.role, **r) || **r == p.role)
-            .map(|r| Choice { value: r.as_str().to_owned(), label: format::role(*r).to_owned(), selected: *r == Role::Auditor })
+            .map(|r| Choice {
+                value: r.as_str().to_owned(),
+                label: format::role(*r).to_owned(),
+                selected: *r == Role::Auditor,
+            })
             .collect(),
         role_error: String::new(),
         scopes: identity::scopes::KNOWN
@@ -155,13 +159,18 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 100 {
         return again(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Box::new(|page| page.name_error = "Give the key a name of 1 to 100 characters, like “Payroll export”.".into()),
+            Box::new(|page| {
+                page.name_error = "Give the key a name of 1 to 100 characters, like “Payroll export”.".into()
+            }),
         )
         .await;
     }
     let Ok(role) = role_text.parse::<Role>() else {
-        return again(StatusCode::UNPROCESSABLE_ENTITY, Box::new(|page| page.role_error = "Choose a role from the list.".into()))
-            .await;
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Box::new(|page| page.role_error = "Choose a role from the list.".into()),
+        )
+        .await;
     };
     let by = match &p.caller {
         Caller::Person(_) => Minter::Person { role: p.role },
@@ -176,10 +185,15 @@ pub async fn create(
             let e = ApiError::from(e);
             return match e.code {
                 "role_escalation" => {
-                    again(e.status, Box::new(|page| page.role_error = "Your role cannot make a key with this role.".into())).await
+                    again(
+                        e.status,
+                        Box::new(|page| page.role_error = "Your role cannot make a key with this role.".into()),
+                    )
+                    .await
                 }
                 "unknown_scope" | "scope_escalation" => {
-                    again(e.status, Box::new(|page| page.scopes_error = "Choose permissions from the list.".into())).await
+                    again(e.status, Box::new(|page| page.scopes_error = "Choose permissions from the list.".into()))
+                        .await
                 }
                 _ => Err(e),
             };

@@ -140,7 +140,10 @@ pub async fn set_allowlist(
         match (cidr.len() <= 64).then(|| NewEntry::parse(cidr, note.trim())) {
             Some(Ok(e)) => entries.push(e),
             _ => {
-                networks_error = format!("Line {}: “{cidr}” is not a network; write one like 203.0.113.0/24 or 2001:db8::/32.", i + 1);
+                networks_error = format!(
+                    "Line {}: “{cidr}” is not a network; write one like 203.0.113.0/24 or 2001:db8::/32.",
+                    i + 1
+                );
                 break;
             }
         }
