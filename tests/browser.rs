@@ -129,3 +129,30 @@ async fn people_raise_approve_and_pay_a_voucher_in_a_real_browser() {
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_flow("approvals", &app2, &env)).await.expect("flow");
 }
+
+/// An admin approves a pending joiner and changes a member's role in Chromium; the member's open
+/// page is signed out on its next request; staff are refused the members page; the audit trail
+/// and my account on the way. No console error, no CSP violation, no serious or critical axe
+/// finding on any page (tests/browser/admin.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_approves_a_joiner_and_changes_a_role_that_signs_the_member_out_in_a_real_browser() {
+    let (db, app, acme, _beta) = seeded().await;
+    let joiner = member(&db, acme.id, "acme", "joiner", Role::Staff, None, false).await;
+    let mut tx = db.store.tenant_tx(acme.id).await.expect("tx");
+    sqlx::query("update memberships set status = 'pending' where user_id = $1")
+        .bind(joiner)
+        .execute(tx.conn())
+        .await
+        .expect("pending joiner");
+    tx.commit().await.expect("commit");
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("ADMIN", "user0@acme.example".to_owned()),
+        ("STAFF", "user1@acme.example".to_owned()),
+        ("STAFF_NAME", "User 1".to_owned()),
+        ("JOINER_NAME", "joiner".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("admin", &app2, &env)).await.expect("flow");
+}

@@ -19,6 +19,10 @@ pub(crate) enum Section {
     Documents,
     Periods,
     Members,
+    Audit,
+    Account,
+    ApiKeys,
+    Settings,
 }
 
 #[derive(Debug, Clone)]
@@ -85,9 +89,20 @@ impl Chrome {
         if state.authz.decide(s, Action::PeriodRead, &periods).is_ok() {
             nav.push(NavItem { label: "Periods", href: "/periods", current: current == Section::Periods });
         }
-        if state.authz.decide(s, Action::MembersRead, &Resource::Organisation { tenant }).is_ok() {
+        let organisation_wide = Resource::Organisation { tenant };
+        if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
         }
+        if state.authz.decide(s, Action::AuditRead, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Audit", href: "/audit", current: current == Section::Audit });
+        }
+        if state.authz.decide(s, Action::SettingsManage, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Settings", href: "/settings", current: current == Section::Settings });
+        }
+        if state.authz.decide(s, Action::ApiKeysManage, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "API keys", href: "/settings/api-keys", current: current == Section::ApiKeys });
+        }
+        nav.push(NavItem { label: "My account", href: "/account", current: current == Section::Account });
         let may_raise =
             approvals::documents::may_raise_in(&state.authz, m, s.department.unwrap_or_else(uuid::Uuid::nil));
         Ok(Self {

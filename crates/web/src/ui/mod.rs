@@ -9,7 +9,10 @@
 //! - refusals from the guard or a handler become pages ([`refusals`]): sign-in redirects,
 //!   403/404/429/500 pages with words instead of codes.
 
+pub(crate) mod account;
+pub(crate) mod api_keys;
 pub(crate) mod assets;
+pub(crate) mod audit;
 mod chrome;
 pub(crate) mod documents;
 mod form;
@@ -19,6 +22,7 @@ pub(crate) mod members;
 pub(crate) mod periods;
 pub(crate) mod refusals;
 pub(crate) mod security;
+pub(crate) mod settings;
 pub(crate) mod sign_in;
 
 use axum::Router;
