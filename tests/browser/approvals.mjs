@@ -1,79 +1,10 @@
 // The approvals flow in Chromium, run by tests/browser.rs (which starts the server and passes
 // BASE_URL, the people and CHROMIUM / AXE_PATH). Exits non-zero on the first failed step, or at
 // the end when any console error, CSP violation or serious/critical axe finding was seen.
-//
-// axe-core is evaluated through the DevTools protocol rather than page.addScriptTag: an added
-// <script> is inline script, which the pages' own CSP refuses (and which would count as a CSP
-// violation here). Evaluation by the automation channel is not page script.
 
-import { readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-
-const BASE = process.env.BASE_URL;
-const ORG = process.env.ORG;
-const PASSWORD = process.env.PASSWORD;
-const AXE = readFileSync(process.env.AXE_PATH, 'utf8');
-const problems = [];
-// HTTP statuses a step provokes on purpose (a stale form answers 409, a foreign URL 404, a wrong
-// form 422): Chromium reports those responses as console errors, which are expected then only.
-let expected = new Set();
-let audited = 0;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking'],
-  headless: true,
-});
-
-function fail(message) {
-  throw new Error(message);
-}
-
-function watch(page, who) {
-  page.on('console', (m) => {
-    const text = m.text();
-    const status = /the server responded with a status of (\d{3})/.exec(text);
-    if (status && expected.has(Number(status[1]))) return;
-    if (m.type() === 'error' || /Content[- ]Security[- ]Policy|Refused to/i.test(text)) {
-      const where = m.location() && m.location().url ? ` (${m.location().url})` : '';
-      problems.push(`${who}: console ${m.type()}: ${text}${where}`);
-    }
-  });
-  page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
-}
-
-async function person(who) {
-  const context = await browser.newContext();
-  // Reports CSP violations from inside the page (securitypolicyviolation events) to the console.
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
-    });
-  });
-  const page = await context.newPage();
-  watch(page, who);
-  return { context, page, who };
-}
-
-async function audit(page, who) {
-  await page.waitForLoadState('load');
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
-  });
-  audited += 1;
-  for (const v of violations) {
-    if (v.impact === 'serious' || v.impact === 'critical') {
-      problems.push(`${who}: axe ${v.impact} ${v.id} on ${page.url()}: ${v.help} (${v.nodes.join(', ')})`);
-    }
-  }
-}
-
-async function heading(page, text) {
-  await page.getByRole('heading', { level: 1, name: text }).waitFor({ timeout: 10000 });
-}
+import {
+  BASE, ORG, PASSWORD, audit, expectNotice, expectStatuses, fail, finish, heading, person, problems, watch,
+} from './harness.mjs';
 
 async function signIn(p, email) {
   const { page, who } = p;
@@ -95,10 +26,6 @@ async function openDocument(p, id) {
   await audit(p.page, p.who);
 }
 
-async function expectNotice(page, text) {
-  await page.getByText(text).first().waitFor({ timeout: 10000 });
-}
-
 async function approve(p, id, consequence) {
   await openDocument(p, id);
   const form = p.page.locator('form.action', { has: p.page.locator('input[name="transition"][value="approve"]') });
@@ -114,13 +41,13 @@ async function raise(p, title, lines) {
   await heading(page, 'Raise a document');
   await audit(page, who);
   // Sent empty first: every wrong field is named, and the first gets the focus.
-  expected = new Set([422]);
+  expectStatuses([422]);
   await page.getByRole('button', { name: 'Raise and submit for approval' }).click();
   await page.getByText('Nothing was saved').waitFor();
   const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
   if (focused !== 'title') problems.push(`${who}: after a refused raise the focus is on ${focused}, not the title`);
   await audit(page, who);
-  expected = new Set();
+  expectStatuses([]);
   await page.getByLabel('Title', { exact: true }).fill(title);
   for (const [i, [description, amount]] of lines.entries()) {
     await page.getByLabel(`Line ${i + 1}: description`).fill(description);
@@ -199,20 +126,20 @@ try {
   await openDocument(tabB, second);
   await tabA.page.getByRole('button', { name: 'Approve' }).click();
   await expectNotice(tabA.page, 'Approved. It has moved on to the next level.');
-  expected = new Set([409]);
+  expectStatuses([409]);
   await tabB.page.getByRole('button', { name: 'Approve' }).click();
   await expectNotice(tabB.page, 'Someone acted on this first — here is what it looks like now.');
   await tabB.page.getByText('Waiting for finance').first().waitFor();
   await audit(tabB.page, tabB.who);
-  expected = new Set();
+  expectStatuses([]);
 
   // 3. Another organisation's document, typed by hand: the not-found page.
-  expected = new Set([404]);
+  expectStatuses([404]);
   const r = await hod.page.goto(`${BASE}/documents/${process.env.OTHER_ORG_DOCUMENT}`);
   if (r.status() !== 404) fail(`another organisation's document answered ${r.status()}`);
   await heading(hod.page, 'Page not found');
   await audit(hod.page, hod.who);
-  expected = new Set();
+  expectStatuses([]);
 
   // 4. The public security page, and signing out.
   await staff.page.goto(`${BASE}/security`);
@@ -223,16 +150,6 @@ try {
   await heading(staff.page, 'Sign in to Countersign');
 } catch (e) {
   problems.push(`step failed: ${e.stack || e}`);
-} finally {
-  await browser.close();
 }
 
-if (problems.length > 0) {
-  console.error(problems.join('\n'));
-  process.exit(1);
-}
-if (audited < 15) {
-  console.error(`axe-core ran on only ${audited} pages`);
-  process.exit(1);
-}
-console.log(`approvals flow: raised, approved at three levels (one by keyboard), paid; a stale tab told; a foreign URL not found; axe-core on ${audited} page views; no console errors, CSP violations or serious axe findings`);
+await finish('approvals', 15, `approvals flow: raised, approved at three levels (one by keyboard), paid; a stale tab told; a foreign URL not found`);

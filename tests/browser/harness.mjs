@@ -1,0 +1,105 @@
+// What every browser flow shares (tests/browser.rs runs the flows with BASE_URL, ORG, PASSWORD,
+// CHROMIUM and AXE_PATH): Debian's Chromium through playwright-core, one context per person, and
+// the three things every page must pass — no console error, no CSP violation (reported from the
+// page's securitypolicyviolation events), no serious or critical axe-core finding.
+//
+// axe-core is evaluated through the DevTools protocol rather than page.addScriptTag: an added
+// <script> is inline script, which the pages' own CSP refuses (and which would count as a CSP
+// violation here). Evaluation by the automation channel is not page script.
+
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+export const BASE = process.env.BASE_URL;
+export const ORG = process.env.ORG;
+export const PASSWORD = process.env.PASSWORD;
+const AXE = readFileSync(process.env.AXE_PATH, 'utf8');
+
+/** Everything wrong seen so far; the flow fails at the end when it is not empty. */
+export const problems = [];
+// HTTP statuses a step provokes on purpose (a stale form answers 409, a foreign URL 404, a wrong
+// form 422, staff on an admin page 403): Chromium reports those responses as console errors,
+// which are expected during that step only.
+let expected = new Set();
+let audited = 0;
+
+/** The statuses the next step provokes on purpose (none: `expectStatuses([])`). */
+export function expectStatuses(statuses) {
+  expected = new Set(statuses);
+}
+
+export const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-background-networking'],
+  headless: true,
+});
+
+export function fail(message) {
+  throw new Error(message);
+}
+
+export function watch(page, who) {
+  page.on('console', (m) => {
+    const text = m.text();
+    const status = /the server responded with a status of (\d{3})/.exec(text);
+    if (status && expected.has(Number(status[1]))) return;
+    if (m.type() === 'error' || /Content[- ]Security[- ]Policy|Refused to/i.test(text)) {
+      const where = m.location() && m.location().url ? ` (${m.location().url})` : '';
+      problems.push(`${who}: console ${m.type()}: ${text}${where}`);
+    }
+  });
+  page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
+}
+
+/** A person in a browser context of their own. */
+export async function person(who) {
+  const context = await browser.newContext();
+  // Reports CSP violations from inside the page (securitypolicyviolation events) to the console.
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+    });
+  });
+  const page = await context.newPage();
+  watch(page, who);
+  return { context, page, who };
+}
+
+/** Runs axe-core on the page as it is now. */
+export async function audit(page, who) {
+  await page.waitForLoadState('load');
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
+  });
+  audited += 1;
+  for (const v of violations) {
+    if (v.impact === 'serious' || v.impact === 'critical') {
+      problems.push(`${who}: axe ${v.impact} ${v.id} on ${page.url()}: ${v.help} (${v.nodes.join(', ')})`);
+    }
+  }
+}
+
+export async function heading(page, text) {
+  await page.getByRole('heading', { level: 1, name: text }).waitFor({ timeout: 10000 });
+}
+
+export async function expectNotice(page, text) {
+  await page.getByText(text).first().waitFor({ timeout: 10000 });
+}
+
+/** Closes the browser and exits non-zero when anything went wrong or too few pages were checked. */
+export async function finish(flow, minimumAudited, summary) {
+  await browser.close();
+  if (problems.length > 0) {
+    console.error(problems.join('\n'));
+    process.exit(1);
+  }
+  if (audited < minimumAudited) {
+    console.error(`${flow}: axe-core ran on only ${audited} pages`);
+    process.exit(1);
+  }
+  console.log(`${summary}; axe-core on ${audited} page views; no console errors, CSP violations or serious axe findings`);
+}
