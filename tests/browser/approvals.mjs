@@ -44,8 +44,14 @@ async function raise(p, title, lines) {
   expectStatuses([422]);
   await page.getByRole('button', { name: 'Raise and submit for approval' }).click();
   await page.getByText('Nothing was saved').waitFor();
-  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
-  if (focused !== 'title') problems.push(`${who}: after a refused raise the focus is on ${focused}, not the title`);
+  // `autofocus` is applied at the browser's next rendering step after load, not at once.
+  const landed = await page
+    .waitForFunction(() => document.activeElement && document.activeElement.id === 'title', null, { timeout: 5000 })
+    .then(() => true, () => false);
+  if (!landed) {
+    const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+    problems.push(`${who}: after a refused raise the focus is on ${focused}, not the title`);
+  }
   await audit(page, who);
   expectStatuses([]);
   await page.getByLabel('Title', { exact: true }).fill(title);
