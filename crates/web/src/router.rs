@@ -17,8 +17,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    api_keys, audit, departments, documents, health, invitations, ip_allowlist, me, members, mfa, openapi, security,
-    sessions,
+    api_keys, audit, departments, documents, health, invitations, ip_allowlist, joining, me, members, mfa, openapi,
+    security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -43,6 +43,8 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .put("/settings/ip-allowlist", Org(Action::SettingsManage), ip_allowlist::put)
         .get("/settings/mfa", Org(Action::SettingsManage), mfa::get_required)
         .put("/settings/mfa", Org(Action::SettingsManage), mfa::set_required)
+        .get("/settings/joining", Org(Action::SettingsManage), joining::get)
+        .put("/settings/joining", Org(Action::SettingsManage), joining::put)
         .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)
@@ -132,6 +134,7 @@ fn page_routes(r: Routes) -> Routes {
         .post("/settings/mfa", Org(Action::SettingsManage), ui::settings::set_mfa)
         .post("/settings/ip-allowlist", Org(Action::SettingsManage), ui::settings::set_allowlist)
         .post("/settings/thresholds", Org(Action::SettingsManage), ui::settings::set_thresholds)
+        .post("/settings/joining", Org(Action::SettingsManage), ui::settings::set_joining)
         .get("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::list)
         .post("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::create)
         .post("/settings/api-keys/{id}/revoke", Org(Action::ApiKeysManage), ui::api_keys::revoke)

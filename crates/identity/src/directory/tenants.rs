@@ -181,3 +181,154 @@ pub async fn replace_md_thresholds(
     }
     Ok(before)
 }
+
+/// How people join the organisation by their verified address: the domains it lists and whether
+/// such a person becomes a member at once (`auto_join`) or waits for an administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Joining {
+    pub domains: Vec<String>,
+    pub policy: JoinPolicy,
+}
+
+/// The most domains an organisation lists.
+pub const MAX_JOIN_DOMAINS: usize = 20;
+
+/// Providers anyone can get an address at: listing one would let the whole world join.
+const PUBLIC_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "ymail.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "pm.me",
+    "gmx.com",
+    "gmx.net",
+    "gmx.de",
+    "web.de",
+    "mail.com",
+    "zoho.com",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "fastmail.com",
+    "tutanota.com",
+    "hey.com",
+    "example.com",
+];
+
+/// This organisation's joining settings.
+///
+/// # Errors
+/// `NotFound` for a deleted organisation; database errors.
+pub async fn joining(tx: &mut TenantTx) -> Result<Joining, IdentityError> {
+    let r = current(tx).await?;
+    Ok(Joining { domains: r.allowed_email_domains, policy: r.join_policy.parse()? })
+}
+
+/// Replaces the organisation's joining settings (owner/admin: `SettingsManage`) and returns the
+/// previous ones; audited as `tenant.joining_changed` when anything changed.
+///
+/// A domain is accepted only when it is well formed, not a public mail provider, and **an active
+/// member of this organisation already has a verified address at it**: an organisation cannot
+/// claim a domain it has no people at (otherwise it could list `bigcorp.com` and collect, as
+/// pending joiners, everyone there who verifies an address).
+///
+/// # Errors
+/// `Invalid` naming `domains` (malformed, public, unproven, too many); `Forbidden`.
+pub async fn set_joining(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    domains: &[String],
+    policy: JoinPolicy,
+) -> Result<Joining, IdentityError> {
+    crate::permitted(permit, authz::Action::SettingsManage, tx)?;
+    let mut clean: Vec<String> = Vec::with_capacity(domains.len());
+    for d in domains {
+        let d = d.trim().trim_start_matches('@').to_lowercase();
+        if d.is_empty() {
+            continue;
+        }
+        let parsed = crate::EmailAddress::parse(&format!("joiner@{d}"))
+            .map_err(|_| IdentityError::invalid("domains", format!("{d}: not a domain name")))?;
+        if parsed.domain() != d
+            || d.len() > 253
+            || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(IdentityError::invalid("domains", format!("{d}: not a domain name")));
+        }
+        if PUBLIC_MAIL_DOMAINS.contains(&d.as_str()) {
+            return Err(IdentityError::invalid(
+                "domains",
+                format!("{d}: a public mail provider; anyone can have an address there"),
+            ));
+        }
+        if !clean.contains(&d) {
+            clean.push(d);
+        }
+    }
+    if clean.len() > MAX_JOIN_DOMAINS {
+        return Err(IdentityError::invalid("domains", format!("at most {MAX_JOIN_DOMAINS} domains")));
+    }
+    clean.sort();
+    let tenant = tx.tenant().as_uuid();
+    sqlx::query!("select id from tenants where id = $1 for update", tenant)
+        .fetch_one(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("organisation"))?;
+    let before = joining(tx).await?;
+    for d in clean.iter().filter(|d| !before.domains.contains(d)) {
+        let proven = sqlx::query_scalar!(
+            r#"select exists(
+                 select 1 from memberships m join users u on u.id = m.user_id
+                  where m.status = 'active' and m.deleted_at is null and u.email_verified_at is not null
+                    and lower(split_part(u.email::text, '@', 2)) = $1) as "proven!""#,
+            d
+        )
+        .fetch_one(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("membership"))?;
+        if !proven {
+            return Err(IdentityError::invalid(
+                "domains",
+                format!("{d}: no active member of this organisation has a verified address there"),
+            ));
+        }
+    }
+    let after = Joining { domains: clean, policy };
+    if after != before {
+        sqlx::query!(
+            "update tenants set allowed_email_domains = $2::text[]::citext[], join_policy = $3, updated_at = now()
+              where id = $1",
+            tenant,
+            &after.domains,
+            after.policy.as_str()
+        )
+        .execute(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("organisation"))?;
+        let event = Event::new(
+            "tenant.joining_changed",
+            Entity::of("tenant", tx.tenant())?,
+            Changes::none().field("allowed_email_domains", before.domains.clone(), after.domains.clone()).field(
+                "join_policy",
+                before.policy.as_str(),
+                after.policy.as_str(),
+            ),
+        )?;
+        audit::record_by(tx, who, &event).await?;
+    }
+    Ok(before)
+}

@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub(crate) mod idempotency;
 pub(crate) mod invitations;
 pub(crate) mod ip_allowlist;
+pub(crate) mod joining;
 pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;

@@ -91,8 +91,8 @@ enum Success {
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
-        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, ip_allowlist as ipl, me,
-        members as mem, mfa, sessions as sess, sign_in,
+        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, ip_allowlist as ipl,
+        joining, me, members as mem, mfa, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
@@ -116,6 +116,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("PUT", "/settings/ip-allowlist") => (Some(of::<ipl::PutBody>()), json("200", of::<ipl::ListResponse>())),
         ("GET", "/settings/mfa") => (None, json("200", of::<mfa::MfaSettingBody>())),
         ("PUT", "/settings/mfa") => (Some(of::<mfa::MfaSetting>()), json("200", of::<mfa::MfaSettingBody>())),
+        ("GET", "/settings/joining") => (None, json("200", of::<joining::JoiningBody>())),
+        ("PUT", "/settings/joining") => {
+            (Some(of::<joining::JoiningSetting>()), json("200", of::<joining::JoiningBody>()))
+        }
         ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
         ("PUT", "/settings/approvals") => {
             (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))
@@ -255,6 +259,8 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("PUT", "/settings/ip-allowlist") => "setIpAllowlist",
         ("GET", "/settings/mfa") => "getMfaSetting",
         ("PUT", "/settings/mfa") => "setMfaSetting",
+        ("GET", "/settings/joining") => "getJoiningSetting",
+        ("PUT", "/settings/joining") => "setJoiningSetting",
         ("GET", "/settings/approvals") => "getApprovalSettings",
         ("PUT", "/settings/approvals") => "setApprovalSettings",
         ("GET", "/audit/events") => "listAuditEvents",

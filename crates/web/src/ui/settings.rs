@@ -1,9 +1,10 @@
 //! `/settings`: the organisation's settings for owners and admins (`Guard::Org(settings.manage)`,
 //! like `/api/v1/settings/*`): whether everyone needs a second step to sign in, the IP
 //! allowlist (with the API's self-lockout confirmation: a list that leaves out the address
-//! saving it is refused unless confirmed), and the MD thresholds per currency. The same calls:
-//! `identity::signin::mfa::set_required`, `identity::directory::ip_allowlist::replace`,
-//! `approvals::documents::set_md_thresholds`.
+//! saving it is refused unless confirmed), the MD thresholds per currency, and joining by verified
+//! email domain. The same calls: `identity::signin::mfa::set_required`,
+//! `identity::directory::ip_allowlist::replace`, `approvals::documents::set_md_thresholds`,
+//! `identity::directory::tenants::set_joining` (through `api::joining::apply`).
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,10 @@ pub(crate) struct SettingsPage {
     pub lockout_error: String,
     pub thresholds: Vec<ThresholdRow>,
     pub thresholds_error: String,
+    /// Joining by verified address: the domains (one per line), whether they join at once.
+    pub join_domains: String,
+    pub auto_join: bool,
+    pub join_error: String,
     pub notice: String,
 }
 
@@ -58,6 +63,7 @@ async fn settings_page(
     let m = member(p, &mut tx).await?;
     let mfa_required = identity::directory::tenants::requires_mfa(&mut tx).await?;
     let entries = list::list(&mut tx).await?;
+    let joining = identity::directory::tenants::joining(&mut tx).await?;
     let thresholds = match approvals::documents::md_thresholds(&mut tx, &state.authz, &m).await {
         Ok(t) => t.thresholds,
         Err(e) => return Err(refused(state, p, "GET /settings", tx, e).await),
@@ -85,6 +91,9 @@ async fn settings_page(
         lockout_error: String::new(),
         thresholds: rows,
         thresholds_error: String::new(),
+        join_domains: joining.domains.join("\n"),
+        auto_join: joining.policy == identity::JoinPolicy::AutoJoin,
+        join_error: String::new(),
         notice: String::new(),
     })
 }
@@ -94,6 +103,7 @@ fn done_words(done: &str) -> &'static str {
         "mfa" => "Saved: the second-step setting applies from the next sign-in.",
         "allowlist" => "Saved: the allowlist applies to every request from now on.",
         "thresholds" => "Saved: the MD thresholds apply to documents approved from now on.",
+        "joining" => "Saved: people who verify an address at these domains join from now on.",
         _ => "",
     }
 }
@@ -245,4 +255,37 @@ pub async fn set_thresholds(
         }
         Err(e) => Err(refused(&state, &p, "POST /settings/thresholds", tx, e).await),
     }
+}
+
+/// `POST /settings/joining` {domains (one per line), auto_join: "yes" when ticked}
+pub async fn set_joining(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let f = Fields::parse(&body)?;
+    let typed = f.get("domains").to_owned();
+    let auto_join = f.get("auto_join") == "yes";
+    let domains: Vec<String> =
+        typed.split(['\n', ',', ' ']).map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
+    let policy = if auto_join { identity::JoinPolicy::AutoJoin } else { identity::JoinPolicy::AdminApproval };
+    let error = if domains.len() > identity::directory::tenants::MAX_JOIN_DOMAINS {
+        format!("At most {} domains.", identity::directory::tenants::MAX_JOIN_DOMAINS)
+    } else {
+        match crate::api::joining::apply(&state, &p, &domains, policy).await {
+            Ok(_) => return Ok(Redirect::to("/settings?done=joining").into_response()),
+            Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                let detail = e.message.split_once(": ").map_or(e.message.as_str(), |(_, d)| d);
+                format!("{}.", detail.trim_end_matches('.'))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut page = settings_page(&state, &p, &ctx, &headers).await?;
+    page.join_domains = typed;
+    page.auto_join = auto_join;
+    page.join_error = error;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
