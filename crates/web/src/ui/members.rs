@@ -699,6 +699,42 @@ fn done(user: Uuid, what: &str) -> Response {
     Redirect::to(&format!("/members/{user}?done={what}")).into_response()
 }
 
+/// One action on a member from their page: `act` runs in one organisation transaction with the
+/// reason typed into `form` (checked first; `None`: the action asks for none), which then commits; the
+/// member's cached sessions are dropped on this node when `ends_sessions`. Done: back to their
+/// page saying `what`; refused: the page again, the refusal under `form`, what was typed kept.
+#[allow(clippy::too_many_arguments)]
+async fn member_action(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    user: Uuid,
+    form: Form,
+    typed: Option<&str>,
+    what: &str,
+    ends_sessions: bool,
+    act: impl AsyncFnOnce(&mut TenantTx, &str) -> Result<(), ApiError>,
+) -> Result<Response, ApiError> {
+    let result = async {
+        let why = match typed {
+            Some(t) => reason(Some(t))?,
+            None => "",
+        };
+        let mut tx = state.store.tenant_tx(p.tenant).await?;
+        act(&mut tx, why).await?;
+        tx.commit().await?;
+        if ends_sessions {
+            forget(state, p, Some(user));
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(done(user, what)),
+        Err(e) => member_refused(state, p, headers, user, form, typed.unwrap_or_default(), e).await,
+    }
+}
+
 /// `POST /members/{user_id}/role` {role, department_id?, reason}
 pub async fn change_role(
     State(state): State<AppState>,
@@ -710,25 +746,17 @@ pub async fn change_role(
     let user = path_id(&user)?;
     let f = Fields::parse(&body)?;
     let typed = f.get("reason").to_owned();
-    let result = async {
-        let why = reason(Some(&typed))?;
+    member_action(&state, &p, &headers, user, Form::Role, Some(&typed), "role", true, async |tx, why| {
         let role: Role = f.get("role").parse()?;
         let department = match f.get("department_id") {
             "" => None,
             d => Some(Uuid::try_parse(d).map_err(|_| ApiError::not_found())?),
         };
         let to = identity::admin::members::Assignment { role, department };
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        identity::admin::members::change_role(&mut tx, &p.who, p.permit()?, p.role, user, to, why).await?;
-        tx.commit().await?;
-        forget(&state, &p, Some(user));
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(done(user, "role")),
-        Err(e) => member_refused(&state, &p, &headers, user, Form::Role, &typed, e).await,
-    }
+        identity::admin::members::change_role(tx, &p.who, p.permit()?, p.role, user, to, why).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// `POST /members/{user_id}/deactivate` {reason}
@@ -741,19 +769,11 @@ pub async fn deactivate(
 ) -> Result<Response, ApiError> {
     let user = path_id(&user)?;
     let typed = Fields::parse(&body)?.get("reason").to_owned();
-    let result = async {
-        let why = reason(Some(&typed))?;
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        identity::admin::members::deactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
-        tx.commit().await?;
-        forget(&state, &p, Some(user));
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(done(user, "deactivated")),
-        Err(e) => member_refused(&state, &p, &headers, user, Form::Status, &typed, e).await,
-    }
+    member_action(&state, &p, &headers, user, Form::Status, Some(&typed), "deactivated", true, async |tx, why| {
+        identity::admin::members::deactivate(tx, &p.who, p.permit()?, p.role, user, why).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// `POST /members/{user_id}/reactivate` {reason}
@@ -766,21 +786,15 @@ pub async fn reactivate(
 ) -> Result<Response, ApiError> {
     let user = path_id(&user)?;
     let typed = Fields::parse(&body)?.get("reason").to_owned();
-    let result = async {
-        let why = reason(Some(&typed))?;
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        identity::admin::members::reactivate(&mut tx, &p.who, p.permit()?, p.role, user, why).await?;
-        tx.commit().await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(done(user, "reactivated")),
-        Err(e) => member_refused(&state, &p, &headers, user, Form::Status, &typed, e).await,
-    }
+    member_action(&state, &p, &headers, user, Form::Status, Some(&typed), "reactivated", false, async |tx, why| {
+        identity::admin::members::reactivate(tx, &p.who, p.permit()?, p.role, user, why).await?;
+        Ok(())
+    })
+    .await
 }
 
-/// `POST /members/{user_id}/unlock`: clears a sign-in lockout (audited `member.unlocked`).
+/// `POST /members/{user_id}/unlock`: clears a sign-in lockout (audited `member.unlocked`; no
+/// reason asked).
 pub async fn unlock(
     State(state): State<AppState>,
     p: Principal,
@@ -788,20 +802,14 @@ pub async fn unlock(
     Path(user): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = path_id(&user)?;
-    let result = async {
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
+    member_action(&state, &p, &headers, user, Form::Status, None, "unlocked", false, async |tx, _| {
         let mut g = state.store.global_tx().await?;
         // Records `member.unlocked` itself, in this organisation transaction.
-        identity::admin::members::unlock(&mut tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
+        identity::admin::members::unlock(tx, &mut g, &p.who, p.permit()?, p.role, user).await?;
         g.commit().await?;
-        tx.commit().await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(done(user, "unlocked")),
-        Err(e) => member_refused(&state, &p, &headers, user, Form::Status, "", e).await,
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// `POST /members/{user_id}/sessions/revoke` {reason}
@@ -814,17 +822,9 @@ pub async fn revoke_sessions(
 ) -> Result<Response, ApiError> {
     let user = path_id(&user)?;
     let typed = Fields::parse(&body)?.get("reason").to_owned();
-    let result = async {
-        let why = reason(Some(&typed))?;
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        identity::admin::members::revoke_sessions(&mut tx, &p.who, p.permit()?, Some(user), why).await?;
-        tx.commit().await?;
-        forget(&state, &p, Some(user));
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(done(user, "revoked")),
-        Err(e) => member_refused(&state, &p, &headers, user, Form::Sessions, &typed, e).await,
-    }
+    member_action(&state, &p, &headers, user, Form::Sessions, Some(&typed), "revoked", true, async |tx, why| {
+        identity::admin::members::revoke_sessions(tx, &p.who, p.permit()?, Some(user), why).await?;
+        Ok(())
+    })
+    .await
 }
