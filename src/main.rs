@@ -122,7 +122,7 @@ async fn serve(
     if let Some(seeded) = demo {
         seeded.print(addr);
     }
-    let app = web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = web::router(state);
     let checkpointer = audit::checkpoint::spawn_checkpointer(
         store.clone(),
         key.clone(),
@@ -136,7 +136,7 @@ async fn serve(
         std::time::Duration::from_secs(5).min(std::time::Duration::from_secs(args.chain_watch_interval)),
         std::time::Duration::from_secs(args.chain_watch_interval),
     );
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let served = web::serve(listener, app, shutdown_signal()).await;
     tracing::info!("shutting down");
     checkpointer.abort();
     expiry.abort();

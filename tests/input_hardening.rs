@@ -368,6 +368,45 @@ async fn oversized_uri_headers_and_bodies_get_the_json_error_shape_and_close() {
     assert_eq!((s, b["error"]["code"].as_str()), (413, Some("payload_too_large")), "{b}");
 }
 
+/// Beyond what the edge layer reads, the transport itself refuses (hyper: more than 512 headers, a
+/// head over 256 KiB, a target over 64 KiB, a head that is not HTTP) — and still answers the JSON
+/// error shape, closing the connection (`web::transport::JsonRefusals`).
+#[tokio::test]
+async fn requests_the_transport_itself_refuses_still_get_the_json_error_shape() {
+    let db = TestDb::new().await;
+    let base = TestApp::new(&db).await.base;
+    // Answered by the transport (no request id: it never reached the router), closing.
+    let expect = |(s, h, b): (u16, Vec<(String, String)>, Value), status: u16, code: &str| {
+        assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)), "{b}");
+        assert_eq!(header(&h, "content-type"), Some("application/json"));
+        assert_eq!((header(&h, "connection"), header(&h, "x-request-id")), (Some("close"), None), "{h:?}");
+    };
+
+    let mut many = "GET /healthz HTTP/1.1\r\nHost: t\r\n".to_owned();
+    for i in 0..600 {
+        many.push_str(&format!("X-Filler-{i}: x\r\n"));
+    }
+    many.push_str("\r\n");
+    expect(raw(&base, many.into_bytes()).await, 431, "headers_too_large");
+
+    // A head larger than the transport buffers: refused by whichever layer sees it first (the
+    // transport, or the edge when it arrived whole), in the JSON shape either way.
+    let huge = format!("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(1024 * 1024));
+    let (s, h, b) = raw(&base, huge.into_bytes()).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (431, Some("headers_too_large")), "{b}");
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+
+    let target = format!("GET /api/v1/documents?view={} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(70 * 1024));
+    expect(raw(&base, target.into_bytes()).await, 414, "uri_too_long");
+
+    expect(raw(&base, b"NOT HTTP AT ALL\r\n\r\n".to_vec()).await, 400, "bad_request");
+    expect(raw(&base, b"GET /healthz HTTP/1.1\r\nBad Header Name: x\r\n\r\n".to_vec()).await, 400, "bad_request");
+
+    // The server is still there, and an ordinary request is answered as ever.
+    let (s, _, b) = raw(&base, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(s, 200, "{b}");
+}
+
 #[tokio::test]
 async fn unknown_routes_wrong_methods_and_non_json_bodies_get_stable_codes() {
     let db = TestDb::new().await;

@@ -125,8 +125,7 @@ impl TestApp {
     pub async fn serve_router(state: web::AppState, router: axum::Router) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(web::serve(listener, router, std::future::pending()));
         Self { base: format!("http://{addr}"), state }
     }
 

@@ -1,6 +1,7 @@
 //! What every request passes through before and around a handler: client address and context,
 //! edge limits, the session cookies, authentication (`Principal`), the route guard, rate limits,
-//! refusal aggregation, the per-node session and IP-allowlist caches, and the shared state.
+//! refusal aggregation, the per-node session and IP-allowlist caches, the shared state, and the
+//! transport (our accept loop over hyper) beneath them all.
 //!
 //! Nothing here names a handler: `plumbing` depends only on itself, `crate::error` and the
 //! domain crates, so the JSON API (`crate::api`) and the HTML pages (`crate::ui`) sit on top of
@@ -18,3 +19,4 @@ pub mod limits;
 pub mod refusals;
 pub mod session_cache;
 pub(crate) mod state;
+pub mod transport;
