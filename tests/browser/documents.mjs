@@ -86,7 +86,7 @@ try {
   await audit(hod.page, hod.who);
 
   await openDocument(staff, id);
-  await staff.page.getByText('Is this for twelve or for ten people?').waitFor();
+  await staff.page.locator('.discussion').getByText('Is this for twelve or for ten people?').waitFor();
   await staff.page.getByRole('link', { name: 'Edit', exact: true }).click();
   await staff.page.getByRole('heading', { level: 1, name: /^Edit PV-/ }).waitFor();
   await audit(staff.page, staff.who);
@@ -103,7 +103,7 @@ try {
 
   // The HOD sees the answer and the corrected amount, and approves by keyboard only.
   await openDocument(hod, id);
-  await hod.page.getByText('Ten: two cancelled, the amount is corrected.').waitFor();
+  await hod.page.locator('.discussion').getByText('Ten: two cancelled, the amount is corrected.').waitFor();
   await hod.page.locator('.lines').getByText('400.00').first().waitFor();
   await hod.page.locator('.timeline').getByText('Edited').waitFor();
   await approveByKeyboard(hod);
