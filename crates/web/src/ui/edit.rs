@@ -117,7 +117,7 @@ async fn form_page(
 
 /// Whether a document can be edited by this person now.
 enum Editable {
-    Yes(Document),
+    Yes(Box<Document>),
     /// Not by its status (whoever asks): the 409 page, like the API's `not_editable`.
     NotNow(Status),
     /// Not by this person (only the raiser edits): 403.
@@ -135,7 +135,7 @@ async fn editable(
 ) -> Result<Editable, ApprovalError> {
     let doc = documents::get(tx, &state.authz, m, id).await?;
     if documents::may_edit(&state.authz, m, &doc) {
-        return Ok(Editable::Yes(doc));
+        return Ok(Editable::Yes(Box::new(doc)));
     }
     if !matches!(doc.status, Status::Draft | Status::Queried) {
         p.checked.mark();
@@ -159,7 +159,7 @@ pub async fn form(
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     let doc = match editable(&state, &p, &mut tx, &m, id).await {
-        Ok(Editable::Yes(doc)) => doc,
+        Ok(Editable::Yes(doc)) => *doc,
         Ok(Editable::NotNow(status)) => return Ok(not_editable(status, &headers)),
         Ok(Editable::NotYours) => return Err(not_yours()),
         Err(e) => return Err(refused(&state, &p, "GET /documents/{id}/edit", tx, e).await),

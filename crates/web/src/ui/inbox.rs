@@ -174,7 +174,7 @@ impl Filters {
         let q: Vec<String> = self
             .typed
             .iter()
-            .filter(|(k, v)| !v.is_empty() && !without.contains(k) && !(*k == "view" && v == "waiting"))
+            .filter(|(k, v)| !(v.is_empty() || without.contains(k) || (*k == "view" && v == "waiting")))
             .map(|(k, v)| (*k, v.as_str()))
             .chain(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .map(|(k, v)| format!("{k}={}", encode(v)))
