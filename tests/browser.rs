@@ -156,3 +156,23 @@ async fn an_admin_approves_a_joiner_and_changes_a_role_that_signs_the_member_out
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_flow("admin", &app2, &env)).await.expect("flow");
 }
+
+/// A query back to the raiser, who edits the voucher while it is queried and answers on its
+/// page; the HOD sees the answer and approves by keyboard; the inbox filtered by kind; two
+/// documents approved in bulk through one confirmation; finance closes a period and the MD
+/// reopens it with a reason (tests/browser/documents.mjs). No console error, no CSP violation,
+/// no serious or critical axe finding on any page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raiser_edits_and_answers_a_query_and_an_approver_bulk_approves_in_a_real_browser() {
+    let (_db, app, _acme, _beta) = seeded().await;
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("STAFF", "user1@acme.example".to_owned()),
+        ("HOD", "user2@acme.example".to_owned()),
+        ("FINANCE", "fin@acme.example".to_owned()),
+        ("MD", "md@acme.example".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("documents", &app2, &env)).await.expect("flow");
+}

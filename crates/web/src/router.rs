@@ -147,6 +147,14 @@ fn page_routes(r: Routes) -> Routes {
         .post("/account/recovery-codes", Own, ui::account::regenerate)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
+        .get("/documents/{id}/edit", Domain(&[Action::DocumentEdit]), ui::edit::form)
+        .post("/documents/{id}/edit", Domain(&[Action::DocumentEdit]), ui::edit::save)
+        .get("/documents/{id}/audit.csv", Org(Action::AuditRead), ui::trail::csv)
+        .post("/documents/bulk-approve", Domain(&[Action::DocumentApprove]), ui::bulk::confirm)
+        .post("/documents/bulk-approve/confirm", Domain(&[Action::DocumentApprove]), ui::bulk::approve)
+        .post("/periods", Domain(&[Action::PeriodOpen]), ui::periods::open)
+        .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), ui::periods::close)
+        .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), ui::periods::reopen)
 }
 
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].

@@ -109,6 +109,11 @@ pub(crate) struct DocumentPage {
     pub notice: String,
     /// `success`, `warning` or `error`.
     pub notice_tone: &'static str,
+    /// The Edit link (empty when this person may not edit it now) and what it is for.
+    pub edit_href: String,
+    pub edit_words: &'static str,
+    /// The timeline and (for readers of the audit) the audit trail, from the ledger.
+    pub history: crate::ui::trail::History,
 }
 
 /// The names of the members a page mentions (a former member stays "a former member").
@@ -273,6 +278,8 @@ async fn page(
     let chrome = Chrome::member(state, tx, m, headers, Section::Documents).await?;
     let actions: Vec<ActionView> =
         documents::permitted(&state.authz, m, doc).into_iter().map(|t| action_view(doc, t, md)).collect();
+    let (edit_href, edit_words) = crate::ui::edit::edit_offer(state, m, doc);
+    let history = crate::ui::trail::history(state, tx, m, doc.id).await?;
     let no_actions = if doc.status.is_final() {
         format!("This document is {}: nothing more can happen to it.", format::status(doc.status).to_lowercase())
     } else {
@@ -326,6 +333,9 @@ async fn page(
         no_actions,
         notice: String::new(),
         notice_tone: "success",
+        edit_href,
+        edit_words,
+        history,
     })
 }
 
@@ -341,6 +351,7 @@ fn done_words(done: &str) -> &'static str {
         "amend" => "Back to draft: change it, then submit it again.",
         "cancel" => "Cancelled.",
         "mark_paid" => "Marked as paid.",
+        "edited" => "Your changes were saved.",
         _ => "",
     }
 }
@@ -371,7 +382,7 @@ pub async fn show(
 
 /// The document as it is now, with `notice`, answered with `status` (after a refused action).
 #[allow(clippy::too_many_arguments)]
-async fn current_with(
+pub(crate) async fn current_with(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
@@ -396,7 +407,7 @@ async fn current_with(
     Ok((status, view).into_response())
 }
 
-fn unprocessable(field: &'static str, message: impl Into<String>) -> ApiError {
+pub(crate) fn unprocessable(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
         .with_details(serde_json::json!({ "field": field }))
 }
@@ -572,6 +583,12 @@ pub(crate) struct RaisePage {
     pub errors: Vec<FieldError>,
     /// The id of the field to focus: the first with an error.
     pub focus: &'static str,
+    /// Editing (`crate::ui::edit`): the document's id (empty when raising a new one), its
+    /// number, the version the form was filled from, and a message above the form.
+    pub edit_id: String,
+    pub reference: String,
+    pub version: i32,
+    pub notice: String,
 }
 
 impl RaisePage {
@@ -605,7 +622,7 @@ impl RaisePage {
 }
 
 /// The departments `m` may raise in (the question `create` asks, per department).
-async fn raise_departments(
+pub(crate) async fn raise_departments(
     state: &AppState,
     tx: &mut TenantTx,
     m: &Member,
@@ -645,22 +662,64 @@ pub async fn new(State(state): State<AppState>, p: Principal, headers: HeaderMap
         lines,
         errors: Vec::new(),
         focus: "kind-voucher",
+        edit_id: String::new(),
+        reference: String::new(),
+        version: 0,
+        notice: String::new(),
     };
     Ok(page.into_response())
 }
 
 /// The fields of the raise form, as typed.
-struct Typed {
-    voucher: bool,
-    title: String,
-    department: String,
-    currency: String,
-    date: String,
-    lines: Vec<LineInput>,
+pub(crate) struct Typed {
+    pub voucher: bool,
+    pub title: String,
+    pub department: String,
+    pub currency: String,
+    pub date: String,
+    pub lines: Vec<LineInput>,
+}
+
+impl Typed {
+    /// The raise (or edit) form's fields as typed, with a blank line added when asked for.
+    ///
+    /// # Errors
+    /// 422 when the form carries more than 1000 lines.
+    pub(crate) fn from_form(f: &Fields) -> Result<Self, ApiError> {
+        let descriptions = f.all("line_description");
+        let amounts = f.all("line_amount");
+        let mut lines: Vec<LineInput> = descriptions
+            .iter()
+            .zip(amounts.iter().chain(std::iter::repeat(&"")))
+            .map(|(d, a)| LineInput { number: 0, description: d.trim().to_owned(), amount: a.trim().to_owned() })
+            .collect();
+        if f.has("add_line") || lines.is_empty() {
+            lines.push(LineInput::default());
+        }
+        if lines.len() > 1000 {
+            return Err(unprocessable("lines", "lines: at most 1000"));
+        }
+        for (i, l) in lines.iter_mut().enumerate() {
+            l.number = i + 1;
+        }
+        Ok(Self {
+            voucher: f.get("kind") != "purchase_order",
+            title: f.get("title").to_owned(),
+            department: f.get("department_id").to_owned(),
+            currency: f.get("currency").to_ascii_uppercase(),
+            date: f.get("document_date").to_owned(),
+            lines,
+        })
+    }
+
+    /// The lines that carry something, with their row index (for renumbering domain errors).
+    pub(crate) fn filled_lines(&self) -> Vec<(usize, &LineInput)> {
+        self.lines.iter().enumerate().filter(|(_, l)| !l.description.is_empty() || !l.amount.is_empty()).collect()
+    }
 }
 
 /// The HTML ids of the form's fields, in order: the first with an error gets the focus.
-fn field_id(field: &str) -> &'static str {
+pub(crate) fn field_id(field: &str) -> &'static str {
     match field {
         "kind" => "kind-voucher",
         "title" => "title",
@@ -671,7 +730,7 @@ fn field_id(field: &str) -> &'static str {
     }
 }
 
-const ORDER: [&str; 6] = ["kind", "title", "department", "currency", "date", "lines"];
+pub(crate) const ORDER: [&str; 6] = ["kind", "title", "department", "currency", "date", "lines"];
 
 /// `POST /documents` {kind, title, department_id, currency, document_date,
 /// line_description*, line_amount*, (add_line | save | submit), csrf_token}
@@ -682,38 +741,14 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let f = Fields::parse(&body)?;
-    let descriptions = f.all("line_description");
-    let amounts = f.all("line_amount");
-    let mut lines: Vec<LineInput> = descriptions
-        .iter()
-        .zip(amounts.iter().chain(std::iter::repeat(&"")))
-        .map(|(d, a)| LineInput { number: 0, description: d.trim().to_owned(), amount: a.trim().to_owned() })
-        .collect();
-    if f.has("add_line") || lines.is_empty() {
-        lines.push(LineInput::default());
-    }
-    if lines.len() > 1000 {
-        return Err(unprocessable("lines", "lines: at most 1000"));
-    }
-    for (i, l) in lines.iter_mut().enumerate() {
-        l.number = i + 1;
-    }
-    let typed = Typed {
-        voucher: f.get("kind") != "purchase_order",
-        title: f.get("title").to_owned(),
-        department: f.get("department_id").to_owned(),
-        currency: f.get("currency").to_ascii_uppercase(),
-        date: f.get("document_date").to_owned(),
-        lines,
-    };
+    let typed = Typed::from_form(&f)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(&p, &mut tx).await?;
     if f.has("add_line") {
         return again(&state, &p, tx, &m, &headers, typed, Vec::new(), StatusCode::OK).await;
     }
     let (new, mut errors) = parse(&typed);
-    let lines_typed: Vec<(usize, &LineInput)> =
-        typed.lines.iter().enumerate().filter(|(_, l)| !l.description.is_empty() || !l.amount.is_empty()).collect();
+    let lines_typed = typed.filled_lines();
     let Some(new) = new.filter(|_| errors.is_empty()) else {
         return again(&state, &p, tx, &m, &headers, typed, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -780,12 +815,16 @@ async fn again(
         lines: typed.lines,
         errors,
         focus,
+        edit_id: String::new(),
+        reference: String::new(),
+        version: 0,
+        notice: String::new(),
     };
     Ok((status, page).into_response())
 }
 
 /// The form's text as a new document, with an error per field that does not parse.
-fn parse(t: &Typed) -> (Option<NewDocument>, Vec<FieldError>) {
+pub(crate) fn parse(t: &Typed) -> (Option<NewDocument>, Vec<FieldError>) {
     let mut errors = Vec::new();
     let mut err = |field: &'static str, message: &str| errors.push(FieldError { field, message: message.to_owned() });
     if t.title.trim().is_empty() {
@@ -840,7 +879,7 @@ fn parse(t: &Typed) -> (Option<NewDocument>, Vec<FieldError>) {
 }
 
 /// A domain `Invalid` (the API's 422 `invalid_field` with `details.field`) in the form's words.
-fn domain_error(field: &str, reason: &str, typed: &[(usize, &LineInput)]) -> FieldError {
+pub(crate) fn domain_error(field: &str, reason: &str, typed: &[(usize, &LineInput)]) -> FieldError {
     // `reason` names lines by their position among the lines sent; the form numbers every row.
     let renumbered = reason
         .strip_prefix("line ")
@@ -859,7 +898,7 @@ fn domain_error(field: &str, reason: &str, typed: &[(usize, &LineInput)]) -> Fie
     FieldError { field, message }
 }
 
-fn money_words(e: &approvals::MoneyError) -> String {
+pub(crate) fn money_words(e: &approvals::MoneyError) -> String {
     match e {
         approvals::MoneyError::UnknownCurrency => "Enter a currency code such as EUR, USD or GBP".into(),
         approvals::MoneyError::OutOfRange => "The total is too large for one document".into(),

@@ -1,18 +1,22 @@
 //! The inbox (home, `/`) and the documents list (`/documents`): "waiting for me" with counts per
-//! kind, "raised by me", everything this person may read; a status filter; keyset "next".
+//! kind, "raised by me", everything this person may read; filters by status, kind, department,
+//! dates and amounts as a GET form (a bookmarkable URL; a wrong value is a 422 page saying which);
+//! keyset "next" from the domain's cursor and "previous" from the cursors carried in the URL;
+//! checkboxes for bulk approval (`crate::ui::bulk`).
 //! The rows are `approvals::inbox::list`'s, which puts every row to the policy engine: a list can
 //! never show what the document page would refuse.
 
 use std::collections::HashMap;
 
-use approvals::Status;
-use approvals::documents::Kind;
+use approvals::documents::{ApprovalError, Kind};
 use approvals::inbox::{self, Filter, View};
+use approvals::{Currency, Status};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
 use identity::Role;
 use uuid::Uuid;
 
@@ -30,6 +34,7 @@ const COUNT_LIMIT: i64 = 200;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
+    pub id: String,
     pub href: String,
     pub reference: String,
     pub title: String,
@@ -40,6 +45,8 @@ pub(crate) struct Row {
     pub currency: String,
     pub status: &'static str,
     pub tone: &'static str,
+    /// `id:version` when this row can be approved in bulk (empty otherwise).
+    pub bulk: String,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +63,28 @@ pub(crate) struct StatusOption {
     pub selected: bool,
 }
 
+#[derive(Debug, Clone)]
+pub(crate) struct FilterOption {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// An active filter as a removable chip.
+#[derive(Debug, Clone)]
+pub(crate) struct Chip {
+    pub label: String,
+    pub remove: String,
+}
+
+/// "Payment vouchers: 3", linking to the waiting list of that kind.
+#[derive(Debug, Clone)]
+pub(crate) struct KindCount {
+    pub label: &'static str,
+    pub count: String,
+    pub href: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox.html")]
 pub(crate) struct InboxPage {
@@ -64,17 +93,44 @@ pub(crate) struct InboxPage {
     pub tabs: Vec<Tab>,
     /// "3 payment vouchers and 1 purchase order wait for you" (the waiting view only).
     pub summary: String,
+    pub counts: Vec<KindCount>,
     pub view: &'static str,
+    pub base: &'static str,
     pub statuses: Vec<StatusOption>,
-    /// The active status filter in words, and the link that removes it.
-    pub filter_label: String,
-    pub clear_filter: String,
+    pub kinds: Vec<FilterOption>,
+    pub departments: Vec<FilterOption>,
+    /// The filters as typed (kept on a refusal).
+    pub from: String,
+    pub to: String,
+    pub min: String,
+    pub max: String,
+    pub currency: String,
+    pub chips: Vec<Chip>,
+    pub clear_filters: String,
+    /// A filter's error: `(field id, words)`; the first wrong field has the focus.
+    pub errors: Vec<(&'static str, String)>,
     pub rows: Vec<Row>,
+    /// Whether the rows carry bulk-approval checkboxes.
+    pub bulk: bool,
     pub empty: String,
     pub next: String,
+    pub prev: String,
 }
 
-/// `GET /?view=waiting|raised&status=&cursor=` — the inbox.
+impl InboxPage {
+    /// The error under field `id`, or `""`.
+    pub(crate) fn error_of(&self, id: &str) -> String {
+        self.errors.iter().find(|(f, _)| *f == id).map(|(_, w)| w.clone()).unwrap_or_default()
+    }
+
+    /// Whether field `id` has the focus (the first wrong field).
+    pub(crate) fn focus(&self, id: &str) -> bool {
+        self.errors.first().is_some_and(|(f, _)| *f == id)
+    }
+}
+
+/// `GET /?view=waiting|raised&status=&kind=&department=&from=&to=&min=&max=&currency=&cursor=&trail=`
+/// — the inbox.
 pub async fn home(
     State(state): State<AppState>,
     p: Principal,
@@ -84,7 +140,7 @@ pub async fn home(
     list_page(&state, &p, &headers, q.as_deref(), Section::Inbox).await
 }
 
-/// `GET /documents?status=&cursor=` — every document this person may read.
+/// `GET /documents?…` (the same filters) — every document this person may read.
 pub async fn all(
     State(state): State<AppState>,
     p: Principal,
@@ -98,6 +154,136 @@ fn unprocessable(field: &str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {message}"))
 }
 
+/// The filter parameters, in the order of the form (`cursor` and `trail` are the pager's).
+const PARAMS: [&str; 9] = ["view", "status", "kind", "department", "from", "to", "min", "max", "currency"];
+
+/// The filters of one list, as typed and as parsed.
+struct Filters {
+    typed: Vec<(&'static str, String)>,
+    filter: Filter,
+    errors: Vec<(&'static str, String)>,
+}
+
+impl Filters {
+    fn get(&self, name: &str) -> &str {
+        self.typed.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The list's URL with these filters, less `without`, plus `extra`.
+    fn url(&self, base: &str, without: &[&str], extra: &[(&str, String)]) -> String {
+        let q: Vec<String> = self
+            .typed
+            .iter()
+            .filter(|(k, v)| !(v.is_empty() || without.contains(k) || (*k == "view" && v == "waiting")))
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        if q.is_empty() { base.to_owned() } else { format!("{base}?{}", q.join("&")) }
+    }
+}
+
+fn day(field: &'static str, text: &str, errors: &mut Vec<(&'static str, String)>) -> Option<NaiveDate> {
+    if text.is_empty() {
+        return None;
+    }
+    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+    if d.is_none() {
+        errors.push((field, "Enter a real date, like 2026-03-31.".to_owned()));
+    }
+    d
+}
+
+/// Reads the filters from the query; wrong values become words under their field.
+fn filters(q: &Fields, view: View) -> Result<Filters, ApiError> {
+    let typed: Vec<(&'static str, String)> = PARAMS.iter().map(|k| (*k, q.get(k).to_owned())).collect();
+    let get = |k: &str| typed.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| v.as_str());
+    let mut errors = Vec::new();
+    let status = match get("status") {
+        "" => None,
+        s => s.parse::<Status>().map(Some).unwrap_or_else(|_| {
+            errors.push(("status", "Choose a status from the list.".to_owned()));
+            None
+        }),
+    };
+    let kind = match get("kind") {
+        "" => None,
+        k => k.parse::<Kind>().map(Some).unwrap_or_else(|_| {
+            errors.push(("kind", "Choose payment voucher or purchase order.".to_owned()));
+            None
+        }),
+    };
+    let department_id = match get("department") {
+        "" => None,
+        d => Uuid::try_parse(d).map(Some).unwrap_or_else(|_| {
+            errors.push(("department", "Choose a department from the list.".to_owned()));
+            None
+        }),
+    };
+    let date_from = day("from", get("from"), &mut errors);
+    let date_to = day("to", get("to"), &mut errors);
+    let currency = match get("currency").to_ascii_uppercase().as_str() {
+        "" => None,
+        c => c.parse::<Currency>().map(Some).unwrap_or_else(|_| {
+            errors.push(("currency", "Enter a currency code such as EUR, USD or GBP.".to_owned()));
+            None
+        }),
+    };
+    let mut amount = |field: &'static str| match get(field) {
+        "" => None,
+        text => match format::parse_amount(text, currency) {
+            Some(minor) if minor >= 0 => Some(minor),
+            _ => {
+                errors.push((field, "Enter an amount as a number, like 1,250.00.".to_owned()));
+                None
+            }
+        },
+    };
+    let min_amount_minor = amount("min");
+    let max_amount_minor = amount("max");
+    if (!get("min").is_empty() || !get("max").is_empty()) && get("currency").is_empty() {
+        errors.push(("currency", "Amounts are in one currency: enter it, like EUR.".to_owned()));
+    }
+    let cursor = match q.get("cursor") {
+        "" => None,
+        c => Some(Uuid::try_parse(c).map_err(|_| unprocessable("cursor", "not a page of this list"))?),
+    };
+    let filter = Filter {
+        view,
+        status,
+        kind,
+        department_id,
+        date_from,
+        date_to,
+        min_amount_minor,
+        max_amount_minor,
+        currency,
+        cursor,
+        limit: PAGE,
+    };
+    Ok(Filters { typed, filter, errors })
+}
+
+/// A domain refusal of a filter (`approvals::inbox::list`'s `Invalid`) under its field.
+fn filter_error(field: &str) -> (&'static str, String) {
+    match field {
+        "currency" => ("currency", "Amounts are in one currency: enter it, like EUR.".to_owned()),
+        "min_amount_minor" => ("min", "The smallest amount must not be negative.".to_owned()),
+        "max_amount_minor" => ("max", "The largest amount must not be below the smallest.".to_owned()),
+        "date_to" => ("to", "The last day must not be before the first day.".to_owned()),
+        _ => ("status", "This filter is not valid.".to_owned()),
+    }
+}
+
+/// The pages before this one: `trail` is the cursors of the earlier pages (`0` for the first).
+fn trail_of(q: &Fields) -> Vec<String> {
+    q.get("trail").split(',').filter(|c| *c == "0" || Uuid::try_parse(c).is_ok()).map(str::to_owned).collect()
+}
+
+/// How many earlier pages the "previous" links remember (the URL grows by one id per page).
+const TRAIL: usize = 40;
+
+#[allow(clippy::too_many_lines)]
 async fn list_page(
     state: &AppState,
     p: &Principal,
@@ -111,21 +297,27 @@ async fn list_page(
         (_, "raised") => (View::Raised, "/"),
         _ => (View::Waiting, "/"),
     };
-    let status = match q.get("status") {
-        "" => None,
-        s => Some(s.parse::<Status>().map_err(|_| unprocessable("status", "not a document status"))?),
-    };
-    let cursor = match q.get("cursor") {
-        "" => None,
-        c => Some(Uuid::try_parse(c).map_err(|_| unprocessable("cursor", "not a page of this list"))?),
-    };
+    let mut f = filters(&q, view)?;
+    if let Some(v) = f.typed.iter_mut().find(|(k, _)| *k == "view") {
+        v.1 = match view {
+            View::Raised => "raised".to_owned(),
+            _ => String::new(),
+        };
+    }
     let route = if section == Section::Documents { "GET /documents" } else { "GET /" };
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let m = member(p, &mut tx).await?;
-    let filter = Filter { view, status, cursor, limit: PAGE, ..Filter::default() };
-    let page = match inbox::list(&mut tx, &state.authz, &m, &filter).await {
-        Ok(page) => page,
-        Err(e) => return Err(refused(state, p, route, tx, e).await),
+    let page = if f.errors.is_empty() {
+        match inbox::list(&mut tx, &state.authz, &m, &f.filter).await {
+            Ok(page) => page,
+            Err(ApprovalError::Invalid { field, .. }) => {
+                f.errors.push(filter_error(field));
+                inbox::Page { items: Vec::new(), next_cursor: None }
+            }
+            Err(e) => return Err(refused(state, p, route, tx, e).await),
+        }
+    } else {
+        inbox::Page { items: Vec::new(), next_cursor: None }
     };
     let waiting = if view == View::Waiting {
         let all_waiting = Filter { view: View::Waiting, limit: COUNT_LIMIT, ..Filter::default() };
@@ -136,8 +328,8 @@ async fn list_page(
     } else {
         None
     };
-    let departments: HashMap<Uuid, String> =
-        identity::directory::departments::list(&mut tx, None, 500).await?.into_iter().map(|d| (d.id, d.name)).collect();
+    let all_departments = identity::directory::departments::list(&mut tx, None, 500).await?;
+    let departments: HashMap<Uuid, String> = all_departments.iter().map(|d| (d.id, d.name.clone())).collect();
     let chrome = Chrome::member(state, &mut tx, &m, headers, section).await?;
     p.checked.mark();
     tx.commit().await?;
@@ -147,15 +339,36 @@ async fn list_page(
         View::Raised => "raised",
         View::All => "all",
     };
-    let status_param = status.map(|s| format!("&status={}", s.as_str())).unwrap_or_default();
-    let next = page
-        .next_cursor
-        .map(|c| format!("{base}?view={view_name}{status_param}&cursor={}", encode(&c.to_string())))
-        .unwrap_or_default();
+    // Keyset pages: "next" from the domain's cursor; "previous" from the cursors of the pages
+    // before, carried in the URL.
+    let trail = trail_of(&q);
+    let here = f.filter.cursor.map_or_else(|| "0".to_owned(), |c| c.to_string());
+    let next = page.next_cursor.map_or_else(String::new, |c| {
+        let mut t = trail.clone();
+        t.push(here.clone());
+        let t = t[t.len().saturating_sub(TRAIL)..].join(",");
+        f.url(base, &[], &[("cursor", c.to_string()), ("trail", t)])
+    });
+    let prev = match trail.split_last() {
+        Some((last, before)) => {
+            let mut extra = Vec::new();
+            if last != "0" {
+                extra.push(("cursor", last.clone()));
+            }
+            if !before.is_empty() {
+                extra.push(("trail", before.join(",")));
+            }
+            f.url(base, &[], &extra)
+        }
+        None if f.filter.cursor.is_some() => f.url(base, &[], &[]),
+        None => String::new(),
+    };
+    let bulk = view == View::Waiting;
     let rows = page
         .items
         .iter()
         .map(|d| Row {
+            id: d.id.to_string(),
             href: format!("/documents/{}", d.id),
             reference: d.number.clone(),
             title: d.title.clone(),
@@ -166,9 +379,28 @@ async fn list_page(
             currency: d.currency.clone(),
             status: format::status(d.status),
             tone: format::status_tone(d.status),
+            bulk: if bulk && matches!(d.status, Status::Submitted | Status::HodApproved | Status::FinanceApproved) {
+                format!("{}:{}", d.id, d.version)
+            } else {
+                String::new()
+            },
         })
-        .collect();
-    let summary = waiting.map(|w| summary(&w.items, w.next_cursor.is_some())).unwrap_or_default();
+        .collect::<Vec<_>>();
+    let summary = waiting.as_ref().map(|w| summary(&w.items, w.next_cursor.is_some())).unwrap_or_default();
+    let counts = waiting
+        .as_ref()
+        .map(|w| {
+            let more = if w.next_cursor.is_some() { "+" } else { "" };
+            [(Kind::Voucher, "Payment vouchers"), (Kind::PurchaseOrder, "Purchase orders")]
+                .into_iter()
+                .map(|(k, label)| KindCount {
+                    label,
+                    count: format!("{}{more}", w.items.iter().filter(|i| i.kind == k).count()),
+                    href: format!("/?kind={}", k.as_str()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let tabs = if section == Section::Inbox {
         vec![
             Tab { label: "Waiting for me".into(), href: "/".into(), current: view == View::Waiting },
@@ -177,25 +409,85 @@ async fn list_page(
     } else {
         Vec::new()
     };
+    let status = f.filter.status;
     let statuses = Status::ALL
         .iter()
         .map(|s| StatusOption { value: s.as_str(), label: format::status(*s), selected: Some(*s) == status })
         .collect();
-    let empty = empty_words(view, status, m.subject.role, chrome.may_raise);
+    let kinds = [Kind::Voucher, Kind::PurchaseOrder]
+        .into_iter()
+        .map(|k| FilterOption {
+            value: k.as_str().to_owned(),
+            label: format::kind(k).to_owned(),
+            selected: f.filter.kind == Some(k),
+        })
+        .collect();
+    let department_options = all_departments
+        .iter()
+        .map(|d| FilterOption {
+            value: d.id.to_string(),
+            label: d.name.clone(),
+            selected: f.filter.department_id == Some(d.id),
+        })
+        .collect();
+    let mut chips = Vec::new();
+    if f.errors.is_empty() {
+        let mut chip = |label: String, keys: &[&str]| chips.push(Chip { label, remove: f.url(base, keys, &[]) });
+        if let Some(s) = status {
+            chip(format!("Status: {}", format::status(s)), &["status"]);
+        }
+        if let Some(k) = f.filter.kind {
+            chip(format!("Kind: {}", format::kind(k)), &["kind"]);
+        }
+        if let Some(d) = f.filter.department_id {
+            chip(format!("Department: {}", departments.get(&d).cloned().unwrap_or_default()), &["department"]);
+        }
+        if let Some(d) = f.filter.date_from {
+            chip(format!("From {}", format::date(d)), &["from"]);
+        }
+        if let Some(d) = f.filter.date_to {
+            chip(format!("To {}", format::date(d)), &["to"]);
+        }
+        let code = f.filter.currency.as_ref().map(|c| c.code().to_owned()).unwrap_or_default();
+        if let Some(a) = f.filter.min_amount_minor {
+            chip(format!("At least {} {code}", format::amount(a, &code)), &["min"]);
+        }
+        if let Some(a) = f.filter.max_amount_minor {
+            chip(format!("At most {} {code}", format::amount(a, &code)), &["max"]);
+        }
+        if f.filter.currency.is_some() && f.filter.min_amount_minor.is_none() && f.filter.max_amount_minor.is_none() {
+            chip(format!("Currency: {code}"), &["currency"]);
+        }
+    }
+    let others = PARAMS[2..].iter().any(|k| !f.get(k).is_empty());
+    let empty = empty_words(view, status, others, m.subject.role, chrome.may_raise);
+    let status_code = if f.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = InboxPage {
         chrome,
         heading: if section == Section::Inbox { "Inbox" } else { "Documents" },
         tabs,
         summary,
+        counts,
         view: view_name,
+        base,
         statuses,
-        filter_label: status.map(|s| format!("Status: {}", format::status(s))).unwrap_or_default(),
-        clear_filter: if view == View::All { base.to_owned() } else { format!("{base}?view={view_name}") },
+        kinds,
+        departments: department_options,
+        from: f.get("from").to_owned(),
+        to: f.get("to").to_owned(),
+        min: f.get("min").to_owned(),
+        max: f.get("max").to_owned(),
+        currency: f.get("currency").to_owned(),
+        clear_filters: f.url(base, &PARAMS[1..], &[]),
+        chips,
+        errors: f.errors,
+        bulk: bulk && rows.iter().any(|r| !r.bulk.is_empty()),
         rows,
         empty,
         next,
+        prev,
     };
-    Ok(page.into_response())
+    Ok((status_code, page).into_response())
 }
 
 /// "2 payment vouchers and 1 purchase order wait for you."
@@ -218,9 +510,15 @@ fn summary(items: &[inbox::Item], more: bool) -> String {
 }
 
 /// What would appear in an empty list, and how.
-fn empty_words(view: View, status: Option<Status>, role: Role, may_raise: bool) -> String {
-    if let Some(s) = status {
-        return format!("No documents here are “{}”. Clear the filter to see them all.", format::status(s));
+fn empty_words(view: View, status: Option<Status>, other_filters: bool, role: Role, may_raise: bool) -> String {
+    match (status, other_filters) {
+        (Some(s), false) => {
+            return format!("No documents here are “{}”. Clear the filter to see them all.", format::status(s));
+        }
+        (_, true) => {
+            return "No documents here are in this selection. Remove a filter to see more.".to_owned();
+        }
+        (None, false) => {}
     }
     match view {
         View::Waiting => {

@@ -24,6 +24,10 @@ pub(crate) mod refusals;
 pub(crate) mod security;
 pub(crate) mod settings;
 pub(crate) mod sign_in;
+// The documents side (issue 15): editing, bulk approval, a document's ledger history.
+pub(crate) mod bulk;
+pub(crate) mod edit;
+pub(crate) mod trail;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
