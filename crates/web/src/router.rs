@@ -36,6 +36,8 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/auth/mfa", SignIn, mfa::complete)
         .post("/invitations/accept", SignIn, invitations::accept)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), sessions::refresh)
+        .get("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
+        .post("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
         .get("/status", Public("counters only, no tenant data"), health::status)
         .get("/security", Public("the published security claims and counters, no tenant data"), security::security)
         .post("/auth/logout", Own, sessions::logout)

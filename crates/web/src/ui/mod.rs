@@ -21,6 +21,7 @@ pub(crate) mod inbox;
 pub(crate) mod members;
 pub(crate) mod periods;
 pub(crate) mod refusals;
+pub(crate) mod resume;
 pub(crate) mod security;
 pub(crate) mod settings;
 pub(crate) mod sign_in;
