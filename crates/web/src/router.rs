@@ -146,6 +146,15 @@ fn page_routes(r: Routes) -> Routes {
         .post("/account/recovery-codes", Own, ui::account::regenerate)
         .get("/security", Public("the published security claims and counters, no tenant data"), ui::security::page)
         .get("/static/{name}", Public("the stylesheet and script every page loads"), ui::assets::serve)
+        // The sign-in side (ui::email_code, ui::authenticator, ui::invitation).
+        .get("/sign-in/email-code", Public("the email-code sign-in form"), ui::email_code::form)
+        .post("/sign-in/email-code", SignIn, ui::email_code::send)
+        .post("/sign-in/email-code/verify", SignIn, ui::email_code::verify)
+        .get("/account/authenticator", Own, ui::authenticator::show)
+        .post("/account/authenticator", Own, ui::authenticator::start)
+        .post("/account/authenticator/confirm", Own, ui::authenticator::confirm)
+        .get("/invitations/accept", Public("the invitation form; the token in the link is checked on accept"), ui::invitation::form)
+        .post("/invitations/accept", SignIn, ui::invitation::accept)
 }
 
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].
