@@ -11,7 +11,7 @@ use askama_web::WebTemplate;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use identity::admin::invitations::{self, Acceptance, PresentedInvitation};
 use secrecy::SecretString;
 
