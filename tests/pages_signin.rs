@@ -183,6 +183,10 @@ async fn an_expired_access_cookie_with_a_live_refresh_cookie_resumes_and_the_pag
     let page = page_cookies(&browser).client(&w.app).get("/documents?status=queried").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("User 0"), "signed in as before");
+    assert!(
+        set_cookies(&page).iter().any(|c| c.starts_with("cs_resumed=;") && c.contains("Max-Age=0")),
+        "the page that answered clears the resume marker, so the next expiry resumes again"
+    );
 }
 
 #[tokio::test]

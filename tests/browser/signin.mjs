@@ -67,7 +67,7 @@ async function passwordStep(p, org, email) {
 }
 
 async function signOut(p) {
-  await p.page.getByRole('button', { name: 'Sign out' }).click();
+  await p.page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await heading(p.page, 'Sign in to Countersign');
 }
 
@@ -154,6 +154,7 @@ try {
   await turnOn(forced, 'Code from the app', 'Turn on');
   await forced.page.getByRole('link', { name: 'I have saved them — continue' }).click();
   await heading(forced.page, 'Inbox');
+  await audit(forced.page, forced.who);
 
   // 4. A code by email instead of a password; a wrong code first is said on the form.
   const staff = await person('staff');
@@ -177,6 +178,7 @@ try {
   await staff.page.getByLabel('Code from the email').fill(code);
   await staff.page.getByRole('button', { name: 'Sign in' }).click();
   await heading(staff.page, 'Inbox');
+  await audit(staff.page, staff.who);
 } catch (e) {
   problems.push(`step failed: ${e.stack || e}`);
 }

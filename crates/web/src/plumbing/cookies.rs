@@ -141,9 +141,10 @@ pub(crate) fn set_tokens(r: &mut Response, issued: &identity::signin::sessions::
     );
 }
 
-/// Set for a minute by a successful session resume (`crate::ui::resume`): a page that still
-/// answers 401 with it present is sent to sign in instead of resuming again, so a browser whose
-/// new access cookie did not stick cannot loop between the page and the resume route.
+/// Set by a successful session resume (`crate::ui::resume`) until the first page answers
+/// (`crate::ui::refusals` clears it; at most a minute): a page that still answers 401 with it
+/// present is sent to sign in instead of resuming again, so a browser whose new access cookie did
+/// not stick cannot loop between the page and the resume route.
 pub(crate) const RESUMED_COOKIE: &str = "cs_resumed";
 
 /// Marks `r` as the answer of a resumed session ([`RESUMED_COOKIE`]).

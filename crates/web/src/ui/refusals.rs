@@ -38,11 +38,15 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     // A browser that may still hold a session (it has the CSRF cookie every sign-in sets) and
     // has not just resumed one.
-    let may_resume = cookie(req.headers(), CSRF_COOKIE).is_some_and(|c| !c.is_empty())
-        && cookie(req.headers(), RESUMED_COOKIE).is_none_or(|c| c.is_empty());
+    let just_resumed = cookie(req.headers(), RESUMED_COOKIE).is_some_and(|c| !c.is_empty());
+    let may_resume = cookie(req.headers(), CSRF_COOKIE).is_some_and(|c| !c.is_empty()) && !just_resumed;
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let r = next.run(req).await;
+    let mut r = next.run(req).await;
     let status = r.status();
+    if just_resumed && status != StatusCode::UNAUTHORIZED {
+        // The resume worked (this page answered): the next expiry may resume again.
+        r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_static("cs_resumed=; Path=/; Max-Age=0"));
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return r;
     }
@@ -75,7 +79,8 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
 /// Where a page request without a valid session goes. A browser that may still hold a session
 /// (it has the CSRF cookie every sign-in sets) resumes it first (`crate::ui::resume`: `303` for
 /// a read, `307` for a form post so the form is sent again after the refresh); a browser that
-/// has none — or has just resumed and is still refused (the `cs_resumed` marker: no loop) —
+/// has none — or has just resumed and is still refused (the `cs_resumed` marker, which the
+/// first page answered after a resume clears: no loop) —
 /// goes to sign in, back to this page afterwards (a form post goes home: its page may have
 /// moved on).
 fn signed_out(path: &str, safe: bool, may_resume: bool) -> Response {
