@@ -132,10 +132,8 @@ fn page_cookies(jar: &Jar) -> Jar {
 
 async fn fixture_document(w: &World) -> uuid::Uuid {
     let mut tx = w.db.store.tenant_tx(w.acme.id).await.expect("tx");
-    let id = sqlx::query_scalar("select id from documents where title = 'fixture'")
-        .fetch_one(tx.conn())
-        .await
-        .expect("doc");
+    let id =
+        sqlx::query_scalar("select id from documents where title = 'fixture'").fetch_one(tx.conn()).await.expect("doc");
     tx.commit().await.expect("commit");
     id
 }
@@ -159,7 +157,10 @@ async fn an_expired_access_cookie_with_a_live_refresh_cookie_resumes_and_the_pag
         .into_iter()
         .find(|c| c.starts_with("cs_refresh="))
         .expect("refresh cookie");
-    assert!(refresh_cookie.contains("Path=/api/v1/auth;"), "the refresh cookie stays on /api/v1/auth: {refresh_cookie}");
+    assert!(
+        refresh_cookie.contains("Path=/api/v1/auth;"),
+        "the refresh cookie stays on /api/v1/auth: {refresh_cookie}"
+    );
     // The access cookie expired (the browser dropped it at its Max-Age).
     let mut browser = jar.without("cs_access");
     let r = page_cookies(&browser).client(&w.app).get("/documents?status=queried").await;
@@ -345,7 +346,12 @@ async fn an_email_code_request_answers_the_same_whether_or_not_the_account_exist
     snapshot!("email_code_sent", member.1);
     // A cross-site form (no pre-session token) sends nothing.
     let before = mail_count(&w, "user1@acme.example").await;
-    let r = w.app.anonymous().without_redirects().post_form("/sign-in/email-code", &[("organisation", "acme"), ("email", "user1@acme.example")]).await;
+    let r = w
+        .app
+        .anonymous()
+        .without_redirects()
+        .post_form("/sign-in/email-code", &[("organisation", "acme"), ("email", "user1@acme.example")])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(mail_count(&w, "user1@acme.example").await, before);
@@ -357,7 +363,12 @@ async fn a_wrong_expired_or_replayed_email_code_is_said_on_the_form_and_the_righ
     let jar = visitor(&w).await;
     let c = jar.client(&w.app);
     let before = mail_count(&w, "user1@acme.example").await;
-    let sent = c.post_form("/sign-in/email-code", &[("organisation", "acme"), ("email", "user1@acme.example"), ("next", "/documents")]).await;
+    let sent = c
+        .post_form(
+            "/sign-in/email-code",
+            &[("organisation", "acme"), ("email", "user1@acme.example"), ("next", "/documents")],
+        )
+        .await;
     assert_eq!(sent.status, StatusCode::OK);
     let code = mailed_code(&w, "user1@acme.example", before).await;
     let verify = |code: String| {
@@ -405,15 +416,32 @@ async fn an_organisation_that_requires_a_second_factor_walks_a_member_without_on
     let before = mail_count(&w, "user1@acme.example").await;
     let first = jar
         .client(&w.app)
-        .post_form("/sign-in", &[("organisation", "acme"), ("email", "user1@acme.example"), ("password", common::PASSWORD), ("next", "/documents")])
+        .post_form(
+            "/sign-in",
+            &[
+                ("organisation", "acme"),
+                ("email", "user1@acme.example"),
+                ("password", common::PASSWORD),
+                ("next", "/documents"),
+            ],
+        )
         .await;
     assert_eq!(first.status, StatusCode::OK);
     assert!(first.text.contains("We have emailed you a code"), "{}", first.text);
-    let token = first.text.split(r#"name="mfa_token" value=""#).nth(1).and_then(|t| t.split('"').next()).expect("mfa token").to_owned();
+    let token = first
+        .text
+        .split(r#"name="mfa_token" value=""#)
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("mfa token")
+        .to_owned();
     let code = mailed_code(&w, "user1@acme.example", before).await;
     let second = jar
         .client(&w.app)
-        .post_form("/sign-in/second-factor", &[("mfa_token", &token), ("method", "email_code"), ("code", &code), ("next", "/documents")])
+        .post_form(
+            "/sign-in/second-factor",
+            &[("mfa_token", &token), ("method", "email_code"), ("code", &code), ("next", "/documents")],
+        )
         .await;
     assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.text);
     assert_eq!(second.header("location"), Some("/account/authenticator?next=/documents"));
@@ -427,11 +455,23 @@ async fn an_organisation_that_requires_a_second_factor_walks_a_member_without_on
     assert_eq!(started.status, StatusCode::OK, "{}", started.text);
     assert!(started.text.contains(r#"<img src="data:image/svg+xml;base64,"#), "the QR code is an SVG image");
     snapshot!("authenticator_scan", started.text);
-    let key = started.text.split(r#"<code class="secret">"#).nth(1).and_then(|t| t.split('<').next()).expect("key").to_owned();
-    let wrong = jar.client(&w.app).post_form("/account/authenticator/confirm", &[("code", "12345x"), ("next", "/documents")]).await;
+    let key = started
+        .text
+        .split(r#"<code class="secret">"#)
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .expect("key")
+        .to_owned();
+    let wrong = jar
+        .client(&w.app)
+        .post_form("/account/authenticator/confirm", &[("code", "12345x"), ("next", "/documents")])
+        .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(wrong.text.contains("This code is not right"));
-    let done = jar.client(&w.app).post_form("/account/authenticator/confirm", &[("code", &totp_now(&key)), ("next", "/documents")]).await;
+    let done = jar
+        .client(&w.app)
+        .post_form("/account/authenticator/confirm", &[("code", &totp_now(&key)), ("next", "/documents")])
+        .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
     assert_eq!(done.text.matches("<li><code>").count(), 10, "ten recovery codes, once");
     assert!(done.text.contains(r#"href="/documents""#), "then on to where they were going");
@@ -449,7 +489,11 @@ async fn the_account_page_says_whether_the_authenticator_app_is_on() {
     let jar = signed_in(&w, "user1@acme.example").await;
     let page = jar.client(&w.app).get("/account").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.text.contains(r#"<dt>Authenticator app</dt><dd><span class="chip neutral">Off</span>"#), "{}", page.text);
+    assert!(
+        page.text.contains(r#"<dt>Authenticator app</dt><dd><span class="chip neutral">Off</span>"#),
+        "{}",
+        page.text
+    );
     assert!(!page.text.contains("Recovery codes left"));
     assert!(!page.text.contains("Remove the authenticator app"), "nothing to remove while it is off");
 }
@@ -458,7 +502,8 @@ async fn the_account_page_says_whether_the_authenticator_app_is_on() {
 async fn an_invitation_link_opens_a_page_and_a_forged_expired_or_used_one_is_a_readable_refusal() {
     let w = world().await;
     let admin = w.app.sign_in("acme", "user0@acme.example").await;
-    let created = admin.post("/api/v1/invitations", serde_json::json!({"email": "new@acme.example", "role": "staff"})).await;
+    let created =
+        admin.post("/api/v1/invitations", serde_json::json!({"email": "new@acme.example", "role": "staff"})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let token = created.body["token"].as_str().expect("token").to_owned();
     let jar = visitor(&w).await;
@@ -474,21 +519,37 @@ async fn an_invitation_link_opens_a_page_and_a_forged_expired_or_used_one_is_a_r
     }
     // A well-formed token nobody issued: refused on accept, in words.
     let made_up = format!("{}{}", &token[..token.len() - 4], "0000");
-    let r = c.post_form("/invitations/accept", &[("token", &made_up), ("name", "New"), ("password", "a long enough passphrase")]).await;
+    let r = c
+        .post_form(
+            "/invitations/accept",
+            &[("token", &made_up), ("name", "New"), ("password", "a long enough passphrase")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(r.text.contains("This invitation link is not valid"));
 
-    let weak = c.post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", "short")]).await;
+    let weak =
+        c.post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", "short")]).await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", weak.text);
     assert!(weak.text.contains("Choose a stronger password"), "{}", weak.text);
     assert!(weak.text.contains(r#"value="New Person""#), "what was typed is kept");
 
-    let joined = c.post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", "a long enough passphrase")]).await;
+    let joined = c
+        .post_form(
+            "/invitations/accept",
+            &[("token", &token), ("name", "New Person"), ("password", "a long enough passphrase")],
+        )
+        .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
     assert!(joined.text.contains("you have joined. Sign in to start."), "{}", joined.text);
     assert!(joined.text.contains(r#"name="organisation" type="text" value="acme""#));
 
-    let used = c.post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", "a long enough passphrase")]).await;
+    let used = c
+        .post_form(
+            "/invitations/accept",
+            &[("token", &token), ("name", "New Person"), ("password", "a long enough passphrase")],
+        )
+        .await;
     assert_eq!(used.status, StatusCode::GONE);
     assert!(used.text.contains("This invitation cannot be used any more: already used."), "{}", used.text);
     snapshot!("invitation_used", used.text);

@@ -153,7 +153,11 @@ fn page_routes(r: Routes) -> Routes {
         .get("/account/authenticator", Own, ui::authenticator::show)
         .post("/account/authenticator", Own, ui::authenticator::start)
         .post("/account/authenticator/confirm", Own, ui::authenticator::confirm)
-        .get("/invitations/accept", Public("the invitation form; the token in the link is checked on accept"), ui::invitation::form)
+        .get(
+            "/invitations/accept",
+            Public("the invitation form; the token in the link is checked on accept"),
+            ui::invitation::form,
+        )
         .post("/invitations/accept", SignIn, ui::invitation::accept)
 }
 

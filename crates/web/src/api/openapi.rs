@@ -117,7 +117,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("POST", "/auth/resume") => (
             None,
-            Success::Redirect("307", "to `next` (the form is sent again there) with new session cookies; 303 to /sign-in when refused"),
+            Success::Redirect(
+                "307",
+                "to `next` (the form is sent again there) with new session cookies; 303 to /sign-in when refused",
+            ),
         ),
         ("POST", "/auth/logout") => (None, NoContent),
         ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), json("200", of::<inv::Accepted>())),

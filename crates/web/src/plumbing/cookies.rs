@@ -119,7 +119,10 @@ pub(crate) fn set_session(r: &mut Response, issued: &identity::signin::sessions:
     let mut csrf = [0u8; 32];
     rand::rng().fill_bytes(&mut csrf);
     set_tokens(r, issued, secure);
-    append(r, &format!("{CSRF_COOKIE}={}; Path=/; SameSite=Strict; Max-Age={}{}", hex::encode(csrf), days(), flag(secure)));
+    append(
+        r,
+        &format!("{CSRF_COOKIE}={}; Path=/; SameSite=Strict; Max-Age={}{}", hex::encode(csrf), days(), flag(secure)),
+    );
     // A fresh sign-in starts without the marker of a resumed session (see [`RESUMED_COOKIE`]).
     append(r, &format!("{RESUMED_COOKIE}=; Path=/; Max-Age=0"));
 }
@@ -130,7 +133,10 @@ pub(crate) fn set_session(r: &mut Response, issued: &identity::signin::sessions:
 pub(crate) fn set_tokens(r: &mut Response, issued: &identity::signin::sessions::Issued, secure: bool) {
     let secure = flag(secure);
     let ttl = issued.access_expires_in;
-    append(r, &format!("{ACCESS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", issued.access_token));
+    append(
+        r,
+        &format!("{ACCESS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", issued.access_token),
+    );
     append(
         r,
         &format!(

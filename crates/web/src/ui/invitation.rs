@@ -107,10 +107,8 @@ pub async fn accept(
             p.problem = forged().into();
         }));
     };
-    let acceptance = Acceptance {
-        name: (!name.is_empty()).then(|| name.to_owned()),
-        password: Some(SecretString::from(password)),
-    };
+    let acceptance =
+        Acceptance { name: (!name.is_empty()).then(|| name.to_owned()), password: Some(SecretString::from(password)) };
     match invitations::accept(&state.store, &state.auth, &presented, &acceptance, &ctx.origin()).await {
         Ok(done) => {
             let mut tx = state.store.tenant_tx(done.tenant).await?;

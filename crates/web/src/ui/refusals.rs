@@ -84,7 +84,8 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
 /// goes to sign in, back to this page afterwards (a form post goes home: its page may have
 /// moved on).
 fn signed_out(path: &str, safe: bool, may_resume: bool) -> Response {
-    let sign_in = if safe { format!("/sign-in?next={}", form::encode(&form::local_path(path))) } else { "/sign-in".to_owned() };
+    let sign_in =
+        if safe { format!("/sign-in?next={}", form::encode(&form::local_path(path))) } else { "/sign-in".to_owned() };
     if !may_resume {
         return Redirect::to(&sign_in).into_response();
     }
