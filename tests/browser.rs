@@ -176,3 +176,41 @@ async fn a_raiser_edits_and_answers_a_query_and_an_approver_bulk_approves_in_a_r
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_flow("documents", &app2, &env)).await.expect("flow");
 }
+
+/// The sign-in side in Chromium (tests/browser/signin.mjs): a page and a form keep their session
+/// after the access cookie is gone (the resume); an authenticator app set up on the account page,
+/// then sign-ins with its code and with a recovery code; a member of an organisation that
+/// requires a second factor signs in with the mailed code and is walked through the setup into
+/// the inbox; a sign-in with a code by email (codes read from the dev outbox). No console error,
+/// no CSP violation, no serious or critical axe finding on any page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_with_totp_recovery_and_mailed_codes_enrol_when_required_and_keep_their_session() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    let gamma = org(&db, "gamma").await;
+    for u in acme.users.iter().chain(&gamma.users) {
+        common::with_password(&db, *u).await;
+    }
+    member(&db, acme.id, "acme", "fin", Role::Finance, None, true).await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update tenants set require_mfa = true where id = $1")
+        .bind(gamma.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("gamma requires MFA");
+    let mut state = TestApp::setup(&db).roomy().dev_outbox().state();
+    state.secure_cookies = false;
+    let app = TestApp::serve(state).await;
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("FINANCE", "fin@acme.example".to_owned()),
+        ("HOD", "user2@acme.example".to_owned()),
+        ("STAFF", "user1@acme.example".to_owned()),
+        ("FIXTURE_DOCUMENT", document_of(&db, &acme).await.to_string()),
+        ("FORCED_ORG", "gamma".to_owned()),
+        ("FORCED", "user1@gamma.example".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("signin", &app2, &env)).await.expect("flow");
+}

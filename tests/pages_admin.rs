@@ -245,8 +245,11 @@ async fn changing_a_role_is_applied_audited_and_ends_the_members_open_sessions()
     let row = list.body["items"].as_array().expect("items").iter().find(|m| m["user_id"] == w.staff().to_string());
     assert_eq!(row.map(|m| m["role"].clone()), Some(serde_json::json!("hod")));
     // The member's open page is signed out on its next request.
+    // (It tries to resume the session first; the role change revoked it, so: sign in.)
     let next = staff.without_redirects().get("/").await;
-    assert_eq!((next.status, next.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in?next=/")));
+    assert_eq!((next.status, next.header("location")), (StatusCode::SEE_OTHER, Some("/api/v1/auth/resume?next=/")));
+    let resumed = staff.without_redirects().get("/api/v1/auth/resume?next=/").await;
+    assert_eq!((resumed.status, resumed.header("location")), (StatusCode::SEE_OTHER, Some("/sign-in?next=/")));
     let done = admin.get(&format!("/members/{}?done=role", w.staff())).await;
     assert!(done.text.contains("Role changed.") && done.text.contains("Head of department"), "{}", done.text);
     snapshot!("member", done.text);

@@ -36,6 +36,8 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/auth/mfa", SignIn, mfa::complete)
         .post("/invitations/accept", SignIn, invitations::accept)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), sessions::refresh)
+        .get("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
+        .post("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
         .get("/status", Public("counters only, no tenant data"), health::status)
         .get("/security", Public("the published security claims and counters, no tenant data"), security::security)
         .post("/auth/logout", Own, sessions::logout)
@@ -155,6 +157,19 @@ fn page_routes(r: Routes) -> Routes {
         .post("/periods", Domain(&[Action::PeriodOpen]), ui::periods::open)
         .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), ui::periods::close)
         .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), ui::periods::reopen)
+        // The sign-in side (ui::email_code, ui::authenticator, ui::invitation).
+        .get("/sign-in/email-code", Public("the email-code sign-in form"), ui::email_code::form)
+        .post("/sign-in/email-code", SignIn, ui::email_code::send)
+        .post("/sign-in/email-code/verify", SignIn, ui::email_code::verify)
+        .get("/account/authenticator", Own, ui::authenticator::show)
+        .post("/account/authenticator", Own, ui::authenticator::start)
+        .post("/account/authenticator/confirm", Own, ui::authenticator::confirm)
+        .get(
+            "/invitations/accept",
+            Public("the invitation form; the token in the link is checked on accept"),
+            ui::invitation::form,
+        )
+        .post("/invitations/accept", SignIn, ui::invitation::accept)
 }
 
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].

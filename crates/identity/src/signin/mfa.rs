@@ -306,6 +306,26 @@ async fn require_code(
     Ok(g)
 }
 
+/// Whether a user's authenticator app is on, and since when; how many recovery codes are left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpStatus {
+    /// When the app was turned on; `None`: off (or an enrolment not yet confirmed).
+    pub on_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub recovery_codes_left: i64,
+}
+
+/// The user's own second-factor status (their account page; the sign-in flow's forced enrolment).
+pub async fn status(g: &mut GlobalTx, user: Uuid) -> Result<TotpStatus, IdentityError> {
+    let row = sqlx::query!(
+        r#"select (select confirmed_at from user_totp where user_id = $1) as "on_since?",
+                  (select count(*) from user_recovery_codes where user_id = $1 and used_at is null) as "left!""#,
+        user
+    )
+    .fetch_one(g.conn())
+    .await?;
+    Ok(TotpStatus { on_since: row.on_since, recovery_codes_left: row.left })
+}
+
 /// What a new enrolment shows the user once.
 #[derive(Clone)]
 pub struct Enrolment {

@@ -47,19 +47,84 @@ pub async fn request_code(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: CodeRequest = json(&body)?;
-    if req.organisation.len() > 100 || req.email.len() > 254 {
-        return Err(too_long());
-    }
     if req.purpose == Purpose::Mfa {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "purpose: login or verify_email"));
     }
-    let email = EmailAddress::parse(&req.email)?;
-    let tenant = resolve(&state, &req.organisation).await?;
-    if let Some(t) = tenant {
-        ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
-    }
-    email_codes::request(&state.store, &state.mailer, tenant, &email, req.purpose, &ctx.origin()).await?;
+    send_code(&state, &ctx, &req.organisation, &req.email, req.purpose).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })).into_response())
+}
+
+/// Mails a one-time code, whichever face asks (the API above, the email-code sign-in page): the
+/// same work and the same answer for members, non-members and unknown addresses (no oracle).
+///
+/// # Errors
+/// 422 for malformed fields, 403 `ip_not_allowed`, 429 past the per-address mail budget.
+pub(crate) async fn send_code(
+    state: &AppState,
+    ctx: &ClientContext,
+    organisation: &str,
+    email: &str,
+    purpose: Purpose,
+) -> Result<(), ApiError> {
+    if organisation.len() > 100 || email.len() > 254 {
+        return Err(too_long());
+    }
+    let email = EmailAddress::parse(email)?;
+    let tenant = resolve(state, organisation).await?;
+    if let Some(t) = tenant {
+        ip_allowlist::enforce(state, t, ctx, Subject::Login(email.as_str())).await?;
+    }
+    email_codes::request(&state.store, &state.mailer, tenant, &email, purpose, &ctx.origin()).await?;
+    Ok(())
+}
+
+/// What a redeemed code did.
+pub(crate) enum Redeemed {
+    /// A `verify_email` code: the address is verified.
+    Verified,
+    /// A `login` code: a session, or the challenge for a second factor.
+    SignedIn(mfa::LoginOutcome),
+}
+
+/// Redeems a mailed code, whichever face asks (the API below, the email-code sign-in page).
+///
+/// # Errors
+/// 422 for malformed fields, 403 `ip_not_allowed` / `password_required`, 401 `invalid_code` for
+/// every wrong, expired, used or unknown code.
+pub(crate) async fn redeem_code(
+    state: &AppState,
+    ctx: &ClientContext,
+    organisation: &str,
+    email: &str,
+    code: &str,
+) -> Result<Redeemed, ApiError> {
+    if organisation.len() > 100 || email.len() > 254 || code.len() > 32 {
+        return Err(too_long());
+    }
+    let email = EmailAddress::parse(email)?;
+    let tenant = resolve(state, organisation).await?;
+    if let Some(t) = tenant {
+        ip_allowlist::enforce(state, t, ctx, Subject::Login(email.as_str())).await?;
+    }
+    let o = ctx.origin();
+    let redeemed = email_codes::redeem(&state.store, tenant, &email, code.trim(), &o).await?;
+    let Some(tenant) = tenant else { return Err(identity::IdentityError::InvalidCode.into()) };
+    match redeemed.purpose {
+        Purpose::VerifyEmail => Ok(Redeemed::Verified),
+        Purpose::Login | Purpose::Mfa => {
+            let outcome = mfa::after_first_factor(
+                &state.auth,
+                &state.store,
+                factors(state),
+                tenant,
+                redeemed.user,
+                mfa::FirstFactor::EmailCode,
+                &o,
+            )
+            .await?;
+            Ok(Redeemed::SignedIn(outcome))
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -81,32 +146,9 @@ pub async fn verify_code(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: VerifyRequest = json(&body)?;
-    if req.organisation.len() > 100 || req.email.len() > 254 || req.code.len() > 32 {
-        return Err(too_long());
-    }
-    let email = EmailAddress::parse(&req.email)?;
-    let tenant = resolve(&state, &req.organisation).await?;
-    if let Some(t) = tenant {
-        ip_allowlist::enforce(&state, t, &ctx, Subject::Login(email.as_str())).await?;
-    }
-    let o = ctx.origin();
-    let redeemed = email_codes::redeem(&state.store, tenant, &email, req.code.trim(), &o).await?;
-    let Some(tenant) = tenant else { return Err(identity::IdentityError::InvalidCode.into()) };
-    match redeemed.purpose {
-        Purpose::VerifyEmail => Ok(StatusCode::NO_CONTENT.into_response()),
-        Purpose::Login | Purpose::Mfa => {
-            let outcome = mfa::after_first_factor(
-                &state.auth,
-                &state.store,
-                factors(&state),
-                tenant,
-                redeemed.user,
-                mfa::FirstFactor::EmailCode,
-                &o,
-            )
-            .await?;
-            Ok(outcome_response(&state, outcome, req.token_delivery))
-        }
+    match redeem_code(&state, &ctx, &req.organisation, &req.email, &req.code).await? {
+        Redeemed::Verified => Ok(StatusCode::NO_CONTENT.into_response()),
+        Redeemed::SignedIn(outcome) => Ok(outcome_response(&state, outcome, req.token_delivery)),
     }
 }
 

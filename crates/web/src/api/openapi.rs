@@ -83,6 +83,8 @@ enum Success {
     Text(&'static str, &'static [&'static str]),
     /// This description itself (an OpenAPI document: free-form by design).
     Document,
+    /// A redirect without a body (the status and what `Location` names).
+    Redirect(&'static str, &'static str),
 }
 
 /// The request body and success answer of a route, from the types its handler parses and
@@ -110,6 +112,16 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
         ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sign_in::TokenResponse>())),
         ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sign_in::TokenResponse>())),
+        ("GET", "/auth/resume") => {
+            (None, Success::Redirect("303", "to `next` with new session cookies, or to /sign-in?next=… when refused"))
+        }
+        ("POST", "/auth/resume") => (
+            None,
+            Success::Redirect(
+                "307",
+                "to `next` (the form is sent again there) with new session cookies; 303 to /sign-in when refused",
+            ),
+        ),
         ("POST", "/auth/logout") => (None, NoContent),
         ("POST", "/invitations/accept") => (Some(of::<inv::AcceptBody>()), json("200", of::<inv::Accepted>())),
         ("GET", "/settings/ip-allowlist") => (None, json("200", of::<ipl::ListResponse>())),
@@ -185,6 +197,15 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
         ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
         ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
         ("GET", "/audit/bundle") => crate::api::audit::BundleQuery::into_params(none),
+        ("GET" | "POST", "/auth/resume") => vec![
+            ParameterBuilder::new()
+                .name("next")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("The page to go back to: a path on this site (anything else means /)"))
+                .schema(Some(string()))
+                .build(),
+        ],
         _ => Vec::new(),
     }
 }
@@ -252,6 +273,8 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/auth/email-code/verify") => "verifyEmailCode",
         ("POST", "/auth/mfa") => "completeMfa",
         ("POST", "/auth/refresh") => "refreshSession",
+        ("GET", "/auth/resume") => "resumeSession",
+        ("POST", "/auth/resume") => "resumeSessionForm",
         ("POST", "/auth/logout") => "logout",
         ("POST", "/invitations/accept") => "acceptInvitation",
         ("GET", "/status") => "getStatus",
@@ -367,7 +390,7 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
              `cs_refresh`) cookie: the value of the `cs_csrf` cookie. Not needed with a bearer token.",
         ));
     }
-    if path == "/api/v1/auth/refresh" {
+    if matches!(path, "/api/v1/auth/refresh" | "/api/v1/auth/resume") {
         op = op.parameter(
             ParameterBuilder::new()
                 .name("cs_refresh")
@@ -417,6 +440,8 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         }
         (status.to_owned(), b.build())
     };
+    // A replayed form that is refused goes to sign in (303) instead.
+    let refused_redirect = matches!(success, Success::Redirect("307", _));
     let (status, ok) = match success {
         Success::Json(status, shape) => response(status, "success", Some(json_content(register(*shape)))),
         Success::OneOf(status, shapes) => {
@@ -431,6 +456,13 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
             let doc = ObjectBuilder::new().description(Some("An OpenAPI 3.1 document")).build();
             response("200", "this description", Some(json_content(RefOr::T(Schema::Object(doc)))))
         }
+        Success::Redirect(status, description) => {
+            let b = ResponseBuilder::new()
+                .description(description)
+                .header("Location", header("Where the browser goes next: a path on this site"))
+                .header("Set-Cookie", header("`cs_access`, `cs_refresh` (and `cs_resumed`) after a rotation"));
+            (status.to_owned(), b.build())
+        }
         Success::Text(description, types) => {
             let mut b = ResponseBuilder::new().description(description);
             for t in types {
@@ -440,6 +472,13 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         }
     };
     op = op.response(status, ok);
+    if refused_redirect {
+        let to_sign_in = ResponseBuilder::new()
+            .description("refused (no or a dead refresh cookie, a form without its CSRF token): to /sign-in")
+            .header("Location", header("/sign-in"))
+            .build();
+        op = op.response("303", to_sign_in);
+    }
     let error = || {
         ResponseBuilder::new()
             .description("refused")

@@ -99,13 +99,29 @@ pub async fn refresh(
             (cookie(&headers, REFRESH_COOKIE).ok_or_else(ApiError::unauthenticated)?, Delivery::Cookie)
         }
     };
+    Ok(issued_response(&state, rotate(&state, &ctx, &token).await?, delivery))
+}
+
+/// Rotates a presented refresh token, whichever face asks (`refresh` above; the pages' session
+/// resume, `crate::ui::resume`): the token reserves an attempt of the address's failed-credential
+/// budget first (429 `rate_limited` past it, before any database work; a good one gives it
+/// back), the organisation's IP allowlist is enforced for the session, then the authenticator
+/// rotates within the family (a replayed token revokes the family; both audited by identity).
+///
+/// # Errors
+/// 401 for a malformed, unknown, used or dead token; 403 `ip_not_allowed`; 429 `rate_limited`.
+pub(crate) async fn rotate(
+    state: &AppState,
+    ctx: &ClientContext,
+    token: &str,
+) -> Result<identity::signin::sessions::Issued, ApiError> {
     let limited = |wait| crate::plumbing::limits::credential_rate_limited(ctx.ip, wait);
     state.credential_failures.reserve(ctx.ip).map_err(limited)?;
     let mut family = None;
     let result = async {
         let presented: PresentedRefresh = token.parse()?;
         family = Some((presented.tenant, presented.session));
-        ip_allowlist::enforce(&state, presented.tenant, &ctx, Subject::Session(presented.session)).await?;
+        ip_allowlist::enforce(state, presented.tenant, ctx, Subject::Session(presented.session)).await?;
         Ok::<_, ApiError>(state.auth.refresh(&state.store, &presented, &ctx.origin()).await?)
     }
     .await;
@@ -121,7 +137,7 @@ pub async fn refresh(
         // is still live costs one database check, never access.
         state.sessions.apply(&Revocation { tenant: Some(tenant.as_uuid()), user: None, session: Some(session) });
     }
-    Ok(issued_response(&state, result?, delivery))
+    result
 }
 
 /// `POST /api/v1/auth/logout`: revokes the caller's session and clears the cookies.

@@ -24,8 +24,9 @@ pub(crate) const CSRF_COOKIE: &str = "cs_csrf";
 const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field a page's forms carry the CSRF token in.
 pub(crate) const CSRF_FIELD: &str = "csrf_token";
-/// The only path the refresh cookie is sent to.
-const REFRESH_PATH: &str = "/api/v1/auth";
+/// The only path the refresh cookie is sent to (pages resume a session through
+/// `/api/v1/auth/resume`, under it: `crate::ui::resume`).
+pub(crate) const REFRESH_PATH: &str = "/api/v1/auth";
 
 /// The value of cookie `name`, if the request carries it.
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -117,20 +118,57 @@ pub(crate) fn form_fields(body: &[u8]) -> Vec<(String, String)> {
 pub(crate) fn set_session(r: &mut Response, issued: &identity::signin::sessions::Issued, secure: bool) {
     let mut csrf = [0u8; 32];
     rand::rng().fill_bytes(&mut csrf);
-    let secure = if secure { "; Secure" } else { "" };
+    set_tokens(r, issued, secure);
+    append(
+        r,
+        &format!("{CSRF_COOKIE}={}; Path=/; SameSite=Strict; Max-Age={}{}", hex::encode(csrf), days(), flag(secure)),
+    );
+    // A fresh sign-in starts without the marker of a resumed session (see [`RESUMED_COOKIE`]).
+    append(r, &format!("{RESUMED_COOKIE}=; Path=/; Max-Age=0"));
+}
+
+/// Sets the access and refresh cookies of a rotated session on `r`, keeping the browser's CSRF
+/// cookie: a page's form sent before the rotation still carries the right token (the session
+/// resume, `crate::ui::resume`).
+pub(crate) fn set_tokens(r: &mut Response, issued: &identity::signin::sessions::Issued, secure: bool) {
+    let secure = flag(secure);
     let ttl = issued.access_expires_in;
-    let days = identity::signin::sessions::SESSION_TTL_DAYS * 86_400;
-    for c in [
-        format!("{ACCESS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", issued.access_token),
-        format!(
-            "{REFRESH_COOKIE}={}; Path={REFRESH_PATH}; HttpOnly; SameSite=Strict; Max-Age={days}{secure}",
-            issued.refresh_token.expose_secret()
+    append(
+        r,
+        &format!("{ACCESS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", issued.access_token),
+    );
+    append(
+        r,
+        &format!(
+            "{REFRESH_COOKIE}={}; Path={REFRESH_PATH}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            issued.refresh_token.expose_secret(),
+            days()
         ),
-        format!("{CSRF_COOKIE}={}; Path=/; SameSite=Strict; Max-Age={days}{secure}", hex::encode(csrf)),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+    );
+}
+
+/// Set by a successful session resume (`crate::ui::resume`) until the first page answers
+/// (`crate::ui::refusals` clears it; at most a minute): a page that still answers 401 with it
+/// present is sent to sign in instead of resuming again, so a browser whose new access cookie did
+/// not stick cannot loop between the page and the resume route.
+pub(crate) const RESUMED_COOKIE: &str = "cs_resumed";
+
+/// Marks `r` as the answer of a resumed session ([`RESUMED_COOKIE`]).
+pub(crate) fn set_resumed(r: &mut Response, secure: bool) {
+    append(r, &format!("{RESUMED_COOKIE}=1; Path=/; HttpOnly; SameSite=Strict; Max-Age=60{}", flag(secure)));
+}
+
+fn flag(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
+}
+
+fn days() -> i64 {
+    identity::signin::sessions::SESSION_TTL_DAYS * 86_400
+}
+
+fn append(r: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
@@ -156,7 +194,7 @@ pub(crate) fn csrf_for_form(headers: &HeaderMap, r: &mut Response, secure: bool)
 
 /// Clears the session cookies on `r` (sign-out).
 pub(crate) fn clear_session(r: &mut Response) {
-    for name in [ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE] {
+    for name in [ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE, RESUMED_COOKIE] {
         let path = if name == REFRESH_COOKIE { REFRESH_PATH } else { "/" };
         if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path={path}; Max-Age=0")) {
             r.headers_mut().append(header::SET_COOKIE, v);

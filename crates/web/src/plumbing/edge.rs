@@ -102,13 +102,15 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
 }
 
 /// An HTML form post to a page (any path outside `/api/`): the one body that may be something
-/// other than JSON. The API keeps refusing it, so a cross-site form can never reach it.
+/// other than JSON. The API keeps refusing it, so a cross-site form can never reach it — except
+/// the session resume (`crate::ui::resume`), which passes a page's form on to its page after
+/// refreshing the session, and does nothing with it but read its CSRF token.
 fn page_form(req: &Request) -> bool {
     let path = req.uri().path();
     let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
         ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(crate::plumbing::cookies::FORM_TYPE)
     });
-    is_form && path != "/api" && !path.starts_with("/api/")
+    is_form && ((path != "/api" && !path.starts_with("/api/")) || path == crate::ui::resume::PATH)
 }
 
 fn has_body(req: &Request) -> bool {

@@ -53,6 +53,9 @@ pub(crate) struct AccountPage {
     pub recovery_codes: Vec<String>,
     pub notice: String,
     pub notice_tone: &'static str,
+    /// When the authenticator app was turned on (empty: it is off).
+    pub totp_on_since: String,
+    pub recovery_codes_left: i64,
 }
 
 async fn account_page(state: &AppState, p: &Principal, headers: &HeaderMap) -> Result<AccountPage, ApiError> {
@@ -63,7 +66,12 @@ async fn account_page(state: &AppState, p: &Principal, headers: &HeaderMap) -> R
     let sessions = identity::admin::members::sessions_of(&mut tx, me.user, Some(me.session)).await?;
     let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Account).await?;
     tx.commit().await?;
+    let mut g = state.store.global_tx().await?;
+    let totp = identity::signin::mfa::status(&mut g, me.user).await?;
+    g.commit().await?;
     Ok(AccountPage {
+        totp_on_since: totp.on_since.map(format::moment).unwrap_or_default(),
+        recovery_codes_left: totp.recovery_codes_left,
         chrome,
         name: u.display_name,
         email: u.email,

@@ -1,7 +1,8 @@
 //! Refusals, worded as pages. The guard and the handlers refuse with the one `ApiError` (which
 //! rides on its response); on a page route this layer turns it into what a person can act on:
 //!
-//! - not signed in (401) → `303 /sign-in?next=<this page>`;
+//! - not signed in (401) → the session resume (`crate::ui::resume`), or `303 /sign-in?next=<this
+//!   page>` for a browser without a session to resume;
 //! - 403 → a page saying what is missing (the role, the network, a stale form);
 //! - 404 → the not-found page (another organisation's document looks exactly like none);
 //! - 429 → when to try again; 5xx → the request id to quote.
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::ApiError;
+use crate::plumbing::cookies::{CSRF_COOKIE, RESUMED_COOKIE, cookie};
 use crate::ui::chrome::Chrome;
 use crate::ui::form;
 
@@ -33,9 +35,18 @@ pub(crate) struct RefusalPage {
 pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
     let path = req.uri().path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
     let is_get = req.method() == Method::GET;
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    // A browser that may still hold a session (it has the CSRF cookie every sign-in sets) and
+    // has not just resumed one.
+    let just_resumed = cookie(req.headers(), RESUMED_COOKIE).is_some_and(|c| !c.is_empty());
+    let may_resume = cookie(req.headers(), CSRF_COOKIE).is_some_and(|c| !c.is_empty()) && !just_resumed;
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let r = next.run(req).await;
+    let mut r = next.run(req).await;
     let status = r.status();
+    if just_resumed && status != StatusCode::UNAUTHORIZED {
+        // The resume worked (this page answered): the next expiry may resume again.
+        r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_static("cs_resumed=; Path=/; Max-Age=0"));
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return r;
     }
@@ -52,13 +63,7 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
             ApiError::new(status, "refused", status.canonical_reason().unwrap_or("refused").to_owned())
         });
     if status == StatusCode::UNAUTHORIZED {
-        // Back to this page after signing in (a form post goes home: its page may have moved on).
-        let target = if is_get {
-            format!("/sign-in?next={}", form::encode(&form::local_path(&path)))
-        } else {
-            "/sign-in".to_owned()
-        };
-        return Redirect::to(&target).into_response();
+        return signed_out(&path, safe, may_resume);
     }
     let mut page = render(&refusal, request_id, !is_get).into_response();
     *page.status_mut() = status;
@@ -69,6 +74,29 @@ pub(crate) async fn as_pages(req: Request, next: Next) -> Response {
         page.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     page
+}
+
+/// Where a page request without a valid session goes. A browser that may still hold a session
+/// (it has the CSRF cookie every sign-in sets) resumes it first (`crate::ui::resume`: `303` for
+/// a read, `307` for a form post so the form is sent again after the refresh); a browser that
+/// has none — or has just resumed and is still refused (the `cs_resumed` marker, which the
+/// first page answered after a resume clears: no loop) —
+/// goes to sign in, back to this page afterwards (a form post goes home: its page may have
+/// moved on).
+fn signed_out(path: &str, safe: bool, may_resume: bool) -> Response {
+    let sign_in =
+        if safe { format!("/sign-in?next={}", form::encode(&form::local_path(path))) } else { "/sign-in".to_owned() };
+    if !may_resume {
+        return Redirect::to(&sign_in).into_response();
+    }
+    if safe {
+        return Redirect::to(&crate::ui::resume::target(path)).into_response();
+    }
+    // Only a form posted to a page can be sent again to it.
+    if form::local_path(path) != path {
+        return Redirect::to(&sign_in).into_response();
+    }
+    Redirect::temporary(&crate::ui::resume::target(path)).into_response()
 }
 
 /// The page for a refusal (`write`: the request would have changed something, and did not).

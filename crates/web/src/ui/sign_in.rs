@@ -18,6 +18,7 @@ use identity::signin::mfa::{Answer, LoginOutcome, Method};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::plumbing::cookies::{self, CSRF_COOKIE, cookie, csrf_for_form, same_token};
+use crate::ui::authenticator::landing;
 use crate::ui::chrome::Chrome;
 use crate::ui::form::{Fields, local_path};
 use crate::ui::refusals::wait_words;
@@ -37,6 +38,8 @@ pub(crate) struct SignInPage {
     pub password_error: String,
     /// Which field gets the focus: the first with an error, else the first empty one.
     pub focus: &'static str,
+    /// A word of welcome above the form (after accepting an invitation).
+    pub notice: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -51,7 +54,7 @@ pub(crate) struct SecondFactorPage {
 }
 
 impl SignInPage {
-    fn new(chrome: Chrome, organisation: &str, email: &str, next: &str) -> Self {
+    pub(crate) fn new(chrome: Chrome, organisation: &str, email: &str, next: &str) -> Self {
         let focus = if organisation.is_empty() {
             "organisation"
         } else if email.is_empty() {
@@ -69,12 +72,13 @@ impl SignInPage {
             email_error: String::new(),
             password_error: String::new(),
             focus,
+            notice: String::new(),
         }
     }
 }
 
 /// Renders `page` with `status`, setting the CSRF cookie when the browser had none.
-fn answer<T: IntoResponse>(
+pub(crate) fn answer<T: IntoResponse>(
     headers: &HeaderMap,
     secure: bool,
     status: StatusCode,
@@ -148,7 +152,7 @@ pub async fn submit(
     }
     match crate::api::sessions::password_login(&state, &ctx, organisation, email, SecretString::from(password)).await {
         Ok(LoginOutcome::Issued(issued)) => {
-            let mut r = Redirect::to(&next).into_response();
+            let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
             cookies::set_session(&mut r, &issued, secure);
             Ok(r)
         }
@@ -205,7 +209,7 @@ pub async fn second_factor(
             .await;
     match outcome.map_err(ApiError::from) {
         Ok(issued) => {
-            let mut r = Redirect::to(&next).into_response();
+            let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
             cookies::set_session(&mut r, &issued, secure);
             Ok(r)
         }
@@ -238,12 +242,12 @@ pub async fn sign_out(State(state): State<AppState>, p: Principal) -> Result<Res
 
 /// The double submit of a form that runs before any session (sign-in): the field must repeat the
 /// `cs_csrf` cookie.
-fn form_token_matches(headers: &HeaderMap, f: &Fields) -> bool {
+pub(crate) fn form_token_matches(headers: &HeaderMap, f: &Fields) -> bool {
     same_token(f.get(cookies::CSRF_FIELD), &cookie(headers, CSRF_COOKIE).unwrap_or_default())
 }
 
 /// A refused sign-in in words.
-fn refusal_words(e: &ApiError) -> String {
+pub(crate) fn refusal_words(e: &ApiError) -> String {
     match (e.status, e.code) {
         (StatusCode::UNAUTHORIZED, _) => {
             "The organisation, email or password is not right. Check them and try again.".to_owned()
