@@ -557,3 +557,52 @@ async fn an_invitation_link_opens_a_page_and_a_forged_expired_or_used_one_is_a_r
     let signed = w.app.anonymous().login("acme", "new@acme.example", "a long enough passphrase").await;
     assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
 }
+
+/// The organisation switcher: a browser that signed in to acme and then to beta offers, on
+/// beta's pages, a sign-in to acme (and to another organisation) — never a session in acme
+/// without signing in there; the list is the browser's own (a cookie), so a forged entry is at
+/// most a link to a sign-in page, and anything that is not a short name is dropped.
+#[tokio::test]
+async fn a_browser_signed_in_to_two_organisations_offers_the_other_in_the_top_bar() {
+    let w = world().await;
+    let beta = org(&w.db, "beta").await;
+    common::with_password(&w.db, beta.users[0]).await;
+    let mut jar = visitor(&w).await;
+    for (organisation, email) in [("acme", "user0@acme.example"), ("Beta", "user0@beta.example")] {
+        let fields = [("organisation", organisation), ("email", email), ("password", common::PASSWORD)];
+        let r = jar.client(&w.app).post_form("/sign-in", &fields).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{organisation}: {}", r.text);
+        jar.apply(&r);
+    }
+    assert_eq!(jar.get("cs_orgs"), Some("beta.acme"), "most recent first, as short names");
+    let home = page_cookies(&jar).client(&w.app).get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text);
+    assert!(home.text.contains(r#"<details class="organisation switcher">"#), "{}", home.text);
+    assert!(home.text.contains(r#"<a href="/sign-in?organisation=acme">Sign in to acme</a>"#), "{}", home.text);
+    assert!(!home.text.contains("Sign in to beta"), "the current organisation is not offered");
+
+    // Switching is signing in: the link is the sign-in page with the organisation filled in.
+    let form = w.app.anonymous().get("/sign-in?organisation=acme").await;
+    assert!(form.text.contains(r#"value="acme""#), "{}", form.text);
+
+    // A tampered list: markup and non-names are dropped, never shown.
+    let forged = Jar(page_cookies(&jar)
+        .without("cs_orgs")
+        .0
+        .into_iter()
+        .chain([("cs_orgs".to_owned(), "acme.<script>.x%22y.ACME.gamma".to_owned())])
+        .collect());
+    let home = forged.client(&w.app).get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.text.contains("Sign in to acme") && home.text.contains("Sign in to gamma"), "{}", home.text);
+    assert!(
+        !home.text.contains("<script>") && !home.text.contains("x%22y") && !home.text.contains("ACME"),
+        "{}",
+        home.text
+    );
+
+    // A browser that only ever signed in to one organisation shows no switcher.
+    let single = signed_in(&w, "user1@acme.example").await;
+    let home = page_cookies(&single).client(&w.app).get("/").await;
+    assert!(!home.text.contains("switcher"), "{}", home.text);
+}

@@ -27,6 +27,12 @@ pub(crate) const CSRF_FIELD: &str = "csrf_token";
 /// The only path the refresh cookie is sent to (pages resume a session through
 /// `/api/v1/auth/resume`, under it: `crate::ui::resume`).
 pub(crate) const REFRESH_PATH: &str = "/api/v1/auth";
+/// The organisations this browser has signed in to (short names, most recent first): the
+/// organisation switcher's list. Kept across sign-outs, like a browser's history; never
+/// authority for anything (a switch is a sign-in).
+pub(crate) const ORGS_COOKIE: &str = "cs_orgs";
+/// How many organisations the switcher remembers.
+const REMEMBERED: usize = 8;
 
 /// The value of cookie `name`, if the request carries it.
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -199,5 +205,38 @@ pub(crate) fn clear_session(r: &mut Response) {
         if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path={path}; Max-Age=0")) {
             r.headers_mut().append(header::SET_COOKIE, v);
         }
+    }
+}
+
+/// The organisations this browser has signed in to, most recent first (see [`ORGS_COOKIE`]);
+/// anything that is not a well-formed short name is dropped.
+pub(crate) fn remembered_organisations(headers: &HeaderMap) -> Vec<String> {
+    cookie(headers, ORGS_COOKIE)
+        .unwrap_or_default()
+        .split('.')
+        .filter(|s| identity::Slug::parse(s).is_ok())
+        .take(REMEMBERED)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Puts `organisation` (as typed at a sign-in whose password or code was right) first in the
+/// browser's list of organisations; a typed name that is not a short name is not remembered.
+pub(crate) fn remember_organisation(r: &mut Response, headers: &HeaderMap, organisation: &str, secure: bool) {
+    let typed = organisation.trim().to_ascii_lowercase();
+    if identity::Slug::parse(&typed).is_err() {
+        return;
+    }
+    let mut list = vec![typed.clone()];
+    list.extend(remembered_organisations(headers).into_iter().filter(|s| *s != typed));
+    list.truncate(REMEMBERED);
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!(
+        "{ORGS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        list.join("."),
+        400 * 86_400
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
 }

@@ -7,7 +7,7 @@ use authz::{Action, Resource};
 use axum::http::HeaderMap;
 use store::TenantTx;
 
-use crate::plumbing::cookies::{CSRF_COOKIE, cookie};
+use crate::plumbing::cookies::{CSRF_COOKIE, cookie, remembered_organisations};
 use crate::ui::assets::{Asset, CSS, HTMX, ICON};
 use crate::ui::format;
 use crate::{ApiError, AppState};
@@ -37,6 +37,9 @@ pub(crate) struct NavItem {
 pub(crate) struct Chrome {
     pub signed_in: bool,
     pub organisation: String,
+    /// The other organisations this browser has signed in to (short names): the switcher in
+    /// the top bar offers a sign-in to each (see `plumbing::cookies::ORGS_COOKIE`).
+    pub switch_to: Vec<String>,
     pub person: String,
     pub role: String,
     pub nav: Vec<NavItem>,
@@ -55,6 +58,7 @@ impl Chrome {
         Self {
             signed_in: false,
             organisation: String::new(),
+            switch_to: Vec::new(),
             person: String::new(),
             role: String::new(),
             nav: Vec::new(),
@@ -77,7 +81,9 @@ impl Chrome {
         headers: &HeaderMap,
         current: Section,
     ) -> Result<Self, ApiError> {
-        let organisation = identity::directory::tenants::current(tx).await?.name;
+        let tenant = identity::directory::tenants::current(tx).await?;
+        let switch_to = remembered_organisations(headers).into_iter().filter(|s| *s != tenant.slug).collect();
+        let organisation = tenant.name;
         let person = identity::directory::users::get_member(tx, m.subject.user).await?.display_name;
         let s = &m.subject;
         let tenant = s.tenant;
@@ -108,6 +114,7 @@ impl Chrome {
         Ok(Self {
             signed_in: true,
             organisation,
+            switch_to,
             person,
             role: format::role(s.role).to_owned(),
             nav,

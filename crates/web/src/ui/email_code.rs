@@ -150,17 +150,20 @@ pub async fn verify(
         Ok(Redeemed::SignedIn(LoginOutcome::Issued(issued))) => {
             let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
             cookies::set_session(&mut r, &issued, secure);
+            cookies::remember_organisation(&mut r, &headers, organisation, secure);
             Ok(r)
         }
         Ok(Redeemed::SignedIn(LoginOutcome::MfaRequired(c))) => {
-            Ok(answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
+            let mut r = answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
                 chrome: Chrome::public(csrf),
                 mfa_token: c.token.expose_secret().to_owned(),
                 next: next.clone(),
                 totp: c.methods.contains(&Method::Totp),
                 email_code: c.methods.contains(&Method::EmailCode),
                 problem: String::new(),
-            }))
+            });
+            cookies::remember_organisation(&mut r, &headers, organisation, secure);
+            Ok(r)
         }
         // A code of another purpose (verify_email) signs nobody in: the same words as a wrong one.
         Ok(Redeemed::Verified) => Ok(again(StatusCode::UNAUTHORIZED, &|p| p.code_error = wrong_code().into())),

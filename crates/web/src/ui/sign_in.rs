@@ -154,16 +154,22 @@ pub async fn submit(
         Ok(LoginOutcome::Issued(issued)) => {
             let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
             cookies::set_session(&mut r, &issued, secure);
+            cookies::remember_organisation(&mut r, &headers, organisation, secure);
             Ok(r)
         }
-        Ok(LoginOutcome::MfaRequired(c)) => Ok(answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
-            chrome: Chrome::public(csrf),
-            mfa_token: c.token.expose_secret().to_owned(),
-            next: next.clone(),
-            totp: c.methods.contains(&Method::Totp),
-            email_code: c.methods.contains(&Method::EmailCode),
-            problem: String::new(),
-        })),
+        Ok(LoginOutcome::MfaRequired(c)) => {
+            let mut r = answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
+                chrome: Chrome::public(csrf),
+                mfa_token: c.token.expose_secret().to_owned(),
+                next: next.clone(),
+                totp: c.methods.contains(&Method::Totp),
+                email_code: c.methods.contains(&Method::EmailCode),
+                problem: String::new(),
+            });
+            // The password was right: the organisation is worth remembering already.
+            cookies::remember_organisation(&mut r, &headers, organisation, secure);
+            Ok(r)
+        }
         Err(e) if e.code == "invalid_field" => Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &|p| {
             p.email_error = "Enter an email address like name@example.com".into();
             p.focus = "email";
