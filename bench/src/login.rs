@@ -3,8 +3,7 @@
 //! from `/proc`, and raw argon2id at the server's parameters and thread count measured in the
 //! same run (the floor a login cannot beat). Then `countersign demo`'s memory after seeding.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use identity::signin::passwords::{ITERATIONS, LANES, MEMORY_KIB, SERVER_THREADS}
 use identity::{EmailAddress, JoinPolicy, Role, Slug};
 use sqlx::{ConnectOptions, Connection};
 use store::testing::TestDb;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::server::{self, Server, data_dir, load_average};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -107,12 +107,6 @@ fn threads_cpu_secs(pid: u32, prefix: &str) -> f64 {
         .sum()
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// CPU of the benchmark's own process, the server process and the database's backends.
 #[derive(Clone, Default)]
 struct Cpu {
@@ -148,70 +142,6 @@ impl Cpu {
     /// CPU seconds of the server's hashing threads since `before`.
     fn hashing_since(&self, before: &Self) -> f64 {
         self.hashing - before.hashing
-    }
-}
-
-/// A `countersign` process listening on a loopback port it chose itself.
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    base: String,
-}
-
-impl Server {
-    async fn start(bin: &Path, command: &str, db: &TestDb, data: &Path) -> anyhow::Result<Self> {
-        let mut child = tokio::process::Command::new(bin)
-            .arg(command)
-            .args(["--listen", "127.0.0.1:0", "--login-limit", "100000/1s", "--data-dir"])
-            .arg(data)
-            .env("DATABASE_URL", db.url())
-            .env("COUNTERSIGN_LOG_FORMAT", "json")
-            .env_remove("COUNTERSIGN_LISTEN")
-            .env_remove("COUNTERSIGN_APP_DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().context("server pid")?;
-        // Drain both pipes for the process's whole life (a full pipe would stall it), and
-        // hand over the address from its "listening" log line.
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
-        let stderr = child.stderr.take().context("server stderr")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(_)) = lines.next_line().await {}
-        });
-        tokio::spawn(async move {
-            let mut addr_tx = Some(addr_tx);
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                if let Some(addr) = v.get("addr").and_then(|a| a.as_str())
-                    && v.get("message").and_then(|m| m.as_str()) == Some("countersign listening")
-                    && let Some(tx) = addr_tx.take()
-                {
-                    let _ = tx.send(addr.to_owned());
-                } else if v.get("level").and_then(|l| l.as_str()) == Some("ERROR") {
-                    eprintln!("  server: {line}");
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(120), addr_rx)
-            .await
-            .context("the server did not start listening within 120 s")?
-            .context("the server exited before listening")?;
-        Ok(Self { child, pid, base: format!("http://{addr}") })
-    }
-
-    async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
-            self.child.kill().await?;
-        }
-        Ok(())
     }
 }
 
@@ -422,25 +352,8 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
-fn server_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    let bin = match &args.server {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("countersign"),
-    };
-    if !bin.exists() {
-        bail!("{} not found: build it first (cargo build --release --bin countersign) or pass --server", bin.display());
-    }
-    Ok(bin)
-}
-
-fn data_dir(what: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("countersign-bench-{what}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let bin = server_binary(&args)?;
+    let bin = server::binary(args.server.as_deref())?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let clients = args.clients.max(1);
     println!(

@@ -6,9 +6,11 @@ mod approvals;
 mod audit_ledger;
 mod authz_decision;
 mod fixture;
+mod inbox;
 mod login;
 mod pgbench;
 mod revocation;
+mod server;
 mod tenant_read;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,9 @@ enum Bench {
     /// Logins and refreshes through a real server vs raw argon2id, and the server's memory
     /// (targets: logins >= 90% of the hash rate, refreshes >= 1,000/s per core, RSS <= 40 MiB idle).
     Login(login::Args),
+    /// The inbox page of an approver among 100,000 documents through a real server vs pgbench
+    /// (targets: p99 <= 20 ms at 8 clients, >= 70% of the same statements' rate).
+    Inbox(inbox::Args),
     /// Session revoked on node A until node B drops it, vs raw NOTIFY->LISTEN (target p99 <= 50 ms).
     Revocation(revocation::Args),
 }
@@ -46,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Authz(args) => authz_decision::run(args),
         Bench::Revocation(args) => revocation::run(args).await,
         Bench::Login(args) => login::run(args).await,
+        Bench::Inbox(args) => inbox::run(args).await,
     }
 }
