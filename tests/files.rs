@@ -26,20 +26,26 @@ struct World {
     finance: Client,
     admin: Client,
     beta_admin: Client,
+    fin: Uuid,
 }
 
 async fn world(db: &TestDb) -> World {
+    world_with(db, None).await
+}
+
+/// The world, its blobs on the local disk (`storage` `None`) or in the given storage.
+async fn world_with(db: &TestDb, storage: Option<files::Storage>) -> World {
     let acme = org(db, "acme").await;
     let beta = org(db, "beta").await;
     for u in &acme.users {
         common::with_password(db, *u).await;
     }
     common::with_password(db, beta.users[0]).await;
-    member(db, acme.id, "acme", "fin", Role::Finance, None, true).await;
+    let fin = member(db, acme.id, "acme", "fin", Role::Finance, None, true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs = dir.path().join("blobs");
     let files = files::Files {
-        storage: files::Storage::local(&blobs).expect("storage"),
+        storage: storage.unwrap_or_else(|| files::Storage::local(&blobs).expect("storage")),
         keys: files::Keyring::load_or_create(&dir.path().join("keys")).expect("keys"),
         links: files::LinkKey::ephemeral(),
         max_upload: files::DEFAULT_MAX_UPLOAD,
@@ -57,6 +63,7 @@ async fn world(db: &TestDb) -> World {
         beta,
         blobs,
         _dir: dir,
+        fin,
     }
 }
 
@@ -141,7 +148,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-async fn link(w: &World, who: &Client, attachment: &str, disposition: &str) -> (StatusCode, Value) {
+async fn link(_w: &World, who: &Client, attachment: &str, disposition: &str) -> (StatusCode, Value) {
     let r = who.post(&format!("/api/v1/attachments/{attachment}/links"), json!({"disposition": disposition})).await;
     (r.status, r.body)
 }
@@ -375,14 +382,14 @@ async fn links_with_another_expiry_person_disposition_or_blob_are_refused_and_ex
 async fn a_link_minted_before_access_was_lost_fails() {
     let db = TestDb::new().await;
     let w = world(&db).await;
-    let doc = draft(&w.staff, w.acme.department).await;
-    let (att, _) = uploaded(&w, &w.staff, &doc, &pdf(5000)).await;
-    // The head of the document's department reads it, and mints a link.
+    // The admin raises in Operations; the head of Operations reads it and mints a link.
+    let doc = draft(&w.admin, w.acme.department).await;
+    let (att, _) = uploaded(&w, &w.admin, &doc, &pdf(5000)).await;
     let (s, l) = link(&w, &w.hod, &att, "inline").await;
     assert_eq!(s, StatusCode::CREATED, "{l}");
     let url = l["url"].as_str().expect("url").to_owned();
     assert_eq!(fetch(&w, &w.hod, &url, None).await.status, StatusCode::OK);
-    // The raiser moves the document to another department: the head may no longer read it.
+    // The document moves to another department: the head of Operations may no longer read it.
     let mut tx = db.store.tenant_tx(w.acme.id).await.expect("tx");
     let other = identity::directory::departments::create(
         &mut tx,
@@ -393,14 +400,10 @@ async fn a_link_minted_before_access_was_lost_fails() {
     .await
     .expect("dept");
     tx.commit().await.expect("commit");
+    let body = Some(json!({"department_id": other.id}));
     let moved = w
-        .staff
-        .request(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/documents/{doc}"),
-            Some(json!({"department_id": other.id})),
-            &[("if-match", "\"1\"")],
-        )
+        .admin
+        .request(reqwest::Method::PATCH, &format!("/api/v1/documents/{doc}"), body, &[("if-match", "\"1\"")])
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{moved}");
     let r = fetch(&w, &w.hod, &url, None).await;
@@ -408,18 +411,14 @@ async fn a_link_minted_before_access_was_lost_fails() {
     // A role change ends the session itself: the link alone is nothing.
     let (_, l) = link(&w, &w.finance, &att, "inline").await;
     let url = l["url"].as_str().expect("url").to_owned();
-    let fin = w.acme_user("fin");
-    let c =
-        w.admin.put(&format!("/api/v1/members/{fin}/role"), json!({"role": "staff", "reason": "moved teams"})).await;
+    assert_eq!(fetch(&w, &w.finance, &url, None).await.status, StatusCode::OK);
+    let c = w
+        .admin
+        .put(&format!("/api/v1/members/{}/role", w.fin), json!({"role": "staff", "reason": "moved teams"}))
+        .await;
     assert_eq!(c.status, StatusCode::OK, "{c}");
     let r = fetch(&w, &w.finance, &url, None).await;
     assert!(matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND), "{}", r.status);
-}
-
-impl World {
-    fn acme_user(&self, _name: &str) -> Uuid {
-        *self.acme.users.last().expect("user")
-    }
 }
 
 #[tokio::test]
@@ -620,4 +619,110 @@ async fn an_oversized_upload_is_refused_while_it_streams_and_memory_stays_bounde
     assert!(growth < 48 * 1024 * 1024, "memory grew by {growth} bytes while 25+ MiB streamed in");
     assert_eq!(files_on_disk(&w.blobs), 0, "nothing of a refused upload is kept");
     assert_eq!(audit_count(&db, w.acme.id, "file.uploaded").await, 0);
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_reseals_every_data_key_and_files_still_open() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let doc = draft(&w.staff, w.acme.department).await;
+    let bytes = pdf(70_000);
+    let (att, _) = uploaded(&w, &w.staff, &doc, &bytes).await;
+    let beta_doc = draft(&w.beta_admin, w.beta.department).await;
+    uploaded(&w, &w.beta_admin, &beta_doc, &bytes).await;
+    let ring = &w.app.state.files.keys;
+    let old = ring.current_id();
+    let new = ring.add_next().expect("rotate");
+    assert_ne!(old, new);
+    let mut tx = db.store.bypass("test", "rotate blob key").await.expect("bypass");
+    let n = files::keys::rewrap_all(&mut tx, ring, &audit::Who::system("test:rotate")).await.expect("rewrap");
+    tx.commit().await.expect("commit");
+    assert_eq!(n, 2, "one data key per organisation");
+    let mut tx = db.store.bypass("test", "read keys").await.expect("bypass");
+    let ids: Vec<String> =
+        sqlx::query_scalar("select master_key_id from blob_keys").fetch_all(tx.conn()).await.expect("keys");
+    tx.commit().await.expect("commit");
+    assert!(ids.iter().all(|i| *i == new), "{ids:?}");
+    assert_eq!(audit_count(&db, w.acme.id, "file.keys_rewrapped").await, 1);
+    let (_, l) = link(&w, &w.staff, &att, "attachment").await;
+    assert_eq!(fetch(&w, &w.staff, l["url"].as_str().expect("url"), None).await.body.expect("body"), bytes);
+}
+
+/// A real S3 server that checks request signatures (`s3s-fs`, installed by `.ci/run`), on a
+/// loopback port of this suite's range, over a temporary directory; killed when dropped.
+struct S3Server {
+    child: std::process::Child,
+    root: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn s3s_fs(port: u16) -> S3Server {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(root.path().join("countersign")).expect("bucket directory");
+    let child = std::process::Command::new("s3s-fs")
+        .args(["--access-key", "AKCOUNTERSIGN", "--secret-key", "SKCOUNTERSIGNTEST", "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .arg(root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("s3s-fs must be installed (.ci/run: cargo install --locked s3s-fs@0.14.1 --features binary): {e}")
+        });
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return S3Server { child, root, endpoint };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("s3s-fs did not listen on {port}");
+}
+
+#[tokio::test]
+async fn files_round_trip_through_a_real_s3_server_that_checks_signatures() {
+    let s3 = s3s_fs(18321).await;
+    let storage = |secret: &str| {
+        files::Storage::s3_at("s3://countersign/prod", &s3.endpoint, "us-east-1", "AKCOUNTERSIGN", secret).expect("s3")
+    };
+    let db = TestDb::new().await;
+    let w = world_with(&db, Some(storage("SKCOUNTERSIGNTEST"))).await;
+    let doc = draft(&w.staff, w.acme.department).await;
+    // Larger than one 5 MiB part: a real multipart upload.
+    let bytes = pdf(6 * 1024 * 1024 + 123);
+    let (att, blob) = uploaded(&w, &w.staff, &doc, &bytes).await;
+    // In the bucket, under the prefix, at a key of ids: ciphertext.
+    let object = s3.root.path().join("countersign/prod/tenants").join(w.acme.id.to_string()).join("blobs").join(&blob);
+    let stored = std::fs::read(&object).expect("object in the bucket");
+    assert!(stored.starts_with(b"CSB1"));
+    assert!(!stored.windows(32).any(|x| x == &bytes[1000..1032]));
+    let (_, l) = link(&w, &w.staff, &att, "attachment").await;
+    let url = l["url"].as_str().expect("url").to_owned();
+    assert_eq!(fetch(&w, &w.staff, &url, None).await.body.expect("body"), bytes);
+    let part = fetch(&w, &w.staff, &url, Some("bytes=5242000-5243000")).await;
+    assert_eq!(part.body.expect("body"), &bytes[5_242_000..=5_243_000]);
+    // The server checks signatures: a wrong secret is refused.
+    let wrong = storage("not-the-secret");
+    assert!(wrong.exists(w.acme.id.as_uuid(), Uuid::parse_str(&blob).expect("uuid")).await.is_err());
+    // Purge removes the object from the bucket.
+    assert_eq!(w.staff.delete(&format!("/api/v1/attachments/{att}")).await.status, StatusCode::OK);
+    let mut tx = db.store.bypass("test", "purge files").await.expect("bypass");
+    let n = files::blobs::purge_before(
+        &mut tx,
+        &w.app.state.files.storage,
+        &audit::Who::system("test:purge"),
+        chrono::Utc::now() + chrono::Duration::seconds(5),
+    )
+    .await
+    .expect("purge");
+    tx.commit().await.expect("commit");
+    assert_eq!(n, 1);
+    assert!(!object.exists(), "purged from the bucket");
 }
