@@ -42,6 +42,11 @@ async fn world_with(db: &TestDb, storage: Option<files::Storage>) -> World {
     }
     common::with_password(db, beta.users[0]).await;
     let fin = member(db, acme.id, "acme", "fin", Role::Finance, None, true).await;
+    // The fixture's file rows (a data key no master key here opens): this world starts without.
+    let mut admin = db.admin_conn().await;
+    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs = dir.path().join("blobs");
     let files = files::Files {

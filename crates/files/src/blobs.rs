@@ -32,7 +32,7 @@ pub struct Blob {
     pub deleted_by: Option<Uuid>,
     pub purged_at: Option<DateTime<Utc>>,
     #[serde(skip)]
-    pub key_version: i32,
+    pub key_id: Uuid,
 }
 
 fn entity(id: Uuid) -> Result<Entity, FilesError> {
@@ -59,12 +59,12 @@ pub async fn record(
     let tenant = stored.tenant;
     let size = i64::try_from(stored.size).map_err(|_| crate::error::invalid("size", "too large"))?;
     let row = sqlx::query!(
-        "insert into blobs (tenant_id, id, key_version, size_bytes, sha256, media_type, name, created_by)
+        "insert into blobs (tenant_id, id, key_id, size_bytes, sha256, media_type, name, created_by)
          values ($1, $2, $3, $4, $5, $6, $7, $8)
          returning created_at",
         tenant,
         stored.id,
-        stored.key_version,
+        stored.key_id,
         size,
         &stored.sha256[..],
         stored.media_type.as_str(),
@@ -92,7 +92,7 @@ pub async fn record(
         deleted_at: None,
         deleted_by: None,
         purged_at: None,
-        key_version: stored.key_version,
+        key_id: stored.key_id,
     })
 }
 
@@ -111,7 +111,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Blob>, FilesError
 pub async fn many(tx: &mut TenantTx, ids: &[Uuid]) -> Result<Vec<Blob>, FilesError> {
     let rows = sqlx::query!(
         "select id, size_bytes, sha256, media_type, name, created_by, created_at, deleted_at, deleted_by, purged_at,
-                key_version
+                key_id
            from blobs where id = any($1) order by created_at, id",
         ids
     )
@@ -130,7 +130,7 @@ pub async fn many(tx: &mut TenantTx, ids: &[Uuid]) -> Result<Vec<Blob>, FilesErr
             deleted_at: r.deleted_at,
             deleted_by: r.deleted_by,
             purged_at: r.purged_at,
-            key_version: r.key_version,
+            key_id: r.key_id,
         })
         .collect())
 }
@@ -152,18 +152,24 @@ pub async fn of_attachment(tx: &mut TenantTx, attachment: Uuid) -> Result<Option
 /// # Errors
 /// `Permit`, `NotFound`, `Deleted` (purged), database and audit failures.
 pub async fn delete(tx: &mut TenantTx, permit: &Permit, who: &Who) -> Result<Blob, FilesError> {
-    set_deleted(tx, permit, who, true).await
+    set_deleted(tx, permit, who, true, None).await
 }
 
 /// Undoes [`delete`] (`attachment.remove`), unless the blob was purged.
 ///
 /// # Errors
 /// As [`delete`].
-pub async fn restore(tx: &mut TenantTx, permit: &Permit, who: &Who) -> Result<Blob, FilesError> {
-    set_deleted(tx, permit, who, false).await
+pub async fn restore(tx: &mut TenantTx, permit: &Permit, who: &Who, reason: Option<&str>) -> Result<Blob, FilesError> {
+    set_deleted(tx, permit, who, false, reason).await
 }
 
-async fn set_deleted(tx: &mut TenantTx, permit: &Permit, who: &Who, delete: bool) -> Result<Blob, FilesError> {
+async fn set_deleted(
+    tx: &mut TenantTx,
+    permit: &Permit,
+    who: &Who,
+    delete: bool,
+    reason: Option<&str>,
+) -> Result<Blob, FilesError> {
     permit.require(Action::AttachmentRemove, permit.resource())?;
     let id = of_attachment(tx, permit.resource()).await?.ok_or(FilesError::NotFound)?;
     let before = sqlx::query!("select deleted_at, purged_at from blobs where id = $1 for update", id)
@@ -191,7 +197,11 @@ async fn set_deleted(tx: &mut TenantTx, permit: &Permit, who: &Who, delete: bool
             .field("attachment_id", None::<Uuid>, permit.resource())
             .field("deleted", !delete, delete)
             .field("sha256", None::<&str>, &blob.sha256);
-        audit::record_by(tx, who, &Event::new(action, entity(id)?, changes)?).await?;
+        let mut event = Event::new(action, entity(id)?, changes)?;
+        if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+            event = event.with_reason(r)?;
+        }
+        audit::record_by(tx, who, &event).await?;
     }
     Ok(blob)
 }

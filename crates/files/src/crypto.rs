@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn key(tenant: Uuid, byte: u8) -> DataKey {
-        DataKey { tenant, version: 1, key: Zeroizing::new([byte; 32]) }
+        DataKey { tenant, id: Uuid::nil(), version: 1, key: Zeroizing::new([byte; 32]) }
     }
 
     fn sealed(k: &DataKey, blob: Uuid, h: &Header, chunks: &[&[u8]]) -> Vec<Vec<u8>> {

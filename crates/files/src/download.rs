@@ -156,7 +156,7 @@ pub async fn open(
     if blob.deleted_at.is_some() {
         return Err(FilesError::Deleted);
     }
-    let key = keys::version(tx, ring, blob.key_version).await?;
+    let key = keys::by_id(tx, ring, blob.key_id).await?;
     let size = u64::try_from(blob.size).map_err(|_| FilesError::Integrity("negative size".into()))?;
     let range = want.bounds(size)?;
     let (lo, hi) = range.unwrap_or((0, size.saturating_sub(1)));

@@ -233,13 +233,18 @@ fn wrap_aad(tenant: Uuid, version: i32) -> Vec<u8> {
 /// An organisation's data key, opened. Zeroed when dropped; never printed.
 pub struct DataKey {
     pub tenant: Uuid,
+    pub id: Uuid,
     pub version: i32,
     pub(crate) key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey").field("tenant", &self.tenant).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("DataKey")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -250,47 +255,47 @@ impl std::fmt::Debug for DataKey {
 /// When the key cannot be read, created or opened.
 pub async fn current(tx: &mut TenantTx, ring: &Keyring) -> Result<DataKey, FilesError> {
     let tenant = tx.tenant().as_uuid();
-    let newest = sqlx::query!(
-        "select version, wrapped, master_key_id from blob_keys where tenant_id = $1 order by version desc limit 1",
-        tenant
-    )
-    .fetch_optional(tx.conn())
-    .await?;
+    let newest = sqlx::query!("select id from blob_keys where tenant_id = $1 order by version desc limit 1", tenant)
+        .fetch_optional(tx.conn())
+        .await?;
     if let Some(k) = newest {
-        let key = ring.open(&k.master_key_id, tenant, k.version, &k.wrapped)?;
-        return Ok(DataKey { tenant, version: k.version, key: Zeroizing::new(key) });
+        return by_id(tx, ring, k.id).await;
     }
     let mut fresh = Zeroizing::new([0u8; 32]);
     rand::rng().fill_bytes(fresh.as_mut_slice());
     let (master, wrapped) = ring.seal(tenant, 1, &fresh)?;
     sqlx::query!(
-        "insert into blob_keys (tenant_id, version, wrapped, master_key_id) values ($1, 1, $2, $3)
+        "insert into blob_keys (tenant_id, id, version, wrapped, master_key_id) values ($1, $2, 1, $3, $4)
          on conflict (tenant_id, version) do nothing",
         tenant,
+        Uuid::now_v7(),
         wrapped,
         master
     )
     .execute(tx.conn())
     .await?;
-    version(tx, ring, 1).await
+    let first = sqlx::query_scalar!("select id from blob_keys where tenant_id = $1 and version = 1", tenant)
+        .fetch_one(tx.conn())
+        .await?;
+    by_id(tx, ring, first).await
 }
 
-/// Data key `version` of the transaction's organisation.
+/// Data key `id` of the transaction's organisation.
 ///
 /// # Errors
 /// `NotFound` when there is no such key; `Integrity` when it does not open for this organisation.
-pub async fn version(tx: &mut TenantTx, ring: &Keyring, version: i32) -> Result<DataKey, FilesError> {
+pub async fn by_id(tx: &mut TenantTx, ring: &Keyring, id: Uuid) -> Result<DataKey, FilesError> {
     let tenant = tx.tenant().as_uuid();
     let k = sqlx::query!(
-        "select wrapped, master_key_id from blob_keys where tenant_id = $1 and version = $2",
+        "select version, wrapped, master_key_id from blob_keys where tenant_id = $1 and id = $2",
         tenant,
-        version
+        id
     )
     .fetch_optional(tx.conn())
     .await?
     .ok_or(FilesError::NotFound)?;
-    let key = ring.open(&k.master_key_id, tenant, version, &k.wrapped)?;
-    Ok(DataKey { tenant, version, key: Zeroizing::new(key) })
+    let key = ring.open(&k.master_key_id, tenant, k.version, &k.wrapped)?;
+    Ok(DataKey { tenant, id, version: k.version, key: Zeroizing::new(key) })
 }
 
 /// Re-seals every organisation's data keys under the current master key (after
@@ -302,7 +307,7 @@ pub async fn version(tx: &mut TenantTx, ring: &Keyring, version: i32) -> Result<
 pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> Result<u64, FilesError> {
     let current = ring.current_id();
     let rows = sqlx::query!(
-        "select tenant_id, version, wrapped, master_key_id from blob_keys
+        "select tenant_id, id, version, wrapped, master_key_id from blob_keys
           where master_key_id <> $1 order by tenant_id, version for update",
         current
     )
@@ -314,9 +319,9 @@ pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> 
         let (master, wrapped) = ring.seal(r.tenant_id, r.version, &key)?;
         sqlx::query!(
             "update blob_keys set wrapped = $3, master_key_id = $4, rewrapped_at = now()
-              where tenant_id = $1 and version = $2",
+              where tenant_id = $1 and id = $2",
             r.tenant_id,
-            r.version,
+            r.id,
             wrapped,
             master
         )

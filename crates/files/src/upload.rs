@@ -27,7 +27,8 @@ pub struct Stored {
     pub sha256: [u8; 32],
     pub media_type: MediaType,
     pub name: FileName,
-    pub key_version: i32,
+    /// The data key that sealed it.
+    pub key_id: Uuid,
 }
 
 /// Parts in flight at once (bounds memory alongside the part size).
@@ -130,7 +131,7 @@ where
         sha256: hasher.finalize().into(),
         media_type,
         name,
-        key_version: key.version,
+        key_id: key.id,
     })
 }
 

@@ -10,6 +10,8 @@
 -- re-seals `wrapped` (the data key itself does not change, so blobs need no rewrite).
 create table blob_keys (
     tenant_id      uuid not null references tenants (id),
+    id             uuid not null,
+    -- Named in every blob's header; 1 for an organisation's first key.
     version        integer not null check (version between 1 and 1000000),
     -- AES-256-GCM of the 32-byte data key under the master key: 12-byte nonce ‖ ciphertext ‖ tag.
     wrapped        bytea not null check (octet_length(wrapped) = 12 + 32 + 16),
@@ -17,7 +19,8 @@ create table blob_keys (
     master_key_id  text not null check (master_key_id ~ '^[0-9a-f]{16}$'),
     created_at     timestamptz not null default now(),
     rewrapped_at   timestamptz,
-    primary key (tenant_id, version)
+    primary key (tenant_id, id),
+    unique (tenant_id, version)
 );
 select countersign_protect('blob_keys');
 revoke delete, update on blob_keys from countersign_app;
@@ -29,7 +32,7 @@ grant update (wrapped, master_key_id, rewrapped_at) on blob_keys to countersign_
 create table blobs (
     tenant_id     uuid not null references tenants (id),
     id            uuid not null,
-    key_version   integer not null,
+    key_id        uuid not null,
     size_bytes    bigint not null check (size_bytes between 0 and 1099511627776),
     -- SHA-256 of the plaintext, computed while it streamed in.
     sha256        bytea not null check (octet_length(sha256) = 32),
@@ -50,7 +53,7 @@ create table blobs (
     deleted_by    uuid references users (id),
     purged_at     timestamptz,
     primary key (tenant_id, id),
-    foreign key (tenant_id, key_version) references blob_keys (tenant_id, version),
+    foreign key (tenant_id, key_id) references blob_keys (tenant_id, id),
     constraint blobs_deleted check ((deleted_at is null) = (deleted_by is null)),
     constraint blobs_purged_after_delete check (purged_at is null or deleted_at is not null)
 );

@@ -368,14 +368,27 @@ pub async fn delete(State(state): State<AppState>, p: Principal, Path(id): Path<
     .await
 }
 
-/// `POST /api/v1/attachments/{id}/restore` → 200 with the attachment and its file, restored
-/// (410 `file_deleted` once purged).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreBody {
+    /// Why it comes back (kept in the audit event).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/attachments/{id}/restore` {reason?} → 200 with the attachment and its file,
+/// restored (410 `file_deleted` once purged).
 pub async fn restore(
     State(state): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
+    let req: RestoreBody = if body.iter().all(u8::is_ascii_whitespace) { RestoreBody::default() } else { json(&body)? };
+    if let Some(r) = &req.reason {
+        crate::plumbing::access::bounded("reason", r, 200)?;
+    }
     with_permit(
         &state,
         &p,
@@ -384,7 +397,7 @@ pub async fn restore(
         Action::AttachmentRemove,
         async |tx, row, permit, who| {
             row.blob_id.ok_or_else(not_a_file)?;
-            let blob = files::blobs::restore(tx, permit, who).await?;
+            let blob = files::blobs::restore(tx, permit, who, req.reason.as_deref()).await?;
             Ok(AttachmentFile { attachment: row.clone(), file: Some(blob) })
         },
     )

@@ -174,8 +174,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/files/{token}") => {
             (None, Text("the file (206 with Content-Range for a single range)", &["application/octet-stream"]))
         }
-        ("DELETE", "/attachments/{id}") | ("POST", "/attachments/{id}/restore") => {
-            (None, json("200", of::<fls::AttachmentFile>()))
+        ("DELETE", "/attachments/{id}") => (None, json("200", of::<fls::AttachmentFile>())),
+        ("POST", "/attachments/{id}/restore") => {
+            (Some(of::<fls::RestoreBody>()), json("200", of::<fls::AttachmentFile>()))
         }
         ("PUT", "/attachments/{id}/visibility") => {
             (Some(of::<fls::VisibilityBody>()), json("200", of::<approvals::attachments::AttachmentRow>()))
