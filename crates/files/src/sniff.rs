@@ -172,7 +172,7 @@ pub fn sniff(head: &[u8], complete: bool, name: &FileName) -> Result<MediaType, 
     if !head.is_empty() && text(head, complete) {
         return Ok(if name.has_extension("csv") { MediaType::Csv } else { MediaType::Text });
     }
-    let what = infer::get(head).map_or_else(|| "of an unknown type".to_owned(), |k| format!("{}", k.mime_type()));
+    let what = infer::get(head).map_or_else(|| "of an unknown type".to_owned(), |k| k.mime_type().to_owned());
     Err(Refused(format!("the content is {what}, which is not an allowed type")))
 }
 

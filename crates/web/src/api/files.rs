@@ -309,10 +309,10 @@ pub async fn download(
     if let Ok(v) = HeaderValue::from_str(&name.content_disposition(link.disposition)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Some((a, b)) = opened.range {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{}", opened.blob.size)) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if let Some((a, b)) = opened.range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{}", opened.blob.size))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     // Nothing in a file may run: a sandbox on top of the API's policy, even for inline previews.
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
