@@ -154,6 +154,25 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
             AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
             AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, db, to.as_deref(), limit).await,
             AdminCommand::RotateMfaKey => crate::mfa_cmd::rotate(&store, db).await,
+            AdminCommand::RotateBlobKey => {
+                let ring = files::Keyring::load(&db.blob_key_dir())?;
+                let id = ring.add_next()?;
+                let who = audit::Who::system("cli:rotate-blob-key");
+                let mut tx = store.bypass("cli:rotate-blob-key", "re-seal file data keys under a new master key").await?;
+                let n = files::keys::rewrap_all(&mut tx, &ring, &who).await?;
+                tx.commit().await?;
+                println!("re-sealed {n} file data key(s) under master key {id}; older master key files open nothing now");
+                Ok(ExitCode::SUCCESS)
+            }
+            AdminCommand::PurgeFiles { older_than_days } => {
+                let storage = db.blob_storage()?;
+                let who = audit::Who::system("cli:purge-files");
+                let mut tx = store.bypass("cli:purge-files", "purge files deleted past retention").await?;
+                let n = files::blobs::purge(&mut tx, &storage, &who, chrono::Duration::days(i64::from(older_than_days))).await?;
+                tx.commit().await?;
+                println!("purged {n} file(s) deleted more than {older_than_days} day(s) ago; their records and ledger events remain");
+                Ok(ExitCode::SUCCESS)
+            }
             AdminCommand::ExpireMemberships => {
                 let ended = identity::admin::guest_expiry::expire_due(&store).await?;
                 println!("ended {ended} membership(s) past valid_until; their sessions are revoked");

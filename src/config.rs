@@ -58,6 +58,10 @@ pub struct DbArgs {
     /// `admin rotate-mfa-key` re-seals everything under the current key).
     #[arg(long = "mfa-old-key-file", env = "COUNTERSIGN_MFA_OLD_KEY_FILES", value_delimiter = ',', global = true)]
     pub mfa_old_key_files: Vec<PathBuf>,
+    /// Where uploaded files are stored (encrypted): `s3://bucket/prefix` (credentials, region,
+    /// endpoint from the usual AWS_* environment) or a directory (default: <data-dir>/blobs).
+    #[arg(long, env = "COUNTERSIGN_BLOB_URL", global = true)]
+    pub blob_url: Option<String>,
     /// Size of the application connection pool (1-1000).
     #[arg(long, env = "COUNTERSIGN_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
@@ -111,6 +115,9 @@ pub struct ServeArgs {
     /// figure of /security and the audit page, and a broken chain is logged at ERROR.
     #[arg(long, env = "COUNTERSIGN_CHAIN_WATCH_INTERVAL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub chain_watch_interval: u64,
+    /// Largest file upload in MiB (1-4096); a larger body is refused with 413 while it streams.
+    #[arg(long, env = "COUNTERSIGN_MAX_UPLOAD_MIB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_upload_mib: u64,
 }
 
 impl ServeArgs {
@@ -252,6 +259,17 @@ pub enum AdminCommand {
     /// End every guest membership whose valid_until has passed and revoke its sessions now
     /// (`serve` also does this periodically).
     ExpireMemberships,
+    /// Write a new file master key (<data-dir>/keys/blob-master/NNNN.key) and re-seal every
+    /// organisation's file data keys under it. Older master key files still open what they
+    /// sealed; once this reports success they seal nothing any more.
+    RotateBlobKey,
+    /// Permanently remove files soft-deleted more than the retention period ago: the stored
+    /// object is deleted, the record keeps its SHA-256 and `purged_at`, the ledger says so.
+    PurgeFiles {
+        /// Days a deleted file stays restorable (1-36500).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        older_than_days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -389,6 +407,42 @@ impl DbArgs {
         let old: Vec<&std::path::Path> = self.mfa_old_key_files.iter().map(PathBuf::as_path).collect();
         identity::signin::secret_box::SecretBox::with_old_files(&seed, &old)
             .map_err(|e| anyhow::anyhow!("MFA key (--mfa-old-key-file / COUNTERSIGN_MFA_OLD_KEY_FILES): {e}"))
+    }
+
+    /// The file master keys' directory.
+    pub fn blob_key_dir(&self) -> PathBuf {
+        self.data_dir.join("keys").join("blob-master")
+    }
+
+    /// Where blobs live (the `--blob-url`, or <data-dir>/blobs).
+    pub fn blob_storage(&self) -> anyhow::Result<files::Storage> {
+        match &self.blob_url {
+            Some(url) => files::Storage::from_url(url),
+            None => files::Storage::local(&self.data_dir.join("blobs")),
+        }
+        .map_err(|e| anyhow::anyhow!("file storage (COUNTERSIGN_BLOB_URL / --blob-url): {e}"))
+    }
+
+    /// Everything the server needs for files; the keys are generated only as `generate` allows
+    /// (at their default paths under --data-dir).
+    pub fn files(&self, generate: Generate, max_upload_mib: u64) -> anyhow::Result<files::Files> {
+        let dir = self.blob_key_dir();
+        let keys = match generate {
+            Generate::AtDefaultPath => files::Keyring::load_or_create(&dir),
+            Generate::Never => files::Keyring::load(&dir),
+        }
+        .map_err(|e| anyhow::anyhow!("file master key: {e}"))?;
+        let link = KeyFile {
+            path: self.data_dir.join("keys").join("file-links-hmac.key"),
+            explicit: false,
+            what: "file link signing key",
+        };
+        Ok(files::Files {
+            storage: self.blob_storage()?,
+            keys,
+            links: files::LinkKey::from_bytes(link.seed(generate)?),
+            max_upload: max_upload_mib * 1024 * 1024,
+        })
     }
 
     pub fn settings(&self) -> store::DbSettings {

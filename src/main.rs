@@ -49,12 +49,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::SecurityDocs(args) => security_docs::run(&args),
         Command::Serve(args) => {
-            let keys = ServerKeys::load(&cli.db)?;
+            let keys = ServerKeys::load(&cli.db, &args)?;
             let store = store::Store::open(&settings).await?;
             serve(store, args, keys, None).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let keys = ServerKeys::load(&cli.db)?;
+            let keys = ServerKeys::load(&cli.db, &args)?;
             let store = store::Store::open(&settings).await?;
             let seeded = match demo::seed(&store).await {
                 Ok(s) => s,
@@ -74,10 +74,11 @@ struct ServerKeys {
     audit: std::sync::Arc<audit::CheckpointKey>,
     session: identity::signin::tokens::TokenKey,
     mfa: identity::signin::secret_box::SecretBox,
+    files: files::Files,
 }
 
 impl ServerKeys {
-    fn load(db: &config::DbArgs) -> anyhow::Result<Self> {
+    fn load(db: &config::DbArgs, args: &ServeArgs) -> anyhow::Result<Self> {
         // Every explicitly named file first, so a typo in one generates none of the others.
         for k in [db.audit_key(), db.session_key(), db.mfa_key()].iter().filter(|k| k.explicit) {
             k.seed(config::Generate::Never)?;
@@ -87,6 +88,7 @@ impl ServerKeys {
             audit: std::sync::Arc::new(audit::CheckpointKey::from_seed(db.audit_key().seed(g)?)),
             session: identity::signin::tokens::TokenKey::from_seed(db.session_key().seed(g)?),
             mfa: db.mfa_keys(g)?,
+            files: db.files(g, args.max_upload_mib)?,
         })
     }
 }
@@ -97,7 +99,8 @@ async fn serve(
     keys: ServerKeys,
     demo: Option<demo::Seeded>,
 ) -> anyhow::Result<()> {
-    let ServerKeys { audit: key, session: token_key, mfa: mfa_keys } = keys;
+    let ServerKeys { audit: key, session: token_key, mfa: mfa_keys, files } = keys;
+    tracing::info!(storage = ?files.storage, max_upload = files.max_upload, "files");
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -109,7 +112,8 @@ async fn serve(
     let mut state =
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits())
-            .with_audit_key(key.clone());
+            .with_audit_key(key.clone())
+            .with_files(files);
     state.secure_cookies = !args.insecure_cookies;
     let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
         Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),

@@ -154,14 +154,38 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("document approval");
+    // A file data key and a blob (rows only: the key opens under no master key; tests/files.rs
+    // clears them before it uploads), held by the fixture's attachment.
+    let (key, blob) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     sqlx::query(
-        "insert into document_attachments (tenant_id, document_id, id, name, reference, added_by)
-         values ($1, $2, $3, 'quote.pdf', 'file://fixture/quote.pdf', $4)",
+        "insert into blob_keys (tenant_id, id, version, wrapped, master_key_id)
+         values ($1, $2, 1, decode(repeat('00', 60), 'hex'), '0000000000000000')",
+    )
+    .bind(tenant)
+    .bind(key)
+    .execute(tx.conn())
+    .await
+    .expect("blob key");
+    sqlx::query(
+        "insert into blobs (tenant_id, id, key_id, size_bytes, sha256, media_type, name, created_by)
+         values ($1, $2, $3, 5, sha256('hello'::bytea), 'application/pdf', 'quote.pdf', $4)",
+    )
+    .bind(tenant)
+    .bind(blob)
+    .bind(key)
+    .bind(us[1])
+    .execute(tx.conn())
+    .await
+    .expect("blob");
+    sqlx::query(
+        "insert into document_attachments (tenant_id, document_id, id, name, reference, added_by, blob_id)
+         values ($1, $2, $3, 'quote.pdf', 'file://fixture/quote.pdf', $4, $5)",
     )
     .bind(tenant)
     .bind(doc)
     .bind(uuid::Uuid::now_v7())
     .bind(us[1])
+    .bind(blob)
     .execute(tx.conn())
     .await
     .expect("document attachment");

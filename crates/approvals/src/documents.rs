@@ -387,7 +387,7 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
 /// Refuses any change to a document dated inside a closed fiscal period. The database function
 /// the triggers call: it takes the organisation's period lock (shared) now, before anything is
 /// written, so a close that starts later waits for this transaction.
-async fn ensure_period_open(tx: &mut TenantTx, date: NaiveDate) -> Result<(), ApprovalError> {
+pub(crate) async fn ensure_period_open(tx: &mut TenantTx, date: NaiveDate) -> Result<(), ApprovalError> {
     let tenant = tx.tenant().as_uuid();
     sqlx::query_scalar!(r#"select countersign_refuse_closed_period($1, $2) as "open!""#, tenant, date)
         .fetch_one(tx.conn())

@@ -40,6 +40,7 @@ const SCHEMA: &str = include_str!("../policies/countersign.cedarschema");
 pub const POLICY_FILES: &[(&str, &str)] = &[
     ("tenant.cedar", include_str!("../policies/tenant.cedar")),
     ("documents.cedar", include_str!("../policies/documents.cedar")),
+    ("files.cedar", include_str!("../policies/files.cedar")),
 ];
 
 /// Why the engine could not load.
@@ -81,6 +82,12 @@ pub enum Action {
     SettingsManage,
     ApiKeysManage,
     DepartmentsRead,
+    /// See (list, link to, download) a file attached to a document.
+    AttachmentRead,
+    /// Change who outside the organisation may see an attachment (its visibility flag).
+    AttachmentShare,
+    /// Delete (softly) or restore an attached file.
+    AttachmentRemove,
 }
 
 impl Action {
@@ -106,6 +113,9 @@ impl Action {
         Self::SettingsManage,
         Self::ApiKeysManage,
         Self::DepartmentsRead,
+        Self::AttachmentRead,
+        Self::AttachmentShare,
+        Self::AttachmentRemove,
     ];
 
     #[must_use]
@@ -132,6 +142,9 @@ impl Action {
             Self::SettingsManage => "settings.manage",
             Self::ApiKeysManage => "api_keys.manage",
             Self::DepartmentsRead => "departments.read",
+            Self::AttachmentRead => "attachment.read",
+            Self::AttachmentShare => "attachment.share",
+            Self::AttachmentRemove => "attachment.remove",
         }
     }
 
@@ -139,6 +152,7 @@ impl Action {
         match self.as_str().split_once('.').map(|(k, _)| k) {
             Some("document") => ResourceKind::Document,
             Some("period") => ResourceKind::Period,
+            Some("attachment") => ResourceKind::Attachment,
             _ => ResourceKind::Organisation,
         }
     }
@@ -155,6 +169,7 @@ enum ResourceKind {
     Document,
     Period,
     Organisation,
+    Attachment,
 }
 
 /// Who asks: a member of one organisation.
@@ -199,10 +214,57 @@ pub struct DocumentFacts {
     pub level: Option<Level>,
 }
 
+/// Who outside the organisation may see an attachment. Members see every attachment of a
+/// document they may read; the flag decides for vendors, clients and partners (portals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Internal,
+    Vendor,
+    Client,
+    Partner,
+}
+
+impl Visibility {
+    pub const ALL: &'static [Visibility] = &[Self::Internal, Self::Vendor, Self::Client, Self::Partner];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Internal => "internal",
+            Self::Vendor => "vendor",
+            Self::Client => "client",
+            Self::Partner => "partner",
+        }
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| "internal, vendor, client or partner".into())
+    }
+}
+
+/// The facts about an attached file that policies may look at. `document_readable` is the
+/// `document.read` decision for the same person, made first: an attachment is never more
+/// visible than its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentFacts {
+    pub tenant: Uuid,
+    pub id: Uuid,
+    pub visibility: Visibility,
+    pub uploader: Uuid,
+    pub document_raiser: Uuid,
+    pub document_readable: bool,
+}
+
 /// What is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
     Document(&'a DocumentFacts),
+    Attachment(&'a AttachmentFacts),
     Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
     Organisation { tenant: Uuid },
 }
@@ -211,6 +273,7 @@ impl Resource<'_> {
     fn id(&self) -> Uuid {
         match self {
             Self::Document(d) => d.id,
+            Self::Attachment(a) => a.id,
             Self::Period { id, .. } => *id,
             Self::Organisation { tenant } => *tenant,
         }
@@ -219,6 +282,7 @@ impl Resource<'_> {
     fn kind(&self) -> ResourceKind {
         match self {
             Self::Document(_) => ResourceKind::Document,
+            Self::Attachment(_) => ResourceKind::Attachment,
             Self::Period { .. } => ResourceKind::Period,
             Self::Organisation { .. } => ResourceKind::Organisation,
         }
@@ -329,6 +393,7 @@ struct Types {
     document: EntityTypeName,
     period: EntityTypeName,
     organisation: EntityTypeName,
+    attachment: EntityTypeName,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, LoadError> {
@@ -392,6 +457,7 @@ impl Engine {
             document: type_name("Countersign::Document")?,
             period: type_name("Countersign::FiscalPeriod")?,
             organisation: type_name("Countersign::Organisation")?,
+            attachment: type_name("Countersign::Attachment")?,
         };
         let action_type = type_name("Countersign::Action")?;
         let actions: HashMap<Action, EntityUid> = Action::ALL
@@ -543,6 +609,25 @@ impl Engine {
                 )?);
                 (uid, self.document_context(d.level).clone())
             }
+            Resource::Attachment(a) => {
+                let uid = self.uid(&self.types.attachment, a.id);
+                let user = |u: Uuid| RestrictedExpression::new_entity_uid(self.uid(&self.types.user, u));
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(a.tenant))),
+                        ("visibility", string(a.visibility.as_str())),
+                        ("uploader", user(a.uploader)),
+                        ("document_raiser", user(a.document_raiser)),
+                    ],
+                )?);
+                let context = Context::from_pairs([(
+                    "document_readable".to_owned(),
+                    RestrictedExpression::new_bool(a.document_readable),
+                )])
+                .ok()?;
+                (uid, context)
+            }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
                 entities.push(entity(
@@ -653,11 +738,27 @@ impl Engine {
                     }
                 }
             }
+            let mut attachments = Vec::new();
+            for visibility in Visibility::ALL {
+                for (uploader, raiser) in [(subject.user, subject.user), (other, another)] {
+                    for document_readable in [true, false] {
+                        attachments.push(AttachmentFacts {
+                            tenant,
+                            id: Uuid::from_u128(9),
+                            visibility: *visibility,
+                            uploader,
+                            document_raiser: raiser,
+                            document_readable,
+                        });
+                    }
+                }
+            }
             let mut resources: Vec<Resource<'_>> = documents.iter().map(Resource::Document).collect();
             for reason in ["", "late invoice"] {
                 resources.push(Resource::Period { tenant, id: Uuid::from_u128(8), status: "open", reason });
             }
             resources.push(Resource::Organisation { tenant });
+            resources.extend(attachments.iter().map(Resource::Attachment));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
                     let question = self

@@ -463,6 +463,9 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("org-admins", &["owner", "admin"]),
     ("auditors-read-audit-and-members", &["auditor"]),
     ("members-read-departments", &["owner", "admin", "staff", "hod", "finance", "md", "auditor"]),
+    ("attachment-read-by-members", &["owner", "admin", "staff", "hod", "finance", "md", "auditor"]),
+    ("attachment-read-by-flag", &["vendor", "client", "partner"]),
+    ("attachment-outsiders-change-nothing", &["vendor", "client", "partner", "agent"]),
 ];
 
 #[test]
@@ -554,4 +557,50 @@ fn only_a_leading_role_test_leaves_a_policy_out_of_other_roles_slices() {
         let d = e.decide(&w.member(*role, Some(w.ops)), Action::DocumentRead, &Resource::Document(&doc));
         assert!(d.is_err(), "{role}: the erroring policy denies");
     }
+}
+
+#[test]
+fn attachments_follow_their_document_and_their_visibility_flag() {
+    let e = engine();
+    let w = World::new();
+    let raiser = w.member(Role::Staff, Some(w.ops));
+    let file = |visibility: Visibility, readable: bool| AttachmentFacts {
+        tenant: w.tenant,
+        id: Uuid::now_v7(),
+        visibility,
+        uploader: raiser.user,
+        document_raiser: raiser.user,
+        document_readable: readable,
+    };
+    let may = |s: &Subject, a: Action, f: &AttachmentFacts| e.decide(s, a, &Resource::Attachment(f)).is_ok();
+    // Members: every attachment of a document they may read, none of one they may not.
+    for role in [Role::Owner, Role::Admin, Role::Staff, Role::Hod, Role::Finance, Role::Md, Role::Auditor] {
+        let m = w.member(role, Some(w.ops));
+        for v in Visibility::ALL {
+            assert!(may(&m, Action::AttachmentRead, &file(*v, true)), "{role} {v:?}");
+            assert!(!may(&m, Action::AttachmentRead, &file(*v, false)), "{role} {v:?} without the document");
+        }
+    }
+    // Outside parties: only what is flagged for their kind, never internal, never changing it.
+    for (role, flag) in
+        [(Role::Vendor, Visibility::Vendor), (Role::Client, Visibility::Client), (Role::Partner, Visibility::Partner)]
+    {
+        let o = w.member(role, None);
+        for v in Visibility::ALL {
+            assert_eq!(may(&o, Action::AttachmentRead, &file(*v, true)), *v == flag, "{role} {v:?}");
+        }
+        assert!(!may(&o, Action::AttachmentShare, &file(flag, true)));
+        assert!(!may(&o, Action::AttachmentRemove, &file(flag, true)));
+    }
+    assert!(!may(&w.member(Role::Agent, None), Action::AttachmentRead, &file(Visibility::Vendor, true)));
+    // Sharing: the raiser, finance, owners and admins; removing: uploader, raiser, owners, admins.
+    assert!(may(&raiser, Action::AttachmentShare, &file(Visibility::Internal, true)));
+    assert!(!may(&w.member(Role::Hod, Some(w.ops)), Action::AttachmentShare, &file(Visibility::Internal, true)));
+    assert!(may(&w.member(Role::Finance, None), Action::AttachmentShare, &file(Visibility::Internal, true)));
+    assert!(!may(&w.member(Role::Finance, None), Action::AttachmentRemove, &file(Visibility::Internal, true)));
+    assert!(may(&w.member(Role::Admin, None), Action::AttachmentRemove, &file(Visibility::Internal, true)));
+    assert!(!may(&w.member(Role::Auditor, None), Action::AttachmentRemove, &file(Visibility::Internal, true)));
+    // Another organisation's attachment: nothing.
+    let other = Subject { tenant: Uuid::now_v7(), ..w.member(Role::Owner, None) };
+    assert!(!may(&other, Action::AttachmentRead, &file(Visibility::Internal, true)));
 }

@@ -181,3 +181,71 @@ impl From<audit::AuditError> for ApiError {
         }
     }
 }
+
+impl From<files::FilesError> for ApiError {
+    fn from(e: files::FilesError) -> Self {
+        use files::FilesError as F;
+        match e {
+            F::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("the file is larger than the limit of {limit} bytes"),
+            )
+            .with_details(serde_json::json!({ "limit_bytes": limit })),
+            F::TypeRefused(why) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "file_type_refused",
+                format!("{why}; allowed: PDF, PNG, JPEG, GIF, WebP, DOCX, XLSX, PPTX, ODT, ODS, CSV, plain text"),
+            ),
+            F::Empty => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "file_empty", "the file is empty"),
+            F::Invalid { field, reason } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {reason}"))
+                    .with_details(serde_json::json!({ "field": field }))
+            }
+            F::NotFound => Self::not_found(),
+            F::LinkInvalid => Self::new(
+                StatusCode::FORBIDDEN,
+                "link_invalid",
+                "this link is not valid for you: ask for a new one from the document",
+            ),
+            F::LinkExpired => Self::new(
+                StatusCode::FORBIDDEN,
+                "link_expired",
+                "this link has expired: ask for a new one from the document",
+            ),
+            F::Deleted => Self::new(StatusCode::GONE, "file_deleted", "the file was deleted"),
+            F::Range { size } => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the range is outside the file ({size} bytes)"),
+            )
+            .with_details(serde_json::json!({ "size": size })),
+            F::Body(why) => {
+                Self::new(StatusCode::BAD_REQUEST, "upload_interrupted", format!("the upload failed: {why}"))
+            }
+            F::Integrity(why) => {
+                tracing::error!(error = %why, "a stored file failed its integrity check; not served");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "file_integrity",
+                    "the stored file failed its integrity check and is not served",
+                )
+            }
+            F::Permit(m) => {
+                tracing::error!(error = %m, "permit mismatch");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+            F::Audit(a) => a.into(),
+            F::Store(s) => s.into(),
+            F::Database(d) => store::StoreError::from(d).into(),
+            other => {
+                tracing::error!(error = %other, "files error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot complete this request now",
+                )
+            }
+        }
+    }
+}

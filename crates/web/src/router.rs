@@ -10,14 +10,14 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::{Json, Router};
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    api_keys, audit, departments, documents, health, invitations, ip_allowlist, joining, me, members, mfa, openapi,
+    api_keys, audit, departments, documents, files, health, invitations, ip_allowlist, joining, me, members, mfa,
+    openapi,
     security, sessions,
 };
 use crate::plumbing::client;
@@ -84,6 +84,13 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .add(axum::http::Method::PATCH, "/documents/{id}", Domain(&[Action::DocumentEdit]), documents::edit)
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), documents::transition)
         .post("/documents/bulk-approve", Domain(&[Action::DocumentApprove]), documents::bulk_approve)
+        .post("/documents/{id}/attachments/files", Domain(&[Action::DocumentEdit]), files::upload)
+        .get("/documents/{id}/attachments", Domain(&[Action::AttachmentRead]), files::list)
+        .post("/attachments/{id}/links", Domain(&[Action::AttachmentRead]), files::link)
+        .delete("/attachments/{id}", Domain(&[Action::AttachmentRemove]), files::delete)
+        .post("/attachments/{id}/restore", Domain(&[Action::AttachmentRemove]), files::restore)
+        .put("/attachments/{id}/visibility", Domain(&[Action::AttachmentShare]), files::set_visibility)
+        .get("/files/{token}", Domain(&[Action::AttachmentRead]), files::download)
         .get("/periods", Domain(&[Action::PeriodRead]), documents::periods)
         .post("/periods", Domain(&[Action::PeriodOpen]), documents::open_period)
         .get("/periods/{id}", Domain(&[Action::PeriodRead]), documents::get_period)
@@ -263,7 +270,7 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
                     HeaderValue::from_static(PERMISSIONS_POLICY),
                 ))
                 .layer(axum::middleware::from_fn(crate::plumbing::edge::guard))
-                .layer(RequestBodyLimitLayer::new(1024 * 1024))
+                .layer(axum::middleware::from_fn(crate::plumbing::edge::body_limit))
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )
         .with_state(state)

@@ -4,6 +4,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod departments;
 pub(crate) mod documents;
+pub(crate) mod files;
 pub(crate) mod health;
 pub(crate) mod idempotency;
 pub(crate) mod invitations;

@@ -93,8 +93,8 @@ enum Success {
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
-        api_keys as keys, departments as depts, documents as docs, health, invitations as inv, ip_allowlist as ipl,
-        joining, me, members as mem, mfa, sessions as sess, sign_in,
+        api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
+        ip_allowlist as ipl, joining, me, members as mem, mfa, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
@@ -183,6 +183,20 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/periods/{id}/close" | "/periods/{id}/reopen") => {
             (Some(of::<docs::ReasonBody>()), json("200", of::<approvals::documents::Period>()))
         }
+        // The upload's body is the file itself (`upload_body`), not JSON.
+        ("POST", "/documents/{id}/attachments/files") => (None, json("201", of::<fls::AttachmentFile>())),
+        ("GET", "/documents/{id}/attachments") => (None, json("200", list_of::<fls::AttachmentFile>())),
+        ("POST", "/attachments/{id}/links") => (Some(of::<fls::LinkBody>()), json("201", of::<fls::LinkMinted>())),
+        ("GET", "/files/{token}") => {
+            (None, Text("the file (206 with Content-Range for a single range)", &["application/octet-stream"]))
+        }
+        ("DELETE", "/attachments/{id}") => (None, json("200", of::<fls::AttachmentFile>())),
+        ("POST", "/attachments/{id}/restore") => {
+            (Some(of::<fls::RestoreBody>()), json("200", of::<fls::AttachmentFile>()))
+        }
+        ("PUT", "/attachments/{id}/visibility") => {
+            (Some(of::<fls::VisibilityBody>()), json("200", of::<approvals::attachments::AttachmentRow>()))
+        }
         _ => (None, Text("untyped", &["application/json"])),
     }
 }
@@ -206,6 +220,7 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
                 .schema(Some(string()))
                 .build(),
         ],
+        ("POST", "/documents/{id}/attachments/files") => crate::api::files::UploadQuery::into_params(none),
         _ => Vec::new(),
     }
 }
@@ -325,6 +340,13 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/periods/{id}") => "getPeriod",
         ("POST", "/periods/{id}/close") => "closePeriod",
         ("POST", "/periods/{id}/reopen") => "reopenPeriod",
+        ("POST", "/documents/{id}/attachments/files") => "uploadAttachmentFile",
+        ("GET", "/documents/{id}/attachments") => "listAttachments",
+        ("POST", "/attachments/{id}/links") => "createFileLink",
+        ("GET", "/files/{token}") => "downloadFile",
+        ("DELETE", "/attachments/{id}") => "deleteAttachment",
+        ("POST", "/attachments/{id}/restore") => "restoreAttachment",
+        ("PUT", "/attachments/{id}/visibility") => "setAttachmentVisibility",
         ("GET", "/dev/outbox") => "listDevOutbox",
         ("GET", "/healthz") => "healthz",
         ("GET", "/readyz") => "readyz",
@@ -408,6 +430,25 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
         reference(&shape.name)
     };
+    if (m, path) == ("POST", "/api/v1/documents/{id}/attachments/files") {
+        let binary = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/octet-stream")
+            .description(Some("The file, streamed; its type is sniffed from the content (allow list)"))
+            .build();
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/octet-stream", Content::new(Some(RefOr::T(Schema::Object(binary)))))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    if (m, path) == ("GET", "/api/v1/files/{token}") {
+        op = op.parameter(header_param(
+            "Range",
+            "One range, `bytes=a-b`, `bytes=a-` or `bytes=-n` (206); others: the whole file",
+        ));
+    }
     if let Some(body) = request {
         // A body is optional where every field is (e.g. refresh from the cookie, period close).
         op = op.request_body(Some(

@@ -113,6 +113,36 @@ fn page_form(req: &Request) -> bool {
     is_form && ((path != "/api" && !path.starts_with("/api/")) || path == crate::ui::resume::PATH)
 }
 
+/// The one API route whose body is a file, not JSON: a streamed upload (any content type; the
+/// type is sniffed from the content). It is also the one route without the 1 MiB framework body
+/// limit: its handler enforces the upload limit while the body streams.
+#[must_use]
+pub fn streams_upload(req: &Request) -> bool {
+    if req.method() != axum::http::Method::POST {
+        return false;
+    }
+    let parts: Vec<&str> = req.uri().path().split('/').collect();
+    matches!(parts.as_slice(), ["", "api", "v1", "documents", id, "attachments", "files"] if !id.is_empty())
+}
+
+/// Bytes a request body may carry ([`streams_upload`] aside).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The framework body limit: a declared length over [`MAX_BODY_BYTES`] is refused before the
+/// handler runs, and a body that streams past it fails when read (413 either way). Uploads are
+/// left to their handler's own, configurable limit.
+pub async fn body_limit(req: Request, next: Next) -> Response {
+    if streams_upload(&req) {
+        return next.run(req).await;
+    }
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    next.run(req.map(|b| Body::new(http_body_util::Limited::new(b, MAX_BODY_BYTES)))).await
+}
+
 fn has_body(req: &Request) -> bool {
     let h = req.headers();
     h.contains_key(header::TRANSFER_ENCODING)
@@ -153,7 +183,7 @@ fn early_refusal(req: &Request) -> Option<ApiError> {
             format!("{msg} (at most {MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)"),
         ));
     }
-    if has_body(req) && !is_json(headers.get(header::CONTENT_TYPE)) && !page_form(req) {
+    if has_body(req) && !is_json(headers.get(header::CONTENT_TYPE)) && !page_form(req) && !streams_upload(req) {
         let (code, msg) = code_of(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         return Some(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, msg));
     }

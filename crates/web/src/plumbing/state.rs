@@ -41,6 +41,10 @@ pub struct AppState {
     /// The audit checkpoint signing key, for regulator bundles served over HTTP (`None`: the
     /// bundle route answers 503). Servers set it with [`AppState::with_audit_key`].
     pub audit_key: Option<Arc<audit::CheckpointKey>>,
+    /// Files: blob storage, master keys, the link key and the upload limit. Default: a fresh
+    /// temporary directory and keys that live only in this process; servers set theirs with
+    /// [`AppState::with_files`].
+    pub files: Arc<files::Files>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
         let refusals = crate::plumbing::refusals::RefusalLog::default();
         refusals.spawn_flusher(store.clone());
         let mfa_keys = Arc::new(identity::signin::secret_box::SecretBox::ephemeral());
+        let files = files::Files::ephemeral().map_err(|e| identity::IdentityError::Internal(e.to_string()))?;
         Ok(Self {
             proxies,
             started: Instant::now(),
@@ -75,6 +80,7 @@ impl AppState {
             default_mailer: true,
             authz: Arc::new(authz),
             audit_key: None,
+            files: Arc::new(files),
             store,
         })
     }
@@ -111,6 +117,12 @@ impl AppState {
     #[must_use]
     pub fn with_audit_key(mut self, key: Arc<audit::CheckpointKey>) -> Self {
         self.audit_key = Some(key);
+        self
+    }
+
+    #[must_use]
+    pub fn with_files(mut self, files: files::Files) -> Self {
+        self.files = Arc::new(files);
         self
     }
 

@@ -1,0 +1,170 @@
+//! Streaming uploads. The body is read chunk by chunk: the size limit is checked on every
+//! chunk (the refusal comes the moment it is passed, and nothing read so far is kept), the type
+//! is sniffed from the first 64 KiB before anything is written, and each 64 KiB of plaintext is
+//! hashed, sealed and handed to a multipart write. Memory per upload stays at a chunk, the sniff
+//! window and the storage part buffer (1 MiB on disk, 5 MiB for S3), whatever the file's size.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use object_store::{ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::FilesError;
+use crate::crypto::{BlobCipher, CHUNK, Header};
+use crate::keys::DataKey;
+use crate::names::FileName;
+use crate::sniff::{MediaType, SNIFF_BYTES, sniff};
+use crate::storage::Storage;
+
+/// A blob written to storage, not yet recorded ([`crate::blobs::record`] does that in the
+/// caller's transaction; if that fails, [`Storage::remove`] takes the object away again).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub media_type: MediaType,
+    pub name: FileName,
+    /// The data key that sealed it.
+    pub key_id: Uuid,
+}
+
+/// Parts in flight at once (bounds memory alongside the part size).
+const CONCURRENT_PARTS: usize = 2;
+
+struct Intake<S> {
+    body: S,
+    total: u64,
+    max: u64,
+    ended: bool,
+}
+
+impl<S, E> Intake<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// The next piece of the body, counted against the limit.
+    async fn next(&mut self) -> Result<Option<Bytes>, FilesError> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.body.next().await {
+            None => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(FilesError::Body(e.to_string())),
+            Some(Ok(b)) => {
+                self.total += b.len() as u64;
+                if self.total > self.max {
+                    return Err(FilesError::TooLarge { limit: self.max });
+                }
+                Ok(Some(b))
+            }
+        }
+    }
+}
+
+/// Streams `body` into a new blob of `key`'s organisation, sealed under `key`.
+///
+/// # Errors
+/// `TooLarge` once more than `max` bytes arrived, `TypeRefused` when the content is not on the
+/// allow list, `Empty`, `Body` when the client's stream fails, `Storage` when the write fails.
+/// Nothing is left in storage after an error.
+pub async fn put<S, E>(
+    storage: &Storage,
+    key: &DataKey,
+    name: FileName,
+    body: S,
+    max: u64,
+) -> Result<Stored, FilesError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut intake = Intake { body, total: 0, max, ended: false };
+    let mut head = Vec::with_capacity(SNIFF_BYTES + CHUNK);
+    while head.len() < SNIFF_BYTES {
+        match intake.next().await? {
+            Some(b) => head.extend_from_slice(&b),
+            None => break,
+        }
+    }
+    if head.is_empty() {
+        return Err(FilesError::Empty);
+    }
+    let window = &head[..head.len().min(SNIFF_BYTES)];
+    let media_type =
+        sniff(window, intake.ended && head.len() <= SNIFF_BYTES, &name).map_err(|r| FilesError::TypeRefused(r.0))?;
+
+    let id = Uuid::new_v4();
+    let version = u32::try_from(key.version).map_err(|_| FilesError::Key("bad data key version".into()))?;
+    let header = Header::fresh(version);
+    let cipher = BlobCipher::new(key, id, &header)?;
+    let path = Storage::key(key.tenant, id);
+    let upload = storage.inner().put_multipart(&path).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, storage.part_size());
+    writer.write(&header.encode());
+    let mut hasher = Sha256::new();
+    match pump(&mut intake, &mut writer, &cipher, &mut hasher, head).await {
+        Ok(()) => {
+            if let Err(e) = writer.finish().await {
+                // A completed-but-failed write may have left the object behind.
+                let _ = storage.remove(key.tenant, id).await;
+                return Err(e.into());
+            }
+        }
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, "aborting a refused upload failed");
+            }
+            return Err(e);
+        }
+    }
+    Ok(Stored {
+        id,
+        tenant: key.tenant,
+        size: intake.total,
+        sha256: hasher.finalize().into(),
+        media_type,
+        name,
+        key_id: key.id,
+    })
+}
+
+/// Seals every full chunk as soon as it is there and the remainder (possibly empty) as the last.
+async fn pump<S, E>(
+    intake: &mut Intake<S>,
+    writer: &mut WriteMultipart,
+    cipher: &BlobCipher,
+    hasher: &mut Sha256,
+    mut pending: Vec<u8>,
+) -> Result<(), FilesError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut index = 0u64;
+    loop {
+        while pending.len() >= CHUNK {
+            let rest = pending.split_off(CHUNK);
+            let mut chunk = std::mem::replace(&mut pending, rest);
+            hasher.update(&chunk);
+            cipher.seal(index, false, &mut chunk)?;
+            index += 1;
+            writer.wait_for_capacity(CONCURRENT_PARTS).await?;
+            writer.write(&chunk);
+        }
+        match intake.next().await? {
+            Some(b) => pending.extend_from_slice(&b),
+            None => break,
+        }
+    }
+    hasher.update(&pending);
+    cipher.seal(index, true, &mut pending)?;
+    writer.write(&pending);
+    Ok(())
+}
