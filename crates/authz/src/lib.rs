@@ -40,6 +40,7 @@ const SCHEMA: &str = include_str!("../policies/countersign.cedarschema");
 pub const POLICY_FILES: &[(&str, &str)] = &[
     ("tenant.cedar", include_str!("../policies/tenant.cedar")),
     ("documents.cedar", include_str!("../policies/documents.cedar")),
+    ("programs.cedar", include_str!("../policies/programs.cedar")),
 ];
 
 /// Why the engine could not load.
@@ -81,6 +82,14 @@ pub enum Action {
     SettingsManage,
     ApiKeysManage,
     DepartmentsRead,
+    ProgramPartnersRead,
+    ProgramPartnersManage,
+    DealRegister,
+    DealRead,
+    DealDecide,
+    LeadRegister,
+    LeadRead,
+    LeadExport,
 }
 
 impl Action {
@@ -106,6 +115,14 @@ impl Action {
         Self::SettingsManage,
         Self::ApiKeysManage,
         Self::DepartmentsRead,
+        Self::ProgramPartnersRead,
+        Self::ProgramPartnersManage,
+        Self::DealRegister,
+        Self::DealRead,
+        Self::DealDecide,
+        Self::LeadRegister,
+        Self::LeadRead,
+        Self::LeadExport,
     ];
 
     #[must_use]
@@ -132,6 +149,14 @@ impl Action {
             Self::SettingsManage => "settings.manage",
             Self::ApiKeysManage => "api_keys.manage",
             Self::DepartmentsRead => "departments.read",
+            Self::ProgramPartnersRead => "program.partners_read",
+            Self::ProgramPartnersManage => "program.partners_manage",
+            Self::DealRegister => "deal.register",
+            Self::DealRead => "deal.read",
+            Self::DealDecide => "deal.decide",
+            Self::LeadRegister => "lead.register",
+            Self::LeadRead => "lead.read",
+            Self::LeadExport => "lead.export",
         }
     }
 

@@ -463,6 +463,9 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("org-admins", &["owner", "admin"]),
     ("auditors-read-audit-and-members", &["auditor"]),
     ("members-read-departments", &["owner", "admin", "staff", "hod", "finance", "md", "auditor"]),
+    ("partners-never-decide", &["partner_admin", "partner_agent"]),
+    ("vendor-runs-programme", &["owner", "admin", "channel_manager"]),
+    ("partners-work-their-own", &["partner_admin", "partner_agent"]),
 ];
 
 #[test]
@@ -554,4 +557,40 @@ fn only_a_leading_role_test_leaves_a_policy_out_of_other_roles_slices() {
         let d = e.decide(&w.member(*role, Some(w.ops)), Action::DocumentRead, &Resource::Document(&doc));
         assert!(d.is_err(), "{role}: the erroring policy denies");
     }
+}
+
+#[test]
+fn partner_programme_permits_by_role_and_no_partner_person_decides_a_deal() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    let vendor = ["owner", "admin", "channel_manager"];
+    let partner = ["partner_admin", "partner_agent"];
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        for action in [
+            Action::ProgramPartnersRead,
+            Action::ProgramPartnersManage,
+            Action::DealRegister,
+            Action::DealRead,
+            Action::DealDecide,
+            Action::LeadRegister,
+            Action::LeadRead,
+            Action::LeadExport,
+        ] {
+            let vendor_action = matches!(
+                action,
+                Action::ProgramPartnersRead | Action::ProgramPartnersManage | Action::DealDecide
+            );
+            let expected = vendor.contains(&role.as_str()) || (!vendor_action && partner.contains(&role.as_str()));
+            let d = e.decide(&s, action, &org);
+            assert_eq!(d.is_ok(), expected, "{role} {action}");
+            // Never across organisations.
+            let cross = e.decide(&s, action, &Resource::Organisation { tenant: other.tenant });
+            assert!(cross.is_err(), "{role} {action} across organisations");
+        }
+    }
+    let d = e.decide(&w.member(Role::PartnerAdmin, None), Action::DealDecide, &org).expect_err("denied");
+    assert_eq!(d.forbidden_by, ["partners-never-decide"]);
 }
