@@ -252,6 +252,25 @@ pub enum AdminCommand {
     /// End every guest membership whose valid_until has passed and revoke its sessions now
     /// (`serve` also does this periodically).
     ExpireMemberships,
+    /// Make a person a partner person (partner_admin or partner_agent) of one partner company
+    /// in an organisation's partner programme (issue 17). Creates the user if the address is
+    /// new. The partner id is the one `GET /api/v1/programme/partners` lists.
+    AddPartnerMember {
+        /// The vendor organisation (slug or id).
+        #[arg(long)]
+        tenant: String,
+        /// The partner company's id.
+        #[arg(long)]
+        partner: uuid::Uuid,
+        #[arg(long)]
+        email: String,
+        /// partner_admin or partner_agent.
+        #[arg(long)]
+        role: String,
+    },
+    /// Expire every deal registration whose protection window has ended (`serve` also does this
+    /// periodically).
+    ExpireDeals,
 }
 
 #[derive(Subcommand)]

@@ -220,8 +220,11 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
 async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
     let mut tx = db.store.program_tx(t, store::ProgramScope::Vendor).await.expect("program tx");
     let tenant = t.as_uuid();
-    let slug: String =
-        sqlx::query_scalar("select slug from tenants where id = $1").bind(tenant).fetch_one(tx.conn()).await.expect("slug");
+    let slug: String = sqlx::query_scalar("select slug from tenants where id = $1")
+        .bind(tenant)
+        .fetch_one(tx.conn())
+        .await
+        .expect("slug");
     sqlx::query("insert into program_settings (tenant_id, id) values ($1, gen_random_uuid())")
         .bind(tenant)
         .execute(tx.conn())
@@ -254,15 +257,13 @@ async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
         partners.push(p);
     }
     deals.push(fixture_deal(&mut tx, None, &format!("fixture-own.{slug}.example"), admin).await);
-    sqlx::query(
-        "insert into deal_conflicts (tenant_id, id, deal_id, other_id) values ($1, gen_random_uuid(), $2, $3)",
-    )
-    .bind(tenant)
-    .bind(deals[0])
-    .bind(deals[1])
-    .execute(tx.conn())
-    .await
-    .expect("deal conflict");
+    sqlx::query("insert into deal_conflicts (tenant_id, id, deal_id, other_id) values ($1, gen_random_uuid(), $2, $3)")
+        .bind(tenant)
+        .bind(deals[0])
+        .bind(deals[1])
+        .execute(tx.conn())
+        .await
+        .expect("deal conflict");
     tx.commit().await.expect("commit");
     partners
 }

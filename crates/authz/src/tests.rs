@@ -579,10 +579,8 @@ fn partner_programme_permits_by_role_and_no_partner_person_decides_a_deal() {
             Action::LeadRead,
             Action::LeadExport,
         ] {
-            let vendor_action = matches!(
-                action,
-                Action::ProgramPartnersRead | Action::ProgramPartnersManage | Action::DealDecide
-            );
+            let vendor_action =
+                matches!(action, Action::ProgramPartnersRead | Action::ProgramPartnersManage | Action::DealDecide);
             let expected = vendor.contains(&role.as_str()) || (!vendor_action && partner.contains(&role.as_str()));
             let d = e.decide(&s, action, &org);
             assert_eq!(d.is_ok(), expected, "{role} {action}");

@@ -208,9 +208,8 @@ pub async fn register(
     )
     .execute(tx.conn())
     .await?;
-    let conflict = sqlx::query_scalar!("select countersign_deal_conflicts($1) as \"conflict!\"", id)
-        .fetch_one(tx.conn())
-        .await?;
+    let conflict =
+        sqlx::query_scalar!("select countersign_deal_conflicts($1) as \"conflict!\"", id).fetch_one(tx.conn()).await?;
     let deal = get(tx, id).await?;
     let changes = Changes::none()
         .field("partner_id", None::<String>, partner.map(|p| p.to_string()))
@@ -321,10 +320,14 @@ pub async fn decide(
     let from = effective(DealStatus::parse(&row.status)?, row.protected_until, Utc::now());
     let to = next(from, decision).ok_or_else(|| ProgramError::Conflict {
         code: "transition_not_allowed",
-        reason: format!("a {} deal registration cannot be {}d", from.as_str(), match decision {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
-        }),
+        reason: format!(
+            "a {} deal registration cannot be {}d",
+            from.as_str(),
+            match decision {
+                Decision::Approve => "approve",
+                Decision::Reject => "reject",
+            }
+        ),
     })?;
     let days = protection_days(tx).await?;
     let protected_until = sqlx::query_scalar!(
@@ -346,9 +349,11 @@ pub async fn decide(
         Decision::Approve => "deal.approved",
         Decision::Reject => "deal.rejected",
     };
-    let changes = Changes::none()
-        .field("status", from.as_str(), to.as_str())
-        .field("protected_until", row.protected_until, protected_until);
+    let changes = Changes::none().field("status", from.as_str(), to.as_str()).field(
+        "protected_until",
+        row.protected_until,
+        protected_until,
+    );
     let event = Event::new(action, Entity::of("deal", id)?, changes)?.with_reason(reason)?;
     audit::record_by(tx, who, &event).await?;
     get(tx, id).await
@@ -402,10 +407,7 @@ pub async fn expire_in(tx: &mut TenantTx, who: &Who) -> Result<u64, ProgramError
             Entity::of("deal", d.id)?,
             Changes::none().field("status", "approved", "expired"),
         )?
-        .with_reason(&format!(
-            "protection ended {}",
-            d.protected_until.map(|u| u.to_rfc3339()).unwrap_or_default()
-        ))?;
+        .with_reason(&format!("protection ended {}", d.protected_until.map(|u| u.to_rfc3339()).unwrap_or_default()))?;
         audit::record_by(tx, who, &event).await?;
     }
     Ok(due.len() as u64)

@@ -43,7 +43,13 @@ fn optional(field: &'static str, v: Option<&String>) -> Result<Option<String>, P
 
 /// Registers a lead for the caller's partner. Leads belong to partners: vendor staff do not
 /// register them (their own pipeline is deal registrations without a partner).
-pub async fn register(tx: &mut TenantTx, who: &Who, permit: &Permit, by: Uuid, new: &NewLead) -> Result<Lead, ProgramError> {
+pub async fn register(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &Permit,
+    by: Uuid,
+    new: &NewLead,
+) -> Result<Lead, ProgramError> {
     permit.require(Action::LeadRegister, tx.tenant().as_uuid())?;
     let Scope::Partner(partner) = scope(tx).await? else {
         return Err(ProgramError::Forbidden {
@@ -63,7 +69,8 @@ pub async fn register(tx: &mut TenantTx, who: &Who, permit: &Permit, by: Uuid, n
     let contact_email = new.contact_email.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     if let Some(e) = &contact_email {
         let ok = e.len() <= 254
-            && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
+            && e.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
         if !ok {
             return Err(invalid("contactEmail", "must be an email address"));
         }

@@ -81,7 +81,9 @@ mod tests {
     #[test]
     fn domains_are_normalised_or_refused() {
         assert_eq!(parse_domain("d", " Example.COM. ").ok().as_deref(), Some("example.com"));
-        for bad in ["", "example", "-a.com", "a-.com", "a..com", "a b.com", "a'.com", &format!("{}.com", "a".repeat(64))] {
+        for bad in
+            ["", "example", "-a.com", "a-.com", "a..com", "a b.com", "a'.com", &format!("{}.com", "a".repeat(64))]
+        {
             assert!(parse_domain("d", bad).is_err(), "{bad}");
         }
     }
