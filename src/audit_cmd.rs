@@ -178,6 +178,14 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 println!("ended {ended} membership(s) past valid_until; their sessions are revoked");
                 Ok(ExitCode::SUCCESS)
             }
+            AdminCommand::AddPartnerMember { tenant, partner, email, role } => {
+                add_partner_member(&store, &tenant, partner, &email, &role).await
+            }
+            AdminCommand::ExpireDeals => {
+                let n = programs::deals::expire_due(&store).await?;
+                println!("expired {n} deal registration(s) past their protection window");
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
     .await;
@@ -213,6 +221,34 @@ fn trusted_keys(key: &KeyFile, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys>
 }
 
 /// A slug or a UUID naming an active organisation.
+async fn add_partner_member(
+    store: &Store,
+    tenant: &str,
+    partner: uuid::Uuid,
+    email: &str,
+    role: &str,
+) -> anyhow::Result<ExitCode> {
+    let role: authz::Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    if !role.is_partner_person() {
+        anyhow::bail!("--role: expected partner_admin or partner_agent");
+    }
+    let email = identity::EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let id = resolve(store, tenant).await?;
+    let who = audit::Who::system("cli:add-partner-member");
+    let mut g = store.global_tx().await?;
+    let user = match identity::directory::users::find_by_email(&mut g, &email).await? {
+        Some(u) => u,
+        None => identity::directory::users::create(&mut g, &who, &email, email.as_str()).await?,
+    };
+    g.commit().await?;
+    let mut tx = store.program_tx(id, store::ProgramScope::Vendor).await?;
+    let permit = authz::Permit::operator(authz::Action::ProgramPartnersManage, id.as_uuid());
+    let membership = programs::partners::add_member(&mut tx, &who, &permit, partner, user.id, role).await?;
+    tx.commit().await?;
+    println!("{} is now {role} of partner {partner} (membership {membership})", email.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn resolve(store: &Store, tenant: &str) -> anyhow::Result<TenantId> {
     if let Ok(id) = tenant.parse::<TenantId>() {
         let mut tx = store.tenant_tx(id).await?;

@@ -270,6 +270,25 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
     },
+    /// Make a person a partner person (partner_admin or partner_agent) of one partner company
+    /// in an organisation's partner programme (issue 17). Creates the user if the address is
+    /// new. The partner id is the one `GET /api/v1/programme/partners` lists.
+    AddPartnerMember {
+        /// The vendor organisation (slug or id).
+        #[arg(long)]
+        tenant: String,
+        /// The partner company's id.
+        #[arg(long)]
+        partner: uuid::Uuid,
+        #[arg(long)]
+        email: String,
+        /// partner_admin or partner_agent.
+        #[arg(long)]
+        role: String,
+    },
+    /// Expire every deal registration whose protection window has ended (`serve` also does this
+    /// periodically).
+    ExpireDeals,
 }
 
 #[derive(Subcommand)]

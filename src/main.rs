@@ -172,6 +172,13 @@ fn spawn_membership_expiry(store: store::Store, every: std::time::Duration) -> t
                 Ok(n) => tracing::info!(purged = n, "delivered or expired outbox mail purged"),
                 Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
             }
+            // Deal registrations whose protection window has ended (issue 17); reads already
+            // show them expired, this records it (audited) in each organisation.
+            match programs::deals::expire_due(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "deal registration protections expired"),
+                Err(e) => tracing::warn!(error = %e, "deal expiry sweep failed"),
+            }
             // Idempotency keys are remembered for 24 hours.
             match store::idempotency::purge_expired(&store).await {
                 Ok(0) => {}

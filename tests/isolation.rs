@@ -21,16 +21,137 @@ async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
 }
 
 /// Runs `sql` as the app role in a transaction with `tenant` in force, rolling back afterwards.
+/// The partner-programme scope is `vendor`, so the tenant dimension is attacked on its own on the
+/// partner tables too (their partner dimension: `partner_tables_*` below).
 async fn as_tenant(
     conn: &mut PgConnection,
     tenant: &str,
     sql: &str,
 ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    as_partner(conn, tenant, "vendor", sql).await
+}
+
+/// Runs `sql` as the app role with `tenant` and the partner-programme scope `scope` in force.
+async fn as_partner(
+    conn: &mut PgConnection,
+    tenant: &str,
+    scope: &str,
+    sql: &str,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant).execute(&mut *tx).await?;
+    sqlx::query("select set_config('app.partner_scope', $1, true)").bind(scope).execute(&mut *tx).await?;
     let r = sqlx::query(sql).fetch_all(&mut *tx).await;
     tx.rollback().await?;
     r
+}
+
+/// Tables carrying the partner dimension, from the catalog (the restrictive policy), with the
+/// column that names the owning partner.
+async fn partner_tables(conn: &mut PgConnection) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select c.relname::text, case when c.relname = 'partners' then 'id' else 'partner_id' end
+           from pg_policy p join pg_class c on c.oid = p.polrelid
+          where p.polname = 'partner_isolation' and not p.polpermissive
+          order by 1",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("catalog")
+}
+
+#[tokio::test]
+async fn every_partner_table_hides_other_partners_rows_even_without_a_where() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let ta = a.id.to_string();
+    let (pa, pb) = (a.partners[0].to_string(), a.partners[1].to_string());
+    let mut admin = db.admin_conn().await;
+    let mut app = db.raw_app_conn().await;
+
+    // Every tenant table with a partner_id (but the two naming a person's company) is covered.
+    let uncovered: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind in ('r','p')
+            and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'partner_id' and not a.attisdropped)
+            and c.relname not in ('memberships', 'invitations')
+            and not exists (select 1 from pg_policy p where p.polrelid = c.oid and p.polname = 'partner_isolation' and not p.polpermissive)",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("catalog");
+    assert!(uncovered.is_empty(), "partner tables without partner_isolation: {uncovered:?}");
+    let tables = partner_tables(&mut admin).await;
+    let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+    for expected in ["deal_conflicts", "deal_registrations", "partner_leads", "partners"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+
+    for (t, col) in &tables {
+        // The fixture gives both partners (or, for the vendor-only deal_conflicts, the vendor) rows.
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {t} where tenant_id = $1"))
+            .bind(a.id.as_uuid())
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+        assert!(n >= 1, "table {t}: extend tests/common program_rows()");
+
+        // 1. Partner A's scope, a SELECT with no WHERE at all: only A's rows.
+        let rows = as_partner(
+            &mut app,
+            &ta,
+            &pa,
+            &format!(
+                "select count(*) filter (where {col} = '{pa}') as mine,
+                        count(*) filter (where {col} is distinct from '{pa}') as other from {t}"
+            ),
+        )
+        .await
+        .expect("select as partner A");
+        let (mine, other): (i64, i64) = (rows[0].get("mine"), rows[0].get("other"));
+        assert_eq!(other, 0, "table {t}: partner A sees rows that are not A's");
+        if *t != "deal_conflicts" {
+            assert!(mine > 0, "table {t}: partner A cannot see its own rows");
+        }
+
+        // 2. No scope, the scope 'none', an unknown partner, garbage: nothing, in A's tenant.
+        for scope in ["", "none", "00000000-0000-0000-0000-000000000000", "' or 1=1 --", "VENDOR"] {
+            let rows = as_partner(&mut app, &ta, scope, &format!("select 1 from {t}")).await.expect("select");
+            assert!(rows.is_empty(), "table {t}: rows visible with partner scope {scope:?}");
+        }
+        let rows = as_tenant(&mut app, "", &format!("select 1 from {t}")).await.expect("no tenant");
+        assert!(rows.is_empty(), "table {t}: vendor scope without a tenant shows rows");
+
+        // 3. Partner A writes a row labelled partner B: refused by WITH CHECK.
+        let clone = format!(
+            "insert into {t} select (jsonb_populate_record(null::{t}, to_jsonb(r) || jsonb_build_object('{col}', '{pb}', 'id', gen_random_uuid()))).* from {t} r limit 1"
+        );
+        if *t != "deal_conflicts" {
+            let e = as_partner(&mut app, &ta, &pa, &clone).await.expect_err("insert as B must fail");
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
+            // 4. Partner A moves its own row to B: refused.
+            let e = as_partner(&mut app, &ta, &pa, &format!("update {t} set {col} = '{pb}'"))
+                .await
+                .expect_err("move must fail");
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "table {t}: {e}");
+        }
+
+        // 5. Partner A updates or deletes B's rows (or all rows): B's are untouched.
+        for dml in [
+            format!("update {t} set tenant_id = tenant_id where {col} = '{pb}' returning 1"),
+            format!("delete from {t} where {col} is distinct from '{pa}' returning 1"),
+        ] {
+            match as_partner(&mut app, &ta, &pa, &dml).await {
+                Ok(rows) => assert!(rows.is_empty(), "table {t}: A touched B's rows with {dml}"),
+                Err(e) => assert_eq!(sqlstate(&e).as_deref(), Some("23503"), "table {t}: {dml}: {e}"),
+            }
+        }
+
+        // 6. A partner id of organisation A used in organisation B's tenant: nothing.
+        let rows = as_partner(&mut app, &b.id.to_string(), &pa, &format!("select 1 from {t}")).await.expect("select");
+        assert!(rows.is_empty(), "table {t}: A's partner scope sees rows in another tenant");
+    }
 }
 
 #[tokio::test]
@@ -135,7 +256,13 @@ async fn composite_foreign_keys_refuse_cross_tenant_references() {
             .fetch_one(&mut admin)
             .await
             .expect("b target");
-        let e = sqlx::query(&format!("update {table} set {col} = $1 where tenant_id = $2"))
+        // A partner id needs a partner role beside it (a check constraint that runs first).
+        let also = if col == "partner_id" && (table == "memberships" || table == "invitations") {
+            ", role = 'partner_agent'"
+        } else {
+            ""
+        };
+        let e = sqlx::query(&format!("update {table} set {col} = $1{also} where tenant_id = $2"))
             .bind(b_target)
             .bind(a.id.as_uuid())
             .execute(&mut admin)

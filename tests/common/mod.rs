@@ -19,6 +19,8 @@ pub struct Org {
     pub department: Uuid,
     pub memberships: Vec<Uuid>,
     pub users: Vec<Uuid>,
+    /// Two partner companies of this organisation's partner programme (rows only).
+    pub partners: Vec<Uuid>,
 }
 
 /// A fixed checkpoint key for tests (never used outside them).
@@ -232,7 +234,80 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     let mut tx = db.store.tenant_tx(t).await.expect("tenant tx");
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
     tx.commit().await.expect("commit");
-    Org { id: t, department: dept.id, memberships: ms, users: us }
+    let partners = program_rows(db, t, us[0]).await;
+    Org { id: t, department: dept.id, memberships: ms, users: us, partners }
+}
+
+/// Partner-programme rows (issue 17), written in the vendor scope: two partners, a lead and a
+/// deal registration of each, a deal of the vendor's own sales, a conflict record and the
+/// programme settings. Rows only (no audit events). Customer domains are unique per organisation.
+async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
+    let mut tx = db.store.program_tx(t, store::ProgramScope::Vendor).await.expect("program tx");
+    let tenant = t.as_uuid();
+    let slug: String = sqlx::query_scalar("select slug from tenants where id = $1")
+        .bind(tenant)
+        .fetch_one(tx.conn())
+        .await
+        .expect("slug");
+    sqlx::query("insert into program_settings (tenant_id, id) values ($1, gen_random_uuid())")
+        .bind(tenant)
+        .execute(tx.conn())
+        .await
+        .expect("program settings");
+    let mut partners = Vec::new();
+    let mut deals = Vec::new();
+    for (i, name) in ["Fixture One", "Fixture Two"].into_iter().enumerate() {
+        let p = Uuid::now_v7();
+        sqlx::query("insert into partners (tenant_id, id, company_name, domain) values ($1, $2, $3, $4)")
+            .bind(tenant)
+            .bind(p)
+            .bind(name)
+            .bind(format!("p{i}.{slug}.example"))
+            .execute(tx.conn())
+            .await
+            .expect("partner");
+        sqlx::query(
+            "insert into partner_leads (tenant_id, id, partner_id, company_name, created_by)
+             values ($1, gen_random_uuid(), $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(p)
+        .bind(format!("Lead of {name}"))
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("lead");
+        deals.push(fixture_deal(&mut tx, Some(p), &format!("fixture-customer-{i}.{slug}.example"), admin).await);
+        partners.push(p);
+    }
+    deals.push(fixture_deal(&mut tx, None, &format!("fixture-own.{slug}.example"), admin).await);
+    sqlx::query("insert into deal_conflicts (tenant_id, id, deal_id, other_id) values ($1, gen_random_uuid(), $2, $3)")
+        .bind(tenant)
+        .bind(deals[0])
+        .bind(deals[1])
+        .execute(tx.conn())
+        .await
+        .expect("deal conflict");
+    tx.commit().await.expect("commit");
+    partners
+}
+
+async fn fixture_deal(tx: &mut store::TenantTx, partner: Option<Uuid>, domain: &str, by: Uuid) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into deal_registrations (tenant_id, id, partner_id, customer_company, customer_domain,
+                                         amount_minor, currency, expected_close, registered_by)
+         values ($1, $2, $3, $4, $4, 100000, 'EUR', date '2030-01-01', $5)",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(id)
+    .bind(partner)
+    .bind(domain)
+    .bind(by)
+    .execute(tx.conn())
+    .await
+    .expect("deal registration");
+    id
 }
 
 /// An API key the operator mints in `tenant`; returns its id and its secret.

@@ -41,6 +41,7 @@ pub const POLICY_FILES: &[(&str, &str)] = &[
     ("tenant.cedar", include_str!("../policies/tenant.cedar")),
     ("documents.cedar", include_str!("../policies/documents.cedar")),
     ("files.cedar", include_str!("../policies/files.cedar")),
+    ("programs.cedar", include_str!("../policies/programs.cedar")),
 ];
 
 /// Why the engine could not load.
@@ -88,6 +89,14 @@ pub enum Action {
     AttachmentShare,
     /// Delete (softly) or restore an attached file.
     AttachmentRemove,
+    ProgramPartnersRead,
+    ProgramPartnersManage,
+    DealRegister,
+    DealRead,
+    DealDecide,
+    LeadRegister,
+    LeadRead,
+    LeadExport,
 }
 
 impl Action {
@@ -116,6 +125,14 @@ impl Action {
         Self::AttachmentRead,
         Self::AttachmentShare,
         Self::AttachmentRemove,
+        Self::ProgramPartnersRead,
+        Self::ProgramPartnersManage,
+        Self::DealRegister,
+        Self::DealRead,
+        Self::DealDecide,
+        Self::LeadRegister,
+        Self::LeadRead,
+        Self::LeadExport,
     ];
 
     #[must_use]
@@ -145,6 +162,14 @@ impl Action {
             Self::AttachmentRead => "attachment.read",
             Self::AttachmentShare => "attachment.share",
             Self::AttachmentRemove => "attachment.remove",
+            Self::ProgramPartnersRead => "program.partners_read",
+            Self::ProgramPartnersManage => "program.partners_manage",
+            Self::DealRegister => "deal.register",
+            Self::DealRead => "deal.read",
+            Self::DealDecide => "deal.decide",
+            Self::LeadRegister => "lead.register",
+            Self::LeadRead => "lead.read",
+            Self::LeadExport => "lead.export",
         }
     }
 

@@ -22,6 +22,12 @@ pub enum Role {
     Client,
     Partner,
     Agent,
+    /// Vendor side of a partner programme: manages partners, decides deal registrations.
+    ChannelManager,
+    /// A partner company's administrator (a member of the vendor with a `partner_id`).
+    PartnerAdmin,
+    /// A partner company's agent (a member of the vendor with a `partner_id`).
+    PartnerAgent,
 }
 
 impl Role {
@@ -37,6 +43,9 @@ impl Role {
         Self::Client,
         Self::Partner,
         Self::Agent,
+        Self::ChannelManager,
+        Self::PartnerAdmin,
+        Self::PartnerAgent,
     ];
 
     #[must_use]
@@ -53,7 +62,16 @@ impl Role {
             Self::Client => "client",
             Self::Partner => "partner",
             Self::Agent => "agent",
+            Self::ChannelManager => "channel_manager",
+            Self::PartnerAdmin => "partner_admin",
+            Self::PartnerAgent => "partner_agent",
         }
+    }
+
+    /// A partner person (their membership names their partner company).
+    #[must_use]
+    pub fn is_partner_person(self) -> bool {
+        matches!(self, Self::PartnerAdmin | Self::PartnerAgent)
     }
 }
 

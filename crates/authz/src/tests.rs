@@ -466,6 +466,9 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("attachment-read-by-members", &["owner", "admin", "staff", "hod", "finance", "md", "auditor"]),
     ("attachment-read-by-flag", &["vendor", "client", "partner"]),
     ("attachment-outsiders-change-nothing", &["vendor", "client", "partner", "agent"]),
+    ("partners-never-decide", &["partner_admin", "partner_agent"]),
+    ("vendor-runs-programme", &["owner", "admin", "channel_manager"]),
+    ("partners-work-their-own", &["partner_admin", "partner_agent"]),
 ];
 
 #[test]
@@ -603,4 +606,38 @@ fn attachments_follow_their_document_and_their_visibility_flag() {
     // Another organisation's attachment: nothing.
     let other = Subject { tenant: Uuid::now_v7(), ..w.member(Role::Owner, None) };
     assert!(!may(&other, Action::AttachmentRead, &file(Visibility::Internal, true)));
+}
+
+#[test]
+fn partner_programme_permits_by_role_and_no_partner_person_decides_a_deal() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    let vendor = ["owner", "admin", "channel_manager"];
+    let partner = ["partner_admin", "partner_agent"];
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        for action in [
+            Action::ProgramPartnersRead,
+            Action::ProgramPartnersManage,
+            Action::DealRegister,
+            Action::DealRead,
+            Action::DealDecide,
+            Action::LeadRegister,
+            Action::LeadRead,
+            Action::LeadExport,
+        ] {
+            let vendor_action =
+                matches!(action, Action::ProgramPartnersRead | Action::ProgramPartnersManage | Action::DealDecide);
+            let expected = vendor.contains(&role.as_str()) || (!vendor_action && partner.contains(&role.as_str()));
+            let d = e.decide(&s, action, &org);
+            assert_eq!(d.is_ok(), expected, "{role} {action}");
+            // Never across organisations.
+            let cross = e.decide(&s, action, &Resource::Organisation { tenant: other.tenant });
+            assert!(cross.is_err(), "{role} {action} across organisations");
+        }
+    }
+    let d = e.decide(&w.member(Role::PartnerAdmin, None), Action::DealDecide, &org).expect_err("denied");
+    assert_eq!(d.forbidden_by, ["partners-never-decide"]);
 }

@@ -236,6 +236,13 @@ impl Store {
         TenantTx::begin(&self.inner.pool, tenant).await
     }
 
+    /// A tenant transaction with a partner-programme scope (issue 17); see
+    /// [`TenantTx::begin_program`]. Every partner-programme handler uses this, never
+    /// [`Store::tenant_tx`] (under which partner tables show nothing).
+    pub async fn program_tx(&self, tenant: TenantId, scope: crate::ProgramScope) -> Result<TenantTx, StoreError> {
+        TenantTx::begin_program(&self.inner.pool, tenant, scope).await
+    }
+
     /// A read-only, REPEATABLE READ transaction in which only `tenant`'s rows exist. With a
     /// snapshot exported by another open transaction, it sees exactly what that one sees.
     pub async fn tenant_reader(&self, tenant: TenantId, snapshot: Option<&SnapshotId>) -> Result<TenantTx, StoreError> {

@@ -376,6 +376,24 @@ async fn tenant_violations(conn: &mut PgConnection) -> Result<Vec<Violation>, St
         union all
         select tbl, 'owned by the application role' from tenant_tables where owner = 'countersign_app'
         union all
+        -- The partner dimension (issue 17): partners itself (on id) and every other tenant table
+        -- with a partner_id column, except the two where partner_id names a person's company
+        -- (memberships, invitations), carry the restrictive partner_isolation policy exactly.
+        select t.tbl, 'missing restrictive policy partner_isolation (countersign_protect_partner)'
+          from tenant_tables t
+         where (t.tbl = 'partners' or (t.tbl not in ('memberships', 'invitations') and exists (
+                    select 1 from pg_attribute a
+                     where a.attrelid = t.oid and a.attname = 'partner_id' and not a.attisdropped)))
+           and not exists (
+                select 1 from pol where pol.polrelid = t.oid and pol.name = 'partner_isolation'
+                   and not pol.polpermissive and pol.polcmd = '*'
+                   and pol.qual = replace(
+                       '(( SELECT countersign_bypass_active() AS countersign_bypass_active) OR '
+                       '(( SELECT countersign_partner_scope() AS countersign_partner_scope) = ''vendor''::text) OR '
+                       '(COL = ( SELECT countersign_partner_scope_id() AS countersign_partner_scope_id)))',
+                       'COL', case when t.tbl = 'partners' then 'id' else 'partner_id' end)
+                   and pol.chk = pol.qual)
+        union all
         select 'role countersign_app', 'application role can bypass row level security'
           from pg_roles where rolname = 'countersign_app' and (rolbypassrls or rolsuper)
         order by 1, 2

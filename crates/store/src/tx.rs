@@ -25,6 +25,41 @@ impl TenantTx {
         Ok(Self { tx, tenant })
     }
 
+    /// A tenant transaction with a partner-programme scope (`app.partner_scope`, issue 17).
+    ///
+    /// For [`ProgramScope::Member`] the scope is derived in the database, in the same round trip,
+    /// from that user's own active membership of `tenant` (`countersign_program_scope`): vendor
+    /// staff get `vendor`, a partner person gets their partner's id, anyone else `none`. The
+    /// caller passes only the authenticated user id; no request input can name a partner.
+    /// [`ProgramScope::Vendor`] is for operator and system work (CLI, the `serve` sweep).
+    /// A plain [`TenantTx::begin`] sets no scope, and partner tables then show nothing.
+    pub(crate) async fn begin_program(
+        pool: &sqlx::PgPool,
+        tenant: TenantId,
+        scope: ProgramScope,
+    ) -> Result<Self, StoreError> {
+        // Both values are typed UUIDs (validated Display): no quoting is possible inside them.
+        let scope_sql = match scope {
+            ProgramScope::Member(user) => format!("countersign_program_scope('{user}'::uuid)"),
+            ProgramScope::Vendor => "'vendor'".to_owned(),
+        };
+        let sql = format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true); \
+             SELECT set_config('app.partner_scope', {scope_sql}, true)"
+        );
+        let tx = pool.begin_with(sql).await?;
+        metrics::global().tenant_tx();
+        Ok(Self { tx, tenant })
+    }
+
+    /// The partner-programme scope in force: `Some("vendor")`, `Some(partner id)`,
+    /// `Some("none")`, or `None` outside a programme transaction.
+    pub async fn partner_scope(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<String>>("select countersign_partner_scope()")
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
     /// A read-only REPEATABLE READ transaction; with `snapshot`, it sees exactly what the
     /// transaction that exported it sees (parallel scans of one consistent state).
     pub(crate) async fn begin_reader(
@@ -84,6 +119,15 @@ impl TenantTx {
     pub async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await.map_err(StoreError::from)
     }
+}
+
+/// Who a programme transaction acts for; see [`TenantTx::begin_program`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramScope {
+    /// An authenticated person: the scope follows their own membership, looked up in the database.
+    Member(uuid::Uuid),
+    /// The vendor side as a whole, for operator and system work (never from a request).
+    Vendor,
 }
 
 /// The name of an exported snapshot (`pg_export_snapshot()`), valid while its exporting

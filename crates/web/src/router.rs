@@ -17,8 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, departments, documents, files, health, invitations, ip_allowlist, joining, me, members, mfa,
-    openapi,
-    security, sessions,
+    openapi, programs, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -95,7 +94,25 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/periods", Domain(&[Action::PeriodOpen]), documents::open_period)
         .get("/periods/{id}", Domain(&[Action::PeriodRead]), documents::get_period)
         .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), documents::close_period)
-        .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), documents::reopen_period);
+        .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), documents::reopen_period)
+        // Partner programmes (issue 17): the partner dimension is the database's (program_tx).
+        .get("/programme/partners", Org(Action::ProgramPartnersRead), programs::list_partners)
+        .post("/programme/partners", Org(Action::ProgramPartnersManage), programs::create_partner)
+        .get("/programme/partners/{id}", Org(Action::ProgramPartnersRead), programs::get_partner)
+        .add(
+            axum::http::Method::PATCH,
+            "/programme/partners/{id}",
+            Org(Action::ProgramPartnersManage),
+            programs::update_partner,
+        )
+        .get("/deals", Org(Action::DealRead), programs::list_deals)
+        .post("/deals", Org(Action::DealRegister), programs::register_deal)
+        .get("/deals/{id}", Org(Action::DealRead), programs::get_deal)
+        .post("/deals/{id}/approve", Org(Action::DealDecide), programs::approve_deal)
+        .post("/deals/{id}/reject", Org(Action::DealDecide), programs::reject_deal)
+        .get("/leads", Org(Action::LeadRead), programs::list_leads)
+        .post("/leads", Org(Action::LeadRegister), programs::register_lead)
+        .get("/leads/export", Org(Action::LeadExport), programs::export_leads);
     // Reads every message, codes included: never routed unless asked for at start-up.
     if dev_outbox {
         r.get("/dev/outbox", Public("development only: routed only with --dev-outbox"), mfa::dev_outbox)

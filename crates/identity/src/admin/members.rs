@@ -24,9 +24,15 @@ pub fn is_admin(role: Role) -> bool {
 }
 
 /// May a caller in role `caller` grant `role` (or act on a member who holds it)? Owners may do
-/// anything; admins anything but owner; nobody else administers members.
+/// anything; admins anything but owner; nobody else administers members; partner roles are
+/// granted only by the partner programme.
 #[must_use]
 pub fn may_grant(caller: Role, role: Role) -> bool {
+    // Partner people belong to a partner company: granted only through the partner programme
+    // (which sets the membership's partner_id), never through the generic member machinery.
+    if role.is_partner_person() {
+        return false;
+    }
     match caller {
         Role::Owner => true,
         Role::Admin => role != Role::Owner,

@@ -14,6 +14,7 @@ pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;
 pub mod openapi;
+pub(crate) mod programs;
 pub mod security;
 pub(crate) mod sessions;
 pub(crate) mod sign_in;

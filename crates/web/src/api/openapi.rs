@@ -197,6 +197,23 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("PUT", "/attachments/{id}/visibility") => {
             (Some(of::<fls::VisibilityBody>()), json("200", of::<approvals::attachments::AttachmentRow>()))
         }
+        ("GET", "/programme/partners") => (None, json("200", list_of::<::programs::partners::Partner>())),
+        ("POST", "/programme/partners") => {
+            (Some(of::<::programs::partners::NewPartner>()), json("201", of::<::programs::partners::Partner>()))
+        }
+        ("GET", "/programme/partners/{id}") => (None, json("200", of::<::programs::partners::Partner>())),
+        ("PATCH", "/programme/partners/{id}") => {
+            (Some(of::<::programs::partners::PartnerChange>()), json("200", of::<::programs::partners::Partner>()))
+        }
+        ("GET", "/deals") => (None, json("200", list_of::<::programs::deals::Deal>())),
+        ("POST", "/deals") => (Some(of::<::programs::deals::NewDeal>()), json("201", of::<::programs::deals::Deal>())),
+        ("GET", "/deals/{id}") => (None, json("200", of::<::programs::deals::Deal>())),
+        ("POST", "/deals/{id}/approve" | "/deals/{id}/reject") => {
+            (Some(of::<crate::api::programs::DecisionBody>()), json("200", of::<::programs::deals::Deal>()))
+        }
+        ("GET", "/leads") => (None, json("200", list_of::<::programs::leads::Lead>())),
+        ("POST", "/leads") => (Some(of::<::programs::leads::NewLead>()), json("201", of::<::programs::leads::Lead>())),
+        ("GET", "/leads/export") => (None, Text("CSV stream", &["text/csv"])),
         _ => (None, Text("untyped", &["application/json"])),
     }
 }
@@ -208,6 +225,7 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
         ("GET", "/documents") => crate::api::documents::ListQuery::into_params(none),
         ("GET", "/members") => crate::api::members::ListQuery::into_params(none),
         ("GET", "/departments") => crate::api::departments::ListQuery::into_params(none),
+        ("GET", "/deals" | "/leads") => crate::api::programs::ListQuery::into_params(none),
         ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
         ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
         ("GET", "/audit/bundle") => crate::api::audit::BundleQuery::into_params(none),
@@ -336,6 +354,18 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/documents/{id}/transitions") => "transitionDocument",
         ("POST", "/documents/bulk-approve") => "bulkApproveDocuments",
         ("GET", "/periods") => "listPeriods",
+        ("GET", "/programme/partners") => "listPartners",
+        ("POST", "/programme/partners") => "createPartner",
+        ("GET", "/programme/partners/{id}") => "getPartner",
+        ("PATCH", "/programme/partners/{id}") => "updatePartner",
+        ("GET", "/deals") => "listDeals",
+        ("POST", "/deals") => "registerDeal",
+        ("GET", "/deals/{id}") => "getDeal",
+        ("POST", "/deals/{id}/approve") => "approveDeal",
+        ("POST", "/deals/{id}/reject") => "rejectDeal",
+        ("GET", "/leads") => "listLeads",
+        ("POST", "/leads") => "registerLead",
+        ("GET", "/leads/export") => "exportLeads",
         ("POST", "/periods") => "openPeriod",
         ("GET", "/periods/{id}") => "getPeriod",
         ("POST", "/periods/{id}/close") => "closePeriod",

@@ -95,6 +95,9 @@ pub(crate) fn role(r: Role) -> &'static str {
         Role::Client => "Client",
         Role::Partner => "Partner",
         Role::Agent => "Agent",
+        Role::ChannelManager => "Channel manager",
+        Role::PartnerAdmin => "Partner administrator",
+        Role::PartnerAgent => "Partner agent",
     }
 }
 

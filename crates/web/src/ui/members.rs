@@ -132,7 +132,8 @@ pub(crate) struct MemberPage {
 }
 
 /// The roles an administrator assigns to members, in the order offered.
-const ROLES: [Role; 7] = [Role::Staff, Role::Hod, Role::Finance, Role::Md, Role::Auditor, Role::Admin, Role::Owner];
+const ROLES: [Role; 8] =
+    [Role::Staff, Role::Hod, Role::Finance, Role::Md, Role::Auditor, Role::ChannelManager, Role::Admin, Role::Owner];
 
 /// The roles `caller` may grant, `selected` chosen.
 fn role_choices(caller: Role, selected: Option<Role>) -> Vec<Choice> {
