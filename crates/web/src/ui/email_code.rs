@@ -10,17 +10,13 @@ use askama_web::WebTemplate;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use identity::signin::email_codes::Purpose;
-use identity::signin::mfa::{LoginOutcome, Method};
-use secrecy::ExposeSecret;
 
 use crate::api::mfa::{Redeemed, redeem_code, send_code};
-use crate::plumbing::cookies;
-use crate::ui::authenticator::landing;
 use crate::ui::chrome::Chrome;
 use crate::ui::form::{Fields, local_path};
-use crate::ui::sign_in::{SecondFactorPage, answer, form_token_matches, refusal_words};
+use crate::ui::sign_in::{answer, form_token_matches, refusal_words, signed_in};
 use crate::{ApiError, AppState, ClientContext};
 
 #[derive(Template, WebTemplate)]
@@ -147,24 +143,7 @@ pub async fn verify(
         return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &|p| p.code_error = "Enter the code from the email".into()));
     }
     match redeem_code(&state, &ctx, organisation, email, &code).await {
-        Ok(Redeemed::SignedIn(LoginOutcome::Issued(issued))) => {
-            let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
-            cookies::set_session(&mut r, &issued, secure);
-            cookies::remember_organisation(&mut r, &headers, organisation, secure);
-            Ok(r)
-        }
-        Ok(Redeemed::SignedIn(LoginOutcome::MfaRequired(c))) => {
-            let mut r = answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
-                chrome: Chrome::public(csrf),
-                mfa_token: c.token.expose_secret().to_owned(),
-                next: next.clone(),
-                totp: c.methods.contains(&Method::Totp),
-                email_code: c.methods.contains(&Method::EmailCode),
-                problem: String::new(),
-            });
-            cookies::remember_organisation(&mut r, &headers, organisation, secure);
-            Ok(r)
-        }
+        Ok(Redeemed::SignedIn(outcome)) => signed_in(&state, &headers, organisation, &next, outcome).await,
         // A code of another purpose (verify_email) signs nobody in: the same words as a wrong one.
         Ok(Redeemed::Verified) => Ok(again(StatusCode::UNAUTHORIZED, &|p| p.code_error = wrong_code().into())),
         Err(e) if matches!(e.code, "invalid_code" | "invalid_field" | "unauthenticated") => {

@@ -151,25 +151,7 @@ pub async fn submit(
         }));
     }
     match crate::api::sessions::password_login(&state, &ctx, organisation, email, SecretString::from(password)).await {
-        Ok(LoginOutcome::Issued(issued)) => {
-            let mut r = Redirect::to(&landing(&state, &issued, &next).await?).into_response();
-            cookies::set_session(&mut r, &issued, secure);
-            cookies::remember_organisation(&mut r, &headers, organisation, secure);
-            Ok(r)
-        }
-        Ok(LoginOutcome::MfaRequired(c)) => {
-            let mut r = answer(&headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
-                chrome: Chrome::public(csrf),
-                mfa_token: c.token.expose_secret().to_owned(),
-                next: next.clone(),
-                totp: c.methods.contains(&Method::Totp),
-                email_code: c.methods.contains(&Method::EmailCode),
-                problem: String::new(),
-            });
-            // The password was right: the organisation is worth remembering already.
-            cookies::remember_organisation(&mut r, &headers, organisation, secure);
-            Ok(r)
-        }
+        Ok(outcome) => signed_in(&state, &headers, organisation, &next, outcome).await,
         Err(e) if e.code == "invalid_field" => Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &|p| {
             p.email_error = "Enter an email address like name@example.com".into();
             p.focus = "email";
@@ -182,6 +164,36 @@ pub async fn submit(
             Ok(r)
         }
     }
+}
+
+/// A page sign-in whose password or mailed code was right (`ui::sign_in`, `ui::email_code`): into
+/// the app with the session's cookies, or on to the second step. Either way the browser
+/// remembers the organisation for the switcher (`cookies::remember_organisation`).
+pub(crate) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    organisation: &str,
+    next: &str,
+    outcome: LoginOutcome,
+) -> Result<Response, ApiError> {
+    let secure = state.secure_cookies;
+    let mut r = match outcome {
+        LoginOutcome::Issued(issued) => {
+            let mut r = Redirect::to(&landing(state, &issued, next).await?).into_response();
+            cookies::set_session(&mut r, &issued, secure);
+            r
+        }
+        LoginOutcome::MfaRequired(c) => answer(headers, secure, StatusCode::OK, |csrf| SecondFactorPage {
+            chrome: Chrome::public(csrf),
+            mfa_token: c.token.expose_secret().to_owned(),
+            next: next.to_owned(),
+            totp: c.methods.contains(&Method::Totp),
+            email_code: c.methods.contains(&Method::EmailCode),
+            problem: String::new(),
+        }),
+    };
+    cookies::remember_organisation(&mut r, headers, organisation, secure);
+    Ok(r)
 }
 
 /// `POST /sign-in/second-factor` {mfa_token, method, code, next, csrf_token}
