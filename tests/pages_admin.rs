@@ -85,12 +85,7 @@ fn numeric(html: &str) -> String {
 
 /// Redactions that make a page's markup the same on every run.
 fn filters() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
-        (r"/static/(app|htmx|icon)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
-        (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
-        (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
-        (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),
+    common::page_filters(&[
         (r#"<code id="invitation-token">[^<]+</code>"#, r#"<code id="invitation-token">[token]</code>"#),
         (r"<td>(127\.0\.0\.1|::1)</td>", "<td>[ip]</td>"),
         (r"<td>reqwest[^<]*</td>", "<td>[agent]</td>"),
@@ -102,7 +97,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"<li><code>[^<]+</code></li>", "<li><code>[recovery code]</code></li>"),
         (r"csk_[0-9a-f]{32}_[0-9a-f]{32}(_[0-9a-f]{64})?", "csk_[key]"),
         (r"<dd>Event \d+", "<dd>Event [seq]"),
-    ]
+    ])
 }
 
 macro_rules! snapshot {

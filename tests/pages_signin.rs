@@ -29,16 +29,11 @@ async fn world() -> World {
 
 /// Redactions that make a page's markup the same on every run (as tests/pages.rs).
 fn filters() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
-        (r"/static/(app|htmx|icon)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
-        (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
-        (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
+    common::page_filters(&[
         (r#"value="csi_[0-9a-f_]+""#, r#"value="[invitation]""#),
         (r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "data:image/svg+xml;base64,[qr]"),
         (r#"<code class="secret">[A-Z2-7=]+</code>"#, r#"<code class="secret">[key]</code>"#),
-        (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),
-    ]
+    ])
 }
 
 macro_rules! snapshot {

@@ -388,3 +388,17 @@ pub async fn member(
     }
     u.id
 }
+
+/// The redactions every page snapshot needs (ids, asset hashes and SRI, the CSRF token, times),
+/// followed by a test file's own `extra` ones: the page's markup is then the same on every run.
+pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut filters = vec![
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
+        (r"/static/(app|htmx|icon)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
+        (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
+        (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
+        (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),
+    ];
+    filters.extend_from_slice(extra);
+    filters
+}
