@@ -184,44 +184,46 @@ async fn load(admin: &mut PgConnection, tenant: Uuid, departments: &[Uuid], args
 /// The statements of `GET /` for the approver, in the order the server sends them (see
 /// `crates/web/src/ui/inbox.rs::list_page` and `ui/chrome.rs::Chrome::member`): the tenant
 /// transaction, the membership, the 25 rows (+1) of "waiting for me", up to 200 (+1) of them for
-/// the counts, the departments, the organisation and the person for the frame, COMMIT. Filters
-/// the page leaves empty are NULL parameters there and `NULLIF(:none, 'none')` here, so both
-/// sides plan the same expressions.
+/// the counts, the departments, the organisation and the person for the frame, COMMIT. The
+/// lists are the server's statement for an unfiltered page (filters left empty are not in its
+/// text); the departments' empty cursor is a NULL parameter there and `NULLIF(:none, 'none')`
+/// here, so both sides plan the same expressions.
 fn pgbench_script(f: &Fixture) -> String {
-    let waiting = match f.role {
-        Role::Hod => "{queried,submitted}",
-        Role::Finance => "{queried,hod_approved,approved}",
-        _ => "{queried,finance_approved}",
+    // The arms of "waiting for me" (crates/approvals/src/inbox.rs::arms) for this approver: the
+    // queries they raised, then each status they act on, not raised by them, not yet approved by
+    // them in this round (a head of department: only their department's submitted ones).
+    let mine = "d.tenant_id = '{tenant}'::uuid AND d.raised_by <> '{user}'::uuid";
+    let not_approved = "AND NOT EXISTS (SELECT 1 FROM document_approvals a WHERE a.tenant_id = d.tenant_id \
+                        AND a.document_id = d.id AND a.round = d.round AND a.approver = '{user}'::uuid)";
+    let arms: Vec<String> = match (f.role, f.department) {
+        (Role::Hod, Some(dept)) => {
+            vec![format!("d.status = 'submitted' AND {mine} AND d.department_id = '{dept}'::uuid {not_approved}")]
+        }
+        (Role::Finance, _) => vec![
+            format!("d.status = 'hod_approved' AND {mine} {not_approved}"),
+            format!("d.status = 'approved' AND {mine}"),
+        ],
+        _ => vec![format!("d.status = 'finance_approved' AND {mine} {not_approved}")],
     };
-    let reads_everything = matches!(f.role, Role::Finance | Role::Md);
-    let department = f.department.map_or_else(|| "NULLIF(:none, 'none')::uuid".to_owned(), |d| format!("'{d}'::uuid"));
     let list = |limit: u32| {
+        let mut union = format!(
+            "(SELECT d.* FROM documents d WHERE d.tenant_id = '{{tenant}}'::uuid AND d.status = 'queried' \
+             AND d.raised_by = '{{user}}'::uuid ORDER BY d.id DESC LIMIT {limit})"
+        );
+        for arm in &arms {
+            union.push_str(&format!(
+                " UNION ALL (SELECT d.* FROM documents d WHERE {arm} ORDER BY d.id DESC LIMIT {limit})"
+            ));
+        }
         format!(
             "SELECT d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency, \
              d.amount_minor, d.status, d.version, \
-             coalesce((SELECT array_agg(a.approver) FROM document_approvals a WHERE a.document_id = d.id AND a.round = d.round), '{{}}') \
-             FROM documents d \
-             WHERE (NULLIF(:none, 'none')::uuid IS NULL OR d.id < NULLIF(:none, 'none')::uuid) \
-             AND (NULLIF(:none, 'none')::text IS NULL OR d.status = NULLIF(:none, 'none')::text) \
-             AND (NULLIF(:none, 'none')::text IS NULL OR d.kind = NULLIF(:none, 'none')::text) \
-             AND (NULLIF(:none, 'none')::uuid IS NULL OR d.department_id = NULLIF(:none, 'none')::uuid) \
-             AND (NULLIF(:none, 'none')::date IS NULL OR d.document_date >= NULLIF(:none, 'none')::date) \
-             AND (NULLIF(:none, 'none')::date IS NULL OR d.document_date <= NULLIF(:none, 'none')::date) \
-             AND (NULLIF(:none, 'none')::bigint IS NULL OR d.amount_minor >= NULLIF(:none, 'none')::bigint) \
-             AND (NULLIF(:none, 'none')::bigint IS NULL OR d.amount_minor <= NULLIF(:none, 'none')::bigint) \
-             AND (NULLIF(:none, 'none')::text IS NULL OR d.currency = NULLIF(:none, 'none')::text) \
-             AND CASE 'waiting'::text \
-               WHEN 'raised' THEN d.raised_by = '{user}'::uuid \
-               WHEN 'waiting' THEN d.status = any('{waiting}'::text[]) \
-                 AND (d.status = 'queried') = (d.raised_by = '{user}'::uuid) \
-                 AND (d.status <> 'submitted' OR d.department_id = {department}) \
-                 AND (d.status = 'approved' OR NOT EXISTS (SELECT 1 FROM document_approvals a \
-                      WHERE a.document_id = d.id AND a.round = d.round AND a.approver = '{user}'::uuid)) \
-               ELSE {reads_everything}::bool OR d.raised_by = '{user}'::uuid OR d.department_id = {department} \
-             END \
-             ORDER BY d.id DESC LIMIT {limit};\n",
-            user = f.user,
+             coalesce((SELECT array_agg(a.approver) FROM document_approvals a WHERE a.tenant_id = d.tenant_id \
+             AND a.document_id = d.id AND a.round = d.round), '{{}}') \
+             FROM ({union}) d ORDER BY d.id DESC LIMIT {limit};\n"
         )
+        .replace("{tenant}", &f.tenant.to_string())
+        .replace("{user}", &f.user.to_string())
     };
     format!(
         "BEGIN;\n\

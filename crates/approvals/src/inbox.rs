@@ -138,53 +138,7 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
         return Err(invalid("date_to", "must not be before date_from"));
     }
     let s = &m.subject;
-    let hod_department = if s.role == Role::Hod { s.department } else { None };
-    let rows = sqlx::query!(
-        r#"select d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency,
-                  d.amount_minor, d.status, d.version,
-                  coalesce((select array_agg(a.approver) from document_approvals a
-                             where a.document_id = d.id and a.round = d.round), '{}') as "approvers!: Vec<Uuid>"
-             from documents d
-            where ($1::uuid is null or d.id < $1)
-              and ($2::text is null or d.status = $2)
-              and ($3::text is null or d.kind = $3)
-              and ($4::uuid is null or d.department_id = $4)
-              and ($5::date is null or d.document_date >= $5)
-              and ($6::date is null or d.document_date <= $6)
-              and ($7::bigint is null or d.amount_minor >= $7)
-              and ($8::bigint is null or d.amount_minor <= $8)
-              and ($9::text is null or d.currency = $9)
-              and case $10::text
-                    when 'raised' then d.raised_by = $11
-                    when 'waiting' then
-                          d.status = any($12::text[])
-                      and (d.status = 'queried') = (d.raised_by = $11)
-                      and (d.status <> 'submitted' or d.department_id = $13)
-                      and (d.status = 'approved' or not exists (
-                            select 1 from document_approvals a
-                             where a.document_id = d.id and a.round = d.round and a.approver = $11))
-                    else $14::bool or d.raised_by = $11 or d.department_id = $13
-                  end
-            order by d.id desc
-            limit $15"#,
-        filter.cursor,
-        filter.status.map(Status::as_str),
-        filter.kind.map(Kind::as_str),
-        filter.department_id,
-        filter.date_from,
-        filter.date_to,
-        filter.min_amount_minor,
-        filter.max_amount_minor,
-        filter.currency.as_ref().map(Currency::code),
-        filter.view.as_str(),
-        s.user,
-        &waiting_statuses(s.role) as &[&str],
-        hod_department,
-        reads_everything(s.role),
-        filter.limit + 1
-    )
-    .fetch_all(tx.conn())
-    .await?;
+    let rows = candidates(tx, s, filter).await?;
     let more = rows.len() as i64 > filter.limit;
     let mut items = Vec::with_capacity(rows.len());
     let mut last = None;
@@ -223,6 +177,164 @@ pub async fn list(tx: &mut TenantTx, engine: &Engine, m: &Member, filter: &Filte
         });
     }
     Ok(Page { items, next_cursor: if more { last } else { None } })
+}
+
+/// A row as the list query returns it (before the policy engine sees it).
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    number: String,
+    kind: String,
+    department_id: Uuid,
+    raised_by: Uuid,
+    title: String,
+    document_date: NaiveDate,
+    currency: String,
+    amount_minor: i64,
+    status: String,
+    version: i32,
+    approvers: Vec<Uuid>,
+}
+
+/// One arm of a list: a conjunction the candidates must meet, beside the filters every arm shares.
+struct Arm {
+    /// The one status this arm reads (lets it use the `(tenant, status, …, id desc)` indexes).
+    status: Option<&'static str>,
+    raised_by_me: Option<bool>,
+    department: Option<Uuid>,
+    /// Not a document the caller already approved in its current round.
+    not_approved_by_me: bool,
+}
+
+/// The arms of `view` for `s`: their union is what the policies would let the caller see (or
+/// act on, for "waiting"), narrowed the way the policies narrow it.
+fn arms(view: View, s: &authz::Subject) -> Vec<Arm> {
+    let hod_department = if s.role == Role::Hod { s.department } else { None };
+    let arm = |status, raised_by_me, department, not_approved_by_me| Arm {
+        status,
+        raised_by_me,
+        department,
+        not_approved_by_me,
+    };
+    match view {
+        View::Raised => vec![arm(None, Some(true), None, false)],
+        View::All if reads_everything(s.role) => vec![arm(None, None, None, false)],
+        View::All => {
+            let mut v = vec![arm(None, Some(true), None, false)];
+            if let Some(d) = hod_department {
+                v.push(arm(None, Some(false), Some(d), false));
+            }
+            v
+        }
+        View::Waiting => {
+            // Queries wait on the person who raised the document; every other step waits on an
+            // approver who did not raise it and has not yet approved it in this round.
+            let mut v = vec![arm(Some(Status::Queried.as_str()), Some(true), None, false)];
+            for status in waiting_statuses(s.role).into_iter().filter(|st| *st != Status::Queried.as_str()) {
+                let department = if status == Status::Submitted.as_str() {
+                    match hod_department {
+                        Some(d) => Some(d),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                v.push(arm(Some(status), Some(false), department, status != Status::Approved.as_str()));
+            }
+            v
+        }
+    }
+}
+
+/// The candidate rows of a page: one `SELECT … ORDER BY id DESC LIMIT n` per arm, merged.
+///
+/// The statement carries `tenant_id = $tenant` although row-level security already enforces it:
+/// the policies (tenant OR platform bypass) are a filter the planner cannot use as an index
+/// condition, and without the explicit predicate every `(tenant_id, …)` index is out of reach.
+/// Each arm pins one status (and department or raiser) so it walks one index range in id order
+/// and stops after `n` rows; filters the caller left empty are left out of the text rather than
+/// written as `$n IS NULL OR …`, which a cached generic plan cannot use.
+async fn candidates(tx: &mut TenantTx, s: &authz::Subject, filter: &Filter) -> Result<Vec<Row>, ApprovalError> {
+    let limit = filter.limit + 1;
+    let arms: Vec<Arm> = arms(filter.view, s)
+        .into_iter()
+        .filter(|a| match (a.status, filter.status) {
+            (Some(fixed), Some(wanted)) => fixed == wanted.as_str(),
+            _ => true,
+        })
+        .collect();
+    if arms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "select d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency, \
+         d.amount_minor, d.status, d.version, \
+         coalesce((select array_agg(a.approver) from document_approvals a \
+                    where a.tenant_id = d.tenant_id and a.document_id = d.id and a.round = d.round), '{}') as approvers \
+         from (",
+    );
+    for (i, a) in arms.iter().enumerate() {
+        if i > 0 {
+            q.push(" union all ");
+        }
+        q.push("(select d.* from documents d where d.tenant_id = ").push_bind(s.tenant);
+        match (a.status, filter.status) {
+            (Some(fixed), _) => {
+                q.push(" and d.status = ").push_bind(fixed);
+            }
+            (None, Some(wanted)) => {
+                q.push(" and d.status = ").push_bind(wanted.as_str());
+            }
+            (None, None) => {}
+        }
+        match a.raised_by_me {
+            Some(true) => {
+                q.push(" and d.raised_by = ").push_bind(s.user);
+            }
+            Some(false) => {
+                q.push(" and d.raised_by <> ").push_bind(s.user);
+            }
+            None => {}
+        }
+        if let Some(d) = a.department {
+            q.push(" and d.department_id = ").push_bind(d);
+        }
+        if a.not_approved_by_me {
+            q.push(
+                " and not exists (select 1 from document_approvals a \
+                   where a.tenant_id = d.tenant_id and a.document_id = d.id and a.round = d.round and a.approver = ",
+            )
+            .push_bind(s.user)
+            .push(")");
+        }
+        if let Some(c) = filter.cursor {
+            q.push(" and d.id < ").push_bind(c);
+        }
+        if let Some(k) = filter.kind {
+            q.push(" and d.kind = ").push_bind(k.as_str());
+        }
+        if let Some(d) = filter.department_id {
+            q.push(" and d.department_id = ").push_bind(d);
+        }
+        if let Some(from) = filter.date_from {
+            q.push(" and d.document_date >= ").push_bind(from);
+        }
+        if let Some(to) = filter.date_to {
+            q.push(" and d.document_date <= ").push_bind(to);
+        }
+        if let Some(lo) = filter.min_amount_minor {
+            q.push(" and d.amount_minor >= ").push_bind(lo);
+        }
+        if let Some(hi) = filter.max_amount_minor {
+            q.push(" and d.amount_minor <= ").push_bind(hi);
+        }
+        if let Some(c) = &filter.currency {
+            q.push(" and d.currency = ").push_bind(c.code().to_owned());
+        }
+        q.push(" order by d.id desc limit ").push_bind(limit).push(")");
+    }
+    q.push(") d order by d.id desc limit ").push_bind(limit);
+    Ok(q.build_query_as::<Row>().fetch_all(tx.conn()).await?)
 }
 
 /// One document of a bulk approval: the id and the version the approver saw.
