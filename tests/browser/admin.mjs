@@ -7,19 +7,8 @@
 // serious/critical axe finding was seen on any page visited.
 
 import {
-  BASE, ORG, PASSWORD, audit, expectNotice, expectStatuses, fail, finish, heading, person, problems,
+  BASE, audit, expectNotice, expectStatuses, fail, finish, heading, person, problems, signIn,
 } from './harness.mjs';
-
-async function signIn(p, email) {
-  const { page } = p;
-  await page.goto(`${BASE}/`);
-  await heading(page, 'Sign in to Countersign');
-  await page.getByLabel('Organisation').fill(ORG);
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await heading(page, 'Inbox');
-}
 
 try {
   const admin = await person('admin');

@@ -90,6 +90,72 @@ export async function expectNotice(page, text) {
   await page.getByText(text).first().waitFor({ timeout: 10000 });
 }
 
+/** Signs `p` in through the sign-in page (an anonymous `/` must send them there) to the inbox. */
+export async function signIn(p, email) {
+  const { page, who } = p;
+  await page.goto(`${BASE}/`);
+  if (!page.url().includes('/sign-in?next=')) fail(`${who}: / did not send an anonymous visitor to sign in (${page.url()})`);
+  await heading(page, 'Sign in to Countersign');
+  await audit(page, who);
+  await page.getByLabel('Organisation').fill(ORG);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await heading(page, 'Inbox');
+  await audit(page, who);
+}
+
+export async function openDocument(p, id) {
+  await p.page.goto(`${BASE}/documents/${id}`);
+  await p.page.getByRole('heading', { name: 'What you can do' }).waitFor();
+  await audit(p.page, p.who);
+}
+
+/** Fills the open raise form's title and lines, submits it, and returns the new document's id. */
+export async function submitRaise(p, title, lines) {
+  const { page, who } = p;
+  await page.getByLabel('Title', { exact: true }).fill(title);
+  for (const [i, [description, amount]] of lines.entries()) {
+    await page.getByLabel(`Line ${i + 1}: description`).fill(description);
+    await page.getByLabel(`Line ${i + 1}: amount`).fill(amount);
+  }
+  await page.getByRole('button', { name: 'Raise and submit for approval' }).click();
+  await expectNotice(page, 'Submitted: the head of department has it now.');
+  await audit(page, who);
+  const id = /\/documents\/([0-9a-f-]{36})/.exec(page.url());
+  if (!id) fail(`${who}: no document id in ${page.url()}`);
+  return id[1];
+}
+
+/**
+ * Tabs to the Approve button of document `id` (opened first when given; else the page open now)
+ * and presses Enter: the keyboard alone decides, and the focused button must show its outline.
+ */
+export async function approveByKeyboard(p, id) {
+  const { page, who } = p;
+  if (id) await openDocument(p, id);
+  await page.locator('body').focus();
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press('Tab');
+    const label = await page.evaluate(() => {
+      const e = document.activeElement;
+      return e && e.tagName === 'BUTTON' ? e.textContent.trim() : '';
+    });
+    if (label === 'Approve') {
+      const visible = await page.evaluate(() => {
+        const s = getComputedStyle(document.activeElement);
+        return s.outlineStyle !== 'none' && s.outlineWidth !== '0px';
+      });
+      if (!visible) problems.push(`${who}: the focused Approve button shows no focus outline`);
+      await page.keyboard.press('Enter');
+      await expectNotice(page, 'Approved. It has moved on to the next level.');
+      await audit(page, who);
+      return;
+    }
+  }
+  fail(`${who}: Approve was not reachable with Tab`);
+}
+
 /** Closes the browser and exits non-zero when anything went wrong or too few pages were checked. */
 export async function finish(flow, minimumAudited, summary) {
   await browser.close();
