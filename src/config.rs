@@ -118,9 +118,20 @@ pub struct ServeArgs {
     /// Largest file upload in MiB (1-4096); a larger body is refused with 413 while it streams.
     #[arg(long, env = "COUNTERSIGN_MAX_UPLOAD_MIB", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_upload_mib: u64,
+    /// The address people open this server at, for links in mail (an invitation's accept link):
+    /// `https://approvals.example.com` (http or https, no path beyond `/`, no query). Default:
+    /// `http://<listen>` when listening on a loopback address, otherwise none (an invitation mail
+    /// then carries its token and how to accept it through the API).
+    #[arg(long, env = "COUNTERSIGN_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
 }
 
 impl ServeArgs {
+    /// `--public-url`, or `http://<bound address>` when listening on loopback.
+    pub fn public_url(&self, bound: SocketAddr) -> Option<String> {
+        self.public_url.clone().or_else(|| bound.ip().is_loopback().then(|| format!("http://{bound}")))
+    }
+
     pub fn limits(&self) -> web::limits::Limits {
         web::limits::Limits {
             login: self.login_limit,
@@ -336,6 +347,19 @@ fn instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn secret(s: &str) -> Result<SecretString, String> {
     if s.trim().is_empty() { Err("must not be empty".into()) } else { Ok(SecretString::from(s.to_owned())) }
+}
+
+/// `--public-url`: an absolute http(s) origin, kept without a trailing slash.
+fn public_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err("must start with https:// (or http:// for local use)".into());
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', ' ', '@']) || host.chars().any(char::is_control) {
+        return Err("must be an origin such as https://approvals.example.com (no path, query or credentials)".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }
 
 fn cidr(s: &str) -> Result<IpNet, String> {

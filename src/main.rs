@@ -113,7 +113,8 @@ async fn serve(
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits())
             .with_audit_key(key.clone())
-            .with_files(files);
+            .with_files(files)
+            .with_public_url(args.public_url(addr));
     state.secure_cookies = !args.insecure_cookies;
     let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
         Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),

@@ -18,6 +18,9 @@ fn bad_configuration_names_the_setting_and_exits_nonzero() {
         (vec!["serve", "--listen", "not-an-address"], None, "--listen"),
         (vec!["serve", "--trusted-proxies", "10.0.0.0/8,banana"], None, "banana"),
         (vec!["serve", "--db-max-connections", "0"], None, "--db-max-connections"),
+        (vec!["serve", "--public-url", "approvals.example.com"], None, "--public-url"),
+        (vec!["serve"], Some(("COUNTERSIGN_PUBLIC_URL", "https://approvals.example.com/login?next=/")), "public-url"),
+        (vec!["serve", "--public-url", "https://user:pw@approvals.example.com"], None, "--public-url"),
         (vec!["migrate"], Some(("DATABASE_URL", "mysql://root:hunter2@localhost/x")), "DATABASE_URL"),
         (vec!["serve"], Some(("COUNTERSIGN_LOG_FORMAT", "xml")), "log-format"),
     ] {

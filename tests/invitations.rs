@@ -211,3 +211,33 @@ fn the_invitation_mail_is_rendered_in_one_place() {
         identity::admin::invitations::invitation_mail("Acme Ltd", "auditor", "csi_token", chrono::Utc::now(), None);
     assert!(subject.contains("Acme Ltd") && text.contains("csi_token") && text.contains("auditor"));
 }
+
+/// With a public URL configured, the mailed invitation carries a link to the acceptance page
+/// (token in its query), and that link opens the page on this server; without one the mail says
+/// how to accept through the API and holds no link.
+#[tokio::test]
+async fn the_invitation_mail_links_to_the_acceptance_page_when_the_public_url_is_set() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let linked = TestApp::serve(
+        TestApp::setup(&db).dev_outbox().state().with_public_url(Some("https://approvals.acme.example".into())),
+    )
+    .await;
+    let admin = signed_in_admin(&db, &linked, "acme", a.users[0]).await;
+    let inv = invite(&admin, json!({"email": "new.person@elsewhere.example", "role": "staff"})).await;
+    let token = inv["token"].as_str().expect("token");
+    let mail = linked.anonymous().get("/api/v1/dev/outbox?to=new.person@elsewhere.example").await.body;
+    let body = mail["items"][0]["body"].as_str().expect("an invitation mail").to_owned();
+    let link = format!("https://approvals.acme.example/invitations/accept?token={token}");
+    assert!(body.contains(&link), "{body}");
+    let page = linked.anonymous().get(link.trim_start_matches("https://approvals.acme.example")).await;
+    assert_eq!(page.status, StatusCode::OK, "{page}");
+
+    let plain = TestApp::serve(TestApp::setup(&db).dev_outbox().state()).await;
+    let admin = signed_in_admin(&db, &plain, "acme", a.users[0]).await;
+    let inv = invite(&admin, json!({"email": "other.person@elsewhere.example", "role": "staff"})).await;
+    let mail = plain.anonymous().get("/api/v1/dev/outbox?to=other.person@elsewhere.example").await.body;
+    let body = mail["items"][0]["body"].as_str().expect("an invitation mail").to_owned();
+    assert!(body.contains(inv["token"].as_str().expect("token")) && body.contains("POST /api/v1/invitations/accept"));
+    assert!(!body.contains("http"), "no link without a public URL: {body}");
+}

@@ -63,8 +63,13 @@ pub async fn create(
     let inv = issued.invitation;
     // The invitation is committed: a mail failure is logged, not fatal (the admin also gets the
     // token once, to deliver another way).
-    let (subject, text) =
-        invitations::invitation_mail(&org.name, &inv.role, issued.token.expose_secret(), inv.expires_at, None);
+    let (subject, text) = invitations::invitation_mail(
+        &org.name,
+        &inv.role,
+        issued.token.expose_secret(),
+        inv.expires_at,
+        state.invitation_url().as_deref(),
+    );
     let mail = identity::signin::mail::Mail { to: new.email.clone(), subject, text };
     if let Err(e) = state.mailer.send(&mail).await {
         tracing::warn!(error = %e, invitation = %inv.id, "could not send the invitation mail");

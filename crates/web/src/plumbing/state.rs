@@ -45,6 +45,9 @@ pub struct AppState {
     /// temporary directory and keys that live only in this process; servers set theirs with
     /// [`AppState::with_files`].
     pub files: Arc<files::Files>,
+    /// The origin people open this server at (`https://approvals.example.com`), for links in
+    /// mail; `None`: mails carry tokens without a link. Set with [`AppState::with_public_url`].
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -81,6 +84,7 @@ impl AppState {
             authz: Arc::new(authz),
             audit_key: None,
             files: Arc::new(files),
+            public_url: None,
             store,
         })
     }
@@ -124,6 +128,19 @@ impl AppState {
     pub fn with_files(mut self, files: files::Files) -> Self {
         self.files = Arc::new(files);
         self
+    }
+
+    /// The origin links in mail point at (no trailing slash).
+    #[must_use]
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// Where an invitation is accepted in a browser (`None` without a public URL).
+    #[must_use]
+    pub fn invitation_url(&self) -> Option<String> {
+        self.public_url.as_ref().map(|u| format!("{u}/invitations/accept"))
     }
 
     #[must_use]

@@ -451,7 +451,7 @@ pub async fn invite(
         &inv.role,
         issued.token.expose_secret(),
         inv.expires_at,
-        None,
+        state.invitation_url().as_deref(),
     );
     let mail = identity::signin::mail::Mail { to: email, subject, text };
     let sent = state.mailer.send(&mail).await;
