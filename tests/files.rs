@@ -47,11 +47,13 @@ async fn world_with(db: &TestDb, storage: Option<files::Storage>) -> World {
     for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
+    // Laid out as a server's --data-dir (`data/` in the directory an operator runs it from), so
+    // the operator commands find what the server stored.
     let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = dir.path().join("blobs");
+    let blobs = dir.path().join("data").join("blobs");
     let files = files::Files {
         storage: storage.unwrap_or_else(|| files::Storage::local(&blobs).expect("storage")),
-        keys: files::Keyring::load_or_create(&dir.path().join("keys")).expect("keys"),
+        keys: files::Keyring::load_or_create(&master_keys(dir.path())).expect("keys"),
         links: files::LinkKey::ephemeral(),
         max_upload: files::DEFAULT_MAX_UPLOAD,
     };
@@ -70,6 +72,24 @@ async fn world_with(db: &TestDb, storage: Option<files::Storage>) -> World {
         _dir: dir,
         fin,
     }
+}
+
+/// Where a server run from `dir` keeps its file master keys (`<data-dir>/keys/blob-master`).
+fn master_keys(dir: &Path) -> PathBuf {
+    dir.join("data").join("keys").join("blob-master")
+}
+
+/// `countersign <args>` run by an operator from `dir` against the test database (no inherited
+/// `COUNTERSIGN_*` settings): exit status and everything it printed.
+fn operator(db: &TestDb, dir: &Path, args: &[&str]) -> (bool, String) {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COUNTERSIGN_") {
+            c.env_remove(k);
+        }
+    }
+    let o = c.args(args).current_dir(dir).env("DATABASE_URL", db.url()).env("RUST_LOG", "warn").output().expect("run");
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
 /// A draft voucher raised by `who` in `dept`; its id.
@@ -670,6 +690,58 @@ async fn rotating_the_master_key_reseals_every_data_key_and_files_still_open() {
     assert_eq!(audit_count(&db, w.acme.id, "file.keys_rewrapped").await, 1);
     let (_, l) = link(&w, &w.staff, &att, "attachment").await;
     assert_eq!(fetch(&w, &w.staff, l["url"].as_str().expect("url"), None).await.body.expect("body"), bytes);
+}
+
+/// The operator commands act on what the server stored, from the directory the server runs in:
+/// `admin rotate-blob-key` writes the next master key and re-seals every data key, the running
+/// server opens its files with it, and a server started afterwards with the old key file gone
+/// does too; `admin purge-files` purges nothing inside the retention period, then (once the
+/// deletion is older than it) removes the object, and a bad retention is refused by name.
+#[tokio::test]
+async fn the_operator_commands_rotate_the_master_key_and_purge_only_past_retention() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let dir = w._dir.path();
+    let doc = draft(&w.staff, w.acme.department).await;
+    let bytes = pdf(150_000);
+    let (att, blob) = uploaded(&w, &w.staff, &doc, &bytes).await;
+
+    let (ok, out) = operator(&db, dir, &["admin", "rotate-blob-key"]);
+    assert!(ok && out.contains("re-sealed 1 file data key(s)"), "{out}");
+    assert!(master_keys(dir).join("0002.key").exists(), "the next master key file is written: {out}");
+    let (_, l) = link(&w, &w.staff, &att, "attachment").await;
+    assert_eq!(fetch(&w, &w.staff, l["url"].as_str().expect("url"), None).await.body.expect("body"), bytes);
+    std::fs::remove_file(master_keys(dir).join("0001.key")).expect("retire the old key");
+    let files = files::Files {
+        storage: files::Storage::local(&dir.join("data").join("blobs")).expect("storage"),
+        keys: files::Keyring::load(&master_keys(dir)).expect("keys"),
+        links: files::LinkKey::ephemeral(),
+        max_upload: files::DEFAULT_MAX_UPLOAD,
+    };
+    let restarted = TestApp::serve(TestApp::setup(&db).roomy().state().with_files(files)).await;
+    let staff = restarted.sign_in("acme", "user1@acme.example").await;
+    let l = staff.post(&format!("/api/v1/attachments/{att}/links"), json!({"disposition": "attachment"})).await;
+    let got = raw(&restarted, &staff, reqwest::Method::GET, l.body["url"].as_str().expect("url"), None, &[]).await;
+    assert_eq!(got.body.expect("body"), bytes, "opened with only the new master key");
+
+    assert_eq!(w.staff.delete(&format!("/api/v1/attachments/{att}")).await.status, StatusCode::OK);
+    let object = object(&w, w.acme.id, &blob);
+    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    assert!(ok && out.contains("purged 0 file(s)"), "{out}");
+    assert!(object.exists(), "inside the retention period nothing is purged");
+    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "0"]);
+    assert!(!ok && out.contains("--older-than-days") && !out.contains("panicked"), "{out}");
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update blobs set deleted_at = now() - interval '2 days' where id = $1")
+        .bind(Uuid::parse_str(&blob).expect("uuid"))
+        .execute(&mut admin)
+        .await
+        .expect("age the deletion");
+    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    assert!(ok && out.contains("purged 1 file(s)"), "{out}");
+    assert!(!object.exists(), "the object is gone");
+    assert_eq!(audit_count(&db, w.acme.id, "file.purged").await, 1);
+    assert_eq!(audit_count(&db, w.acme.id, "file.keys_rewrapped").await, 1);
 }
 
 /// A real S3 server that checks request signatures (`s3s-fs`, installed by `.ci/run`), on a
