@@ -235,13 +235,21 @@ async fn add_partner_member(
     let email = identity::EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
     let id = resolve(store, tenant).await?;
     let who = audit::Who::system("cli:add-partner-member");
+    // The partner first: a wrong id creates no account.
+    let mut tx = store.program_tx(id, store::ProgramScope::Vendor).await?;
+    match programs::partners::get(&mut tx, partner).await {
+        Ok(_) => {}
+        Err(programs::ProgramError::NotFound) => {
+            anyhow::bail!("--partner {partner}: no such partner in organisation {tenant}")
+        }
+        Err(e) => return Err(e.into()),
+    }
     let mut g = store.global_tx().await?;
     let user = match identity::directory::users::find_by_email(&mut g, &email).await? {
         Some(u) => u,
         None => identity::directory::users::create(&mut g, &who, &email, email.as_str()).await?,
     };
     g.commit().await?;
-    let mut tx = store.program_tx(id, store::ProgramScope::Vendor).await?;
     let permit = authz::Permit::operator(authz::Action::ProgramPartnersManage, id.as_uuid());
     let membership = programs::partners::add_member(&mut tx, &who, &permit, partner, user.id, role).await?;
     tx.commit().await?;

@@ -299,3 +299,99 @@ async fn admin_create_organisation_invites_its_owner_once_and_refuses_a_taken_sl
     assert_eq!(tenants().await, 1, "refusals create nothing");
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+/// `admin add-partner-member` makes a person a partner person of one partner company: they sign
+/// in and the programme shows them that partner's leads only. A staff role, another
+/// organisation's partner, an unknown organisation and a bad address are refused by name and
+/// change nothing. `admin expire-deals` ends protections past their window, once.
+#[tokio::test]
+async fn admin_partner_commands_add_partner_people_and_expire_deals() {
+    use reqwest::StatusCode;
+    let db = store::testing::TestDb::new().await;
+    let acme = common::org(&db, "acme").await;
+    let beta = common::org(&db, "beta").await;
+    let cwd = temp_dir("partners");
+    let partner = acme.partners[0].to_string();
+    let add = |partner: &str, email: &str, role: &str, tenant: &str| {
+        operator_run(
+            &db,
+            &cwd,
+            &[
+                "admin",
+                "add-partner-member",
+                "--tenant",
+                tenant,
+                "--partner",
+                partner,
+                "--email",
+                email,
+                "--role",
+                role,
+            ],
+        )
+    };
+    let partner_people = || async {
+        let mut admin = db.admin_conn().await;
+        let n: i64 = sqlx::query_scalar("select count(*) from memberships where partner_id is not null")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+        n
+    };
+    for (partner, email, role, tenant, needle) in [
+        (partner.as_str(), "pat@partner.example", "staff", "acme", "--role"),
+        (&beta.partners[0].to_string(), "pat@partner.example", "partner_agent", "acme", "--partner"),
+        (partner.as_str(), "pat@partner.example", "partner_agent", "nowhere", "--tenant"),
+        (partner.as_str(), "not an address", "partner_agent", "acme", "--email"),
+    ] {
+        let o = add(partner, email, role, tenant);
+        assert!(!o.status.success(), "{role} {tenant}: {}", output(&o));
+        assert!(output(&o).contains(needle) && !output(&o).contains("panicked"), "{needle}: {}", output(&o));
+    }
+    assert_eq!(partner_people().await, 0, "refusals add nobody");
+    let accounts = {
+        let mut admin = db.admin_conn().await;
+        let n: i64 = sqlx::query_scalar("select count(*) from users where email = 'pat@partner.example'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+        n
+    };
+    assert_eq!(accounts, 0, "refusals create no account");
+
+    let o = add(&partner, "pat@partner.example", "partner_agent", "acme");
+    assert!(o.status.success(), "{}", output(&o));
+    assert!(output(&o).contains("is now partner_agent of partner"), "{}", output(&o));
+    assert_eq!(partner_people().await, 1);
+    let pat: uuid::Uuid = {
+        let mut admin = db.admin_conn().await;
+        sqlx::query_scalar("select id from users where email = 'pat@partner.example'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("user")
+    };
+    common::with_password(&db, pat).await;
+    let app = common::TestApp::new(&db).await;
+    let leads = app.sign_in("acme", "pat@partner.example").await.get("/api/v1/leads").await;
+    assert_eq!(leads.status, StatusCode::OK, "{leads}");
+    let names: Vec<&str> =
+        leads.body["items"].as_array().expect("items").iter().filter_map(|l| l["companyName"].as_str()).collect();
+    assert_eq!(names, ["Lead of Fixture One"], "only their own partner's leads");
+
+    let mut admin = db.admin_conn().await;
+    sqlx::query(
+        "update deal_registrations set status = 'approved', decided_at = now() - interval '100 days',
+                decision_reason = 'fixture', protected_until = now() - interval '10 days'
+          where tenant_id = $1 and partner_id = $2",
+    )
+    .bind(acme.id.as_uuid())
+    .bind(acme.partners[0])
+    .execute(&mut admin)
+    .await
+    .expect("a protection past its window");
+    for expected in ["expired 1 deal registration(s)", "expired 0 deal registration(s)"] {
+        let o = operator_run(&db, &cwd, &["admin", "expire-deals"]);
+        assert!(o.status.success() && output(&o).contains(expected), "{expected}: {}", output(&o));
+    }
+    std::fs::remove_dir_all(&cwd).ok();
+}
