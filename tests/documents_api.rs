@@ -274,6 +274,11 @@ async fn idempotency_keys_return_the_first_result() {
     let again = w.staff.request(Method::POST, "/api/v1/documents", Some(body.clone()), &key).await;
     assert_eq!((again.status, again.header("idempotent-replayed")), (StatusCode::CREATED, Some("true")));
     assert_eq!(again.body["id"], first.body["id"]);
+    // The whole first answer, Location included (a client that retried still learns where it is).
+    let location = format!("/api/v1/documents/{}", first.body["id"].as_str().expect("id"));
+    assert_eq!(first.header("location"), Some(location.as_str()));
+    assert_eq!(again.header("location"), Some(location.as_str()), "the replay keeps Location");
+    assert_eq!(again.header("etag"), first.header("etag"));
     // Concurrent retries with a fresh key: still one document.
     let key2 = [("idempotency-key", "create-race")];
     let docs = "/api/v1/documents";

@@ -15,7 +15,7 @@ pub enum Claim {
     /// First use: run the write, then [`complete`].
     New,
     /// Used before for this same request: answer with the stored result.
-    Replay { status: u16, response: serde_json::Value },
+    Replay { status: u16, response: serde_json::Value, location: Option<String> },
     /// Used before for a different request (other route or body).
     Mismatch,
 }
@@ -60,7 +60,7 @@ pub async fn claim(
         return Ok(Claim::New);
     }
     let row = sqlx::query(
-        "select route, request_hash, status, response from idempotency_keys where principal = $1 and key = $2",
+        "select route, request_hash, status, response, location from idempotency_keys where principal = $1 and key = $2",
     )
     .bind(principal)
     .bind(key)
@@ -72,7 +72,8 @@ pub async fn claim(
     let response: Option<serde_json::Value> = row.try_get("response")?;
     match (same, status, response) {
         (true, Some(status), Some(response)) => {
-            Ok(Claim::Replay { status: u16::try_from(status).unwrap_or(500), response })
+            let location = row.try_get("location")?;
+            Ok(Claim::Replay { status: u16::try_from(status).unwrap_or(500), response, location })
         }
         _ => Ok(Claim::Mismatch),
     }
@@ -88,14 +89,18 @@ pub async fn complete(
     key: &str,
     status: u16,
     response: &serde_json::Value,
+    location: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("update idempotency_keys set status = $3, response = $4 where principal = $1 and key = $2")
-        .bind(principal)
-        .bind(key)
-        .bind(i16::try_from(status).unwrap_or(500))
-        .bind(response)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query(
+        "update idempotency_keys set status = $3, response = $4, location = $5 where principal = $1 and key = $2",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(i16::try_from(status).unwrap_or(500))
+    .bind(response)
+    .bind(location)
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 

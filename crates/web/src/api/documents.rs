@@ -15,7 +15,7 @@ use authz::Action;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -224,12 +224,8 @@ pub async fn create(
     match documents::create(&mut tx, &state.authz, &m, &new).await {
         Ok(doc) => {
             p.checked.mark();
-            let id = doc.id;
-            let mut r = claim.finish(tx, StatusCode::CREATED, to_json(&doc)?).await?;
-            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/documents/{id}")) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            Ok(r)
+            let location = format!("/api/v1/documents/{}", doc.id);
+            claim.finish_at(tx, StatusCode::CREATED, to_json(&doc)?, Some(&location)).await
         }
         Err(e) => {
             drop(tx);

@@ -97,11 +97,13 @@ pub(crate) async fn claim(
     let hash: [u8; 32] = h.finalize().into();
     match idempotency::claim(tx, &owner, key.as_str(), route, &hash).await? {
         Stored::New => Ok(Claimed::Go(Claim(Some((owner, key))))),
-        Stored::Replay { status, response } => {
-            // The first answer to this caller's same request on this route, decided then.
+        Stored::Replay { status, response, location } => {
+            // The first answer to this caller's same request on this route, decided then: status,
+            // body and Location.
             p.checked.mark();
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut r = json_response(status, response);
+            set_location(&mut r, location.as_deref());
             r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(Claimed::Replay(r))
         }
@@ -120,15 +122,38 @@ impl Claim {
     /// Store errors (nothing is committed).
     pub(crate) async fn finish(
         self,
-        mut tx: TenantTx,
+        tx: TenantTx,
         status: StatusCode,
         body: serde_json::Value,
     ) -> Result<Response, ApiError> {
+        self.finish_at(tx, status, body, None).await
+    }
+
+    /// [`Claim::finish`] for an answer that names a resource in `Location` (a create): the
+    /// header is stored with the answer and replayed with it.
+    ///
+    /// # Errors
+    /// Store errors (nothing is committed).
+    pub(crate) async fn finish_at(
+        self,
+        mut tx: TenantTx,
+        status: StatusCode,
+        body: serde_json::Value,
+        location: Option<&str>,
+    ) -> Result<Response, ApiError> {
         if let Some((owner, key)) = self.0 {
-            idempotency::complete(&mut tx, &owner, key.as_str(), status.as_u16(), &body).await?;
+            idempotency::complete(&mut tx, &owner, key.as_str(), status.as_u16(), &body, location).await?;
         }
         tx.commit().await?;
-        Ok(json_response(status, body))
+        let mut r = json_response(status, body);
+        set_location(&mut r, location);
+        Ok(r)
+    }
+}
+
+fn set_location(r: &mut Response, location: Option<&str>) {
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        r.headers_mut().insert(header::LOCATION, v);
     }
 }
 
