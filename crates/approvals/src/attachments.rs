@@ -202,6 +202,32 @@ pub async fn list(
         .collect())
 }
 
+/// The attachments of `document` that `m` may see (as [`list`]), each with whether the policy
+/// engine also permits `action` on it (the document page offers Remove and Restore by it).
+///
+/// # Errors
+/// `NotFound` when `m` may not read the document.
+pub async fn list_permitting(
+    tx: &mut TenantTx,
+    engine: &Engine,
+    m: &Member,
+    document: Uuid,
+    action: Action,
+) -> Result<Vec<(AttachmentRow, bool)>, ApprovalError> {
+    let doc = readable(tx, engine, m, document, false).await?;
+    let tenant = m.subject.tenant;
+    Ok(rows(tx, document, None)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let f = facts(&doc, tenant, &r, true);
+            let _read = engine.decide(&m.subject, Action::AttachmentRead, &Resource::Attachment(&f)).ok()?;
+            let may = engine.decide(&m.subject, action, &Resource::Attachment(&f)).is_ok();
+            Some((r, may))
+        })
+        .collect())
+}
+
 /// The policy engine's answer for `action` on attachment `id`, with the attachment. A read
 /// refused is `NotFound` (the file does not exist for this person); other refusals are `Denied`.
 ///
