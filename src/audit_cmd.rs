@@ -173,6 +173,9 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
                 println!("purged {n} file(s) deleted more than {older_than_days} day(s) ago; their records and ledger events remain");
                 Ok(ExitCode::SUCCESS)
             }
+            AdminCommand::AttachReference { tenant, attachment, file, max_upload_mib } => {
+                attach_reference(&store, db, &tenant, attachment, &file, max_upload_mib).await
+            }
             AdminCommand::ExpireMemberships => {
                 let ended = identity::admin::guest_expiry::expire_due(&store).await?;
                 println!("ended {ended} membership(s) past valid_until; their sessions are revoked");
@@ -191,6 +194,66 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
     .await;
     store.shutdown().await;
     result
+}
+
+/// `admin attach-reference`: streams `file` into the organisation's encrypted storage and makes
+/// the by-reference attachment hold it. Asked first (nothing is stored for an unknown attachment
+/// or one that already holds a file) and again when recorded; the stored object is removed if
+/// recording fails.
+async fn attach_reference(
+    store: &Store,
+    db: &DbArgs,
+    tenant: &str,
+    attachment: uuid::Uuid,
+    file: &Path,
+    max_upload_mib: u64,
+) -> anyhow::Result<ExitCode> {
+    let tenant = resolve(store, tenant).await?;
+    let ring = files::Keyring::load(&db.blob_key_dir())?;
+    let storage = db.blob_storage()?;
+    let mut tx = store.tenant_tx(tenant).await?;
+    let row = approvals::attachments::reference(&mut tx, attachment).await?.ok_or_else(|| {
+        anyhow::anyhow!("--attachment {attachment}: no attachment by reference with this id in this organisation")
+    })?;
+    let key = files::keys::current(&mut tx, &ring).await?;
+    tx.commit().await?;
+
+    let name = files::FileName::sanitise(&row.name);
+    let stored = files::upload::put_path(&storage, &key, name, file, max_upload_mib * 1024 * 1024)
+        .await
+        .with_context(|| format!("--file {}", file.display()))?;
+    let recorded = async {
+        let who = audit::Who::system("cli:attach-reference");
+        let permit = authz::Permit::operator(authz::Action::DocumentEdit, row.document_id);
+        let mut tx = store.tenant_tx(tenant).await?;
+        let blob = files::blobs::record_for(&mut tx, &permit, row.document_id, &who, &stored, row.added_by).await?;
+        let new = approvals::attachments::NewFile {
+            blob_id: blob.id,
+            name: &blob.name,
+            media_type: &blob.media_type,
+            sha256: &stored.sha256,
+            visibility: row.visibility,
+        };
+        approvals::attachments::store_reference(&mut tx, &permit, &who, &row, &new).await?;
+        tx.commit().await?;
+        Ok::<_, anyhow::Error>(blob)
+    }
+    .await;
+    match recorded {
+        Ok(blob) => {
+            println!(
+                "attachment {attachment} now holds file {} ({} bytes, {}, sha256 {}); it was a reference to {}",
+                blob.id, blob.size, blob.media_type, blob.sha256, row.reference
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if let Err(rm) = storage.remove(stored.tenant, stored.id).await {
+                eprintln!("removing the stored object {} failed: {rm}", stored.id);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn hex_short(b: &[u8]) -> String {

@@ -281,6 +281,24 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
     },
+    /// Store the file of an attachment made by reference (before files were stored): the file
+    /// at --file is streamed in with the same checks as an upload (type sniffed from content,
+    /// size limit), encrypted, and the attachment then holds it; the ledger records the old
+    /// reference and the file's SHA-256 (`file.uploaded`, `attachment.reference_stored`).
+    AttachReference {
+        /// The organisation (slug or id).
+        #[arg(long)]
+        tenant: String,
+        /// The attachment's id (as `GET /api/v1/documents/{id}/attachments` lists it).
+        #[arg(long)]
+        attachment: uuid::Uuid,
+        /// The file to store.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Largest file accepted, in MiB (1-10240).
+        #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=10_240))]
+        max_upload_mib: u64,
+    },
     /// Make a person a partner person (partner_admin or partner_agent) of one partner company
     /// in an organisation's partner programme (issue 17). Creates the user if the address is
     /// new. The partner id is the one `GET /api/v1/programme/partners` lists.

@@ -395,3 +395,98 @@ async fn admin_partner_commands_add_partner_people_and_expire_deals() {
     }
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+/// `admin attach-reference` moves an attachment made by reference to a stored file: streamed in
+/// with the upload's checks (an executable renamed .pdf is refused and nothing is stored), sealed
+/// under the organisation's key, audited (`file.uploaded`, `attachment.reference_stored` with the
+/// old reference), and then served by the API byte for byte. An attachment that already holds a
+/// file, or another organisation's, is refused.
+#[tokio::test]
+async fn admin_attach_reference_stores_the_file_of_a_by_reference_attachment() {
+    use reqwest::StatusCode;
+    let db = store::testing::TestDb::new().await;
+    let acme = common::org(&db, "acme").await;
+    common::org(&db, "beta").await;
+    for u in &acme.users {
+        common::with_password(&db, *u).await;
+    }
+    // The fixture's file rows name a data key no master key here opens: start without them.
+    let mut admin = db.admin_conn().await;
+    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    let cwd = temp_dir("attach-reference");
+    let data = cwd.join("data");
+    let files = files::Files {
+        storage: files::Storage::local(&data.join("blobs")).expect("storage"),
+        keys: files::Keyring::load_or_create(&data.join("keys").join("blob-master")).expect("keys"),
+        links: files::LinkKey::ephemeral(),
+        max_upload: files::DEFAULT_MAX_UPLOAD,
+    };
+    let app = common::TestApp::serve(common::TestApp::setup(&db).roomy().state().with_files(files)).await;
+    let staff = app.sign_in("acme", "user1@acme.example").await;
+    let body = serde_json::json!({"kind": "voucher", "department_id": acme.department.to_string(), "title": "Chairs",
+        "document_date": "2000-03-01", "currency": "EUR", "lines": [{"description": "chair", "amount_minor": 1000}],
+        "attachments": [{"name": "Supplier statement.pdf", "reference": "dms://statements/2000/3"}]});
+    let r = staff.post("/api/v1/documents", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    let doc = r.body["id"].as_str().expect("id").to_owned();
+    let list = staff.get(&format!("/api/v1/documents/{doc}/attachments")).await;
+    let id = list.body["items"][0]["id"].as_str().expect("attachment").to_owned();
+    assert!(list.body["items"][0]["file"].is_null(), "{}", list.body);
+
+    let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
+    exe.resize(100_000, 0x90);
+    let bad = cwd.join("statement.pdf.exe");
+    std::fs::write(&bad, &exe).expect("write");
+    let args = |file: &Path, tenant: &str| {
+        ["admin", "attach-reference", "--tenant", tenant, "--attachment", id.as_str(), "--file"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([file.to_str().expect("path").to_owned()])
+            .collect::<Vec<String>>()
+    };
+    let run = |a: Vec<String>| operator_run(&db, &cwd, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args(&bad, "acme"));
+    assert!(!o.status.success(), "{}", output(&o));
+    assert!(output(&o).contains("file type refused"), "{}", output(&o));
+    let blobs: i64 = sqlx::query_scalar("select count(*) from blobs").fetch_one(&mut admin).await.expect("count");
+    assert_eq!(blobs, 0, "nothing stored for a refused file");
+
+    let mut statement = b"%PDF-1.7\n".to_vec();
+    statement.resize(300_000, b'x');
+    let good = cwd.join("statement.pdf");
+    std::fs::write(&good, &statement).expect("write");
+    // Another organisation does not have this attachment.
+    let o = run(args(&good, "beta"));
+    assert!(!o.status.success() && output(&o).contains("no attachment by reference"), "{}", output(&o));
+    let o = run(args(&good, "acme"));
+    assert!(o.status.success(), "{}", output(&o));
+    assert!(output(&o).contains("now holds file") && output(&o).contains("dms://statements/2000/3"), "{}", output(&o));
+    // Once stored, it is no longer a reference.
+    let o = run(args(&good, "acme"));
+    assert!(!o.status.success() && output(&o).contains("no attachment by reference"), "{}", output(&o));
+
+    let list = staff.get(&format!("/api/v1/documents/{doc}/attachments")).await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&statement));
+    assert_eq!(list.body["items"][0]["file"]["sha256"], serde_json::json!(sha), "{}", list.body);
+    let link = staff.post(&format!("/api/v1/attachments/{id}/links"), serde_json::json!({})).await;
+    assert_eq!(link.status, StatusCode::CREATED, "{link}");
+    let url = link.body["url"].as_str().expect("url");
+    let got =
+        reqwest::Client::new().get(app.url(url)).bearer_auth(staff.access_token()).send().await.expect("download");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.expect("body").to_vec(), statement);
+    assert_eq!(common::audit_count(&db, acme.id, "attachment.reference_stored").await, 1);
+    // The application's role sets a file once: it cannot take it away or repoint it.
+    for sql in [
+        "update document_attachments set blob_id = null where id = $1::uuid",
+        "update document_attachments set reference = 'dms://elsewhere' where id = $1::uuid",
+    ] {
+        let mut tx = db.store.tenant_tx(acme.id).await.expect("tx");
+        let e = sqlx::query(sql).bind(&id).execute(tx.conn()).await.expect_err(sql);
+        assert!(e.to_string().contains("set once"), "{sql}: {e}");
+    }
+    assert_eq!(common::audit_count(&db, acme.id, "file.uploaded").await, 1);
+    std::fs::remove_dir_all(&cwd).ok();
+}

@@ -233,6 +233,34 @@ impl Client {
         without_header.send(Method::POST, path, Payload::Form(body), &[]).await
     }
 
+    /// A page's file upload form (`multipart/form-data` with `boundary`, the body as built by the
+    /// caller, CSRF token included or not), as a browser sends it: never the `X-CSRF-Token`
+    /// header. `headers` are added (the upload script's `X-Upload`).
+    pub async fn post_multipart(&self, path: &str, boundary: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+        let without_header = match &self.auth {
+            Auth::Browser { cookies, .. } => {
+                Self { auth: Auth::Browser { cookies: cookies.clone(), csrf: None }, ..self.clone() }
+            }
+            _ => self.clone(),
+        };
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        without_header.send(Method::POST, path, Payload::Raw(ct, body), headers).await
+    }
+
+    /// Bytes of `path` (a file): status, headers, body.
+    pub async fn get_bytes(&self, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.bearer_auth(t),
+            Auth::Browser { cookies, .. } => req = req.header("cookie", cookies),
+        }
+        let r = req.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let (status, headers) = (r.status(), r.headers().clone());
+        let body = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        (status, headers, body)
+    }
+
     /// A browser client sending `csrf` (or none) as its `X-CSRF-Token` on writes.
     #[must_use]
     pub fn with_csrf(&self, csrf: Option<&str>) -> Self {
@@ -328,6 +356,7 @@ impl Client {
             Payload::None => {}
             Payload::Json(b) => req = req.json(&b),
             Payload::Form(f) => req = req.header("content-type", "application/x-www-form-urlencoded").body(f),
+            Payload::Raw(ct, b) => req = req.header("content-type", ct).body(b),
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -346,6 +375,8 @@ enum Payload {
     None,
     Json(Value),
     Form(String),
+    /// A content type and the bytes.
+    Raw(String, Vec<u8>),
 }
 
 /// Percent-encodes a form component.

@@ -394,7 +394,7 @@ pub async fn member(
 pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
     let mut filters = vec![
         (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[uuid]"),
-        (r"/static/(app|htmx|icon)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
+        (r"/static/(app|htmx|icon|attach)-[0-9a-f]{12}\.", "/static/$1-[hash]."),
         (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
         (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
         (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),

@@ -179,6 +179,65 @@ pub async fn add_file(
     })
 }
 
+/// An attachment by reference (no stored file yet), for the operator who stores its file
+/// (`countersign admin attach-reference`). `None` when there is no such attachment in the
+/// transaction's organisation, or when it already holds a stored file.
+///
+/// # Errors
+/// Database failures.
+pub async fn reference(tx: &mut TenantTx, id: Uuid) -> Result<Option<AttachmentRow>, ApprovalError> {
+    let Some(document) =
+        sqlx::query_scalar!("select document_id from document_attachments where id = $1 and removed_at is null", id)
+            .fetch_optional(tx.conn())
+            .await?
+    else {
+        return Ok(None);
+    };
+    Ok(rows(tx, document, Some(id)).await?.pop().filter(|r| r.blob_id.is_none()))
+}
+
+/// Makes attachment `row` (by reference) hold the stored `file`: its `blob_id`, type and hash
+/// are set and its reference becomes `blob:<id>`; `attachment.reference_stored` records the old
+/// reference and the file's SHA-256. `permit`: `document.edit` on the row's document (the host
+/// operator's, from the command line).
+///
+/// # Errors
+/// `Permit`; `Conflict` when the row gained a file meanwhile; database and audit failures.
+pub async fn store_reference(
+    tx: &mut TenantTx,
+    permit: &Permit,
+    who: &Who,
+    row: &AttachmentRow,
+    file: &NewFile<'_>,
+) -> Result<AttachmentRow, ApprovalError> {
+    permit.require(Action::DocumentEdit, row.document_id)?;
+    let reference = format!("blob:{}", file.blob_id);
+    let updated = sqlx::query!(
+        "update document_attachments set blob_id = $3, reference = $4, media_type = $5, sha256 = $6
+          where document_id = $1 and id = $2 and blob_id is null and removed_at is null",
+        row.document_id,
+        row.id,
+        file.blob_id,
+        reference,
+        file.media_type,
+        &file.sha256[..]
+    )
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if updated != 1 {
+        return Err(ApprovalError::Conflict("the attachment is no longer a reference without a stored file".into()));
+    }
+    let changes = Changes::none()
+        .field("reference", row.reference.as_str(), reference.as_str())
+        .field("blob_id", None::<Uuid>, file.blob_id)
+        .field("sha256", None::<&str>, hex::encode(file.sha256).as_str())
+        .field("document_id", None::<Uuid>, row.document_id);
+    audit::record_by(tx, who, &Event::new("attachment.reference_stored", Entity::of("attachment", row.id)?, changes)?)
+        .await?;
+    Ok(AttachmentRow { blob_id: Some(file.blob_id), reference, ..row.clone() })
+}
+
 /// The attachments of `document` that `m` may see.
 ///
 /// # Errors
@@ -198,6 +257,32 @@ pub async fn list(
             engine
                 .decide(&m.subject, Action::AttachmentRead, &Resource::Attachment(&facts(&doc, tenant, r, true)))
                 .is_ok()
+        })
+        .collect())
+}
+
+/// The attachments of `document` that `m` may see (as [`list`]), each with whether the policy
+/// engine also permits `action` on it (the document page offers Remove and Restore by it).
+///
+/// # Errors
+/// `NotFound` when `m` may not read the document.
+pub async fn list_permitting(
+    tx: &mut TenantTx,
+    engine: &Engine,
+    m: &Member,
+    document: Uuid,
+    action: Action,
+) -> Result<Vec<(AttachmentRow, bool)>, ApprovalError> {
+    let doc = readable(tx, engine, m, document, false).await?;
+    let tenant = m.subject.tenant;
+    Ok(rows(tx, document, None)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let f = facts(&doc, tenant, &r, true);
+            let _read = engine.decide(&m.subject, Action::AttachmentRead, &Resource::Attachment(&f)).ok()?;
+            let may = engine.decide(&m.subject, action, &Resource::Attachment(&f)).is_ok();
+            Some((r, may))
         })
         .collect())
 }

@@ -52,6 +52,23 @@ pub async fn record(
     who: &Who,
     stored: &Stored,
 ) -> Result<Blob, FilesError> {
+    record_for(tx, permit, document, who, stored, permit.user()).await
+}
+
+/// As [`record`], the blob credited to `owner` (a member) rather than the permit's holder: the
+/// host operator storing the file of an attachment made by reference credits the member who
+/// attached it (`countersign admin attach-reference`); the ledger event names the operator.
+///
+/// # Errors
+/// As [`record`].
+pub async fn record_for(
+    tx: &mut TenantTx,
+    permit: &Permit,
+    document: Uuid,
+    who: &Who,
+    stored: &Stored,
+    owner: Uuid,
+) -> Result<Blob, FilesError> {
     permit.require(Action::DocumentEdit, document)?;
     if stored.tenant != tx.tenant().as_uuid() {
         return Err(FilesError::NotFound);
@@ -69,7 +86,7 @@ pub async fn record(
         &stored.sha256[..],
         stored.media_type.as_str(),
         stored.name.as_str(),
-        permit.user()
+        owner
     )
     .fetch_one(tx.conn())
     .await?;
@@ -87,7 +104,7 @@ pub async fn record(
         sha256: sha,
         media_type: stored.media_type.as_str().to_owned(),
         name: stored.name.as_str().to_owned(),
-        created_by: permit.user(),
+        created_by: owner,
         created_at: row.created_at,
         deleted_at: None,
         deleted_by: None,

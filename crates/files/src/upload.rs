@@ -135,6 +135,36 @@ where
     })
 }
 
+/// Streams the file at `path` into a new blob, as [`put`] does with a request body (the same
+/// limit, sniffing and sealing; read 64 KiB at a time). For the operator who stores files that
+/// were attached by reference (`countersign admin attach-reference`).
+///
+/// # Errors
+/// As [`put`]; `Body` when the file cannot be opened or read.
+pub async fn put_path(
+    storage: &Storage,
+    key: &DataKey,
+    name: FileName,
+    path: &std::path::Path,
+    max: u64,
+) -> Result<Stored, FilesError> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await.map_err(|e| FilesError::Body(format!("{}: {e}", path.display())))?;
+    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    put(storage, key, name, Box::pin(chunks), max).await
+}
+
 /// Seals every full chunk as soon as it is there and the remainder (possibly empty) as the last.
 async fn pump<S, E>(
     intake: &mut Intake<S>,

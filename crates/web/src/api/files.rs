@@ -57,8 +57,8 @@ fn people_only(p: &Principal) -> Result<crate::plumbing::auth::Person, ApiError>
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AttachmentFile {
     #[serde(flatten)]
-    attachment: AttachmentRow,
-    file: Option<files::blobs::Blob>,
+    pub(crate) attachment: AttachmentRow,
+    pub(crate) file: Option<files::blobs::Blob>,
 }
 
 // --- Upload --------------------------------------------------------------------------------
@@ -92,19 +92,41 @@ pub async fn upload(
     crate::plumbing::access::bounded("name", &q.name, 1000)?;
     let name = FileName::sanitise(&q.name);
     let visibility = visibility(q.visibility.as_deref())?;
+    let v = receive(&state, &p, UPLOAD_ROUTE, id, name, visibility, body.into_data_stream()).await?;
+    Ok(json_response(StatusCode::CREATED, encode(&v)?))
+}
+
+/// Streams `body` into a new file attached to document `id` with `visibility`, asking the
+/// policy engine before a byte is read (nothing is stored for someone who may not attach) and
+/// again, with the document locked, before it is recorded (it may have moved on meanwhile; the
+/// stored blob is then removed again). The API's upload and the document page's form
+/// (`crate::ui::attachments`) both come here. Marks the request checked on success.
+pub(crate) async fn receive<S, E>(
+    state: &AppState,
+    p: &Principal,
+    route: &str,
+    id: uuid::Uuid,
+    name: FileName,
+    visibility: Visibility,
+    body: S,
+) -> Result<AttachmentFile, ApiError>
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let svc = state.files.clone();
 
     // Before a byte is read: may this person attach here at all? (Nothing stored otherwise.)
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let m = member(&p, &mut tx).await?;
+    let m = member(p, &mut tx).await?;
     if let Err(e) = attachments::may_attach(&mut tx, &state.authz, &m, id, visibility, false).await {
         drop(tx);
-        return Err(refusal(&state, &p, UPLOAD_ROUTE, e).await);
+        return Err(refusal(state, p, route, e).await);
     }
     let key = files::keys::current(&mut tx, &svc.keys).await?;
     tx.commit().await?;
 
-    let stored = files::upload::put(&svc.storage, &key, name, body.into_data_stream(), svc.max_upload).await?;
+    let stored = files::upload::put(&svc.storage, &key, name, body, svc.max_upload).await?;
 
     // Recorded under the row lock, after asking again (the document may have moved on).
     let recorded = async {
@@ -113,7 +135,7 @@ pub async fn upload(
             Ok(permit) => permit,
             Err(e) => {
                 drop(tx);
-                return Err(refusal(&state, &p, UPLOAD_ROUTE, e).await);
+                return Err(refusal(state, p, route, e).await);
             }
         };
         let blob = files::blobs::record(&mut tx, &permit, id, &m.who, &stored).await?;
@@ -132,7 +154,7 @@ pub async fn upload(
     match recorded {
         Ok(v) => {
             p.checked.mark();
-            Ok(json_response(StatusCode::CREATED, encode(&v)?))
+            Ok(v)
         }
         Err(e) => {
             if let Err(rm) = svc.storage.remove(stored.tenant, stored.id).await {
@@ -144,7 +166,7 @@ pub async fn upload(
 }
 
 /// Errors that are not refusals (database, audit) from the approvals crate.
-fn approval_error(e: ApprovalError) -> ApiError {
+pub(crate) fn approval_error(e: ApprovalError) -> ApiError {
     match e {
         ApprovalError::NotFound => ApiError::not_found(),
         ApprovalError::Audit(a) => a.into(),
@@ -214,29 +236,39 @@ pub async fn link(
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let req: LinkBody = if body.iter().all(u8::is_ascii_whitespace) { LinkBody::default() } else { json(&body)? };
-    let person = people_only(&p)?;
+    let disposition = req.disposition.unwrap_or(Disposition::Attachment);
+    let m = mint(&state, &p, "POST /api/v1/attachments/{id}/links", id, disposition).await?;
+    let minted = LinkMinted { url: m.url, expires_at: m.link.expires_at, disposition };
+    Ok(json_response(StatusCode::CREATED, encode(&minted)?))
+}
+
+/// A fresh link to attachment `id`'s file for the caller alone (`/api/v1/files/<token>`), valid
+/// five minutes, after the policy engine let them read the attachment; with the file's row.
+/// The API's links and the document page's Preview and Download (`crate::ui::attachments`)
+/// both come here. Marks the request checked.
+pub(crate) async fn mint(
+    state: &AppState,
+    p: &Principal,
+    route: &str,
+    id: uuid::Uuid,
+    disposition: Disposition,
+) -> Result<Minted, ApiError> {
+    let person = people_only(p)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
-    let m = member(&p, &mut tx).await?;
+    let m = member(p, &mut tx).await?;
     let row = match attachments::decide(&mut tx, &state.authz, &m, id, Action::AttachmentRead).await {
         Ok((row, _permit)) => row,
         Err(e) => {
             drop(tx);
-            return Err(refusal(&state, &p, "POST /api/v1/attachments/{id}/links", e).await);
+            return Err(refusal(state, p, route, e).await);
         }
     };
-    let blob_id = row.blob_id.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_file",
-            "this attachment names a file by reference; nothing is stored",
-        )
-    })?;
+    let blob_id = row.blob_id.ok_or_else(not_a_file)?;
     let blob = files::blobs::get(&mut tx, blob_id).await?.ok_or_else(ApiError::not_found)?;
     if blob.deleted_at.is_some() {
         return Err(FilesError::Deleted.into());
     }
     tx.commit().await?;
-    let disposition = req.disposition.unwrap_or(Disposition::Attachment);
     let (token, link) = state.files.links.mint(
         p.tenant.as_uuid(),
         blob_id,
@@ -246,8 +278,16 @@ pub async fn link(
         files::links::DEFAULT_LIFETIME,
     )?;
     p.checked.mark();
-    let minted = LinkMinted { url: format!("/api/v1/files/{token}"), expires_at: link.expires_at, disposition };
-    Ok(json_response(StatusCode::CREATED, encode(&minted)?))
+    Ok(Minted { url: format!("/api/v1/files/{token}"), link, blob, document: row.document_id })
+}
+
+/// A link minted for the caller: its URL, what it grants, the file, and the document the file
+/// is attached to.
+pub(crate) struct Minted {
+    pub(crate) url: String,
+    pub(crate) link: files::Link,
+    pub(crate) blob: files::blobs::Blob,
+    pub(crate) document: uuid::Uuid,
 }
 
 /// `GET /api/v1/files/{token}` (with `Range: bytes=a-b` for one range) → the file (200, or 206
@@ -345,7 +385,7 @@ async fn with_permit<T: Serialize>(
     Ok(json_response(StatusCode::OK, encode(&value)?))
 }
 
-fn not_a_file() -> ApiError {
+pub(crate) fn not_a_file() -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "not_a_file", "this attachment names a file by reference; nothing is stored")
 }
 

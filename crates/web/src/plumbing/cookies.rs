@@ -86,6 +86,9 @@ pub(crate) const MAX_FORM_BYTES: usize = 256 * 1024;
 /// [`FormToken`] for the authentication's double-submit check, and the body passed on intact.
 /// Other requests pass untouched.
 pub(crate) async fn form_token(req: Request, next: Next) -> Response {
+    if let Some(boundary) = multipart_boundary(req.headers()) {
+        return multipart_token(req, &boundary, next).await;
+    }
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -103,6 +106,71 @@ pub(crate) async fn form_token(req: Request, next: Next) -> Response {
         parts.extensions.insert(FormToken(token));
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The boundary of a `multipart/form-data` body (a page's file upload form), if that is what
+/// the request carries.
+pub(crate) fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())?;
+    let (essence, params) = ct.split_once(';').unwrap_or((ct, ""));
+    if !essence.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        (k.trim().eq_ignore_ascii_case("boundary") && !v.is_empty() && v.len() <= 70).then(|| v.to_owned())
+    })
+}
+
+/// How much of a multipart body is read to find its first field (the CSRF token).
+const MULTIPART_PEEK: usize = 8 * 1024;
+
+/// A page's file upload (`multipart/form-data`): the form's first field must be `csrf_token`.
+/// Only the start of the body is read (at most [`MULTIPART_PEEK`] bytes) to find it; the body
+/// then goes on, whole and still streaming, to the handler — a file is never buffered here.
+async fn multipart_token(req: Request, boundary: &str, next: Next) -> Response {
+    use futures_util::StreamExt;
+    let (mut parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut head: Vec<u8> = Vec::new();
+    let mut failed = None;
+    while head.len() < MULTIPART_PEEK && first_field(&head, boundary).is_none() {
+        match stream.next().await {
+            Some(Ok(b)) => head.extend_from_slice(&b),
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    if let Some((name, value)) = first_field(&head, boundary)
+        && name == CSRF_FIELD
+    {
+        parts.extensions.insert(FormToken(value));
+    }
+    let start = futures_util::stream::iter([Ok::<_, axum::Error>(axum::body::Bytes::from(head))]);
+    let rest = futures_util::stream::iter(failed.map(Err)).chain(stream);
+    next.run(Request::from_parts(parts, axum::body::Body::from_stream(start.chain(rest)))).await
+}
+
+/// The name and (text) value of the first field of a multipart body starting with `head`, once
+/// the field is complete in it.
+fn first_field(head: &[u8], boundary: &str) -> Option<(String, String)> {
+    // The file's bytes may follow and not be UTF-8: the field is in the text before them.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+    };
+    let delimiter = format!("--{boundary}\r\n");
+    let rest = text.strip_prefix(&delimiter)?;
+    let (headers, rest) = rest.split_once("\r\n\r\n")?;
+    let (value, _) = rest.split_once(&format!("\r\n--{boundary}"))?;
+    let disposition =
+        headers.split("\r\n").find(|h| h.to_ascii_lowercase().starts_with("content-disposition:"))?.to_owned();
+    let name = disposition.split(';').find_map(|p| p.trim().strip_prefix("name=").map(|n| n.trim_matches('"')))?;
+    (value.len() <= 256).then(|| (name.to_owned(), value.to_owned()))
 }
 
 /// The content type of an HTML form post.
@@ -238,5 +306,23 @@ pub(crate) fn remember_organisation(r: &mut Response, headers: &HeaderMap, organ
     );
     if let Ok(v) = HeaderValue::from_str(&value) {
         r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_multipart_field_is_found_only_when_complete() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc123\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\x89PNG\xff\xfe";
+        assert_eq!(first_field(body, "XyZ"), Some(("csrf_token".to_owned(), "abc123".to_owned())));
+        assert_eq!(first_field(&body[..60], "XyZ"), None);
+        assert_eq!(first_field(body, "other"), None);
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/form-data; boundary=\"XyZ\""));
+        assert_eq!(multipart_boundary(&h).as_deref(), Some("XyZ"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert_eq!(multipart_boundary(&h), None);
     }
 }

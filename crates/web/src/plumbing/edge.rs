@@ -110,12 +110,22 @@ fn page_form(req: &Request) -> bool {
     let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
         ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(crate::plumbing::cookies::FORM_TYPE)
     });
-    is_form && ((path != "/api" && !path.starts_with("/api/")) || path == crate::ui::resume::PATH)
+    (is_form && ((path != "/api" && !path.starts_with("/api/")) || path == crate::ui::resume::PATH))
+        || (page_upload(req) && crate::plumbing::cookies::multipart_boundary(req.headers()).is_some())
+}
+
+/// The document page's upload form (`POST /documents/{id}/attachments`, `multipart/form-data`,
+/// `crate::ui::attachments`): a page, so its body is a form, but one that carries a file.
+fn page_upload(req: &Request) -> bool {
+    let parts: Vec<&str> = req.uri().path().split('/').collect();
+    req.method() == axum::http::Method::POST
+        && matches!(parts.as_slice(), ["", "documents", id, "attachments"] if !id.is_empty())
 }
 
 /// The one API route whose body is a file, not JSON: a streamed upload (any content type; the
-/// type is sniffed from the content). It is also the one route without the 1 MiB framework body
-/// limit: its handler enforces the upload limit while the body streams.
+/// type is sniffed from the content). It and the document page's upload form are the routes
+/// without the 1 MiB framework body limit: their handlers enforce the upload limit while the
+/// body streams.
 #[must_use]
 pub fn streams_upload(req: &Request) -> bool {
     if req.method() != axum::http::Method::POST {
@@ -123,6 +133,7 @@ pub fn streams_upload(req: &Request) -> bool {
     }
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     matches!(parts.as_slice(), ["", "api", "v1", "documents", id, "attachments", "files"] if !id.is_empty())
+        || page_upload(req)
 }
 
 /// Bytes a request body may carry ([`streams_upload`] aside).

@@ -1,4 +1,5 @@
-//! The pages' static files, compiled into the binary: our stylesheet, the icon, and htmx (vendored from
+//! The pages' static files, compiled into the binary: our stylesheet, the icon, the upload
+//! form's script (`static/attach.js`), and htmx (vendored from
 //! the npm package `htmx.org`, pinned in `package-lock.json`; `tests/pages.rs` fails when the
 //! copy and the pin drift apart). No CDN, no node at run time.
 //!
@@ -22,6 +23,8 @@ pub const HTMX_JS: &[u8] = include_bytes!("static/htmx.min.js");
 pub const HTMX_VERSION: &str = "2.0.11";
 /// Our one stylesheet.
 pub const APP_CSS: &[u8] = include_bytes!("static/app.css");
+/// The upload form's progress bar (`crate::ui::attachments`): ours, no library.
+pub const UPLOAD_JS: &[u8] = include_bytes!("static/attach.js");
 /// The tab icon (without one, every browser asks for `/favicon.ico` and logs the 404).
 pub const ICON_SVG: &[u8] = include_bytes!("static/icon.svg");
 
@@ -50,13 +53,16 @@ impl Asset {
 pub static CSS: LazyLock<Asset> = LazyLock::new(|| Asset::new("app", "css", APP_CSS, "text/css; charset=utf-8"));
 /// The tab icon.
 pub static ICON: LazyLock<Asset> = LazyLock::new(|| Asset::new("icon", "svg", ICON_SVG, "image/svg+xml"));
+/// The upload script.
+pub static UPLOAD: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new("attach", "js", UPLOAD_JS, "text/javascript; charset=utf-8"));
 /// htmx.
 pub static HTMX: LazyLock<Asset> =
     LazyLock::new(|| Asset::new("htmx", "min.js", HTMX_JS, "text/javascript; charset=utf-8"));
 
 /// `GET /static/{name}`: a hashed name serves its file for a year; any other name is 404.
 pub async fn serve(Path(name): Path<String>) -> Response {
-    let Some(asset) = [&*CSS, &*HTMX, &*ICON].into_iter().find(|a| a.name() == name) else {
+    let Some(asset) = [&*CSS, &*HTMX, &*ICON, &*UPLOAD].into_iter().find(|a| a.name() == name) else {
         return ApiError::not_found().into_response();
     };
     let mut r = (StatusCode::OK, asset.bytes).into_response();

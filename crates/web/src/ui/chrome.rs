@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use store::TenantTx;
 
 use crate::plumbing::cookies::{CSRF_COOKIE, cookie, remembered_organisations};
-use crate::ui::assets::{Asset, CSS, HTMX, ICON};
+use crate::ui::assets::{Asset, CSS, HTMX, ICON, UPLOAD};
 use crate::ui::format;
 use crate::{ApiError, AppState};
 
@@ -49,6 +49,8 @@ pub(crate) struct Chrome {
     pub csrf: String,
     pub css: &'static Asset,
     pub js: &'static Asset,
+    /// The upload form's progress script (signed-in pages only).
+    pub upload: &'static Asset,
     pub icon: &'static Asset,
 }
 
@@ -66,6 +68,7 @@ impl Chrome {
             csrf,
             css: &CSS,
             js: &HTMX,
+            upload: &UPLOAD,
             icon: &ICON,
         }
     }
@@ -122,6 +125,7 @@ impl Chrome {
             csrf: cookie(headers, CSRF_COOKIE).unwrap_or_default(),
             css: &CSS,
             js: &HTMX,
+            upload: &UPLOAD,
             icon: &ICON,
         })
     }

@@ -65,12 +65,6 @@ pub(crate) struct RemarkView {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct AttachmentView {
-    pub name: String,
-    pub reference: String,
-}
-
-#[derive(Debug, Clone)]
 pub(crate) struct ActionView {
     pub transition: &'static str,
     pub verb: &'static str,
@@ -102,7 +96,8 @@ pub(crate) struct DocumentPage {
     pub lines: Vec<LineView>,
     pub ladder: Vec<Rung>,
     pub discussion: Vec<RemarkView>,
-    pub attachments: Vec<AttachmentView>,
+    /// The Attachments section (`crate::ui::attachments`).
+    pub attachments: crate::ui::attachments::AttachmentsView,
     pub actions: Vec<ActionView>,
     pub no_actions: String,
     /// A message above the document (what just happened; someone acted first).
@@ -117,7 +112,7 @@ pub(crate) struct DocumentPage {
 }
 
 /// The names of the members a page mentions (a former member stays "a former member").
-async fn names(tx: &mut TenantTx, ids: impl IntoIterator<Item = Uuid>) -> HashMap<Uuid, String> {
+pub(crate) async fn names(tx: &mut TenantTx, ids: impl IntoIterator<Item = Uuid>) -> HashMap<Uuid, String> {
     let mut out = HashMap::new();
     for id in ids {
         if out.contains_key(&id) {
@@ -280,6 +275,7 @@ async fn page(
         documents::permitted(&state.authz, m, doc).into_iter().map(|t| action_view(doc, t, md)).collect();
     let (edit_href, edit_words) = crate::ui::edit::edit_offer(state, m, doc);
     let history = crate::ui::trail::history(state, tx, m, doc.id).await?;
+    let attachments = crate::ui::attachments::section(state, tx, m, doc.id, &chrome.csrf).await?;
     let no_actions = if doc.status.is_final() {
         format!("This document is {}: nothing more can happen to it.", format::status(doc.status).to_lowercase())
     } else {
@@ -324,11 +320,7 @@ async fn page(
                 text: r.text.clone(),
             })
             .collect(),
-        attachments: doc
-            .attachments
-            .iter()
-            .map(|a| AttachmentView { name: a.name.clone(), reference: a.reference.clone() })
-            .collect(),
+        attachments,
         actions,
         no_actions,
         notice: String::new(),
@@ -352,6 +344,9 @@ fn done_words(done: &str) -> &'static str {
         "cancel" => "Cancelled.",
         "mark_paid" => "Marked as paid.",
         "edited" => "Your changes were saved.",
+        "attached" => "The file was attached.",
+        "removed" => "The file was removed. It can be restored during the retention period.",
+        "restored" => "The file was restored.",
         _ => "",
     }
 }

@@ -12,6 +12,8 @@
 pub(crate) mod account;
 pub(crate) mod api_keys;
 pub(crate) mod assets;
+// Files on the document page (issue 16).
+pub(crate) mod attachments;
 pub(crate) mod audit;
 pub(crate) mod authenticator;
 mod chrome;

@@ -128,6 +128,44 @@ fn words(e: &ApiError) -> (String, String, String) {
             "This organisation only admits sign-ins and requests from the networks it has listed, and yours is not one of them.",
             "Connect from your office network or VPN, or ask an administrator to add this network.",
         ),
+        (_, "file_too_large") => (
+            "The file is too large".to_owned(),
+            format!("{}. Nothing was stored.", capitalised(&e.message)),
+            "Choose a smaller file, or split it, and attach it again.".to_owned(),
+        ),
+        (_, "file_type_refused") => (
+            "This kind of file is not accepted".to_owned(),
+            format!(
+                "{}. The type is read from the file's content, not its name. Nothing was stored.",
+                capitalised(&e.message)
+            ),
+            "Save the file as PDF (or one of the types listed) and attach it again.".to_owned(),
+        ),
+        (_, "file_empty") => own(
+            "The file is empty",
+            "The file you chose has no content. Nothing was stored.",
+            "Choose the file again and attach it.",
+        ),
+        (_, "not_editable") => own(
+            "This document can no longer change",
+            "Files can be attached only while a document is a draft or queried, and this one has moved on. Nothing was stored.",
+            "Go back to the document to see where it is now.",
+        ),
+        (_, "period_closed") => (
+            "The period is closed".to_owned(),
+            format!("{}. Nothing was changed.", capitalised(&e.message)),
+            "Only the MD can reopen the period.".to_owned(),
+        ),
+        (_, "file_deleted") => own(
+            "This file was removed",
+            "The file was removed from the document. If it is still within the retention period, it can be restored from the document page.",
+            "Go back to the document.",
+        ),
+        (_, "link_invalid" | "link_expired") => (
+            "This link is not for you".to_owned(),
+            capitalised(&e.message),
+            "Open the file again from the document page: each person gets a link of their own.".to_owned(),
+        ),
         (StatusCode::FORBIDDEN, _) => {
             let action = detail("action").map(|a| format!(" (needed: permission to {})", a.replace(['.', '_'], " ")));
             (
@@ -152,6 +190,11 @@ fn words(e: &ApiError) -> (String, String, String) {
         ),
         _ => ("This request was refused".to_owned(), e.message.clone(), "Go back and check what was sent.".to_owned()),
     }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 /// `75` → `2 minutes`; `30` → `30 seconds`.
