@@ -530,6 +530,11 @@ async fn record(
     Ok(())
 }
 
+/// An optional note finance adds to a step (recorded as the audit event's reason).
+fn note_text(note: Option<&str>) -> Result<Option<String>, ProgramError> {
+    note.map(str::trim).filter(|n| !n.is_empty()).map(|n| reason_text("note", n)).transpose()
+}
+
 /// `calculated` → `approved` (finance, owners, admins; never the closer).
 pub async fn approve(
     tx: &mut TenantTx,
@@ -537,7 +542,9 @@ pub async fn approve(
     subject: &Subject,
     who: &Who,
     id: Uuid,
+    note: Option<&str>,
 ) -> Result<Commission, ProgramError> {
+    let note = note_text(note)?;
     let (c, _permit) = settle(tx, engine, subject, Action::CommissionApprove, id).await?;
     let to = next(c.status, Step::Approve).ok_or_else(|| refused(c.status, Step::Approve))?;
     sqlx::query(
@@ -555,7 +562,7 @@ pub async fn approve(
         None::<String>,
         subject.user.to_string(),
     );
-    record(tx, who, "commission.approved", id, changes, None).await?;
+    record(tx, who, "commission.approved", id, changes, note.as_deref()).await?;
     get(tx, id).await
 }
 
@@ -568,10 +575,12 @@ pub async fn pay_step(
     who: &Who,
     id: Uuid,
     step: Step,
+    note: Option<&str>,
 ) -> Result<Commission, ProgramError> {
     if !matches!(step, Step::MarkPayable | Step::Pay) {
         return Err(invalid("step", "mark_payable or pay"));
     }
+    let note = note_text(note)?;
     let (c, _permit) = settle(tx, engine, subject, Action::CommissionPay, id).await?;
     let to = next(c.status, step).ok_or_else(|| refused(c.status, step))?;
     sqlx::query(
@@ -584,7 +593,8 @@ pub async fn pay_step(
     .execute(tx.conn())
     .await?;
     let action = if to == CommissionStatus::Paid { "commission.paid" } else { "commission.payable" };
-    record(tx, who, action, id, Changes::none().field("status", c.status.as_str(), to.as_str()), None).await?;
+    record(tx, who, action, id, Changes::none().field("status", c.status.as_str(), to.as_str()), note.as_deref())
+        .await?;
     get(tx, id).await
 }
 
