@@ -649,10 +649,8 @@ pub async fn resolve(
     amount_minor: Option<i64>,
 ) -> Result<Commission, ProgramError> {
     let resolution = reason_text("resolution", resolution)?;
-    if let Some(a) = amount_minor {
-        if !(0..=2 * MAX_BONUS).contains(&a) {
-            return Err(invalid("amountMinor", "0-2000000000000000 minor units"));
-        }
+    if amount_minor.is_some_and(|a| !(0..=2 * MAX_BONUS).contains(&a)) {
+        return Err(invalid("amountMinor", "0-2000000000000000 minor units"));
     }
     let (c, _permit) = settle(tx, engine, subject, Action::CommissionResolve, id).await?;
     let to = next(c.status, Step::Resolve).ok_or_else(|| refused(c.status, Step::Resolve))?;

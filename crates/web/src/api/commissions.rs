@@ -40,10 +40,10 @@ fn query_error(e: &QueryRejection) -> ApiError {
 
 /// A domain refusal; a policy denial (decided per commission) is audited first.
 async fn refusal(state: &AppState, p: &Principal, route: &str, e: ProgramError) -> ApiError {
-    if let ProgramError::Denied(d) = &e {
-        if let Err(err) = denied(state, p, route, d.action, Some(("commission", d.resource)), &d.forbidden_by).await {
-            return err;
-        }
+    if let ProgramError::Denied(d) = &e
+        && let Err(err) = denied(state, p, route, d.action, Some(("commission", d.resource)), &d.forbidden_by).await
+    {
+        return err;
     }
     e.into()
 }
