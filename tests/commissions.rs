@@ -743,3 +743,44 @@ async fn over_http_the_closer_approving_their_own_commission_is_refused_403_and_
     let r = alice.get(&format!("/api/v1/programme/commissions/{c2}")).await;
     assert_eq!(r.body["status"], "calculated", "{r}");
 }
+
+/// The page: a partner person sees their own company's opportunities and commissions only;
+/// finance sees commissions (not opportunities); the vendor admin sees everyone's.
+#[tokio::test]
+async fn the_programme_page_lists_only_what_the_database_shows_the_person() {
+    let w = world().await;
+    let a = opportunity(&w, w.alice, "Ay rollout", 1_500_000, "EUR").await;
+    let a_commission = win(&w, w.alice, a.id).await.expect("commission");
+    let b = opportunity(&w, w.bob, "Bee secret rollout", 100_000, "EUR").await;
+    let b_commission = win(&w, w.bob, b.id).await.expect("commission");
+    for u in [w.alice, w.bob, w.admin, w.finance] {
+        with_password(&w.db, u).await;
+    }
+    let app = TestApp::new(&w.db).await;
+    let page = |email: &'static str| {
+        let app = &app;
+        async move {
+            let (browser, _) = app.anonymous().sign_in_browser("vendor", email).await;
+            let r = browser.get("/programme").await;
+            assert_eq!(r.status, StatusCode::OK, "{email}: {}", r.text);
+            assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{email}");
+            r.text
+        }
+    };
+    let alice = page("alice@partner-a.example").await;
+    assert!(alice.contains("Ay rollout") && alice.contains(&a_commission.to_string()), "{alice}");
+    assert!(alice.contains("1,100.00"), "A commission amount: {alice}");
+    assert!(!alice.contains("Bee secret rollout") && !alice.contains(&b_commission.to_string()), "{alice}");
+    assert!(alice.contains("href=\"/programme\""), "the navigation offers the page");
+    let finance = page("fin@vendor.example").await;
+    assert!(finance.contains(&a_commission.to_string()) && finance.contains(&b_commission.to_string()));
+    assert!(!finance.contains("Ay rollout") && !finance.contains("opportunities-heading"), "{finance}");
+    let admin = page("user0@vendor.example").await;
+    assert!(admin.contains("Ay rollout") && admin.contains("Bee secret rollout"), "{admin}");
+    // A member who may not read commissions is refused (staff, from the fixture).
+    with_password(&w.db, staff(&w.db, w.t, "staffer@vendor.example", Role::Staff).await).await;
+    let (browser, _) = app.anonymous().sign_in_browser("vendor", "staffer@vendor.example").await;
+    let r = browser.get("/programme").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(!r.text.contains("Ay rollout"));
+}

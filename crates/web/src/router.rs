@@ -166,6 +166,7 @@ fn page_routes(r: Routes) -> Routes {
         .get("/documents/{id}", Domain(&[Action::DocumentRead]), ui::documents::show)
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
+        .get("/programme", Org(Action::CommissionRead), ui::programme::show)
         .get("/members", Org(Action::MembersRead), ui::members::list)
         .post("/members/invitations", Org(Action::MembersManage), ui::members::invite)
         .post("/members/sign-out-everyone", Org(Action::MembersManage), ui::members::revoke_everyone)
