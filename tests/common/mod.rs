@@ -256,6 +256,7 @@ async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
         .expect("program settings");
     let mut partners = Vec::new();
     let mut deals = Vec::new();
+    let mut leads = Vec::new();
     for (i, name) in ["Fixture One", "Fixture Two"].into_iter().enumerate() {
         let p = Uuid::now_v7();
         sqlx::query("insert into partners (tenant_id, id, company_name, domain) values ($1, $2, $3, $4)")
@@ -266,17 +267,20 @@ async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
             .execute(tx.conn())
             .await
             .expect("partner");
+        let lead = Uuid::now_v7();
         sqlx::query(
             "insert into partner_leads (tenant_id, id, partner_id, company_name, created_by)
-             values ($1, gen_random_uuid(), $2, $3, $4)",
+             values ($1, $5, $2, $3, $4)",
         )
         .bind(tenant)
         .bind(p)
         .bind(format!("Lead of {name}"))
         .bind(admin)
+        .bind(lead)
         .execute(tx.conn())
         .await
         .expect("lead");
+        leads.push(lead);
         deals.push(fixture_deal(&mut tx, Some(p), &format!("fixture-customer-{i}.{slug}.example"), admin).await);
         partners.push(p);
     }
@@ -288,6 +292,48 @@ async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
         .execute(tx.conn())
         .await
         .expect("deal conflict");
+    // A commission plan, and each partner's lead won as an opportunity with its commission.
+    let plan = Uuid::now_v7();
+    sqlx::query(
+        "insert into commission_plans (tenant_id, id, tier, product, currency, rate_bp, created_by)
+         values ($1, $2, 'registered', 'fixture', 'EUR', 500, $3)",
+    )
+    .bind(tenant)
+    .bind(plan)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("commission plan");
+    for (p, lead) in partners.iter().zip(&leads) {
+        let opportunity = Uuid::now_v7();
+        sqlx::query(
+            "insert into partner_opportunities (tenant_id, id, partner_id, lead_id, name, product, amount_minor,
+                                                currency, expected_close, stage, closed_by, closed_at, created_by)
+             values ($1, $2, $3, $4, 'Fixture opportunity', 'fixture', 100000, 'EUR', date '2030-01-01', 'won',
+                     $5, now(), $5)",
+        )
+        .bind(tenant)
+        .bind(opportunity)
+        .bind(p)
+        .bind(lead)
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("opportunity");
+        sqlx::query(
+            "insert into commissions (tenant_id, id, partner_id, opportunity_id, plan_id, currency, base_minor, rate_bp,
+                                      bands, bonus_minor, amount_minor, closed_by)
+             values ($1, gen_random_uuid(), $2, $3, $4, 'EUR', 100000, 500, '[]', 0, 5000, $5)",
+        )
+        .bind(tenant)
+        .bind(p)
+        .bind(opportunity)
+        .bind(plan)
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("commission");
+    }
     tx.commit().await.expect("commit");
     partners
 }

@@ -97,6 +97,24 @@ pub enum Action {
     LeadRegister,
     LeadRead,
     LeadExport,
+    /// Open an opportunity from a lead or an approved deal registration.
+    OpportunityCreate,
+    OpportunityRead,
+    /// Move an opportunity to its next stage (closing it won computes the commission).
+    OpportunityAdvance,
+    CommissionPlanRead,
+    CommissionPlanManage,
+    CommissionRead,
+    /// A partner disputes its commission.
+    CommissionDispute,
+    /// A statement of commissions per partner and period (CSV).
+    CommissionStatement,
+    /// Finance approves a calculated commission (asked about the commission: never its closer).
+    CommissionApprove,
+    /// Finance marks an approved commission payable, then paid.
+    CommissionPay,
+    /// Finance resolves a dispute (asked about the commission: never its closer).
+    CommissionResolve,
 }
 
 impl Action {
@@ -133,6 +151,17 @@ impl Action {
         Self::LeadRegister,
         Self::LeadRead,
         Self::LeadExport,
+        Self::OpportunityCreate,
+        Self::OpportunityRead,
+        Self::OpportunityAdvance,
+        Self::CommissionPlanRead,
+        Self::CommissionPlanManage,
+        Self::CommissionRead,
+        Self::CommissionDispute,
+        Self::CommissionStatement,
+        Self::CommissionApprove,
+        Self::CommissionPay,
+        Self::CommissionResolve,
     ];
 
     #[must_use]
@@ -170,10 +199,24 @@ impl Action {
             Self::LeadRegister => "lead.register",
             Self::LeadRead => "lead.read",
             Self::LeadExport => "lead.export",
+            Self::OpportunityCreate => "opportunity.create",
+            Self::OpportunityRead => "opportunity.read",
+            Self::OpportunityAdvance => "opportunity.advance",
+            Self::CommissionPlanRead => "commission_plan.read",
+            Self::CommissionPlanManage => "commission_plan.manage",
+            Self::CommissionRead => "commission.read",
+            Self::CommissionDispute => "commission.dispute",
+            Self::CommissionStatement => "commission.statement",
+            Self::CommissionApprove => "commission.approve",
+            Self::CommissionPay => "commission.pay",
+            Self::CommissionResolve => "commission.resolve",
         }
     }
 
     fn kind(self) -> ResourceKind {
+        if matches!(self, Self::CommissionApprove | Self::CommissionPay | Self::CommissionResolve) {
+            return ResourceKind::Commission;
+        }
         match self.as_str().split_once('.').map(|(k, _)| k) {
             Some("document") => ResourceKind::Document,
             Some("period") => ResourceKind::Period,
@@ -195,6 +238,7 @@ enum ResourceKind {
     Period,
     Organisation,
     Attachment,
+    Commission,
 }
 
 /// Who asks: a member of one organisation.
@@ -285,10 +329,21 @@ pub struct AttachmentFacts {
     pub document_readable: bool,
 }
 
+/// The facts about a partner's commission that policies may look at: who closed the opportunity
+/// it was computed for (separation of duties: never its approver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommissionFacts {
+    pub tenant: Uuid,
+    pub id: Uuid,
+    pub partner: Uuid,
+    pub closer: Uuid,
+}
+
 /// What is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
     Document(&'a DocumentFacts),
+    Commission(&'a CommissionFacts),
     Attachment(&'a AttachmentFacts),
     Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
     Organisation { tenant: Uuid },
@@ -299,6 +354,7 @@ impl Resource<'_> {
         match self {
             Self::Document(d) => d.id,
             Self::Attachment(a) => a.id,
+            Self::Commission(c) => c.id,
             Self::Period { id, .. } => *id,
             Self::Organisation { tenant } => *tenant,
         }
@@ -308,6 +364,7 @@ impl Resource<'_> {
         match self {
             Self::Document(_) => ResourceKind::Document,
             Self::Attachment(_) => ResourceKind::Attachment,
+            Self::Commission(_) => ResourceKind::Commission,
             Self::Period { .. } => ResourceKind::Period,
             Self::Organisation { .. } => ResourceKind::Organisation,
         }
@@ -419,6 +476,7 @@ struct Types {
     period: EntityTypeName,
     organisation: EntityTypeName,
     attachment: EntityTypeName,
+    commission: EntityTypeName,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, LoadError> {
@@ -483,6 +541,7 @@ impl Engine {
             period: type_name("Countersign::FiscalPeriod")?,
             organisation: type_name("Countersign::Organisation")?,
             attachment: type_name("Countersign::Attachment")?,
+            commission: type_name("Countersign::Commission")?,
         };
         let action_type = type_name("Countersign::Action")?;
         let actions: HashMap<Action, EntityUid> = Action::ALL
@@ -653,6 +712,18 @@ impl Engine {
                 .ok()?;
                 (uid, context)
             }
+            Resource::Commission(c) => {
+                let uid = self.uid(&self.types.commission, c.id);
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(c.tenant))),
+                        ("partner", RestrictedExpression::new_string(uuid_string(c.partner))),
+                        ("closer", RestrictedExpression::new_entity_uid(self.uid(&self.types.user, c.closer))),
+                    ],
+                )?);
+                (uid, Context::empty())
+            }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
                 entities.push(entity(
@@ -784,6 +855,13 @@ impl Engine {
             }
             resources.push(Resource::Organisation { tenant });
             resources.extend(attachments.iter().map(Resource::Attachment));
+            let commissions = [subject.user, other].map(|closer| CommissionFacts {
+                tenant,
+                id: Uuid::from_u128(10),
+                partner: another,
+                closer,
+            });
+            resources.extend(commissions.iter().map(Resource::Commission));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
                     let question = self

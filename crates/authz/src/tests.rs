@@ -469,6 +469,12 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("partners-never-decide", &["partner_admin", "partner_agent"]),
     ("vendor-runs-programme", &["owner", "admin", "channel_manager"]),
     ("partners-work-their-own", &["partner_admin", "partner_agent"]),
+    ("opportunities-by-programme-people", &["owner", "admin", "channel_manager", "partner_admin", "partner_agent"]),
+    ("finance-reads-commissions", &["finance"]),
+    ("vendor-configures-commission-plans", &["owner", "admin", "channel_manager"]),
+    ("partners-dispute-commissions", &["partner_admin", "partner_agent"]),
+    ("finance-settles-commissions", &["finance", "owner", "admin"]),
+    ("partners-never-settle-commissions", &["partner_admin", "partner_agent"]),
 ];
 
 #[test]
@@ -640,4 +646,42 @@ fn partner_programme_permits_by_role_and_no_partner_person_decides_a_deal() {
     }
     let d = e.decide(&w.member(Role::PartnerAdmin, None), Action::DealDecide, &org).expect_err("denied");
     assert_eq!(d.forbidden_by, ["partners-never-decide"]);
+}
+
+#[test]
+fn commissions_are_settled_by_finance_never_by_their_closer_nor_a_partner_nor_a_channel_manager() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    let settle = [Action::CommissionApprove, Action::CommissionPay, Action::CommissionResolve];
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        // Closed by someone else.
+        let c =
+            CommissionFacts { tenant: w.tenant, id: Uuid::now_v7(), partner: Uuid::now_v7(), closer: Uuid::now_v7() };
+        for action in settle {
+            let expected = ["finance", "owner", "admin"].contains(&role.as_str());
+            assert_eq!(e.decide(&s, action, &Resource::Commission(&c)).is_ok(), expected, "{role} {action}");
+            let cross = CommissionFacts { tenant: other.tenant, ..c };
+            assert!(e.decide(&s, action, &Resource::Commission(&cross)).is_err(), "{role} {action} across");
+        }
+        // Closed by the asker: never approved nor resolved by them, paying is another step.
+        let own = CommissionFacts { closer: s.user, ..c };
+        for action in [Action::CommissionApprove, Action::CommissionResolve] {
+            let d = e.decide(&s, action, &Resource::Commission(&own)).expect_err("closer");
+            assert!(d.forbidden_by.contains(&"closer-never-approves-commission".to_owned()), "{role} {action}");
+        }
+        let dispute = e.decide(&s, Action::CommissionDispute, &org).is_ok();
+        assert_eq!(dispute, ["partner_admin", "partner_agent"].contains(&role.as_str()), "{role} dispute");
+        let manage = e.decide(&s, Action::CommissionPlanManage, &org).is_ok();
+        assert_eq!(manage, ["owner", "admin", "channel_manager"].contains(&role.as_str()), "{role} plans");
+        let read = e.decide(&s, Action::CommissionRead, &org).is_ok();
+        let readers = ["owner", "admin", "channel_manager", "finance", "partner_admin", "partner_agent"];
+        assert_eq!(read, readers.contains(&role.as_str()), "{role} read");
+    }
+    let partner = w.member(Role::PartnerAdmin, None);
+    let c = CommissionFacts { tenant: w.tenant, id: Uuid::now_v7(), partner: Uuid::now_v7(), closer: Uuid::now_v7() };
+    let d = e.decide(&partner, Action::CommissionApprove, &Resource::Commission(&c)).expect_err("partner");
+    assert_eq!(d.forbidden_by, ["partners-never-settle-commissions"]);
 }

@@ -42,7 +42,7 @@ impl DealStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, ProgramError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ProgramError> {
         [Self::Submitted, Self::Conflict, Self::Approved, Self::Rejected, Self::Expired]
             .into_iter()
             .find(|d| d.as_str() == s)

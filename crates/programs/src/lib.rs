@@ -8,8 +8,10 @@
 //! still return only the caller's partner's rows (tests/isolation.rs, tests/programs.rs).
 //! Writes require the policy engine's [`authz::Permit`] for their action.
 
+pub mod commissions;
 pub mod deals;
 pub mod leads;
+pub mod opportunities;
 pub mod partners;
 mod scope;
 
@@ -32,6 +34,9 @@ pub enum ProgramError {
     Conflict { code: &'static str, reason: String },
     #[error(transparent)]
     Permit(#[from] authz::Mismatch),
+    /// The policy engine said no (a decision about one resource, made by the domain).
+    #[error(transparent)]
+    Denied(#[from] authz::Denied),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]

@@ -32,7 +32,7 @@ impl Tier {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, ProgramError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ProgramError> {
         match s {
             "registered" => Ok(Self::Registered),
             "silver" => Ok(Self::Silver),

@@ -16,8 +16,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    api_keys, audit, departments, documents, files, health, invitations, ip_allowlist, joining, me, members, mfa,
-    openapi, programs, security, sessions,
+    api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, me,
+    members, mfa, openapi, programs, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -112,7 +112,29 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/deals/{id}/reject", Org(Action::DealDecide), programs::reject_deal)
         .get("/leads", Org(Action::LeadRead), programs::list_leads)
         .post("/leads", Org(Action::LeadRegister), programs::register_lead)
-        .get("/leads/export", Org(Action::LeadExport), programs::export_leads);
+        .get("/leads/export", Org(Action::LeadExport), programs::export_leads)
+        .get("/programme/opportunities", Org(Action::OpportunityRead), commissions::list_opportunities)
+        .post("/programme/opportunities", Org(Action::OpportunityCreate), commissions::create_opportunity)
+        .get("/programme/opportunities/{id}", Org(Action::OpportunityRead), commissions::get_opportunity)
+        .post("/programme/opportunities/{id}/stage", Org(Action::OpportunityAdvance), commissions::advance_opportunity)
+        .get("/programme/commission-plans", Org(Action::CommissionPlanRead), commissions::list_plans)
+        .post("/programme/commission-plans", Org(Action::CommissionPlanManage), commissions::create_plan)
+        .get("/programme/commissions", Org(Action::CommissionRead), commissions::list_commissions)
+        .get("/programme/commissions/statement", Org(Action::CommissionStatement), commissions::statement)
+        .get("/programme/commissions/{id}", Org(Action::CommissionRead), commissions::get_commission)
+        .post("/programme/commissions/{id}/dispute", Org(Action::CommissionDispute), commissions::dispute_commission)
+        .post(
+            "/programme/commissions/{id}/approve",
+            Domain(&[Action::CommissionApprove]),
+            commissions::approve_commission,
+        )
+        .post("/programme/commissions/{id}/payable", Domain(&[Action::CommissionPay]), commissions::payable_commission)
+        .post("/programme/commissions/{id}/pay", Domain(&[Action::CommissionPay]), commissions::pay_commission)
+        .post(
+            "/programme/commissions/{id}/resolve",
+            Domain(&[Action::CommissionResolve]),
+            commissions::resolve_commission,
+        );
     // Reads every message, codes included: never routed unless asked for at start-up.
     if dev_outbox {
         r.get("/dev/outbox", Public("development only: routed only with --dev-outbox"), mfa::dev_outbox)
@@ -144,6 +166,7 @@ fn page_routes(r: Routes) -> Routes {
         .get("/documents/{id}", Domain(&[Action::DocumentRead]), ui::documents::show)
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
+        .get("/programme", Org(Action::CommissionRead), ui::programme::show)
         .get("/members", Org(Action::MembersRead), ui::members::list)
         .post("/members/invitations", Org(Action::MembersManage), ui::members::invite)
         .post("/members/sign-out-everyone", Org(Action::MembersManage), ui::members::revoke_everyone)

@@ -214,6 +214,39 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/leads") => (None, json("200", list_of::<::programs::leads::Lead>())),
         ("POST", "/leads") => (Some(of::<::programs::leads::NewLead>()), json("201", of::<::programs::leads::Lead>())),
         ("GET", "/leads/export") => (None, Text("CSV stream", &["text/csv"])),
+        ("GET", "/programme/opportunities") => (None, json("200", list_of::<::programs::opportunities::Opportunity>())),
+        ("POST", "/programme/opportunities") => (
+            Some(of::<::programs::opportunities::NewOpportunity>()),
+            json("201", of::<::programs::opportunities::Opportunity>()),
+        ),
+        ("GET", "/programme/opportunities/{id}") => (None, json("200", of::<::programs::opportunities::Opportunity>())),
+        ("POST", "/programme/opportunities/{id}/stage") => (
+            Some(of::<crate::api::commissions::StageBody>()),
+            json("200", of::<::programs::opportunities::Opportunity>()),
+        ),
+        ("GET", "/programme/commission-plans") => (None, json("200", list_of::<::programs::commissions::Plan>())),
+        ("POST", "/programme/commission-plans") => {
+            (Some(of::<::programs::commissions::NewPlan>()), json("201", of::<::programs::commissions::Plan>()))
+        }
+        ("GET", "/programme/commissions") => (None, json("200", list_of::<::programs::commissions::Commission>())),
+        ("GET", "/programme/commissions/statement") => (None, Text("CSV stream", &["text/csv"])),
+        ("GET", "/programme/commissions/{id}") => (None, json("200", of::<::programs::commissions::Commission>())),
+        (
+            "POST",
+            "/programme/commissions/{id}/approve"
+            | "/programme/commissions/{id}/payable"
+            | "/programme/commissions/{id}/pay",
+        ) => {
+            (Some(of::<crate::api::commissions::StepBody>()), json("200", of::<::programs::commissions::Commission>()))
+        }
+        ("POST", "/programme/commissions/{id}/dispute") => (
+            Some(of::<crate::api::commissions::DisputeBody>()),
+            json("200", of::<::programs::commissions::Commission>()),
+        ),
+        ("POST", "/programme/commissions/{id}/resolve") => (
+            Some(of::<crate::api::commissions::ResolveBody>()),
+            json("200", of::<::programs::commissions::Commission>()),
+        ),
         _ => (None, Text("untyped", &["application/json"])),
     }
 }
@@ -226,6 +259,10 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
         ("GET", "/members") => crate::api::members::ListQuery::into_params(none),
         ("GET", "/departments") => crate::api::departments::ListQuery::into_params(none),
         ("GET", "/deals" | "/leads") => crate::api::programs::ListQuery::into_params(none),
+        ("GET", "/programme/opportunities" | "/programme/commissions") => {
+            crate::api::commissions::ListQuery::into_params(none)
+        }
+        ("GET", "/programme/commissions/statement") => crate::api::commissions::StatementQuery::into_params(none),
         ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
         ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
         ("GET", "/audit/bundle") => crate::api::audit::BundleQuery::into_params(none),
@@ -366,6 +403,20 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/leads") => "listLeads",
         ("POST", "/leads") => "registerLead",
         ("GET", "/leads/export") => "exportLeads",
+        ("GET", "/programme/opportunities") => "listOpportunities",
+        ("POST", "/programme/opportunities") => "createOpportunity",
+        ("GET", "/programme/opportunities/{id}") => "getOpportunity",
+        ("POST", "/programme/opportunities/{id}/stage") => "advanceOpportunity",
+        ("GET", "/programme/commission-plans") => "listCommissionPlans",
+        ("POST", "/programme/commission-plans") => "createCommissionPlan",
+        ("GET", "/programme/commissions") => "listCommissions",
+        ("GET", "/programme/commissions/statement") => "commissionStatement",
+        ("GET", "/programme/commissions/{id}") => "getCommission",
+        ("POST", "/programme/commissions/{id}/approve") => "approveCommission",
+        ("POST", "/programme/commissions/{id}/payable") => "markCommissionPayable",
+        ("POST", "/programme/commissions/{id}/pay") => "payCommission",
+        ("POST", "/programme/commissions/{id}/dispute") => "disputeCommission",
+        ("POST", "/programme/commissions/{id}/resolve") => "resolveCommission",
         ("POST", "/periods") => "openPeriod",
         ("GET", "/periods/{id}") => "getPeriod",
         ("POST", "/periods/{id}/close") => "closePeriod",

@@ -37,6 +37,8 @@ impl From<ProgramError> for ApiError {
                 tracing::error!(error = %m, "programme write with a permit for something else");
                 Self::authorisation_missing("this route made a change without a matching authorisation decision")
             }
+            ProgramError::Denied(d) => Self::forbidden()
+                .with_details(serde_json::json!({ "action": d.action.as_str(), "forbidden_by": d.forbidden_by })),
             ProgramError::Store(s) => s.into(),
             ProgramError::Audit(a) => a.into(),
         }

@@ -18,6 +18,7 @@ pub(crate) enum Section {
     Inbox,
     Documents,
     Periods,
+    Programme,
     Members,
     Audit,
     Account,
@@ -99,6 +100,13 @@ impl Chrome {
             nav.push(NavItem { label: "Periods", href: "/periods", current: current == Section::Periods });
         }
         let organisation_wide = Resource::Organisation { tenant };
+        if state.authz.decide(s, Action::CommissionRead, &organisation_wide).is_ok() {
+            nav.push(NavItem {
+                label: "Partner programme",
+                href: "/programme",
+                current: current == Section::Programme,
+            });
+        }
         if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });
         }

@@ -25,6 +25,7 @@ pub(crate) mod inbox;
 pub(crate) mod invitation;
 pub(crate) mod members;
 pub(crate) mod periods;
+pub(crate) mod programme;
 pub(crate) mod refusals;
 pub(crate) mod resume;
 pub(crate) mod security;
