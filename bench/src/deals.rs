@@ -273,7 +273,7 @@ async fn drive(
             let mut n: u64 = 0;
             while Instant::now() < deadline {
                 n += 1;
-                let (company, domain) = if n % 4 == 0 {
+                let (company, domain) = if n.is_multiple_of(4) {
                     let k = 1 + (n * 7919 + c as u64 * 104_729) % seeded.max(1) as u64;
                     (format!("Deal Customer {k}"), format!("deal{k}.customers.example"))
                 } else {
