@@ -1,19 +1,7 @@
-//! `countersign-bench`: throughput of Countersign's data paths against raw `pgbench` running the
-//! same SQL on the same database in the same run. Prints ratios; targets are checked here, never
-//! in unit tests (shared machines are noisy).
-
-mod approvals;
-mod audit_ledger;
-mod authz_decision;
-mod fixture;
-mod inbox;
-mod login;
-mod pgbench;
-mod revocation;
-mod server;
-mod tenant_read;
+//! `countersign-bench`: see the library's documentation and `bench/README.md`.
 
 use clap::{Parser, Subcommand};
+use countersign_bench::{approvals, audit_ledger, authz_decision, deals, files, inbox, login, revocation, tenant_read};
 
 #[derive(Parser)]
 #[command(name = "countersign-bench")]
@@ -40,6 +28,12 @@ enum Bench {
     Inbox(inbox::Args),
     /// Session revoked on node A until node B drops it, vs raw NOTIFY->LISTEN (target p99 <= 50 ms).
     Revocation(revocation::Args),
+    /// A 100 MiB file uploaded and downloaded through a real server, encrypted, vs `cp` on the same
+    /// disk (targets: >= 70% of cp each way, first byte <= 5 ms, RSS growth <= 16 MiB).
+    Files(files::Args),
+    /// Deal registration with its conflict check through a real server vs pgbench, and the leads
+    /// CSV export (targets: p99 <= 20 ms at 8 clients, >= 70% of pgbench, export >= 300k rows/s).
+    Deals(deals::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -52,5 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Revocation(args) => revocation::run(args).await,
         Bench::Login(args) => login::run(args).await,
         Bench::Inbox(args) => inbox::run(args).await,
+        Bench::Files(args) => files::run(args).await,
+        Bench::Deals(args) => deals::run(args).await,
     }
 }

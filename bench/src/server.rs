@@ -20,10 +20,22 @@ pub struct Server {
 impl Server {
     /// Starts `bin <command>` on `db` with its data under `data`, and waits until it listens.
     pub async fn start(bin: &Path, command: &str, db: &TestDb, data: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, command, db, data, &[]).await
+    }
+
+    /// [`Server::start`] with more flags (e.g. `--max-upload-mib`).
+    pub async fn start_with(
+        bin: &Path,
+        command: &str,
+        db: &TestDb,
+        data: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut child = tokio::process::Command::new(bin)
             .arg(command)
             .args(["--listen", "127.0.0.1:0", "--login-limit", "100000/1s", "--data-dir"])
             .arg(data)
+            .args(extra)
             .env("DATABASE_URL", db.url())
             .env("COUNTERSIGN_LOG_FORMAT", "json")
             .env_remove("COUNTERSIGN_LISTEN")
@@ -99,4 +111,87 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// Signs `email` in to organisation `org` (tokens in the body) and returns the access token
+/// (`Authorization: Bearer …`, or the `cs_access` cookie).
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    org: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Tokens {
+        access_token: String,
+    }
+    let r = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"organisation": org, "email": email, "password": password, "token_delivery": "body"}))
+        .send()
+        .await?;
+    if r.status() != reqwest::StatusCode::OK {
+        bail!("login of {email} answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    Ok(r.json::<Tokens>().await?.access_token)
+}
+
+/// The `p` quantile (0..=1, nearest rank) of sorted microseconds, in milliseconds.
+pub fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// A process's `VmRSS` in bytes (`/proc/<pid>/status`).
+pub fn vm_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// Samples a process's `VmRSS` every `every` on its own thread (so a busy runtime cannot delay
+/// it) until stopped; [`RssSampler::stop`] returns the largest value seen and the sample count.
+pub struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, every: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut max, mut n) = (0u64, 0u64);
+            loop {
+                if let Ok(v) = vm_rss(pid) {
+                    max = max.max(v);
+                    n += 1;
+                }
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(every);
+            }
+            (max, n)
+        });
+        Self { stop, thread }
+    }
+
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
+/// "met" or "NOT met".
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
 }

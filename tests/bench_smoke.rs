@@ -1,0 +1,47 @@
+//! The benchmarks that go through a real server, run at a tiny size against the `countersign`
+//! binary Cargo built for this test: a benchmark that no longer matches today's schema, routes
+//! or answers fails here (each checks what the server answers: statuses, sizes, SHA-256, every
+//! downloaded byte, the export's row count, pgbench's exit). Only that it runs is tested; the
+//! figures are meaningless at this size and in a debug build (see `bench/README.md`).
+
+use clap::Parser;
+
+fn server() -> &'static str {
+    env!("CARGO_BIN_EXE_countersign")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_files_benchmark_runs_at_a_tiny_size() {
+    let args = countersign_bench::files::Args::parse_from([
+        "files",
+        "--size-mib",
+        "2",
+        "--rounds",
+        "2",
+        "--downloads",
+        "3",
+        "--server",
+        server(),
+    ]);
+    countersign_bench::files::run(args).await.expect("the files benchmark runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deals_benchmark_runs_at_a_tiny_size() {
+    let args = countersign_bench::deals::Args::parse_from([
+        "deals",
+        "--scale",
+        "0.002",
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0.5",
+        "--export-seconds",
+        "30",
+        "--server",
+        server(),
+    ]);
+    countersign_bench::deals::run(args).await.expect("the deals benchmark runs");
+}
