@@ -7,7 +7,7 @@
 mod common;
 
 use authz::{Action, Engine, Permit, Role, Subject};
-use common::{TestApp, org, who, with_password};
+use common::{TestApp, org, partner_person, who, with_password};
 use identity::EmailAddress;
 use identity::directory::{memberships, users};
 use programs::commissions::{self, Band, CommissionStatus, NewPlan, Step};
@@ -30,16 +30,6 @@ async fn new_user(db: &TestDb, email: &str) -> Uuid {
     let u = users::create(&mut g, &who(), &EmailAddress::parse(email).expect("email"), email).await.expect("user");
     g.commit().await.expect("commit");
     u.id
-}
-
-async fn partner_person(db: &TestDb, t: TenantId, partner: Uuid, email: &str, role: Role) -> Uuid {
-    let u = new_user(db, email).await;
-    let mut tx = db.store.program_tx(t, ProgramScope::Vendor).await.expect("tx");
-    partners::add_member(&mut tx, &who(), &operator(Action::ProgramPartnersManage, t), partner, u, role)
-        .await
-        .expect("partner member");
-    tx.commit().await.expect("commit");
-    u
 }
 
 async fn staff(db: &TestDb, t: TenantId, email: &str, role: Role) -> Uuid {

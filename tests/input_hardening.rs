@@ -145,6 +145,11 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
     let app = TestApp::setup(&db).roomy().start().await;
     let base = app.base.clone();
     let admin = app.sign_in("acme", "user0@acme.example").await;
+    // Routes no admin may ever call (a partner disputing its commission) are attacked as a
+    // partner person: the role guard refuses an admin before the body is read.
+    let pat = common::partner_person(&db, a.id, a.partners[0], "pat@partner.example", authz::Role::PartnerAdmin).await;
+    common::with_password(&db, pat).await;
+    let partner = app.sign_in("acme", "pat@partner.example").await;
     // Raw request text (lone surrogate escapes, percent-encoded bytes) that the JSON client
     // would not send as written.
     let http = reqwest::Client::new();
@@ -173,8 +178,11 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
                 .map(|seg| if seg.starts_with('{') { uuid::Uuid::now_v7().to_string() } else { seg.to_owned() })
                 .collect::<Vec<_>>()
                 .join("/");
-            let token = op.get("security").is_some().then_some(admin.access_token());
-            let send = |body: Option<String>, query: Option<String>| {
+            let secured = op.get("security").is_some();
+            // As the admin; a route whose role guard refuses every admin (a partner disputing its
+            // commission) is sent again as a partner person. Poisoned requests never act, so the
+            // second sending changes nothing.
+            let send_as = |token: Option<&str>, body: Option<String>, query: Option<String>| {
                 let mut url = format!("{base}{url_path}");
                 if let Some(q) = query {
                     url = format!("{url}?{q}");
@@ -191,6 +199,19 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
                     let status = r.status();
                     let body: Value = r.json().await.unwrap_or(Value::Null);
                     (status, body)
+                }
+            };
+            let send_as = &send_as;
+            let (admin_token, partner_token) = (admin.access_token(), partner.access_token());
+            let send = |body: Option<String>, query: Option<String>| {
+                let (body2, query2) = (body.clone(), query.clone());
+                async move {
+                    let first = send_as(secured.then_some(admin_token), body, query).await;
+                    if secured && first.0 == StatusCode::FORBIDDEN && first.1["error"]["code"] == "forbidden" {
+                        send_as(Some(partner_token), body2, query2).await
+                    } else {
+                        first
+                    }
                 }
             };
             let label = format!("{} {path}", m.as_str());

@@ -6,9 +6,7 @@
 mod common;
 
 use authz::{Action, Engine, Permit, Resource, Role, Subject};
-use common::{org, who};
-use identity::EmailAddress;
-use identity::directory::users;
+use common::{org, partner_person, who};
 use programs::deals::{self, DealStatus, Decision, NewDeal};
 use programs::leads::{self, NewLead};
 use programs::partners;
@@ -19,19 +17,6 @@ use uuid::Uuid;
 
 fn operator(action: Action, t: TenantId) -> Permit {
     Permit::operator(action, t.as_uuid())
-}
-
-/// A new user made a partner person of `partner` in `t` (by the operator).
-async fn partner_person(db: &TestDb, t: TenantId, partner: Uuid, email: &str, role: Role) -> Uuid {
-    let mut g = db.store.global_tx().await.expect("global tx");
-    let u = users::create(&mut g, &who(), &EmailAddress::parse(email).expect("email"), email).await.expect("user");
-    g.commit().await.expect("commit");
-    let mut tx = db.store.program_tx(t, ProgramScope::Vendor).await.expect("tx");
-    partners::add_member(&mut tx, &who(), &operator(Action::ProgramPartnersManage, t), partner, u.id, role)
-        .await
-        .expect("partner member");
-    tx.commit().await.expect("commit");
-    u.id
 }
 
 async fn as_member(db: &TestDb, t: TenantId, user: Uuid) -> TenantTx {

@@ -435,6 +435,19 @@ pub async fn member(
     u.id
 }
 
+/// A new user made a partner person (`role`: partner_admin or partner_agent) of `partner` in
+/// `t`, by the operator; their user id.
+pub async fn partner_person(db: &TestDb, t: TenantId, partner: Uuid, email: &str, role: authz::Role) -> Uuid {
+    let mut g = db.store.global_tx().await.expect("global tx");
+    let u = users::create(&mut g, &who(), &EmailAddress::parse(email).expect("email"), email).await.expect("user");
+    g.commit().await.expect("commit");
+    let mut tx = db.store.program_tx(t, store::ProgramScope::Vendor).await.expect("tx");
+    let permit = authz::Permit::operator(authz::Action::ProgramPartnersManage, t.as_uuid());
+    programs::partners::add_member(&mut tx, &who(), &permit, partner, u.id, role).await.expect("partner member");
+    tx.commit().await.expect("commit");
+    u.id
+}
+
 /// The redactions every page snapshot needs (ids, asset hashes and SRI, the CSRF token, times),
 /// followed by a test file's own `extra` ones: the page's markup is then the same on every run.
 pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
