@@ -120,21 +120,41 @@ pub async fn page(
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Lead>, ProgramError> {
-    let (at, id) = before.map_or((None, None), |(a, i)| (Some(a), Some(i)));
-    // No partner filter on purpose: the partner_isolation policy is the filter.
-    Ok(sqlx::query_as!(
-        Lead,
-        r#"select id, partner_id, company_name, customer_domain::text, contact_name, contact_email::text, notes, created_at
-             from partner_leads
-            where tenant_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
-            order by created_at desc, id desc limit $4"#,
-        tx.tenant().as_uuid(),
-        at,
-        id,
-        limit.clamp(1, 1000)
-    )
-    .fetch_all(tx.conn())
-    .await?)
+    // No partner filter on purpose: the partner_isolation policy is the filter. The first page
+    // and the next ones are separate statements so the cursor is always an index condition on
+    // partner_leads_export (a cached generic plan cannot use `$2 is null or …`).
+    let limit = limit.clamp(1, 1000);
+    let tenant = tx.tenant().as_uuid();
+    Ok(match before {
+        None => {
+            sqlx::query_as!(
+                Lead,
+                r#"select id, partner_id, company_name, customer_domain::text, contact_name, contact_email::text, notes, created_at
+                     from partner_leads
+                    where tenant_id = $1
+                    order by created_at desc, id desc limit $2"#,
+                tenant,
+                limit
+            )
+            .fetch_all(tx.conn())
+            .await?
+        }
+        Some((at, id)) => {
+            sqlx::query_as!(
+                Lead,
+                r#"select id, partner_id, company_name, customer_domain::text, contact_name, contact_email::text, notes, created_at
+                     from partner_leads
+                    where tenant_id = $1 and (created_at, id) < ($2, $3)
+                    order by created_at desc, id desc limit $4"#,
+                tenant,
+                at,
+                id,
+                limit
+            )
+            .fetch_all(tx.conn())
+            .await?
+        }
+    })
 }
 
 /// The CSV header of a leads export.
