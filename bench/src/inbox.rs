@@ -183,8 +183,8 @@ async fn load(admin: &mut PgConnection, tenant: Uuid, departments: &[Uuid], args
 
 /// The statements of `GET /` for the approver, in the order the server sends them (see
 /// `crates/web/src/ui/inbox.rs::list_page` and `ui/chrome.rs::Chrome::member`): the tenant
-/// transaction, the membership, the 25 rows (+1) of "waiting for me", up to 200 (+1) of them for
-/// the counts, the departments, the organisation and the person for the frame, COMMIT. The
+/// transaction, the membership, the 25 rows (+1) of "waiting for me", the counts per kind of the
+/// first 200 of them, the departments, the organisation and the person for the frame, COMMIT. The
 /// lists are the server's statement for an unfiltered page (filters left empty are not in its
 /// text); the departments' empty cursor is a NULL parameter there and `NULLIF(:none, 'none')`
 /// here, so both sides plan the same expressions.
@@ -205,7 +205,7 @@ fn pgbench_script(f: &Fixture) -> String {
         ],
         _ => vec![format!("d.status = 'finance_approved' AND {mine} {not_approved}")],
     };
-    let list = |limit: u32| {
+    let union = |limit: u32| {
         let mut union = format!(
             "(SELECT d.* FROM documents d WHERE d.tenant_id = '{{tenant}}'::uuid AND d.status = 'queried' \
              AND d.raised_by = '{{user}}'::uuid ORDER BY d.id DESC LIMIT {limit})"
@@ -215,6 +215,10 @@ fn pgbench_script(f: &Fixture) -> String {
                 " UNION ALL (SELECT d.* FROM documents d WHERE {arm} ORDER BY d.id DESC LIMIT {limit})"
             ));
         }
+        union
+    };
+    let list = |limit: u32| {
+        let union = union(limit);
         format!(
             "SELECT d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency, \
              d.amount_minor, d.status, d.version, \
@@ -225,6 +229,15 @@ fn pgbench_script(f: &Fixture) -> String {
         .replace("{tenant}", &f.tenant.to_string())
         .replace("{user}", &f.user.to_string())
     };
+    // The counts per kind of the first 200 waiting (approvals::inbox::waiting_counts).
+    let counts = format!(
+        "SELECT d.kind, count(*) FILTER (WHERE d.rn <= 200), bool_or(d.rn > 200) FROM \
+         (SELECT u.kind, row_number() OVER (ORDER BY u.id DESC) AS rn FROM ({}) u ORDER BY u.id DESC LIMIT 201) d \
+         GROUP BY d.kind;\n",
+        union(201)
+    )
+    .replace("{tenant}", &f.tenant.to_string())
+    .replace("{user}", &f.user.to_string());
     format!(
         "BEGIN;\n\
          SELECT set_config('app.tenant_id', '{tenant}', true);\n\
@@ -241,7 +254,7 @@ fn pgbench_script(f: &Fixture) -> String {
         tenant = f.tenant,
         user = f.user,
         first = list(26),
-        counts = list(201),
+        counts = counts,
     )
 }
 

@@ -255,6 +255,60 @@ fn arms(view: View, s: &authz::Subject) -> Vec<Arm> {
 /// and stops after `n` rows; filters the caller left empty are left out of the text rather than
 /// written as `$n IS NULL OR …`, which a cached generic plan cannot use.
 async fn candidates(tx: &mut TenantTx, s: &authz::Subject, filter: &Filter) -> Result<Vec<Row>, ApprovalError> {
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "select d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency, \
+         d.amount_minor, d.status, d.version, \
+         coalesce((select array_agg(a.approver) from document_approvals a \
+                    where a.tenant_id = d.tenant_id and a.document_id = d.id and a.round = d.round), '{}') as approvers \
+         from (",
+    );
+    if !push_arms(&mut q, s, filter) {
+        return Ok(Vec::new());
+    }
+    q.push(") d order by d.id desc limit ").push_bind(filter.limit + 1);
+    Ok(q.build_query_as::<Row>().fetch_all(tx.conn()).await?)
+}
+
+/// How many of the first `limit` documents waiting for `m` are of each kind, and whether more
+/// wait: the inbox's counts. The same arms as [`list`] (the SQL narrowing the policies mirror)
+/// counted in the database: the rows themselves are put to the engine only when listed.
+///
+/// # Errors
+/// Database errors.
+pub async fn waiting_counts(tx: &mut TenantTx, m: &Member, limit: i64) -> Result<WaitingCounts, ApprovalError> {
+    let filter = Filter { view: View::Waiting, limit: limit.clamp(1, 1000), ..Filter::default() };
+    let n = filter.limit;
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("select d.kind, count(*) filter (where d.rn <= ");
+    q.push_bind(n).push("), bool_or(d.rn > ").push_bind(n);
+    q.push(") from (select u.kind, row_number() over (order by u.id desc) as rn from (");
+    if !push_arms(&mut q, &m.subject, &filter) {
+        return Ok(WaitingCounts::default());
+    }
+    q.push(") u order by u.id desc limit ").push_bind(n + 1).push(") d group by d.kind");
+    let rows: Vec<(String, i64, Option<bool>)> = q.build_query_as().fetch_all(tx.conn()).await?;
+    let mut c = WaitingCounts::default();
+    for (kind, count, beyond) in rows {
+        match kind.parse::<Kind>()? {
+            Kind::Voucher => c.vouchers = count,
+            Kind::PurchaseOrder => c.purchase_orders = count,
+        }
+        c.more |= beyond.unwrap_or(false);
+    }
+    Ok(c)
+}
+
+/// See [`waiting_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitingCounts {
+    pub vouchers: i64,
+    pub purchase_orders: i64,
+    /// More than the limit wait (the counts are of the first `limit`).
+    pub more: bool,
+}
+
+/// Pushes the union of the arms of `filter.view` for `s` (each `order by id desc limit n + 1`);
+/// `false` when no arm can match (nothing pushed).
+fn push_arms(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, s: &authz::Subject, filter: &Filter) -> bool {
     let limit = filter.limit + 1;
     let arms: Vec<Arm> = arms(filter.view, s)
         .into_iter()
@@ -264,15 +318,8 @@ async fn candidates(tx: &mut TenantTx, s: &authz::Subject, filter: &Filter) -> R
         })
         .collect();
     if arms.is_empty() {
-        return Ok(Vec::new());
+        return false;
     }
-    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "select d.id, d.number, d.kind, d.department_id, d.raised_by, d.title, d.document_date, d.currency, \
-         d.amount_minor, d.status, d.version, \
-         coalesce((select array_agg(a.approver) from document_approvals a \
-                    where a.tenant_id = d.tenant_id and a.document_id = d.id and a.round = d.round), '{}') as approvers \
-         from (",
-    );
     for (i, a) in arms.iter().enumerate() {
         if i > 0 {
             q.push(" union all ");
@@ -333,8 +380,7 @@ async fn candidates(tx: &mut TenantTx, s: &authz::Subject, filter: &Filter) -> R
         }
         q.push(" order by d.id desc limit ").push_bind(limit).push(")");
     }
-    q.push(") d order by d.id desc limit ").push_bind(limit);
-    Ok(q.build_query_as::<Row>().fetch_all(tx.conn()).await?)
+    true
 }
 
 /// One document of a bulk approval: the id and the version the approver saw.

@@ -320,8 +320,7 @@ async fn list_page(
         inbox::Page { items: Vec::new(), next_cursor: None }
     };
     let waiting = if view == View::Waiting {
-        let all_waiting = Filter { view: View::Waiting, limit: COUNT_LIMIT, ..Filter::default() };
-        match inbox::list(&mut tx, &state.authz, &m, &all_waiting).await {
+        match inbox::waiting_counts(&mut tx, &m, COUNT_LIMIT).await {
             Ok(w) => Some(w),
             Err(e) => return Err(refused(state, p, route, tx, e).await),
         }
@@ -386,19 +385,22 @@ async fn list_page(
             },
         })
         .collect::<Vec<_>>();
-    let summary = waiting.as_ref().map(|w| summary(&w.items, w.next_cursor.is_some())).unwrap_or_default();
+    let summary = waiting.as_ref().map(summary).unwrap_or_default();
     let counts = waiting
         .as_ref()
         .map(|w| {
-            let more = if w.next_cursor.is_some() { "+" } else { "" };
-            [(Kind::Voucher, "Payment vouchers"), (Kind::PurchaseOrder, "Purchase orders")]
-                .into_iter()
-                .map(|(k, label)| KindCount {
-                    label,
-                    count: format!("{}{more}", w.items.iter().filter(|i| i.kind == k).count()),
-                    href: format!("/?kind={}", k.as_str()),
-                })
-                .collect()
+            let more = if w.more { "+" } else { "" };
+            [
+                (Kind::Voucher, "Payment vouchers", w.vouchers),
+                (Kind::PurchaseOrder, "Purchase orders", w.purchase_orders),
+            ]
+            .into_iter()
+            .map(|(k, label, n)| KindCount {
+                label,
+                count: format!("{n}{more}"),
+                href: format!("/?kind={}", k.as_str()),
+            })
+            .collect()
         })
         .unwrap_or_default();
     let tabs = if section == Section::Inbox {
@@ -491,21 +493,20 @@ async fn list_page(
 }
 
 /// "2 payment vouchers and 1 purchase order wait for you."
-fn summary(items: &[inbox::Item], more: bool) -> String {
-    let vouchers = items.iter().filter(|i| i.kind == Kind::Voucher).count();
-    let orders = items.len() - vouchers;
-    if items.is_empty() {
+fn summary(w: &inbox::WaitingCounts) -> String {
+    let (vouchers, orders, more) = (w.vouchers, w.purchase_orders, w.more);
+    if vouchers + orders == 0 {
         return "Nothing waits for you.".to_owned();
     }
     let plus = if more { "+" } else { "" };
-    let count = |n: usize, one: &str, many: &str| format!("{n}{plus} {}", if n == 1 { one } else { many });
+    let count = |n: i64, one: &str, many: &str| format!("{n}{plus} {}", if n == 1 { one } else { many });
     let parts: Vec<String> =
         [(vouchers, "payment voucher", "payment vouchers"), (orders, "purchase order", "purchase orders")]
             .into_iter()
             .filter(|(n, ..)| *n > 0)
             .map(|(n, one, many)| count(n, one, many))
             .collect();
-    let verb = if items.len() == 1 && !more { "waits" } else { "wait" };
+    let verb = if vouchers + orders == 1 && !more { "waits" } else { "wait" };
     format!("{} {verb} for you.", parts.join(" and "))
 }
 
@@ -544,28 +545,15 @@ fn empty_words(view: View, status: Option<Status>, other_filters: bool, role: Ro
 mod tests {
     use super::*;
 
-    fn item(kind: Kind) -> inbox::Item {
-        inbox::Item {
-            id: Uuid::nil(),
-            number: "PV-2026-0001".into(),
-            kind,
-            department_id: Uuid::nil(),
-            raised_by: Uuid::nil(),
-            title: String::new(),
-            document_date: chrono::NaiveDate::default(),
-            currency: "EUR".into(),
-            amount_minor: 1,
-            status: Status::Submitted,
-            version: 1,
-        }
+    fn counts(vouchers: i64, purchase_orders: i64, more: bool) -> inbox::WaitingCounts {
+        inbox::WaitingCounts { vouchers, purchase_orders, more }
     }
 
     #[test]
     fn the_summary_counts_each_kind_in_words() {
-        assert_eq!(summary(&[], false), "Nothing waits for you.");
-        assert_eq!(summary(&[item(Kind::Voucher)], false), "1 payment voucher waits for you.");
-        let mixed = [item(Kind::Voucher), item(Kind::Voucher), item(Kind::PurchaseOrder)];
-        assert_eq!(summary(&mixed, false), "2 payment vouchers and 1 purchase order wait for you.");
-        assert_eq!(summary(&mixed[..1], true), "1+ payment voucher wait for you.");
+        assert_eq!(summary(&counts(0, 0, false)), "Nothing waits for you.");
+        assert_eq!(summary(&counts(1, 0, false)), "1 payment voucher waits for you.");
+        assert_eq!(summary(&counts(2, 1, false)), "2 payment vouchers and 1 purchase order wait for you.");
+        assert_eq!(summary(&counts(1, 0, true)), "1+ payment voucher wait for you.");
     }
 }
