@@ -23,7 +23,7 @@
 //! Export: the vendor's administrator `GET /api/v1/leads/export` (every partner's leads), read
 //! to the end or for at most `--export-seconds`; rows/s = CSV records received ÷ time to the last
 //! byte. For reference, the same rows through a raw `COPY … TO STDOUT (FORMAT csv)` as the app
-//! role, and the export again with a what-if index the schema does not have.
+//! role (the export walks `partner_leads_export`, migration 0026, in its order).
 //!
 //! Targets (issue 17): registration p99 <= 20 ms at 8 clients and >= 70 % of the same statements'
 //! rate through pgbench; export >= 300,000 rows/s.
@@ -484,19 +484,6 @@ async fn measure(args: &Args, db: &TestDb, server: &Server, sizes: &Sizes, clien
     println!(
         "  for reference, raw COPY of the same rows as CSV (app role, vendor scope): {copied} rows in {copy_secs:.2} s = {:.0} rows/s",
         copied as f64 / copy_secs
-    );
-    let mut admin = db.admin_options().connect().await?;
-    sqlx::query("create index bench_what_if_leads_newest on partner_leads (tenant_id, created_at desc, id desc)")
-        .execute(&mut admin)
-        .await?;
-    sqlx::query("analyze partner_leads").execute(&mut admin).await?;
-    admin.close().await?;
-    let (w_rows, _, w_secs, w_whole) = export(&http, base, &admin_token, limit).await?;
-    println!(
-        "  what-if (not in the schema): with an index on partner_leads (tenant_id, created_at desc, id desc) the export \
-         reads {w_rows} rows in {w_secs:.2} s{} = {:.0} rows/s",
-        if w_whole { "" } else { " (stopped at the time limit)" },
-        w_rows as f64 / w_secs
     );
 
     let best_ratio = figures.iter().map(|f| f.0).fold(0.0, f64::max);
