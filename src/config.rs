@@ -161,6 +161,11 @@ pub enum Command {
     /// Write docs/SECURITY.md and the README's security section from security/controls.toml,
     /// after checking that every test the manifest names exists.
     SecurityDocs(SecurityDocsArgs),
+    /// Print a shell completion script: `countersign completions bash > /etc/bash_completion.d/countersign`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]

@@ -48,6 +48,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::SecurityDocs(args) => security_docs::run(&args),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics when its writer fails (`… | head`).
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "countersign", &mut script);
+            let mut out = std::io::stdout().lock();
+            match std::io::Write::write_all(&mut out, &script).and_then(|()| std::io::Write::flush(&mut out)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                // The reader went away (`… | head`): nothing more to say.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(anyhow::anyhow!("writing the completion script: {e}")),
+            }
+        }
         Command::Serve(args) => {
             let keys = ServerKeys::load(&cli.db, &args)?;
             let store = store::Store::open(&settings).await?;

@@ -490,3 +490,38 @@ async fn admin_attach_reference_stores_the_file_of_a_by_reference_attachment() {
     assert_eq!(common::audit_count(&db, acme.id, "file.uploaded").await, 1);
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+/// `countersign completions <shell>` prints a completion script that names the commands (bash's
+/// parses: `bash -n`); an unknown shell is refused with the shells it knows; a reader that stops
+/// early (`| head`) is not a crash.
+#[test]
+fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
+    for (shell, needle) in
+        [("bash", "_countersign()"), ("zsh", "#compdef countersign"), ("fish", "complete -c countersign")]
+    {
+        let o = countersign().args(["completions", shell]).output().expect("run");
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && script.contains(needle), "{shell}: {}", output(&o));
+        for sub in ["rotate-blob-key", "purge-files", "security-docs", "verify"] {
+            assert!(script.contains(sub), "{shell} script lacks {sub}");
+        }
+        if shell == "bash" {
+            let path = temp_dir("completions").join("countersign.bash");
+            std::fs::write(&path, script.as_bytes()).expect("write");
+            let check = std::process::Command::new("bash").arg("-n").arg(&path).output().expect("bash -n");
+            assert!(check.status.success(), "bash -n: {}", output(&check));
+        }
+    }
+    let o = countersign().args(["completions", "tcsh"]).output().expect("run");
+    assert!(!o.status.success() && output(&o).contains("possible values: bash"), "{}", output(&o));
+
+    let mut child = countersign()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take()); // the reader goes away before anything is read
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success() && !output(&o).contains("panicked"), "{}", output(&o));
+}
