@@ -121,26 +121,12 @@ fn missing_postgres_binaries_give_an_install_hint() {
 
 mod common;
 
-/// The binary run as an operator would, from `cwd` (a fresh directory, not the checkout), against
-/// the test database, with no key or data-directory settings inherited.
-fn operator_run(db: &store::testing::TestDb, cwd: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = countersign();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COUNTERSIGN_") && k != "COUNTERSIGN_LOG_FORMAT" {
-            c.env_remove(k);
-        }
-    }
-    c.args(args).current_dir(cwd).env("DATABASE_URL", db.url()).env("RUST_LOG", "warn").output().expect("run")
-}
+use common::{operator_run, output};
 
 fn temp_dir(what: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("cs-{what}-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&d).expect("dir");
     d
-}
-
-fn output(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// `audit verify` from a directory that has no key: it writes none, recomputes the chains, and

@@ -79,19 +79,6 @@ fn master_keys(dir: &Path) -> PathBuf {
     dir.join("data").join("keys").join("blob-master")
 }
 
-/// `countersign <args>` run by an operator from `dir` against the test database (no inherited
-/// `COUNTERSIGN_*` settings): exit status and everything it printed.
-fn operator(db: &TestDb, dir: &Path, args: &[&str]) -> (bool, String) {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COUNTERSIGN_") {
-            c.env_remove(k);
-        }
-    }
-    let o = c.args(args).current_dir(dir).env("DATABASE_URL", db.url()).env("RUST_LOG", "warn").output().expect("run");
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
-
 /// A draft voucher raised by `who` in `dept`; its id.
 async fn draft(who: &Client, dept: Uuid) -> String {
     let r = who
@@ -706,7 +693,8 @@ async fn the_operator_commands_rotate_the_master_key_and_purge_only_past_retenti
     let bytes = pdf(150_000);
     let (att, blob) = uploaded(&w, &w.staff, &doc, &bytes).await;
 
-    let (ok, out) = operator(&db, dir, &["admin", "rotate-blob-key"]);
+    let o = common::operator_run(&db, dir, &["admin", "rotate-blob-key"]);
+    let (ok, out) = (o.status.success(), common::output(&o));
     assert!(ok && out.contains("re-sealed 1 file data key(s)"), "{out}");
     assert!(master_keys(dir).join("0002.key").exists(), "the next master key file is written: {out}");
     let (_, l) = link(&w, &w.staff, &att, "attachment").await;
@@ -726,10 +714,12 @@ async fn the_operator_commands_rotate_the_master_key_and_purge_only_past_retenti
 
     assert_eq!(w.staff.delete(&format!("/api/v1/attachments/{att}")).await.status, StatusCode::OK);
     let object = object(&w, w.acme.id, &blob);
-    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    let o = common::operator_run(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    let (ok, out) = (o.status.success(), common::output(&o));
     assert!(ok && out.contains("purged 0 file(s)"), "{out}");
     assert!(object.exists(), "inside the retention period nothing is purged");
-    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "0"]);
+    let o = common::operator_run(&db, dir, &["admin", "purge-files", "--older-than-days", "0"]);
+    let (ok, out) = (o.status.success(), common::output(&o));
     assert!(!ok && out.contains("--older-than-days") && !out.contains("panicked"), "{out}");
     let mut admin = db.admin_conn().await;
     sqlx::query("update blobs set deleted_at = now() - interval '2 days' where id = $1")
@@ -737,7 +727,8 @@ async fn the_operator_commands_rotate_the_master_key_and_purge_only_past_retenti
         .execute(&mut admin)
         .await
         .expect("age the deletion");
-    let (ok, out) = operator(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    let o = common::operator_run(&db, dir, &["admin", "purge-files", "--older-than-days", "1"]);
+    let (ok, out) = (o.status.success(), common::output(&o));
     assert!(ok && out.contains("purged 1 file(s)"), "{out}");
     assert!(!object.exists(), "the object is gone");
     assert_eq!(audit_count(&db, w.acme.id, "file.purged").await, 1);

@@ -435,6 +435,29 @@ pub async fn member(
     u.id
 }
 
+/// The `countersign` binary run as an operator would: from `cwd` (a fresh directory, not the
+/// checkout), against the test database, with no `COUNTERSIGN_*` setting inherited (logs as JSON).
+pub fn operator_run(db: &TestDb, cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COUNTERSIGN_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("COUNTERSIGN_LOG_FORMAT", "json")
+        .args(args)
+        .current_dir(cwd)
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run")
+}
+
+/// Everything a run printed (stdout, then stderr), for assertions and failure messages.
+pub fn output(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 /// A new user made a partner person (`role`: partner_admin or partner_agent) of `partner` in
 /// `t`, by the operator; their user id.
 pub async fn partner_person(db: &TestDb, t: TenantId, partner: Uuid, email: &str, role: authz::Role) -> Uuid {
