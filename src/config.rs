@@ -12,6 +12,10 @@ use secrecy::SecretString;
 #[derive(Parser)]
 #[command(name = "countersign", version, about = "Security-first multi-tenant approvals platform")]
 pub struct Cli {
+    /// A TOML configuration file: one key per long flag name (`listen = "0.0.0.0:8080"`). The
+    /// command line and the environment override it; secrets may be given as `<key>-file`.
+    #[arg(long, env = "COUNTERSIGN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
     /// Log output format.
@@ -69,6 +73,10 @@ pub struct DbArgs {
     /// live process renews it every fifth of this; a killed process's secret dies after it.
     #[arg(long, env = "COUNTERSIGN_PROCESS_SECRET_LEASE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub process_secret_lease: u64,
+    /// Milliseconds a request waits for a database connection before it is answered 503 with
+    /// Retry-After (100-60000): with the database down, callers learn it within this bound.
+    #[arg(long, env = "COUNTERSIGN_DB_WAIT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000), global = true)]
+    pub db_wait_ms: u64,
 }
 
 #[derive(Args, Clone)]
@@ -124,12 +132,31 @@ pub struct ServeArgs {
     /// then carries its token and how to accept it through the API).
     #[arg(long, env = "COUNTERSIGN_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+    /// Open client connections at most (16-100000); one more is answered 503 and closed.
+    #[arg(long, env = "COUNTERSIGN_MAX_HTTP_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=100_000))]
+    pub max_http_connections: u64,
+    /// Seconds a client may take to send a request head, or idle between requests (1-300).
+    #[arg(long, env = "COUNTERSIGN_HEAD_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub head_timeout: u64,
+    /// Seconds shutdown waits for requests in flight before closing them (0-300).
+    #[arg(long, env = "COUNTERSIGN_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_grace: u64,
 }
 
 impl ServeArgs {
     /// `--public-url`, or `http://<bound address>` when listening on loopback.
     pub fn public_url(&self, bound: SocketAddr) -> Option<String> {
         self.public_url.clone().or_else(|| bound.ip().is_loopback().then(|| format!("http://{bound}")))
+    }
+
+    /// The transport's bounds: connection limit, head timeout, shutdown grace.
+    pub fn bounds(&self) -> web::transport::Bounds {
+        use std::time::Duration;
+        web::transport::Bounds {
+            max_connections: usize::try_from(self.max_http_connections).unwrap_or(usize::MAX),
+            head_timeout: Duration::from_secs(self.head_timeout),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+        }
     }
 
     pub fn limits(&self) -> web::limits::Limits {
@@ -161,11 +188,22 @@ pub enum Command {
     /// Write docs/SECURITY.md and the README's security section from security/controls.toml,
     /// after checking that every test the manifest names exists.
     SecurityDocs(SecurityDocsArgs),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script: `countersign completions bash > /etc/bash_completion.d/countersign`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting `serve` would run with (and where each came from: command line,
+    /// environment, configuration file, secret file, default), secrets redacted; exit 2 on a bad
+    /// value, naming it.
+    Check(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -519,6 +557,7 @@ impl DbArgs {
             data_dir: self.data_dir.clone(),
             max_connections: self.db_max_connections,
             secret_lease: std::time::Duration::from_secs(self.process_secret_lease),
+            db_wait: std::time::Duration::from_millis(self.db_wait_ms),
         }
     }
 }

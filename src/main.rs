@@ -2,13 +2,13 @@
 
 mod audit_cmd;
 mod config;
+mod config_file;
 mod demo;
 mod mfa_cmd;
 mod security_docs;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use config::{Cli, Command, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
@@ -23,7 +23,30 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let root = <Cli as clap::CommandFactory>::command();
+    let folded = match config_file::fold(&root, std::env::args_os().collect(), &|k| std::env::var(k).ok()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = match root.clone().try_get_matches_from(&folded.args) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let Command::Config(config::ConfigCommand::Check(_)) = &cli.command {
+        let check = matches.subcommand().and_then(|(_, m)| m.subcommand()).map(|(_, m)| m);
+        let serve = root.find_subcommand("config").and_then(|c| c.find_subcommand("check"));
+        if let (Some(m), Some(serve)) = (check, serve) {
+            print!("{}", config_file::report(serve, &root, m, &folded));
+        }
+        return ExitCode::SUCCESS;
+    }
     init_logging(cli.log_format);
     match run(cli).await {
         Ok(code) => code,
@@ -48,6 +71,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::SecurityDocs(args) => security_docs::run(&args),
+        // Answered before logging starts (main).
+        Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when its writer fails (`… | head`).
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -154,7 +179,7 @@ async fn serve(
         std::time::Duration::from_secs(5).min(std::time::Duration::from_secs(args.chain_watch_interval)),
         std::time::Duration::from_secs(args.chain_watch_interval),
     );
-    let served = web::serve(listener, app, shutdown_signal()).await;
+    let served = web::serve_with(listener, app, shutdown_signal(), args.bounds()).await;
     tracing::info!("shutting down");
     checkpointer.abort();
     expiry.abort();

@@ -100,6 +100,118 @@ fn embedded_cluster_starts_is_reused_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn an_embedded_cluster_left_by_a_killed_server_is_adopted_and_stopped_but_a_live_owners_is_left_alone() {
+    if countersign_has_no_pg_binaries() {
+        panic!("PostgreSQL server binaries are required for this test (apt-get install postgresql)");
+    }
+    let dir = std::env::temp_dir().join(format!("countersign-adopt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = countersign()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_ready(&base), "server never became ready");
+
+    // A command run beside the live server uses its cluster and leaves it running.
+    let beside = countersign().args(["migrate", "--data-dir"]).arg(&dir).output().expect("migrate");
+    let log = String::from_utf8_lossy(&beside.stderr);
+    assert!(beside.status.success(), "{log}");
+    assert!(log.contains("started by a running process"), "{log}");
+    assert!(!log.contains("stopped embedded PostgreSQL"), "{log}");
+    assert!(wait_ready(&base), "the server lost its database when the command beside it exited");
+
+    // kill -9: the server cannot stop its cluster, which keeps running without an owner.
+    let _ = Command::new("kill").args(["-KILL", &server.id().to_string()]).status();
+    let _ = server.wait();
+    assert!(dir.join("pg/cluster/postmaster.pid").exists(), "the cluster should outlive a killed server");
+
+    // The next server adopts it and stops it when it shuts down.
+    let next = serve_once(&dir, free_port());
+    assert!(next.contains("adopted embedded PostgreSQL left running by a process that is gone"), "{next}");
+    assert!(next.contains("stopped embedded PostgreSQL"), "{next}");
+    assert!(!dir.join("pg/cluster/postmaster.pid").exists(), "postgres still running after the adopter's shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `config check` shows what `serve` would run with: the command line over the environment over
+/// the configuration file over the defaults, each value's source named and secrets redacted; a
+/// secret read from `<ENV>_FILE` works for a real command; bad files are refused by name.
+#[tokio::test]
+async fn the_configuration_file_environment_and_secret_files_layer_and_config_check_redacts_secrets() {
+    let db = store::testing::TestDb::new().await;
+    let dir = temp_dir("config");
+    let file = dir.join("countersign.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9101\"\nmax-upload-mib = 7\ntrusted-proxies = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\n\
+         db-max-connections = 33\nlog-format = \"pretty\"\napp-db-password-file = \"pw\"\ninsecure-cookies = true\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("pw"), "hunter2-from-file\n").expect("write");
+    let check = countersign()
+        .current_dir(&dir)
+        .args(["config", "check", "--config", "countersign.toml", "--max-upload-mib", "9"])
+        .env("COUNTERSIGN_DB_MAX_CONNECTIONS", "44")
+        .env("DATABASE_URL", "postgres://root:hunter2@db.example/x")
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{said}");
+    for line in [
+        "listen = \"127.0.0.1:9101\"  # configuration file",
+        "max-upload-mib = \"9\"  # command line",
+        "db-max-connections = \"44\"  # environment COUNTERSIGN_DB_MAX_CONNECTIONS",
+        "trusted-proxies = [\"10.0.0.0/8\", \"192.168.0.0/16\"]  # configuration file",
+        "database-url = (set, redacted)  # environment DATABASE_URL",
+        "app-db-password = (set, redacted)  # secret file",
+        "insecure-cookies = \"true\"  # configuration file",
+        "head-timeout = \"20\"  # default",
+        "smtp-url = (not set)  # not set",
+    ] {
+        assert!(said.lines().any(|l| l == line), "missing `{line}` in:\n{said}");
+    }
+    assert!(!said.contains("hunter2"), "a secret was printed:\n{said}");
+
+    // A secret from a file, used for real: `migrate` reaches the database through DATABASE_URL_FILE.
+    std::fs::write(dir.join("db-url"), format!("{}\n", db.url())).expect("write");
+    let migrate = countersign()
+        .current_dir(&dir)
+        .args(["migrate", "--data-dir", "data"])
+        .env("DATABASE_URL_FILE", dir.join("db-url"))
+        .output()
+        .expect("run");
+    assert!(migrate.status.success(), "{}", output(&migrate));
+
+    // Bad files and values are refused by name, with a non-zero exit and no secret printed.
+    std::fs::write(dir.join("typo.toml"), "lisen = \"0.0.0.0:80\"\n").expect("write");
+    std::fs::write(dir.join("range.toml"), "db-max-connections = 0\n").expect("write");
+    for (args, env, needle) in [
+        (vec!["config", "check", "--config", "typo.toml"], None, "unknown setting `lisen`"),
+        (vec!["config", "check", "--config", "range.toml"], None, "--db-max-connections"),
+        (vec!["config", "check", "--config", "missing.toml"], None, "missing.toml"),
+        (vec!["migrate"], Some(("DATABASE_URL_FILE", "/nonexistent/db-url")), "DATABASE_URL_FILE"),
+    ] {
+        let mut c = countersign();
+        c.current_dir(&dir).args(&args).env("DATABASE_URL", "postgres://root:hunter2@db.example/x");
+        if let Some((k, v)) = env {
+            c.env_remove("DATABASE_URL").env(k, v);
+        }
+        let o = c.output().expect("run");
+        let said = output(&o);
+        assert!(!o.status.success(), "{args:?} should fail: {said}");
+        assert!(said.contains(needle), "{args:?}: {said}");
+        assert!(!said.contains("hunter2") && !said.contains("panicked"), "{args:?}: {said}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn countersign_has_no_pg_binaries() -> bool {
     store::embedded::find_binaries().is_err()
 }

@@ -59,9 +59,18 @@ impl<S: Subscriber> Layer<S> for Collect {
         }
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::new();
         event.record(&mut Visitor(&mut fields));
+        // The access log line: kept with its request span as `access.<field>`.
+        if fields.iter().any(|(k, v)| k == "message" && v == "access")
+            && let Some(id) = ctx.current_span().id()
+        {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, span)) = open.get_mut(&id.into_u64()) {
+                span.extend(fields.iter().map(|(k, v)| (format!("access.{k}"), v.clone())));
+            }
+        }
         self.events.lock().unwrap_or_else(PoisonError::into_inner).push(fields);
     }
 
@@ -123,6 +132,10 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     assert_eq!(span.get("tenant_id"), Some(&acme.id.to_string()), "{span:?}");
     assert_eq!(span.get("user_id"), Some(&staff.to_string()), "{span:?}");
     assert_eq!(span.get("api_key_id"), None, "{span:?}");
+    // Its access log line: the route template, the status and the time taken, in the span.
+    assert_eq!(span.get("route").map(String::as_str), Some("/api/v1/me"), "{span:?}");
+    assert_eq!(span.get("access.status").map(String::as_str), Some("200"), "{span:?}");
+    assert!(span.get("access.duration_ms").and_then(|d| d.parse::<f64>().ok()).is_some(), "{span:?}");
 
     // An API key: the organisation and the key, no user.
     let created =
@@ -147,7 +160,15 @@ async fn authenticated_requests_carry_the_tenant_and_caller_on_their_span_and_lo
     assert_eq!(spans.len(), 2, "{spans:?}");
     for span in &spans {
         assert!(!span.contains_key("tenant_id") && !span.contains_key("user_id"), "{span:?}");
+        assert_eq!(span.get("access.status").map(String::as_str), Some("401"), "{span:?}");
     }
+    // A document's route is logged as its template, not with the id in it.
+    let missing = format!("/api/v1/documents/{}", uuid::Uuid::now_v7());
+    assert_eq!(person.get(&missing).await.status, StatusCode::NOT_FOUND);
+    let spans = collect.requests("GET", &missing);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0].get("route").map(String::as_str), Some("/api/v1/documents/{id}"), "{spans:?}");
+    assert_eq!(spans[0].get("access.status").map(String::as_str), Some("404"), "{spans:?}");
 
     // Nothing logged carries who someone is or what lets them in.
     let values = collect.all_values();

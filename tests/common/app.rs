@@ -68,6 +68,14 @@ impl Setup {
         self
     }
 
+    /// Serves with `store` instead of the test database's own (e.g. one reaching the database
+    /// through a proxy the test can cut).
+    #[must_use]
+    pub fn store(mut self, store: store::Store) -> Self {
+        self.store = store;
+        self
+    }
+
     /// Routes `/api/v1/dev/outbox`.
     #[must_use]
     pub fn dev_outbox(mut self) -> Self {

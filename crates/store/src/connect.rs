@@ -31,10 +31,36 @@ pub struct DbSettings {
     /// How long the process secret stays valid without renewal (the live process renews it every
     /// fifth of this). A process killed without withdrawing its secret loses it after this long.
     pub secret_lease: Duration,
+    /// How long a request waits for a database connection before it is refused (503 with
+    /// `Retry-After`): with the database down, callers learn it within this bound.
+    pub db_wait: Duration,
+}
+
+/// The default bound on waiting for a database connection: 2 seconds.
+pub const DEFAULT_DB_WAIT: Duration = Duration::from_secs(2);
+
+/// How the app pool behaves; [`Store::open_tuned`].
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub max_connections: u32,
+    /// The process secret's lease ([`DEFAULT_SECRET_LEASE`]).
+    pub lease: Duration,
+    /// The bound on waiting for a connection ([`DEFAULT_DB_WAIT`]).
+    pub db_wait: Duration,
+}
+
+impl Tuning {
+    #[must_use]
+    pub fn new(max_connections: u32) -> Self {
+        Self { max_connections, lease: DEFAULT_SECRET_LEASE, db_wait: DEFAULT_DB_WAIT }
+    }
 }
 
 /// The default lease of a process secret: 5 minutes, renewed every minute.
 pub const DEFAULT_SECRET_LEASE: Duration = Duration::from_secs(300);
+
+/// The longest the readiness check waits for the database before reporting it down.
+pub const READINESS_BOUND: Duration = Duration::from_millis(800);
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
@@ -100,12 +126,15 @@ impl Store {
                 }
             }
         };
-        let opened = Self::open_with_lease(
+        let opened = Self::open_tuned(
             admin,
             app,
             settings.app_password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(),
-            settings.max_connections,
-            settings.secret_lease,
+            Tuning {
+                max_connections: settings.max_connections,
+                lease: settings.secret_lease,
+                db_wait: settings.db_wait,
+            },
         )
         .await;
         match opened {
@@ -129,7 +158,7 @@ impl Store {
         app_password: Option<&str>,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
-        Self::open_with_lease(admin, app, app_password, max_connections, DEFAULT_SECRET_LEASE).await
+        Self::open_tuned(admin, app, app_password, Tuning::new(max_connections)).await
     }
 
     /// [`Store::open_with`] with a process-secret lease other than [`DEFAULT_SECRET_LEASE`].
@@ -140,6 +169,18 @@ impl Store {
         max_connections: u32,
         lease: Duration,
     ) -> Result<Self, StoreError> {
+        Self::open_tuned(admin, app, app_password, Tuning { lease, ..Tuning::new(max_connections) }).await
+    }
+
+    /// Migrates through `admin`, registers the bypass secret, and connects the pool as `app`
+    /// with the given [`Tuning`].
+    pub async fn open_tuned(
+        admin: PgConnectOptions,
+        app: PgConnectOptions,
+        app_password: Option<&str>,
+        tuning: Tuning,
+    ) -> Result<Self, StoreError> {
+        let Tuning { max_connections, lease, db_wait } = tuning;
         let lease = lease.clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let mut conn = admin.connect().await.map_err(|e| {
             StoreError::Config(format!(
@@ -171,7 +212,7 @@ impl Store {
 
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(db_wait.clamp(Duration::from_millis(100), Duration::from_secs(60)))
             // sqlx already pings every connection on its way back into the pool. Pinging again on
             // the way out only tells something for a connection that sat idle (the server may
             // have closed it since): ping those, and spare busy ones a round trip per transaction.
@@ -287,14 +328,19 @@ impl Store {
         Ok(l)
     }
 
-    /// Database reachable and schema at the version this binary expects.
+    /// Database reachable and schema at the version this binary expects, decided within
+    /// [`READINESS_BOUND`]: a database that does not answer in time counts as down, so a probe
+    /// with a short timeout gets an answer rather than a timeout of its own.
     pub async fn readiness(&self) -> Readiness {
         let expected_version = migrate::MIGRATOR.iter().map(|m| m.version).max();
-        let version: Result<Option<i64>, _> =
-            sqlx::query_scalar!("select countersign_schema_version()").fetch_one(&self.inner.pool).await;
+        let version = tokio::time::timeout(
+            READINESS_BOUND,
+            sqlx::query_scalar!("select countersign_schema_version()").fetch_one(&self.inner.pool),
+        )
+        .await;
         match version {
-            Ok(v) => Readiness { database: true, schema_version: v, expected_version },
-            Err(_) => Readiness { database: false, schema_version: None, expected_version },
+            Ok(Ok(v)) => Readiness { database: true, schema_version: v, expected_version },
+            Ok(Err(_)) | Err(_) => Readiness { database: false, schema_version: None, expected_version },
         }
     }
 

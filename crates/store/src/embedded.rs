@@ -137,8 +137,28 @@ impl EmbeddedPg {
             pg.init()?;
         }
         pg.port = pg.read_port()?;
+        let owner_file = root.join(OWNER_FILE);
         if pg.is_running() {
-            tracing::info!(dir = %pg.cluster_dir.display(), "reusing running embedded PostgreSQL");
+            // Running already: another live countersign process owns it (a server while this is
+            // a CLI command, say), or it was left behind by one that died (`kill -9`). The first
+            // stays that process's to stop; the second is adopted, so it is not left running for
+            // ever once this process exits.
+            match Owner::read(&owner_file) {
+                Some(owner) if owner.is_alive() => tracing::info!(
+                    dir = %pg.cluster_dir.display(),
+                    owner = owner.pid,
+                    "reusing embedded PostgreSQL started by a running process; it stays running when this one exits"
+                ),
+                previous => {
+                    pg.started_here = true;
+                    Owner::me().write(&owner_file)?;
+                    tracing::info!(
+                        dir = %pg.cluster_dir.display(),
+                        previous_owner = previous.map(|o| o.pid),
+                        "adopted embedded PostgreSQL left running by a process that is gone; this process stops it on shutdown"
+                    );
+                }
+            }
         } else {
             // A stale pid file from a crash would make pg_ctl refuse; postgres itself handles it.
             let log = root.join("postgres.log");
@@ -155,6 +175,7 @@ impl EmbeddedPg {
                 )));
             }
             pg.started_here = true;
+            Owner::me().write(&owner_file)?;
             tracing::info!(dir = %pg.cluster_dir.display(), port = pg.port, "started embedded PostgreSQL");
         }
         pg.ensure_database().await?;
@@ -267,6 +288,47 @@ impl EmbeddedPg {
     pub fn port(&self) -> u16 {
         self.port
     }
+}
+
+/// The file (under `<data>/pg`) naming the process that owns the running cluster.
+const OWNER_FILE: &str = "owner";
+
+/// A process, named by its pid and its start time (so a recycled pid is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    started: u64,
+}
+
+impl Owner {
+    fn me() -> Self {
+        let pid = std::process::id();
+        Self { pid, started: start_time(pid).unwrap_or(0) }
+    }
+
+    fn read(path: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let (pid, started) = text.trim().split_once(' ')?;
+        Some(Self { pid: pid.parse().ok()?, started: started.parse().ok()? })
+    }
+
+    fn write(self, path: &Path) -> Result<(), StoreError> {
+        std::fs::write(path, format!("{} {}\n", self.pid, self.started))
+            .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// The same process is still running.
+    fn is_alive(self) -> bool {
+        start_time(self.pid).is_some_and(|s| s == self.started)
+    }
+}
+
+/// A process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn path_str(p: &Path) -> Result<&str, StoreError> {

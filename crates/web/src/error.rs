@@ -6,12 +6,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// Seconds a client is asked to wait after a 503 `unavailable`.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds, sent as `Retry-After` (429).
+    /// Seconds, sent as `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
     /// Machine-readable specifics (e.g. the transitions a document allows), sent as `details`.
     pub details: Option<Box<serde_json::Value>>,
@@ -65,6 +68,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
+    /// 503 `unavailable` with `Retry-After`: the database (or another dependency) did not answer
+    /// within its bound (`--db-wait`). Nothing was done; the same request may simply be sent again.
+    #[must_use]
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service cannot complete this request now")
+        }
+    }
+
     /// 500 `authorisation_missing`: a route acted or answered without the decision its guard
     /// owed (`crate::plumbing::guard`); it fails closed.
     #[must_use]
@@ -106,11 +119,7 @@ impl From<store::StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot complete this request now",
-                )
+                Self::unavailable()
             }
         }
     }
@@ -145,11 +154,7 @@ impl From<identity::IdentityError> for ApiError {
             ),
             I::Internal(why) => {
                 tracing::error!(error = %why, "identity internal error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot complete this request now",
-                )
+                Self::unavailable()
             }
             I::Conflict { code, reason } => Self::new(StatusCode::CONFLICT, code, reason),
             I::Gone { code, reason } => Self::new(StatusCode::GONE, code, reason),
@@ -172,11 +177,7 @@ impl From<audit::AuditError> for ApiError {
             A::Store(s) => s.into(),
             other => {
                 tracing::error!(error = %other, "audit error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot complete this request now",
-                )
+                Self::unavailable()
             }
         }
     }
@@ -240,11 +241,7 @@ impl From<files::FilesError> for ApiError {
             F::Database(d) => store::StoreError::from(d).into(),
             other => {
                 tracing::error!(error = %other, "files error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot complete this request now",
-                )
+                Self::unavailable()
             }
         }
     }

@@ -7,10 +7,12 @@
 //!   head over [`MAX_HEAD_BYTES`], a request target over hyper's fixed 64 KiB, a head that is not
 //!   HTTP — get that shape too: hyper answers them itself with a bodiless 400/414/431, which
 //!   [`JsonRefusals`] recognises on the way out and replaces with the same answer plus a JSON body;
-//! - a client that trickles its head is cut off after [`HEAD_TIMEOUT`] (slowloris).
+//! - a client that trickles its head, or idles between requests, is cut off after
+//!   [`Bounds::head_timeout`] (slowloris), and at most [`Bounds::max_connections`] are open at once
+//!   (one more gets a 503 with our JSON shape and is closed).
 //!
 //! Graceful shutdown: on the signal the listener stops accepting and every connection finishes
-//! its request in flight before the future returns.
+//! its request in flight before the future returns, for at most [`Bounds::shutdown_grace`].
 
 use std::future::Future;
 use std::io;
@@ -35,18 +37,58 @@ pub const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// How long a client may take to send a request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight.
+/// The transport's own bounds (`serve --max-http-connections`, `--head-timeout`,
+/// `--shutdown-grace`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Open client connections at most; one more is answered 503 `too_many_connections` with
+    /// `Retry-After` and closed, so a flood of idle or half-sent connections cannot exhaust the
+    /// process's file descriptors.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head, counted from the moment the server
+    /// waits for one: a connection that sends half a request, or sits idle between requests,
+    /// is closed after this long (slowloris).
+    pub head_timeout: Duration,
+    /// How long shutdown waits for requests in flight before it closes what is left.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self { max_connections: 4096, head_timeout: HEAD_TIMEOUT, shutdown_grace: Duration::from_secs(10) }
+    }
+}
+
+/// Seconds a client refused for [`Bounds::max_connections`] is asked to wait.
+pub const BUSY_RETRY_AFTER: u64 = 1;
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight,
+/// with the default [`Bounds`].
 ///
 /// # Errors
 /// Never for a single connection's failure (logged at debug); the loop ends only on `shutdown`.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    serve_with(listener, app, shutdown, Bounds::default()).await
+}
+
+/// [`serve`] with the given [`Bounds`].
+///
+/// # Errors
+/// Never for a single connection's failure (logged at debug); the loop ends only on `shutdown`.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    bounds: Bounds,
+) -> io::Result<()> {
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT);
+        .header_read_timeout(bounds.head_timeout);
     let graceful = GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(bounds.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -63,6 +105,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, limit = bounds.max_connections, "connection refused: too many open connections");
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let Ok(svc) = make.call(remote).await;
         let conn = http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
@@ -71,11 +118,31 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(bounds.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?bounds.shutdown_grace, "requests still in flight after the shutdown grace; closing them");
+    }
     Ok(())
+}
+
+/// Answers a connection over the limit with 503 and our JSON error shape, then closes it. Bounded
+/// in time: a client that does not read is dropped.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"code":"too_many_connections","message":"the server has too many open connections; try again shortly"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: {BUSY_RETRY_AFTER}\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// A connection's byte stream that replaces hyper's own bodiless refusals (written when a request
