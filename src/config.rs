@@ -141,22 +141,36 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests in flight before closing them (0-300).
     #[arg(long, env = "COUNTERSIGN_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub shutdown_grace: u64,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); read again on SIGHUP.
+    #[arg(long, env = "COUNTERSIGN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert; read again on SIGHUP.
+    #[arg(long, env = "COUNTERSIGN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// `--public-url`, or `http://<bound address>` when listening on loopback.
-    pub fn public_url(&self, bound: SocketAddr) -> Option<String> {
-        self.public_url.clone().or_else(|| bound.ip().is_loopback().then(|| format!("http://{bound}")))
+    /// `--public-url`, or `http(s)://<bound address>` when listening on loopback.
+    pub fn public_url(&self, bound: SocketAddr, tls: bool) -> Option<String> {
+        let scheme = if tls { "https" } else { "http" };
+        self.public_url.clone().or_else(|| bound.ip().is_loopback().then(|| format!("{scheme}://{bound}")))
     }
 
-    /// The transport's bounds: connection limit, head timeout, shutdown grace.
-    pub fn bounds(&self) -> web::transport::Bounds {
+    /// The transport's bounds: connection limit, head timeout, shutdown grace, TLS.
+    pub fn bounds(&self) -> anyhow::Result<web::transport::Bounds> {
         use std::time::Duration;
-        web::transport::Bounds {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(web::tls::Tls::load(cert, key).map_err(|e| {
+                anyhow::anyhow!("{e} (COUNTERSIGN_TLS_CERT / --tls-cert, COUNTERSIGN_TLS_KEY / --tls-key)")
+            })?),
+            _ => None,
+        };
+        Ok(web::transport::Bounds {
             max_connections: usize::try_from(self.max_http_connections).unwrap_or(usize::MAX),
             head_timeout: Duration::from_secs(self.head_timeout),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
-        }
+            tls,
+        })
     }
 
     pub fn limits(&self) -> web::limits::Limits {

@@ -139,6 +139,13 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let ServerKeys { audit: key, session: token_key, mfa: mfa_keys, files } = keys;
     tracing::info!(storage = ?files.storage, max_upload = files.max_upload, "files");
+    let bounds = match args.bounds() {
+        Ok(b) => b,
+        Err(e) => {
+            store.shutdown().await;
+            return Err(e);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -152,7 +159,7 @@ async fn serve(
             .with_limits(args.limits())
             .with_audit_key(key.clone())
             .with_files(files)
-            .with_public_url(args.public_url(addr));
+            .with_public_url(args.public_url(addr, bounds.tls.is_some()));
     state.secure_cookies = !args.insecure_cookies;
     let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
         Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),
@@ -161,7 +168,10 @@ async fn serve(
             return Err(e);
         }
     };
-    tracing::info!(%addr, "countersign listening");
+    tracing::info!(%addr, tls = bounds.tls.is_some(), "countersign listening");
+    if let Some(tls) = bounds.tls.clone() {
+        spawn_tls_reloader(tls);
+    }
     if let Some(seeded) = demo {
         seeded.print(addr);
     }
@@ -179,7 +189,7 @@ async fn serve(
         std::time::Duration::from_secs(5).min(std::time::Duration::from_secs(args.chain_watch_interval)),
         std::time::Duration::from_secs(args.chain_watch_interval),
     );
-    let served = web::serve_with(listener, app, shutdown_signal(), args.bounds()).await;
+    let served = web::serve_with(listener, app, shutdown_signal(), bounds).await;
     tracing::info!("shutting down");
     checkpointer.abort();
     expiry.abort();
@@ -190,6 +200,24 @@ async fn serve(
     }
     store.shutdown().await;
     served.map_err(Into::into)
+}
+
+/// Reads the TLS certificate and key again on every SIGHUP (a renewed certificate without a
+/// restart); a pair that does not load leaves the current one in service.
+fn spawn_tls_reloader(tls: std::sync::Arc<web::tls::Tls>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return tracing::warn!("cannot listen for SIGHUP: the TLS certificate is read only at start");
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed; the previous one stays in service")
+                }
+            }
+        }
+    });
 }
 
 /// Ends guest memberships past their `valid_until` every `every` (they already stop

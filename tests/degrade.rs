@@ -211,6 +211,7 @@ async fn over_the_connection_limit_a_client_gets_503_and_half_sent_heads_are_cut
         max_connections: 16,
         head_timeout: Duration::from_secs(2),
         shutdown_grace: Duration::from_secs(1),
+        tls: None,
     };
     let (addr, _stop, _served) = serve_bounded(&db, bounds, None).await;
     let mut slow = Vec::new();

@@ -33,7 +33,7 @@ pub use plumbing::auth::{Caller, Person, Principal};
 pub use plumbing::client::{ClientContext, TrustedProxies};
 pub use plumbing::state::AppState;
 pub use plumbing::transport::{serve, serve_with};
-pub use plumbing::{edge, guard, ip_allowlist, limits, refusals, session_cache, transport};
+pub use plumbing::{edge, guard, ip_allowlist, limits, refusals, session_cache, tls, transport};
 pub use router::{API_CSP, route_table, router, with_middleware};
 pub use ui::PAGE_CSP;
 /// The pages' static files (tests check the vendored htmx against its pin).

@@ -66,6 +66,10 @@ impl ClientContext {
     }
 }
 
+/// Marks a request that arrived over the server's own TLS (set by the transport per connection).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// Middleware: computes the `ClientContext` and stores it in the request extensions.
 pub async fn capture(proxies: axum::extract::State<TrustedProxies>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
@@ -77,9 +81,10 @@ pub async fn capture(proxies: axum::extract::State<TrustedProxies>, mut req: Req
         let request_id = header("x-request-id").unwrap_or_default();
         ClientContext { ip, user_agent, request_id }
     };
-    // HTTPS is known only from a trusted proxy (the server itself speaks plain HTTP): a client
+    // HTTPS is known from our own TLS (`serve --tls-cert`) or from a trusted proxy: a client
     // cannot make us send HSTS (or stop us) with a header of its own.
-    let https = proxies.trusts(peer) && forwarded_proto_https(req.headers());
+    let https = req.extensions().get::<ServedOverTls>().is_some()
+        || (proxies.trusts(peer) && forwarded_proto_https(req.headers()));
     tracing::Span::current().record("client_ip", tracing::field::display(ctx.ip));
     req.extensions_mut().insert(ctx);
     let mut r = next.run(req).await;

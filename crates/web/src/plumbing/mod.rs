@@ -19,4 +19,5 @@ pub mod limits;
 pub mod refusals;
 pub mod session_cache;
 pub(crate) mod state;
+pub mod tls;
 pub mod transport;

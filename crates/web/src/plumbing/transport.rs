@@ -27,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tower::Service;
+use tower::{Layer, Service};
 
 /// More headers than this are refused by the transport (our edge refuses more than 64 first).
 pub const MAX_HEADERS: usize = 512;
@@ -39,7 +39,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The transport's own bounds (`serve --max-http-connections`, `--head-timeout`,
 /// `--shutdown-grace`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Bounds {
     /// Open client connections at most; one more is answered 503 `too_many_connections` with
     /// `Retry-After` and closed, so a flood of idle or half-sent connections cannot exhaust the
@@ -51,11 +51,14 @@ pub struct Bounds {
     pub head_timeout: Duration,
     /// How long shutdown waits for requests in flight before it closes what is left.
     pub shutdown_grace: Duration,
+    /// Terminate TLS here (`--tls-cert`/`--tls-key`); plain HTTP when `None`. A handshake must
+    /// finish within `head_timeout`.
+    pub tls: Option<std::sync::Arc<super::tls::Tls>>,
 }
 
 impl Default for Bounds {
     fn default() -> Self {
-        Self { max_connections: 4096, head_timeout: HEAD_TIMEOUT, shutdown_grace: Duration::from_secs(10) }
+        Self { max_connections: 4096, head_timeout: HEAD_TIMEOUT, shutdown_grace: Duration::from_secs(10), tls: None }
     }
 }
 
@@ -112,14 +115,38 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let Ok(svc) = make.call(remote).await;
-        let conn = http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        match &bounds.tls {
+            None => {
+                tokio::spawn(async move {
+                    let conn =
+                        http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let handshake_bound = bounds.head_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(handshake_bound, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, %remote, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+                    };
+                    let svc = axum::Extension(super::client::ServedOverTls).layer(svc);
+                    let conn =
+                        http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(bounds.shutdown_grace, graceful.shutdown()).await.is_err() {
