@@ -27,11 +27,39 @@ async fn health_ready_metrics_and_status_answer() {
     let m = app.metrics().await;
     let line = m.lines().find(|l| l.starts_with("countersign_tenant_transactions_total ")).expect("counter line");
     assert!(line.split(' ').nth(1).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= 1), "{line}");
-    assert!(m.contains("# TYPE countersign_cross_tenant_refused_total counter"));
+    assert!(m.contains("# TYPE countersign_cross_tenant_refused counter"), "{m}");
+    // OpenMetrics from the Prometheus client: the build, the pool, per-route requests by template.
+    assert!(m.ends_with("# EOF\n"), "{m}");
+    assert!(
+        m.contains(&format!("countersign_build_info{{version=\"{}\",git_sha=\"", env!("CARGO_PKG_VERSION"))),
+        "{m}"
+    );
+    assert!(m.lines().any(|l| l.starts_with("countersign_db_pool_max_connections ")), "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with(r#"countersign_http_requests_total{method="GET",route="/readyz",status="2xx"} "#)),
+        "{m}"
+    );
+    assert!(
+        m.lines().any(
+            |l| l.starts_with(r#"countersign_http_request_duration_seconds_count{method="GET",route="/healthz"} "#)
+        ),
+        "{m}"
+    );
+    // A made-up method or path adds no series of its own.
+    let odd = reqwest::Client::new()
+        .request(reqwest::Method::from_bytes(b"BREW").expect("method"), app.url("/no/such/path/12345"))
+        .send()
+        .await
+        .expect("send");
+    assert!(odd.status().is_client_error());
+    let m = app.metrics().await;
+    assert!(!m.contains("BREW") && !m.contains("12345"), "{m}");
 
     let s = c.get("/api/v1/status").await.body;
     assert!(s["isolation"]["tenant_tx_today"].as_u64().is_some_and(|v| v >= 1), "{s}");
     assert!(s["summary"].as_str().is_some_and(|t| t.contains("cross-tenant")));
+    assert!(s["commit"].as_str().is_some_and(|c| !c.is_empty()), "{s}");
 }
 
 #[tokio::test]

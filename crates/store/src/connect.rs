@@ -36,6 +36,14 @@ pub struct DbSettings {
     pub db_wait: Duration,
 }
 
+/// The app pool's connections now; [`Store::pool_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 /// The default bound on waiting for a database connection: 2 seconds.
 pub const DEFAULT_DB_WAIT: Duration = Duration::from_secs(2);
 
@@ -312,6 +320,13 @@ impl Store {
     /// Like [`Store::bypass`], in a REPEATABLE READ transaction whose snapshot can be exported.
     pub async fn bypass_repeatable(&self, actor: &str, reason: &str) -> Result<BypassTx, StoreError> {
         BypassTx::begin_repeatable(&self.inner.pool, &self.inner.secret, actor, reason).await
+    }
+
+    /// The app pool's open, idle and most connections (for `/metrics`).
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        let p = &self.inner.pool;
+        PoolStats { size: p.size(), idle: p.num_idle(), max: p.options().get_max_connections() }
     }
 
     /// The most connections the app pool opens (parallel readers must leave one spare).

@@ -301,6 +301,7 @@ pub fn with_middleware(state: AppState, routes: Router<AppState>) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(access_log))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(crate::plumbing::metrics::track))
                 .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), client::capture))
                 .layer(SetResponseHeaderLayer::overriding(
                     header::X_CONTENT_TYPE_OPTIONS,

@@ -1,7 +1,5 @@
 //! Liveness, readiness, Prometheus metrics and the JSON isolation status.
 
-use std::fmt::Write as _;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -41,6 +39,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[schema(as = ServiceStatus)]
 pub(crate) struct Status {
     version: &'static str,
+    /// The git commit this server was built from (`unknown` outside a checkout).
+    commit: &'static str,
     uptime_seconds: u64,
     /// The isolation counters (tenant transactions, refused cross-tenant attempts).
     #[schema(value_type = Object)]
@@ -54,6 +54,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
     let iso = state.store.isolation().await;
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
+        commit: claims::COMMIT,
         uptime_seconds: state.started.elapsed().as_secs(),
         summary: format!(
             "{} tenant transactions today (this node), {} cross-tenant attempts refused today (all nodes)",
@@ -63,85 +64,113 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
     })
 }
 
-/// Prometheus text exposition format 0.0.4.
+/// OpenMetrics text (Prometheus scrapes it), encoded by the Prometheus client: the isolation and
+/// refusal counters, the build, the database pool, the process, and per-route requests.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::metrics::info::Info;
     let s = state.store.isolation().await;
+    let mut r = prometheus_client::registry::Registry::default();
+    // Counters are named without `_total`: the encoder appends it.
+    let counters: [(&str, &str, u64); 10] = [
+        ("countersign_tenant_transactions", "Tenant-scoped transactions opened.", s.tenant_tx_total),
+        (
+            "countersign_cross_tenant_refused",
+            "Cross-tenant writes and batches refused by this process since it started.",
+            s.cross_tenant_refused_total,
+        ),
+        ("countersign_bypass_transactions", "Audited platform bypass transactions.", s.bypass_tx_total),
+        ("countersign_global_transactions", "Identity transactions without tenant context.", s.global_tx_total),
+        (
+            "countersign_sign_in_rate_limited",
+            "Sign-in attempts refused by the per-address budget.",
+            crate::plumbing::limits::rate_limited_total(),
+        ),
+        (
+            "countersign_credential_rate_limited",
+            "Requests refused by the per-address budget of failed credentials.",
+            crate::plumbing::limits::credential_rate_limited_total(),
+        ),
+        (
+            "countersign_refusals",
+            "Refused API keys and access denials, each counted (audited in aggregate).",
+            crate::plumbing::refusals::refusals_total(),
+        ),
+        (
+            "countersign_refusal_events",
+            "Aggregated refusal events written to the ledger.",
+            crate::plumbing::refusals::events_total(),
+        ),
+        (
+            "countersign_suspicious_logins",
+            "Accounts flagged for failed logins from many addresses.",
+            identity::signin::suspicious::detected_total(),
+        ),
+        (
+            "countersign_ip_allowlist_refused",
+            "Requests refused by an organisation's IP allowlist.",
+            crate::plumbing::ip_allowlist::refused_total(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        r.register(name, help, ConstCounter::new(value));
+    }
+    let pool = state.store.pool_stats();
+    let watch = audit::watch::last();
+    let gauges: [(&str, &str, i64); 9] = [
+        (
+            "countersign_audit_chains_checked",
+            "Audit chains recomputed by the newest chain-watch pass of this process.",
+            gauge(watch.as_ref().map_or(0, |w| w.chains)),
+        ),
+        (
+            "countersign_audit_chains_broken",
+            "Audit chains the newest chain-watch pass found broken (0 is the only good value).",
+            gauge(watch.as_ref().map_or(0, |w| w.broken)),
+        ),
+        (
+            "countersign_tenant_transactions_today",
+            "Tenant-scoped transactions since UTC midnight.",
+            gauge(s.tenant_tx_today),
+        ),
+        (
+            "countersign_cross_tenant_refused_today",
+            "Cross-tenant attempts refused since UTC midnight, all nodes (shared in the database).",
+            gauge(s.cross_tenant_refused_today),
+        ),
+        ("countersign_uptime_seconds", "Seconds since the server started.", gauge(state.started.elapsed().as_secs())),
+        ("countersign_db_pool_connections", "Open connections in the application pool.", i64::from(pool.size)),
+        ("countersign_db_pool_idle_connections", "Idle connections in the application pool.", gauge(pool.idle as u64)),
+        ("countersign_db_pool_max_connections", "The application pool's size limit.", i64::from(pool.max)),
+        ("process_resident_memory_bytes", "Resident memory of this process.", gauge(resident_bytes())),
+    ];
+    for (name, help, value) in gauges {
+        r.register(name, help, ConstGauge::new(value));
+    }
+    r.register(
+        "countersign_build",
+        "The build this server runs: version and source commit.",
+        Info::new([("version", env!("CARGO_PKG_VERSION")), ("git_sha", claims::COMMIT)]),
+    );
+    crate::plumbing::metrics::register(&mut r);
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
-    metric("countersign_tenant_transactions_total", "counter", "Tenant-scoped transactions opened.", s.tenant_tx_total);
-    metric(
-        "countersign_cross_tenant_refused_total",
-        "counter",
-        "Cross-tenant writes and batches refused by this process since it started.",
-        s.cross_tenant_refused_total,
-    );
-    metric(
-        "countersign_bypass_transactions_total",
-        "counter",
-        "Audited platform bypass transactions.",
-        s.bypass_tx_total,
-    );
-    metric(
-        "countersign_global_transactions_total",
-        "counter",
-        "Identity transactions without tenant context.",
-        s.global_tx_total,
-    );
-    metric(
-        "countersign_tenant_transactions_today",
-        "gauge",
-        "Tenant-scoped transactions since UTC midnight.",
-        s.tenant_tx_today,
-    );
-    metric(
-        "countersign_cross_tenant_refused_today",
-        "gauge",
-        "Cross-tenant attempts refused since UTC midnight, all nodes (shared in the database).",
-        s.cross_tenant_refused_today,
-    );
-    metric(
-        "countersign_sign_in_rate_limited_total",
-        "counter",
-        "Sign-in attempts refused by the per-address budget.",
-        crate::plumbing::limits::rate_limited_total(),
-    );
-    metric(
-        "countersign_credential_rate_limited_total",
-        "counter",
-        "Requests refused by the per-address budget of failed credentials.",
-        crate::plumbing::limits::credential_rate_limited_total(),
-    );
-    metric(
-        "countersign_refusals_total",
-        "counter",
-        "Refused API keys and access denials, each counted (audited in aggregate).",
-        crate::plumbing::refusals::refusals_total(),
-    );
-    metric(
-        "countersign_refusal_events_total",
-        "counter",
-        "Aggregated refusal events written to the ledger.",
-        crate::plumbing::refusals::events_total(),
-    );
-    metric(
-        "countersign_suspicious_logins_total",
-        "counter",
-        "Accounts flagged for failed logins from many addresses.",
-        identity::signin::suspicious::detected_total(),
-    );
-    metric(
-        "countersign_ip_allowlist_refused_total",
-        "counter",
-        "Requests refused by an organisation's IP allowlist.",
-        crate::plumbing::ip_allowlist::refused_total(),
-    );
-    metric(
-        "countersign_uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        state.started.elapsed().as_secs(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
+        return crate::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "metrics could not be encoded")
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
+}
+
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Resident set size from /proc (0 where there is none).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    pages * 4096
 }

@@ -16,6 +16,7 @@ pub mod edge;
 pub mod guard;
 pub mod ip_allowlist;
 pub mod limits;
+pub(crate) mod metrics;
 pub mod refusals;
 pub mod session_cache;
 pub(crate) mod state;
