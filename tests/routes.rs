@@ -53,6 +53,13 @@ async fn every_registered_route_is_guarded() {
             let anon = app.anonymous().without_redirects().request(m.clone(), &path, body.clone(), &[]).await;
             assert_eq!(anon.status, StatusCode::SEE_OTHER, "{what}");
             assert!(anon.header("location").is_some_and(|l| l.starts_with("/sign-in")), "{what}");
+        } else if r.face == Face::Scim {
+            // SCIM answers in its own error body; a person's session is no SCIM token either.
+            for who in [app.anonymous(), vendor.clone(), admin.clone()] {
+                let refused = who.request(m.clone(), &path, body.clone(), &[]).await;
+                assert_eq!((refused.status, refused.body["status"].as_str()), (StatusCode::UNAUTHORIZED, Some("401")), "{what}");
+            }
+            continue;
         } else {
             let anon = app.anonymous().request(m.clone(), &path, body.clone(), &[]).await;
             assert_eq!((anon.status, anon.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{what}");

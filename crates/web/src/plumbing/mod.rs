@@ -17,6 +17,7 @@ pub mod guard;
 pub mod ip_allowlist;
 pub mod limits;
 pub mod refusals;
+pub mod scim;
 pub mod session_cache;
 pub(crate) mod state;
 pub mod transport;
