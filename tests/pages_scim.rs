@@ -28,7 +28,10 @@ async fn scim_tokens_are_made_shown_once_listed_and_revoked_by_admins_only() {
     let r = staff.post_form("/settings/scim", &[("name", "mine")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let staff_api = app.sign_in("acme", "user1@acme.example").await;
-    assert_eq!(staff_api.post("/api/v1/settings/scim-tokens", json!({"name": "x"})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        staff_api.post("/api/v1/settings/scim-tokens", json!({"name": "x"})).await.status,
+        StatusCode::FORBIDDEN
+    );
 
     let (admin, _) = app.anonymous().sign_in_browser("acme", "user0@acme.example").await;
     let page = admin.get("/settings/scim").await;

@@ -61,7 +61,11 @@ async fn every_registered_route_is_guarded() {
             if r.path == "/scim/v2/Users" && r.method == "GET" {
                 for who in [&vendor, &admin] {
                     let refused = who.request(m.clone(), &path, body.clone(), &[]).await;
-                    assert_eq!((refused.status, refused.body["status"].as_str()), (StatusCode::UNAUTHORIZED, Some("401")), "{what}");
+                    assert_eq!(
+                        (refused.status, refused.body["status"].as_str()),
+                        (StatusCode::UNAUTHORIZED, Some("401")),
+                        "{what}"
+                    );
                 }
             }
             continue;

@@ -45,8 +45,13 @@ fn id(v: &Value) -> String {
 }
 
 async fn patch(idp: &Client, id: &str, ops: Value, headers: &[(&str, &str)]) -> Answer {
-    idp.request(Method::PATCH, &format!("/scim/v2/Users/{id}"), Some(json!({"schemas": [PATCH_OP], "Operations": ops})), headers)
-        .await
+    idp.request(
+        Method::PATCH,
+        &format!("/scim/v2/Users/{id}"),
+        Some(json!({"schemas": [PATCH_OP], "Operations": ops})),
+        headers,
+    )
+    .await
 }
 
 async fn me(who: &Client) -> StatusCode {
@@ -282,18 +287,32 @@ async fn a_stale_etag_is_412_and_nothing_changes() {
     let stale = [("if-match", "W/\"999\"")];
     let mut renamed = user("ann@acme.example");
     renamed["displayName"] = "Ann Lee".into();
-    assert_scim_error(&idp.request(Method::PUT, &path, Some(renamed.clone()), &stale).await, StatusCode::PRECONDITION_FAILED);
-    let p = patch(&idp, &id(&created.body), json!([{"op": "replace", "path": "displayName", "value": "X"}]), &stale).await;
+    assert_scim_error(
+        &idp.request(Method::PUT, &path, Some(renamed.clone()), &stale).await,
+        StatusCode::PRECONDITION_FAILED,
+    );
+    let p =
+        patch(&idp, &id(&created.body), json!([{"op": "replace", "path": "displayName", "value": "X"}]), &stale).await;
     assert_scim_error(&p, StatusCode::PRECONDITION_FAILED);
     assert_scim_error(&idp.request(Method::DELETE, &path, None, &stale).await, StatusCode::PRECONDITION_FAILED);
-    assert_scim_error(&idp.request(Method::DELETE, &path, None, &[("if-match", "nonsense")]).await, StatusCode::PRECONDITION_FAILED);
+    assert_scim_error(
+        &idp.request(Method::DELETE, &path, None, &[("if-match", "nonsense")]).await,
+        StatusCode::PRECONDITION_FAILED,
+    );
     let unchanged = idp.get(&path).await;
-    assert_eq!((unchanged.header("etag"), unchanged.body.get("displayName")), (Some(etag.as_str()), None), "{unchanged}");
+    assert_eq!(
+        (unchanged.header("etag"), unchanged.body.get("displayName")),
+        (Some(etag.as_str()), None),
+        "{unchanged}"
+    );
     // The current ETag is accepted, and the version moves on.
     let ok = idp.request(Method::PUT, &path, Some(renamed), &[("if-match", &etag)]).await;
     assert_eq!((ok.status, ok.body["displayName"].clone()), (StatusCode::OK, json!("Ann Lee")), "{ok}");
     assert_ne!(ok.header("etag"), Some(etag.as_str()));
-    assert_scim_error(&idp.request(Method::DELETE, &path, None, &[("if-match", &etag)]).await, StatusCode::PRECONDITION_FAILED);
+    assert_scim_error(
+        &idp.request(Method::DELETE, &path, None, &[("if-match", &etag)]).await,
+        StatusCode::PRECONDITION_FAILED,
+    );
 }
 
 #[tokio::test]
@@ -316,7 +335,12 @@ async fn the_identity_provider_cannot_touch_owners_or_remove_the_last_admin() {
     assert_eq!(status, "active");
     // Bad bodies are SCIM 400s, never a 5xx.
     drop(tx);
-    for body in [json!([]), json!({"userName": 7}), json!({"userName": "x@acme.example", "active": "maybe"}), json!({"name": "Ann"})] {
+    for body in [
+        json!([]),
+        json!({"userName": 7}),
+        json!({"userName": "x@acme.example", "active": "maybe"}),
+        json!({"name": "Ann"}),
+    ] {
         let r = idp.post("/scim/v2/Users", body.clone()).await;
         assert_scim_error(&r, StatusCode::BAD_REQUEST);
     }
@@ -336,17 +360,28 @@ async fn scim2_tester_finds_no_failure_in_what_the_server_claims() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scim/peer.py");
     let url = app.url("/scim/v2");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python).arg(script).arg(url).env("SCIM_TOKEN", token).output().expect("run scim2-tester")
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(url)
+            .env("SCIM_TOKEN", token)
+            .output()
+            .expect("run scim2-tester")
     })
     .await
     .expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "scim2-tester crashed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("a result line")).collect();
-    let failed: Vec<&Value> = results.iter().filter(|r| !matches!(r["status"].as_str(), Some("SUCCESS" | "SKIPPED"))).collect();
-    assert!(failed.is_empty(), "scim2-tester failures:\n{}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    let failed: Vec<&Value> =
+        results.iter().filter(|r| !matches!(r["status"].as_str(), Some("SUCCESS" | "SKIPPED"))).collect();
+    assert!(
+        failed.is_empty(),
+        "scim2-tester failures:\n{}",
+        failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    );
     let passed = results.iter().filter(|r| r["status"] == "SUCCESS").count();
-    let titles = |s: &str| results.iter().filter(|r| r["status"] == s).filter_map(|r| r["title"].as_str()).collect::<Vec<_>>();
+    let titles =
+        |s: &str| results.iter().filter(|r| r["status"] == s).filter_map(|r| r["title"].as_str()).collect::<Vec<_>>();
     eprintln!("scim2-tester: {passed} passed; skipped: {:?}", titles("SKIPPED"));
     // What we claim was exercised, not skipped: PATCH, filtering, create/read/replace/delete.
     for claimed in ["object_creation", "object_query", "object_replacement", "object_deletion"] {

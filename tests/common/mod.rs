@@ -488,9 +488,10 @@ pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str
 /// A SCIM token of `tenant` minted as the host operator: its id and the presentable secret.
 pub async fn scim_token(db: &TestDb, tenant: TenantId, name: &str) -> (Uuid, String) {
     let mut tx = db.store.tenant_tx(tenant).await.expect("tenant tx");
-    let t = identity::admin::scim::tokens::create(&mut tx, &who(), &operator(authz::Action::SettingsManage, tenant), name)
-        .await
-        .expect("scim token");
+    let t =
+        identity::admin::scim::tokens::create(&mut tx, &who(), &operator(authz::Action::SettingsManage, tenant), name)
+            .await
+            .expect("scim token");
     tx.commit().await.expect("commit");
     (t.token.id, secrecy::ExposeSecret::expose_secret(&t.secret).to_owned())
 }

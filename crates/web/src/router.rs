@@ -149,9 +149,9 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
 /// SCIM 2.0 for an organisation's identity provider, under `/scim/v2` (`crate::api::scim`): every
 /// route takes the organisation's SCIM token (`Guard::Scim`).
 fn scim_routes(r: Routes) -> Routes {
+    use Guard::Scim;
     use axum::http::Method;
     use scim::{discovery, users};
-    use Guard::Scim;
     r.get("/ServiceProviderConfig", Scim, discovery::service_provider_config)
         .get("/ResourceTypes", Scim, discovery::resource_types)
         .get("/ResourceTypes/{id}", Scim, discovery::resource_type)
@@ -282,8 +282,11 @@ pub fn router(state: AppState) -> Router {
     let api = api_routes(Routes::new(Some(state.clone()), "/api/v1"), state.dev_outbox).router;
     let pages = ui::layers(page_routes(Routes::pages(Some(state.clone()))).router);
     let scim = scim_routes(Routes::scim(Some(state.clone()), "/scim/v2")).router.fallback(scim::not_found);
-    let routes =
-        root_routes(Routes::new(Some(state.clone()), "")).router.merge(pages).nest("/api/v1", api).nest("/scim/v2", scim);
+    let routes = root_routes(Routes::new(Some(state.clone()), ""))
+        .router
+        .merge(pages)
+        .nest("/api/v1", api)
+        .nest("/scim/v2", scim);
     with_middleware(state, routes)
 }
 

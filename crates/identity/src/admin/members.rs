@@ -253,7 +253,13 @@ pub async fn reactivate(
 }
 
 /// [`reactivate`] after its permit: also the path of SCIM provisioning (`active: true`).
-pub(crate) async fn resume(tx: &mut TenantTx, who: &Who, caller: Role, user: Uuid, reason: &str) -> Result<(), IdentityError> {
+pub(crate) async fn resume(
+    tx: &mut TenantTx,
+    who: &Who,
+    caller: Role,
+    user: Uuid,
+    reason: &str,
+) -> Result<(), IdentityError> {
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));

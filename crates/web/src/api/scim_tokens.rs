@@ -62,7 +62,11 @@ pub(crate) struct Created {
 }
 
 /// `POST /api/v1/settings/scim-tokens` {name} → 201 {…, secret}
-pub async fn create(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let req: CreateBody = json(&body)?;
     bounded("name", &req.name, 100)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
@@ -82,7 +86,11 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<im
 }
 
 /// `DELETE /api/v1/settings/scim-tokens/{id}` → 204; another organisation's token is 404.
-pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = path_id(&id)?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     tokens::revoke(&mut tx, &p.who, p.permit()?, id).await?;

@@ -72,7 +72,9 @@ impl From<IdentityError> for ScimError {
             I::Duplicate(what) => Self::new(StatusCode::CONFLICT, Some("uniqueness"), format!("{what} already exists")),
             I::NotFound => Self::not_found(),
             I::Unauthenticated => Self::unauthenticated(),
-            I::Conflict { code: "precondition_failed", reason } => Self::new(StatusCode::PRECONDITION_FAILED, None, reason),
+            I::Conflict { code: "precondition_failed", reason } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, None, reason)
+            }
             I::Conflict { reason, .. } => Self::new(StatusCode::CONFLICT, None, reason),
             I::Forbidden { reason, .. } => Self::new(StatusCode::FORBIDDEN, None, reason),
             I::Unprocessable { code: "invalidFilter", reason } => {
@@ -123,8 +125,12 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Scim, R
         return Err(ScimError::unauthenticated().into_response());
     };
     if let Err(wait) = state.credential_failures.reserve(ctx.ip) {
-        return Err(ScimError::new(StatusCode::TOO_MANY_REQUESTS, None, format!("too many failed credentials; retry after {wait} s"))
-            .into_response());
+        return Err(ScimError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            format!("too many failed credentials; retry after {wait} s"),
+        )
+        .into_response());
     }
     let token: PresentedToken = raw.trim().parse().map_err(|_| ScimError::unauthenticated().into_response())?;
     let mut tx = state.store.tenant_tx(token.tenant).await.map_err(|e| ScimError::from(e).into_response())?;

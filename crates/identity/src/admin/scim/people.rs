@@ -106,7 +106,8 @@ impl UserInput {
     fn address(&self) -> Result<EmailAddress, IdentityError> {
         let listed = self.emails.iter().find(|e| e.primary == Some(true)).or_else(|| self.emails.first());
         let raw = listed.map_or(self.user_name.as_str(), |e| e.value.as_str());
-        EmailAddress::parse(raw).map_err(|_| IdentityError::invalid("emails", "a primary email (or an email as userName) is required"))
+        EmailAddress::parse(raw)
+            .map_err(|_| IdentityError::invalid("emails", "a primary email (or an email as userName) is required"))
     }
 
     fn account_name(&self) -> String {
@@ -133,7 +134,9 @@ pub async fn account_for(g: &mut GlobalTx, p: &Provisioner, input: &UserInput) -
     match users::create(g, p.who(), &email, &input.account_name()).await {
         Ok(u) => Ok(u.id),
         // Created meanwhile by someone else: the same account.
-        Err(IdentityError::Duplicate(_)) => users::find_by_email(g, &email).await?.map(|u| u.id).ok_or(IdentityError::NotFound),
+        Err(IdentityError::Duplicate(_)) => {
+            users::find_by_email(g, &email).await?.map(|u| u.id).ok_or(IdentityError::NotFound)
+        }
         Err(e) => Err(e),
     }
 }
@@ -164,7 +167,8 @@ pub async fn provision(
         Some(r) if r.live => return Err(IdentityError::Duplicate("provisioned user")),
         Some(_) => {}
         None => {
-            let new = memberships::NewMembership { user_id: user, role: Role::Staff, department_id: None, valid_until: None };
+            let new =
+                memberships::NewMembership { user_id: user, role: Role::Staff, department_id: None, valid_until: None };
             memberships::add(tx, p.who(), &new).await?;
         }
     }
@@ -234,7 +238,13 @@ fn same_org(tx: &TenantTx, p: &Provisioner) -> Result<(), IdentityError> {
 
 /// Suspends or lifts the membership through the members' own path (sessions revoked on every
 /// node when `tx` commits).
-async fn apply_active(tx: &mut TenantTx, p: &Provisioner, user: Uuid, was: bool, wanted: bool) -> Result<(), IdentityError> {
+async fn apply_active(
+    tx: &mut TenantTx,
+    p: &Provisioner,
+    user: Uuid,
+    was: bool,
+    wanted: bool,
+) -> Result<(), IdentityError> {
     match (was, wanted) {
         (true, false) => {
             members::suspend(tx, p.who(), PROVISIONER_ROLE, user, "deprovisioned by the identity provider").await?;
@@ -373,7 +383,8 @@ pub async fn list(
         push_filter(&mut total, f);
     }
     total.push(") t");
-    let n: i64 = total.build_query_scalar().fetch_one(tx.conn()).await.map_err(IdentityError::from_store("provisioned user"))?;
+    let n: i64 =
+        total.build_query_scalar().fetch_one(tx.conn()).await.map_err(IdentityError::from_store("provisioned user"))?;
     if count <= 0 {
         return Ok((n, Vec::new()));
     }
@@ -384,7 +395,11 @@ pub async fn list(
         push_filter(&mut q, f);
     }
     q.push(" order by s.created_at, s.user_id offset ").push_bind(start.max(1) - 1).push(" limit ").push_bind(count);
-    let rows = q.build_query_as::<ScimUser>().fetch_all(tx.conn()).await.map_err(IdentityError::from_store("provisioned user"))?;
+    let rows = q
+        .build_query_as::<ScimUser>()
+        .fetch_all(tx.conn())
+        .await
+        .map_err(IdentityError::from_store("provisioned user"))?;
     Ok((n, rows))
 }
 
@@ -485,7 +500,11 @@ pub async fn remove(tx: &mut TenantTx, p: &Provisioner, id: Uuid, expected: Opti
     .execute(tx.conn())
     .await
     .map_err(IdentityError::from_store("provisioned user"))?;
-    let event = Event::new("scim.user_deprovisioned", Entity::of("user", id)?, Changes::diff(Some(&Audited::from(&before)), None::<&Audited>)?)?;
+    let event = Event::new(
+        "scim.user_deprovisioned",
+        Entity::of("user", id)?,
+        Changes::diff(Some(&Audited::from(&before)), None::<&Audited>)?,
+    )?;
     audit::record_by(tx, p.who(), &event).await?;
     Ok(())
 }

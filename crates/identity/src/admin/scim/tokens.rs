@@ -216,7 +216,8 @@ mod tests {
         assert_eq!(s.parse::<PresentedToken>().ok(), Some(k.clone()));
         assert!(!format!("{k:?}").contains(&hex::encode([9u8; 32])), "Debug leaks the secret");
         let api_key_form = s.replacen("cssc_", "csk_", 1);
-        for bad in ["", "cssc_", "Bearer x", &api_key_form, &format!("{s}_extra"), &s[..s.len() - 1], &s.replace('0', "g")]
+        for bad in
+            ["", "cssc_", "Bearer x", &api_key_form, &format!("{s}_extra"), &s[..s.len() - 1], &s.replace('0', "g")]
         {
             assert!(bad.parse::<PresentedToken>().is_err(), "{bad}");
         }

@@ -42,11 +42,9 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ScimError> {
     if raw == "*" {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ScimError::new(StatusCode::PRECONDITION_FAILED, None, "If-Match names no version of this resource"))
+    raw.trim_start_matches("W/").trim_matches('"').parse::<i64>().map(Some).map_err(|_| {
+        ScimError::new(StatusCode::PRECONDITION_FAILED, None, "If-Match names no version of this resource")
+    })
 }
 
 /// Where this server is reached, for `meta.location`: the configured public URL, else the

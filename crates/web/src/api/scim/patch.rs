@@ -157,7 +157,9 @@ fn target(path: &str) -> Result<Option<Target>, ScimError> {
             let v = match v {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
-                q if q.len() >= 2 && q.starts_with('"') && q.ends_with('"') => Value::String(q[1..q.len() - 1].to_owned()),
+                q if q.len() >= 2 && q.starts_with('"') && q.ends_with('"') => {
+                    Value::String(q[1..q.len() - 1].to_owned())
+                }
                 _ => return Err(invalid_path("a filter value is a quoted string, true or false")),
             };
             Ok((sub_name(attr, s)?, v))
@@ -329,16 +331,21 @@ mod tests {
     fn okta_and_entra_dialects_give_the_same_document() {
         let doc = json!({"userName": "ann@acme.example", "active": true, "emails": [{"value": "a@x.example", "type": "work", "primary": true}]});
         let okta = patched(doc.clone(), ops(json!([{"op": "replace", "value": {"active": false}}]))).expect("okta");
-        let entra = patched(doc.clone(), ops(json!([{"op": "Replace", "path": "active", "value": "False"}]))).expect("entra");
+        let entra =
+            patched(doc.clone(), ops(json!([{"op": "Replace", "path": "active", "value": "False"}]))).expect("entra");
         assert_eq!(okta["active"], false);
         assert_eq!(entra["active"], "False", "the string is read as a boolean by input_from");
-        let e = patched(doc.clone(), ops(json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "b@x.example"}])))
-            .expect("filter");
+        let e = patched(
+            doc.clone(),
+            ops(json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "b@x.example"}])),
+        )
+        .expect("filter");
         assert_eq!(e["emails"], json!([{"value": "b@x.example", "type": "work", "primary": true}]));
         let n = patched(doc.clone(), ops(json!([{"op": "replace", "value": {"name.familyName": "Lee", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department": "Ops"}}])))
             .expect("dotted");
         assert_eq!(n["name"], json!({"familyName": "Lee"}));
-        let r = patched(doc, ops(json!([{"op": "remove", "path": "emails[value eq \"a@x.example\"]"}]))).expect("remove");
+        let r =
+            patched(doc, ops(json!([{"op": "remove", "path": "emails[value eq \"a@x.example\"]"}]))).expect("remove");
         assert!(r.get("emails").is_none(), "{r}");
     }
 
@@ -349,8 +356,17 @@ mod tests {
         assert_eq!(code(json!({"Operations": []})), Some((400, Some("invalidValue"))));
         assert_eq!(code(ops(json!([{"op": "remove"}]))), Some((400, Some("noTarget"))));
         assert_eq!(code(ops(json!([{"op": "replace", "path": "id", "value": "x"}]))), Some((400, Some("mutability"))));
-        assert_eq!(code(ops(json!([{"op": "replace", "path": "emails[type eq work", "value": "x"}]))), Some((400, Some("invalidPath"))));
-        assert_eq!(code(ops(json!([{"op": "move", "path": "userName", "value": "x"}]))), Some((400, Some("invalidValue"))));
-        assert_eq!(code(ops(json!([{"op": "replace", "path": "name.middle", "value": "x"}]))), Some((400, Some("invalidPath"))));
+        assert_eq!(
+            code(ops(json!([{"op": "replace", "path": "emails[type eq work", "value": "x"}]))),
+            Some((400, Some("invalidPath")))
+        );
+        assert_eq!(
+            code(ops(json!([{"op": "move", "path": "userName", "value": "x"}]))),
+            Some((400, Some("invalidValue")))
+        );
+        assert_eq!(
+            code(ops(json!([{"op": "replace", "path": "name.middle", "value": "x"}]))),
+            Some((400, Some("invalidPath")))
+        );
     }
 }
