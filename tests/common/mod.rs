@@ -106,6 +106,26 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         .execute(tx.conn())
         .await
         .expect("refresh token");
+    // A SCIM token and a provisioned person the identity provider deleted (rows only): a later
+    // SCIM create of user1 brings them back.
+    sqlx::query(
+        "insert into scim_tokens (tenant_id, id, name, secret_hash, created_by)
+         values ($1, $2, 'fixture', sha256($2::text::bytea), 'test:fixture')",
+    )
+    .bind(t.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .execute(tx.conn())
+    .await
+    .expect("scim token");
+    sqlx::query(
+        "insert into scim_users (tenant_id, user_id, user_name, deleted_at) values ($1, $2, $3, now())",
+    )
+    .bind(t.as_uuid())
+    .bind(us[1])
+    .bind(format!("fixture@{slug}.example"))
+    .execute(tx.conn())
+    .await
+    .expect("scim user");
     // An open invitation (row only, like the session above).
     sqlx::query(
         "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)
