@@ -117,15 +117,13 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("scim token");
-    sqlx::query(
-        "insert into scim_users (tenant_id, user_id, user_name, deleted_at) values ($1, $2, $3, now())",
-    )
-    .bind(t.as_uuid())
-    .bind(us[1])
-    .bind(format!("fixture@{slug}.example"))
-    .execute(tx.conn())
-    .await
-    .expect("scim user");
+    sqlx::query("insert into scim_users (tenant_id, user_id, user_name, deleted_at) values ($1, $2, $3, now())")
+        .bind(t.as_uuid())
+        .bind(us[1])
+        .bind(format!("fixture@{slug}.example"))
+        .execute(tx.conn())
+        .await
+        .expect("scim user");
     // An open invitation (row only, like the session above).
     sqlx::query(
         "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)
