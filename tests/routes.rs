@@ -53,6 +53,22 @@ async fn every_registered_route_is_guarded() {
             let anon = app.anonymous().without_redirects().request(m.clone(), &path, body.clone(), &[]).await;
             assert_eq!(anon.status, StatusCode::SEE_OTHER, "{what}");
             assert!(anon.header("location").is_some_and(|l| l.starts_with("/sign-in")), "{what}");
+        } else if r.face == Face::Scim {
+            // SCIM answers in its own error body. A person's session is no SCIM token either (a
+            // failed credential, which spends the address's budget: asked on one route only).
+            let anon = app.anonymous().request(m.clone(), &path, body.clone(), &[]).await;
+            assert_eq!((anon.status, anon.body["status"].as_str()), (StatusCode::UNAUTHORIZED, Some("401")), "{what}");
+            if r.path == "/scim/v2/Users" && r.method == "GET" {
+                for who in [&vendor, &admin] {
+                    let refused = who.request(m.clone(), &path, body.clone(), &[]).await;
+                    assert_eq!(
+                        (refused.status, refused.body["status"].as_str()),
+                        (StatusCode::UNAUTHORIZED, Some("401")),
+                        "{what}"
+                    );
+                }
+            }
+            continue;
         } else {
             let anon = app.anonymous().request(m.clone(), &path, body.clone(), &[]).await;
             assert_eq!((anon.status, anon.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{what}");

@@ -106,6 +106,24 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         .execute(tx.conn())
         .await
         .expect("refresh token");
+    // A SCIM token and a provisioned person the identity provider deleted (rows only): a later
+    // SCIM create of user1 brings them back.
+    sqlx::query(
+        "insert into scim_tokens (tenant_id, id, name, secret_hash, created_by)
+         values ($1, $2, 'fixture', sha256($2::text::bytea), 'test:fixture')",
+    )
+    .bind(t.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .execute(tx.conn())
+    .await
+    .expect("scim token");
+    sqlx::query("insert into scim_users (tenant_id, user_id, user_name, deleted_at) values ($1, $2, $3, now())")
+        .bind(t.as_uuid())
+        .bind(us[1])
+        .bind(format!("fixture@{slug}.example"))
+        .execute(tx.conn())
+        .await
+        .expect("scim user");
     // An open invitation (row only, like the session above).
     sqlx::query(
         "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)
@@ -483,4 +501,15 @@ pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str
     ];
     filters.extend_from_slice(extra);
     filters
+}
+
+/// A SCIM token of `tenant` minted as the host operator: its id and the presentable secret.
+pub async fn scim_token(db: &TestDb, tenant: TenantId, name: &str) -> (Uuid, String) {
+    let mut tx = db.store.tenant_tx(tenant).await.expect("tenant tx");
+    let t =
+        identity::admin::scim::tokens::create(&mut tx, &who(), &operator(authz::Action::SettingsManage, tenant), name)
+            .await
+            .expect("scim token");
+    tx.commit().await.expect("commit");
+    (t.token.id, secrecy::ExposeSecret::expose_secret(&t.secret).to_owned())
 }

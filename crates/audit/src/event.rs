@@ -14,6 +14,8 @@ pub enum ActorKind {
     User,
     ApiKey,
     System,
+    /// An organisation's identity provider provisioning through SCIM, named by its token id.
+    IdentityProvider,
 }
 
 impl ActorKind {
@@ -23,6 +25,7 @@ impl ActorKind {
             Self::User => "user",
             Self::ApiKey => "api_key",
             Self::System => "system",
+            Self::IdentityProvider => "identity_provider",
         }
     }
 }
@@ -45,6 +48,12 @@ impl Actor {
     #[must_use]
     pub fn api_key(id: uuid::Uuid, role: Option<&str>) -> Self {
         Self { kind: ActorKind::ApiKey, id: id.to_string(), role: role.map(str::to_owned) }
+    }
+
+    /// An organisation's identity provider, named by the SCIM token it presented.
+    #[must_use]
+    pub fn identity_provider(token: uuid::Uuid) -> Self {
+        Self { kind: ActorKind::IdentityProvider, id: token.to_string(), role: Some("identity_provider".to_owned()) }
     }
 
     /// A named process component. Names are short, stable identifiers.

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, me,
-    members, mfa, openapi, programs, security, sessions,
+    members, mfa, openapi, programs, scim, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -46,6 +46,9 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .put("/settings/mfa", Org(Action::SettingsManage), mfa::set_required)
         .get("/settings/joining", Org(Action::SettingsManage), joining::get)
         .put("/settings/joining", Org(Action::SettingsManage), joining::put)
+        .post("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::create)
+        .get("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::list)
+        .delete("/settings/scim-tokens/{id}", Org(Action::SettingsManage), scim_tokens::revoke)
         .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)
@@ -143,6 +146,26 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
     }
 }
 
+/// SCIM 2.0 for an organisation's identity provider, under `/scim/v2` (`crate::api::scim`): every
+/// route takes the organisation's SCIM token (`Guard::Scim`).
+fn scim_routes(r: Routes) -> Routes {
+    use Guard::Scim;
+    use axum::http::Method;
+    use scim::{discovery, users};
+    r.get("/ServiceProviderConfig", Scim, discovery::service_provider_config)
+        .get("/ResourceTypes", Scim, discovery::resource_types)
+        .get("/ResourceTypes/{id}", Scim, discovery::resource_type)
+        .get("/Schemas", Scim, discovery::schemas)
+        .get("/Schemas/{id}", Scim, discovery::schema)
+        .post("/.search", Scim, discovery::search_all)
+        .post("/Users", Scim, users::create)
+        .get("/Users", Scim, users::list)
+        .get("/Users/{id}", Scim, users::get)
+        .put("/Users/{id}", Scim, users::replace)
+        .add(Method::PATCH, "/Users/{id}", Scim, users::modify)
+        .delete("/Users/{id}", Scim, users::delete)
+}
+
 /// Routes outside `/api/v1`.
 fn root_routes(r: Routes) -> Routes {
     use Guard::Public;
@@ -184,6 +207,9 @@ fn page_routes(r: Routes) -> Routes {
         .post("/settings/ip-allowlist", Org(Action::SettingsManage), ui::settings::set_allowlist)
         .post("/settings/thresholds", Org(Action::SettingsManage), ui::settings::set_thresholds)
         .post("/settings/joining", Org(Action::SettingsManage), ui::settings::set_joining)
+        .get("/settings/scim", Org(Action::SettingsManage), ui::scim::show)
+        .post("/settings/scim", Org(Action::SettingsManage), ui::scim::create)
+        .post("/settings/scim/{id}/revoke", Org(Action::SettingsManage), ui::scim::revoke)
         .get("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::list)
         .post("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::create)
         .post("/settings/api-keys/{id}/revoke", Org(Action::ApiKeysManage), ui::api_keys::revoke)
@@ -237,6 +263,7 @@ pub fn route_table(dev_outbox: bool) -> Vec<RouteInfo> {
     let mut t = root_routes(Routes::new(None, "")).table;
     t.extend(api_routes(Routes::new(None, "/api/v1"), dev_outbox).table);
     t.extend(page_routes(Routes::pages(None)).table);
+    t.extend(scim_routes(Routes::scim(None, "/scim/v2")).table);
     t
 }
 
@@ -254,7 +281,12 @@ pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 pub fn router(state: AppState) -> Router {
     let api = api_routes(Routes::new(Some(state.clone()), "/api/v1"), state.dev_outbox).router;
     let pages = ui::layers(page_routes(Routes::pages(Some(state.clone()))).router);
-    let routes = root_routes(Routes::new(Some(state.clone()), "")).router.merge(pages).nest("/api/v1", api);
+    let scim = scim_routes(Routes::scim(Some(state.clone()), "/scim/v2")).router.fallback(scim::not_found);
+    let routes = root_routes(Routes::new(Some(state.clone()), ""))
+        .router
+        .merge(pages)
+        .nest("/api/v1", api)
+        .nest("/scim/v2", scim);
     with_middleware(state, routes)
 }
 

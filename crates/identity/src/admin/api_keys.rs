@@ -86,12 +86,12 @@ impl Minter<'_> {
     }
 }
 
-fn digest(secret: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn digest(secret: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a hash matched.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -214,6 +214,18 @@ pub async fn deactivate(
     reason: &str,
 ) -> Result<u64, IdentityError> {
     crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    suspend(tx, who, caller, user, reason).await
+}
+
+/// [`deactivate`] after its permit: also the path of SCIM provisioning (`active: false`, DELETE),
+/// whose identity provider acts with an administrator's ceiling.
+pub(crate) async fn suspend(
+    tx: &mut TenantTx,
+    who: &Who,
+    caller: Role,
+    user: Uuid,
+    reason: &str,
+) -> Result<u64, IdentityError> {
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
@@ -237,6 +249,17 @@ pub async fn reactivate(
     reason: &str,
 ) -> Result<(), IdentityError> {
     crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    resume(tx, who, caller, user, reason).await
+}
+
+/// [`reactivate`] after its permit: also the path of SCIM provisioning (`active: true`).
+pub(crate) async fn resume(
+    tx: &mut TenantTx,
+    who: &Who,
+    caller: Role,
+    user: Uuid,
+    reason: &str,
+) -> Result<(), IdentityError> {
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));

@@ -1,4 +1,5 @@
-//! Administration of an organisation: members, invitations, API keys, guest expiry, founding.
+//! Administration of an organisation: members, invitations, API keys, guest expiry, founding,
+//! SCIM provisioning.
 //! Every change takes the policy engine's permit for its action (`crate::permitted`) and is
 //! audited in the transaction that makes it.
 //!
@@ -10,3 +11,4 @@ pub mod founding;
 pub mod guest_expiry;
 pub mod invitations;
 pub mod members;
+pub mod scim;

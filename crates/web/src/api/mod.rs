@@ -16,6 +16,8 @@ pub(crate) mod members;
 pub(crate) mod mfa;
 pub mod openapi;
 pub(crate) mod programs;
+pub(crate) mod scim;
+pub(crate) mod scim_tokens;
 pub mod security;
 pub(crate) mod sessions;
 pub(crate) mod sign_in;

@@ -94,7 +94,7 @@ enum Success {
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
-        ip_allowlist as ipl, joining, me, members as mem, mfa, sessions as sess, sign_in,
+        ip_allowlist as ipl, joining, me, members as mem, mfa, scim_tokens, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
@@ -150,7 +150,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/me/sessions" | "/members/{user_id}/sessions") => {
             (None, json("200", list_of::<identity::admin::members::SessionInfo>()))
         }
-        ("DELETE", "/me/sessions/{id}" | "/api-keys/{id}" | "/invitations/{id}") => (None, NoContent),
+        ("DELETE", "/me/sessions/{id}" | "/api-keys/{id}" | "/invitations/{id}" | "/settings/scim-tokens/{id}") => {
+            (None, NoContent)
+        }
         ("POST", "/me/password") => (Some(of::<me::PasswordChange>()), NoContent),
         ("GET", "/members") => (None, json("200", list_of::<identity::admin::members::Member>())),
         ("POST", "/members/{user_id}/sessions/revoke" | "/members/{user_id}/deactivate") => {
@@ -164,6 +166,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/members/{user_id}/approve") => (Some(of::<mem::ApproveBody>()), json("200", of::<mem::Status>())),
         ("GET", "/departments") => (None, json("200", list_of::<depts::DepartmentView>())),
         ("POST", "/api-keys") => (Some(of::<keys::CreateBody>()), json("201", of::<keys::Created>())),
+        ("POST", "/settings/scim-tokens") => {
+            (Some(of::<scim_tokens::CreateBody>()), json("201", of::<scim_tokens::Created>()))
+        }
+        ("GET", "/settings/scim-tokens") => (None, json("200", list_of::<scim_tokens::TokenView>())),
         ("GET", "/api-keys") => (None, json("200", list_of::<keys::KeyView>())),
         ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), json("201", of::<inv::Created>())),
         ("GET", "/invitations") => (None, json("200", list_of::<identity::admin::invitations::Invitation>())),
@@ -382,6 +388,9 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/api-keys") => "createApiKey",
         ("GET", "/api-keys") => "listApiKeys",
         ("DELETE", "/api-keys/{id}") => "revokeApiKey",
+        ("POST", "/settings/scim-tokens") => "createScimToken",
+        ("GET", "/settings/scim-tokens") => "listScimTokens",
+        ("DELETE", "/settings/scim-tokens/{id}") => "revokeScimToken",
         ("POST", "/invitations") => "createInvitation",
         ("GET", "/invitations") => "listInvitations",
         ("DELETE", "/invitations/{id}") => "revokeInvitation",
@@ -626,6 +635,8 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         Guard::Domain(actions) => {
             format!("decided per resource: {}", actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "))
         }
+        // Never reached: SCIM routes are described by SCIM's own discovery endpoints.
+        Guard::Scim => "an organisation's SCIM token".to_owned(),
     };
     op.summary(Some(summary)).build()
 }

@@ -247,7 +247,11 @@ fn close(r: &mut Response) {
 /// (`text/html`, rendered by `crate::ui`) are left as they are.
 fn json_shaped(r: Response) -> Response {
     let content_type = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type == "application/json" || content_type.starts_with("text/html") {
+    // SCIM answers its refusals in its own body (`crate::plumbing::scim`).
+    if content_type == "application/json"
+        || content_type == crate::plumbing::scim::SCIM_JSON
+        || content_type.starts_with("text/html")
+    {
         return r;
     }
     let (parts, _) = r.into_parts();

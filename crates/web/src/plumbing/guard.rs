@@ -13,6 +13,9 @@
 //!   level), so the domain function asks the engine and its write requires the permit; the
 //!   handler reports the decision with [`Principal::checked`].
 //! - [`Guard::Own`]: the caller acts on their own account (sessions, password, MFA).
+//! - [`Guard::Scim`]: an organisation's identity provider with its SCIM token
+//!   (`crate::plumbing::scim`); the token is the decision — it only provisions that organisation's
+//!   people, with an administrator's ceiling the domain enforces — and a refusal is a SCIM body.
 //!
 //! After the handler, a success response from a route whose decision was never reported is
 //! replaced by 500 `authorisation_missing`: a handler that forgot to ask fails closed.
@@ -50,6 +53,8 @@ pub enum Guard {
     Org(Action),
     /// Decided per resource by the domain crate (the handler reports it).
     Domain(&'static [Action]),
+    /// An organisation's identity provider: its SCIM bearer token (`/scim/v2`).
+    Scim,
 }
 
 impl Guard {
@@ -66,6 +71,9 @@ pub enum Face {
     Api,
     /// HTML pages (`crate::ui`): same guard, refusals shown as pages.
     Page,
+    /// SCIM 2.0 (`/scim/v2`, `application/scim+json`): described by its own discovery endpoints
+    /// (ServiceProviderConfig, ResourceTypes, Schemas), as RFC 7643 has it, not by OpenAPI.
+    Scim,
 }
 
 /// A registered route.
@@ -99,6 +107,12 @@ impl Routes {
     #[must_use]
     pub fn pages(state: Option<AppState>) -> Self {
         Self { face: Face::Page, ..Self::new(state, "") }
+    }
+
+    /// SCIM routes (`Guard::Scim`), nested at `prefix`.
+    #[must_use]
+    pub fn scim(state: Option<AppState>, prefix: &'static str) -> Self {
+        Self { face: Face::Scim, ..Self::new(state, prefix) }
     }
 
     /// The routes added so far (wrap with `crate::with_middleware` to serve them).
@@ -157,6 +171,14 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
                 Err(e) => return e.into_response(),
             };
             return limits::sign_in(State(state), ctx, Request::from_parts(parts, body), next).await;
+        }
+        Guard::Scim => {
+            let (mut parts, body) = req.into_parts();
+            match crate::plumbing::scim::authenticate(&mut parts, &state).await {
+                Ok(idp) => parts.extensions.insert(idp),
+                Err(refusal) => return refusal,
+            };
+            return next.run(Request::from_parts(parts, body)).await;
         }
         _ => {}
     }

@@ -18,6 +18,7 @@ pub mod ip_allowlist;
 pub mod limits;
 pub(crate) mod metrics;
 pub mod refusals;
+pub mod scim;
 pub mod session_cache;
 pub(crate) mod state;
 pub mod tls;

@@ -28,6 +28,7 @@ pub(crate) mod periods;
 pub(crate) mod programme;
 pub(crate) mod refusals;
 pub(crate) mod resume;
+pub(crate) mod scim;
 pub(crate) mod security;
 pub(crate) mod settings;
 pub(crate) mod sign_in;
