@@ -225,7 +225,12 @@ async fn people_upload_with_progress_preview_download_remove_and_restore_files_i
     let (db, app, acme, _beta) = seeded().await;
     // The fixture's file rows name a data key this server's keys cannot open: start without them.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let staff = app.sign_in("acme", "user1@acme.example").await;

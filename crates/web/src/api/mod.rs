@@ -3,6 +3,7 @@
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod commissions;
+pub(crate) mod mdf;
 pub(crate) mod departments;
 pub(crate) mod documents;
 pub(crate) mod files;
