@@ -141,31 +141,37 @@ select countersign_protect_partner('mdf_claim_proofs', 'partner_id');
 
 -- The counters: written only from the triggers below (depth 2: a trigger's own UPDATE). A new
 -- row always starts at zero whatever was sent.
-create function mdf_counter_guard() returns trigger
+create function mdf_budget_total_guard() returns trigger
     language plpgsql
 as $$
 begin
     if tg_op = 'INSERT' then
-        if tg_table_name = 'mdf_budgets' then
-            new.committed_minor := 0;
-        else
-            new.claimed_minor := 0;
-        end if;
-        return new;
-    end if;
-    if pg_trigger_depth() < 2 and (
-        (tg_table_name = 'mdf_budgets' and new.committed_minor is distinct from old.committed_minor)
-        or (tg_table_name = 'mdf_requests' and new.claimed_minor is distinct from old.claimed_minor)) then
+        new.committed_minor := 0;
+    elsif pg_trigger_depth() < 2 and new.committed_minor is distinct from old.committed_minor then
         raise exception 'MDF totals are kept by the database, not written'
             using errcode = '42501', constraint = 'mdf_totals_kept_by_triggers';
     end if;
     return new;
 end
 $$;
-create trigger mdf_budgets_counter_guard before insert or update on mdf_budgets
-    for each row execute function mdf_counter_guard();
-create trigger mdf_requests_counter_guard before insert or update on mdf_requests
-    for each row execute function mdf_counter_guard();
+create trigger mdf_budgets_total_guard before insert or update on mdf_budgets
+    for each row execute function mdf_budget_total_guard();
+
+create function mdf_request_total_guard() returns trigger
+    language plpgsql
+as $$
+begin
+    if tg_op = 'INSERT' then
+        new.claimed_minor := 0;
+    elsif pg_trigger_depth() < 2 and new.claimed_minor is distinct from old.claimed_minor then
+        raise exception 'MDF totals are kept by the database, not written'
+            using errcode = '42501', constraint = 'mdf_totals_kept_by_triggers';
+    end if;
+    return new;
+end
+$$;
+create trigger mdf_requests_total_guard before insert or update on mdf_requests
+    for each row execute function mdf_request_total_guard();
 
 -- An approved request commits its amount to its budget; a live claim (claimed, approved, paid)
 -- draws on its request's approved amount, a rejected one gives it back. The old row's share is
