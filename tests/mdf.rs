@@ -135,7 +135,8 @@ async fn request(w: &World, user: Uuid, budget: Uuid, amount: i64) -> Result<mdf
 
 async fn decide(w: &World, user: Uuid, role: Role, id: Uuid, d: Decision) -> Result<mdf::Request, ProgramError> {
     let mut tx = as_member(&w.db, w.t, user).await;
-    let r = mdf::decide_request(&mut tx, &w.engine, &w.subject(user, role), &who(), id, d, Some("fits the plan")).await?;
+    let r =
+        mdf::decide_request(&mut tx, &w.engine, &w.subject(user, role), &who(), id, d, Some("fits the plan")).await?;
     tx.commit().await.expect("commit");
     Ok(r)
 }
@@ -249,7 +250,8 @@ async fn two_approvals_racing_for_the_last_of_a_budget_exactly_one_wins() {
         let tasks: Vec<_> = [(w.channel, r1.id), (w.channel2, r2.id)]
             .into_iter()
             .map(|(user, id)| {
-                let (store, t, barrier, engine) = (w.db.store.clone(), w.t, barrier.clone(), Engine::load().expect("e"));
+                let (store, t, barrier, engine) =
+                    (w.db.store.clone(), w.t, barrier.clone(), Engine::load().expect("e"));
                 tokio::spawn(async move {
                     let mut tx = store.program_tx(t, ProgramScope::Member(user)).await.expect("tx");
                     barrier.wait().await;
@@ -454,7 +456,13 @@ async fn partners_and_filers_never_decide_and_the_state_machine_holds() {
 
 // ---- Over HTTP: the journey, and the same attacks through the API's guards. -----------------
 
-async fn upload_proof(app: &TestApp, who: &common::Client, claim: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, serde_json::Value) {
+async fn upload_proof(
+    app: &TestApp,
+    who: &common::Client,
+    claim: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(app.url(&format!("/api/v1/programme/mdf/claims/{claim}/proofs?name={name}")))
         .bearer_auth(who.access_token())
@@ -488,10 +496,18 @@ async fn over_http_budget_request_claim_with_proof_approved_and_paid_with_the_at
     let outsider = app.sign_in("other", "user0@other.example").await;
 
     // The vendor sets the registered tier's allowance; a budget without an amount takes it.
-    let r = alice.put("/api/v1/programme/mdf/allowances", json!({"tier": "registered", "currency": "EUR", "amountMinor": 100_000})).await;
+    let r = alice
+        .put(
+            "/api/v1/programme/mdf/allowances",
+            json!({"tier": "registered", "currency": "EUR", "amountMinor": 100_000}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "partners set no allowance: {r}");
     let r = channel
-        .put("/api/v1/programme/mdf/allowances", json!({"tier": "registered", "currency": "EUR", "amountMinor": 100_000}))
+        .put(
+            "/api/v1/programme/mdf/allowances",
+            json!({"tier": "registered", "currency": "EUR", "amountMinor": 100_000}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r}");
     let r = channel
@@ -501,7 +517,10 @@ async fn over_http_budget_request_claim_with_proof_approved_and_paid_with_the_at
     assert_eq!(r.body["amountMinor"], 100_000, "from the tier's allowance: {r}");
     let bid = r.body["id"].as_str().expect("id").to_owned();
     let again = channel
-        .post("/api/v1/programme/mdf/budgets", json!({"partnerId": w.pa, "period": "2026-Q4", "currency": "EUR", "amountMinor": 5}))
+        .post(
+            "/api/v1/programme/mdf/budgets",
+            json!({"partnerId": w.pa, "period": "2026-Q4", "currency": "EUR", "amountMinor": 5}),
+        )
         .await;
     assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "budget_exists"), "{again}");
     let bad = channel
@@ -517,46 +536,69 @@ async fn over_http_budget_request_claim_with_proof_approved_and_paid_with_the_at
     assert_eq!(outsider.get(&format!("/api/v1/programme/mdf/budgets/{bid}")).await.status, StatusCode::NOT_FOUND);
     let list = bob.get("/api/v1/programme/mdf/budgets").await;
     assert!(!list.text.contains(&bid), "{list}");
-    let r = bob.post("/api/v1/programme/mdf/requests", json!({"budgetId": bid, "activity": "Theirs", "amountMinor": 10})).await;
+    let r = bob
+        .post("/api/v1/programme/mdf/requests", json!({"budgetId": bid, "activity": "Theirs", "amountMinor": 10}))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
 
     // Alice requests; she cannot approve her own request; finance cannot either.
     let r = alice
-        .post("/api/v1/programme/mdf/requests", json!({"budgetId": bid, "activity": "Partner summit booth", "amountMinor": 60_000}))
+        .post(
+            "/api/v1/programme/mdf/requests",
+            json!({"budgetId": bid, "activity": "Partner summit booth", "amountMinor": 60_000}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r}");
     let rid = r.body["id"].as_str().expect("id").to_owned();
     let r2 = alice
-        .post("/api/v1/programme/mdf/requests", json!({"budgetId": bid, "activity": "Direct mail", "amountMinor": 50_000}))
+        .post(
+            "/api/v1/programme/mdf/requests",
+            json!({"budgetId": bid, "activity": "Direct mail", "amountMinor": 50_000}),
+        )
         .await;
     assert_eq!(r2.status, StatusCode::CREATED, "{r2}");
     let rid2 = r2.body["id"].as_str().expect("id").to_owned();
     let over = alice
-        .post("/api/v1/programme/mdf/requests", json!({"budgetId": bid, "activity": "Too much", "amountMinor": 100_001}))
+        .post(
+            "/api/v1/programme/mdf/requests",
+            json!({"budgetId": bid, "activity": "Too much", "amountMinor": 100_001}),
+        )
         .await;
     assert_eq!((over.status, over.code()), (StatusCode::CONFLICT, "budget_exceeded"), "{over}");
     let own = alice.post(&format!("/api/v1/programme/mdf/requests/{rid}/approve"), json!({})).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN, "{own}");
     let forbidden = own.body["error"]["details"]["forbidden_by"].as_array().cloned().unwrap_or_default();
-    assert!(forbidden.contains(&json!("filer-never-decides-mdf")) && forbidden.contains(&json!("partners-never-decide-mdf")), "{own}");
+    assert!(
+        forbidden.contains(&json!("filer-never-decides-mdf"))
+            && forbidden.contains(&json!("partners-never-decide-mdf")),
+        "{own}"
+    );
     let r = finance.post(&format!("/api/v1/programme/mdf/requests/{rid}/approve"), json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
     let r = outsider.post(&format!("/api/v1/programme/mdf/requests/{rid}/approve"), json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "another organisation: {r}");
 
     // The channel manager approves the first; the second no longer fits; it is rejected.
-    let r = channel.post(&format!("/api/v1/programme/mdf/requests/{rid}/approve"), json!({"reason": "fits Q4 plan"})).await;
+    let r =
+        channel.post(&format!("/api/v1/programme/mdf/requests/{rid}/approve"), json!({"reason": "fits Q4 plan"})).await;
     assert_eq!((r.status, r.body["status"].clone()), (StatusCode::OK, json!("approved")), "{r}");
     let r = channel.post(&format!("/api/v1/programme/mdf/requests/{rid2}/approve"), ()).await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "budget_exceeded"), "{r}");
     let r = channel.post(&format!("/api/v1/programme/mdf/requests/{rid2}/reject"), json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"), "a reason: {r}");
-    let r = channel.post(&format!("/api/v1/programme/mdf/requests/{rid2}/reject"), json!({"reason": "budget spent"})).await;
+    let r =
+        channel.post(&format!("/api/v1/programme/mdf/requests/{rid2}/reject"), json!({"reason": "budget spent"})).await;
     assert_eq!((r.status, r.body["status"].clone()), (StatusCode::OK, json!("rejected")), "{r}");
-    let r = channel.post(&format!("/api/v1/programme/mdf/requests/{rid}/reject"), json!({"reason": "changed my mind"})).await;
+    let r = channel
+        .post(&format!("/api/v1/programme/mdf/requests/{rid}/reject"), json!({"reason": "changed my mind"}))
+        .await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "transition_not_allowed"), "{r}");
     let b = alice.get(&format!("/api/v1/programme/mdf/budgets/{bid}")).await;
-    assert_eq!((b.body["committedMinor"].clone(), b.body["amountMinor"].clone()), (json!(60_000), json!(100_000)), "{b}");
+    assert_eq!(
+        (b.body["committedMinor"].clone(), b.body["amountMinor"].clone()),
+        (json!(60_000), json!(100_000)),
+        "{b}"
+    );
 
     // Claims: more than approved, or against the rejected request: 409 with stable codes.
     let claim_body = |request: &str, amount: i64| json!({"requestId": request, "amountMinor": amount, "description": "Booth staffed two days"});
@@ -599,7 +641,8 @@ async fn over_http_budget_request_claim_with_proof_approved_and_paid_with_the_at
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
     let r = finance.post(&format!("/api/v1/programme/mdf/claims/{cid}/pay"), json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "transition_not_allowed"), "{r}");
-    let r = finance.post(&format!("/api/v1/programme/mdf/claims/{cid}/approve"), json!({"reason": "photos match"})).await;
+    let r =
+        finance.post(&format!("/api/v1/programme/mdf/claims/{cid}/approve"), json!({"reason": "photos match"})).await;
     assert_eq!((r.status, r.body["status"].clone()), (StatusCode::OK, json!("approved")), "{r}");
     let r = finance.post(&format!("/api/v1/programme/mdf/claims/{cid}/pay"), ()).await;
     assert_eq!((r.status, r.body["status"].clone()), (StatusCode::OK, json!("paid")), "{r}");

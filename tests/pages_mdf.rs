@@ -25,7 +25,8 @@ struct World {
 
 async fn staff(db: &TestDb, t: store::TenantId, email: &str, role: Role) -> Uuid {
     let mut g = db.store.global_tx().await.expect("global tx");
-    let u = users::create(&mut g, &common::who(), &EmailAddress::parse(email).expect("email"), email).await.expect("user");
+    let u =
+        users::create(&mut g, &common::who(), &EmailAddress::parse(email).expect("email"), email).await.expect("user");
     g.commit().await.expect("commit");
     let mut tx = db.store.tenant_tx(t).await.expect("tx");
     let new = memberships::NewMembership { user_id: u.id, role, department_id: None, valid_until: None };
@@ -155,13 +156,19 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
 
     // Too much: the page again, saying why; nothing requested.
     let r = alice
-        .post_form("/programme/mdf/requests", &[("budget_id", &budget), ("activity", "Summit booth"), ("amount", "1,000.01")])
+        .post_form(
+            "/programme/mdf/requests",
+            &[("budget_id", &budget), ("activity", "Summit booth"), ("amount", "1,000.01")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r}");
     assert!(r.text.contains("the budget does not have that much left"), "{}", r.text);
     let r = alice
         .without_redirects()
-        .post_form("/programme/mdf/requests", &[("budget_id", &budget), ("activity", "Summit booth"), ("amount", "600")])
+        .post_form(
+            "/programme/mdf/requests",
+            &[("budget_id", &budget), ("activity", "Summit booth"), ("amount", "600")],
+        )
         .await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme/mdf?done=requested".to_owned()), "{r}");
     let page = alice.get("/programme/mdf").await;
@@ -185,7 +192,9 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
         .post_form(&format!("/programme/mdf/requests/{request}/decide"), &[("decision", "approve"), ("reason", "")])
         .await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme/mdf?done=approved".to_owned()), "{r}");
-    let r = cm.post_form(&format!("/programme/mdf/requests/{request}/decide"), &[("decision", "reject"), ("reason", "late")]).await;
+    let r = cm
+        .post_form(&format!("/programme/mdf/requests/{request}/decide"), &[("decision", "reject"), ("reason", "late")])
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "someone acted first: {r}");
     assert!(r.text.contains("someone acted on it first"), "{}", r.text);
 
@@ -195,7 +204,10 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
     assert_eq!(req, request);
     let r = alice
         .without_redirects()
-        .post_form("/programme/mdf/claims", &[("request_id", &req), ("amount", "550.00"), ("description", "Booth staffed two days")])
+        .post_form(
+            "/programme/mdf/claims",
+            &[("request_id", &req), ("amount", "550.00"), ("description", "Booth staffed two days")],
+        )
         .await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme/mdf?done=claimed".to_owned()), "{r}");
     let page = alice.get("/programme/mdf").await;
@@ -204,17 +216,34 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
     assert!(page.text.contains("Booth staffed two days"));
     assert!(page.text.contains("enctype=\"multipart/form-data\""));
     // Bob: A's claim does not exist for him (page and upload).
-    let r = bob.post_multipart(&format!("/programme/mdf/claims/{claim}/proofs"), BOUNDARY, proof_form(bob.csrf(), "x.pdf", &pdf(100)), &[]).await;
+    let r = bob
+        .post_multipart(
+            &format!("/programme/mdf/claims/{claim}/proofs"),
+            BOUNDARY,
+            proof_form(bob.csrf(), "x.pdf", &pdf(100)),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
     let r = alice
         .without_redirects()
-        .post_multipart(&format!("/programme/mdf/claims/{claim}/proofs"), BOUNDARY, proof_form(None, "x.pdf", &pdf(100)), &[])
+        .post_multipart(
+            &format!("/programme/mdf/claims/{claim}/proofs"),
+            BOUNDARY,
+            proof_form(None, "x.pdf", &pdf(100)),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: {r}");
     let proof = pdf(3_000);
     let r = alice
         .without_redirects()
-        .post_multipart(&format!("/programme/mdf/claims/{claim}/proofs"), BOUNDARY, proof_form(alice.csrf(), "booth.pdf", &proof), &[])
+        .post_multipart(
+            &format!("/programme/mdf/claims/{claim}/proofs"),
+            BOUNDARY,
+            proof_form(alice.csrf(), "booth.pdf", &proof),
+            &[],
+        )
         .await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme/mdf?done=proof".to_owned()), "{r}");
 
@@ -222,7 +251,8 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
     let page = finance.get("/programme/mdf").await;
     assert!(page.text.contains("booth.pdf"), "{}", page.text);
     assert!(form_ids(&page.text, "requests", "decide").is_empty(), "finance decides no requests");
-    let href = page.text.split("href=\"/programme/mdf/claims/").nth(1).and_then(|s| s.split('"').next()).expect("proof link");
+    let href =
+        page.text.split("href=\"/programme/mdf/claims/").nth(1).and_then(|s| s.split('"').next()).expect("proof link");
     let (s, _, bytes) = finance.get_bytes(&format!("/programme/mdf/claims/{href}")).await;
     assert_eq!((s, bytes == proof), (StatusCode::OK, true));
     let (s, _, _) = bob.get_bytes(&format!("/programme/mdf/claims/{href}")).await;
@@ -232,7 +262,10 @@ async fn the_mdf_journey_on_the_pages_with_each_party_seeing_and_doing_only_its_
     let r = finance.post_form(&format!("/programme/mdf/claims/{claim}/settle"), &[("step", "pay")]).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r}");
     for (step, done) in [("approve", "claim-approved"), ("pay", "paid")] {
-        let r = finance.without_redirects().post_form(&format!("/programme/mdf/claims/{claim}/settle"), &[("step", step)]).await;
+        let r = finance
+            .without_redirects()
+            .post_form(&format!("/programme/mdf/claims/{claim}/settle"), &[("step", step)])
+            .await;
         assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, format!("/programme/mdf?done={done}")), "{r}");
     }
     let page = alice.get("/programme/mdf").await;

@@ -921,7 +921,12 @@ impl Engine {
                 closer,
             });
             resources.extend(commissions.iter().map(Resource::Commission));
-            let mdf = [subject.user, other].map(|filer| MdfFacts { tenant, id: Uuid::from_u128(11), partner: another, filer });
+            let mdf = [subject.user, other].map(|filer| MdfFacts {
+                tenant,
+                id: Uuid::from_u128(11),
+                partner: another,
+                filer,
+            });
             resources.extend(mdf.iter().map(Resource::Mdf));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {

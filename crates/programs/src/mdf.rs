@@ -161,7 +161,12 @@ impl TryFrom<AllowanceRow> for Allowance {
     type Error = ProgramError;
 
     fn try_from(r: AllowanceRow) -> Result<Self, ProgramError> {
-        Ok(Self { tier: Tier::parse(&r.tier)?, currency: r.currency, amount_minor: r.amount_minor, updated_at: r.updated_at })
+        Ok(Self {
+            tier: Tier::parse(&r.tier)?,
+            currency: r.currency,
+            amount_minor: r.amount_minor,
+            updated_at: r.updated_at,
+        })
     }
 }
 
@@ -287,7 +292,10 @@ pub async fn create_budget(
         .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| {
-            invalid("amountMinor", format!("no MDF allowance for {} partners in {cur}: name the amount", partner.tier.as_str()))
+            invalid(
+                "amountMinor",
+                format!("no MDF allowance for {} partners in {cur}: name the amount", partner.tier.as_str()),
+            )
         })?,
     };
     let id = Uuid::now_v7();
@@ -583,7 +591,8 @@ pub async fn decide_request(
             reason: "whoever requested MDF never decides the request".into(),
         });
     }
-    let to = next_request(r.status, decision).ok_or_else(|| refused("request", r.status.as_str(), decision.as_str()))?;
+    let to =
+        next_request(r.status, decision).ok_or_else(|| refused("request", r.status.as_str(), decision.as_str()))?;
     sqlx::query(
         "update mdf_requests set status = $3, decided_by = $4, decided_at = now(), decision_reason = $5,
                 updated_at = now()
@@ -597,9 +606,11 @@ pub async fn decide_request(
     .execute(tx.conn())
     .await
     .map_err(constraint)?;
-    let changes = Changes::none()
-        .field("status", r.status.as_str(), to.as_str())
-        .field("decided_by", None::<String>, subject.user.to_string());
+    let changes = Changes::none().field("status", r.status.as_str(), to.as_str()).field(
+        "decided_by",
+        None::<String>,
+        subject.user.to_string(),
+    );
     let action = if to == RequestStatus::Approved { "mdf_request.approved" } else { "mdf_request.rejected" };
     record(tx, who, action, "mdf_request", id, changes, reason.as_deref()).await?;
     get_request(tx, id).await

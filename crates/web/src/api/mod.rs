@@ -3,7 +3,6 @@
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod commissions;
-pub(crate) mod mdf;
 pub(crate) mod departments;
 pub(crate) mod documents;
 pub(crate) mod files;
@@ -12,6 +11,7 @@ pub(crate) mod idempotency;
 pub(crate) mod invitations;
 pub(crate) mod ip_allowlist;
 pub(crate) mod joining;
+pub(crate) mod mdf;
 pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;

@@ -274,7 +274,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/programme/mdf/claims/{id}/proofs/{proof}") => (None, Text("the file", &["application/octet-stream"])),
         (
             "POST",
-            "/programme/mdf/claims/{id}/approve" | "/programme/mdf/claims/{id}/reject" | "/programme/mdf/claims/{id}/pay",
+            "/programme/mdf/claims/{id}/approve"
+            | "/programme/mdf/claims/{id}/reject"
+            | "/programme/mdf/claims/{id}/pay",
         ) => (Some(of::<crate::api::mdf::ReasonBody>()), json("200", of::<::programs::mdf::Claim>())),
         _ => (None, Text("untyped", &["application/json"])),
     }
@@ -562,7 +564,10 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
         reference(&shape.name)
     };
-    if matches!((m, path), ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/programme/mdf/claims/{id}/proofs")) {
+    if matches!(
+        (m, path),
+        ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/programme/mdf/claims/{id}/proofs")
+    ) {
         let binary = ObjectBuilder::new()
             .schema_type(Type::String)
             .content_media_type("application/octet-stream")

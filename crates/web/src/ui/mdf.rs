@@ -162,7 +162,11 @@ async fn render(
         .filter(|r| r.status == RequestStatus::Approved && r.claimed_minor < r.amount_minor)
         .map(|r| Choice {
             value: r.id.to_string(),
-            label: format!("{} — {} left to claim", r.activity, format::amount(r.amount_minor - r.claimed_minor, &r.currency)),
+            label: format!(
+                "{} — {} left to claim",
+                r.activity,
+                format::amount(r.amount_minor - r.claimed_minor, &r.currency)
+            ),
         })
         .collect();
     let request_rows = requests
@@ -179,8 +183,7 @@ async fn render(
                 status,
                 tone,
                 reason: r.decision_reason.clone().unwrap_or_default(),
-                may_decide: r.status == RequestStatus::Requested
-                    && mdf::may_decide_request(&state.authz, s, tenant, r),
+                may_decide: r.status == RequestStatus::Requested && mdf::may_decide_request(&state.authz, s, tenant, r),
             }
         })
         .collect();
@@ -192,7 +195,11 @@ async fn render(
             ClaimRow {
                 id: c.id.to_string(),
                 partner: name(c.partner_id),
-                activity: requests.iter().find(|r| r.id == c.request_id).map(|r| r.activity.clone()).unwrap_or_default(),
+                activity: requests
+                    .iter()
+                    .find(|r| r.id == c.request_id)
+                    .map(|r| r.activity.clone())
+                    .unwrap_or_default(),
                 description: c.description.clone(),
                 amount: format::amount(c.amount_minor, &c.currency),
                 status,
@@ -272,9 +279,13 @@ async fn refused(state: &AppState, p: &Principal, headers: &HeaderMap, e: ApiErr
         "budget_exceeded" => "Nothing was changed: the budget does not have that much left.".to_owned(),
         "claim_exceeds_approval" => "Nothing was claimed: that is more than the request has left to claim.".to_owned(),
         "request_not_approved" => "Nothing was claimed: claims are filed against an approved request only.".to_owned(),
-        "budget_exists" => "Nothing was set: this partner already has a budget for that quarter and currency.".to_owned(),
+        "budget_exists" => {
+            "Nothing was set: this partner already has a budget for that quarter and currency.".to_owned()
+        }
         "proof_required" => "Not approved: the claim has no proof of performance attached yet.".to_owned(),
-        "transition_not_allowed" => "Nothing was changed: someone acted on it first. Here is where it stands.".to_owned(),
+        "transition_not_allowed" => {
+            "Nothing was changed: someone acted on it first. Here is where it stands.".to_owned()
+        }
         "invalid_field" | "invalid_body" => format!("Nothing was changed: {}.", e.message),
         "file_type_refused" | "file_too_large" | "bad_form" => format!("The file was not attached: {}.", e.message),
         _ => return Err(e),
@@ -289,7 +300,8 @@ fn done(what: &str) -> Response {
 }
 
 fn invalid(field: &'static str, words: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", words).with_details(serde_json::json!({ "field": field }))
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", words)
+        .with_details(serde_json::json!({ "field": field }))
 }
 
 /// An amount typed in major units (`1,250.00`) of `currency`.
@@ -435,7 +447,11 @@ pub async fn upload_proof(
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let boundary = multipart_boundary(&headers).ok_or_else(|| {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the proof form is sent as multipart/form-data")
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the proof form is sent as multipart/form-data",
+        )
     })?;
     let constraints = multer::Constraints::new()
         .allowed_fields(vec!["csrf_token", "file"])
