@@ -225,7 +225,12 @@ async fn people_upload_with_progress_preview_download_remove_and_restore_files_i
     let (db, app, acme, _beta) = seeded().await;
     // The fixture's file rows name a data key this server's keys cannot open: start without them.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let staff = app.sign_in("acme", "user1@acme.example").await;
@@ -243,4 +248,54 @@ async fn people_upload_with_progress_preview_download_remove_and_restore_files_i
     ];
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_flow("attachments", &app2, &env)).await.expect("flow");
+}
+
+/// Market development funds in Chromium (tests/browser/mdf.mjs): partner A requests funds from its
+/// quarter's budget, the channel manager approves, the partner files a claim and attaches a proof
+/// file, finance approves and pays it; partner B sees none of it. No console error, no CSP
+/// violation, no serious or critical axe finding on any page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_requests_and_claims_mdf_with_proof_and_the_vendor_approves_and_pays_in_a_real_browser() {
+    let (db, app, acme, _beta) = seeded().await;
+    let mut admin = db.admin_conn().await;
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    let (pa, pb) = (acme.partners[0], acme.partners[1]);
+    for (p, email) in [(pa, "alice@partner-a.example"), (pb, "bob@partner-b.example")] {
+        let u = common::partner_person(&db, acme.id, p, email, Role::PartnerAdmin).await;
+        common::with_password(&db, u).await;
+    }
+    member(&db, acme.id, "acme", "cm", Role::ChannelManager, None, true).await;
+    let mut tx = db.store.program_tx(acme.id, store::ProgramScope::Vendor).await.expect("tx");
+    programs::mdf::create_budget(
+        &mut tx,
+        &common::who(),
+        &authz::Permit::operator(authz::Action::MdfBudgetManage, acme.id.as_uuid()),
+        acme.users[0],
+        &programs::mdf::NewBudget {
+            partner_id: pa,
+            period: "2026-Q4".into(),
+            currency: "EUR".into(),
+            amount_minor: Some(100_000),
+        },
+    )
+    .await
+    .expect("budget");
+    tx.commit().await.expect("commit");
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("ALICE", "alice@partner-a.example".to_owned()),
+        ("BOB", "bob@partner-b.example".to_owned()),
+        ("CHANNEL", "cm@acme.example".to_owned()),
+        ("FINANCE", "fin@acme.example".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("mdf", &app2, &env)).await.expect("flow");
 }

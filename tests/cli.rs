@@ -510,7 +510,12 @@ async fn admin_attach_reference_stores_the_file_of_a_by_reference_attachment() {
     }
     // The fixture's file rows name a data key no master key here opens: start without them.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let cwd = temp_dir("attach-reference");

@@ -44,7 +44,12 @@ async fn world_with(db: &TestDb, storage: Option<files::Storage>) -> World {
     let fin = member(db, acme.id, "acme", "fin", Role::Finance, None, true).await;
     // The fixture's file rows (a data key no master key here opens): this world starts without.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     // Laid out as a server's --data-dir (`data/` in the directory an operator runs it from), so

@@ -84,9 +84,18 @@ async fn every_partner_table_hides_other_partners_rows_even_without_a_where() {
     assert!(uncovered.is_empty(), "partner tables without partner_isolation: {uncovered:?}");
     let tables = partner_tables(&mut admin).await;
     let names: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
-    for expected in
-        ["commissions", "deal_conflicts", "deal_registrations", "partner_leads", "partner_opportunities", "partners"]
-    {
+    for expected in [
+        "commissions",
+        "deal_conflicts",
+        "deal_registrations",
+        "mdf_budgets",
+        "mdf_claim_proofs",
+        "mdf_claims",
+        "mdf_requests",
+        "partner_leads",
+        "partner_opportunities",
+        "partners",
+    ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
 

@@ -36,7 +36,12 @@ async fn world(max_upload: u64) -> World {
     member(&db, acme.id, "acme", "vendor", Role::Vendor, None, true).await;
     // The fixture's file rows name a data key no master key here opens: start without them.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let dir = tempfile::tempdir().expect("tempdir");

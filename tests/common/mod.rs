@@ -352,8 +352,93 @@ async fn program_rows(db: &TestDb, t: TenantId, admin: Uuid) -> Vec<Uuid> {
         .await
         .expect("commission");
     }
+    mdf_rows(&mut tx, &partners, admin).await;
     tx.commit().await.expect("commit");
     partners
+}
+
+/// Market development funds (issue 17) for each partner: a budget (quarters differ per partner,
+/// so moving them all to one partner trips the key, not the uniqueness), an approved request
+/// (which the database commits to the budget), a claim against it and its proof file; and an
+/// allowance. Rows only (no audit events).
+async fn mdf_rows(tx: &mut store::TenantTx, partners: &[Uuid], admin: Uuid) {
+    let tenant = tx.tenant().as_uuid();
+    sqlx::query(
+        "insert into mdf_allowances (tenant_id, id, tier, currency, amount_minor, created_by)
+         values ($1, gen_random_uuid(), 'registered', 'EUR', 500000, $2)",
+    )
+    .bind(tenant)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("mdf allowance");
+    let key: Uuid = sqlx::query_scalar("select id from blob_keys where tenant_id = $1 limit 1")
+        .bind(tenant)
+        .fetch_one(tx.conn())
+        .await
+        .expect("blob key");
+    for (i, p) in partners.iter().enumerate() {
+        let (budget, request, claim, blob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        sqlx::query(
+            "insert into mdf_budgets (tenant_id, id, partner_id, period, currency, amount_minor, created_by)
+             values ($1, $2, $3, $4, 'EUR', 500000, $5)",
+        )
+        .bind(tenant)
+        .bind(budget)
+        .bind(p)
+        .bind(format!("2030-Q{}", i + 1))
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("mdf budget");
+        sqlx::query(
+            "insert into mdf_requests (tenant_id, id, partner_id, budget_id, currency, activity, amount_minor, status,
+                                       requested_by, decided_by, decided_at)
+             values ($1, $2, $3, $4, 'EUR', 'Fixture webinar', 100000, 'approved', gen_random_uuid(), $5, now())",
+        )
+        .bind(tenant)
+        .bind(request)
+        .bind(p)
+        .bind(budget)
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("mdf request");
+        sqlx::query(
+            "insert into mdf_claims (tenant_id, id, partner_id, request_id, currency, amount_minor, description, claimed_by)
+             values ($1, $2, $3, $4, 'EUR', 40000, 'Fixture webinar held', gen_random_uuid())",
+        )
+        .bind(tenant)
+        .bind(claim)
+        .bind(p)
+        .bind(request)
+        .execute(tx.conn())
+        .await
+        .expect("mdf claim");
+        sqlx::query(
+            "insert into blobs (tenant_id, id, key_id, size_bytes, sha256, media_type, name, created_by)
+             values ($1, $2, $3, 5, sha256('proof'::bytea), 'application/pdf', 'proof.pdf', $4)",
+        )
+        .bind(tenant)
+        .bind(blob)
+        .bind(key)
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("proof blob");
+        sqlx::query(
+            "insert into mdf_claim_proofs (tenant_id, id, partner_id, claim_id, blob_id, added_by)
+             values ($1, gen_random_uuid(), $2, $3, $4, $5)",
+        )
+        .bind(tenant)
+        .bind(p)
+        .bind(claim)
+        .bind(blob)
+        .bind(admin)
+        .execute(tx.conn())
+        .await
+        .expect("mdf proof");
+    }
 }
 
 async fn fixture_deal(tx: &mut store::TenantTx, partner: Option<Uuid>, domain: &str, by: Uuid) -> Uuid {

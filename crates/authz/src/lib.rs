@@ -115,6 +115,20 @@ pub enum Action {
     CommissionPay,
     /// Finance resolves a dispute (asked about the commission: never its closer).
     CommissionResolve,
+    /// See MDF budgets, requests, claims and their proofs (a partner: its own, by the database).
+    MdfRead,
+    /// Set MDF allowances per tier and partners' budgets per period (the vendor).
+    MdfBudgetManage,
+    /// A partner requests funds for an activity.
+    MdfRequest,
+    /// A partner files a claim against an approved request, with proof-of-performance files.
+    MdfClaim,
+    /// A channel manager approves or rejects a request (asked about it: never its requester).
+    MdfRequestDecide,
+    /// Finance approves or rejects a claim (asked about it: never its filer).
+    MdfClaimDecide,
+    /// Finance pays an approved claim (asked about it: never its filer).
+    MdfClaimPay,
 }
 
 impl Action {
@@ -162,6 +176,13 @@ impl Action {
         Self::CommissionApprove,
         Self::CommissionPay,
         Self::CommissionResolve,
+        Self::MdfRead,
+        Self::MdfBudgetManage,
+        Self::MdfRequest,
+        Self::MdfClaim,
+        Self::MdfRequestDecide,
+        Self::MdfClaimDecide,
+        Self::MdfClaimPay,
     ];
 
     #[must_use]
@@ -210,12 +231,22 @@ impl Action {
             Self::CommissionApprove => "commission.approve",
             Self::CommissionPay => "commission.pay",
             Self::CommissionResolve => "commission.resolve",
+            Self::MdfRead => "mdf.read",
+            Self::MdfBudgetManage => "mdf.budget_manage",
+            Self::MdfRequest => "mdf.request",
+            Self::MdfClaim => "mdf.claim",
+            Self::MdfRequestDecide => "mdf_request.decide",
+            Self::MdfClaimDecide => "mdf_claim.decide",
+            Self::MdfClaimPay => "mdf_claim.pay",
         }
     }
 
     fn kind(self) -> ResourceKind {
         if matches!(self, Self::CommissionApprove | Self::CommissionPay | Self::CommissionResolve) {
             return ResourceKind::Commission;
+        }
+        if matches!(self, Self::MdfRequestDecide | Self::MdfClaimDecide | Self::MdfClaimPay) {
+            return ResourceKind::Mdf;
         }
         match self.as_str().split_once('.').map(|(k, _)| k) {
             Some("document") => ResourceKind::Document,
@@ -239,6 +270,7 @@ enum ResourceKind {
     Organisation,
     Attachment,
     Commission,
+    Mdf,
 }
 
 /// Who asks: a member of one organisation.
@@ -339,11 +371,22 @@ pub struct CommissionFacts {
     pub closer: Uuid,
 }
 
+/// The facts about an MDF request or claim that policies may look at: whose partner it is and
+/// who filed it (separation of duties: the filer never decides or pays it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MdfFacts {
+    pub tenant: Uuid,
+    pub id: Uuid,
+    pub partner: Uuid,
+    pub filer: Uuid,
+}
+
 /// What is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
     Document(&'a DocumentFacts),
     Commission(&'a CommissionFacts),
+    Mdf(&'a MdfFacts),
     Attachment(&'a AttachmentFacts),
     Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
     Organisation { tenant: Uuid },
@@ -355,6 +398,7 @@ impl Resource<'_> {
             Self::Document(d) => d.id,
             Self::Attachment(a) => a.id,
             Self::Commission(c) => c.id,
+            Self::Mdf(m) => m.id,
             Self::Period { id, .. } => *id,
             Self::Organisation { tenant } => *tenant,
         }
@@ -365,6 +409,7 @@ impl Resource<'_> {
             Self::Document(_) => ResourceKind::Document,
             Self::Attachment(_) => ResourceKind::Attachment,
             Self::Commission(_) => ResourceKind::Commission,
+            Self::Mdf(_) => ResourceKind::Mdf,
             Self::Period { .. } => ResourceKind::Period,
             Self::Organisation { .. } => ResourceKind::Organisation,
         }
@@ -477,6 +522,7 @@ struct Types {
     organisation: EntityTypeName,
     attachment: EntityTypeName,
     commission: EntityTypeName,
+    mdf: EntityTypeName,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, LoadError> {
@@ -542,6 +588,7 @@ impl Engine {
             organisation: type_name("Countersign::Organisation")?,
             attachment: type_name("Countersign::Attachment")?,
             commission: type_name("Countersign::Commission")?,
+            mdf: type_name("Countersign::MdfItem")?,
         };
         let action_type = type_name("Countersign::Action")?;
         let actions: HashMap<Action, EntityUid> = Action::ALL
@@ -724,6 +771,18 @@ impl Engine {
                 )?);
                 (uid, Context::empty())
             }
+            Resource::Mdf(m) => {
+                let uid = self.uid(&self.types.mdf, m.id);
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(m.tenant))),
+                        ("partner", RestrictedExpression::new_string(uuid_string(m.partner))),
+                        ("filer", RestrictedExpression::new_entity_uid(self.uid(&self.types.user, m.filer))),
+                    ],
+                )?);
+                (uid, Context::empty())
+            }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
                 entities.push(entity(
@@ -862,6 +921,13 @@ impl Engine {
                 closer,
             });
             resources.extend(commissions.iter().map(Resource::Commission));
+            let mdf = [subject.user, other].map(|filer| MdfFacts {
+                tenant,
+                id: Uuid::from_u128(11),
+                partner: another,
+                filer,
+            });
+            resources.extend(mdf.iter().map(Resource::Mdf));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
                     let question = self

@@ -475,6 +475,12 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("partners-dispute-commissions", &["partner_admin", "partner_agent"]),
     ("finance-settles-commissions", &["finance", "owner", "admin"]),
     ("partners-never-settle-commissions", &["partner_admin", "partner_agent"]),
+    ("programme-people-read-mdf", &["owner", "admin", "channel_manager", "finance", "partner_admin", "partner_agent"]),
+    ("vendor-sets-mdf-budgets", &["owner", "admin", "channel_manager"]),
+    ("partners-request-and-claim-mdf", &["partner_admin", "partner_agent"]),
+    ("channel-decides-mdf-requests", &["channel_manager", "owner", "admin"]),
+    ("finance-settles-mdf-claims", &["finance", "owner", "admin"]),
+    ("partners-never-decide-mdf", &["partner_admin", "partner_agent"]),
 ];
 
 #[test]
@@ -684,4 +690,41 @@ fn commissions_are_settled_by_finance_never_by_their_closer_nor_a_partner_nor_a_
     let c = CommissionFacts { tenant: w.tenant, id: Uuid::now_v7(), partner: Uuid::now_v7(), closer: Uuid::now_v7() };
     let d = e.decide(&partner, Action::CommissionApprove, &Resource::Commission(&c)).expect_err("partner");
     assert_eq!(d.forbidden_by, ["partners-never-settle-commissions"]);
+}
+
+#[test]
+fn mdf_requests_are_decided_by_channel_managers_claims_by_finance_never_by_their_filer_nor_a_partner() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        let item = MdfFacts { tenant: w.tenant, id: Uuid::now_v7(), partner: Uuid::now_v7(), filer: Uuid::now_v7() };
+        let r = role.as_str();
+        for (action, deciders) in [
+            (Action::MdfRequestDecide, ["channel_manager", "owner", "admin"]),
+            (Action::MdfClaimDecide, ["finance", "owner", "admin"]),
+            (Action::MdfClaimPay, ["finance", "owner", "admin"]),
+        ] {
+            assert_eq!(e.decide(&s, action, &Resource::Mdf(&item)).is_ok(), deciders.contains(&r), "{role} {action}");
+            let cross = MdfFacts { tenant: other.tenant, ..item };
+            assert!(e.decide(&s, action, &Resource::Mdf(&cross)).is_err(), "{role} {action} across");
+            // Filed by the asker: never theirs to decide or pay, whatever the role.
+            let own = MdfFacts { filer: s.user, ..item };
+            let d = e.decide(&s, action, &Resource::Mdf(&own)).expect_err("filer");
+            assert!(d.forbidden_by.contains(&"filer-never-decides-mdf".to_owned()), "{role} {action}");
+        }
+        let partner = ["partner_admin", "partner_agent"].contains(&r);
+        assert_eq!(e.decide(&s, Action::MdfRequest, &org).is_ok(), partner, "{role} request");
+        assert_eq!(e.decide(&s, Action::MdfClaim, &org).is_ok(), partner, "{role} claim");
+        let managers = ["owner", "admin", "channel_manager"];
+        assert_eq!(e.decide(&s, Action::MdfBudgetManage, &org).is_ok(), managers.contains(&r), "{role} budgets");
+        let readers = ["owner", "admin", "channel_manager", "finance", "partner_admin", "partner_agent"];
+        assert_eq!(e.decide(&s, Action::MdfRead, &org).is_ok(), readers.contains(&r), "{role} read");
+    }
+    let partner = w.member(Role::PartnerAdmin, None);
+    let item = MdfFacts { tenant: w.tenant, id: Uuid::now_v7(), partner: Uuid::now_v7(), filer: Uuid::now_v7() };
+    let d = e.decide(&partner, Action::MdfRequestDecide, &Resource::Mdf(&item)).expect_err("partner");
+    assert_eq!(d.forbidden_by, ["partners-never-decide-mdf"]);
 }

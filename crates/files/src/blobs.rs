@@ -70,6 +70,33 @@ pub async fn record_for(
     owner: Uuid,
 ) -> Result<Blob, FilesError> {
     permit.require(Action::DocumentEdit, document)?;
+    insert(tx, who, stored, owner, ("document_id", document)).await
+}
+
+/// Records an upload stored by [`crate::upload::put`] as proof of performance of an MDF claim
+/// (issue 17), in the caller's transaction, with its `file.uploaded` event. The permit is the
+/// partner person's `mdf.claim`; the programmes crate checked the claim is theirs and open.
+///
+/// # Errors
+/// `Permit` for any other permit; database and audit failures.
+pub async fn record_proof(
+    tx: &mut TenantTx,
+    permit: &Permit,
+    claim: Uuid,
+    who: &Who,
+    stored: &Stored,
+) -> Result<Blob, FilesError> {
+    permit.require(Action::MdfClaim, tx.tenant().as_uuid())?;
+    insert(tx, who, stored, permit.user(), ("mdf_claim_id", claim)).await
+}
+
+async fn insert(
+    tx: &mut TenantTx,
+    who: &Who,
+    stored: &Stored,
+    owner: Uuid,
+    (held_by, holder): (&str, Uuid),
+) -> Result<Blob, FilesError> {
     if stored.tenant != tx.tenant().as_uuid() {
         return Err(FilesError::NotFound);
     }
@@ -92,7 +119,7 @@ pub async fn record_for(
     .await?;
     let sha = hex::encode(stored.sha256);
     let changes = Changes::none()
-        .field("document_id", None::<Uuid>, document)
+        .field(held_by, None::<Uuid>, holder)
         .field("name", None::<&str>, stored.name.as_str())
         .field("size", None::<i64>, size)
         .field("sha256", None::<&str>, &sha)

@@ -152,7 +152,36 @@ pub async fn open(
     if blobs::of_attachment(tx, permit.resource()).await? != Some(link.blob) {
         return Err(FilesError::NotFound);
     }
-    let blob = blobs::get(tx, link.blob).await?.ok_or(FilesError::NotFound)?;
+    read(tx, storage, ring, link.tenant, link.blob, want).await
+}
+
+/// Opens `blob` whole for someone the MDF rules let see it (issue 17): the permit is their
+/// `mdf.read` on the organisation, and the caller found the blob through a proof row of a claim
+/// the database shows them (`programs::mdf::get_proof`), so there is no link.
+///
+/// # Errors
+/// As [`open`] (without the link's).
+pub async fn open_held(
+    tx: &mut TenantTx,
+    storage: &Storage,
+    ring: &Keyring,
+    permit: &authz::Permit,
+    blob: uuid::Uuid,
+) -> Result<Download, FilesError> {
+    let tenant = tx.tenant().as_uuid();
+    permit.require(authz::Action::MdfRead, tenant)?;
+    read(tx, storage, ring, tenant, blob, Want::Whole).await
+}
+
+async fn read(
+    tx: &mut TenantTx,
+    storage: &Storage,
+    ring: &Keyring,
+    tenant: uuid::Uuid,
+    blob_id: uuid::Uuid,
+    want: Want,
+) -> Result<Download, FilesError> {
+    let blob = blobs::get(tx, blob_id).await?.ok_or(FilesError::NotFound)?;
     if blob.deleted_at.is_some() {
         return Err(FilesError::Deleted);
     }
@@ -160,7 +189,7 @@ pub async fn open(
     let size = u64::try_from(blob.size).map_err(|_| FilesError::Integrity("negative size".into()))?;
     let range = want.bounds(size)?;
     let (lo, hi) = range.unwrap_or((0, size.saturating_sub(1)));
-    let path = Storage::key(link.tenant, link.blob);
+    let path = Storage::key(tenant, blob_id);
 
     let head = storage
         .inner()
@@ -175,7 +204,7 @@ pub async fn open(
         )));
     }
     let header = Header::decode(&head.bytes().await?)?;
-    let cipher = BlobCipher::new(&key, link.blob, &header)?;
+    let cipher = BlobCipher::new(&key, blob_id, &header)?;
 
     let (first, last) = (lo / CHUNK as u64, hi / CHUNK as u64);
     let last = last.min(crypto::chunks(size) - 1);

@@ -11,6 +11,7 @@
 pub mod commissions;
 pub mod deals;
 pub mod leads;
+pub mod mdf;
 pub mod opportunities;
 pub mod partners;
 mod scope;

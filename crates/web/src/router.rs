@@ -16,7 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, me,
+    api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
     members, mfa, openapi, programs, scim, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
@@ -131,6 +131,25 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
             Domain(&[Action::CommissionApprove]),
             commissions::approve_commission,
         )
+        // Market development funds: the partner dimension is the database's; decisions per row.
+        .get("/programme/mdf/allowances", Org(Action::MdfBudgetManage), mdf::list_allowances)
+        .put("/programme/mdf/allowances", Org(Action::MdfBudgetManage), mdf::set_allowance)
+        .get("/programme/mdf/budgets", Org(Action::MdfRead), mdf::list_budgets)
+        .post("/programme/mdf/budgets", Org(Action::MdfBudgetManage), mdf::create_budget)
+        .get("/programme/mdf/budgets/{id}", Org(Action::MdfRead), mdf::get_budget)
+        .get("/programme/mdf/requests", Org(Action::MdfRead), mdf::list_requests)
+        .post("/programme/mdf/requests", Org(Action::MdfRequest), mdf::create_request)
+        .get("/programme/mdf/requests/{id}", Org(Action::MdfRead), mdf::get_request)
+        .post("/programme/mdf/requests/{id}/approve", Domain(&[Action::MdfRequestDecide]), mdf::approve_request)
+        .post("/programme/mdf/requests/{id}/reject", Domain(&[Action::MdfRequestDecide]), mdf::reject_request)
+        .get("/programme/mdf/claims", Org(Action::MdfRead), mdf::list_claims)
+        .post("/programme/mdf/claims", Org(Action::MdfClaim), mdf::create_claim)
+        .get("/programme/mdf/claims/{id}", Org(Action::MdfRead), mdf::get_claim)
+        .post("/programme/mdf/claims/{id}/proofs", Org(Action::MdfClaim), mdf::upload_proof)
+        .get("/programme/mdf/claims/{id}/proofs/{proof}", Org(Action::MdfRead), mdf::download_proof)
+        .post("/programme/mdf/claims/{id}/approve", Domain(&[Action::MdfClaimDecide]), mdf::approve_claim)
+        .post("/programme/mdf/claims/{id}/reject", Domain(&[Action::MdfClaimDecide]), mdf::reject_claim)
+        .post("/programme/mdf/claims/{id}/pay", Domain(&[Action::MdfClaimPay]), mdf::pay_claim)
         .post("/programme/commissions/{id}/payable", Domain(&[Action::CommissionPay]), commissions::payable_commission)
         .post("/programme/commissions/{id}/pay", Domain(&[Action::CommissionPay]), commissions::pay_commission)
         .post(
@@ -190,6 +209,18 @@ fn page_routes(r: Routes) -> Routes {
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
         .get("/programme", Org(Action::CommissionRead), ui::programme::show)
+        .get("/programme/mdf", Org(Action::MdfRead), ui::mdf::show)
+        .post("/programme/mdf/budgets", Org(Action::MdfBudgetManage), ui::mdf::create_budget)
+        .post("/programme/mdf/requests", Org(Action::MdfRequest), ui::mdf::create_request)
+        .post("/programme/mdf/requests/{id}/decide", Domain(&[Action::MdfRequestDecide]), ui::mdf::decide_request)
+        .post("/programme/mdf/claims", Org(Action::MdfClaim), ui::mdf::create_claim)
+        .post("/programme/mdf/claims/{id}/proofs", Org(Action::MdfClaim), ui::mdf::upload_proof)
+        .post(
+            "/programme/mdf/claims/{id}/settle",
+            Domain(&[Action::MdfClaimDecide, Action::MdfClaimPay]),
+            ui::mdf::settle_claim,
+        )
+        .get("/programme/mdf/claims/{id}/proofs/{proof}", Org(Action::MdfRead), mdf::download_proof)
         .get("/members", Org(Action::MembersRead), ui::members::list)
         .post("/members/invitations", Org(Action::MembersManage), ui::members::invite)
         .post("/members/sign-out-everyone", Org(Action::MembersManage), ui::members::revoke_everyone)

@@ -11,6 +11,7 @@ pub(crate) mod idempotency;
 pub(crate) mod invitations;
 pub(crate) mod ip_allowlist;
 pub(crate) mod joining;
+pub(crate) mod mdf;
 pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;

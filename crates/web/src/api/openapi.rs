@@ -253,6 +253,37 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
             Some(of::<crate::api::commissions::ResolveBody>()),
             json("200", of::<::programs::commissions::Commission>()),
         ),
+        ("GET", "/programme/mdf/allowances") => (None, json("200", list_of::<::programs::mdf::Allowance>())),
+        ("PUT", "/programme/mdf/allowances") => {
+            (Some(of::<::programs::mdf::NewAllowance>()), json("200", of::<::programs::mdf::Allowance>()))
+        }
+        ("GET", "/programme/mdf/budgets") => (None, json("200", list_of::<::programs::mdf::Budget>())),
+        ("POST", "/programme/mdf/budgets") => {
+            (Some(of::<::programs::mdf::NewBudget>()), json("201", of::<::programs::mdf::Budget>()))
+        }
+        ("GET", "/programme/mdf/budgets/{id}") => (None, json("200", of::<::programs::mdf::Budget>())),
+        ("GET", "/programme/mdf/requests") => (None, json("200", list_of::<::programs::mdf::Request>())),
+        ("POST", "/programme/mdf/requests") => {
+            (Some(of::<::programs::mdf::NewRequest>()), json("201", of::<::programs::mdf::Request>()))
+        }
+        ("GET", "/programme/mdf/requests/{id}") => (None, json("200", of::<::programs::mdf::Request>())),
+        ("POST", "/programme/mdf/requests/{id}/approve" | "/programme/mdf/requests/{id}/reject") => {
+            (Some(of::<crate::api::mdf::ReasonBody>()), json("200", of::<::programs::mdf::Request>()))
+        }
+        ("GET", "/programme/mdf/claims") => (None, json("200", list_of::<::programs::mdf::Claim>())),
+        ("POST", "/programme/mdf/claims") => {
+            (Some(of::<::programs::mdf::NewClaim>()), json("201", of::<crate::api::mdf::ClaimWithProofs>()))
+        }
+        ("GET", "/programme/mdf/claims/{id}") => (None, json("200", of::<crate::api::mdf::ClaimWithProofs>())),
+        // The upload's body is the file itself (`upload_body`), not JSON.
+        ("POST", "/programme/mdf/claims/{id}/proofs") => (None, json("201", of::<::programs::mdf::Proof>())),
+        ("GET", "/programme/mdf/claims/{id}/proofs/{proof}") => (None, Text("the file", &["application/octet-stream"])),
+        (
+            "POST",
+            "/programme/mdf/claims/{id}/approve"
+            | "/programme/mdf/claims/{id}/reject"
+            | "/programme/mdf/claims/{id}/pay",
+        ) => (Some(of::<crate::api::mdf::ReasonBody>()), json("200", of::<::programs::mdf::Claim>())),
         _ => (None, Text("untyped", &["application/json"])),
     }
 }
@@ -282,6 +313,10 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
                 .build(),
         ],
         ("POST", "/documents/{id}/attachments/files") => crate::api::files::UploadQuery::into_params(none),
+        ("GET", "/programme/mdf/budgets" | "/programme/mdf/requests" | "/programme/mdf/claims") => {
+            crate::api::mdf::ListQuery::into_params(none)
+        }
+        ("POST", "/programme/mdf/claims/{id}/proofs") => crate::api::mdf::ProofQuery::into_params(none),
         _ => Vec::new(),
     }
 }
@@ -426,6 +461,24 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/programme/commissions/{id}/pay") => "payCommission",
         ("POST", "/programme/commissions/{id}/dispute") => "disputeCommission",
         ("POST", "/programme/commissions/{id}/resolve") => "resolveCommission",
+        ("GET", "/programme/mdf/allowances") => "listMdfAllowances",
+        ("PUT", "/programme/mdf/allowances") => "setMdfAllowance",
+        ("GET", "/programme/mdf/budgets") => "listMdfBudgets",
+        ("POST", "/programme/mdf/budgets") => "createMdfBudget",
+        ("GET", "/programme/mdf/budgets/{id}") => "getMdfBudget",
+        ("GET", "/programme/mdf/requests") => "listMdfRequests",
+        ("POST", "/programme/mdf/requests") => "requestMdf",
+        ("GET", "/programme/mdf/requests/{id}") => "getMdfRequest",
+        ("POST", "/programme/mdf/requests/{id}/approve") => "approveMdfRequest",
+        ("POST", "/programme/mdf/requests/{id}/reject") => "rejectMdfRequest",
+        ("GET", "/programme/mdf/claims") => "listMdfClaims",
+        ("POST", "/programme/mdf/claims") => "fileMdfClaim",
+        ("GET", "/programme/mdf/claims/{id}") => "getMdfClaim",
+        ("POST", "/programme/mdf/claims/{id}/proofs") => "uploadMdfProof",
+        ("GET", "/programme/mdf/claims/{id}/proofs/{proof}") => "downloadMdfProof",
+        ("POST", "/programme/mdf/claims/{id}/approve") => "approveMdfClaim",
+        ("POST", "/programme/mdf/claims/{id}/reject") => "rejectMdfClaim",
+        ("POST", "/programme/mdf/claims/{id}/pay") => "payMdfClaim",
         ("POST", "/periods") => "openPeriod",
         ("GET", "/periods/{id}") => "getPeriod",
         ("POST", "/periods/{id}/close") => "closePeriod",
@@ -520,7 +573,10 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
         reference(&shape.name)
     };
-    if (m, path) == ("POST", "/api/v1/documents/{id}/attachments/files") {
+    if matches!(
+        (m, path),
+        ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/programme/mdf/claims/{id}/proofs")
+    ) {
         let binary = ObjectBuilder::new()
             .schema_type(Type::String)
             .content_media_type("application/octet-stream")

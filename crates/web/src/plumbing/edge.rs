@@ -115,15 +115,17 @@ fn page_form(req: &Request) -> bool {
 }
 
 /// The document page's upload form (`POST /documents/{id}/attachments`, `multipart/form-data`,
-/// `crate::ui::attachments`): a page, so its body is a form, but one that carries a file.
+/// `crate::ui::attachments`) and the MDF claim's proof form (`POST /programme/mdf/claims/{id}/proofs`,
+/// `crate::ui::mdf`): pages, so their bodies are forms, but ones that carry a file.
 fn page_upload(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     req.method() == axum::http::Method::POST
-        && matches!(parts.as_slice(), ["", "documents", id, "attachments"] if !id.is_empty())
+        && (matches!(parts.as_slice(), ["", "documents", id, "attachments"] if !id.is_empty())
+            || matches!(parts.as_slice(), ["", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty()))
 }
 
-/// The one API route whose body is a file, not JSON: a streamed upload (any content type; the
-/// type is sniffed from the content). It and the document page's upload form are the routes
+/// The API routes whose body is a file, not JSON: streamed uploads (any content type; the
+/// type is sniffed from the content). They and the pages' upload forms are the routes
 /// without the 1 MiB framework body limit: their handlers enforce the upload limit while the
 /// body streams.
 #[must_use]
@@ -133,6 +135,7 @@ pub fn streams_upload(req: &Request) -> bool {
     }
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     matches!(parts.as_slice(), ["", "api", "v1", "documents", id, "attachments", "files"] if !id.is_empty())
+        || matches!(parts.as_slice(), ["", "api", "v1", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty())
         || page_upload(req)
 }
 

@@ -19,6 +19,7 @@ pub(crate) enum Section {
     Documents,
     Periods,
     Programme,
+    Mdf,
     Members,
     Audit,
     Account,
@@ -106,6 +107,9 @@ impl Chrome {
                 href: "/programme",
                 current: current == Section::Programme,
             });
+        }
+        if state.authz.decide(s, Action::MdfRead, &organisation_wide).is_ok() {
+            nav.push(NavItem { label: "Market funds", href: "/programme/mdf", current: current == Section::Mdf });
         }
         if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });

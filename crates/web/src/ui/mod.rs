@@ -23,6 +23,7 @@ mod form;
 mod format;
 pub(crate) mod inbox;
 pub(crate) mod invitation;
+pub(crate) mod mdf;
 pub(crate) mod members;
 pub(crate) mod periods;
 pub(crate) mod programme;
