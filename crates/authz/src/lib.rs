@@ -42,6 +42,7 @@ pub const POLICY_FILES: &[(&str, &str)] = &[
     ("documents.cedar", include_str!("../policies/documents.cedar")),
     ("files.cedar", include_str!("../policies/files.cedar")),
     ("programs.cedar", include_str!("../policies/programs.cedar")),
+    ("portals.cedar", include_str!("../policies/portals.cedar")),
 ];
 
 /// Why the engine could not load.
@@ -115,6 +116,16 @@ pub enum Action {
     CommissionPay,
     /// Finance resolves a dispute (asked about the commission: never its closer).
     CommissionResolve,
+    /// See the organisation's relations (vendors, clients) and their people and links.
+    RelationsRead,
+    /// Create and end relations, invite their people, address documents, mint and revoke links.
+    RelationsManage,
+    /// Use the portal at all (vendor and client people only).
+    PortalUse,
+    /// A relation's person reads a document addressed to their relation.
+    PortalDocumentRead,
+    /// A relation's person adds a file to a document addressed to their relation.
+    PortalContribute,
 }
 
 impl Action {
@@ -162,6 +173,11 @@ impl Action {
         Self::CommissionApprove,
         Self::CommissionPay,
         Self::CommissionResolve,
+        Self::RelationsRead,
+        Self::RelationsManage,
+        Self::PortalUse,
+        Self::PortalDocumentRead,
+        Self::PortalContribute,
     ];
 
     #[must_use]
@@ -210,12 +226,20 @@ impl Action {
             Self::CommissionApprove => "commission.approve",
             Self::CommissionPay => "commission.pay",
             Self::CommissionResolve => "commission.resolve",
+            Self::RelationsRead => "relations.read",
+            Self::RelationsManage => "relations.manage",
+            Self::PortalUse => "portal.use",
+            Self::PortalDocumentRead => "portal.document_read",
+            Self::PortalContribute => "portal.contribute",
         }
     }
 
     fn kind(self) -> ResourceKind {
         if matches!(self, Self::CommissionApprove | Self::CommissionPay | Self::CommissionResolve) {
             return ResourceKind::Commission;
+        }
+        if matches!(self, Self::PortalDocumentRead | Self::PortalContribute) {
+            return ResourceKind::Shared;
         }
         match self.as_str().split_once('.').map(|(k, _)| k) {
             Some("document") => ResourceKind::Document,
@@ -239,6 +263,7 @@ enum ResourceKind {
     Organisation,
     Attachment,
     Commission,
+    Shared,
 }
 
 /// Who asks: a member of one organisation.
@@ -339,12 +364,27 @@ pub struct CommissionFacts {
     pub closer: Uuid,
 }
 
+/// The facts about a document addressed to a relation (a portal question): the addressing
+/// row's relation and its kind, and the asking person's own relation (from their membership, in
+/// the database; `None` for someone who belongs to none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedFacts {
+    pub tenant: Uuid,
+    pub document: Uuid,
+    pub relation: Uuid,
+    /// `vendor` or `client`.
+    pub kind: &'static str,
+    pub asker_relation: Option<Uuid>,
+}
+
 /// What is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
     Document(&'a DocumentFacts),
     Commission(&'a CommissionFacts),
     Attachment(&'a AttachmentFacts),
+    /// A document as addressed to one relation; its permits are for the document's id.
+    Shared(&'a SharedFacts),
     Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
     Organisation { tenant: Uuid },
 }
@@ -355,6 +395,7 @@ impl Resource<'_> {
             Self::Document(d) => d.id,
             Self::Attachment(a) => a.id,
             Self::Commission(c) => c.id,
+            Self::Shared(d) => d.document,
             Self::Period { id, .. } => *id,
             Self::Organisation { tenant } => *tenant,
         }
@@ -365,6 +406,7 @@ impl Resource<'_> {
             Self::Document(_) => ResourceKind::Document,
             Self::Attachment(_) => ResourceKind::Attachment,
             Self::Commission(_) => ResourceKind::Commission,
+            Self::Shared(_) => ResourceKind::Shared,
             Self::Period { .. } => ResourceKind::Period,
             Self::Organisation { .. } => ResourceKind::Organisation,
         }
@@ -477,6 +519,7 @@ struct Types {
     organisation: EntityTypeName,
     attachment: EntityTypeName,
     commission: EntityTypeName,
+    shared: EntityTypeName,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, LoadError> {
@@ -542,6 +585,7 @@ impl Engine {
             organisation: type_name("Countersign::Organisation")?,
             attachment: type_name("Countersign::Attachment")?,
             commission: type_name("Countersign::Commission")?,
+            shared: type_name("Countersign::SharedDocument")?,
         };
         let action_type = type_name("Countersign::Action")?;
         let actions: HashMap<Action, EntityUid> = Action::ALL
@@ -724,6 +768,19 @@ impl Engine {
                 )?);
                 (uid, Context::empty())
             }
+            Resource::Shared(d) => {
+                let uid = self.uid(&self.types.shared, d.document);
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(d.tenant))),
+                        ("relation", RestrictedExpression::new_string(uuid_string(d.relation))),
+                        ("kind", string(d.kind)),
+                    ],
+                )?);
+                let asker = d.asker_relation.map(uuid_string).unwrap_or_default();
+                (uid, Context::from_pairs([("relation".to_owned(), RestrictedExpression::new_string(asker))]).ok()?)
+            }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
                 entities.push(entity(
@@ -862,6 +919,14 @@ impl Engine {
                 closer,
             });
             resources.extend(commissions.iter().map(Resource::Commission));
+            let shared = [None, Some(other)].map(|asker_relation| SharedFacts {
+                tenant,
+                document: Uuid::from_u128(11),
+                relation: other,
+                kind: "vendor",
+                asker_relation,
+            });
+            resources.extend(shared.iter().map(Resource::Shared));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
                     let question = self

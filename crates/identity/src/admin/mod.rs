@@ -10,3 +10,4 @@ pub mod founding;
 pub mod guest_expiry;
 pub mod invitations;
 pub mod members;
+pub mod relations;

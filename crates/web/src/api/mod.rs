@@ -15,6 +15,7 @@ pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;
 pub mod openapi;
+pub(crate) mod portals;
 pub(crate) mod programs;
 pub mod security;
 pub(crate) mod sessions;

@@ -94,7 +94,7 @@ enum Success {
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
-        ip_allowlist as ipl, joining, me, members as mem, mfa, sessions as sess, sign_in,
+        ip_allowlist as ipl, joining, me, members as mem, mfa, portals, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
@@ -197,6 +197,24 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("PUT", "/attachments/{id}/visibility") => {
             (Some(of::<fls::VisibilityBody>()), json("200", of::<approvals::attachments::AttachmentRow>()))
         }
+        ("GET", "/relations") => (None, json("200", list_of::<identity::admin::relations::Relation>())),
+        ("POST", "/relations") => {
+            (Some(of::<portals::CreateBody>()), json("201", of::<identity::admin::relations::Relation>()))
+        }
+        ("GET", "/relations/{id}") => (None, json("200", of::<portals::RelationDetail>())),
+        ("POST", "/relations/{id}/end") => (None, json("200", of::<identity::admin::relations::Relation>())),
+        ("POST", "/relations/{id}/invite") => (Some(of::<portals::InviteBody>()), json("201", of::<portals::LinkIssued>())),
+        ("POST", "/relations/{id}/links") => (Some(of::<portals::LinkBody>()), json("201", of::<portals::LinkIssued>())),
+        ("POST", "/relations/{id}/links/{link_id}/revoke") => (None, NoContent),
+        ("POST", "/relations/{id}/documents") => (Some(of::<portals::AddressBody>()), NoContent),
+        ("POST", "/portal/enter") => (Some(of::<portals::EnterBody>()), json("200", of::<sign_in::TokenResponse>())),
+        ("GET", "/portal/documents") => (None, json("200", list_of::<approvals::portal::SharedDocument>())),
+        ("GET", "/portal/documents/{id}") => (None, json("200", of::<portals::SharedWithFiles>())),
+        // The upload's body is the file itself (`upload_body`), not JSON.
+        ("POST", "/portal/documents/{id}/files") => (None, json("201", of::<fls::AttachmentFile>())),
+        ("POST", "/portal/attachments/{id}/links") => {
+            (Some(of::<portals::FileLinkBody>()), json("201", of::<portals::FileLink>()))
+        }
         ("GET", "/programme/partners") => (None, json("200", list_of::<::programs::partners::Partner>())),
         ("POST", "/programme/partners") => {
             (Some(of::<::programs::partners::NewPartner>()), json("201", of::<::programs::partners::Partner>()))
@@ -276,6 +294,7 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
                 .build(),
         ],
         ("POST", "/documents/{id}/attachments/files") => crate::api::files::UploadQuery::into_params(none),
+        ("POST", "/portal/documents/{id}/files") => crate::api::portals::UploadQuery::into_params(none),
         _ => Vec::new(),
     }
 }
@@ -511,7 +530,7 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
         reference(&shape.name)
     };
-    if (m, path) == ("POST", "/api/v1/documents/{id}/attachments/files") {
+    if matches!((m, path), ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/portal/documents/{id}/files")) {
         let binary = ObjectBuilder::new()
             .schema_type(Type::String)
             .content_media_type("application/octet-stream")

@@ -25,6 +25,8 @@ pub(crate) mod inbox;
 pub(crate) mod invitation;
 pub(crate) mod members;
 pub(crate) mod periods;
+// Vendor and client portals (issue 16).
+pub(crate) mod portal;
 pub(crate) mod programme;
 pub(crate) mod refusals;
 pub(crate) mod resume;
