@@ -310,7 +310,8 @@ async fn a_vendor_sees_only_what_is_addressed_to_its_relation_and_flagged_for_ve
 
     let list = vendor_a.get("/api/v1/portal/documents").await;
     assert_eq!(list.status, StatusCode::OK, "{list}");
-    let ids: Vec<&str> = list.body["items"].as_array().expect("items").iter().filter_map(|d| d["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        list.body["items"].as_array().expect("items").iter().filter_map(|d| d["id"].as_str()).collect();
     assert_eq!(ids, vec![po.as_str()], "only the PO addressed to A");
     let got = vendor_a.get(&format!("/api/v1/portal/documents/{po}")).await;
     assert_eq!(got.status, StatusCode::OK, "{got}");
@@ -366,7 +367,10 @@ async fn a_vendors_upload_reaches_staff_and_never_another_vendor() {
     let staff_list = w.staff.get(&format!("/api/v1/documents/{po}/attachments")).await;
     assert_eq!(staff_list.status, StatusCode::OK, "{staff_list}");
     assert!(staff_list.text.contains("invoice-a.pdf"), "{staff_list}");
-    assert_eq!(names(&vendor_a.get(&format!("/api/v1/portal/documents/{po}")).await.body), ["drawing.pdf", "invoice-a.pdf"]);
+    assert_eq!(
+        names(&vendor_a.get(&format!("/api/v1/portal/documents/{po}")).await.body),
+        ["drawing.pdf", "invoice-a.pdf"]
+    );
     assert_eq!(names(&vendor_b.get(&format!("/api/v1/portal/documents/{po}")).await.body), ["drawing.pdf"]);
     let r = vendor_b.post(&format!("/api/v1/portal/attachments/{a_file}/links"), json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
@@ -475,12 +479,7 @@ async fn postgres_hides_other_relations_rows_even_without_a_where() {
     };
     let mut tx = db.store.relation_tx(w.acme.id, store::RelationScope::Member(ann)).await.expect("tx");
     assert_eq!(tx.relation_scope().await.expect("scope"), Some(a.clone()));
-    for (table, expected) in [
-        ("relations", 1),
-        ("relation_documents", 1),
-        ("portal_links", 1),
-        ("documents", 1),
-    ] {
+    for (table, expected) in [("relations", 1), ("relation_documents", 1), ("portal_links", 1), ("documents", 1)] {
         let n: i64 =
             sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(tx.conn()).await.expect(table);
         assert_eq!(n, expected, "{table} as vendor A");
@@ -498,7 +497,9 @@ async fn postgres_hides_other_relations_rows_even_without_a_where() {
             assert_eq!(n, 0, "{table} under {scope:?}");
         }
         let col = if table == "relations" { "id" } else { "relation_id" };
-        let sql = format!("select count(*) filter (where {col} <> '{a}'), count(*) filter (where {col} = '{a}') from {table}");
+        let sql = format!(
+            "select count(*) filter (where {col} <> '{a}'), count(*) filter (where {col} = '{a}') from {table}"
+        );
         let rows = as_relation(&db, &t, Some(&a), &sql).await.expect(table);
         let (other, mine): (i64, i64) = (rows[0].get(0), rows[0].get(1));
         assert_eq!((other, mine), (0, 1), "{table}: A sees another relation's rows, or not its own");

@@ -269,14 +269,16 @@ async fn relation_rows(db: &TestDb, t: TenantId, doc: Uuid, admin: Uuid, slug: &
     .execute(tx.conn())
     .await
     .expect("relations");
-    sqlx::query("insert into relation_documents (tenant_id, relation_id, document_id, addressed_by) values ($1, $2, $3, $4)")
-        .bind(tenant)
-        .bind(vendor)
-        .bind(doc)
-        .bind(admin)
-        .execute(tx.conn())
-        .await
-        .expect("relation document");
+    sqlx::query(
+        "insert into relation_documents (tenant_id, relation_id, document_id, addressed_by) values ($1, $2, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(vendor)
+    .bind(doc)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("relation document");
     let membership = Uuid::now_v7();
     sqlx::query(
         "insert into memberships (tenant_id, id, user_id, role, relation_id, status, deleted_at)

@@ -385,8 +385,15 @@ pub enum Resource<'a> {
     Attachment(&'a AttachmentFacts),
     /// A document as addressed to one relation; its permits are for the document's id.
     Shared(&'a SharedFacts),
-    Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
-    Organisation { tenant: Uuid },
+    Period {
+        tenant: Uuid,
+        id: Uuid,
+        status: &'static str,
+        reason: &'a str,
+    },
+    Organisation {
+        tenant: Uuid,
+    },
 }
 
 impl Resource<'_> {

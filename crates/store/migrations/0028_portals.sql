@@ -55,7 +55,7 @@ create table relations (
     ended_at     timestamptz,
     primary key (tenant_id, id),
     -- Referenced with the kind, so a membership's role is its relation's kind.
-    unique (tenant_id, id, kind),
+    unique (tenant_id, kind, id),
     check ((status = 'ended') = (ended_at is not null))
 );
 select countersign_protect('relations');
@@ -66,7 +66,7 @@ revoke delete on relations from countersign_app;
 -- vendor membership point only at a vendor relation, and a relation id imply that role).
 alter table memberships add column relation_id uuid;
 alter table memberships add constraint memberships_relation_fk
-    foreign key (tenant_id, relation_id, role) references relations (tenant_id, id, kind);
+    foreign key (tenant_id, role, relation_id) references relations (tenant_id, kind, id);
 alter table memberships add constraint memberships_relation_role
     check (relation_id is null or role in ('vendor', 'client'));
 -- Lets portal links name a membership together with its relation.

@@ -141,19 +141,8 @@ pub async fn create(
     )
     .fetch_one(tx.conn())
     .await?;
-    let r = Relation {
-        id,
-        kind,
-        company_name: name.to_owned(),
-        status: "active".into(),
-        created_at,
-        ended_at: None,
-    };
-    let changes = Changes::none().field("kind", None::<&str>, kind.as_str()).field(
-        "company_name",
-        None::<&str>,
-        name,
-    );
+    let r = Relation { id, kind, company_name: name.to_owned(), status: "active".into(), created_at, ended_at: None };
+    let changes = Changes::none().field("kind", None::<&str>, kind.as_str()).field("company_name", None::<&str>, name);
     audit::record_by(tx, who, &Event::new("relation.created", Entity::of("relation", id)?, changes)?).await?;
     Ok(r)
 }
@@ -177,10 +166,11 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Relation>, IdentityError> {
 /// # Errors
 /// `NotFound`; database errors.
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Relation, IdentityError> {
-    let r = sqlx::query!("select id, kind, company_name, status, created_at, ended_at from relations where id = $1", id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(IdentityError::NotFound)?;
+    let r =
+        sqlx::query!("select id, kind, company_name, status, created_at, ended_at from relations where id = $1", id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(IdentityError::NotFound)?;
     relation_from(r.id, &r.kind, r.company_name, r.status, r.created_at, r.ended_at)
 }
 
@@ -370,6 +360,7 @@ pub async fn revoke_link(
     permit: &authz::Permit,
     relation: Uuid,
     link: Uuid,
+    reason: Option<&str>,
 ) -> Result<(), IdentityError> {
     permitted(permit, tx)?;
     let row = sqlx::query!(
@@ -386,11 +377,14 @@ pub async fn revoke_link(
     if let Some(session) = row.session_id {
         revocation::revoke(tx, who, Scope::Session(session), "portal_link_revoked").await?;
     }
-    let event = Event::new(
+    let mut event = Event::new(
         "portal.link_revoked",
         Entity::of("portal_link", link)?,
         Changes::none().field("relation_id", None::<String>, relation.to_string()),
     )?;
+    if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        event = event.with_reason(r)?;
+    }
     audit::record_by(tx, who, &event).await?;
     Ok(())
 }
@@ -400,7 +394,13 @@ pub async fn revoke_link(
 ///
 /// # Errors
 /// `NotFound`.
-pub async fn end(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, relation: Uuid) -> Result<Relation, IdentityError> {
+pub async fn end(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    relation: Uuid,
+    reason: Option<&str>,
+) -> Result<Relation, IdentityError> {
     permitted(permit, tx)?;
     let before = get(tx, relation).await?;
     if before.status == "ended" {
@@ -427,11 +427,14 @@ pub async fn end(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, relation:
     )
     .execute(tx.conn())
     .await?;
-    let event = Event::new(
+    let mut event = Event::new(
         "relation.ended",
         Entity::of("relation", relation)?,
         Changes::none().field("status", Some("active"), "ended"),
     )?;
+    if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        event = event.with_reason(r)?;
+    }
     audit::record_by(tx, who, &event).await?;
     get(tx, relation).await
 }

@@ -160,9 +160,11 @@ pub async fn consume(
     let event = Event::new(
         "portal.link_consumed",
         Entity::of("portal_link", presented.link)?,
-        Changes::none()
-            .field("relation_id", None::<String>, taken.relation_id.to_string())
-            .field("session_id", None::<String>, issued.session_id.to_string()),
+        Changes::none().field("relation_id", None::<String>, taken.relation_id.to_string()).field(
+            "session_id",
+            None::<String>,
+            issued.session_id.to_string(),
+        ),
     )?;
     audit::record_by(&mut tx, &who, &event).await?;
     tx.commit().await?;

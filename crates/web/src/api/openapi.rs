@@ -202,10 +202,16 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
             (Some(of::<portals::CreateBody>()), json("201", of::<identity::admin::relations::Relation>()))
         }
         ("GET", "/relations/{id}") => (None, json("200", of::<portals::RelationDetail>())),
-        ("POST", "/relations/{id}/end") => (None, json("200", of::<identity::admin::relations::Relation>())),
-        ("POST", "/relations/{id}/invite") => (Some(of::<portals::InviteBody>()), json("201", of::<portals::LinkIssued>())),
-        ("POST", "/relations/{id}/links") => (Some(of::<portals::LinkBody>()), json("201", of::<portals::LinkIssued>())),
-        ("POST", "/relations/{id}/links/{link_id}/revoke") => (None, NoContent),
+        ("POST", "/relations/{id}/end") => {
+            (Some(of::<portals::ReasonBody>()), json("200", of::<identity::admin::relations::Relation>()))
+        }
+        ("POST", "/relations/{id}/invite") => {
+            (Some(of::<portals::InviteBody>()), json("201", of::<portals::LinkIssued>()))
+        }
+        ("POST", "/relations/{id}/links") => {
+            (Some(of::<portals::LinkBody>()), json("201", of::<portals::LinkIssued>()))
+        }
+        ("POST", "/relations/{id}/links/{link_id}/revoke") => (Some(of::<portals::ReasonBody>()), NoContent),
         ("POST", "/relations/{id}/documents") => (Some(of::<portals::AddressBody>()), NoContent),
         ("POST", "/portal/enter") => (Some(of::<portals::EnterBody>()), json("200", of::<sign_in::TokenResponse>())),
         ("GET", "/portal/documents") => (None, json("200", list_of::<approvals::portal::SharedDocument>())),
@@ -530,7 +536,8 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
         components.schemas.entry(shape.name.clone()).or_insert(shape.schema);
         reference(&shape.name)
     };
-    if matches!((m, path), ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/portal/documents/{id}/files")) {
+    if matches!((m, path), ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/portal/documents/{id}/files"))
+    {
         let binary = ObjectBuilder::new()
             .schema_type(Type::String)
             .content_media_type("application/octet-stream")

@@ -47,7 +47,11 @@ pub(crate) async fn relation_tx(state: &AppState, p: &Principal) -> Result<Tenan
 
 /// Drops this node's cached sessions of the organisation at once (the NOTIFY reaches the others).
 fn forget_sessions(state: &AppState, p: &Principal) {
-    state.sessions.apply(&identity::revocation::Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: None });
+    state.sessions.apply(&identity::revocation::Revocation {
+        tenant: Some(p.tenant.as_uuid()),
+        user: None,
+        session: None,
+    });
 }
 
 fn people_only(p: &Principal) -> Result<Uuid, ApiError> {
@@ -81,7 +85,11 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<Li
 }
 
 /// `POST /api/v1/relations` {kind, company_name} → 201 the relation.
-pub async fn create(State(state): State<AppState>, p: Principal, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let req: CreateBody = json(&body)?;
     bounded("company_name", &req.company_name, 200)?;
     let mut tx = relation_tx(&state, &p).await?;
@@ -133,12 +141,33 @@ pub async fn get(
     Ok(Json(d))
 }
 
-/// `POST /api/v1/relations/{id}/end` → the relation, ended: its people's memberships end, their
-/// sessions are revoked and open links withdrawn.
-pub async fn end(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<Json<Relation>, ApiError> {
+/// Why a relation ends or a link is withdrawn (kept on the ledger).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RelationReasonBody)]
+pub(crate) struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn reason_body(body: &axum::body::Bytes) -> Result<ReasonBody, ApiError> {
+    let req: ReasonBody = if body.is_empty() { ReasonBody::default() } else { json(body)? };
+    bounded("reason", req.reason.as_deref().unwrap_or_default(), 500)?;
+    Ok(req)
+}
+
+/// `POST /api/v1/relations/{id}/end` {reason?} → the relation, ended: its people's memberships
+/// end, their sessions are revoked and open links withdrawn.
+pub async fn end(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Relation>, ApiError> {
     let id = path_id(&id)?;
+    let req = reason_body(&body)?;
     let mut tx = relation_tx(&state, &p).await?;
-    let r = relations::end(&mut tx, &p.who, p.permit()?, id).await?;
+    let r = relations::end(&mut tx, &p.who, p.permit()?, id, req.reason.as_deref()).await?;
     tx.commit().await?;
     forget_sessions(&state, &p);
     Ok(Json(r))
@@ -236,15 +265,18 @@ pub async fn mint_link(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `POST /api/v1/relations/{id}/links/{link_id}/revoke` → 204; a used link's session ends too.
+/// `POST /api/v1/relations/{id}/links/{link_id}/revoke` {reason?} → 204; a used link's session
+/// ends too.
 pub async fn revoke_link(
     State(state): State<AppState>,
     p: Principal,
     Path((id, link)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let (id, link) = (path_id(&id)?, path_id(&link)?);
+    let req = reason_body(&body)?;
     let mut tx = relation_tx(&state, &p).await?;
-    relations::revoke_link(&mut tx, &p.who, p.permit()?, id, link).await?;
+    relations::revoke_link(&mut tx, &p.who, p.permit()?, id, link, req.reason.as_deref()).await?;
     tx.commit().await?;
     forget_sessions(&state, &p);
     Ok(StatusCode::NO_CONTENT)

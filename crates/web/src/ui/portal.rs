@@ -195,11 +195,7 @@ async fn relation_page(
     let people = d
         .people
         .iter()
-        .map(|x| PersonRow {
-            name: x.display_name.clone(),
-            email: x.email.clone(),
-            status: x.status.clone(),
-        })
+        .map(|x| PersonRow { name: x.display_name.clone(), email: x.email.clone(), status: x.status.clone() })
         .collect();
     let page = RelationPage {
         chrome,
@@ -303,9 +299,13 @@ pub async fn revoke_link(
 ) -> Result<Response, ApiError> {
     let (id, link) = (path_id(&id)?, path_id(&link)?);
     let mut tx = relation_tx(&state, &p).await?;
-    relations::revoke_link(&mut tx, &p.who, p.permit()?, id, link).await?;
+    relations::revoke_link(&mut tx, &p.who, p.permit()?, id, link, None).await?;
     tx.commit().await?;
-    state.sessions.apply(&identity::revocation::Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: None });
+    state.sessions.apply(&identity::revocation::Revocation {
+        tenant: Some(p.tenant.as_uuid()),
+        user: None,
+        session: None,
+    });
     Ok(Redirect::to(&format!("/relations/{id}?done=revoked")).into_response())
 }
 
@@ -313,9 +313,13 @@ pub async fn revoke_link(
 pub async fn end(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let mut tx = relation_tx(&state, &p).await?;
-    relations::end(&mut tx, &p.who, p.permit()?, id).await?;
+    relations::end(&mut tx, &p.who, p.permit()?, id, None).await?;
     tx.commit().await?;
-    state.sessions.apply(&identity::revocation::Revocation { tenant: Some(p.tenant.as_uuid()), user: None, session: None });
+    state.sessions.apply(&identity::revocation::Revocation {
+        tenant: Some(p.tenant.as_uuid()),
+        user: None,
+        session: None,
+    });
     Ok(Redirect::to(&format!("/relations/{id}?done=ended")).into_response())
 }
 
@@ -339,8 +343,17 @@ pub async fn share(
     let refused = "No document you can read has that number.";
     let Some(document) = document else {
         drop(tx);
-        return relation_page(&state, &p, &headers, id, String::new(), String::new(), refused.into(), StatusCode::NOT_FOUND)
-            .await;
+        return relation_page(
+            &state,
+            &p,
+            &headers,
+            id,
+            String::new(),
+            String::new(),
+            refused.into(),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     };
     match approvals::portal::address(&mut tx, &state.authz, p.permit()?, &m, id, document).await {
         Ok(()) => {
@@ -397,8 +410,7 @@ pub async fn enter_form(
 ) -> Result<Response, ApiError> {
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let token = q.get("token").chars().take(200).collect::<String>();
-    let ok = relation.parse::<Uuid>().is_ok()
-        && token.parse::<identity::signin::portal::PresentedLink>().is_ok();
+    let ok = relation.parse::<Uuid>().is_ok() && token.parse::<identity::signin::portal::PresentedLink>().is_ok();
     let status = if ok { StatusCode::OK } else { StatusCode::NOT_FOUND };
     Ok(answer(&headers, state.secure_cookies, status, |csrf| {
         enter_page(csrf, &relation, &token, if ok { "" } else { FORGED })
@@ -432,7 +444,9 @@ pub async fn enter(
         }
         Err(e) => {
             let words = match e.code {
-                "portal_link_used" => "This link has already been used. Each link opens the portal once: ask for a new one.",
+                "portal_link_used" => {
+                    "This link has already been used. Each link opens the portal once: ask for a new one."
+                }
                 "portal_link_revoked" => "This link has been withdrawn. Ask for a new one.",
                 "portal_link_expired" => "This link has expired. Ask for a new one.",
                 _ if e.status == StatusCode::UNAUTHORIZED => FORGED,
@@ -547,7 +561,10 @@ pub async fn document(
         lines: d
             .lines
             .iter()
-            .map(|l| LineItem { description: l.description.clone(), amount: format::amount(l.amount_minor, &d.currency) })
+            .map(|l| LineItem {
+                description: l.description.clone(),
+                amount: format::amount(l.amount_minor, &d.currency),
+            })
             .collect(),
         files: files
             .iter()
@@ -613,7 +630,11 @@ pub async fn upload(
 }
 
 /// `GET /portal/attachments/{id}/download` → `303` to a fresh signed link for this person.
-pub async fn download(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn download(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let link = api::mint_file_link(&state, &p, id, Disposition::Attachment).await?;
     Ok(Redirect::to(&link.url).into_response())
