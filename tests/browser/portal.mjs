@@ -62,7 +62,7 @@ try {
   // 3. The vendor uploads an invoice; the progress bar reaches its max; the row appears.
   const invoice = { name: 'invoice-117.pdf', mimeType: 'application/pdf', buffer: pdf(600 * 1024) };
   await v.getByLabel(/Send a file/).setInputFiles(invoice);
-  await v.getByRole('button', { name: 'Send' }).click();
+  await v.getByRole('button', { name: 'Send', exact: true }).click();
   await v.waitForFunction(
     () => Number(document.querySelector('form[data-upload]').getAttribute('data-uploaded') || '0') > 0,
     null,
