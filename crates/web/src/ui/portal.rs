@@ -158,16 +158,30 @@ pub(crate) struct RelationPage {
     pub error: String,
 }
 
+/// What the relation page says above its sections: a link just made (shown once), a notice, an
+/// error.
+#[derive(Default)]
+struct Said {
+    fresh_link: String,
+    notice: String,
+    error: String,
+}
+
+impl Said {
+    fn error(error: &str) -> Self {
+        Self { error: error.to_owned(), ..Self::default() }
+    }
+}
+
 async fn relation_page(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     id: Uuid,
-    fresh_link: String,
-    notice: String,
-    error: String,
+    said: Said,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
+    let Said { fresh_link, notice, error } = said;
     let mut tx = relation_tx(state, p).await?;
     let m = member(p, &mut tx).await?;
     let d = api::detail(&mut tx, id).await?;
@@ -230,7 +244,7 @@ pub async fn show(
         "ended" => "The relation has ended: its people are signed out and their links withdrawn.",
         _ => "",
     };
-    relation_page(&state, &p, &headers, id, String::new(), notice.to_owned(), String::new(), StatusCode::OK).await
+    relation_page(&state, &p, &headers, id, Said { notice: notice.to_owned(), ..Said::default() }, StatusCode::OK).await
 }
 
 /// `POST /relations/{id}/invite` {email, name?, days?} → the relation page showing the new link
@@ -244,9 +258,7 @@ pub async fn invite(
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let f = Fields::parse(&body)?;
-    let again = |error: &str, status| {
-        relation_page(&state, &p, &headers, id, String::new(), String::new(), error.to_owned(), status)
-    };
+    let again = |error: &str, status| relation_page(&state, &p, &headers, id, Said::error(error), status);
     let Ok(email) = identity::EmailAddress::parse(f.get("email")) else {
         return again("Enter the person's email address, like name@company.example.", StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -288,7 +300,7 @@ pub async fn invite(
     tx.commit().await?;
     let url = api::portal_url(id, secrecy::ExposeSecret::expose_secret(&issued.token));
     let notice = format!("A portal link for {} was made. Send it to them; it works once.", email.as_str());
-    relation_page(&state, &p, &headers, id, url, notice, String::new(), StatusCode::OK).await
+    relation_page(&state, &p, &headers, id, Said { fresh_link: url, notice, ..Said::default() }, StatusCode::OK).await
 }
 
 /// `POST /relations/{id}/links/{link_id}/revoke` → `303` back.
@@ -343,17 +355,7 @@ pub async fn share(
     let refused = "No document you can read has that number.";
     let Some(document) = document else {
         drop(tx);
-        return relation_page(
-            &state,
-            &p,
-            &headers,
-            id,
-            String::new(),
-            String::new(),
-            refused.into(),
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        return relation_page(&state, &p, &headers, id, Said::error(refused), StatusCode::NOT_FOUND).await;
     };
     match approvals::portal::address(&mut tx, &state.authz, p.permit()?, &m, id, document).await {
         Ok(()) => {
@@ -362,8 +364,7 @@ pub async fn share(
         }
         Err(approvals::documents::ApprovalError::NotFound) => {
             drop(tx);
-            relation_page(&state, &p, &headers, id, String::new(), String::new(), refused.into(), StatusCode::NOT_FOUND)
-                .await
+            relation_page(&state, &p, &headers, id, Said::error(refused), StatusCode::NOT_FOUND).await
         }
         Err(e) => Err(approval_error(e)),
     }
@@ -374,7 +375,7 @@ async fn sqlx_lookup(tx: &mut store::TenantTx, number: &str) -> Result<Option<Uu
     if number.is_empty() || number.len() > 40 {
         return Ok(None);
     }
-    Ok(approvals::portal::id_by_number(tx, number).await.map_err(approval_error)?)
+    approvals::portal::id_by_number(tx, number).await.map_err(approval_error)
 }
 
 // --- The outside side ----------------------------------------------------------------------
