@@ -54,7 +54,8 @@ try {
   await v.getByRole('button', { name: 'Open the portal' }).click();
   await heading(v, 'Shared with you');
   await audit(v, vendor.who);
-  await v.getByRole('link', { name: number }).click();
+  const docHref = await v.getByRole('link', { name: number }).getAttribute('href');
+  await v.goto(`${BASE}${docHref}`);
   await heading(v, new RegExp(number));
   await v.getByRole('cell', { name: 'Four chairs' }).waitFor();
   await audit(v, vendor.who);
@@ -63,11 +64,16 @@ try {
   const invoice = { name: 'invoice-117.pdf', mimeType: 'application/pdf', buffer: pdf(600 * 1024) };
   await v.getByLabel(/Send a file/).setInputFiles(invoice);
   await v.getByRole('button', { name: 'Send', exact: true }).click();
-  await v.waitForFunction(
-    () => Number(document.querySelector('form[data-upload]').getAttribute('data-uploaded') || '0') > 0,
-    null,
-    { timeout: 20000 },
-  );
+  try {
+    await v.waitForFunction(
+      () => Number(document.querySelector('form[data-upload]').getAttribute('data-uploaded') || '0') > 0,
+      null,
+      { timeout: 20000 },
+    );
+  } catch (e) {
+    const said = await v.locator('[data-upload-status]').textContent().catch(() => '');
+    fail(`the upload did not finish: ${said}`);
+  }
   const seen = await v.locator('form[data-upload]').evaluate((f) => {
     const bar = f.querySelector('progress');
     return { events: Number(f.getAttribute('data-progress-events') || '0'), value: bar.value, max: bar.max };
