@@ -475,6 +475,11 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("partners-dispute-commissions", &["partner_admin", "partner_agent"]),
     ("finance-settles-commissions", &["finance", "owner", "admin"]),
     ("partners-never-settle-commissions", &["partner_admin", "partner_agent"]),
+    ("relations-read-by-members", &["owner", "admin", "finance", "md", "hod", "staff", "auditor"]),
+    ("relations-managed-by-finance-and-admins", &["owner", "admin", "finance"]),
+    ("portal-used-by-relations", &["vendor", "client"]),
+    ("relation-reads-what-is-addressed-to-it", &["vendor", "client"]),
+    ("relation-contributes-to-what-is-addressed-to-it", &["vendor", "client"]),
 ];
 
 #[test]
