@@ -41,6 +41,8 @@ async fn as_partner(
     let mut tx = conn.begin().await?;
     sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant).execute(&mut *tx).await?;
     sqlx::query("select set_config('app.partner_scope', $1, true)").bind(scope).execute(&mut *tx).await?;
+    // The organisation's side of the portal relation dimension (attacked on its own below).
+    sqlx::query("select set_config('app.relation_scope', 'internal', true)").execute(&mut *tx).await?;
     let r = sqlx::query(sql).fetch_all(&mut *tx).await;
     tx.rollback().await?;
     r
@@ -235,7 +237,8 @@ async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
         .fetch_one(&mut admin)
         .await
         .expect("count");
-    assert_eq!(bn, 3, "B's rows survived every attack");
+    // Three members and the fixture's former (soft-deleted) vendor person.
+    assert_eq!(bn, 4, "B's rows survived every attack");
 }
 
 #[tokio::test]
@@ -268,8 +271,17 @@ async fn composite_foreign_keys_refuse_cross_tenant_references() {
             .await
             .expect("b target");
         // A partner id needs a partner role beside it (a check constraint that runs first).
-        let also = if col == "partner_id" && (table == "memberships" || table == "invitations") {
+        let also = if col == "partner_id" && table == "memberships" {
+            // (and no relation: the fixture's former vendor person has one)
+            ", role = 'partner_agent', relation_id = null"
+        } else if col == "partner_id" && table == "invitations" {
             ", role = 'partner_agent'"
+        } else if col == "session_id" && table == "portal_links" {
+            // A link names a session only once it was used.
+            ", consumed_at = now()"
+        } else if col == "relation_id" && table == "memberships" {
+            // Likewise a relation id needs the relation's kind as the role.
+            ", role = 'vendor'"
         } else {
             ""
         };
@@ -296,6 +308,8 @@ async fn tenants_and_users_are_visible_only_within_their_tenant() {
     let users: Vec<uuid::Uuid> =
         sqlx::query_scalar("select id from users order by id").fetch_all(tx.conn()).await.expect("users");
     let mut expected = a.users.clone();
+    // A former vendor person keeps a (soft-deleted) membership, so A still sees who they were.
+    expected.push(a.former_vendor);
     expected.sort();
     assert_eq!(users, expected, "A sees exactly its members");
     assert!(
@@ -317,7 +331,8 @@ async fn tenant_setting_never_leaks_to_the_next_user_of_a_pooled_connection() {
     for _ in 0..20 {
         let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
         let n: i64 = sqlx::query_scalar("select count(*) from memberships").fetch_one(tx.conn()).await.expect("count");
-        assert_eq!(n, 3);
+        // Three members and the fixture's former (soft-deleted) vendor person.
+        assert_eq!(n, 4);
         tx.commit().await.expect("commit");
         let mut g = db.store.global_tx().await.expect("global");
         let setting: Option<String> = sqlx::query_scalar("select nullif(current_setting('app.tenant_id', true), '')")

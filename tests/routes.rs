@@ -88,6 +88,16 @@ async fn every_registered_route_is_guarded() {
                 assert!(r.method == "GET", "{what}: vendor got {} {}", v.status, v.text);
                 assert!(!v.text.contains("<tbody>"), "{what}: a vendor's list shows no rows");
             }
+            // The portal is the outside roles' own: a vendor with no relation passes the guard
+            // and finds nothing shared (an empty list or page, or 404 for any id).
+            Guard::Org(Action::PortalUse) if v.status.is_success() => {
+                let empty = v.body["items"].as_array().is_some_and(Vec::is_empty)
+                    || (r.face == Face::Page && !v.text.contains("<tbody>"));
+                assert!(r.method == "GET" && empty, "{what}: vendor got {} {}", v.status, v.text);
+            }
+            Guard::Org(Action::PortalUse) => {
+                assert!(v.status.is_client_error(), "{what}: vendor got {} {}", v.status, v.text);
+            }
             Guard::Domain(_) | Guard::Org(_) if r.face == Face::Page => {
                 assert!(v.status.is_client_error(), "{what}: vendor got {} {}", v.status, v.text);
                 assert!(v.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{what}: a page");

@@ -21,6 +21,8 @@ pub struct Org {
     pub users: Vec<Uuid>,
     /// Two partner companies of this organisation's partner programme (rows only).
     pub partners: Vec<Uuid>,
+    /// The user of the fixture's former (soft-deleted) vendor person (portal rows only).
+    pub former_vendor: Uuid,
 }
 
 /// A fixed checkpoint key for tests (never used outside them).
@@ -253,7 +255,73 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     audit::checkpoint::checkpoint_tenant(&mut tx, &test_key()).await.expect("checkpoint");
     tx.commit().await.expect("commit");
     let partners = program_rows(db, t, us[0]).await;
-    Org { id: t, department: dept.id, memberships: ms, users: us, partners }
+    let former_vendor = relation_rows(db, t, doc, us[0], slug).await;
+    Org { id: t, department: dept.id, memberships: ms, users: us, partners, former_vendor }
+}
+
+/// Portal rows (issue 16), written on the organisation's side: two relations (a vendor and a
+/// client), the document addressed to the vendor, and a used-up portal link of a former vendor
+/// person (a soft-deleted membership, so member lists and counts of active members are
+/// unchanged). Rows only (no audit events).
+async fn relation_rows(db: &TestDb, t: TenantId, doc: Uuid, admin: Uuid, slug: &str) -> Uuid {
+    let mut g = db.store.global_tx().await.expect("global tx");
+    let person = Uuid::now_v7();
+    sqlx::query("insert into users (id, email, display_name) values ($1, $2, 'Former vendor person')")
+        .bind(person)
+        .bind(format!("former-vendor@{slug}.example"))
+        .execute(g.conn())
+        .await
+        .expect("relation person");
+    g.commit().await.expect("commit");
+    let mut tx = db.store.relation_tx(t, store::RelationScope::Internal).await.expect("relation tx");
+    let tenant = t.as_uuid();
+    let (vendor, client) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "insert into relations (tenant_id, id, kind, company_name, created_by)
+         values ($1, $2, 'vendor', 'Fixture Supplies', $4), ($1, $3, 'client', 'Fixture Buyer', $4)",
+    )
+    .bind(tenant)
+    .bind(vendor)
+    .bind(client)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("relations");
+    sqlx::query(
+        "insert into relation_documents (tenant_id, relation_id, document_id, addressed_by) values ($1, $2, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(vendor)
+    .bind(doc)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("relation document");
+    let membership = Uuid::now_v7();
+    sqlx::query(
+        "insert into memberships (tenant_id, id, user_id, role, relation_id, status, deleted_at)
+         values ($1, $2, $3, 'vendor', $4, 'ended', now())",
+    )
+    .bind(tenant)
+    .bind(membership)
+    .bind(person)
+    .bind(vendor)
+    .execute(tx.conn())
+    .await
+    .expect("relation membership");
+    sqlx::query(
+        "insert into portal_links (tenant_id, id, relation_id, membership_id, token_hash, expires_at, created_by, revoked_at, revoked_by)
+         values ($1, gen_random_uuid(), $2, $3, sha256($3::text::bytea), now() + interval '1 day', $4, now(), $4)",
+    )
+    .bind(tenant)
+    .bind(vendor)
+    .bind(membership)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("portal link");
+    tx.commit().await.expect("commit");
+    person
 }
 
 /// Partner-programme rows (issue 17), written in the vendor scope: two partners, a lead and a

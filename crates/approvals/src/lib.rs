@@ -11,6 +11,7 @@ pub mod documents;
 pub mod inbox;
 pub mod machine;
 pub mod money;
+pub mod portal;
 
 pub use machine::{NotAllowed, State, Status, Step, Transition, allowed, step};
 pub use money::{Currency, Money, MoneyError};

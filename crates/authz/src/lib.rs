@@ -42,6 +42,7 @@ pub const POLICY_FILES: &[(&str, &str)] = &[
     ("documents.cedar", include_str!("../policies/documents.cedar")),
     ("files.cedar", include_str!("../policies/files.cedar")),
     ("programs.cedar", include_str!("../policies/programs.cedar")),
+    ("portals.cedar", include_str!("../policies/portals.cedar")),
 ];
 
 /// Why the engine could not load.
@@ -129,6 +130,16 @@ pub enum Action {
     MdfClaimDecide,
     /// Finance pays an approved claim (asked about it: never its filer).
     MdfClaimPay,
+    /// See the organisation's relations (vendors, clients) and their people and links.
+    RelationsRead,
+    /// Create and end relations, invite their people, address documents, mint and revoke links.
+    RelationsManage,
+    /// Use the portal at all (vendor and client people only).
+    PortalUse,
+    /// A relation's person reads a document addressed to their relation.
+    PortalDocumentRead,
+    /// A relation's person adds a file to a document addressed to their relation.
+    PortalContribute,
 }
 
 impl Action {
@@ -183,6 +194,11 @@ impl Action {
         Self::MdfRequestDecide,
         Self::MdfClaimDecide,
         Self::MdfClaimPay,
+        Self::RelationsRead,
+        Self::RelationsManage,
+        Self::PortalUse,
+        Self::PortalDocumentRead,
+        Self::PortalContribute,
     ];
 
     #[must_use]
@@ -238,6 +254,11 @@ impl Action {
             Self::MdfRequestDecide => "mdf_request.decide",
             Self::MdfClaimDecide => "mdf_claim.decide",
             Self::MdfClaimPay => "mdf_claim.pay",
+            Self::RelationsRead => "relations.read",
+            Self::RelationsManage => "relations.manage",
+            Self::PortalUse => "portal.use",
+            Self::PortalDocumentRead => "portal.document_read",
+            Self::PortalContribute => "portal.contribute",
         }
     }
 
@@ -247,6 +268,9 @@ impl Action {
         }
         if matches!(self, Self::MdfRequestDecide | Self::MdfClaimDecide | Self::MdfClaimPay) {
             return ResourceKind::Mdf;
+        }
+        if matches!(self, Self::PortalDocumentRead | Self::PortalContribute) {
+            return ResourceKind::Shared;
         }
         match self.as_str().split_once('.').map(|(k, _)| k) {
             Some("document") => ResourceKind::Document,
@@ -271,6 +295,7 @@ enum ResourceKind {
     Attachment,
     Commission,
     Mdf,
+    Shared,
 }
 
 /// Who asks: a member of one organisation.
@@ -381,6 +406,19 @@ pub struct MdfFacts {
     pub filer: Uuid,
 }
 
+/// The facts about a document addressed to a relation (a portal question): the addressing
+/// row's relation and its kind, and the asking person's own relation (from their membership, in
+/// the database; `None` for someone who belongs to none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedFacts {
+    pub tenant: Uuid,
+    pub document: Uuid,
+    pub relation: Uuid,
+    /// `vendor` or `client`.
+    pub kind: &'static str,
+    pub asker_relation: Option<Uuid>,
+}
+
 /// What is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
@@ -388,8 +426,17 @@ pub enum Resource<'a> {
     Commission(&'a CommissionFacts),
     Mdf(&'a MdfFacts),
     Attachment(&'a AttachmentFacts),
-    Period { tenant: Uuid, id: Uuid, status: &'static str, reason: &'a str },
-    Organisation { tenant: Uuid },
+    /// A document as addressed to one relation; its permits are for the document's id.
+    Shared(&'a SharedFacts),
+    Period {
+        tenant: Uuid,
+        id: Uuid,
+        status: &'static str,
+        reason: &'a str,
+    },
+    Organisation {
+        tenant: Uuid,
+    },
 }
 
 impl Resource<'_> {
@@ -399,6 +446,7 @@ impl Resource<'_> {
             Self::Attachment(a) => a.id,
             Self::Commission(c) => c.id,
             Self::Mdf(m) => m.id,
+            Self::Shared(d) => d.document,
             Self::Period { id, .. } => *id,
             Self::Organisation { tenant } => *tenant,
         }
@@ -410,6 +458,7 @@ impl Resource<'_> {
             Self::Attachment(_) => ResourceKind::Attachment,
             Self::Commission(_) => ResourceKind::Commission,
             Self::Mdf(_) => ResourceKind::Mdf,
+            Self::Shared(_) => ResourceKind::Shared,
             Self::Period { .. } => ResourceKind::Period,
             Self::Organisation { .. } => ResourceKind::Organisation,
         }
@@ -523,6 +572,7 @@ struct Types {
     attachment: EntityTypeName,
     commission: EntityTypeName,
     mdf: EntityTypeName,
+    shared: EntityTypeName,
 }
 
 fn type_name(s: &str) -> Result<EntityTypeName, LoadError> {
@@ -589,6 +639,7 @@ impl Engine {
             attachment: type_name("Countersign::Attachment")?,
             commission: type_name("Countersign::Commission")?,
             mdf: type_name("Countersign::MdfItem")?,
+            shared: type_name("Countersign::SharedDocument")?,
         };
         let action_type = type_name("Countersign::Action")?;
         let actions: HashMap<Action, EntityUid> = Action::ALL
@@ -783,6 +834,19 @@ impl Engine {
                 )?);
                 (uid, Context::empty())
             }
+            Resource::Shared(d) => {
+                let uid = self.uid(&self.types.shared, d.document);
+                entities.push(entity(
+                    uid.clone(),
+                    [
+                        ("tenant", RestrictedExpression::new_string(uuid_string(d.tenant))),
+                        ("relation", RestrictedExpression::new_string(uuid_string(d.relation))),
+                        ("kind", string(d.kind)),
+                    ],
+                )?);
+                let asker = d.asker_relation.map(uuid_string).unwrap_or_default();
+                (uid, Context::from_pairs([("relation".to_owned(), RestrictedExpression::new_string(asker))]).ok()?)
+            }
             Resource::Period { tenant, id, status, reason } => {
                 let uid = self.uid(&self.types.period, *id);
                 entities.push(entity(
@@ -928,6 +992,14 @@ impl Engine {
                 filer,
             });
             resources.extend(mdf.iter().map(Resource::Mdf));
+            let shared = [None, Some(other)].map(|asker_relation| SharedFacts {
+                tenant,
+                document: Uuid::from_u128(11),
+                relation: other,
+                kind: "vendor",
+                asker_relation,
+            });
+            resources.extend(shared.iter().map(Resource::Shared));
             for action in Action::ALL {
                 for resource in resources.iter().filter(|r| r.kind() == action.kind()) {
                     let question = self

@@ -481,6 +481,11 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("channel-decides-mdf-requests", &["channel_manager", "owner", "admin"]),
     ("finance-settles-mdf-claims", &["finance", "owner", "admin"]),
     ("partners-never-decide-mdf", &["partner_admin", "partner_agent"]),
+    ("relations-read-by-members", &["owner", "admin", "finance", "md", "hod", "staff", "auditor"]),
+    ("relations-managed-by-finance-and-admins", &["owner", "admin", "finance"]),
+    ("portal-used-by-relations", &["vendor", "client"]),
+    ("relation-reads-what-is-addressed-to-it", &["vendor", "client"]),
+    ("relation-contributes-to-what-is-addressed-to-it", &["vendor", "client"]),
 ];
 
 #[test]

@@ -292,6 +292,13 @@ impl Store {
         TenantTx::begin_program(&self.inner.pool, tenant, scope).await
     }
 
+    /// A tenant transaction with a portal relation scope (issue 16); see
+    /// [`TenantTx::begin_relation`]. Every portal handler uses this; under [`Store::tenant_tx`]
+    /// relation tables show nothing.
+    pub async fn relation_tx(&self, tenant: TenantId, scope: crate::RelationScope) -> Result<TenantTx, StoreError> {
+        TenantTx::begin_relation(&self.inner.pool, tenant, scope).await
+    }
+
     /// A read-only, REPEATABLE READ transaction in which only `tenant`'s rows exist. With a
     /// snapshot exported by another open transaction, it sees exactly what that one sees.
     pub async fn tenant_reader(&self, tenant: TenantId, snapshot: Option<&SnapshotId>) -> Result<TenantTx, StoreError> {

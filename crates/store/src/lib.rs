@@ -20,7 +20,7 @@ pub use bypass::BypassTx;
 pub use connect::{DEFAULT_DB_WAIT, DEFAULT_SECRET_LEASE, DbSettings, PoolStats, READINESS_BOUND, Store, Tuning};
 pub use error::StoreError;
 pub use ids::{IdError, TenantId};
-pub use tx::{GlobalTx, ProgramScope, SnapshotId, TenantTx};
+pub use tx::{GlobalTx, ProgramScope, RelationScope, SnapshotId, TenantTx};
 
 /// Re-exported so domain crates name the same driver types the store hands out.
 pub use sqlx;

@@ -394,6 +394,33 @@ async fn tenant_violations(conn: &mut PgConnection) -> Result<Vec<Violation>, St
                        'COL', case when t.tbl = 'partners' then 'id' else 'partner_id' end)
                    and pol.chk = pol.qual)
         union all
+        -- The relation dimension (issue 16, portals): relations itself (on id) and every other
+        -- tenant table with a relation_id column, except memberships (the column says whose
+        -- person a member is) and document_attachments (relation_reach, below), carry the
+        -- restrictive relation_isolation policy exactly; documents and document_attachments
+        -- carry relation_reach.
+        select t.tbl, 'missing restrictive policy relation_isolation (countersign_protect_relation)'
+          from tenant_tables t
+         where (t.tbl = 'relations' or (t.tbl not in ('memberships', 'document_attachments') and exists (
+                    select 1 from pg_attribute a
+                     where a.attrelid = t.oid and a.attname = 'relation_id' and not a.attisdropped)))
+           and not exists (
+                select 1 from pol where pol.polrelid = t.oid and pol.name = 'relation_isolation'
+                   and not pol.polpermissive and pol.polcmd = '*'
+                   and pol.qual = replace(
+                       '(( SELECT countersign_bypass_active() AS countersign_bypass_active) OR '
+                       '(( SELECT countersign_relation_scope_text() AS countersign_relation_scope_text) = ''internal''::text) OR '
+                       '(COL = ( SELECT countersign_relation_scope_id() AS countersign_relation_scope_id)))',
+                       'COL', case when t.tbl = 'relations' then 'id' else 'relation_id' end)
+                   and pol.chk = pol.qual)
+        union all
+        select t.tbl, 'missing restrictive policy relation_reach'
+          from tenant_tables t
+         where t.tbl in ('documents', 'document_attachments')
+           and exists (select 1 from pg_proc where proname = 'countersign_relation_scope_text')
+           and not exists (select 1 from pol where pol.polrelid = t.oid and pol.name = 'relation_reach'
+                              and not pol.polpermissive and pol.polcmd = '*')
+        union all
         select 'role countersign_app', 'application role can bypass row level security'
           from pg_roles where rolname = 'countersign_app' and (rolbypassrls or rolsuper)
         order by 1, 2

@@ -52,6 +52,42 @@ impl TenantTx {
         Ok(Self { tx, tenant })
     }
 
+    /// A tenant transaction with a portal relation scope (`app.relation_scope`, issue 16).
+    ///
+    /// For [`RelationScope::Member`] the scope is derived in the database, in the same round
+    /// trip, from that user's own active membership of `tenant` (`countersign_relation_scope`):
+    /// the organisation's own roles get `internal`, a vendor's or client's person their
+    /// relation's id, anyone else `none`. The caller passes only the authenticated user id; no
+    /// request input can name a relation. [`RelationScope::Internal`] is for the organisation's
+    /// side where no person is signed in yet (a portal link being consumed, found by its hash).
+    /// Under a plain [`TenantTx::begin`] relation tables show nothing.
+    pub(crate) async fn begin_relation(
+        pool: &sqlx::PgPool,
+        tenant: TenantId,
+        scope: RelationScope,
+    ) -> Result<Self, StoreError> {
+        // Both values are typed UUIDs (validated Display): no quoting is possible inside them.
+        let scope_sql = match scope {
+            RelationScope::Member(user) => format!("countersign_relation_scope('{user}'::uuid)"),
+            RelationScope::Internal => "'internal'".to_owned(),
+        };
+        let sql = format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true); \
+             SELECT set_config('app.relation_scope', {scope_sql}, true)"
+        );
+        let tx = pool.begin_with(sql).await?;
+        metrics::global().tenant_tx();
+        Ok(Self { tx, tenant })
+    }
+
+    /// The portal relation scope in force: `Some("internal")`, `Some(relation id)`,
+    /// `Some("none")`, or `None` outside a relation transaction.
+    pub async fn relation_scope(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<String>>("select countersign_relation_scope_text()")
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
     /// The partner-programme scope in force: `Some("vendor")`, `Some(partner id)`,
     /// `Some("none")`, or `None` outside a programme transaction.
     pub async fn partner_scope(&mut self) -> Result<Option<String>, StoreError> {
@@ -128,6 +164,15 @@ pub enum ProgramScope {
     Member(uuid::Uuid),
     /// The vendor side as a whole, for operator and system work (never from a request).
     Vendor,
+}
+
+/// Who a relation transaction acts for; see [`TenantTx::begin_relation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationScope {
+    /// An authenticated person: the scope follows their own membership, looked up in the database.
+    Member(uuid::Uuid),
+    /// The organisation's side as a whole (every relation's rows of this organisation).
+    Internal,
 }
 
 /// The name of an exported snapshot (`pg_export_snapshot()`), valid while its exporting

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
-    members, mfa, openapi, programs, scim, scim_tokens, security, sessions,
+    members, mfa, openapi, portals, programs, scim, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -34,6 +34,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/auth/email-code/verify", SignIn, mfa::verify_code)
         .post("/auth/mfa", SignIn, mfa::complete)
         .post("/invitations/accept", SignIn, invitations::accept)
+        .post("/portal/enter", SignIn, portals::enter)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), sessions::refresh)
         .get("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
         .post("/auth/resume", Public("the refresh cookie is the credential; answers redirects"), ui::resume::resume)
@@ -98,6 +99,20 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get("/periods/{id}", Domain(&[Action::PeriodRead]), documents::get_period)
         .post("/periods/{id}/close", Domain(&[Action::PeriodClose]), documents::close_period)
         .post("/periods/{id}/reopen", Domain(&[Action::PeriodReopen]), documents::reopen_period)
+        // Vendor and client portals (issue 16): the relation dimension is the database's
+        // (relation_tx); the engine decides what a relation's person may see.
+        .get("/relations", Org(Action::RelationsRead), portals::list)
+        .post("/relations", Org(Action::RelationsManage), portals::create)
+        .get("/relations/{id}", Org(Action::RelationsRead), portals::get)
+        .post("/relations/{id}/end", Org(Action::RelationsManage), portals::end)
+        .post("/relations/{id}/invite", Org(Action::RelationsManage), portals::invite)
+        .post("/relations/{id}/links", Org(Action::RelationsManage), portals::mint_link)
+        .post("/relations/{id}/links/{link_id}/revoke", Org(Action::RelationsManage), portals::revoke_link)
+        .post("/relations/{id}/documents", Org(Action::RelationsManage), portals::address)
+        .get("/portal/documents", Org(Action::PortalUse), portals::documents)
+        .get("/portal/documents/{id}", Org(Action::PortalUse), portals::document)
+        .post("/portal/documents/{id}/files", Org(Action::PortalUse), portals::upload)
+        .post("/portal/attachments/{id}/links", Org(Action::PortalUse), portals::file_link)
         // Partner programmes (issue 17): the partner dimension is the database's (program_tx).
         .get("/programme/partners", Org(Action::ProgramPartnersRead), programs::list_partners)
         .post("/programme/partners", Org(Action::ProgramPartnersManage), programs::create_partner)
@@ -280,6 +295,24 @@ fn page_routes(r: Routes) -> Routes {
             ui::invitation::form,
         )
         .post("/invitations/accept", SignIn, ui::invitation::accept)
+        // Vendor and client portals (issue 16): the organisation's side, then the outside one.
+        .get("/relations", Org(Action::RelationsRead), ui::portal::list)
+        .post("/relations", Org(Action::RelationsManage), ui::portal::create)
+        .get("/relations/{id}", Org(Action::RelationsRead), ui::portal::show)
+        .post("/relations/{id}/invite", Org(Action::RelationsManage), ui::portal::invite)
+        .post("/relations/{id}/documents", Org(Action::RelationsManage), ui::portal::share)
+        .post("/relations/{id}/links/{link_id}/revoke", Org(Action::RelationsManage), ui::portal::revoke_link)
+        .post("/relations/{id}/end", Org(Action::RelationsManage), ui::portal::end)
+        .get(
+            "/portal/{relation}/enter",
+            Public("the portal link's page; the link is checked and used only when its button is pressed"),
+            ui::portal::enter_form,
+        )
+        .post("/portal/{relation}/enter", SignIn, ui::portal::enter)
+        .get("/portal", Org(Action::PortalUse), ui::portal::home)
+        .get("/portal/documents/{id}", Org(Action::PortalUse), ui::portal::document)
+        .post("/portal/documents/{id}/files", Org(Action::PortalUse), ui::portal::upload)
+        .get("/portal/attachments/{id}/download", Org(Action::PortalUse), ui::portal::download)
 }
 
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].

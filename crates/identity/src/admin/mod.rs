@@ -11,4 +11,5 @@ pub mod founding;
 pub mod guest_expiry;
 pub mod invitations;
 pub mod members;
+pub mod relations;
 pub mod scim;

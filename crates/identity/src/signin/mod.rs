@@ -11,6 +11,7 @@ pub mod login;
 pub mod mail;
 pub mod mfa;
 pub mod passwords;
+pub mod portal;
 pub mod secret_box;
 pub mod sessions;
 pub mod suspicious;

@@ -137,6 +137,20 @@ impl Authenticator {
         origin: &Origin,
         method: &str,
     ) -> Result<Issued, IdentityError> {
+        let issued = self.open_session_within(&mut tx, user, origin, method).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// [`Self::open_session_in`] without committing: the caller's transaction also holds what
+    /// made the session possible (a portal link consumed in the same transaction).
+    pub(crate) async fn open_session_within(
+        &self,
+        tx: &mut TenantTx,
+        user: Uuid,
+        origin: &Origin,
+        method: &str,
+    ) -> Result<Issued, IdentityError> {
         let tenant = tx.tenant();
         let session_id = Uuid::now_v7();
         let (refresh, hash) = new_refresh(tenant, session_id);
@@ -175,8 +189,7 @@ impl Authenticator {
             Entity::of("session", session_id)?,
             Changes::none().field("method", None::<&str>, method),
         )?;
-        audit::record_by(&mut tx, &who, &event).await?;
-        tx.commit().await?;
+        audit::record_by(tx, &who, &event).await?;
         Ok(self.tokens(tenant, session_id, user, role, refresh))
     }
 

@@ -305,11 +305,23 @@ pub async fn download(
         return Err(FilesError::LinkInvalid.into());
     }
     let want = Want::parse(headers.get(header::RANGE).and_then(|v| v.to_str().ok()));
-    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    // A vendor's or client's person reads through their relation (the database shows them only
+    // what is addressed to it; the engine asks `portal.document_read`, not `document.read`).
+    let outside = matches!(p.role, identity::Role::Vendor | identity::Role::Client);
+    let mut tx = if outside {
+        crate::api::portals::relation_tx(&state, &p).await?
+    } else {
+        state.store.tenant_tx(p.tenant).await?
+    };
     let m = member(&p, &mut tx).await?;
     let attachment =
         attachments::of_blob(&mut tx, link.blob).await.map_err(approval_error)?.ok_or_else(ApiError::not_found)?;
-    let permit = match attachments::decide(&mut tx, &state.authz, &m, attachment, Action::AttachmentRead).await {
+    let decided = if outside {
+        approvals::portal::attachment(&mut tx, &state.authz, &m, attachment).await
+    } else {
+        attachments::decide(&mut tx, &state.authz, &m, attachment, Action::AttachmentRead).await
+    };
+    let permit = match decided {
         Ok((_, permit)) => permit,
         Err(e) => {
             drop(tx);

@@ -16,6 +16,7 @@ pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;
 pub mod openapi;
+pub(crate) mod portals;
 pub(crate) mod programs;
 pub(crate) mod scim;
 pub(crate) mod scim_tokens;

@@ -94,7 +94,7 @@ enum Success {
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
-        ip_allowlist as ipl, joining, me, members as mem, mfa, scim_tokens, sessions as sess, sign_in,
+        ip_allowlist as ipl, joining, me, members as mem, mfa, portals, scim_tokens, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
@@ -202,6 +202,30 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("PUT", "/attachments/{id}/visibility") => {
             (Some(of::<fls::VisibilityBody>()), json("200", of::<approvals::attachments::AttachmentRow>()))
+        }
+        ("GET", "/relations") => (None, json("200", list_of::<identity::admin::relations::Relation>())),
+        ("POST", "/relations") => {
+            (Some(of::<portals::CreateBody>()), json("201", of::<identity::admin::relations::Relation>()))
+        }
+        ("GET", "/relations/{id}") => (None, json("200", of::<portals::RelationDetail>())),
+        ("POST", "/relations/{id}/end") => {
+            (Some(of::<portals::ReasonBody>()), json("200", of::<identity::admin::relations::Relation>()))
+        }
+        ("POST", "/relations/{id}/invite") => {
+            (Some(of::<portals::InviteBody>()), json("201", of::<portals::LinkIssued>()))
+        }
+        ("POST", "/relations/{id}/links") => {
+            (Some(of::<portals::LinkBody>()), json("201", of::<portals::LinkIssued>()))
+        }
+        ("POST", "/relations/{id}/links/{link_id}/revoke") => (Some(of::<portals::ReasonBody>()), NoContent),
+        ("POST", "/relations/{id}/documents") => (Some(of::<portals::AddressBody>()), NoContent),
+        ("POST", "/portal/enter") => (Some(of::<portals::EnterBody>()), json("200", of::<sign_in::TokenResponse>())),
+        ("GET", "/portal/documents") => (None, json("200", list_of::<approvals::portal::SharedDocument>())),
+        ("GET", "/portal/documents/{id}") => (None, json("200", of::<portals::SharedWithFiles>())),
+        // The upload's body is the file itself (`upload_body`), not JSON.
+        ("POST", "/portal/documents/{id}/files") => (None, json("201", of::<fls::AttachmentFile>())),
+        ("POST", "/portal/attachments/{id}/links") => {
+            (Some(of::<portals::FileLinkBody>()), json("201", of::<portals::FileLink>()))
         }
         ("GET", "/programme/partners") => (None, json("200", list_of::<::programs::partners::Partner>())),
         ("POST", "/programme/partners") => {
@@ -317,6 +341,7 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
             crate::api::mdf::ListQuery::into_params(none)
         }
         ("POST", "/programme/mdf/claims/{id}/proofs") => crate::api::mdf::ProofQuery::into_params(none),
+        ("POST", "/portal/documents/{id}/files") => crate::api::portals::UploadQuery::into_params(none),
         _ => Vec::new(),
     }
 }
@@ -575,7 +600,12 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
     };
     if matches!(
         (m, path),
-        ("POST", "/api/v1/documents/{id}/attachments/files" | "/api/v1/programme/mdf/claims/{id}/proofs")
+        (
+            "POST",
+            "/api/v1/documents/{id}/attachments/files"
+                | "/api/v1/programme/mdf/claims/{id}/proofs"
+                | "/api/v1/portal/documents/{id}/files"
+        )
     ) {
         let binary = ObjectBuilder::new()
             .schema_type(Type::String)

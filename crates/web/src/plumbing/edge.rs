@@ -121,7 +121,8 @@ fn page_upload(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     req.method() == axum::http::Method::POST
         && (matches!(parts.as_slice(), ["", "documents", id, "attachments"] if !id.is_empty())
-            || matches!(parts.as_slice(), ["", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty()))
+            || matches!(parts.as_slice(), ["", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty())
+            || matches!(parts.as_slice(), ["", "portal", "documents", id, "files"] if !id.is_empty()))
 }
 
 /// The API routes whose body is a file, not JSON: streamed uploads (any content type; the
@@ -136,6 +137,7 @@ pub fn streams_upload(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     matches!(parts.as_slice(), ["", "api", "v1", "documents", id, "attachments", "files"] if !id.is_empty())
         || matches!(parts.as_slice(), ["", "api", "v1", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty())
+        || matches!(parts.as_slice(), ["", "api", "v1", "portal", "documents", id, "files"] if !id.is_empty())
         || page_upload(req)
 }
 

@@ -200,7 +200,7 @@ fn unprocessable(field: &'static str, message: &str) -> ApiError {
         .with_details(serde_json::json!({ "field": field }))
 }
 
-fn form_error(e: &multer::Error) -> ApiError {
+pub(crate) fn form_error(e: &multer::Error) -> ApiError {
     match e {
         multer::Error::FieldSizeExceeded { field_name, .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

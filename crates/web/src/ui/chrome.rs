@@ -20,6 +20,7 @@ pub(crate) enum Section {
     Periods,
     Programme,
     Mdf,
+    Relations,
     Members,
     Audit,
     Account,
@@ -75,6 +76,30 @@ impl Chrome {
         }
     }
 
+    /// The frame of an outside party's portal page (a vendor's or client's person): the
+    /// portal is all they have, so it is all the navigation shows.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) async fn portal(tx: &mut TenantTx, m: &Member, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let organisation = identity::directory::tenants::current(tx).await?.name;
+        let person = identity::directory::users::get_member(tx, m.subject.user).await?.display_name;
+        Ok(Self {
+            signed_in: true,
+            organisation,
+            switch_to: Vec::new(),
+            person,
+            role: format::role(m.subject.role).to_owned(),
+            nav: vec![NavItem { label: "Shared with you", href: "/portal", current: true }],
+            may_raise: false,
+            csrf: cookie(headers, CSRF_COOKIE).unwrap_or_default(),
+            css: &CSS,
+            js: &HTMX,
+            upload: &UPLOAD,
+            icon: &ICON,
+        })
+    }
+
     /// The frame of a signed-in member's page, read in the request's own transaction.
     ///
     /// # Errors
@@ -110,6 +135,13 @@ impl Chrome {
         }
         if state.authz.decide(s, Action::MdfRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Market funds", href: "/programme/mdf", current: current == Section::Mdf });
+        }
+        if state.authz.decide(s, Action::RelationsRead, &organisation_wide).is_ok() {
+            nav.push(NavItem {
+                label: "Vendors and clients",
+                href: "/relations",
+                current: current == Section::Relations,
+            });
         }
         if state.authz.decide(s, Action::MembersRead, &organisation_wide).is_ok() {
             nav.push(NavItem { label: "Members", href: "/members", current: current == Section::Members });

@@ -26,6 +26,8 @@ pub(crate) mod invitation;
 pub(crate) mod mdf;
 pub(crate) mod members;
 pub(crate) mod periods;
+// Vendor and client portals (issue 16).
+pub(crate) mod portal;
 pub(crate) mod programme;
 pub(crate) mod refusals;
 pub(crate) mod resume;
