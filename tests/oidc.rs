@@ -45,7 +45,7 @@ impl World {
             key: common::app::token_key(),
             policy: LoginPolicy::default(),
         };
-        Self { db, sso: Sso::new(CALLBACK).expect("sso"), auth, keys, mailer }
+        Self { db, sso: Sso::new().expect("sso"), auth, keys, mailer }
     }
 
     fn factors(&self) -> Factors<'_> {
@@ -89,7 +89,7 @@ impl World {
 
     /// A full sign-in: begin, the provider's login page as `login`, the callback.
     async fn sso(&self, tenant: TenantId, provider: &Provider, login: &str) -> Result<LoginOutcome, IdentityError> {
-        let begun = self.sso.begin(&self.db.store, tenant).await?;
+        let begun = self.sso.begin(&self.db.store, tenant, CALLBACK).await?;
         let back = provider.sign_in(&begun.authorize_url, login, "provider-pass").await;
         let (code, state) = code_and_state(&back);
         let binding = secrecy::ExposeSecret::expose_secret(&begun.binding).to_owned();
@@ -184,7 +184,7 @@ async fn a_wrong_replayed_or_other_browser_state_is_refused() {
     };
 
     // A state we never issued.
-    let begun = w.sso.begin(&w.db.store, acme.id).await.expect("begin");
+    let begun = w.sso.begin(&w.db.store, acme.id, CALLBACK).await.expect("begin");
     let binding = secrecy::ExposeSecret::expose_secret(&begun.binding).to_owned();
     let (code, state) = code_and_state(&idp.sign_in(&begun.authorize_url, "ada", "provider-pass").await);
     refused(cb("made-up-state".into(), code.clone(), Some(binding.clone())).await, "oidc_state_invalid");
@@ -195,18 +195,18 @@ async fn a_wrong_replayed_or_other_browser_state_is_refused() {
     refused(cb(state.clone(), code.clone(), Some(binding.clone())).await, "oidc_state_invalid");
 
     // A completed sign-in replayed (state and code again): refused.
-    let begun = w.sso.begin(&w.db.store, acme.id).await.expect("begin");
+    let begun = w.sso.begin(&w.db.store, acme.id, CALLBACK).await.expect("begin");
     let binding = secrecy::ExposeSecret::expose_secret(&begun.binding).to_owned();
     let (code, state) = code_and_state(&idp.sign_in(&begun.authorize_url, "ada", "provider-pass").await);
     issued(cb(state.clone(), code.clone(), Some(binding.clone())).await);
     refused(cb(state, code.clone(), Some(binding)).await, "oidc_state_invalid");
     // The spent code under a fresh flow of our own: the provider refuses it (and PKCE differs).
-    let begun = w.sso.begin(&w.db.store, acme.id).await.expect("begin");
+    let begun = w.sso.begin(&w.db.store, acme.id, CALLBACK).await.expect("begin");
     let binding = secrecy::ExposeSecret::expose_secret(&begun.binding).to_owned();
     let (_, fresh_state) = code_and_state(&idp.sign_in(&begun.authorize_url, "ada", "provider-pass").await);
     refused(cb(fresh_state, code, Some(binding)).await, "oidc_provider_failed");
     // An expired flow.
-    let begun = w.sso.begin(&w.db.store, acme.id).await.expect("begin");
+    let begun = w.sso.begin(&w.db.store, acme.id, CALLBACK).await.expect("begin");
     let binding = secrecy::ExposeSecret::expose_secret(&begun.binding).to_owned();
     let (code, state) = code_and_state(&idp.sign_in(&begun.authorize_url, "ada", "provider-pass").await);
     w.sql("update oidc_flows set expires_at = now() - interval '1 second' where used_at is null").await;
@@ -278,7 +278,7 @@ async fn one_organisations_provider_cannot_sign_anyone_into_another() {
     refused(w.sso(globex.id, &globex_idp, "fake").await, "oidc_email_domain_not_allowed");
     // Acme has no provider: its members cannot be reached through SSO at all.
     assert!(matches!(
-        w.sso.begin(&w.db.store, acme.id).await,
+        w.sso.begin(&w.db.store, acme.id, CALLBACK).await,
         Err(IdentityError::Forbidden { code: "oidc_not_configured", .. })
     ));
     // A Globex flow whose state is presented while Acme configures the same provider: the flow
@@ -426,4 +426,62 @@ fn presets_give_strict_issuers_and_entra_common_is_refused() {
         assert!(Preset::Generic.issuer(bad).is_err(), "{bad}");
     }
     assert!(Preset::Generic.issuer("http://127.0.0.1:8080").is_ok(), "loopback http for local providers");
+}
+
+#[tokio::test]
+async fn the_settings_api_keeps_the_secret_write_only_and_to_administrators_of_the_organisation() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    let globex = org(&db, "globex").await;
+    for u in acme.users.iter().chain(&globex.users) {
+        with_password(&db, *u).await;
+    }
+    let idp = Provider::start(CALLBACK, vec![]);
+    let app = common::TestApp::setup(&db).roomy().start().await;
+    let admin = app.anonymous().sign_in("acme", "user0@acme.example").await;
+    let staff = app.anonymous().sign_in("acme", "user1@acme.example").await;
+    let other = app.anonymous().sign_in("globex", "user0@globex.example").await;
+    const PATH: &str = "/api/v1/settings/oidc";
+
+    let r = admin.get(PATH).await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "oidc_not_configured"), "{}", r.body);
+    let body = json!({
+        "preset": "generic", "issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "allowed_domains": ["acme.example"],
+        "group_mapping": {"finance-team": {"role": "finance", "department": "OPS"}},
+    });
+    // Staff may not; bad input is a 4xx naming the field; unknown fields are refused.
+    assert_eq!(staff.put(PATH, body.clone()).await.status.as_u16(), 403);
+    let r = admin.put(PATH, json!({"preset": "entra", "issuer": "common", "client_id": "x", "client_secret": "y", "allowed_domains": ["acme.example"]})).await;
+    assert_eq!((r.status.as_u16(), r.code()), (422, "invalid_field"), "{}", r.body);
+    let r = admin
+        .put(
+            PATH,
+            json!({"preset": "generic", "issuer": idp.issuer, "client_id": "x", "allowed_domains": ["acme.example"]}),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.code()), (422, "invalid_field"), "first configuration needs a secret: {}", r.body);
+    let r = admin.put(PATH, json!({"preset": "generic", "surprise": 1})).await;
+    assert_eq!(r.status.as_u16(), 422, "{}", r.body);
+
+    let r = admin.put(PATH, body).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(r.body["issuer"], json!(idp.issuer));
+    assert!(!r.body.to_string().contains(CLIENT_SECRET), "the secret is never answered: {}", r.body);
+    let r = admin.get(PATH).await;
+    assert_eq!(r.body["group_mapping"]["finance-team"]["role"], json!("finance"));
+    assert!(!r.body.to_string().contains(CLIENT_SECRET));
+    assert_eq!(audit_count(&db, acme.id, "oidc.config_changed").await, 1);
+    // Another organisation's administrator sees only their own (none).
+    assert_eq!(other.get(PATH).await.code(), "oidc_not_configured");
+    assert_eq!(audit_count(&db, globex.id, "oidc.config_changed").await, 0);
+
+    // "Test connection": the provider's discovery document, fetched now.
+    let r = admin.post("/api/v1/settings/oidc/test", json!({})).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(r.body["issuer"], json!(idp.issuer));
+    assert_eq!(r.body["signing_keys"], json!(1));
+    drop(idp);
+    let r = admin.post("/api/v1/settings/oidc/test", json!({})).await;
+    assert_eq!((r.status.as_u16(), r.code()), (502, "oidc_provider_failed"), "{}", r.body);
 }

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, me,
-    members, mfa, openapi, programs, security, sessions,
+    members, mfa, oidc, openapi, programs, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -46,6 +46,9 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .put("/settings/mfa", Org(Action::SettingsManage), mfa::set_required)
         .get("/settings/joining", Org(Action::SettingsManage), joining::get)
         .put("/settings/joining", Org(Action::SettingsManage), joining::put)
+        .get("/settings/oidc", Org(Action::SettingsManage), oidc::get)
+        .put("/settings/oidc", Org(Action::SettingsManage), oidc::put)
+        .post("/settings/oidc/test", Org(Action::SettingsManage), oidc::test)
         .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)

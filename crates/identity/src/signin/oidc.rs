@@ -78,23 +78,19 @@ fn random_hex() -> String {
 #[derive(Clone)]
 pub struct Sso {
     http: reqwest::Client,
-    callback_url: RedirectUrl,
     cache: Arc<Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>>,
 }
 
 impl std::fmt::Debug for Sso {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sso").field("callback_url", &self.callback_url.as_str()).finish_non_exhaustive()
+        f.debug_struct("Sso").finish_non_exhaustive()
     }
 }
 
 impl Sso {
-    /// `callback_url`: this deployment's public callback address (`…/auth/oidc/callback`), the
-    /// one registered at every provider.
-    ///
     /// # Errors
-    /// `Invalid` for a callback that is not a URL; `Internal` when the HTTP client cannot be built.
-    pub fn new(callback_url: &str) -> Result<Self, IdentityError> {
+    /// `Internal` when the HTTP client cannot be built.
+    pub fn new() -> Result<Self, IdentityError> {
         // TLS through rustls with ring, the process's one crypto provider (as for object storage).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -102,23 +98,16 @@ impl Sso {
             .timeout(HTTP_TIMEOUT)
             .build()
             .map_err(|e| IdentityError::Internal(format!("OIDC HTTP client: {e}")))?;
-        let callback_url = RedirectUrl::new(callback_url.to_owned())
-            .map_err(|_| IdentityError::invalid("callback_url", "not a URL"))?;
-        Ok(Self { http, callback_url, cache: Arc::default() })
-    }
-
-    #[must_use]
-    pub fn callback_url(&self) -> &str {
-        self.callback_url.as_str()
+        Ok(Self { http, cache: Arc::default() })
     }
 
     async fn metadata(&self, issuer: &str, fresh: bool) -> Result<CoreProviderMetadata, IdentityError> {
         if !fresh {
             let cached = self.cache.lock().ok().and_then(|c| c.get(issuer).cloned());
-            if let Some((at, m)) = cached {
-                if at.elapsed() < DISCOVERY_TTL {
-                    return Ok(m);
-                }
+            if let Some((at, m)) = cached
+                && at.elapsed() < DISCOVERY_TTL
+            {
+                return Ok(m);
             }
         }
         let url = IssuerUrl::new(issuer.to_owned())
@@ -148,28 +137,38 @@ impl Sso {
         })
     }
 
-    fn client(&self, m: CoreProviderMetadata, config: &OidcConfig, secret: Option<&SecretString>) -> OidcClient {
+    fn client(
+        m: CoreProviderMetadata,
+        config: &OidcConfig,
+        secret: Option<&SecretString>,
+        callback: RedirectUrl,
+    ) -> OidcClient {
         CoreClient::from_provider_metadata(
             m,
             ClientId::new(config.client_id.clone()),
             secret.map(|s| ClientSecret::new(s.expose_secret().to_owned())),
         )
-        .set_redirect_uri(self.callback_url.clone())
+        .set_redirect_uri(callback)
     }
 
-    /// Starts a sign-in to `tenant` through its provider.
+    /// Starts a sign-in to `tenant` through its provider; the provider sends the browser back to
+    /// `callback_url` (this deployment's callback route, registered at the provider), which the
+    /// flow keeps for the code exchange.
     ///
     /// # Errors
     /// `Forbidden` `oidc_not_configured` when the organisation has no enabled provider;
-    /// `oidc_provider_failed` when its discovery document cannot be had.
-    pub async fn begin(&self, store: &Store, tenant: TenantId) -> Result<Begun, IdentityError> {
+    /// `oidc_provider_failed` when its discovery document cannot be had; `Invalid` for a
+    /// callback that is not a URL.
+    pub async fn begin(&self, store: &Store, tenant: TenantId, callback_url: &str) -> Result<Begun, IdentityError> {
+        let callback = RedirectUrl::new(callback_url.to_owned())
+            .map_err(|_| IdentityError::invalid("callback_url", "not a URL"))?;
         let mut tx = store.tenant_tx(tenant).await?;
         let config = oidc_config::get(&mut tx).await?;
         tx.commit().await?;
         let config = config
             .filter(|c| c.enabled)
             .ok_or_else(|| refused("oidc_not_configured", "this organisation has no single sign-on"))?;
-        let client = self.client(self.metadata(&config.issuer, false).await?, &config, None);
+        let client = Self::client(self.metadata(&config.issuer, false).await?, &config, None, callback.clone());
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
             .authorize_url(
@@ -193,7 +192,7 @@ impl Sso {
             tenant.as_uuid(),
             nonce.secret(),
             verifier.secret(),
-            self.callback_url.as_str(),
+            callback.as_str(),
             FLOW_TTL_SECS,
         )
         .execute(g.conn())
@@ -217,6 +216,7 @@ impl Sso {
     /// `oidc_email_unverified`, `oidc_email_domain_not_allowed`, `oidc_identity_conflict`,
     /// `oidc_membership_pending`, `oidc_no_membership`, `oidc_not_configured`; `Unauthenticated`
     /// for a disabled account or an SSO-only rule it does not meet.
+    #[allow(clippy::too_many_arguments)] // the flow's three values from the browser, and the sign-in's context
     pub async fn callback(
         &self,
         auth: &Authenticator,
@@ -281,9 +281,8 @@ impl Sso {
         let config = &loaded.config;
         let redirect =
             RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| IdentityError::Internal("stored redirect".into()))?;
-        let client = self
-            .client(self.metadata(&config.issuer, false).await?, config, Some(&loaded.secret))
-            .set_redirect_uri(redirect);
+        let client =
+            Self::client(self.metadata(&config.issuer, false).await?, config, Some(&loaded.secret), redirect.clone());
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| refused("oidc_provider_failed", format!("the provider has no token endpoint: {e}")))?
@@ -301,7 +300,7 @@ impl Sso {
             // them once more and verify again; a forged signature still fails.
             Err(ClaimsVerificationError::SignatureVerification(_)) => {
                 let m = self.metadata(&config.issuer, true).await?;
-                let client = self.client(m, config, Some(&loaded.secret));
+                let client = Self::client(m, config, Some(&loaded.secret), redirect);
                 let sub = id_token
                     .claims(&client.id_token_verifier(), &nonce)
                     .map_err(|e| refused("oidc_token_invalid", format!("the ID token was refused: {e}")))?
@@ -319,18 +318,17 @@ impl Sso {
             // The ID token does not vouch for the address: ask UserInfo (its `sub` must match).
             if let Ok(req) = client
                 .user_info(tokens.access_token().clone(), Some(openidconnect::SubjectIdentifier::new(subject.clone())))
+                && let Ok(info) = req.request_async::<openidconnect::EmptyAdditionalClaims, _, _>(&self.http).await
             {
-                if let Ok(info) = req.request_async::<openidconnect::EmptyAdditionalClaims, _, _>(&self.http).await {
-                    let info: openidconnect::UserInfoClaims<
-                        openidconnect::EmptyAdditionalClaims,
-                        openidconnect::core::CoreGenderClaim,
-                    > = info;
-                    if info.email_verified() == Some(true) {
-                        if let Some(e) = info.email() {
-                            email = Some(e.to_string());
-                            verified = true;
-                        }
-                    }
+                let info: openidconnect::UserInfoClaims<
+                    openidconnect::EmptyAdditionalClaims,
+                    openidconnect::core::CoreGenderClaim,
+                > = info;
+                if info.email_verified() == Some(true)
+                    && let Some(e) = info.email()
+                {
+                    email = Some(e.to_string());
+                    verified = true;
                 }
             }
         }

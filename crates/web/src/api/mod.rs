@@ -14,6 +14,7 @@ pub(crate) mod joining;
 pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;
+pub(crate) mod oidc;
 pub mod openapi;
 pub(crate) mod programs;
 pub mod security;
