@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod oidc;
 pub mod venv;
 
 pub use app::{Answer, Client, TestApp, roomy_limits};

@@ -219,6 +219,8 @@ pub const GLOBAL_TABLES: &[GlobalTable] = &[
     global("user_recovery_codes", GlobalGuard::Identity),
     global("email_codes", GlobalGuard::Identity),
     global("mfa_challenges", GlobalGuard::Identity),
+    global("oidc_flows", GlobalGuard::Identity),
+    global("oidc_identities", GlobalGuard::Identity),
     global("mail_outbox", GlobalGuard::Identity),
     global("login_failures", GlobalGuard::Identity),
     global("login_signals", GlobalGuard::Identity),

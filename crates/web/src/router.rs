@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
-    members, mfa, openapi, portals, programs, scim, scim_tokens, security, sessions,
+    members, mfa, oidc, openapi, portals, programs, scim, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -50,6 +50,9 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::create)
         .get("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::list)
         .delete("/settings/scim-tokens/{id}", Org(Action::SettingsManage), scim_tokens::revoke)
+        .get("/settings/oidc", Org(Action::SettingsManage), oidc::get)
+        .put("/settings/oidc", Org(Action::SettingsManage), oidc::put)
+        .post("/settings/oidc/test", Org(Action::SettingsManage), oidc::test)
         .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)

@@ -128,6 +128,10 @@ impl Authenticator {
                 let mut tx = store.tenant_tx(t).await?;
                 let found = sqlx::query!(
                     r#"select t.require_mfa,
+                              exists(select 1 from oidc_configs o where o.enabled and o.sso_only
+                                        and o.break_glass_user is distinct from $2) as "sso_only!",
+                              exists(select 1 from oidc_configs o where o.enabled and o.sso_only
+                                        and o.break_glass_user = $2) as "break_glass!",
                               exists(select 1 from memberships
                                       where user_id = $2 and status = 'active' and deleted_at is null
                                         and valid_from <= now() and (valid_until is null or valid_until > now())) as "member!"
@@ -138,8 +142,11 @@ impl Authenticator {
                 .fetch_optional(tx.conn())
                 .await?;
                 match found {
+                    // SSO-only: the right password of a member is refused like a wrong one
+                    // (audited as `sso_only`); the break-glass account always meets a second factor.
+                    Some(f) if f.member && f.sso_only => Some(Some("sso_only")),
                     Some(f) if f.member => {
-                        if !(f.require_mfa || account.second_factor) {
+                        if !(f.require_mfa || account.second_factor || f.break_glass) {
                             opening = Some(tx);
                         }
                         None

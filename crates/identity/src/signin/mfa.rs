@@ -103,6 +103,8 @@ pub enum LoginOutcome {
 pub enum FirstFactor {
     Password,
     EmailCode,
+    /// The organisation's OpenID Connect provider vouched for the person ([`crate::signin::oidc`]).
+    Sso,
 }
 
 fn aad(user: Uuid) -> Vec<u8> {
@@ -463,11 +465,27 @@ pub async fn after_first_factor(
     origin: &Origin,
 ) -> Result<LoginOutcome, IdentityError> {
     let mut tx = store.tenant_tx(tenant).await?;
-    let required = sqlx::query_scalar!("select require_mfa from tenants where id = $1", tenant.as_uuid())
-        .fetch_optional(tx.conn())
-        .await?
-        .unwrap_or(false);
+    // An SSO-only organisation takes no password or email code from its members, except from its
+    // one break-glass account, which always meets a second factor.
+    let rule = sqlx::query!(
+        r#"select t.require_mfa,
+                  exists(select 1 from oidc_configs o where o.enabled and o.sso_only
+                            and o.break_glass_user is distinct from $2) as "sso_only!",
+                  exists(select 1 from oidc_configs o where o.enabled and o.sso_only
+                            and o.break_glass_user = $2) as "break_glass!"
+             from tenants t where t.id = $1"#,
+        tenant.as_uuid(),
+        user
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     tx.commit().await?;
+    let (required, sso_only, break_glass) =
+        rule.map_or((false, false, false), |r| (r.require_mfa, r.sso_only, r.break_glass));
+    if sso_only && first != FirstFactor::Sso {
+        return Err(IdentityError::Unauthenticated);
+    }
+    let required = required || (break_glass && first != FirstFactor::Sso);
     let mut g = store.global_tx().await?;
     let u = sqlx::query!(
         r#"select email::text as "email!", platform_admin,
@@ -489,6 +507,7 @@ pub async fn after_first_factor(
         let method = match first {
             FirstFactor::Password => "password",
             FirstFactor::EmailCode => "email_code",
+            FirstFactor::Sso => "oidc",
         };
         return auth.open_session(store, tenant, user, origin, method).await.map(LoginOutcome::Issued);
     }

@@ -1,4 +1,4 @@
-//! Signing in: credentials (passwords, TOTP, email codes), the one lockout, the suspicious-login
+//! Signing in: credentials (passwords, TOTP, email codes), OpenID Connect single sign-on, the one lockout, the suspicious-login
 //! signal, tokens and sessions, and the orchestration of a login from first factor to session.
 //!
 //! Stands on [`crate::directory`] and [`crate::revocation`]; knows nothing of administration.
@@ -10,6 +10,8 @@ pub mod lockout;
 pub mod login;
 pub mod mail;
 pub mod mfa;
+pub mod oidc;
+pub mod oidc_config;
 pub mod passwords;
 pub mod portal;
 pub mod secret_box;

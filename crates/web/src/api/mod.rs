@@ -15,6 +15,7 @@ pub(crate) mod mdf;
 pub(crate) mod me;
 pub(crate) mod members;
 pub(crate) mod mfa;
+pub(crate) mod oidc;
 pub mod openapi;
 pub(crate) mod portals;
 pub(crate) mod programs;

@@ -97,6 +97,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ip_allowlist as ipl, joining, me, members as mem, mfa, portals, scim_tokens, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
+    use identity::signin::{
+        oidc::Discovered,
+        oidc_config::{NewOidcConfig, OidcConfig},
+    };
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
     let sign_in = || OneOf("200", vec![of::<sign_in::TokenResponse>(), of::<sign_in::MfaRequired<'static>>()]);
     let p = path.trim_start_matches("/api/v1");
@@ -132,6 +136,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("PUT", "/settings/joining") => {
             (Some(of::<joining::JoiningSetting>()), json("200", of::<joining::JoiningBody>()))
         }
+        ("GET", "/settings/oidc") => (None, json("200", of::<OidcConfig>())),
+        ("PUT", "/settings/oidc") => (Some(of::<NewOidcConfig>()), json("200", of::<OidcConfig>())),
+        ("POST", "/settings/oidc/test") => (None, json("200", of::<Discovered>())),
         ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
         ("PUT", "/settings/approvals") => {
             (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))
@@ -420,6 +427,9 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("PUT", "/settings/mfa") => "setMfaSetting",
         ("GET", "/settings/joining") => "getJoiningSetting",
         ("PUT", "/settings/joining") => "setJoiningSetting",
+        ("GET", "/settings/oidc") => "getOidcConfig",
+        ("PUT", "/settings/oidc") => "setOidcConfig",
+        ("POST", "/settings/oidc/test") => "testOidcConnection",
         ("GET", "/settings/approvals") => "getApprovalSettings",
         ("PUT", "/settings/approvals") => "setApprovalSettings",
         ("GET", "/audit/events") => "listAuditEvents",

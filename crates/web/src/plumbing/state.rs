@@ -48,6 +48,8 @@ pub struct AppState {
     /// The origin people open this server at (`https://approvals.example.com`), for links in
     /// mail; `None`: mails carry tokens without a link. Set with [`AppState::with_public_url`].
     pub public_url: Option<String>,
+    /// OpenID Connect sign-in: its HTTP client (no redirects) and providers' discovery cache.
+    pub sso: Arc<identity::signin::oidc::Sso>,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
             audit_key: None,
             files: Arc::new(files),
             public_url: None,
+            sso: Arc::new(identity::signin::oidc::Sso::new()?),
             store,
         })
     }
