@@ -309,7 +309,12 @@ async fn a_partner_requests_and_claims_mdf_with_proof_and_the_vendor_approves_an
 async fn a_vendor_opens_a_portal_link_sees_the_po_and_uploads_an_invoice_in_a_real_browser() {
     let (db, app, acme, _beta) = seeded().await;
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let staff = app.sign_in("acme", "user1@acme.example").await;

@@ -69,6 +69,11 @@ async fn fill_every_global_table(db: &TestDb) {
         "insert into login_signals (user_id, suspicious_at) values ($1, now())",
         "insert into credential_failures (lock_key, user_id, failures) values (sha256('k'), $1, 1)",
         "insert into platform_isolation_daily (day, cross_tenant_refused) select '2000-01-01', 1 where $1::uuid is not null",
+        "insert into oidc_flows (id, state_hash, binding_hash, organisation_id, nonce, pkce_verifier, redirect_uri, expires_at)
+           select gen_random_uuid(), sha256('s'), sha256('b'), m.tenant_id, repeat('n', 32), repeat('v', 43), 'http://127.0.0.1/cb', now() + interval '10 minutes'
+             from memberships m where m.user_id = $1 limit 1",
+        "insert into oidc_identities (issuer, subject, user_id, organisation_id)
+           select 'https://idp.example', 'subject-1', $1, m.tenant_id from memberships m where m.user_id = $1 limit 1",
     ] {
         sqlx::query(sql).bind(u).execute(&mut admin).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
@@ -181,7 +186,8 @@ async fn app_role_with_a_real_tenant_id_sees_only_members_and_no_identity_secret
     for t in &tables {
         let n = visible(&mut app, t).await;
         if t == "users" {
-            assert_eq!(n, 3, "users: exactly alpha's members");
+            // Three members, and the fixture's former vendor person (a soft-deleted membership).
+            assert_eq!(n, 4, "users: exactly alpha's members");
         } else {
             assert_eq!(n, 0, "{t} visible with a real tenant id");
         }

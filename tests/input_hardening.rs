@@ -150,6 +150,9 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
     let pat = common::partner_person(&db, a.id, a.partners[0], "pat@partner.example", authz::Role::PartnerAdmin).await;
     common::with_password(&db, pat).await;
     let partner = app.sign_in("acme", "pat@partner.example").await;
+    // Portal routes (issue 16) admit only a vendor's or client's person: attacked as a vendor.
+    common::member(&db, a.id, "acme", "vic", authz::Role::Vendor, None, true).await;
+    let vendor = app.sign_in("acme", "vic@acme.example").await;
     // Raw request text (lone surrogate escapes, percent-encoded bytes) that the JSON client
     // would not send as written.
     let http = reqwest::Client::new();
@@ -180,8 +183,8 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
                 .join("/");
             let secured = op.get("security").is_some();
             // As the admin; a route whose role guard refuses every admin (a partner disputing its
-            // commission) is sent again as a partner person. Poisoned requests never act, so the
-            // second sending changes nothing.
+            // commission, a vendor's portal) is sent again as a partner person, then as a vendor's
+            // person. Poisoned requests never act, so sending again changes nothing.
             let send_as = |token: Option<&str>, body: Option<String>, query: Option<String>| {
                 let mut url = format!("{base}{url_path}");
                 if let Some(q) = query {
@@ -202,17 +205,16 @@ async fn poisoned_text_in_every_body_field_and_query_parameter_is_refused_withou
                 }
             };
             let send_as = &send_as;
-            let (admin_token, partner_token) = (admin.access_token(), partner.access_token());
-            let send = |body: Option<String>, query: Option<String>| {
-                let (body2, query2) = (body.clone(), query.clone());
-                async move {
-                    let first = send_as(secured.then_some(admin_token), body, query).await;
-                    if secured && first.0 == StatusCode::FORBIDDEN && first.1["error"]["code"] == "forbidden" {
-                        send_as(Some(partner_token), body2, query2).await
-                    } else {
-                        first
+            let tokens = [admin.access_token(), partner.access_token(), vendor.access_token()];
+            let send = |body: Option<String>, query: Option<String>| async move {
+                let mut answer = send_as(secured.then_some(tokens[0]), body.clone(), query.clone()).await;
+                for next in &tokens[1..] {
+                    if !(secured && answer.0 == StatusCode::FORBIDDEN && answer.1["error"]["code"] == "forbidden") {
+                        break;
                     }
+                    answer = send_as(Some(*next), body.clone(), query.clone()).await;
                 }
+                answer
             };
             let label = format!("{} {path}", m.as_str());
 

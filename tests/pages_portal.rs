@@ -25,7 +25,12 @@ async fn world() -> (TestDb, World) {
         common::with_password(&db, *u).await;
     }
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let dir = tempfile::tempdir().expect("tempdir");

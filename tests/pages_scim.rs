@@ -15,6 +15,9 @@ async fn scim_tokens_are_made_shown_once_listed_and_revoked_by_admins_only() {
     let db = TestDb::new().await;
     let a = org(&db, "acme").await;
     let b = org(&db, "beta").await;
+    // The fixture gives every organisation a token (for the isolation proofs): start without.
+    let mut admin_conn = db.admin_conn().await;
+    sqlx::query("delete from scim_tokens").execute(&mut admin_conn).await.expect("no tokens");
     for u in &a.users {
         with_password(&db, *u).await;
     }

@@ -30,7 +30,12 @@ async fn world(db: &TestDb) -> World {
     common::with_password(db, beta.users[0]).await;
     // The fixture's file rows (a data key no master key here opens): this world starts without.
     let mut admin = db.admin_conn().await;
-    for sql in ["update document_attachments set blob_id = null", "delete from blobs", "delete from blob_keys"] {
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -77,7 +77,12 @@ impl TestDb {
 
         let admin = server.clone().database(&name);
         let app = admin.clone().username(migrate::APP_ROLE).password("");
-        let store = Store::open_with(admin, app, None, max_connections).await?;
+        // Tests share a busy machine and some saturate small pools on purpose: a connection may
+        // take longer than the server's 2 s default to come free (tests/degrade.rs checks that
+        // bound with a store of its own).
+        let tuning =
+            crate::Tuning { db_wait: std::time::Duration::from_secs(10), ..crate::Tuning::new(max_connections) };
+        let store = Store::open_tuned(admin, app, None, tuning).await?;
         Ok(Self { store, name, server })
     }
 

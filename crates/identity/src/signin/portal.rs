@@ -7,7 +7,7 @@
 //! expires_at > now()` in the organisation's transaction (of two concurrent uses exactly one
 //! finds it unconsumed), followed in that same transaction by the ordinary session
 //! ([`Authenticator`]'s, with its membership checks) and the audit events: a failure anywhere
-//! rolls the consumption back. Links are made and revoked by [`crate::admin::relations`].
+//! rolls the consumption back. Links are made and revoked by the administration layer's `relations` module.
 
 use std::fmt;
 use std::str::FromStr;
