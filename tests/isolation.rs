@@ -176,6 +176,22 @@ async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
     let mut admin = db.admin_conn().await;
     let mut app = db.raw_app_conn().await;
 
+    // An OIDC provider configuration per organisation (rows only; a placeholder sealed secret).
+    // Here, not in the shared fixture: a configured provider changes what sign-in and the settings
+    // API do in every other test (tests/oidc.rs configures its own).
+    for t in [&a.id, &b.id] {
+        sqlx::query(
+            "insert into oidc_configs (tenant_id, id, preset, issuer, client_id, secret_key_id, secret_nonce, secret_ciphertext)
+             values ($1, $2, 'generic', 'https://idp.example', 'fixture', '0123456789abcdef',
+                     '\\x000000000000000000000000', '\\x0000000000000000000000000000000000')",
+        )
+        .bind(t.as_uuid())
+        .bind(uuid::Uuid::now_v7())
+        .execute(&mut admin)
+        .await
+        .expect("oidc config");
+    }
+
     let tables = tenant_tables(&mut admin).await;
     assert!(tables.len() >= 2, "expected tenant tables, found {tables:?}");
     for t in &tables {

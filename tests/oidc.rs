@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::oidc::{CLIENT_ID, CLIENT_SECRET, Provider, account, code_and_state};
-use common::{PASSWORD, audit_count, operator, with_password};
+use common::{PASSWORD, audit_count, operator, org, with_password};
 use identity::signin::lockout::NamedOrganisation;
 use identity::signin::mail::{Mailer, OutboxMailer};
 use identity::signin::mfa::{Factors, LoginOutcome};
@@ -24,19 +24,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use store::TenantId;
 use store::testing::TestDb;
-
-/// The shared fixture organisation, without the placeholder provider configuration the fixture
-/// gives every organisation for the isolation proof: these tests configure their own.
-async fn org(db: &store::testing::TestDb, slug: &str) -> common::Org {
-    let o = common::org(db, slug).await;
-    let mut admin = db.admin_conn().await;
-    sqlx::query("delete from oidc_configs where tenant_id = $1")
-        .bind(o.id.as_uuid())
-        .execute(&mut admin)
-        .await
-        .expect("no fixture provider");
-    o
-}
 
 const CALLBACK: &str = "http://127.0.0.1:9/auth/oidc/callback";
 

@@ -120,17 +120,6 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
     .execute(tx.conn())
     .await
     .expect("scim token");
-    // An OIDC provider configuration (row only; its sealed secret is not a real one).
-    sqlx::query(
-        "insert into oidc_configs (tenant_id, id, preset, issuer, client_id, secret_key_id, secret_nonce, secret_ciphertext)
-         values ($1, $2, 'generic', 'https://idp.example', 'fixture', '0123456789abcdef',
-                 '\\x000000000000000000000000', '\\x0000000000000000000000000000000000')",
-    )
-    .bind(t.as_uuid())
-    .bind(uuid::Uuid::now_v7())
-    .execute(tx.conn())
-    .await
-    .expect("oidc config");
     sqlx::query("insert into scim_users (tenant_id, user_id, user_name, deleted_at) values ($1, $2, $3, now())")
         .bind(t.as_uuid())
         .bind(us[1])
