@@ -180,8 +180,8 @@ async fn a_raiser_edits_and_answers_a_query_and_an_approver_bulk_approves_in_a_r
 /// The sign-in side in Chromium (tests/browser/signin.mjs): a page and a form keep their session
 /// after the access cookie is gone (the resume); an authenticator app set up on the account page,
 /// then sign-ins with its code and with a recovery code; a member of an organisation that
-/// requires a second factor signs in with the mailed code and is walked through the setup into
-/// the inbox; a sign-in with a code by email (codes read from the dev outbox). No console error,
+/// requires a second factor signs in with the mailed code and is walked through the setup (every
+/// page sends them back to it until the app is on) into the inbox; a sign-in with a code by email (codes read from the dev outbox). No console error,
 /// no CSP violation, no serious or critical axe finding on any page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_with_totp_recovery_and_mailed_codes_enrol_when_required_and_keep_their_session() {

@@ -442,6 +442,39 @@ async fn an_organisation_that_requires_a_second_factor_walks_a_member_without_on
     assert_eq!(second.header("location"), Some("/account/authenticator?next=/documents"));
     jar.apply(&second);
 
+    // Until the app is on, every page of the organisation sends them back to the setup, and then
+    // on to the page they asked for; a form posted elsewhere does nothing and lands there too.
+    for (asked, setup) in [
+        ("/documents", "/account/authenticator?next=/documents"),
+        ("/", "/account/authenticator?next=/"),
+        ("/documents?status=draft", "/account/authenticator?next=/documents%3Fstatus%3Ddraft"),
+        ("/periods", "/account/authenticator?next=/periods"),
+    ] {
+        let r = jar.client(&w.app).get(asked).await;
+        assert_eq!((r.status, r.header("location")), (StatusCode::SEE_OTHER, Some(setup)), "{asked}");
+    }
+    let raised = jar
+        .client(&w.app)
+        .post_form(
+            "/documents",
+            &[("kind", "voucher"), ("title", "Before the app"), ("currency", "GBP"), ("date", "2026-12-07")],
+        )
+        .await;
+    assert_eq!(
+        (raised.status, raised.header("location")),
+        (StatusCode::SEE_OTHER, Some("/account/authenticator?next=/")),
+        "{}",
+        raised.text
+    );
+    let mut c = w.db.admin_conn().await;
+    let drafts: i64 = sqlx::query_scalar("select count(*) from documents where title = 'Before the app'")
+        .fetch_one(&mut c)
+        .await
+        .expect("count");
+    assert_eq!(drafts, 0, "the form did nothing");
+    // Their own account stays open (the setup, their sessions, signing out).
+    assert_eq!(jar.client(&w.app).get("/account").await.status, StatusCode::OK);
+
     let intro = jar.client(&w.app).get("/account/authenticator?next=/documents").await;
     assert_eq!(intro.status, StatusCode::OK);
     assert!(intro.text.contains("asks everyone for a second step"));
@@ -475,6 +508,9 @@ async fn an_organisation_that_requires_a_second_factor_walks_a_member_without_on
     assert_eq!((again.status, again.header("location")), (StatusCode::SEE_OTHER, Some("/documents")));
     let account = jar.client(&w.app).get("/account").await;
     assert!(account.text.contains(r#"<span class="chip done">On</span> since"#), "{}", account.text);
+    // With the app on, the pages open at once (no cached answer sends them back).
+    assert_eq!(jar.client(&w.app).get("/documents").await.status, StatusCode::OK);
+    assert_eq!(jar.client(&w.app).get("/").await.status, StatusCode::OK);
     assert!(account.text.contains("10 of 10"));
 }
 

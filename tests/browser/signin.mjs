@@ -150,6 +150,11 @@ try {
   await forced.page.getByRole('button', { name: 'Continue', exact: true }).click();
   await heading(forced.page, 'Set up your authenticator app');
   await audit(forced.page, forced.who);
+  // Every page of the organisation sends them back here until the app is on.
+  await forced.page.goto(`${BASE}/periods`);
+  await heading(forced.page, 'Set up your authenticator app');
+  await forced.page.goto(`${BASE}/`);
+  await heading(forced.page, 'Set up your authenticator app');
   await forced.page.getByRole('button', { name: 'Set up the authenticator app' }).click();
   await turnOn(forced, 'Code from the app', 'Turn on');
   await forced.page.getByRole('link', { name: 'I have saved them — continue' }).click();

@@ -328,6 +328,21 @@ pub async fn status(g: &mut GlobalTx, user: Uuid) -> Result<TotpStatus, Identity
     Ok(TotpStatus { on_since: row.on_since, recovery_codes_left: row.left })
 }
 
+/// Whether `user` must set up an authenticator app before anything else, in an organisation
+/// that requires a second factor (`sessions::SessionState::factor_required`): they have none on.
+///
+/// # Errors
+/// Database errors only.
+pub async fn enrolment_due(g: &mut GlobalTx, user: Uuid) -> Result<bool, IdentityError> {
+    let on = sqlx::query_scalar!(
+        r#"select exists (select 1 from user_totp where user_id = $1 and confirmed_at is not null) as "on!""#,
+        user
+    )
+    .fetch_one(g.conn())
+    .await?;
+    Ok(!on)
+}
+
 /// What a new enrolment shows the user once.
 #[derive(Clone)]
 pub struct Enrolment {

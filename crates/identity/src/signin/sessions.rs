@@ -160,9 +160,9 @@ impl Authenticator {
                   where m.user_id = $1 and m.status = 'active' and m.deleted_at is null and u.status = 'active'
                     and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())
              ), s as (
-                 insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at, ip, user_agent)
+                 insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at, ip, user_agent, method)
                  select current_setting('app.tenant_id')::uuid, $2, $1, m.id, m.role, m.session_epoch,
-                        now() + make_interval(days => $3::int), $4::text::inet, $5
+                        now() + make_interval(days => $3::int), $4::text::inet, $5, $7
                    from m
                  returning role
              ), r as (
@@ -176,6 +176,7 @@ impl Authenticator {
             origin.ip.map(|ip| ip.to_string()),
             origin.user_agent.as_deref(),
             &hash[..],
+            method,
         )
         .fetch_optional(tx.conn())
         .await?
@@ -295,17 +296,28 @@ pub struct SessionState {
     pub role: Role,
     /// The membership ends then (guests): no cache may keep the session past it.
     pub valid_until: Option<DateTime<Utc>>,
+    /// The organisation requires a second factor and this session's sign-in did not bring one
+    /// from elsewhere (the identity provider's, or a portal link's): whether an authenticator
+    /// app must be set up first is then [`crate::signin::mfa::enrolment_due`]'s question.
+    pub factor_required: bool,
 }
+
+/// Sign-in methods whose session needs no authenticator app of its own in an organisation that
+/// requires a second factor: the identity provider asserted one, or the session is a portal's
+/// (an outside party's person, who never sees the organisation's pages).
+const FACTOR_FROM_ELSEWHERE: [&str; 2] = ["oidc+idp_mfa", "portal_link"];
 
 /// Is the session alive? Not revoked, not expired, not idle, issued under the user's current
 /// epoch, the user active, the membership active and still holding the session's role. Records
 /// use at most once a minute (for the idle timeout).
 pub async fn check(tx: &mut TenantTx, session: Uuid) -> Result<Option<SessionState>, IdentityError> {
     let row = sqlx::query!(
-        r#"select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as "stale!"
+        r#"select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as "stale!",
+                  t.require_mfa, s.method
              from sessions s
              join memberships m on m.tenant_id = s.tenant_id and m.id = s.membership_id
              join users u on u.id = s.user_id
+             join tenants t on t.id = s.tenant_id
             where s.id = $1 and s.revoked_at is null and s.expires_at > now()
               and s.last_seen_at > now() - make_interval(mins => $2::int)
               and u.status = 'active' and u.session_epoch = s.user_epoch
@@ -320,7 +332,8 @@ pub async fn check(tx: &mut TenantTx, session: Uuid) -> Result<Option<SessionSta
     if r.stale {
         sqlx::query!("update sessions set last_seen_at = now() where id = $1", session).execute(tx.conn()).await?;
     }
-    Ok(Some(SessionState { user_id: r.user_id, role: r.role.parse()?, valid_until: r.valid_until }))
+    let factor_required = r.require_mfa && !r.method.as_deref().is_some_and(|m| FACTOR_FROM_ELSEWHERE.contains(&m));
+    Ok(Some(SessionState { user_id: r.user_id, role: r.role.parse()?, valid_until: r.valid_until, factor_required }))
 }
 
 #[cfg(test)]

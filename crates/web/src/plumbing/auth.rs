@@ -35,6 +35,10 @@ pub struct Principal {
     /// On an organisation-level route, the policy engine's permit the guard obtained: the
     /// identity writes that route makes require it ([`Principal::permit`]).
     pub(crate) permit: Option<authz::Permit>,
+    /// A person whose organisation requires a second factor and who has no authenticator app
+    /// yet (and did not bring the identity provider's): the organisation's pages send them to
+    /// its setup first (`crate::plumbing::guard`).
+    pub(crate) enrolment_due: bool,
 }
 
 /// The two kinds of caller: a person in a session, or an API key.
@@ -81,6 +85,7 @@ impl Principal {
             who: audit::Who::new(actor, ctx.origin()),
             checked: Checked::default(),
             permit: None,
+            enrolment_due: false,
         }
     }
 
@@ -236,6 +241,14 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
     let tenant = TenantId::from_uuid(claims.tid).map_err(|_| ApiError::unauthenticated())?;
     ip_allowlist::enforce(state, tenant, ctx, Refused::User(claims.sub)).await?;
     let entry = match state.sessions.get(claims.sid) {
+        // Only the few people still due are asked again on every request: once their app is
+        // on, no node's cached answer sends them back to the setup.
+        Some(mut e) if e.enrolment_due => {
+            let mut g = state.store.global_tx().await?;
+            e.enrolment_due = identity::signin::mfa::enrolment_due(&mut g, e.user).await?;
+            g.commit().await?;
+            e
+        }
         Some(e) => e,
         None => {
             let generation = state.sessions.generation();
@@ -243,11 +256,20 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
             let live = identity::signin::sessions::check(&mut tx, claims.sid).await?;
             tx.commit().await?;
             let live = live.ok_or_else(ApiError::unauthenticated)?;
+            let enrolment_due = if live.factor_required {
+                let mut g = state.store.global_tx().await?;
+                let due = identity::signin::mfa::enrolment_due(&mut g, live.user_id).await?;
+                g.commit().await?;
+                due
+            } else {
+                false
+            };
             let e = session_cache::Entry {
                 tenant: claims.tid,
                 user: live.user_id,
                 role: live.role,
                 valid_until: live.valid_until,
+                enrolment_due,
             };
             state.sessions.insert(generation, claims.sid, e.clone());
             e
@@ -257,7 +279,9 @@ async fn from_access_token(state: &AppState, token: &str, ctx: &ClientContext) -
         return Err(ApiError::unauthenticated());
     }
     let person = Person { user: entry.user, session: claims.sid };
-    Ok(Principal::new(tenant, entry.role, Caller::Person(person), ctx))
+    let mut p = Principal::new(tenant, entry.role, Caller::Person(person), ctx);
+    p.enrolment_due = entry.enrolment_due;
+    Ok(p)
 }
 
 /// Records a refused key in the organisation it names (aggregated: [`crate::plumbing::refusals`]); a key

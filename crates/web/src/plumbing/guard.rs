@@ -131,9 +131,10 @@ impl Routes {
         if let Some(state) = &self.state {
             let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
             let route = format!("{method} {full}");
+            let face = self.face;
             let layer = axum::middleware::from_fn_with_state(
                 state.clone(),
-                move |s: State<AppState>, req: Request, next: Next| enforce(s, guard, route.clone(), req, next),
+                move |s: State<AppState>, req: Request, next: Next| enforce(s, guard, face, route.clone(), req, next),
             );
             self.router = std::mem::take(&mut self.router).route(path, on(filter, handler).route_layer(layer));
         }
@@ -161,7 +162,14 @@ impl Routes {
     }
 }
 
-async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req: Request, next: Next) -> Response {
+async fn enforce(
+    State(state): State<AppState>,
+    guard: Guard,
+    face: Face,
+    route: String,
+    req: Request,
+    next: Next,
+) -> Response {
     match guard {
         Guard::Public(_) => return next.run(req).await,
         Guard::SignIn => {
@@ -187,6 +195,9 @@ async fn enforce(State(state): State<AppState>, guard: Guard, route: String, req
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if p.enrolment_due && face == Face::Page && matches!(guard, Guard::Org(_) | Guard::Domain(_)) {
+        return crate::ui::authenticator::setup_first(&parts);
+    }
     match guard {
         Guard::Org(action) => match organisation(&state, &p, action, &route).await {
             Ok(permit) => {

@@ -25,6 +25,9 @@ pub struct Entry {
     pub user: Uuid,
     pub role: Role,
     pub valid_until: Option<DateTime<Utc>>,
+    /// See `Principal::enrolment_due`. An entry lives [`TTL`] at most, and setting up the app
+    /// drops the session's entry at once (`SessionCache::forget`).
+    pub enrolment_due: bool,
 }
 
 #[derive(Debug, Default)]
@@ -147,7 +150,7 @@ mod tests {
     use super::*;
 
     fn entry(tenant: Uuid, user: Uuid) -> Entry {
-        Entry { tenant, user, role: Role::Staff, valid_until: None }
+        Entry { tenant, user, role: Role::Staff, valid_until: None, enrolment_due: false }
     }
 
     #[test]

@@ -66,6 +66,21 @@ pub(crate) async fn landing(
     })
 }
 
+/// Where an organisation's page sends a member who must set up an authenticator app first
+/// (`Principal::enrolment_due`, checked by `crate::plumbing::guard` on every page but their own
+/// account's): the setup, then back to the page asked for (a form's target is no page to come
+/// back to: the inbox then). Their own account's pages (`Guard::Own`: this setup, sessions,
+/// sign-out) stay open; the API answers as before, its second factor for them being the mailed
+/// code.
+pub(crate) fn setup_first(parts: &axum::http::request::Parts) -> Response {
+    let next = if parts.method == axum::http::Method::GET {
+        local_path(parts.uri.path_and_query().map_or("/", axum::http::uri::PathAndQuery::as_str))
+    } else {
+        "/".to_owned()
+    };
+    Redirect::to(&format!("/account/authenticator?next={}", form::encode(&next))).into_response()
+}
+
 async fn page(
     state: &AppState,
     p: &Principal,
