@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "COUNTERSIGN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// A second address for operators: /healthz, /readyz and /metrics only (plain HTTP), and the
+    /// public listener then answers /metrics with 404. Keep it on a private interface.
+    #[arg(long, env = "COUNTERSIGN_MANAGEMENT_LISTEN")]
+    pub management_listen: Option<SocketAddr>,
     /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
     #[arg(long, env = "COUNTERSIGN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
     pub trusted_proxies: Vec<IpNet>,

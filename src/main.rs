@@ -153,6 +153,16 @@ async fn serve(
             anyhow::bail!("cannot listen on {} (COUNTERSIGN_LISTEN / --listen): {e}", args.listen);
         }
     };
+    let management = match args.management_listen {
+        Some(at) => match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                store.shutdown().await;
+                anyhow::bail!("cannot listen on {at} (COUNTERSIGN_MANAGEMENT_LISTEN / --management-listen): {e}");
+            }
+        },
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let mut state =
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
@@ -161,6 +171,7 @@ async fn serve(
             .with_files(files)
             .with_public_url(args.public_url(addr, bounds.tls.is_some()));
     state.secure_cookies = !args.insecure_cookies;
+    state.metrics_on_management_only = management.is_some();
     let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
         Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),
         Err(e) => {
@@ -175,6 +186,12 @@ async fn serve(
     if let Some(seeded) = demo {
         seeded.print(addr);
     }
+    let management = management.map(|l| {
+        let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(addr = %at, "management listening (/healthz, /readyz, /metrics)");
+        let bounds = web::transport::Bounds { max_connections: 64, ..web::transport::Bounds::default() };
+        tokio::spawn(web::serve_with(l, web::management_router(state.clone()), shutdown_signal(), bounds))
+    });
     let app = web::router(state);
     let checkpointer = audit::checkpoint::spawn_checkpointer(
         store.clone(),
@@ -191,6 +208,9 @@ async fn serve(
     );
     let served = web::serve_with(listener, app, shutdown_signal(), bounds).await;
     tracing::info!("shutting down");
+    if let Some(m) = management {
+        m.abort();
+    }
     checkpointer.abort();
     expiry.abort();
     watch.abort();

@@ -34,7 +34,7 @@ pub use plumbing::client::{ClientContext, TrustedProxies};
 pub use plumbing::state::AppState;
 pub use plumbing::transport::{serve, serve_with};
 pub use plumbing::{edge, guard, ip_allowlist, limits, refusals, session_cache, tls, transport};
-pub use router::{API_CSP, route_table, router, with_middleware};
+pub use router::{API_CSP, management_router, route_table, router, with_middleware};
 pub use ui::PAGE_CSP;
 /// The pages' static files (tests check the vendored htmx against its pin).
 pub mod assets {

@@ -357,6 +357,20 @@ pub fn router(state: AppState) -> Router {
     with_middleware(state, routes)
 }
 
+/// What the management listener (`serve --management-listen`) answers: the health probes and
+/// the metrics, through the same middleware as everything else, and nothing of the application.
+/// With it, the public listener answers `/metrics` 404 (`AppState::metrics_on_management_only`).
+pub fn management_router(state: AppState) -> Router {
+    use Guard::Public;
+    let routes = Routes::new(Some(state.clone()), "")
+        .get("/healthz", Public("liveness probe"), health::healthz)
+        .get("/readyz", Public("readiness probe"), health::readyz)
+        .get("/metrics", Public("process counters, no tenant data"), health::metrics)
+        .router
+        .layer(axum::Extension(health::Management));
+    with_middleware(state, routes)
+}
+
 /// The span every request's log lines carry. `client_ip` is recorded by `client::capture`; the
 /// organisation and the caller's id (`user_id` for a person, `api_key_id` for a key) by the
 /// authentication, once it succeeds (`Principal::authenticate`). Ids only: never an email,

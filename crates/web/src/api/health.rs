@@ -8,6 +8,10 @@ use serde::Serialize;
 
 use crate::AppState;
 
+/// Marks a request that came in on the management listener (`serve --management-listen`).
+#[derive(Debug, Clone, Copy)]
+pub struct Management;
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
     /// Always `ok`.
@@ -66,7 +70,10 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
 
 /// OpenMetrics text (Prometheus scrapes it), encoded by the Prometheus client: the isolation and
 /// refusal counters, the build, the database pool, the process, and per-route requests.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, management: Option<axum::Extension<Management>>) -> Response {
+    if state.metrics_on_management_only && management.is_none() {
+        return crate::ApiError::not_found().into_response();
+    }
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
     use prometheus_client::metrics::info::Info;

@@ -50,6 +50,9 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// OpenID Connect sign-in: its HTTP client (no redirects) and providers' discovery cache.
     pub sso: Arc<identity::signin::oidc::Sso>,
+    /// `serve --management-listen`: `/metrics` is answered only on the management listener
+    /// ([`crate::management_router`]); the public one says 404. Health probes answer on both.
+    pub metrics_on_management_only: bool,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             files: Arc::new(files),
             public_url: None,
             sso: Arc::new(identity::signin::oidc::Sso::new()?),
+            metrics_on_management_only: false,
             store,
         })
     }

@@ -120,11 +120,7 @@ pub async fn serve_with(
         match &bounds.tls {
             None => {
                 tokio::spawn(async move {
-                    let conn =
-                        http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
-                    }
+                    serve_io(http, stream, svc, watcher, remote).await;
                     drop(slot);
                 });
             }
@@ -132,16 +128,13 @@ pub async fn serve_with(
                 let acceptor = tls.acceptor();
                 let handshake_bound = bounds.head_timeout;
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(handshake_bound, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return tracing::debug!(error = %e, %remote, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
-                    };
-                    let svc = axum::Extension(super::client::ServedOverTls).layer(svc);
-                    let conn =
-                        http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(svc));
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    match tokio::time::timeout(handshake_bound, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let svc = axum::Extension(super::client::ServedOverTls).layer(svc);
+                            serve_io(http, stream, svc, watcher, remote).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }
                     drop(slot);
                 });
@@ -153,6 +146,31 @@ pub async fn serve_with(
         tracing::warn!(grace = ?bounds.shutdown_grace, "requests still in flight after the shutdown grace; closing them");
     }
     Ok(())
+}
+
+/// Serves one connection, plain or already through its TLS handshake, until it ends (or
+/// shutdown's grace runs out): hyper's refusals get the JSON shape on the way out.
+async fn serve_io<I, S>(
+    http: hyper::server::conn::http1::Builder,
+    io: I,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    remote: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = http.serve_connection(TokioIo::new(JsonRefusals::new(io)), TowerToHyperService::new(svc));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, %remote, "connection ended with an error");
+    }
 }
 
 /// Answers a connection over the limit with 503 and our JSON error shape, then closes it. Bounded
