@@ -25,8 +25,9 @@ pub async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
         return verify_bundle(dir, public_key.as_deref());
     }
     let key = db.audit_key();
+    let previous = db.previous_audit_keys()?;
     let store = Store::open(&db.settings()).await?;
-    let result = run_with_store(cmd, &store, &key).await;
+    let result = run_with_store(cmd, &store, &key, &previous).await;
     store.shutdown().await;
     result
 }
@@ -36,10 +37,15 @@ fn signing_key(key: &KeyFile) -> anyhow::Result<CheckpointKey> {
     Ok(CheckpointKey::from_seed(key.seed(Generate::Never)?))
 }
 
-async fn run_with_store(cmd: AuditCommand, store: &Store, key: &KeyFile) -> anyhow::Result<ExitCode> {
+async fn run_with_store(
+    cmd: AuditCommand,
+    store: &Store,
+    key: &KeyFile,
+    previous: &[ed25519_dalek::VerifyingKey],
+) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify { tenant, public_keys, workers } => {
-            let keys = trusted_keys(key, &public_keys)?;
+            let keys = trusted_keys(key, previous, &public_keys)?;
             let mut opts = verify::Options::default();
             if let Some(w) = workers {
                 opts.workers = usize::from(w);
@@ -261,9 +267,13 @@ fn hex_short(b: &[u8]) -> String {
 }
 
 /// The keys `audit verify` trusts: the `--public-key` files, else this server's key if it is
-/// here. Verification never writes a key: without one, the chains are still recomputed and the
+/// here and its earlier keys (`--previous-audit-key-file`, after a rotation). Verification never writes a key: without one, the chains are still recomputed and the
 /// checkpoints reported as unverified, naming their key ids.
-fn trusted_keys(key: &KeyFile, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
+fn trusted_keys(
+    key: &KeyFile,
+    previous: &[ed25519_dalek::VerifyingKey],
+    extra: &[PathBuf],
+) -> anyhow::Result<TrustedKeys> {
     let mut keys = Vec::new();
     for p in extra {
         let text = std::fs::read_to_string(p).with_context(|| format!("--public-key {}", p.display()))?;
@@ -272,6 +282,9 @@ fn trusted_keys(key: &KeyFile, extra: &[PathBuf]) -> anyhow::Result<TrustedKeys>
     if keys.is_empty() {
         if key.path.exists() || key.explicit {
             keys.push(signing_key(key)?.public());
+            keys.extend(previous.iter().copied());
+        } else if !previous.is_empty() {
+            keys.extend(previous.iter().copied());
         } else {
             eprintln!(
                 "note: no checkpoint key at {} and no --public-key: checkpoint signatures cannot be checked \

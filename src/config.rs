@@ -54,6 +54,24 @@ pub struct DbArgs {
     /// (generated on first start; default <data-dir>/keys/session-ed25519.key).
     #[arg(long, env = "COUNTERSIGN_SESSION_KEY_FILE", global = true)]
     pub session_key_file: Option<PathBuf>,
+    /// Earlier session key file(s) whose tokens are still accepted until they expire, during a
+    /// rotation (repeatable). Only the current --session-key-file signs.
+    #[arg(
+        long = "previous-session-key-file",
+        env = "COUNTERSIGN_PREVIOUS_SESSION_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub previous_session_key_files: Vec<PathBuf>,
+    /// Earlier audit checkpoint key file(s) whose checkpoints still verify, after a rotation
+    /// (repeatable). Only the current --audit-key-file signs.
+    #[arg(
+        long = "previous-audit-key-file",
+        env = "COUNTERSIGN_PREVIOUS_AUDIT_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub previous_audit_key_files: Vec<PathBuf>,
     /// AES-256 key that seals TOTP secrets at rest; every node of one deployment must share it
     /// (generated on first start; default <data-dir>/keys/mfa-aes256.key).
     #[arg(long, env = "COUNTERSIGN_MFA_KEY_FILE", global = true)]
@@ -81,6 +99,10 @@ pub struct DbArgs {
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
+    /// Apply pending database migrations before serving (small installs). Without it, `serve`
+    /// applies none and refuses a schema it cannot run against, naming `countersign migrate`.
+    #[arg(long, env = "COUNTERSIGN_MIGRATE")]
+    pub migrate: bool,
     /// Address to listen on.
     #[arg(long, env = "COUNTERSIGN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -195,8 +217,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Seed demonstration organisations, then serve.
     Demo(ServeArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations and exit (as the owner, DATABASE_URL). `serve` applies none
+    /// unless started with --migrate.
     Migrate,
+    /// Write a new session-signing or audit-checkpoint key file (mode 0600; an existing file is
+    /// never overwritten) and print its key id. See docs/OPERATIONS.md for rotation.
+    Keygen(KeygenArgs),
     /// Verify, export and checkpoint the audit ledger.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -214,6 +240,31 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// session (signs access tokens) or audit (signs audit checkpoints).
+    #[arg(value_enum)]
+    pub kind: KeyKind,
+    /// The new key file; it must not exist.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KeyKind {
+    Session,
+    Audit,
+}
+
+impl KeyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "session-signing",
+            Self::Audit => "audit-checkpoint",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -489,6 +540,17 @@ impl KeyFile {
     }
 }
 
+/// Earlier Ed25519 key files: seeds, of which only the public half is kept.
+fn previous(paths: &[PathBuf], what: &str) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let seed = audit::load_seed(p).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            Ok(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key())
+        })
+        .collect()
+}
+
 impl DbArgs {
     fn key_file(&self, explicit: Option<&PathBuf>, default: &str, what: &'static str) -> KeyFile {
         match explicit {
@@ -519,6 +581,18 @@ impl DbArgs {
             "mfa-aes256.key",
             "MFA key (COUNTERSIGN_MFA_KEY_FILE / --mfa-key-file)",
         )
+    }
+
+    /// The public halves of the earlier session keys (`--previous-session-key-file`), which
+    /// must exist.
+    pub fn previous_session_keys(&self) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+        previous(&self.previous_session_key_files, "previous session key (--previous-session-key-file)")
+    }
+
+    /// The public halves of the earlier audit keys (`--previous-audit-key-file`), which must
+    /// exist.
+    pub fn previous_audit_keys(&self) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+        previous(&self.previous_audit_key_files, "previous audit key (--previous-audit-key-file)")
     }
 
     /// The MFA key box: the current key (generated only as `generate` allows) and the old keys

@@ -62,12 +62,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.db.settings();
     match cli.command {
         Command::Migrate => {
-            let store = store::Store::open(&settings).await?;
+            let store = store::Store::open_migrating(&settings).await?;
             let r = store.readiness().await;
             println!("migrations current: schema version {:?}", r.schema_version);
             store.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keygen(args) => keygen(&args),
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::SecurityDocs(args) => security_docs::run(&args),
@@ -88,12 +89,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let keys = ServerKeys::load(&cli.db, &args)?;
-            let store = store::Store::open(&settings).await?;
+            // Plain `serve` applies no migration: a schema it cannot run against is refused,
+            // naming `countersign migrate`. `--migrate` does both (small installs).
+            let migrations = if args.migrate { store::Migrations::Apply } else { store::Migrations::Require };
+            let store = store::Store::open_as(&settings, migrations).await?;
             serve(store, args, keys, None).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             let keys = ServerKeys::load(&cli.db, &args)?;
-            let store = store::Store::open(&settings).await?;
+            let store = store::Store::open_migrating(&settings).await?;
             let seeded = match demo::seed(&store).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -110,6 +114,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// generated only at their default paths (first start); a path named explicitly must exist.
 struct ServerKeys {
     audit: std::sync::Arc<audit::CheckpointKey>,
+    /// Public halves of earlier checkpoint keys: what they signed still verifies.
+    previous_audit: Vec<ed25519_dalek::VerifyingKey>,
     session: identity::signin::tokens::TokenKey,
     mfa: identity::signin::secret_box::SecretBox,
     files: files::Files,
@@ -122,9 +128,12 @@ impl ServerKeys {
             k.seed(config::Generate::Never)?;
         }
         let g = config::Generate::AtDefaultPath;
+        let session = identity::signin::tokens::TokenKey::from_seed(db.session_key().seed(g)?)
+            .with_previous(db.previous_session_keys()?);
         Ok(Self {
             audit: std::sync::Arc::new(audit::CheckpointKey::from_seed(db.audit_key().seed(g)?)),
-            session: identity::signin::tokens::TokenKey::from_seed(db.session_key().seed(g)?),
+            previous_audit: db.previous_audit_keys()?,
+            session,
             mfa: db.mfa_keys(g)?,
             files: db.files(g, args.max_upload_mib)?,
         })
@@ -137,7 +146,14 @@ async fn serve(
     keys: ServerKeys,
     demo: Option<demo::Seeded>,
 ) -> anyhow::Result<()> {
-    let ServerKeys { audit: key, session: token_key, mfa: mfa_keys, files } = keys;
+    let ServerKeys { audit: key, previous_audit, session: token_key, mfa: mfa_keys, files } = keys;
+    tracing::info!(
+        session_key_id = token_key.kid(),
+        previous_session_keys = ?token_key.previous_kids(),
+        audit_key_id = key.key_id(),
+        previous_audit_keys = ?previous_audit.iter().map(audit::key_id).collect::<Vec<_>>(),
+        "signing keys"
+    );
     tracing::info!(storage = ?files.storage, max_upload = files.max_upload, "files");
     let bounds = match args.bounds() {
         Ok(b) => b,
@@ -202,7 +218,7 @@ async fn serve(
         spawn_membership_expiry(store.clone(), std::time::Duration::from_secs(args.membership_expiry_interval));
     let watch = audit::watch::spawn(
         store.clone(),
-        std::sync::Arc::new(audit::TrustedKeys::of([key.public()])),
+        std::sync::Arc::new(audit::TrustedKeys::of(std::iter::once(key.public()).chain(previous_audit))),
         std::time::Duration::from_secs(5).min(std::time::Duration::from_secs(args.chain_watch_interval)),
         std::time::Duration::from_secs(args.chain_watch_interval),
     );
@@ -220,6 +236,18 @@ async fn serve(
     }
     store.shutdown().await;
     served.map_err(Into::into)
+}
+
+/// `countersign keygen`: a new key file (0600), never over an existing one.
+fn keygen(args: &config::KeygenArgs) -> anyhow::Result<ExitCode> {
+    let seed = audit::create_seed(&args.out).map_err(|e| anyhow::anyhow!("keygen: {e}"))?;
+    let key_id = match args.kind {
+        config::KeyKind::Session => identity::signin::tokens::TokenKey::from_seed(seed).kid().to_owned(),
+        config::KeyKind::Audit => audit::CheckpointKey::from_seed(seed).key_id().to_owned(),
+    };
+    println!("{key_id}");
+    eprintln!("wrote a new {} key to {} (key id {key_id})", args.kind.name(), args.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the TLS certificate and key again on every SIGHUP (a renewed certificate without a

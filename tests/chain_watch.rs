@@ -115,7 +115,15 @@ async fn the_server_watches_the_chains_without_being_asked() {
     let dir = std::env::temp_dir().join(format!("countersign-watch-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{PORT}"), "--chain-watch-interval", "1", "--data-dir"])
+        .args([
+            "serve",
+            "--migrate",
+            "--listen",
+            &format!("127.0.0.1:{PORT}"),
+            "--chain-watch-interval",
+            "1",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env("DATABASE_URL", db.url())
         .env_remove("COUNTERSIGN_LISTEN")

@@ -53,7 +53,7 @@ fn wait_ready(base: &str) -> bool {
 
 fn serve_once(data: &Path, port: u16) -> String {
     let mut child = countersign()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -111,7 +111,7 @@ fn an_embedded_cluster_left_by_a_killed_server_is_adopted_and_stopped_but_a_live
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = countersign()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&dir)
         .stderr(Stdio::null())
         .stdout(Stdio::null())

@@ -15,7 +15,7 @@ const PORT: u16 = 18320;
 
 fn start_node(db: &TestDb, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{PORT}"), "--data-dir"])
+        .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{PORT}"), "--data-dir"])
         .arg(dir)
         .env("DATABASE_URL", db.url())
         .env_remove("COUNTERSIGN_LISTEN")

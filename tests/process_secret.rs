@@ -54,7 +54,15 @@ const PORT: u16 = 18310;
 
 fn serve(db: &TestDb, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{PORT}"), "--process-secret-lease", "2", "--data-dir"])
+        .args([
+            "serve",
+            "--migrate",
+            "--listen",
+            &format!("127.0.0.1:{PORT}"),
+            "--process-secret-lease",
+            "2",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("DATABASE_URL", db.url())
         .env_remove("COUNTERSIGN_LISTEN")

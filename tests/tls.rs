@@ -46,7 +46,7 @@ fn free_port() -> u16 {
 
 fn serve(db: &TestDb, dir: &Path, port: u16, crt: &Path, key: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.join("data"))
         .arg("--tls-cert")
         .arg(crt)
@@ -123,7 +123,7 @@ async fn https_with_hsts_and_a_certificate_renewed_on_sighup() {
     // Bad settings are refused by name before anything listens.
     let refused = |args: &[&str]| {
         let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+            .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
             .arg(dir.join("data"))
             .args(args)
             .env("DATABASE_URL", db.url())

@@ -47,23 +47,38 @@ pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], AuditError> {
     match std::fs::read_to_string(path) {
         Ok(_) => load_seed(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            rand::rng().fill_bytes(&mut seed);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(path)?;
-            writeln!(f, "{}", hex::encode(seed))?;
-            f.sync_all()?;
+            let seed = create_seed(path)?;
             tracing::info!(path = %path.display(), "generated a new server key");
             Ok(seed)
         }
         Err(e) => Err(bad(&e)),
     }
+}
+
+/// Generates a 32-byte seed into a new file at `path` (parent directories included) readable
+/// by its owner only (0600). An existing file is never overwritten: that is an error naming it
+/// (`countersign keygen`, and first start at a default path).
+pub fn create_seed(path: &Path) -> Result<[u8; 32], AuditError> {
+    let bad = |e: &dyn fmt::Display| AuditError::Key(format!("{}: {e}", path.display()));
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| bad(&e))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = match opts.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(bad(&"already exists (a key file is never overwritten)"));
+        }
+        Err(e) => return Err(bad(&e)),
+    };
+    writeln!(f, "{}", hex::encode(seed)).map_err(|e| bad(&e))?;
+    f.sync_all().map_err(|e| bad(&e))?;
+    Ok(seed)
 }
 
 /// First 16 hex digits of SHA-256 over the raw public key.

@@ -20,4 +20,4 @@ pub use append::{Receipt, record, record_by, record_for, record_platform};
 pub use delta::{Changes, REDACTED, is_secret_field};
 pub use error::AuditError;
 pub use event::{Action, Actor, ActorKind, Entity, Event, Origin, Who};
-pub use keys::{CheckpointKey, TrustedKeys, key_id, load_or_create_seed, load_seed, public_pem};
+pub use keys::{CheckpointKey, TrustedKeys, create_seed, key_id, load_or_create_seed, load_seed, public_pem};

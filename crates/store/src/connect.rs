@@ -96,13 +96,31 @@ pub struct Readiness {
     pub database: bool,
     pub schema_version: Option<i64>,
     pub expected_version: Option<i64>,
+    /// The schema is the one this binary expects, or newer and declared compatible with it.
+    pub schema_compatible: bool,
+    /// Later migrations applied that declare themselves compatible with this binary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub newer_compatible: Vec<i64>,
+    /// Why the schema is not runnable (behind, or newer and incompatible).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_problem: Option<String>,
 }
 
 impl Readiness {
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.database && self.schema_version == self.expected_version
+        self.database && self.schema_compatible
     }
+}
+
+/// Whether opening the store applies pending migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply them (`countersign migrate`, `serve --migrate`, `demo`).
+    Apply,
+    /// Apply nothing; refuse to open a schema this binary cannot run against (behind, or newer
+    /// without a compatibility declaration), naming `countersign migrate`.
+    Require,
 }
 
 fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions, StoreError> {
@@ -115,8 +133,19 @@ fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions, StoreEr
 }
 
 impl Store {
-    /// Opens the store described by `settings`, starting the embedded cluster if needed.
+    /// Opens the store described by `settings` without migrating (starting the embedded cluster
+    /// if needed): a schema this binary cannot run against is refused ([`Migrations::Require`]).
     pub async fn open(settings: &DbSettings) -> Result<Self, StoreError> {
+        Self::open_as(settings, Migrations::Require).await
+    }
+
+    /// Opens the store described by `settings`, applying pending migrations first.
+    pub async fn open_migrating(settings: &DbSettings) -> Result<Self, StoreError> {
+        Self::open_as(settings, Migrations::Apply).await
+    }
+
+    /// Opens the store described by `settings`, migrating or not as `migrations` says.
+    pub async fn open_as(settings: &DbSettings, migrations: Migrations) -> Result<Self, StoreError> {
         let (admin, embedded) = match &settings.database_url {
             Some(url) => (parse_url(url, "DATABASE_URL")?, None),
             None => {
@@ -134,7 +163,7 @@ impl Store {
                 }
             }
         };
-        let opened = Self::open_tuned(
+        let opened = Self::open_inner(
             admin,
             app,
             settings.app_password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(),
@@ -143,6 +172,7 @@ impl Store {
                 lease: settings.secret_lease,
                 db_wait: settings.db_wait,
             },
+            migrations,
         )
         .await;
         match opened {
@@ -188,6 +218,17 @@ impl Store {
         app_password: Option<&str>,
         tuning: Tuning,
     ) -> Result<Self, StoreError> {
+        Self::open_inner(admin, app, app_password, tuning, Migrations::Apply).await
+    }
+
+    /// [`Store::open_tuned`] with the choice of [`Migrations`].
+    pub async fn open_inner(
+        admin: PgConnectOptions,
+        app: PgConnectOptions,
+        app_password: Option<&str>,
+        tuning: Tuning,
+        migrations: Migrations,
+    ) -> Result<Self, StoreError> {
         let Tuning { max_connections, lease, db_wait } = tuning;
         let lease = lease.clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let mut conn = admin.connect().await.map_err(|e| {
@@ -197,9 +238,27 @@ impl Store {
                 admin.get_database().unwrap_or("(default)")
             ))
         })?;
-        let report = migrate::run(&mut conn, app_password).await?;
-        if !report.applied.is_empty() {
-            tracing::info!(applied = ?report.applied, "migrations applied");
+        match migrations {
+            Migrations::Apply => {
+                let report = migrate::run(&mut conn, app_password).await?;
+                if !report.applied.is_empty() {
+                    tracing::info!(applied = ?report.applied, "migrations applied");
+                }
+            }
+            Migrations::Require => {
+                let state = migrate::state(&mut conn).await?;
+                if let Some(problem) = state.problem() {
+                    let _ = conn.close().await;
+                    return Err(StoreError::Config(problem));
+                }
+                if let migrate::SchemaState::NewerCompatible { newer } = &state {
+                    tracing::warn!(
+                        ?newer,
+                        "the database schema is newer than this binary; its later migrations declare \
+                         themselves compatible (expand/contract): serving"
+                    );
+                }
+            }
         }
         let secret = bypass::generate_secret();
         // The secrets table is owner-only (forced RLS): act as the owner, as migrations do.
@@ -355,14 +414,40 @@ impl Store {
     /// with a short timeout gets an answer rather than a timeout of its own.
     pub async fn readiness(&self) -> Readiness {
         let expected_version = migrate::MIGRATOR.iter().map(|m| m.version).max();
-        let version = tokio::time::timeout(
+        let known: Vec<i64> = migrate::MIGRATOR.iter().map(|m| m.version).collect();
+        let rows = tokio::time::timeout(
             READINESS_BOUND,
-            sqlx::query_scalar!("select countersign_schema_version()").fetch_one(&self.inner.pool),
+            sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
+                "select version, compatible_with from countersign_schema_versions()",
+            )
+            .fetch_all(&self.inner.pool),
         )
         .await;
-        match version {
-            Ok(Ok(v)) => Readiness { database: true, schema_version: v, expected_version },
-            Ok(Err(_)) | Err(_) => Readiness { database: false, schema_version: None, expected_version },
+        match rows {
+            Ok(Ok(rows)) => {
+                let applied: Vec<(i64, Option<i64>)> =
+                    rows.into_iter().filter_map(|(v, c)| v.map(|v| (v, c))).collect();
+                let state = migrate::assess(&applied, &known);
+                Readiness {
+                    database: true,
+                    schema_version: applied.iter().map(|(v, _)| *v).max(),
+                    expected_version,
+                    schema_compatible: state.runnable(),
+                    newer_compatible: match &state {
+                        migrate::SchemaState::NewerCompatible { newer } => newer.clone(),
+                        _ => Vec::new(),
+                    },
+                    schema_problem: state.problem(),
+                }
+            }
+            Ok(Err(_)) | Err(_) => Readiness {
+                database: false,
+                schema_version: None,
+                expected_version,
+                schema_compatible: false,
+                newer_compatible: Vec::new(),
+                schema_problem: None,
+            },
         }
     }
 

@@ -17,7 +17,9 @@ pub mod testing;
 mod tx;
 
 pub use bypass::BypassTx;
-pub use connect::{DEFAULT_DB_WAIT, DEFAULT_SECRET_LEASE, DbSettings, PoolStats, READINESS_BOUND, Store, Tuning};
+pub use connect::{
+    DEFAULT_DB_WAIT, DEFAULT_SECRET_LEASE, DbSettings, Migrations, PoolStats, READINESS_BOUND, Store, Tuning,
+};
 pub use error::StoreError;
 pub use ids::{IdError, TenantId};
 pub use tx::{GlobalTx, ProgramScope, RelationScope, SnapshotId, TenantTx};

@@ -27,6 +27,104 @@ impl MigrationSource {
     fn checksum(&self) -> Vec<u8> {
         Sha256::digest(self.sql.as_bytes()).to_vec()
     }
+
+    /// The `-- compatible-with: <version>` header line: the oldest binary schema version (the
+    /// newest migration that binary knows) that still runs correctly once this migration is
+    /// applied (an expand step). Only comment lines before the first statement count.
+    #[must_use]
+    pub fn compatible_with(&self) -> Option<i64> {
+        self.sql
+            .lines()
+            .map(str::trim)
+            .take_while(|l| l.is_empty() || l.starts_with("--"))
+            .find_map(|l| l.strip_prefix("--")?.trim().strip_prefix("compatible-with:")?.trim().parse().ok())
+    }
+}
+
+/// How the database's schema stands against the migrations a binary knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// Exactly the known migrations are applied.
+    Current,
+    /// Known migrations are missing (none at all on a fresh database): `countersign migrate`.
+    Behind { missing: Vec<i64> },
+    /// Later migrations are applied, and each declares itself compatible with this binary.
+    NewerCompatible { newer: Vec<i64> },
+    /// A later migration is applied that does not declare itself compatible with this binary.
+    NewerIncompatible { version: i64, compatible_with: Option<i64> },
+}
+
+impl SchemaState {
+    /// Whether a server of this binary may run against the schema.
+    #[must_use]
+    pub fn runnable(&self) -> bool {
+        matches!(self, Self::Current | Self::NewerCompatible { .. })
+    }
+
+    /// What is wrong, for logs, readiness and the refusal to start (`None` when runnable).
+    #[must_use]
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Self::Current | Self::NewerCompatible { .. } => None,
+            Self::Behind { missing } => Some(format!(
+                "the database schema is behind this binary (missing migration(s) {missing:?}); \
+                 run `countersign migrate` (or start with `serve --migrate`)"
+            )),
+            Self::NewerIncompatible { version, compatible_with: Some(c) } => Some(format!(
+                "the database schema has migration {version}, which is compatible only with binaries at schema \
+                 version {c} or later; this binary knows up to {}: upgrade the binary",
+                known_latest()
+            )),
+            Self::NewerIncompatible { version, compatible_with: None } => Some(format!(
+                "the database schema has migration {version}, which this binary does not know and which does not \
+                 declare itself compatible with older binaries: upgrade the binary"
+            )),
+        }
+    }
+}
+
+/// The newest migration compiled into this binary.
+#[must_use]
+pub fn known_latest() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Compares `applied` (version, declared compatible-with) with the `known` versions.
+#[must_use]
+pub fn assess(applied: &[(i64, Option<i64>)], known: &[i64]) -> SchemaState {
+    let missing: Vec<i64> = known.iter().copied().filter(|k| !applied.iter().any(|(v, _)| v == k)).collect();
+    if !missing.is_empty() {
+        return SchemaState::Behind { missing };
+    }
+    let latest = known.iter().copied().max().unwrap_or(0);
+    let mut newer = Vec::new();
+    for &(version, compatible_with) in applied.iter().filter(|(v, _)| !known.contains(v)) {
+        match compatible_with {
+            Some(c) if c <= latest => newer.push(version),
+            _ => return SchemaState::NewerIncompatible { version, compatible_with },
+        }
+    }
+    if newer.is_empty() { SchemaState::Current } else { SchemaState::NewerCompatible { newer } }
+}
+
+/// The schema's state as the owner sees it (before any migration: the bookkeeping table may be
+/// missing, or predate the `compatible_with` column).
+pub async fn state(conn: &mut PgConnection) -> Result<SchemaState, StoreError> {
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let mut tx = conn.begin().await?;
+    let exists: bool =
+        sqlx::query_scalar("select to_regclass('public.schema_migrations') is not null").fetch_one(&mut *tx).await?;
+    let applied: Vec<(i64, Option<i64>)> = if exists {
+        // The table is owner-only (forced RLS): read it as the owner, as migrations do.
+        sqlx::query("set local role countersign_owner").execute(&mut *tx).await?;
+        sqlx::query_as("select version, (to_jsonb(s) ->> 'compatible_with')::bigint from schema_migrations s")
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
+    tx.rollback().await?;
+    Ok(assess(&applied, &known))
 }
 
 /// The migrations compiled into this binary.
@@ -154,15 +252,31 @@ async fn apply_locked(
                     .bind(m.checksum())
                     .execute(&mut *tx)
                     .await?;
+                // The column exists from migration 35 on; earlier migrations declare nothing.
+                if let Some(c) = m.compatible_with() {
+                    sqlx::query("update schema_migrations set compatible_with = $2 where version = $1")
+                        .bind(m.version)
+                        .bind(c)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 report.applied.push(m.version);
             }
         }
     }
-    if let Some(unknown) = recorded.iter().find(|(v, _)| !migrations.iter().any(|m| m.version == *v)) {
-        return Err(StoreError::Migration(format!(
-            "database has migration {} that this binary does not know; refusing to run an older binary",
-            unknown.0
-        )));
+    if recorded.iter().any(|(v, _)| !migrations.iter().any(|m| m.version == *v)) {
+        // Newer migrations than these: fine only when each declared itself compatible.
+        let applied: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("select version, (to_jsonb(s) ->> 'compatible_with')::bigint from schema_migrations s")
+                .fetch_all(&mut *tx)
+                .await?;
+        let known: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+        if let SchemaState::NewerIncompatible { version, .. } = assess(&applied, &known) {
+            return Err(StoreError::Migration(format!(
+                "database has migration {version} that this binary does not know and that does not declare \
+                 itself compatible with it; refusing to run an older binary"
+            )));
+        }
     }
     guard(&mut tx).await?;
     tx.commit().await?;
@@ -439,4 +553,40 @@ async fn guard(conn: &mut PgConnection) -> Result<(), StoreError> {
     }
     let list: Vec<String> = v.iter().map(|v| format!("table {}: {}", v.table, v.problem)).collect();
     Err(StoreError::Migration(format!("isolation guard refused the migration: {}", list.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(sql: &str) -> MigrationSource {
+        MigrationSource { version: 40, description: "t".into(), sql: sql.into() }
+    }
+
+    #[test]
+    fn the_compatibility_header_is_read_only_before_the_first_statement() {
+        assert_eq!(source("-- expand\n-- compatible-with: 35\nalter table t add c int;").compatible_with(), Some(35));
+        assert_eq!(source("\n--compatible-with:7\nselect 1;").compatible_with(), Some(7));
+        assert_eq!(source("alter table t add c int;\n-- compatible-with: 35\n").compatible_with(), None);
+        assert_eq!(source("-- compatible-with: soon\nselect 1;").compatible_with(), None);
+        assert_eq!(source("select 1;").compatible_with(), None);
+    }
+
+    #[test]
+    fn schema_states_behind_current_newer_compatible_and_incompatible() {
+        let known = [1, 2, 3];
+        assert_eq!(assess(&[], &known), SchemaState::Behind { missing: vec![1, 2, 3] });
+        assert_eq!(assess(&[(1, None), (2, None)], &known), SchemaState::Behind { missing: vec![3] });
+        assert_eq!(assess(&[(1, None), (2, None), (3, None)], &known), SchemaState::Current);
+        let newer = assess(&[(1, None), (2, None), (3, None), (4, Some(3)), (5, Some(2))], &known);
+        assert_eq!(newer, SchemaState::NewerCompatible { newer: vec![4, 5] });
+        assert!(newer.runnable() && newer.problem().is_none());
+        let undeclared = assess(&[(1, None), (2, None), (3, None), (4, Some(3)), (5, None)], &known);
+        assert_eq!(undeclared, SchemaState::NewerIncompatible { version: 5, compatible_with: None });
+        assert!(!undeclared.runnable());
+        let too_new = assess(&[(1, None), (2, None), (3, None), (4, Some(4))], &known);
+        assert_eq!(too_new, SchemaState::NewerIncompatible { version: 4, compatible_with: Some(4) });
+        let behind = assess(&[(1, None)], &known).problem().unwrap_or_default();
+        assert!(behind.contains("countersign migrate"), "{behind}");
+    }
 }

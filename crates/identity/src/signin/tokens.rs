@@ -41,6 +41,8 @@ pub struct TokenKey {
     signing: SigningKey,
     verifying: VerifyingKey,
     kid: String,
+    /// Earlier keys (a rotation): tokens they signed verify until they expire; they sign nothing.
+    previous: Vec<(String, VerifyingKey)>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -54,7 +56,31 @@ impl TokenKey {
     pub fn from_seed(seed: [u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(&seed);
         let verifying = signing.verifying_key();
-        Self { kid: audit::key_id(&verifying), signing, verifying }
+        Self { kid: audit::key_id(&verifying), signing, verifying, previous: Vec::new() }
+    }
+
+    /// Also accepts tokens signed by `previous` keys (until they expire): the rotation window.
+    #[must_use]
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        for k in previous {
+            let kid = audit::key_id(&k);
+            if kid != self.kid && !self.previous.iter().any(|(p, _)| *p == kid) {
+                self.previous.push((kid, k));
+            }
+        }
+        self
+    }
+
+    /// The id of the key that signs (the `kid` of every new token).
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The ids of the earlier keys still accepted.
+    #[must_use]
+    pub fn previous_kids(&self) -> Vec<&str> {
+        self.previous.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// A secret for `purpose` derived from the signing seed (HMAC-SHA-256): every node that holds
@@ -86,7 +112,7 @@ impl TokenKey {
         format!("{input}.{}", B64.encode(sig.to_bytes()))
     }
 
-    /// Checks shape, header (EdDSA, JWT, our key id), signature and expiry. Any failure is
+    /// Checks shape, header (EdDSA, JWT, our key id or a previous one), signature and expiry. Any failure is
     /// `None`: the caller answers 401 without saying which check failed.
     #[must_use]
     pub fn verify(&self, token: &str, now: i64) -> Option<Claims> {
@@ -99,12 +125,17 @@ impl TokenKey {
             return None;
         }
         let header: Header = serde_json::from_slice(&B64.decode(h).ok()?).ok()?;
-        if header.alg != "EdDSA" || header.typ != "JWT" || header.kid != self.kid {
+        if header.alg != "EdDSA" || header.typ != "JWT" {
             return None;
         }
+        let verifying = if header.kid == self.kid {
+            &self.verifying
+        } else {
+            &self.previous.iter().find(|(kid, _)| *kid == header.kid)?.1
+        };
         let sig = Signature::from_slice(&B64.decode(s).ok()?).ok()?;
         let input_len = h.len() + 1 + c.len();
-        self.verifying.verify(&token.as_bytes()[..input_len], &sig).ok()?;
+        verifying.verify(&token.as_bytes()[..input_len], &sig).ok()?;
         let claims: Claims = serde_json::from_slice(&B64.decode(c).ok()?).ok()?;
         (claims.exp > now && claims.iat <= now + 60).then_some(claims)
     }
@@ -147,6 +178,15 @@ mod tests {
             let h = B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"x"}}"#));
             assert_eq!(key.verify(&format!("{h}.{}.", parts[1]), now), None);
         }
+        // Rotation: the new key signs, the old key's tokens verify until they expire, a key
+        // that is neither current nor previous is refused.
+        let rotated = TokenKey::from_seed([9; 32]).with_previous([key.verifying]);
+        assert_eq!(rotated.verify(&t, now), Some(c.clone()));
+        assert_eq!(rotated.verify(&t, c.exp), None);
+        let fresh = rotated.sign(&c);
+        assert!(fresh.starts_with(&B64.encode(format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, rotated.kid()))));
+        assert_eq!(key.verify(&fresh, now), None);
+        assert_eq!(rotated.verify(&TokenKey::from_seed([8; 32]).sign(&c), now), None);
         // Garbage never panics.
         for junk in ["", ".", "..", "a.b.c", "a.b.c.d", &"x".repeat(5000), "eyJ.eyJ.eyJ"] {
             assert_eq!(key.verify(junk, now), None);
