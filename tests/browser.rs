@@ -300,6 +300,34 @@ async fn a_partner_requests_and_claims_mdf_with_proof_and_the_vendor_approves_an
     tokio::task::spawn_blocking(move || run_flow("mdf", &app2, &env)).await.expect("flow");
 }
 
+/// The partner journey in Chromium (tests/browser/partner.mjs): a partner agent registers a deal,
+/// the channel manager approves it in another browser context, the agent opens an opportunity and
+/// closes it won, finance approves the commission and marks it payable, and the agent sees it
+/// approved, then payable; partner B sees none of it. No console error, no CSP violation, no
+/// serious or critical axe finding on any page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_registers_a_deal_that_is_approved_won_and_its_commission_approved_in_a_real_browser() {
+    let (db, app, acme, _beta) = seeded().await;
+    let (pa, pb) = (acme.partners[0], acme.partners[1]);
+    for (p, email, role) in
+        [(pa, "agent@partner-a.example", Role::PartnerAgent), (pb, "bob@partner-b.example", Role::PartnerAdmin)]
+    {
+        let u = common::partner_person(&db, acme.id, p, email, role).await;
+        common::with_password(&db, u).await;
+    }
+    member(&db, acme.id, "acme", "cm", Role::ChannelManager, None, true).await;
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("AGENT", "agent@partner-a.example".to_owned()),
+        ("BOB", "bob@partner-b.example".to_owned()),
+        ("CHANNEL", "cm@acme.example".to_owned()),
+        ("FINANCE", "fin@acme.example".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("partner", &app2, &env)).await.expect("flow");
+}
+
 /// The vendor portal (issue 16): an admin adds a vendor, shares a purchase order with it and
 /// makes a portal link; the vendor opens it in a browser of their own, sees the PO and uploads an
 /// invoice with the progress bar; the raiser sees the invoice on the document; the same link

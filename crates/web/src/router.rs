@@ -227,6 +227,18 @@ fn page_routes(r: Routes) -> Routes {
         .post("/documents/{id}/transitions", Domain(documents::TRANSITION_ACTIONS), ui::documents::transition)
         .get("/periods", Domain(&[Action::PeriodRead]), ui::periods::list)
         .get("/programme", Org(Action::CommissionRead), ui::programme::show)
+        .post("/programme/deals", Org(Action::DealRegister), ui::programme::register)
+        .get("/programme/deals/{id}", Org(Action::DealRead), ui::programme::deal)
+        .post("/programme/deals/{id}/decide", Org(Action::DealDecide), ui::programme::decide)
+        .post("/programme/opportunities", Org(Action::OpportunityCreate), ui::programme::open_opportunity)
+        .post("/programme/opportunities/{id}/stage", Org(Action::OpportunityAdvance), ui::programme::advance)
+        .post(
+            "/programme/commissions/{id}/settle",
+            Domain(&[Action::CommissionApprove, Action::CommissionPay]),
+            ui::programme::settle,
+        )
+        .get("/programme/commissions/statement", Org(Action::CommissionStatement), commissions::statement)
+        .get("/programme/leads/export", Org(Action::LeadExport), programs::export_leads)
         .get("/programme/mdf", Org(Action::MdfRead), ui::mdf::show)
         .post("/programme/mdf/budgets", Org(Action::MdfBudgetManage), ui::mdf::create_budget)
         .post("/programme/mdf/requests", Org(Action::MdfRequest), ui::mdf::create_request)

@@ -190,13 +190,27 @@ async fn settle(
     let id = path_id(id)?;
     let resolution: Option<ResolveBody> = if step == Step::Resolve { Some(json(body)?) } else { None };
     let note: StepBody = if step == Step::Resolve || body.is_empty() { StepBody::default() } else { json(body)? };
-    let note = note.note.as_deref();
+    let resolution = resolution.as_ref().map(|b| (b.resolution.as_str(), b.amount_minor));
+    settle_step(state, p, route, id, step, note.note.as_deref(), resolution).await.map(Json)
+}
+
+/// One finance step on commission `id`, decided per commission by the domain (also the page's,
+/// `crate::ui::programme`): a policy denial is audited as `access.denied`.
+pub(crate) async fn settle_step(
+    state: &AppState,
+    p: &Principal,
+    route: &str,
+    id: Uuid,
+    step: Step,
+    note: Option<&str>,
+    resolution: Option<(&str, Option<i64>)>,
+) -> Result<Commission, ApiError> {
     let mut tx = program_tx(state, p).await?;
     let subject = p.subject();
-    let r = match (step, &resolution) {
+    let r = match (step, resolution) {
         (Step::Approve, _) => commissions::approve(&mut tx, &state.authz, &subject, &p.who, id, note).await,
-        (Step::Resolve, Some(b)) => {
-            commissions::resolve(&mut tx, &state.authz, &subject, &p.who, id, &b.resolution, b.amount_minor).await
+        (Step::Resolve, Some((text, amount))) => {
+            commissions::resolve(&mut tx, &state.authz, &subject, &p.who, id, text, amount).await
         }
         (Step::MarkPayable | Step::Pay, _) => {
             commissions::pay_step(&mut tx, &state.authz, &subject, &p.who, id, step, note).await
@@ -207,7 +221,7 @@ async fn settle(
         Ok(c) => {
             p.checked.mark();
             tx.commit().await?;
-            Ok(Json(c))
+            Ok(c)
         }
         Err(e) => {
             drop(tx);

@@ -1,50 +1,161 @@
-//! `/programme`: the partner programme's opportunities and commissions, for vendor staff (every
-//! partner's), finance (commissions) and partner people (their own company's only). The rows are
-//! read in a `Store::program_tx` opened with the person's own id, so the database decides which
-//! partner's rows exist for them, exactly as for `/api/v1/programme/…`.
+//! `/programme` and `/programme/deals/{id}`: the partner programme's deals, leads, opportunities
+//! and commissions, another face of `crate::api::programs` and `crate::api::commissions` through
+//! the same domain calls. Vendor staff see every partner's rows and decide (channel managers:
+//! deal registrations; finance: commissions, never the person who closed the deal); a partner
+//! person sees only its own company's (the rows are read in a `Store::program_tx` opened with the
+//! person's own id, so the database decides, exactly as for the API), registers deals (and is
+//! told the conflict check's answer in words), moves its opportunities and downloads its
+//! commission statement. Each action form shows only where the policy engine would permit this
+//! person; the domain asks again when it is sent. Another partner's (or organisation's) deal is a
+//! 404 page, the same answer as an id that does not exist.
 
 use askama::Template;
 use askama_web::WebTemplate;
-use authz::{Action, Resource};
-use axum::extract::State;
+use authz::{Action, CommissionFacts, Resource};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use programs::commissions::CommissionStatus;
-use programs::opportunities::Stage;
-use store::ProgramScope;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{NaiveDate, Utc};
+use programs::commissions::{Commission, CommissionStatus, Step};
+use programs::deals::{self, Deal, DealStatus, Decision, NewDeal};
+use programs::opportunities::{self, NewOpportunity, Stage};
+use uuid::Uuid;
 
 use crate::api::documents::member;
+use crate::api::mdf::{acting_user, program_tx};
+use crate::plumbing::access::path_id;
 use crate::ui::chrome::{Chrome, Section};
+use crate::ui::form::Fields;
 use crate::ui::format;
+use crate::ui::mdf::Choice;
 use crate::{ApiError, AppState, Principal};
 
 #[derive(Debug, Clone)]
+pub(crate) struct DealRow {
+    pub id: String,
+    pub partner: String,
+    pub customer: String,
+    pub domain: String,
+    pub amount: String,
+    pub expected_close: String,
+    pub status: &'static str,
+    pub tone: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LeadRow {
+    pub partner: String,
+    pub company: String,
+    pub domain: String,
+    pub registered: String,
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct OpportunityRow {
+    pub id: String,
+    pub partner: String,
     pub name: String,
     pub product: String,
     pub amount: String,
     pub expected_close: String,
     pub stage: &'static str,
     pub tone: &'static str,
+    /// The stages it may move to (empty when closed or not this person's to move).
+    pub moves: Vec<Choice>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct CommissionRow {
     pub id: String,
+    pub partner: String,
+    pub opportunity: String,
     pub base: String,
     pub amount: String,
     pub status: &'static str,
     pub tone: &'static str,
     pub calculated: String,
+    /// The finance step this person may take now: `approve`, `payable` or `pay` (or none).
+    pub step: &'static str,
+    pub step_label: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "programme.html")]
 pub(crate) struct ProgrammePage {
     pub chrome: Chrome,
+    pub vendor: bool,
+    pub show_deals: bool,
+    pub may_register: bool,
+    pub deals: Vec<DealRow>,
+    pub show_leads: bool,
+    pub may_export_leads: bool,
+    pub leads: Vec<LeadRow>,
     pub show_opportunities: bool,
     pub opportunities: Vec<OpportunityRow>,
     pub commissions: Vec<CommissionRow>,
+    pub may_statement: bool,
+    pub partners: Vec<Choice>,
+    pub this_month: String,
+    pub notice: String,
+    /// `success`, `warning` or `error`.
+    pub notice_tone: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "deal.html")]
+pub(crate) struct DealPage {
+    pub chrome: Chrome,
+    pub vendor: bool,
+    pub id: String,
+    pub partner: String,
+    pub customer: String,
+    pub domain: String,
+    pub amount: String,
+    pub amount_plain: String,
+    pub currency: String,
+    pub expected_close: String,
+    pub expected_close_iso: String,
+    pub registered: String,
+    pub status: &'static str,
+    pub tone: &'static str,
+    /// What the status means, in a sentence (the conflict check's answer among them).
+    pub meaning: String,
+    pub reason: String,
+    /// Vendor staff only: the registrations this one collides with.
+    pub conflicts: Vec<String>,
+    pub may_decide: bool,
+    pub may_open: bool,
+    pub notice: String,
+    pub notice_tone: &'static str,
+}
+
+fn deal_status(s: DealStatus) -> (&'static str, &'static str) {
+    match s {
+        DealStatus::Submitted => ("Waiting for the channel manager", "waiting"),
+        DealStatus::Conflict => ("Conflict: waiting for the channel manager", "attention"),
+        DealStatus::Approved => ("Approved, protected", "done"),
+        DealStatus::Rejected => ("Rejected", "refused"),
+        DealStatus::Expired => ("Protection expired", "neutral"),
+    }
+}
+
+fn deal_meaning(d: &Deal) -> String {
+    match d.status {
+        DealStatus::Submitted => {
+            "No other registration for this customer was found. A channel manager approves or rejects it.".to_owned()
+        }
+        DealStatus::Conflict => "This customer (its company name or domain) is already registered by another partner \
+                                 or by the vendor's own sales within the protection window. A channel manager \
+                                 decides which registration stands."
+            .to_owned(),
+        DealStatus::Approved => format!(
+            "Approved: the deal is protected for this partner{}.",
+            d.protected_until.map(|t| format!(" until {}", format::moment(t))).unwrap_or_default()
+        ),
+        DealStatus::Rejected => "Rejected by the channel manager; the reason is below.".to_owned(),
+        DealStatus::Expired => "The protection ran out before the deal closed.".to_owned(),
+    }
 }
 
 fn stage(s: Stage) -> (&'static str, &'static str) {
@@ -57,9 +168,19 @@ fn stage(s: Stage) -> (&'static str, &'static str) {
     }
 }
 
+fn stage_label(s: Stage) -> &'static str {
+    match s {
+        Stage::Qualified => "Qualified",
+        Stage::Proposal => "Proposal",
+        Stage::Negotiation => "Negotiation",
+        Stage::Won => "Closed won",
+        Stage::Lost => "Closed lost",
+    }
+}
+
 fn status(s: CommissionStatus) -> (&'static str, &'static str) {
     match s {
-        CommissionStatus::Calculated => ("Calculated", "waiting"),
+        CommissionStatus::Calculated => ("Calculated, waiting for finance", "waiting"),
         CommissionStatus::Approved => ("Approved", "waiting"),
         CommissionStatus::Payable => ("Payable", "waiting"),
         CommissionStatus::Paid => ("Paid", "done"),
@@ -67,48 +188,425 @@ fn status(s: CommissionStatus) -> (&'static str, &'static str) {
     }
 }
 
-/// `GET /programme` (whoever may read commissions; opportunities shown to those who may read them).
-pub async fn show(State(state): State<AppState>, p: Principal, headers: HeaderMap) -> Result<Response, ApiError> {
-    let user = p.person().map_or(uuid::Uuid::nil(), |person| person.user);
-    let mut tx = state.store.program_tx(p.tenant, ProgramScope::Member(user)).await?;
-    let m = member(&p, &mut tx).await?;
-    let org = Resource::Organisation { tenant: m.subject.tenant };
-    let show_opportunities = state.authz.decide(&m.subject, Action::OpportunityRead, &org).is_ok();
-    let opportunities = if show_opportunities {
-        programs::opportunities::list(&mut tx, 200).await.map_err(ApiError::from)?
-    } else {
-        Vec::new()
+/// The finance step `subject` may take on `c` now (the page shows that form only; the domain
+/// asks the policy engine again, closer included, when it is sent).
+fn finance_step(state: &AppState, s: &authz::Subject, tenant: Uuid, c: &Commission) -> (&'static str, &'static str) {
+    let (action, step, label) = match c.status {
+        CommissionStatus::Calculated => (Action::CommissionApprove, "approve", "Approve commission"),
+        CommissionStatus::Approved => (Action::CommissionPay, "payable", "Mark payable"),
+        CommissionStatus::Payable => (Action::CommissionPay, "pay", "Mark paid"),
+        _ => return ("", ""),
     };
-    let commissions = programs::commissions::list(&mut tx, 200).await.map_err(ApiError::from)?;
-    let chrome = Chrome::member(&state, &mut tx, &m, &headers, Section::Programme).await?;
+    let facts = CommissionFacts { tenant, id: c.id, partner: c.partner_id, closer: c.closed_by };
+    if state.authz.decide(s, action, &Resource::Commission(&facts)).is_ok() { (step, label) } else { ("", "") }
+}
+
+async fn render(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    notice: String,
+    notice_tone: &'static str,
+    code: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut tx = program_tx(state, p).await?;
+    let m = member(p, &mut tx).await?;
+    let s = &m.subject;
+    let tenant = s.tenant;
+    let org = Resource::Organisation { tenant };
+    let allowed = |a: Action| state.authz.decide(s, a, &org).is_ok();
+    let vendor = !matches!(programs::scope(&mut tx).await?, programs::Scope::Partner(_));
+    let show_deals = allowed(Action::DealRead);
+    let show_leads = allowed(Action::LeadRead);
+    let show_opportunities = allowed(Action::OpportunityRead);
+    let may_advance = allowed(Action::OpportunityAdvance);
+    let names = programs::mdf::partner_names(&mut tx).await?;
+    let deal_list = if show_deals { deals::list(&mut tx, 200).await? } else { Vec::new() };
+    let lead_list = if show_leads { programs::leads::page(&mut tx, None, 200).await? } else { Vec::new() };
+    let opportunity_list = if show_opportunities { opportunities::list(&mut tx, 200).await? } else { Vec::new() };
+    let commission_list = programs::commissions::list(&mut tx, 200).await?;
+    let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Programme).await?;
     tx.commit().await?;
-    let opportunities = opportunities
-        .into_iter()
+    let name = |id: Option<Uuid>| match id {
+        None => "Vendor's own sales".to_owned(),
+        Some(id) => names.iter().find(|(p, _)| *p == id).map(|(_, n)| n.clone()).unwrap_or_default(),
+    };
+    let deals = deal_list
+        .iter()
+        .map(|d| {
+            let (status, tone) = deal_status(d.status);
+            DealRow {
+                id: d.id.to_string(),
+                partner: name(d.partner_id),
+                customer: d.customer_company.clone(),
+                domain: d.customer_domain.clone(),
+                amount: format!("{} {}", format::amount(d.amount_minor, &d.currency), d.currency),
+                expected_close: format::date(d.expected_close),
+                status,
+                tone,
+            }
+        })
+        .collect();
+    let leads = lead_list
+        .iter()
+        .map(|l| LeadRow {
+            partner: name(Some(l.partner_id)),
+            company: l.company_name.clone(),
+            domain: l.customer_domain.clone().unwrap_or_default(),
+            registered: format::moment(l.created_at),
+        })
+        .collect();
+    let opportunities = opportunity_list
+        .iter()
         .map(|o| {
             let (stage, tone) = stage(o.stage);
             OpportunityRow {
-                amount: format::amount(o.amount_minor, &o.currency),
+                id: o.id.to_string(),
+                partner: name(Some(o.partner_id)),
+                name: o.name.clone(),
+                product: o.product.clone(),
+                amount: format!("{} {}", format::amount(o.amount_minor, &o.currency), o.currency),
                 expected_close: format::date(o.expected_close),
-                name: o.name,
-                product: o.product,
                 stage,
                 tone,
+                moves: if may_advance {
+                    opportunities::allowed_from(o.stage)
+                        .into_iter()
+                        .map(|to| Choice { value: to.as_str().to_owned(), label: stage_label(to).to_owned() })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect();
-    let commissions = commissions
-        .into_iter()
+    let commissions = commission_list
+        .iter()
         .map(|c| {
             let (status, tone) = status(c.status);
+            let (step, step_label) = finance_step(state, s, tenant, c);
             CommissionRow {
                 id: c.id.to_string(),
-                base: format::amount(c.base_minor, &c.currency),
-                amount: format::amount(c.amount_minor, &c.currency),
+                partner: name(Some(c.partner_id)),
+                opportunity: opportunity_list
+                    .iter()
+                    .find(|o| o.id == c.opportunity_id)
+                    .map_or_else(|| c.opportunity_id.to_string(), |o| o.name.clone()),
+                base: format!("{} {}", format::amount(c.base_minor, &c.currency), c.currency),
+                amount: format!("{} {}", format::amount(c.amount_minor, &c.currency), c.currency),
                 status,
                 tone,
                 calculated: format::moment(c.created_at),
+                step,
+                step_label,
             }
         })
         .collect();
-    Ok((StatusCode::OK, ProgrammePage { chrome, show_opportunities, opportunities, commissions }).into_response())
+    let page = ProgrammePage {
+        chrome,
+        vendor,
+        show_deals,
+        may_register: allowed(Action::DealRegister),
+        deals,
+        show_leads,
+        may_export_leads: allowed(Action::LeadExport),
+        leads,
+        show_opportunities,
+        opportunities,
+        commissions,
+        may_statement: allowed(Action::CommissionStatement),
+        partners: names.iter().map(|(id, n)| Choice { value: id.to_string(), label: n.clone() }).collect(),
+        this_month: Utc::now().format("%Y-%m").to_string(),
+        notice,
+        notice_tone,
+    };
+    Ok((code, page).into_response())
+}
+
+/// `GET /programme` (whoever may read commissions; each section shown to those who may read it).
+pub async fn show(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
+    let notice = match q.get("done") {
+        "moved" => "The opportunity moved on.",
+        "won" => "Closed won: the commission is calculated under the partner's plan and waits for finance.",
+        "approve" => "The commission is approved; next, finance marks it payable.",
+        "payable" => "The commission is payable.",
+        "pay" => "The commission is paid.",
+        _ => "",
+    };
+    render(&state, &p, &headers, notice.to_owned(), "success", StatusCode::OK).await
+}
+
+fn invalid(field: &'static str, words: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", words)
+        .with_details(serde_json::json!({ "field": field }))
+}
+
+/// An amount typed in major units (`1,250.00`) of `currency`.
+fn typed_amount(text: &str, currency: &str) -> Result<i64, ApiError> {
+    let c = currency.parse::<approvals::money::Currency>().ok();
+    format::parse_amount(text, c).ok_or_else(|| invalid("amount", "amount: enter an amount such as 1,250.00"))
+}
+
+fn typed_date(field: &'static str, text: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| invalid(field, &format!("{field}: enter a date as YYYY-MM-DD")))
+}
+
+/// The words for a refusal the person can do something about; `None` leaves it a refusal page.
+fn words(e: &ApiError) -> Option<String> {
+    Some(match e.code {
+        "transition_not_allowed" => {
+            "Nothing was changed: someone acted on it first. Here is where it stands.".to_owned()
+        }
+        "invalid_field" | "invalid_body" => format!("Nothing was changed: {}.", e.message),
+        "deal_not_approved" | "opportunity_exists" | "partner_deal_required" => {
+            format!("Nothing was changed: {}.", e.message)
+        }
+        _ => return None,
+    })
+}
+
+async fn refused(state: &AppState, p: &Principal, headers: &HeaderMap, e: ApiError) -> Result<Response, ApiError> {
+    let Some(text) = words(&e) else { return Err(e) };
+    let tone = if e.status == StatusCode::CONFLICT { "warning" } else { "error" };
+    render(state, p, headers, text, tone, e.status).await
+}
+
+/// `POST /programme/deals` {customer_company, customer_domain, amount, currency, expected_close}
+/// → the deal's page, which says what the conflict check found.
+pub async fn register(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let f = Fields::parse(&body)?;
+    let r = async {
+        let currency = f.get("currency").to_ascii_uppercase();
+        let new = NewDeal {
+            customer_company: f.get("customer_company").to_owned(),
+            customer_domain: f.get("customer_domain").to_owned(),
+            amount_minor: typed_amount(f.get("amount"), &currency)?,
+            currency,
+            expected_close: typed_date("expected close", f.get("expected_close"))?,
+        };
+        let mut tx = program_tx(&state, &p).await?;
+        let deal = deals::register(&mut tx, &p.who, p.permit()?, acting_user(&p), &new).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(deal)
+    }
+    .await;
+    match r {
+        Ok(d) => Ok(Redirect::to(&format!("/programme/deals/{}?done=registered", d.id)).into_response()),
+        Err(e) => refused(&state, &p, &headers, e).await,
+    }
+}
+
+async fn render_deal(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    id: Uuid,
+    notice: String,
+    notice_tone: &'static str,
+    code: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut tx = program_tx(state, p).await?;
+    let m = member(p, &mut tx).await?;
+    let s = &m.subject;
+    let org = Resource::Organisation { tenant: s.tenant };
+    let d = deals::get(&mut tx, id).await?;
+    let vendor = !matches!(programs::scope(&mut tx).await?, programs::Scope::Partner(_));
+    let names = programs::mdf::partner_names(&mut tx).await?;
+    let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Programme).await?;
+    tx.commit().await?;
+    let (status, tone) = deal_status(d.status);
+    let open = matches!(d.status, DealStatus::Submitted | DealStatus::Conflict);
+    let page = DealPage {
+        chrome,
+        vendor,
+        id: d.id.to_string(),
+        partner: d
+            .partner_id
+            .map_or_else(
+                || Some("Vendor's own sales".to_owned()),
+                |id| names.iter().find(|(p, _)| *p == id).map(|(_, n)| n.clone()),
+            )
+            .unwrap_or_default(),
+        customer: d.customer_company.clone(),
+        domain: d.customer_domain.clone(),
+        amount: format!("{} {}", format::amount(d.amount_minor, &d.currency), d.currency),
+        amount_plain: format::amount(d.amount_minor, &d.currency),
+        currency: d.currency.clone(),
+        expected_close: format::date(d.expected_close),
+        expected_close_iso: d.expected_close.to_string(),
+        registered: format::moment(d.created_at),
+        status,
+        tone,
+        meaning: deal_meaning(&d),
+        reason: d.decision_reason.clone().unwrap_or_default(),
+        conflicts: d.conflicts_with.clone().unwrap_or_default().iter().map(Uuid::to_string).collect(),
+        may_decide: open && vendor && state.authz.decide(s, Action::DealDecide, &org).is_ok(),
+        may_open: d.status == DealStatus::Approved
+            && d.partner_id.is_some()
+            && state.authz.decide(s, Action::OpportunityCreate, &org).is_ok(),
+        notice,
+        notice_tone,
+    };
+    Ok((code, page).into_response())
+}
+
+/// `GET /programme/deals/{id}`: 404 page for another partner's (or organisation's) deal.
+pub async fn deal(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
+    let notice = match q.get("done") {
+        "registered" => "Your registration is in. What the conflict check found is below.",
+        "approved" => "Approved: the deal is protected for the partner.",
+        "rejected" => "Rejected; the reason is shown to the partner and kept in the audit trail.",
+        "opened" => "The opportunity is open; it is on the programme page.",
+        _ => "",
+    };
+    render_deal(&state, &p, &headers, id, notice.to_owned(), "success", StatusCode::OK).await
+}
+
+async fn deal_refused(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    id: Uuid,
+    e: ApiError,
+) -> Result<Response, ApiError> {
+    let Some(text) = words(&e) else { return Err(e) };
+    let tone = if e.status == StatusCode::CONFLICT { "warning" } else { "error" };
+    render_deal(state, p, headers, id, text, tone, e.status).await
+}
+
+/// `POST /programme/deals/{id}/decide` {decision: approve|reject, reason} (channel managers).
+pub async fn decide(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let f = Fields::parse(&body)?;
+    let decision = match f.get("decision") {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        _ => return Err(invalid("decision", "decision: approve or reject")),
+    };
+    let r = async {
+        let mut tx = program_tx(&state, &p).await?;
+        deals::decide(&mut tx, &p.who, p.permit()?, acting_user(&p), id, decision, f.get("reason")).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            let done = if decision == Decision::Approve { "approved" } else { "rejected" };
+            Ok(Redirect::to(&format!("/programme/deals/{id}?done={done}")).into_response())
+        }
+        Err(e) => deal_refused(&state, &p, &headers, id, e).await,
+    }
+}
+
+/// `POST /programme/opportunities` {deal_id, name, product, amount, expected_close}: opens an
+/// opportunity from an approved deal registration (in the deal's currency).
+pub async fn open_opportunity(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let f = Fields::parse(&body)?;
+    let deal_id = path_id(f.get("deal_id"))?;
+    let r = async {
+        let mut tx = program_tx(&state, &p).await?;
+        let d = deals::get(&mut tx, deal_id).await?;
+        let new = NewOpportunity {
+            lead_id: None,
+            deal_id: Some(deal_id),
+            name: f.get("name").to_owned(),
+            product: f.get("product").to_owned(),
+            amount_minor: typed_amount(f.get("amount"), &d.currency)?,
+            currency: d.currency.clone(),
+            expected_close: typed_date("expected close", f.get("expected_close"))?,
+        };
+        opportunities::create(&mut tx, &p.who, p.permit()?, acting_user(&p), &new).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => Ok(Redirect::to(&format!("/programme/deals/{deal_id}?done=opened")).into_response()),
+        Err(e) => deal_refused(&state, &p, &headers, deal_id, e).await,
+    }
+}
+
+/// `POST /programme/opportunities/{id}/stage` {stage}: one step on, or lost; `won` computes the
+/// commission.
+pub async fn advance(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let f = Fields::parse(&body)?;
+    let to = Stage::ALL
+        .into_iter()
+        .find(|s| s.as_str() == f.get("stage"))
+        .ok_or_else(|| invalid("stage", "stage: choose the next stage"))?;
+    let r = async {
+        let mut tx = program_tx(&state, &p).await?;
+        opportunities::advance(&mut tx, &p.who, p.permit()?, acting_user(&p), id, to).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => Ok(Redirect::to(if to == Stage::Won { "/programme?done=won" } else { "/programme?done=moved" })
+            .into_response()),
+        Err(e) => refused(&state, &p, &headers, e).await,
+    }
+}
+
+/// `POST /programme/commissions/{id}/settle` {step: approve|payable|pay} (finance; never the
+/// closer): `crate::api::commissions::settle_step`, decided per commission by the domain.
+pub async fn settle(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let f = Fields::parse(&body)?;
+    let (step, done) = match f.get("step") {
+        "approve" => (Step::Approve, "approve"),
+        "payable" => (Step::MarkPayable, "payable"),
+        "pay" => (Step::Pay, "pay"),
+        _ => return Err(invalid("step", "step: approve, payable or pay")),
+    };
+    let route = "POST /programme/commissions/{id}/settle";
+    match crate::api::commissions::settle_step(&state, &p, route, id, step, None, None).await {
+        Ok(_) => Ok(Redirect::to(&format!("/programme?done={done}")).into_response()),
+        Err(e) => refused(&state, &p, &headers, e).await,
+    }
 }

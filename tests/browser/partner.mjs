@@ -1,0 +1,135 @@
+// The partner journey in Chromium, run by tests/browser.rs (BASE_URL, ORG, PASSWORD, AGENT: a
+// partner agent of partner A, BOB: partner B's admin, CHANNEL: a channel manager, FINANCE,
+// CHROMIUM, AXE_PATH), on the shared harness: the agent registers a deal and is told what the
+// conflict check found, the channel manager approves it in another browser context (the agent
+// is offered no decision form), the agent opens an opportunity and closes it won, finance
+// approves the commission, the agent sees it approved and then payable, and partner B sees none
+// of it. Exits non-zero on the first failed step, or at the end when any console error, CSP
+// violation or serious/critical axe finding was seen.
+
+import {
+  BASE, ORG, PASSWORD, audit, expectNotice, fail, finish, heading, person,
+} from './harness.mjs';
+
+const CUSTOMER = 'Globex Corporation';
+const OPPORTUNITY = 'Globex rollout 2030';
+
+/** Signs `p` in from the programme page (sent to sign in, then back to it). */
+async function signIn(p, email) {
+  const { page, who } = p;
+  await page.goto(`${BASE}/programme`);
+  await heading(page, 'Sign in to Countersign');
+  await page.getByLabel('Organisation').fill(ORG);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForLoadState('load');
+  if (!page.url().endsWith('/programme')) await page.goto(`${BASE}/programme`);
+  await heading(page, 'Partner programme');
+  await audit(page, who);
+}
+
+function row(page, text) {
+  return page.locator('tr', { hasText: text });
+}
+
+const agent = await person('partner A agent');
+await signIn(agent, process.env.AGENT);
+let dealUrl;
+{
+  const { page, who } = agent;
+  await page.getByLabel('Customer company').fill(CUSTOMER);
+  await page.getByLabel('Customer domain').fill('globex.example');
+  await page.locator('#deal-amount').fill('20,000.00');
+  await page.getByLabel('Expected close').fill('2030-06-30');
+  await page.getByRole('button', { name: 'Register the deal' }).click();
+  await heading(page, `Deal registration: ${CUSTOMER}`);
+  await expectNotice(page, 'No other registration for this customer was found.');
+  await audit(page, who);
+  dealUrl = page.url().split('?')[0];
+  if (await page.getByRole('button', { name: 'Approve registration' }).count() > 0) {
+    fail(`${who}: the partner is offered a decision form`);
+  }
+}
+
+const channel = await person('channel manager');
+await signIn(channel, process.env.CHANNEL);
+{
+  const { page, who } = channel;
+  await row(page, CUSTOMER).getByRole('link', { name: CUSTOMER }).click();
+  await heading(page, `Deal registration: ${CUSTOMER}`);
+  await audit(page, who);
+  await page.getByLabel('Reason').fill('New logo for partner A');
+  await page.getByRole('button', { name: 'Approve registration' }).click();
+  await expectNotice(page, 'Approved: the deal is protected for the partner.');
+  await audit(page, who);
+}
+
+{
+  const { page, who } = agent;
+  await page.goto(dealUrl);
+  await expectNotice(page, 'Approved: the deal is protected for this partner');
+  await page.getByLabel('Name').fill(OPPORTUNITY);
+  await page.getByLabel('Product code').fill('fixture');
+  await page.getByRole('button', { name: 'Open the opportunity' }).click();
+  await expectNotice(page, 'The opportunity is open');
+  await audit(page, who);
+  await page.goto(`${BASE}/programme`);
+  await heading(page, 'Partner programme');
+  for (const [stage, notice] of [['Proposal', 'The opportunity moved on.'], ['Negotiation', 'The opportunity moved on.'],
+    ['Closed won', 'Closed won: the commission is calculated']]) {
+    const r = page.locator('#opportunities-heading ~ table tr', { hasText: OPPORTUNITY });
+    await r.getByLabel('Move to').selectOption({ label: stage });
+    await r.getByRole('button', { name: 'Move' }).click();
+    await expectNotice(page, notice);
+  }
+  await audit(page, who);
+  await page.locator('#commissions-heading ~ table tr', { hasText: OPPORTUNITY })
+    .getByText('Calculated, waiting for finance').waitFor();
+}
+
+const finance = await person('finance');
+await signIn(finance, process.env.FINANCE);
+{
+  const { page, who } = finance;
+  // Finance reads no opportunities: the commission is known by the amount it is on.
+  const r = () => page.locator('#commissions-heading ~ table tr', { hasText: '20,000.00 EUR' });
+  await r().getByRole('button', { name: 'Approve commission' }).click();
+  await expectNotice(page, 'The commission is approved');
+  await audit(page, who);
+}
+
+{
+  const { page, who } = agent;
+  await page.goto(`${BASE}/programme`);
+  await page.locator('#commissions-heading ~ table tr', { hasText: OPPORTUNITY })
+    .getByText('Approved', { exact: true }).waitFor();
+  await audit(page, who);
+}
+
+{
+  const { page, who } = finance;
+  await page.goto(`${BASE}/programme`);
+  await page.locator('#commissions-heading ~ table tr', { hasText: '20,000.00 EUR' })
+    .getByRole('button', { name: 'Mark payable' }).click();
+  await expectNotice(page, 'The commission is payable.');
+  await audit(page, who);
+}
+
+{
+  const { page, who } = agent;
+  await page.goto(`${BASE}/programme`);
+  await page.locator('#commissions-heading ~ table tr', { hasText: OPPORTUNITY })
+    .getByText('Payable', { exact: true }).waitFor();
+  await audit(page, who);
+}
+
+const bob = await person('partner B');
+await signIn(bob, process.env.BOB);
+{
+  const { page, who } = bob;
+  const text = await page.locator('main').innerText();
+  if (text.includes(CUSTOMER) || text.includes(OPPORTUNITY)) fail(`${who}: sees partner A's deal`);
+}
+
+await finish('partner', 10, 'partner: deal registered, approved, won, commission approved and payable; partner B saw none of it');
