@@ -317,7 +317,10 @@ async fn staff_ask_a_vendor_on_the_document_page_and_the_vendor_answers_with_a_f
     // An internal remark: the raiser's note when submitting.
     let api_staff = w.app.sign_in("acme", "user1@acme.example").await;
     let r = api_staff
-        .post(&format!("/api/v1/documents/{po}/transitions"), json!({"transition": "submit", "note": "INTERNAL: haggle hard", "version": 1}))
+        .post(
+            &format!("/api/v1/documents/{po}/transitions"),
+            json!({"transition": "submit", "note": "INTERNAL: haggle hard", "version": 1}),
+        )
         .await;
     assert!(r.status.is_success(), "{r}");
 
@@ -328,26 +331,40 @@ async fn staff_ask_a_vendor_on_the_document_page_and_the_vendor_answers_with_a_f
         .without_redirects()
         .post_form(
             &format!("/documents/{po}/requests"),
-            &[("relation", &supplies), ("question", "Please send the signed delivery note."), ("file_requested", "yes")],
+            &[
+                ("relation", &supplies),
+                ("question", "Please send the signed delivery note."),
+                ("file_requested", "yes"),
+            ],
         )
         .await;
-    assert_eq!((asked.status, location(&asked)), (StatusCode::SEE_OTHER, format!("/documents/{po}?done=asked#requests")));
+    assert_eq!(
+        (asked.status, location(&asked)),
+        (StatusCode::SEE_OTHER, format!("/documents/{po}?done=asked#requests"))
+    );
     let page = staff.get(&format!("/documents/{po}?done=asked")).await;
     assert!(page.text.contains("Your question was sent.") && page.text.contains("Waiting for an answer"), "{page}");
     // Bad questions are pages in words, not 5xx.
     for question in ["", &"x".repeat(2001)] {
-        let r = staff.post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", question)]).await;
+        let r = staff
+            .post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", question)])
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{question:?}: {r}");
         assert!(r.text.contains("<html"), "not a page: {r}");
     }
-    let r = staff.post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", "a\u{0}b")]).await;
+    let r = staff
+        .post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", "a\u{0}b")])
+        .await;
     assert!(r.status.is_client_error(), "{r}");
 
     // The vendor sees the count at home and the question on the document, never the remark.
     let home = vera.get("/portal").await;
     assert!(home.text.contains("1 question from") && home.text.contains("1 open question"), "{home}");
     let doc = vera.get(&format!("/portal/documents/{po}")).await;
-    assert!(doc.text.contains("Please send the signed delivery note.") && doc.text.contains("they ask for a file"), "{doc}");
+    assert!(
+        doc.text.contains("Please send the signed delivery note.") && doc.text.contains("they ask for a file"),
+        "{doc}"
+    );
     assert!(!doc.text.contains("INTERNAL"), "the portal shows the internal discussion");
     let id = question_id(&doc.text);
 
@@ -357,7 +374,8 @@ async fn staff_ask_a_vendor_on_the_document_page_and_the_vendor_answers_with_a_f
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
     // The answer with the file.
     let body = answer_form(vera.csrf(), "Signed copy attached.", Some(("delivery-note.pdf", b"%PDF-1.7\nsigned\n")));
-    let r = vera.without_redirects().post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
+    let r =
+        vera.without_redirects().post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{r}");
     assert_eq!(location(&r), format!("/portal/documents/{po}?done=answered#questions"));
     let doc = vera.get(&format!("/portal/documents/{po}?done=answered")).await;

@@ -716,10 +716,8 @@ async fn an_answer_with_a_file_reaches_the_document_and_internal_remarks_never_r
     assert!(internal.text.contains("INTERNAL: vendor A overcharged"), "the remark is in the discussion: {internal}");
     let vendor_a = portal_session(&w, &token(&invite(&w, &a, "ann@vendor-a.example").await), &a).await;
     let vendor_b = portal_session(&w, &token(&invite(&w, &b, "bob@vendor-b.example").await), &b).await;
-    let id = ask(&w, &a, &po, "Please send the signed delivery note.", true).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id =
+        ask(&w, &a, &po, "Please send the signed delivery note.", true).await["id"].as_str().expect("id").to_owned();
     assert_eq!(ask(&w, &a, &po, "And the warranty?", false).await["file_requested"], false);
 
     // Another vendor's upload (or the organisation's file) does not answer A's request.
@@ -742,7 +740,10 @@ async fn an_answer_with_a_file_reaches_the_document_and_internal_remarks_never_r
         .find(|x| x["id"] == id.as_str())
         .cloned()
         .expect("the request");
-    assert_eq!((answered["status"].as_str(), answered["answer_attachment_id"].clone()), (Some("answered"), up["id"].clone()));
+    assert_eq!(
+        (answered["status"].as_str(), answered["answer_attachment_id"].clone()),
+        (Some("answered"), up["id"].clone())
+    );
     let files = w.staff.get(&format!("/api/v1/documents/{po}/attachments")).await;
     assert!(files.text.contains("delivery-note.pdf"), "{files}");
 
@@ -864,9 +865,8 @@ async fn a_portal_link_is_mailed_through_the_outbox_when_asked() {
     let none = app.anonymous().get("/api/v1/dev/outbox?to=quiet@chairs.example").await.body;
     assert_eq!(none["items"].as_array().expect("items").len(), 0, "{none}");
     let user = quiet.body["person"]["user_id"].as_str().expect("user").to_owned();
-    let again = admin
-        .post(&format!("/api/v1/relations/{rel}/links"), json!({"user_id": user, "send_mail": true}))
-        .await;
+    let again =
+        admin.post(&format!("/api/v1/relations/{rel}/links"), json!({"user_id": user, "send_mail": true})).await;
     assert_eq!((again.status, again.body["mail_queued"].as_bool()), (StatusCode::CREATED, Some(true)), "{again}");
     let mailed = app.anonymous().get("/api/v1/dev/outbox?to=quiet@chairs.example").await.body;
     let body = mailed["items"][0]["body"].as_str().expect("a mail").to_owned();

@@ -103,7 +103,7 @@ try {
 
   // 3b. The vendor answers the question with a file.
   await v.getByText('Please send the signed delivery note.').waitFor();
-  await v.getByLabel('Your answer').fill('Signed copy attached.');
+  await v.getByRole('textbox', { name: 'Your answer' }).fill('Signed copy attached.');
   const note = { name: 'delivery-note.pdf', mimeType: 'application/pdf', buffer: pdf(4 * 1024) };
   await v.getByLabel(/A file with your answer/).setInputFiles(note);
   await v.getByRole('button', { name: 'Send the answer' }).click();

@@ -50,7 +50,11 @@ pub(crate) struct Addressing {
     pub(crate) addressed_at: DateTime<Utc>,
 }
 
-pub(crate) async fn addressing(tx: &mut TenantTx, document: Uuid, relation: Uuid) -> Result<Option<Addressing>, ApprovalError> {
+pub(crate) async fn addressing(
+    tx: &mut TenantTx,
+    document: Uuid,
+    relation: Uuid,
+) -> Result<Option<Addressing>, ApprovalError> {
     let row = sqlx::query!(
         "select rd.relation_id, r.kind, rd.created_at
            from relation_documents rd join relations r on r.tenant_id = rd.tenant_id and r.id = rd.relation_id

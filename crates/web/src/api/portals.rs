@@ -645,16 +645,9 @@ pub async fn ask(
     bounded("question", &req.question, approvals::requests::QUESTION_MAX)?;
     let mut tx = relation_tx(&state, &p).await?;
     let m = member(&p, &mut tx).await?;
-    let asked = approvals::requests::ask(
-        &mut tx,
-        &state.authz,
-        &m,
-        req.relation_id,
-        id,
-        &req.question,
-        req.file_requested,
-    )
-    .await;
+    let asked =
+        approvals::requests::ask(&mut tx, &state.authz, &m, req.relation_id, id, &req.question, req.file_requested)
+            .await;
     let asked = match asked {
         Ok(r) => r,
         Err(e) => {

@@ -30,8 +30,8 @@ pub(crate) mod periods;
 pub(crate) mod portal;
 pub(crate) mod programme;
 // Questions to relations and their answers (issue 16).
-pub(crate) mod requests;
 pub(crate) mod refusals;
+pub(crate) mod requests;
 pub(crate) mod resume;
 pub(crate) mod scim;
 pub(crate) mod security;
