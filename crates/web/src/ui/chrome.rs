@@ -52,7 +52,7 @@ pub(crate) struct Chrome {
     pub csrf: String,
     pub css: &'static Asset,
     pub js: &'static Asset,
-    /// The upload form's progress script (every page: a boosted visit never loads a new head).
+    /// The upload form's progress script (signed-in pages only).
     pub upload: &'static Asset,
     pub icon: &'static Asset,
 }
