@@ -264,3 +264,137 @@ fn doc_file_id(html: &str, name: &str) -> String {
         .expect("the file's row")
         .to_owned()
 }
+
+/// The answer form of a portal question (`multipart/form-data`: csrf_token first, the text, an
+/// optional file).
+fn answer_form(csrf: Option<&str>, text: &str, file: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut b = Vec::new();
+    let mut part = |head: String, value: &[u8]| {
+        b.extend_from_slice(format!("--{BOUNDARY}\r\n{head}\r\n\r\n").as_bytes());
+        b.extend_from_slice(value);
+        b.extend_from_slice(b"\r\n");
+    };
+    if let Some(c) = csrf {
+        part("Content-Disposition: form-data; name=\"csrf_token\"".into(), c.as_bytes());
+    }
+    part("Content-Disposition: form-data; name=\"answer\"".into(), text.as_bytes());
+    let (name, bytes) = file.unwrap_or(("", b""));
+    part(
+        format!(
+            "Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/{}",
+            if name.is_empty() { "octet-stream" } else { "pdf" }
+        ),
+        bytes,
+    );
+    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+/// The id of the open question on a portal document page (its answer form's action).
+fn question_id(html: &str) -> String {
+    html.split("action=\"/portal/requests/")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("an answer form")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn staff_ask_a_vendor_on_the_document_page_and_the_vendor_answers_with_a_file_in_the_portal() {
+    let (db, w) = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let staff = w.browser("user1@acme.example").await;
+    let (po, number) = w.purchase_order("Office chairs").await;
+    let (quiet, _) = w.purchase_order("Desks").await;
+    // A document shared with nobody has no questions section.
+    let page = staff.get(&format!("/documents/{quiet}")).await;
+    assert!(!page.text.contains("Questions to vendors and clients"), "{page}");
+
+    let supplies = vendor(&admin, "Chair Makers Ltd").await;
+    admin.post_form(&format!("/relations/{supplies}/documents"), &[("document", &number)]).await;
+    let link = link_for(&admin, &supplies, "vera@chairmakers.example").await;
+    let (_, vera) = open(&w, &link).await;
+    // An internal remark: the raiser's note when submitting.
+    let api_staff = w.app.sign_in("acme", "user1@acme.example").await;
+    let r = api_staff
+        .post(
+            &format!("/api/v1/documents/{po}/transitions"),
+            json!({"transition": "submit", "note": "INTERNAL: haggle hard", "version": 1}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{r}");
+
+    // Staff ask on the document page.
+    let page = staff.get(&format!("/documents/{po}")).await;
+    assert!(page.text.contains("Questions to vendors and clients") && page.text.contains("Chair Makers Ltd"), "{page}");
+    let asked = staff
+        .without_redirects()
+        .post_form(
+            &format!("/documents/{po}/requests"),
+            &[
+                ("relation", &supplies),
+                ("question", "Please send the signed delivery note."),
+                ("file_requested", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (asked.status, location(&asked)),
+        (StatusCode::SEE_OTHER, format!("/documents/{po}?done=asked#requests"))
+    );
+    let page = staff.get(&format!("/documents/{po}?done=asked")).await;
+    assert!(page.text.contains("Your question was sent.") && page.text.contains("Waiting for an answer"), "{page}");
+    // Bad questions are pages in words, not 5xx.
+    for question in ["", &"x".repeat(2001)] {
+        let r = staff
+            .post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", question)])
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{question:?}: {r}");
+        assert!(r.text.contains("<html"), "not a page: {r}");
+    }
+    let r = staff
+        .post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", "a\u{0}b")])
+        .await;
+    assert!(r.status.is_client_error(), "{r}");
+
+    // The vendor sees the count at home and the question on the document, never the remark.
+    let home = vera.get("/portal").await;
+    assert!(home.text.contains("1 question from") && home.text.contains("1 open question"), "{home}");
+    let doc = vera.get(&format!("/portal/documents/{po}")).await;
+    assert!(
+        doc.text.contains("Please send the signed delivery note.") && doc.text.contains("they ask for a file"),
+        "{doc}"
+    );
+    assert!(!doc.text.contains("INTERNAL"), "the portal shows the internal discussion");
+    let id = question_id(&doc.text);
+
+    // Without the CSRF token: refused, nothing answered.
+    let body = answer_form(None, "Here it is", None);
+    let r = vera.post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    // The answer with the file.
+    let body = answer_form(vera.csrf(), "Signed copy attached.", Some(("delivery-note.pdf", b"%PDF-1.7\nsigned\n")));
+    let r =
+        vera.without_redirects().post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{r}");
+    assert_eq!(location(&r), format!("/portal/documents/{po}?done=answered#questions"));
+    let doc = vera.get(&format!("/portal/documents/{po}?done=answered")).await;
+    assert!(doc.text.contains("Your answer was sent.") && doc.text.contains("Signed copy attached."), "{doc}");
+    assert!(!doc.text.contains("action=\"/portal/requests/"), "an answered question still offers its form");
+    // Answering again: closed, in words.
+    let body = answer_form(vera.csrf(), "Again", None);
+    let r = vera.post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r}");
+
+    // Staff see the answer and its file on the document.
+    let page = staff.get(&format!("/documents/{po}")).await;
+    assert!(page.text.contains("Signed copy attached.") && page.text.contains("delivery-note.pdf"), "{page}");
+    assert!(page.text.contains("Answered"), "{page}");
+    // A vendor cannot ask; members do not answer.
+    let r = vera.post_form(&format!("/documents/{po}/requests"), &[("relation", &supplies), ("question", "Me?")]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    let body = answer_form(staff.csrf(), "Inside job", None);
+    let r = staff.post_multipart(&format!("/portal/requests/{id}/answer"), BOUNDARY, body, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(common::audit_count(&db, w.acme.id, "relation_request.answered").await, 1);
+}

@@ -559,3 +559,316 @@ async fn postgres_hides_other_relations_rows_even_without_a_where() {
     );
     assert_eq!(n, 0);
 }
+
+// --- Requests to relations (questions a relation answers in the portal) --------------------
+
+/// Staff (the PO's raiser) ask `relation` a question about `doc`; the request.
+async fn ask(w: &World, relation: &str, doc: &str, question: &str, file: bool) -> Value {
+    let r = w
+        .staff
+        .post(
+            &format!("/api/v1/documents/{doc}/requests"),
+            json!({"relation_id": relation, "question": question, "file_requested": file}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    assert_eq!(r.body["status"], "open");
+    r.body
+}
+
+async fn actor_of(db: &TestDb, tenant: &common::Org, action: &str) -> (String, String) {
+    let mut admin = db.admin_conn().await;
+    sqlx::query_as("select actor_id, actor_role from audit_events where tenant_id = $1 and action = $2")
+        .bind(tenant.id.as_uuid())
+        .bind(action)
+        .fetch_one(&mut admin)
+        .await
+        .expect("event")
+}
+
+#[tokio::test]
+async fn a_relations_person_answers_only_their_own_relations_open_requests_once() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let a = relation(&w, "vendor", "Vendor A").await;
+    let b = relation(&w, "vendor", "Vendor B").await;
+    let po = purchase_order(&w, "Chairs").await;
+    address(&w, &a, &po).await;
+    address(&w, &b, &po).await;
+    let vendor_a = portal_session(&w, &token(&invite(&w, &a, "ann@vendor-a.example").await), &a).await;
+    let vendor_b = portal_session(&w, &token(&invite(&w, &b, "bob@vendor-b.example").await), &b).await;
+    let asked = ask(&w, &a, &po, "When can you deliver the chairs?", false).await;
+    let id = asked["id"].as_str().expect("id").to_owned();
+    assert_eq!(audit_count(&db, w.acme.id, "relation_request.asked").await, 1);
+
+    // A sees it; B neither lists it nor answers it.
+    let listed = vendor_a.get("/api/v1/portal/requests").await;
+    assert_eq!(listed.status, StatusCode::OK, "{listed}");
+    assert_eq!(listed.body["items"].as_array().expect("items").len(), 1, "{listed}");
+    assert_eq!(listed.body["items"][0]["question"], "When can you deliver the chairs?");
+    let listed = vendor_b.get("/api/v1/portal/requests").await;
+    assert_eq!(listed.body["items"].as_array().expect("items").len(), 0, "B sees A's request: {listed}");
+    let r = vendor_b.post(&format!("/api/v1/portal/requests/{id}/answer"), json!({"answer": "Tomorrow"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+
+    // A answers; the request closes; a second answer is 409.
+    let r = vendor_a.post(&format!("/api/v1/portal/requests/{id}/answer"), json!({"answer": "Friday, 9am"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!((r.body["status"].as_str(), r.body["answer"].as_str()), (Some("answered"), Some("Friday, 9am")));
+    let r = vendor_a.post(&format!("/api/v1/portal/requests/{id}/answer"), json!({"answer": "Saturday"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "request_closed"), "{r}");
+    let (actor, role) = actor_of(&db, &w.acme, "relation_request.answered").await;
+    assert_eq!(role, "vendor");
+    let ann: Uuid = sqlx::query_scalar("select id from users where email = 'ann@vendor-a.example'")
+        .fetch_one(&mut db.admin_conn().await)
+        .await
+        .expect("ann");
+    assert_eq!(actor, ann.to_string(), "the answer is on the ledger with the outside person");
+
+    // The organisation sees the answer on the document; the outside people cannot use that route.
+    let org_side = w.staff.get(&format!("/api/v1/documents/{po}/requests")).await;
+    assert_eq!(org_side.status, StatusCode::OK, "{org_side}");
+    assert_eq!(org_side.body["items"][0]["answer"], "Friday, 9am");
+    assert_eq!(org_side.body["items"][0]["status"], "answered");
+    let r = vendor_a.get(&format!("/api/v1/documents/{po}/requests")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    let r = vendor_a
+        .post(&format!("/api/v1/documents/{po}/requests"), json!({"relation_id": a, "question": "Self-addressed?"}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "a relation's person asked: {r}");
+}
+
+#[tokio::test]
+async fn requests_refuse_bad_text_other_organisations_and_unaddressed_relations() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let a = relation(&w, "vendor", "Vendor A").await;
+    let b = relation(&w, "vendor", "Vendor B").await;
+    let po = purchase_order(&w, "Chairs").await;
+    address(&w, &a, &po).await;
+    let vendor_a = portal_session(&w, &token(&invite(&w, &a, "ann@vendor-a.example").await), &a).await;
+    let path = format!("/api/v1/documents/{po}/requests");
+    // Bad questions: 422, never a 5xx.
+    for (question, code) in [("nul \u{0} here", "invalid_text"), ("", "invalid_field"), ("   ", "invalid_field")] {
+        let r = w.staff.post(&path, json!({"relation_id": a, "question": question})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{question:?}: {r}");
+    }
+    let r = w.staff.post(&path, json!({"relation_id": a, "question": "x".repeat(2001)})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    // A relation the document is not addressed to; another organisation's document and relation.
+    let r = w.staff.post(&path, json!({"relation_id": b, "question": "Hello?"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+    let r = w.beta_admin.post(&path, json!({"relation_id": a, "question": "Hello?"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+    let r = w.beta_admin.get(&path).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    // Another organisation's request (beta's fixture question) is not there for acme's vendor.
+    let beta_request: Uuid = {
+        let mut admin = db.admin_conn().await;
+        sqlx::query_scalar(
+            "select r.id from relation_requests r join tenants t on t.id = r.tenant_id where t.slug = 'beta'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("beta's request")
+    };
+    let r = vendor_a.post(&format!("/api/v1/portal/requests/{beta_request}/answer"), json!({"answer": "Mine"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+    // Bad answers: 422, and the request stays open.
+    let id = ask(&w, &a, &po, "Your delivery date?", false).await["id"].as_str().expect("id").to_owned();
+    let answer = format!("/api/v1/portal/requests/{id}/answer");
+    for body in [
+        json!({"answer": "a\u{0}b"}),
+        json!({"answer": "x".repeat(4001)}),
+        json!({}),
+        json!({"answer": "  "}),
+        json!({"answer": "ok", "attachment_id": Uuid::now_v7()}),
+        json!({"answer": "ok", "extra": true}),
+    ] {
+        let r = vendor_a.post(&answer, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r}");
+    }
+    let r = vendor_a.post("/api/v1/portal/requests/not-a-uuid/answer", json!({"answer": "x"})).await;
+    assert!(r.status.is_client_error(), "{r}");
+    let open = w.staff.get(&path).await;
+    assert_eq!(open.body["items"][0]["status"], "open", "{open}");
+}
+
+#[tokio::test]
+async fn an_answer_with_a_file_reaches_the_document_and_internal_remarks_never_reach_the_portal() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let a = relation(&w, "vendor", "Vendor A").await;
+    let b = relation(&w, "vendor", "Vendor B").await;
+    let po = purchase_order(&w, "Chairs").await;
+    address(&w, &a, &po).await;
+    address(&w, &b, &po).await;
+    // An internal remark on the document (the raiser's note on submitting).
+    let r = w
+        .staff
+        .post(
+            &format!("/api/v1/documents/{po}/transitions"),
+            json!({"transition": "submit", "note": "INTERNAL: vendor A overcharged last year", "version": 1}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{r}");
+    let internal = w.staff.get(&format!("/api/v1/documents/{po}")).await;
+    assert!(internal.text.contains("INTERNAL: vendor A overcharged"), "the remark is in the discussion: {internal}");
+    let vendor_a = portal_session(&w, &token(&invite(&w, &a, "ann@vendor-a.example").await), &a).await;
+    let vendor_b = portal_session(&w, &token(&invite(&w, &b, "bob@vendor-b.example").await), &b).await;
+    let id =
+        ask(&w, &a, &po, "Please send the signed delivery note.", true).await["id"].as_str().expect("id").to_owned();
+    assert_eq!(ask(&w, &a, &po, "And the warranty?", false).await["file_requested"], false);
+
+    // Another vendor's upload (or the organisation's file) does not answer A's request.
+    let (status, b_up) = vendor_file(&w, &vendor_b, &po, "b-note.pdf").await;
+    assert_eq!(status, StatusCode::CREATED, "{b_up}");
+    let answer = format!("/api/v1/portal/requests/{id}/answer");
+    let r = vendor_a.post(&answer, json!({"attachment_id": b_up["id"]})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"), "{r}");
+
+    let (status, up) = vendor_file(&w, &vendor_a, &po, "delivery-note.pdf").await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let r = vendor_a.post(&answer, json!({"answer": "Signed copy attached.", "attachment_id": up["id"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(r.body["answer_attachment_id"], up["id"]);
+    let org_side = w.staff.get(&format!("/api/v1/documents/{po}/requests")).await;
+    let answered = org_side.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .cloned()
+        .expect("the request");
+    assert_eq!(
+        (answered["status"].as_str(), answered["answer_attachment_id"].clone()),
+        (Some("answered"), up["id"].clone())
+    );
+    let files = w.staff.get(&format!("/api/v1/documents/{po}/attachments")).await;
+    assert!(files.text.contains("delivery-note.pdf"), "{files}");
+
+    // What the portal shows A: the question, the answer, never the internal remark.
+    for path in [format!("/api/v1/portal/documents/{po}"), "/api/v1/portal/requests".to_owned()] {
+        let seen = vendor_a.get(&path).await;
+        assert_eq!(seen.status, StatusCode::OK, "{seen}");
+        assert!(!seen.text.contains("INTERNAL"), "{path} leaks the internal discussion: {seen}");
+        assert!(seen.body.get("discussion").is_none(), "{path}");
+    }
+    let page = vendor_a.get(&format!("/portal/documents/{po}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("Please send the signed delivery note."), "{page}");
+    assert!(!page.text.contains("INTERNAL"), "the portal page leaks the internal discussion");
+    // B sees neither A's question nor A's answer.
+    let b_seen = vendor_b.get("/api/v1/portal/requests").await;
+    assert_eq!(b_seen.body["items"].as_array().expect("items").len(), 0, "{b_seen}");
+    let b_page = vendor_b.get(&format!("/portal/documents/{po}")).await;
+    assert!(!b_page.text.contains("signed delivery note"), "B sees A's question");
+}
+
+#[tokio::test]
+async fn postgres_hides_other_relations_requests_and_lets_only_the_organisation_ask() {
+    use sqlx::Row;
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let a = relation(&w, "vendor", "Vendor A").await;
+    let b = relation(&w, "vendor", "Vendor B").await;
+    let po = purchase_order(&w, "Chairs").await;
+    address(&w, &a, &po).await;
+    address(&w, &b, &po).await;
+    ask(&w, &a, &po, "For A", false).await;
+    let b_request = ask(&w, &b, &po, "For B", false).await["id"].as_str().expect("id").to_owned();
+    let t = w.acme.id.to_string();
+    let sql = format!(
+        "select count(*) filter (where relation_id <> '{a}'), count(*) filter (where relation_id = '{a}') from relation_requests"
+    );
+    let rows = as_relation(&db, &t, Some(&a), &sql).await.expect("requests");
+    assert_eq!((rows[0].get::<i64, _>(0), rows[0].get::<i64, _>(1)), (0, 1), "A sees another relation's requests");
+    for scope in [None, Some("none"), Some("' or true --")] {
+        let rows = as_relation(&db, &t, scope, "select count(*) from relation_requests").await.expect("count");
+        assert_eq!(rows[0].get::<i64, _>(0), 0, "{scope:?}");
+    }
+    // A's scope neither answers B's request, nor asks, nor deletes, nor rewrites a question.
+    let touched = as_relation(
+        &db,
+        &t,
+        Some(&a),
+        &format!("update relation_requests set status = 'answered', answer = 'x', answered_at = now(), answered_by = asked_by where id = '{b_request}' returning id"),
+    )
+    .await
+    .expect("update");
+    assert!(touched.is_empty(), "A answered B's request");
+    for sql in [
+        format!(
+            "insert into relation_requests (tenant_id, id, relation_id, document_id, question, asked_by)
+             select tenant_id, gen_random_uuid(), '{a}', document_id, 'forged', asked_by from relation_requests"
+        ),
+        "update relation_requests set question = 'rewritten'".to_owned(),
+        "delete from relation_requests".to_owned(),
+    ] {
+        let e = as_relation(&db, &t, Some(&a), &sql).await.expect_err(&sql);
+        assert_eq!(common::sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    // An answered request is closed even for the organisation's side.
+    let mut admin = db.admin_conn().await;
+    sqlx::query("update relation_requests set status = 'answered', answer = 'ok', answered_at = now(), answered_by = asked_by where id = $1")
+        .bind(b_request.parse::<Uuid>().expect("uuid"))
+        .execute(&mut admin)
+        .await
+        .expect("answer as the owner");
+    let e = sqlx::query("update relation_requests set answer = 'changed' where id = $1")
+        .bind(b_request.parse::<Uuid>().expect("uuid"))
+        .execute(&mut admin)
+        .await
+        .expect_err("an answered request changed");
+    assert_eq!(common::sqlstate(&e).as_deref(), Some("P0001"), "{e}");
+}
+
+/// An organisation member making a portal link may have it mailed: the mail lands in the outbox
+/// with the absolute link (the server's public URL), the answer says it was queued, and the link
+/// in the mail opens the portal. Without `send_mail` nothing is mailed.
+#[tokio::test]
+async fn a_portal_link_is_mailed_through_the_outbox_when_asked() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    let app = TestApp::serve(
+        TestApp::setup(&db).dev_outbox().state().with_public_url(Some("https://approvals.acme.example".into())),
+    )
+    .await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let rel = admin.post("/api/v1/relations", json!({"kind": "vendor", "company_name": "Chair Makers"})).await;
+    let rel = rel.body["id"].as_str().expect("id").to_owned();
+    let r = admin
+        .post(&format!("/api/v1/relations/{rel}/invite"), json!({"email": "vera@chairs.example", "send_mail": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    assert_eq!(r.body["mail_queued"], true, "{r}");
+    let path = r.body["url"].as_str().expect("url").to_owned();
+    let mail = app.anonymous().get("/api/v1/dev/outbox?to=vera@chairs.example").await.body;
+    let items = mail["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{mail}");
+    let body = items[0]["body"].as_str().expect("body");
+    assert!(body.contains(&format!("https://approvals.acme.example{path}")), "{body}");
+    assert!(items[0]["subject"].as_str().expect("subject").contains("Chair Makers"), "{mail}");
+    // The mailed link is the one that works (once).
+    let token = r.body["token"].as_str().expect("token");
+    let entered = app
+        .anonymous()
+        .post("/api/v1/portal/enter", json!({"token": token, "relation_id": rel, "token_delivery": "body"}))
+        .await;
+    assert_eq!(entered.status, StatusCode::OK, "{entered}");
+
+    // Without send_mail: a link, no mail; a fresh link for the same person may be mailed.
+    let quiet = admin.post(&format!("/api/v1/relations/{rel}/invite"), json!({"email": "quiet@chairs.example"})).await;
+    assert_eq!(quiet.status, StatusCode::CREATED, "{quiet}");
+    assert_eq!(quiet.body["mail_queued"], false);
+    let none = app.anonymous().get("/api/v1/dev/outbox?to=quiet@chairs.example").await.body;
+    assert_eq!(none["items"].as_array().expect("items").len(), 0, "{none}");
+    let user = quiet.body["person"]["user_id"].as_str().expect("user").to_owned();
+    let again =
+        admin.post(&format!("/api/v1/relations/{rel}/links"), json!({"user_id": user, "send_mail": true})).await;
+    assert_eq!((again.status, again.body["mail_queued"].as_bool()), (StatusCode::CREATED, Some(true)), "{again}");
+    let mailed = app.anonymous().get("/api/v1/dev/outbox?to=quiet@chairs.example").await.body;
+    let body = mailed["items"][0]["body"].as_str().expect("a mail").to_owned();
+    assert!(body.contains(again.body["token"].as_str().expect("token")), "{body}");
+}

@@ -1,8 +1,11 @@
 // The vendor portal in Chromium, run by tests/browser.rs (BASE_URL, ORG, PASSWORD, ADMIN, STAFF,
 // PO: a purchase order of STAFF's, CHROMIUM, AXE_PATH), on the shared harness: the admin adds a
-// vendor, shares the PO with it and makes a portal link for its person; the vendor opens the link
-// in a browser of their own (the page consumes nothing until its button is pressed), sees the PO,
-// uploads an invoice with the progress bar; the staff member sees the invoice on the document; the
+// vendor, shares the PO with it, makes a portal link for its person and asks the vendor a
+// question on the document page; the vendor opens the link in a browser of their own (the page
+// consumes nothing until its button is pressed), sees the waiting question on the portal home,
+// CLICKS THROUGH to the PO (an htmx-boosted navigation, not a fresh page load: the upload script
+// must still take over the form), uploads an invoice with the progress bar and answers the
+// question with a file; the staff member sees the invoice and the answer on the document; the
 // same link opened again is refused in words. Exits non-zero on the first failed step, or at the
 // end when any console error, CSP violation or serious/critical axe finding was seen.
 
@@ -45,6 +48,17 @@ try {
   if (!/^\/portal\/[0-9a-f-]{36}\/enter\?token=csp_/.test(link || '')) fail(`no portal link shown: ${link}`);
   await audit(page, admin.who);
 
+  // 1b. The admin asks the vendor a question on the document page.
+  await page.goto(`${BASE}/documents/${po}`);
+  await page.getByRole('heading', { name: 'Questions to vendors and clients' }).waitFor();
+  await page.getByLabel('Ask', { exact: true }).selectOption({ label: 'Chair Makers Ltd' });
+  await page.getByLabel('Your question').fill('Please send the signed delivery note.');
+  await page.getByLabel('Ask them for a file').check();
+  await page.getByRole('button', { name: 'Send the question' }).click();
+  await expectNotice(page, 'Your question was sent.');
+  await page.getByText('Waiting for an answer').first().waitFor();
+  await audit(page, admin.who);
+
   // 2. The vendor opens the link in their own browser: one button, then the portal.
   const vendor = await person('vendor');
   const v = vendor.page;
@@ -53,10 +67,13 @@ try {
   await audit(v, vendor.who);
   await v.getByRole('button', { name: 'Open the portal' }).click();
   await heading(v, 'Shared with you');
+  await expectNotice(v, '1 question from');
   await audit(v, vendor.who);
-  const docHref = await v.getByRole('link', { name: number }).getAttribute('href');
-  await v.goto(`${BASE}${docHref}`);
+  // Click through (boosted navigation): no fresh page load of the document page.
+  await v.evaluate(() => { window.__sameDocument = true; });
+  await v.getByRole('link', { name: number }).click();
   await heading(v, new RegExp(number));
+  if (!(await v.evaluate(() => window.__sameDocument === true))) fail('the click through reloaded the page');
   await v.getByRole('cell', { name: 'Four chairs' }).waitFor();
   await audit(v, vendor.who);
 
@@ -84,12 +101,24 @@ try {
   await v.locator('#attachments-table').getByRole('cell', { name: invoice.name, exact: true }).waitFor();
   await audit(v, vendor.who);
 
+  // 3b. The vendor answers the question with a file.
+  await v.getByText('Please send the signed delivery note.').waitFor();
+  await v.getByRole('textbox', { name: 'Your answer' }).fill('Signed copy attached.');
+  const note = { name: 'delivery-note.pdf', mimeType: 'application/pdf', buffer: pdf(4 * 1024) };
+  await v.getByLabel(/A file with your answer/).setInputFiles(note);
+  await v.getByRole('button', { name: 'Send the answer' }).click();
+  await expectNotice(v, 'Your answer was sent.');
+  await v.getByText('Signed copy attached.').waitFor();
+  await audit(v, vendor.who);
+
   // 4. Staff see the invoice on the document.
   const staff = await person('staff');
   await signIn(staff, process.env.STAFF);
   await staff.page.goto(`${BASE}/documents/${po}`);
   await staff.page.getByRole('heading', { name: 'Attachments' }).waitFor();
   await staff.page.locator('#attachments-table').getByRole('cell', { name: invoice.name, exact: true }).waitFor();
+  await staff.page.locator('#requests').getByText('Signed copy attached.').waitFor();
+  await staff.page.locator('#requests').getByRole('link', { name: 'delivery-note.pdf' }).waitFor();
   await audit(staff.page, staff.who);
 
   // 5. The same link again, in a fresh browser: refused in words, no portal.
@@ -109,4 +138,4 @@ try {
   problems.push(`step failed: ${e.stack || e}`);
 }
 
-await finish('portal', 9, 'portal flow: a vendor added, the PO shared, a link made; the vendor opened it, saw the PO, uploaded an invoice with the progress bar; staff saw it; the replayed link was refused');
+await finish('portal', 11, 'portal flow: a vendor added, the PO shared, a link made, a question asked; the vendor opened it, clicked through to the PO, uploaded an invoice with the progress bar, answered the question with a file; staff saw both; the replayed link was refused');

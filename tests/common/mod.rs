@@ -261,9 +261,9 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
 }
 
 /// Portal rows (issue 16), written on the organisation's side: two relations (a vendor and a
-/// client), the document addressed to the vendor, and a used-up portal link of a former vendor
-/// person (a soft-deleted membership, so member lists and counts of active members are
-/// unchanged). Rows only (no audit events).
+/// client), the document addressed to the vendor, an open question to the vendor about it, and
+/// a used-up portal link of a former vendor person (a soft-deleted membership, so member lists
+/// and counts of active members are unchanged). Rows only (no audit events).
 async fn relation_rows(db: &TestDb, t: TenantId, doc: Uuid, admin: Uuid, slug: &str) -> Uuid {
     let mut g = db.store.global_tx().await.expect("global tx");
     let person = Uuid::now_v7();
@@ -298,6 +298,18 @@ async fn relation_rows(db: &TestDb, t: TenantId, doc: Uuid, admin: Uuid, slug: &
     .execute(tx.conn())
     .await
     .expect("relation document");
+    // An open question to the vendor about that document (migration 0032).
+    sqlx::query(
+        "insert into relation_requests (tenant_id, id, relation_id, document_id, question, asked_by)
+         values ($1, gen_random_uuid(), $2, $3, 'Fixture question: when will it ship?', $4)",
+    )
+    .bind(tenant)
+    .bind(vendor)
+    .bind(doc)
+    .bind(admin)
+    .execute(tx.conn())
+    .await
+    .expect("relation request");
     let membership = Uuid::now_v7();
     sqlx::query(
         "insert into memberships (tenant_id, id, user_id, role, relation_id, status, deleted_at)

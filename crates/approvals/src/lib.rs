@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod machine;
 pub mod money;
 pub mod portal;
+pub mod requests;
 
 pub use machine::{NotAllowed, State, Status, Step, Transition, allowed, step};
 pub use money::{Currency, Money, MoneyError};

@@ -40,17 +40,21 @@ pub struct SharedDocument {
 }
 
 /// The relation the transaction's database scope names (a relation's person's own), if any.
-async fn own_relation(tx: &mut TenantTx) -> Result<Option<Uuid>, ApprovalError> {
+pub(crate) async fn own_relation(tx: &mut TenantTx) -> Result<Option<Uuid>, ApprovalError> {
     Ok(tx.relation_scope().await?.and_then(|s| s.parse::<Uuid>().ok()))
 }
 
-struct Addressing {
-    relation: Uuid,
-    kind: &'static str,
-    addressed_at: DateTime<Utc>,
+pub(crate) struct Addressing {
+    pub(crate) relation: Uuid,
+    pub(crate) kind: &'static str,
+    pub(crate) addressed_at: DateTime<Utc>,
 }
 
-async fn addressing(tx: &mut TenantTx, document: Uuid, relation: Uuid) -> Result<Option<Addressing>, ApprovalError> {
+pub(crate) async fn addressing(
+    tx: &mut TenantTx,
+    document: Uuid,
+    relation: Uuid,
+) -> Result<Option<Addressing>, ApprovalError> {
     let row = sqlx::query!(
         "select rd.relation_id, r.kind, rd.created_at
            from relation_documents rd join relations r on r.tenant_id = rd.tenant_id and r.id = rd.relation_id
@@ -68,7 +72,7 @@ async fn addressing(tx: &mut TenantTx, document: Uuid, relation: Uuid) -> Result
 }
 
 /// The document addressed to the asker's relation, with the engine's `action` permit on it.
-async fn shared_with(
+pub(crate) async fn shared_with(
     tx: &mut TenantTx,
     engine: &Engine,
     m: &Member,

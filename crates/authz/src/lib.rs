@@ -140,6 +140,10 @@ pub enum Action {
     PortalDocumentRead,
     /// A relation's person adds a file to a document addressed to their relation.
     PortalContribute,
+    /// A member of the organisation asks a relation a question about a document addressed to it.
+    PortalAsk,
+    /// A relation's person answers a question addressed to their relation.
+    PortalAnswer,
 }
 
 impl Action {
@@ -199,6 +203,8 @@ impl Action {
         Self::PortalUse,
         Self::PortalDocumentRead,
         Self::PortalContribute,
+        Self::PortalAsk,
+        Self::PortalAnswer,
     ];
 
     #[must_use]
@@ -259,6 +265,8 @@ impl Action {
             Self::PortalUse => "portal.use",
             Self::PortalDocumentRead => "portal.document_read",
             Self::PortalContribute => "portal.contribute",
+            Self::PortalAsk => "portal.ask",
+            Self::PortalAnswer => "portal.answer",
         }
     }
 
@@ -269,7 +277,7 @@ impl Action {
         if matches!(self, Self::MdfRequestDecide | Self::MdfClaimDecide | Self::MdfClaimPay) {
             return ResourceKind::Mdf;
         }
-        if matches!(self, Self::PortalDocumentRead | Self::PortalContribute) {
+        if matches!(self, Self::PortalDocumentRead | Self::PortalContribute | Self::PortalAsk | Self::PortalAnswer) {
             return ResourceKind::Shared;
         }
         match self.as_str().split_once('.').map(|(k, _)| k) {

@@ -486,6 +486,9 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("portal-used-by-relations", &["vendor", "client"]),
     ("relation-reads-what-is-addressed-to-it", &["vendor", "client"]),
     ("relation-contributes-to-what-is-addressed-to-it", &["vendor", "client"]),
+    ("members-ask-relations", &["owner", "admin", "finance", "md", "hod", "staff"]),
+    ("relation-answers-what-is-asked-of-it", &["vendor", "client"]),
+    ("outsiders-never-ask", &["vendor", "client", "partner", "partner_admin", "partner_agent", "agent"]),
 ];
 
 #[test]

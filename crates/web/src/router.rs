@@ -116,6 +116,10 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get("/portal/documents/{id}", Org(Action::PortalUse), portals::document)
         .post("/portal/documents/{id}/files", Org(Action::PortalUse), portals::upload)
         .post("/portal/attachments/{id}/links", Org(Action::PortalUse), portals::file_link)
+        .post("/documents/{id}/requests", Domain(&[Action::PortalAsk]), portals::ask)
+        .get("/documents/{id}/requests", Domain(&[Action::DocumentRead]), portals::document_requests)
+        .get("/portal/requests", Org(Action::PortalUse), portals::requests)
+        .post("/portal/requests/{id}/answer", Org(Action::PortalUse), portals::answer)
         // Partner programmes (issue 17): the partner dimension is the database's (program_tx).
         .get("/programme/partners", Org(Action::ProgramPartnersRead), programs::list_partners)
         .post("/programme/partners", Org(Action::ProgramPartnersManage), programs::create_partner)
@@ -328,6 +332,8 @@ fn page_routes(r: Routes) -> Routes {
         .get("/portal/documents/{id}", Org(Action::PortalUse), ui::portal::document)
         .post("/portal/documents/{id}/files", Org(Action::PortalUse), ui::portal::upload)
         .get("/portal/attachments/{id}/download", Org(Action::PortalUse), ui::portal::download)
+        .post("/documents/{id}/requests", Domain(&[Action::PortalAsk]), ui::requests::ask)
+        .post("/portal/requests/{id}/answer", Org(Action::PortalUse), ui::requests::answer)
 }
 
 /// `GET /api/openapi.json`: the description of the routes in [`route_table`].

@@ -98,6 +98,22 @@ pub struct IssuedLink {
     pub token: SecretString,
 }
 
+/// The one place the portal link's email is written (the caller hands it to the mailer). `url`
+/// is the link as the person opens it: absolute when the server knows its public address
+/// (`--public-url`), otherwise the path on the organisation's Countersign address.
+#[must_use]
+pub fn portal_link_mail(organisation: &str, company: &str, url: &str, expires_at: DateTime<Utc>) -> (String, String) {
+    let subject = format!("{organisation} shares documents with {company} on Countersign");
+    let text = format!(
+        "Hello,\n\n{organisation} has opened its Countersign portal to you, for {company}. Open it here:\n\n  {url}\n\n\
+         The link opens the portal once and expires at {} (UTC). If it has expired or was already \
+         used, ask {organisation} for a new one. If you did not expect this message, ignore it: \
+         nothing happens unless the link is opened and its button pressed.\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    (subject, text)
+}
+
 fn permitted(permit: &authz::Permit, tx: &TenantTx) -> Result<(), IdentityError> {
     crate::permitted(permit, authz::Action::RelationsManage, tx)
 }

@@ -234,6 +234,14 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/portal/attachments/{id}/links") => {
             (Some(of::<portals::FileLinkBody>()), json("201", of::<portals::FileLink>()))
         }
+        ("POST", "/documents/{id}/requests") => {
+            (Some(of::<portals::AskBody>()), json("201", of::<approvals::requests::RelationRequest>()))
+        }
+        ("GET", "/documents/{id}/requests") => (None, json("200", list_of::<approvals::requests::RelationRequest>())),
+        ("GET", "/portal/requests") => (None, json("200", list_of::<approvals::requests::RelationRequest>())),
+        ("POST", "/portal/requests/{id}/answer") => {
+            (Some(of::<portals::AnswerBody>()), json("200", of::<approvals::requests::RelationRequest>()))
+        }
         ("GET", "/programme/partners") => (None, json("200", list_of::<::programs::partners::Partner>())),
         ("POST", "/programme/partners") => {
             (Some(of::<::programs::partners::NewPartner>()), json("201", of::<::programs::partners::Partner>()))

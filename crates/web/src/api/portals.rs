@@ -13,6 +13,7 @@
 use approvals::attachments::NewFile;
 use approvals::documents::{ApprovalError, Member};
 use approvals::portal::{self, SharedDocument};
+use approvals::requests::RelationRequest;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -183,6 +184,10 @@ pub(crate) struct InviteBody {
     /// Days the link stays usable: 1-30, default 7.
     #[serde(default)]
     expires_in_days: Option<i64>,
+    /// Also send the link to the person by email (through the server's mailer: the outbox by
+    /// default). Default false.
+    #[serde(default)]
+    send_mail: bool,
 }
 
 /// A new portal link: shown once (only its hash is stored).
@@ -193,6 +198,52 @@ pub(crate) struct LinkIssued {
     token: String,
     /// The page to open: `/portal/{relation}/enter?token=…`.
     url: String,
+    /// Whether the link was handed to the mailer for the person (asked with `send_mail`).
+    mail_queued: bool,
+}
+
+/// Hands a fresh portal link to the mailer for `to` (after the link is committed: a mail failure
+/// is logged and reported as not queued, never fatal; the member still has the link). The mail
+/// carries the absolute link when the server knows its public address.
+pub(crate) async fn mail_link(
+    state: &AppState,
+    p: &Principal,
+    to: &str,
+    company: &str,
+    path: &str,
+    expires_at: DateTime<Utc>,
+) -> bool {
+    let Ok(to) = EmailAddress::parse(to) else { return false };
+    let organisation = match state.store.tenant_tx(p.tenant).await {
+        Ok(mut tx) => {
+            let org = identity::directory::tenants::current(&mut tx).await;
+            let _ = tx.commit().await;
+            match org {
+                Ok(o) => o.name,
+                Err(e) => {
+                    tracing::warn!(error = %e, "portal link mail: the organisation");
+                    return false;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "portal link mail: the organisation");
+            return false;
+        }
+    };
+    let url = match &state.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => path.to_owned(),
+    };
+    let (subject, text) = relations::portal_link_mail(&organisation, company, &url, expires_at);
+    let mail = identity::signin::mail::Mail { to, subject, text };
+    match state.mailer.send(&mail).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not send the portal link mail");
+            false
+        }
+    }
 }
 
 /// `POST /api/v1/relations/{id}/invite` {email, name?, expires_in_days?} → 201 the person and
@@ -229,7 +280,10 @@ pub async fn invite(
     let issued = relations::mint_link(&mut tx, &p.who, p.permit()?, id, user.id, req.expires_in_days).await?;
     tx.commit().await?;
     let token = issued.token.expose_secret().to_owned();
-    let body = LinkIssued { person, url: portal_url(id, &token), link: issued.link, token };
+    let url = portal_url(id, &token);
+    let mail_queued = req.send_mail
+        && mail_link(&state, &p, &person.email, &relation.company_name, &url, issued.link.expires_at).await;
+    let body = LinkIssued { person, url, link: issued.link, token, mail_queued };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -240,6 +294,9 @@ pub(crate) struct LinkBody {
     user_id: Uuid,
     #[serde(default)]
     expires_in_days: Option<i64>,
+    /// Also send the link to the person by email. Default false.
+    #[serde(default)]
+    send_mail: bool,
 }
 
 /// `POST /api/v1/relations/{id}/links` {user_id, expires_in_days?} → 201 a fresh link for one
@@ -259,9 +316,13 @@ pub async fn mint_link(
         .into_iter()
         .find(|x| x.user_id == req.user_id)
         .ok_or_else(ApiError::not_found)?;
+    let company = relations::get(&mut tx, id).await?.company_name;
     tx.commit().await?;
     let token = issued.token.expose_secret().to_owned();
-    let body = LinkIssued { person, url: portal_url(id, &token), link: issued.link, token };
+    let url = portal_url(id, &token);
+    let mail_queued =
+        req.send_mail && mail_link(&state, &p, &person.email, &company, &url, issued.link.expires_at).await;
+    let body = LinkIssued { person, url, link: issued.link, token, mail_queued };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -539,4 +600,144 @@ pub(crate) async fn mint_file_link(
         files::links::DEFAULT_LIFETIME,
     )?;
     Ok(FileLink { url: format!("/api/v1/files/{token}"), expires_at: link.expires_at })
+}
+
+// --- Requests to relations -----------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RelationRequestAskBody)]
+pub(crate) struct AskBody {
+    /// The relation the document is addressed to.
+    relation_id: Uuid,
+    /// The question (1-2000 characters).
+    question: String,
+    /// Ask for a file with the answer. Default false.
+    #[serde(default)]
+    file_requested: bool,
+}
+
+/// Maps the requests' domain refusals: `invalid_field` 422 naming the field, `request_closed`
+/// 409, the rest as every document route.
+pub(crate) async fn request_refusal(state: &AppState, p: &Principal, route: &str, e: ApprovalError) -> ApiError {
+    match e {
+        ApprovalError::Conflict(reason) => ApiError::new(StatusCode::CONFLICT, "request_closed", reason),
+        ApprovalError::Invalid { field, reason } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {reason}"))
+                .with_details(serde_json::json!({ "field": field }))
+        }
+        ApprovalError::NotFound => ApiError::not_found(),
+        other => refusal(state, p, route, other).await,
+    }
+}
+
+/// `POST /api/v1/documents/{id}/requests` {relation_id, question, file_requested?} → 201 the
+/// request: a question to a relation the document is addressed to (`portal.ask`; the member
+/// must be able to read the document). Audited as `relation_request.asked`.
+pub async fn ask(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let req: AskBody = json(&body)?;
+    bounded("question", &req.question, approvals::requests::QUESTION_MAX)?;
+    let mut tx = relation_tx(&state, &p).await?;
+    let m = member(&p, &mut tx).await?;
+    let asked =
+        approvals::requests::ask(&mut tx, &state.authz, &m, req.relation_id, id, &req.question, req.file_requested)
+            .await;
+    let asked = match asked {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            return Err(request_refusal(&state, &p, "POST /api/v1/documents/{id}/requests", e).await);
+        }
+    };
+    tx.commit().await?;
+    p.checked.mark();
+    Ok((StatusCode::CREATED, Json(asked)).into_response())
+}
+
+/// `GET /api/v1/documents/{id}/requests` → the questions asked of relations about the document,
+/// with their answers (for members who may read the document).
+pub async fn document_requests(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<ListPage<RelationRequest>>, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = relation_tx(&state, &p).await?;
+    let m = member(&p, &mut tx).await?;
+    let items = match approvals::requests::for_document(&mut tx, &state.authz, &m, id).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            return Err(request_refusal(&state, &p, "GET /api/v1/documents/{id}/requests", e).await);
+        }
+    };
+    tx.commit().await?;
+    p.checked.mark();
+    Ok(Json(ListPage::all(items)))
+}
+
+/// `GET /api/v1/portal/requests`: the questions addressed to the caller's relation, newest first.
+pub async fn requests(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<ListPage<RelationRequest>>, ApiError> {
+    let (mut tx, m) = portal_member(&state, &p).await?;
+    let items = approvals::requests::mine(&mut tx, &state.authz, &m, None).await.map_err(approval_error)?;
+    tx.commit().await?;
+    Ok(Json(ListPage::all(items)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RelationRequestAnswerBody)]
+pub(crate) struct AnswerBody {
+    /// The written answer (at most 4000 characters).
+    #[serde(default)]
+    answer: Option<String>,
+    /// One of the caller's relation's own uploads on the document
+    /// (`POST /api/v1/portal/documents/{id}/files` first).
+    #[serde(default)]
+    attachment_id: Option<Uuid>,
+}
+
+/// `POST /api/v1/portal/requests/{id}/answer` {answer?, attachment_id?} → the request, answered
+/// and closed. Another relation's or organisation's request 404; answered already 409
+/// `request_closed`; no answer, bad text or a file not the caller's on that document 422.
+pub async fn answer(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RelationRequest>, ApiError> {
+    let id = path_id(&id)?;
+    let req: AnswerBody = json(&body)?;
+    bounded("answer", req.answer.as_deref().unwrap_or_default(), approvals::requests::ANSWER_MAX)?;
+    answer_request(&state, &p, id, req.answer.as_deref(), req.attachment_id).await.map(Json)
+}
+
+/// The API's and the portal page's one way to answer.
+pub(crate) async fn answer_request(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    text: Option<&str>,
+    attachment: Option<Uuid>,
+) -> Result<RelationRequest, ApiError> {
+    let (mut tx, m) = portal_member(state, p).await?;
+    match approvals::requests::answer(&mut tx, &state.authz, &m, id, text, attachment).await {
+        Ok(r) => {
+            tx.commit().await?;
+            Ok(r)
+        }
+        Err(e) => {
+            drop(tx);
+            Err(request_refusal(state, p, "POST /api/v1/portal/requests/{id}/answer", e).await)
+        }
+    }
 }

@@ -115,14 +115,16 @@ fn page_form(req: &Request) -> bool {
 }
 
 /// The document page's upload form (`POST /documents/{id}/attachments`, `multipart/form-data`,
-/// `crate::ui::attachments`) and the MDF claim's proof form (`POST /programme/mdf/claims/{id}/proofs`,
-/// `crate::ui::mdf`): pages, so their bodies are forms, but ones that carry a file.
+/// `crate::ui::attachments`), the MDF claim's proof form (`POST /programme/mdf/claims/{id}/proofs`,
+/// `crate::ui::mdf`), the portal's upload and question-answer forms (`crate::ui::portal`,
+/// `crate::ui::requests`): pages, so their bodies are forms, but ones that carry a file.
 fn page_upload(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     req.method() == axum::http::Method::POST
         && (matches!(parts.as_slice(), ["", "documents", id, "attachments"] if !id.is_empty())
             || matches!(parts.as_slice(), ["", "programme", "mdf", "claims", id, "proofs"] if !id.is_empty())
-            || matches!(parts.as_slice(), ["", "portal", "documents", id, "files"] if !id.is_empty()))
+            || matches!(parts.as_slice(), ["", "portal", "documents", id, "files"] if !id.is_empty())
+            || matches!(parts.as_slice(), ["", "portal", "requests", id, "answer"] if !id.is_empty()))
 }
 
 /// The API routes whose body is a file, not JSON: streamed uploads (any content type; the

@@ -109,6 +109,8 @@ pub(crate) struct DocumentPage {
     pub edit_words: &'static str,
     /// The timeline and (for readers of the audit) the audit trail, from the ledger.
     pub history: crate::ui::trail::History,
+    /// Questions to the relations the document is addressed to (`crate::ui::requests`).
+    pub requests: crate::ui::requests::AskedView,
 }
 
 /// The names of the members a page mentions (a former member stays "a former member").
@@ -276,6 +278,7 @@ async fn page(
     let (edit_href, edit_words) = crate::ui::edit::edit_offer(state, m, doc);
     let history = crate::ui::trail::history(state, tx, m, doc.id).await?;
     let attachments = crate::ui::attachments::section(state, tx, m, doc.id, &chrome.csrf).await?;
+    let requests = crate::ui::requests::section(state, tx.tenant(), m, doc).await?;
     let no_actions = if doc.status.is_final() {
         format!("This document is {}: nothing more can happen to it.", format::status(doc.status).to_lowercase())
     } else {
@@ -328,6 +331,7 @@ async fn page(
         edit_href,
         edit_words,
         history,
+        requests,
     })
 }
 
@@ -347,6 +351,7 @@ fn done_words(done: &str) -> &'static str {
         "attached" => "The file was attached.",
         "removed" => "The file was removed. It can be restored during the retention period.",
         "restored" => "The file was restored.",
+        "asked" => "Your question was sent. Their people see it in the portal.",
         _ => "",
     }
 }

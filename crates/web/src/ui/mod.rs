@@ -29,7 +29,9 @@ pub(crate) mod periods;
 // Vendor and client portals (issue 16).
 pub(crate) mod portal;
 pub(crate) mod programme;
+// Questions to relations and their answers (issue 16).
 pub(crate) mod refusals;
+pub(crate) mod requests;
 pub(crate) mod resume;
 pub(crate) mod scim;
 pub(crate) mod security;

@@ -297,9 +297,18 @@ pub async fn invite(
         }
         Err(e) => return Err(e.into()),
     };
+    let company = relations::get(&mut tx, id).await?.company_name;
     tx.commit().await?;
     let url = api::portal_url(id, secrecy::ExposeSecret::expose_secret(&issued.token));
-    let notice = format!("A portal link for {} was made. Send it to them; it works once.", email.as_str());
+    let mailed = f.get("send_mail") == "yes"
+        && api::mail_link(&state, &p, email.as_str(), &company, &url, issued.link.expires_at).await;
+    let notice = if mailed {
+        format!("A portal link for {} was made and emailed to them. It works once.", email.as_str())
+    } else if f.get("send_mail") == "yes" {
+        format!("A portal link for {} was made, but the email could not be sent: send them the link.", email.as_str())
+    } else {
+        format!("A portal link for {} was made. Send it to them; it works once.", email.as_str())
+    };
     relation_page(&state, &p, &headers, id, Said { fresh_link: url, notice, ..Said::default() }, StatusCode::OK).await
 }
 
@@ -469,6 +478,8 @@ pub(crate) struct SharedItem {
     pub date: String,
     pub status: &'static str,
     pub tone: &'static str,
+    /// Open questions on this document.
+    pub open: usize,
 }
 
 #[derive(Template, WebTemplate)]
@@ -476,6 +487,8 @@ pub(crate) struct SharedItem {
 pub(crate) struct PortalPage {
     pub chrome: Chrome,
     pub documents: Vec<SharedItem>,
+    /// Questions waiting for the relation's answer.
+    pub open_questions: usize,
 }
 
 /// `GET /portal`: the documents shared with the person's relation.
@@ -483,11 +496,19 @@ pub async fn home(State(state): State<AppState>, p: Principal, headers: HeaderMa
     let mut tx = relation_tx(&state, &p).await?;
     let m = member(&p, &mut tx).await?;
     let docs = approvals::portal::list(&mut tx, &state.authz, &m).await.map_err(approval_error)?;
+    let open: Vec<Uuid> = approvals::requests::mine(&mut tx, &state.authz, &m, None)
+        .await
+        .map_err(approval_error)?
+        .into_iter()
+        .filter(approvals::requests::RelationRequest::is_open)
+        .map(|r| r.document_id)
+        .collect();
     let chrome = Chrome::portal(&mut tx, &m, &headers).await?;
     tx.commit().await?;
     let documents = docs
         .into_iter()
         .map(|d| SharedItem {
+            open: open.iter().filter(|x| **x == d.id).count(),
             id: d.id.to_string(),
             amount: format::amount(d.amount_minor, &d.currency),
             date: format::date(d.document_date),
@@ -497,7 +518,7 @@ pub async fn home(State(state): State<AppState>, p: Principal, headers: HeaderMa
             title: d.title,
         })
         .collect();
-    Ok((StatusCode::OK, PortalPage { chrome, documents }).into_response())
+    Ok((StatusCode::OK, PortalPage { chrome, documents, open_questions: open.len() }).into_response())
 }
 
 pub(crate) struct FileItem {
@@ -526,6 +547,8 @@ pub(crate) struct PortalDocumentPage {
     pub tone: &'static str,
     pub lines: Vec<LineItem>,
     pub files: Vec<FileItem>,
+    /// The organisation's questions to the relation about this document (newest first).
+    pub questions: Vec<crate::ui::requests::QuestionItem>,
     pub notice: String,
 }
 
@@ -548,6 +571,7 @@ pub async fn document(
     let mut tx = relation_tx(&state, &p).await?;
     let m = member(&p, &mut tx).await?;
     let (d, files) = approvals::portal::get(&mut tx, &state.authz, &m, id).await.map_err(approval_error)?;
+    let questions = crate::ui::requests::portal_questions(&mut tx, &state, &m, id, &files).await?;
     let chrome = Chrome::portal(&mut tx, &m, &headers).await?;
     tx.commit().await?;
     let me = m.subject.user;
@@ -576,7 +600,12 @@ pub async fn document(
                 mine: f.added_by == me,
             })
             .collect(),
-        notice: if q.get("done") == "uploaded" { "Your file was sent.".into() } else { String::new() },
+        questions,
+        notice: match q.get("done") {
+            "uploaded" => "Your file was sent.".into(),
+            "answered" => "Your answer was sent.".into(),
+            _ => String::new(),
+        },
         number: d.number,
         title: d.title,
     };

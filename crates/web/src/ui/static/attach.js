@@ -2,6 +2,10 @@
 // can follow the upload (fetch has no upload progress). Progressive enhancement only: without
 // this script the same form posts and the page comes back. Served by the binary under a hashed
 // name with its integrity (crates/web/src/ui/assets.rs); no inline script anywhere (the CSP).
+// Loaded by signed-in pages only (templates/base.html). htmx-boosted navigation swaps the body but
+// never the head, so a visit whose first page is public must enter with a full page load (the
+// portal link's form is not boosted) or this script would never arrive on the pages after it.
+// The one listener is delegated on `document`, so forms swapped in later are taken over too.
 (function () {
   'use strict';
 
