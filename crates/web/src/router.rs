@@ -223,6 +223,9 @@ fn page_routes(r: Routes) -> Routes {
         .get("/sign-in", Public("the sign-in form"), ui::sign_in::form)
         .post("/sign-in", SignIn, ui::sign_in::submit)
         .post("/sign-in/second-factor", SignIn, ui::sign_in::second_factor)
+        // Single sign-on (issue 18): the start spends the sign-in budget like a password post.
+        .get("/sign-in/sso", SignIn, ui::sso::start)
+        .get("/sign-in/sso/callback", SignIn, ui::sso::callback)
         .post("/sign-out", Own, ui::sign_in::sign_out)
         .get("/documents", Domain(&[Action::DocumentRead]), ui::inbox::all)
         .get("/documents/new", Domain(&[Action::DocumentCreate]), ui::documents::new)
@@ -272,6 +275,8 @@ fn page_routes(r: Routes) -> Routes {
         .post("/settings/ip-allowlist", Org(Action::SettingsManage), ui::settings::set_allowlist)
         .post("/settings/thresholds", Org(Action::SettingsManage), ui::settings::set_thresholds)
         .post("/settings/joining", Org(Action::SettingsManage), ui::settings::set_joining)
+        .post("/settings/sso", Org(Action::SettingsManage), ui::settings::set_sso)
+        .post("/settings/sso/test", Org(Action::SettingsManage), ui::settings::test_sso)
         .get("/settings/scim", Org(Action::SettingsManage), ui::scim::show)
         .post("/settings/scim", Org(Action::SettingsManage), ui::scim::create)
         .post("/settings/scim/{id}/revoke", Org(Action::SettingsManage), ui::scim::revoke)

@@ -391,6 +391,11 @@ pub async fn put(
         (None, None) => return Err(IdentityError::invalid("client_secret", "required")),
     };
     let mapping = serde_json::to_value(&new.group_mapping).map_err(|e| IdentityError::Internal(e.to_string()))?;
+    // The secret to store: the new one, else the stored one. The insert's row must carry it too:
+    // its CHECK constraints are tested before ON CONFLICT turns it into an update.
+    let kept = sealed.as_ref().map(|s| (s.key_id.clone(), s.nonce.clone(), s.ciphertext.clone())).or_else(|| {
+        before.as_ref().map(|b| (b.secret_key_id.clone(), b.secret_nonce.clone(), b.secret_ciphertext.clone()))
+    });
     sqlx::query!(
         "insert into oidc_configs (tenant_id, id, preset, issuer, client_id, secret_key_id, secret_nonce,
                                    secret_ciphertext, allowed_domains, email_claim, name_claim, groups_claim,
@@ -412,9 +417,9 @@ pub async fn put(
         new.preset.as_str(),
         issuer,
         client_id,
-        sealed.as_ref().map(|s| s.key_id.clone()),
-        sealed.as_ref().map(|s| s.nonce.clone()),
-        sealed.as_ref().map(|s| s.ciphertext.clone()),
+        kept.as_ref().map(|k| k.0.clone()),
+        kept.as_ref().map(|k| k.1.clone()),
+        kept.as_ref().map(|k| k.2.clone()),
         &domains,
         email_claim,
         name_claim,

@@ -1,6 +1,8 @@
 //! An organisation's OpenID Connect provider, over HTTP: `GET|PUT /api/v1/settings/oidc` and
 //! `POST /api/v1/settings/oidc/test` (owner, admin: `SettingsManage`). The rules are
 //! `identity::signin::oidc_config::put`'s; the client secret is write-only (never answered).
+//! A test that reaches no provider is a test's outcome, not the server's failure: it answers
+//! 200 with `ok: false` and what failed.
 
 use axum::Json;
 use axum::extract::State;
@@ -35,16 +37,56 @@ pub async fn put(State(state): State<AppState>, p: Principal, body: axum::body::
     Ok((StatusCode::OK, Json(config)).into_response())
 }
 
-/// `POST /api/v1/settings/oidc/test` → what the configured issuer's discovery document says now
-/// (its issuer must equal the configured one), or `502 oidc_provider_failed` naming what failed.
-pub async fn test(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+/// The outcome of "test connection": `ok` and what the issuer's discovery document says, or
+/// `ok: false` and what failed (`error`, in words; `code`, stable).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ConnectionTest {
+    pub ok: bool,
+    /// Set when `ok` is false: `oidc_provider_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_keys: Option<usize>,
+}
+
+/// Tests the organisation's configured provider now (the API's and the settings page's
+/// "test connection"). `Ok(None)` when the organisation has no provider.
+pub(crate) async fn run_test(state: &AppState, p: &Principal) -> Result<Option<ConnectionTest>, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     let config = oidc_config::get(&mut tx).await?;
     tx.commit().await?;
-    let config = config.ok_or_else(not_configured)?;
-    match state.sso.test_connection(&config.issuer).await {
-        Ok(found) => Ok((StatusCode::OK, Json(found)).into_response()),
-        Err(IdentityError::Forbidden { code, reason }) => Err(ApiError::new(StatusCode::BAD_GATEWAY, code, reason)),
-        Err(e) => Err(e.into()),
-    }
+    let Some(config) = config else { return Ok(None) };
+    Ok(Some(match state.sso.test_connection(&config.issuer).await {
+        Ok(found) => ConnectionTest {
+            ok: true,
+            issuer: Some(found.issuer),
+            authorization_endpoint: Some(found.authorization_endpoint),
+            token_endpoint: found.token_endpoint,
+            userinfo_endpoint: found.userinfo_endpoint,
+            signing_keys: Some(found.signing_keys),
+            ..ConnectionTest::default()
+        },
+        Err(IdentityError::Forbidden { code, reason }) => {
+            ConnectionTest { ok: false, code: Some(code.to_owned()), error: Some(reason), ..ConnectionTest::default() }
+        }
+        Err(e) => return Err(e.into()),
+    }))
+}
+
+/// `POST /api/v1/settings/oidc/test` → 200 with the test's outcome: `ok` and what the configured
+/// issuer's discovery document says now (its issuer must equal the configured one), or `ok: false`
+/// with what failed; 404 `oidc_not_configured` when there is nothing to test.
+pub async fn test(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    let outcome = run_test(&state, &p).await?.ok_or_else(not_configured)?;
+    Ok((StatusCode::OK, Json(outcome)).into_response())
 }

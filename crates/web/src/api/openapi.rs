@@ -92,15 +92,13 @@ enum Success {
 /// description test (tests/openapi.rs) fails.
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
+    use crate::api::oidc::ConnectionTest;
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
         ip_allowlist as ipl, joining, me, members as mem, mfa, portals, scim_tokens, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
-    use identity::signin::{
-        oidc::Discovered,
-        oidc_config::{NewOidcConfig, OidcConfig},
-    };
+    use identity::signin::oidc_config::{NewOidcConfig, OidcConfig};
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
     let sign_in = || OneOf("200", vec![of::<sign_in::TokenResponse>(), of::<sign_in::MfaRequired<'static>>()]);
     let p = path.trim_start_matches("/api/v1");
@@ -138,7 +136,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("GET", "/settings/oidc") => (None, json("200", of::<OidcConfig>())),
         ("PUT", "/settings/oidc") => (Some(of::<NewOidcConfig>()), json("200", of::<OidcConfig>())),
-        ("POST", "/settings/oidc/test") => (None, json("200", of::<Discovered>())),
+        ("POST", "/settings/oidc/test") => (None, json("200", of::<ConnectionTest>())),
         ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
         ("PUT", "/settings/approvals") => {
             (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))

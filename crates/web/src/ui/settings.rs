@@ -4,7 +4,10 @@
 //! saving it is refused unless confirmed), the MD thresholds per currency, and joining by verified
 //! email domain. The same calls: `identity::signin::mfa::set_required`,
 //! `identity::directory::ip_allowlist::replace`, `approvals::documents::set_md_thresholds`,
-//! `identity::directory::tenants::set_joining` (through `api::joining::apply`).
+//! `identity::directory::tenants::set_joining` (through `api::joining::apply`). And single
+//! sign-on (OpenID Connect): the provider's settings (the client secret is write-only: the page
+//! says only whether one is set), saved with `identity::signin::oidc_config::put`, and "test
+//! connection" (`crate::api::oidc::run_test`), whose failure is the test's answer on the page.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use identity::directory::ip_allowlist::{self as list, NewEntry};
+use identity::signin::oidc_config::{self, GroupGrant, NewOidcConfig, Preset};
 use ipnet::IpNet;
+use secrecy::SecretString;
 
 use crate::api::documents::member;
 use crate::plumbing::access::reason;
@@ -51,6 +56,72 @@ pub(crate) struct SettingsPage {
     pub auto_join: bool,
     pub join_error: String,
     pub notice: String,
+    pub sso: SsoSection,
+}
+
+/// The single sign-on section: the stored settings (or what was typed, after a refusal).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SsoSection {
+    pub configured: bool,
+    pub preset: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// A client secret is stored (never shown).
+    pub secret_set: bool,
+    pub domains: String,
+    pub email_claim: String,
+    pub name_claim: String,
+    pub groups_claim: String,
+    /// One mapping per line: `group = role` or `group = role, DEPARTMENT`.
+    pub group_mapping: String,
+    pub sso_only: bool,
+    pub break_glass: String,
+    pub error: String,
+    /// "Test connection": whether it worked, and the words.
+    pub tested: bool,
+    pub test_ok: bool,
+    pub test_words: String,
+}
+
+impl SsoSection {
+    async fn load(tx: &mut store::TenantTx) -> Result<Self, ApiError> {
+        let Some(c) = oidc_config::get(tx).await? else {
+            return Ok(Self {
+                preset: "generic".into(),
+                email_claim: "email".into(),
+                name_claim: "name".into(),
+                groups_claim: "groups".into(),
+                ..Self::default()
+            });
+        };
+        let break_glass = match c.break_glass_user {
+            Some(u) => identity::directory::users::get_member(tx, u).await.map(|u| u.email).unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok(Self {
+            configured: true,
+            preset: c.preset.as_str().to_owned(),
+            issuer: c.issuer,
+            client_id: c.client_id,
+            secret_set: true,
+            domains: c.allowed_domains.join("\n"),
+            email_claim: c.email_claim,
+            name_claim: c.name_claim,
+            groups_claim: c.groups_claim,
+            group_mapping: c
+                .group_mapping
+                .iter()
+                .map(|(g, grant)| match &grant.department {
+                    Some(d) => format!("{g} = {}, {d}", grant.role.as_str()),
+                    None => format!("{g} = {}", grant.role.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            sso_only: c.sso_only,
+            break_glass,
+            ..Self::default()
+        })
+    }
 }
 
 async fn settings_page(
@@ -68,6 +139,7 @@ async fn settings_page(
         Ok(t) => t.thresholds,
         Err(e) => return Err(refused(state, p, "GET /settings", tx, e).await),
     };
+    let sso = SsoSection::load(&mut tx).await?;
     let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Settings).await?;
     tx.commit().await?;
     let mut rows: Vec<ThresholdRow> = thresholds
@@ -95,6 +167,7 @@ async fn settings_page(
         auto_join: joining.policy == identity::JoinPolicy::AutoJoin,
         join_error: String::new(),
         notice: String::new(),
+        sso,
     })
 }
 
@@ -104,6 +177,7 @@ fn done_words(done: &str) -> &'static str {
         "allowlist" => "Saved: the allowlist applies to every request from now on.",
         "thresholds" => "Saved: the MD thresholds apply to documents approved from now on.",
         "joining" => "Saved: people who verify an address at these domains join from now on.",
+        "sso" => "Saved: single sign-on uses these settings from the next sign-in.",
         _ => "",
     }
 }
@@ -288,4 +362,131 @@ pub async fn set_joining(
     page.auto_join = auto_join;
     page.join_error = error;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+/// `group = role` or `group = role, DEPARTMENT`, one per line.
+fn group_mapping(typed: &str) -> Result<BTreeMap<String, GroupGrant>, String> {
+    let mut out = BTreeMap::new();
+    for line in typed.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (group, grant) =
+            line.split_once('=').ok_or_else(|| format!("\u{201c}{line}\u{201d}: write group = role"))?;
+        let (role, department) = grant.split_once(',').map_or((grant, None), |(r, d)| (r, Some(d.trim().to_owned())));
+        let role: identity::Role =
+            role.trim().parse().map_err(|_| format!("\u{201c}{}\u{201d} is not a role", role.trim()))?;
+        out.insert(group.trim().to_owned(), GroupGrant { role, department: department.filter(|d| !d.is_empty()) });
+    }
+    Ok(out)
+}
+
+/// `POST /settings/sso` {preset, issuer, client_id, client_secret (empty: keep), domains,
+/// email_claim, name_claim, groups_claim, group_mapping, sso_only, break_glass}
+pub async fn set_sso(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let f = Fields::parse(&body)?;
+    let typed = SsoSection {
+        configured: false,
+        preset: f.get("preset").to_owned(),
+        issuer: f.get("issuer").trim().to_owned(),
+        client_id: f.get("client_id").trim().to_owned(),
+        secret_set: false,
+        domains: f.get("domains").to_owned(),
+        email_claim: f.get("email_claim").trim().to_owned(),
+        name_claim: f.get("name_claim").trim().to_owned(),
+        groups_claim: f.get("groups_claim").trim().to_owned(),
+        group_mapping: f.get("group_mapping").to_owned(),
+        sso_only: f.get("sso_only") == "yes",
+        break_glass: f.get("break_glass").trim().to_owned(),
+        ..SsoSection::default()
+    };
+    let secret = f.get("client_secret").trim().to_owned();
+    let error = match save_sso(&state, &p, &typed, secret).await {
+        Ok(()) => return Ok(Redirect::to("/settings?done=sso#sso-heading").into_response()),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::NOT_FOUND => {
+            format!("{}.", e.message.trim_end_matches('.'))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut page = settings_page(&state, &p, &ctx, &headers).await?;
+    page.sso = SsoSection { configured: page.sso.configured, secret_set: page.sso.secret_set, error, ..typed };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+async fn save_sso(state: &AppState, p: &Principal, typed: &SsoSection, secret: String) -> Result<(), ApiError> {
+    let invalid =
+        |field: &'static str, why: String| ApiError::from(identity::IdentityError::Invalid { field, reason: why });
+    let preset = match typed.preset.as_str() {
+        "google" => Preset::Google,
+        "entra" => Preset::Entra,
+        _ => Preset::Generic,
+    };
+    let group_mapping = group_mapping(&typed.group_mapping).map_err(|w| invalid("group_mapping", w))?;
+    let allowed_domains: Vec<String> =
+        typed.domains.split(['\n', ',', ' ']).map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
+    let break_glass_user = if typed.break_glass.is_empty() {
+        None
+    } else {
+        let email = identity::EmailAddress::parse(&typed.break_glass)?;
+        let mut g = state.store.global_tx().await?;
+        let user = identity::directory::users::find_by_email(&mut g, &email).await?;
+        g.commit().await?;
+        Some(user.ok_or_else(|| invalid("break_glass_user", format!("nobody signs in as {}", email.as_str())))?.id)
+    };
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    // What the form does not show is kept as stored.
+    let stored = oidc_config::get(&mut tx).await?;
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let new = NewOidcConfig {
+        preset,
+        issuer: typed.issuer.clone(),
+        client_id: typed.client_id.clone(),
+        client_secret: (!secret.is_empty()).then(|| SecretString::from(secret)),
+        allowed_domains,
+        email_claim: opt(&typed.email_claim),
+        name_claim: opt(&typed.name_claim),
+        groups_claim: opt(&typed.groups_claim),
+        group_mapping,
+        mfa_acr_values: stored.as_ref().map(|c| c.mfa_acr_values.clone()).unwrap_or_default(),
+        sso_only: typed.sso_only,
+        break_glass_user,
+        enabled: stored.as_ref().is_none_or(|c| c.enabled),
+    };
+    oidc_config::put(&mut tx, &p.who, p.permit()?, &state.mfa_keys, &new).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `POST /settings/sso/test`: "test connection"; its outcome (worked, or what failed) on the page.
+pub async fn test_sso(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = crate::api::oidc::run_test(&state, &p).await?;
+    let mut page = settings_page(&state, &p, &ctx, &headers).await?;
+    page.sso.tested = true;
+    match outcome {
+        Some(t) if t.ok => {
+            page.sso.test_ok = true;
+            page.sso.test_words = format!(
+                "Connected: {} answered with its sign-in address and {} signing key(s).",
+                t.issuer.unwrap_or_default(),
+                t.signing_keys.unwrap_or_default()
+            );
+        }
+        Some(t) => {
+            page.sso.test_words = format!(
+                "The provider could not be reached or did not answer as expected: {} (code {}).",
+                t.error.unwrap_or_default(),
+                t.code.unwrap_or_default()
+            );
+        }
+        None => page.sso.test_words = "Nothing to test yet: save the provider's settings first.".to_owned(),
+    }
+    Ok(page.into_response())
 }

@@ -40,6 +40,11 @@ pub(crate) struct SignInPage {
     pub focus: &'static str,
     /// A word of welcome above the form (after accepting an invitation).
     pub notice: String,
+    /// The stable code of `problem`, shown beside the words (single sign-on's refusals).
+    pub problem_code: String,
+    /// The button's words when the organisation signs in with single sign-on
+    /// (`crate::ui::sso::offer`); empty: no button.
+    pub sso_button: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -73,6 +78,8 @@ impl SignInPage {
             password_error: String::new(),
             focus,
             notice: String::new(),
+            problem_code: String::new(),
+            sso_button: String::new(),
         }
     }
 }
@@ -102,8 +109,11 @@ pub async fn form(
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let next = local_path(q.get("next"));
     let organisation = q.get("organisation").chars().take(100).collect::<String>();
+    let sso_button = crate::ui::sso::offer(&state, &organisation).await.unwrap_or_default();
     Ok(answer(&headers, state.secure_cookies, StatusCode::OK, |csrf| {
-        SignInPage::new(Chrome::public(csrf), &organisation, "", &next)
+        let mut page = SignInPage::new(Chrome::public(csrf), &organisation, "", &next);
+        page.sso_button = sso_button;
+        page
     }))
 }
 
@@ -118,9 +128,11 @@ pub async fn submit(
     let (organisation, email, next) = (f.get("organisation"), f.get("email"), local_path(f.get("next")));
     let password = f.all("password").first().map(|p| (*p).to_owned()).unwrap_or_default();
     let secure = state.secure_cookies;
+    let sso_button = crate::ui::sso::offer(&state, organisation).await.unwrap_or_default();
     let again = |status: StatusCode, fill: &dyn Fn(&mut SignInPage)| {
         answer(&headers, secure, status, |csrf| {
             let mut page = SignInPage::new(Chrome::public(csrf), organisation, email, &next);
+            page.sso_button.clone_from(&sso_button);
             fill(&mut page);
             page
         })
