@@ -361,3 +361,38 @@ async fn a_vendor_opens_a_portal_link_sees_the_po_and_uploads_an_invoice_in_a_re
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_flow("portal", &app2, &env)).await.expect("flow");
 }
+
+/// Single sign-on (tests/browser/sso.mjs) against the real oidc-provider peer (as tests/oidc.rs
+/// starts it): an administrator sets the provider up on the settings page and tests it; a member
+/// signs in from the sign-in page's button through the provider's login page, across sites (the
+/// server as `localhost`, the provider at `127.0.0.1`), and lands in the inbox signed in. No
+/// console error, no CSP violation, no serious or critical axe finding on any of our pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_signs_in_through_the_identity_providers_login_page_into_the_inbox_in_a_real_browser() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    let mut state = TestApp::setup(&db).roomy().state();
+    state.secure_cookies = false;
+    let app = TestApp::serve(state).await;
+    let base = app.base.replace("127.0.0.1", "localhost");
+    let idp = common::oidc::Provider::start(
+        &format!("{base}/sign-in/sso/callback"),
+        vec![common::oidc::account("ada", "sub-ada", "user1@acme.example", true)],
+    );
+    let env = [
+        ("BASE_URL", base),
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("ADMIN", "user0@acme.example".to_owned()),
+        ("MEMBER", "user1@acme.example".to_owned()),
+        ("IDP_LOGIN", "ada".to_owned()),
+        ("ISSUER", idp.issuer.clone()),
+        ("CLIENT_ID", common::oidc::CLIENT_ID.to_owned()),
+        ("CLIENT_SECRET", common::oidc::CLIENT_SECRET.to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("sso", &app2, &env)).await.expect("flow");
+    assert_eq!(common::audit_count(&db, acme.id, "auth.sso_linked").await, 1);
+    drop(idp);
+}

@@ -69,7 +69,7 @@ const provider = new Provider(issuer, {
 provider.proxy = false;
 
 const page = (uid, error) => `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Test IdP sign-in</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Test IdP sign-in</title><link rel="icon" href="data:,"></head>
 <body><main><h1>Test identity provider</h1>
 ${error ? `<p role="alert">${error}</p>` : ''}
 <form method="post" action="/interaction/${uid}/login">

@@ -66,6 +66,32 @@ fn callback_url(state: &AppState, headers: &HeaderMap, tls: bool) -> String {
     format!("{base}{CALLBACK_PATH}")
 }
 
+/// "Signed in", then on to the page: a page of ours that moves on by itself (a meta refresh,
+/// and a link), for the redirect a finished sign-in would answer. The callback is the end of a
+/// navigation another site started (the provider's redirect), and a browser sends no
+/// `SameSite=Strict` cookie — every session cookie is one — on any step of such a chain: a
+/// redirect from here would reach the inbox without the session just set, and land on the
+/// sign-in page. A navigation this page starts is our own site's. The cookies are kept.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "sso_continue.html")]
+struct ContinuePage {
+    chrome: Chrome,
+    next: String,
+}
+
+fn continue_same_site(r: Response) -> Response {
+    if !r.status().is_redirection() {
+        return r;
+    }
+    let next =
+        r.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map_or_else(|| "/".to_owned(), local_path);
+    let mut page = ContinuePage { chrome: Chrome::public(String::new()), next }.into_response();
+    for v in r.headers().get_all(header::SET_COOKIE) {
+        page.headers_mut().append(header::SET_COOKIE, v.clone());
+    }
+    page
+}
+
 fn binding_cookie(value: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -231,7 +257,7 @@ pub async fn callback(
         .map_err(ApiError::from);
     match outcome {
         Ok(outcome) => {
-            let mut r = signed_in(&state, &headers, &organisation, &next, outcome).await?;
+            let mut r = continue_same_site(signed_in(&state, &headers, &organisation, &next, outcome).await?);
             if let Some(v) = binding_cookie("", 0, state.secure_cookies) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
