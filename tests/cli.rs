@@ -75,10 +75,6 @@ fn serve_once(data: &Path, port: u16) -> String {
     log
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
 #[test]
 fn embedded_cluster_starts_is_reused_and_stops_on_sigterm() {
     if countersign_has_no_pg_binaries() {
@@ -88,12 +84,12 @@ fn embedded_cluster_starts_is_reused_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
 
-    let first = serve_once(&dir, free_port());
+    let first = serve_once(&dir, common::tools::free_port());
     assert!(first.contains("initialising embedded PostgreSQL cluster"), "{first}");
     assert!(first.contains("stopped embedded PostgreSQL"), "{first}");
     assert!(!dir.join("pg/cluster/postmaster.pid").exists(), "postgres still running after shutdown");
 
-    let second = serve_once(&dir, free_port());
+    let second = serve_once(&dir, common::tools::free_port());
     assert!(!second.contains("initialising"), "the cluster should be reused:\n{second}");
     assert!(second.contains("started embedded PostgreSQL"), "{second}");
     assert!(!dir.join("pg/cluster/postmaster.pid").exists());
@@ -108,7 +104,7 @@ fn an_embedded_cluster_left_by_a_killed_server_is_adopted_and_stopped_but_a_live
     let dir = std::env::temp_dir().join(format!("countersign-adopt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let port = free_port();
+    let port = common::tools::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = countersign()
         .args(["serve", "--migrate", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -133,7 +129,7 @@ fn an_embedded_cluster_left_by_a_killed_server_is_adopted_and_stopped_but_a_live
     assert!(dir.join("pg/cluster/postmaster.pid").exists(), "the cluster should outlive a killed server");
 
     // The next server adopts it and stops it when it shuts down.
-    let next = serve_once(&dir, free_port());
+    let next = serve_once(&dir, common::tools::free_port());
     assert!(next.contains("adopted embedded PostgreSQL left running by a process that is gone"), "{next}");
     assert!(next.contains("stopped embedded PostgreSQL"), "{next}");
     assert!(!dir.join("pg/cluster/postmaster.pid").exists(), "postgres still running after the adopter's shutdown");

@@ -2,6 +2,11 @@
 //! by `systemd-analyze verify` and stays hardened (`systemd-analyze security --offline` exposure at
 //! most 2.0 of 10); the example configuration in `dist/` is one `config check` accepts.
 
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::{certificate, free_port, tool};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -74,18 +79,6 @@ fn the_example_configuration_is_accepted_by_config_check() {
     assert!(said.contains("database-url = (set, redacted)  # secret file"), "{said}");
     assert!(said.contains("public-url = \"https://approvals.example.com\"  # configuration file"), "{said}");
     assert!(!said.contains("s3cret-example"), "{said}");
-}
-
-fn tool(name: &str) -> Command {
-    assert!(
-        Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success()),
-        "this test needs `{name}` (installed by .ci/run)"
-    );
-    Command::new(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 /// A server process on `127.0.0.1:port` (killed on drop), logging at info into `dir/server.log`.
@@ -171,17 +164,7 @@ async fn nginx_in_front_passes_the_client_address_and_https_and_a_spoofed_header
     let db = store::testing::TestDb::new().await;
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
-    let (crt, key) = (d.join("proxy.crt"), d.join("proxy.key"));
-    let o = tool("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=proxy", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+    let (crt, key) = certificate(d, "proxy");
 
     let (app, tls, plain) = (free_port(), free_port(), free_port());
     let server = Server::start(&db, d, app, &["--trusted-proxies", "127.0.0.1/32"]);

@@ -83,10 +83,6 @@ fn keygen_writes_a_private_key_file_prints_its_id_and_never_overwrites() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
 struct Server {
     child: Child,
     base: String,
@@ -94,7 +90,7 @@ struct Server {
 
 impl Server {
     async fn start(db: &TestDb, data: &Path, keys: &[&str]) -> Self {
-        let port = free_port();
+        let port = common::tools::free_port();
         let child = countersign(Some(db), data)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--login-limit", "1000/15m"])
             .args(["--insecure-cookies", "--checkpoint-interval", "3600"])

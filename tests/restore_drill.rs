@@ -8,6 +8,11 @@
 //! `countersign audit verify` passes on it and exactly the documents acknowledged before the
 //! instant exist. The drill prints how long the restore took.
 
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::free_port;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
@@ -118,10 +123,6 @@ impl Cluster {
             writeln!(f, "{line}").expect("write setting");
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 fn quoted(p: &Path) -> String {

@@ -5,43 +5,20 @@
 //! Certificates are made by `openssl` and fetched with `curl --cacert`, both installed by
 //! `.ci/run`; the test fails (never skips) without them.
 
-use std::path::{Path, PathBuf};
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::{certificate, free_port, tool};
+
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use store::testing::TestDb;
 
-fn tool(name: &str) -> Command {
-    assert!(
-        Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success()),
-        "this test needs `{name}` (installed by .ci/run)"
-    );
-    Command::new(name)
-}
-
-/// A self-signed certificate for 127.0.0.1 and its key, under `dir` as `<name>.crt`/`<name>.key`.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
-    let o = tool("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", &format!("/CN={name}"), "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
-    (crt, key)
-}
-
 /// `curl` trusting only `ca`: the answer's head and body, or the failure.
 fn fetch(ca: &Path, url: &str) -> Output {
     tool("curl").args(["-sS", "-i", "--max-time", "5", "--cacert"]).arg(ca).arg(url).output().expect("curl")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 fn serve(db: &TestDb, dir: &Path, port: u16, crt: &Path, key: &Path) -> Child {

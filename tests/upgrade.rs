@@ -3,6 +3,11 @@
 //! step; a schema newer than the binary is served when its later migrations declare themselves
 //! compatible (expand/contract), and refused, clearly, when one does not.
 
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::free_port;
+
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::Connection;
 use store::migrate::{self, MigrationSource};
-use store::testing::TestDb;
+use store::testing::{EmptyDb, TestDb};
 
 fn countersign(db_url: &str, data: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_countersign"));
@@ -22,10 +27,6 @@ fn countersign(db_url: &str, data: &std::path::Path) -> Command {
         .arg("--data-dir")
         .arg(data);
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 fn data_dir() -> std::path::PathBuf {
@@ -98,24 +99,10 @@ fn refused_start(db_url: &str, data: &std::path::Path, extra: &[&str]) -> Output
     out
 }
 
-/// An empty database on the test server (not the migrated template), dropped by the caller.
-async fn empty_database(db: &TestDb) -> (String, String) {
-    let name = format!("countersign_test_{}_empty", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect_with(&db.admin_options().database("postgres")).await.expect("server");
-    sqlx::raw_sql(&format!("create database {name}")).execute(&mut conn).await.expect("create");
-    conn.close().await.expect("close");
-    (db.url().replace(db.name(), &name), name)
-}
-
-async fn drop_database(db: &TestDb, name: &str) {
-    let mut conn = sqlx::PgConnection::connect_with(&db.admin_options().database("postgres")).await.expect("server");
-    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
-}
-
 #[tokio::test]
 async fn plain_serve_refuses_an_unmigrated_database_naming_countersign_migrate_which_then_lets_it_start() {
-    let db = TestDb::new().await;
-    let (url, name) = empty_database(&db).await;
+    let empty = EmptyDb::new().await;
+    let url = empty.url();
     let data = data_dir();
 
     // Plain `serve` applies nothing: the empty schema is refused, naming the step to run.
@@ -139,15 +126,14 @@ async fn plain_serve_refuses_an_unmigrated_database_naming_countersign_migrate_w
     assert_eq!(body["checks"]["schema_version"], body["checks"]["expected_version"], "{body}");
     server.stop();
     owner.close().await.expect("close");
-    drop_database(&db, &name).await;
+    drop(empty);
 
     // `serve --migrate` does both on a fresh database (small installs).
-    let (url, name) = empty_database(&db).await;
-    let mut server = Server::start(&url, &data, &["--migrate"]);
+    let empty = EmptyDb::new().await;
+    let mut server = Server::start(&empty.url(), &data, &["--migrate"]);
     let (status, body) = server.readyz().await;
     assert_eq!(status, 200, "{body}");
     server.stop();
-    drop_database(&db, &name).await;
     let _ = std::fs::remove_dir_all(&data);
 }
 

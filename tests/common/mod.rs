@@ -3,6 +3,8 @@
 // Each test binary uses a part of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod tools;
+
 pub mod app;
 pub mod oidc;
 pub mod venv;

@@ -111,13 +111,7 @@ impl TestDb {
     /// Test servers use trust authentication, so the URL carries no password.
     #[must_use]
     pub fn url(&self) -> String {
-        let o = self.admin_options();
-        let host = o.get_host().to_owned();
-        if host.starts_with('/') {
-            format!("postgres:///{}?host={host}&port={}&user={}", self.name, o.get_port(), o.get_username())
-        } else {
-            format!("postgres://{}@{host}:{}/{}", o.get_username(), o.get_port(), self.name)
-        }
+        url_of(&self.admin_options(), &self.name)
     }
 
     #[must_use]
@@ -128,20 +122,75 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let server = self.server.clone().database("postgres");
-        let name = self.name.clone();
-        let store = self.store.clone();
-        // Dropping must not depend on the test's runtime still being alive.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async move {
-                drop(store);
-                if let Ok(mut c) = server.connect().await {
-                    let _ =
-                        sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
-                }
-            });
-        })
-        .join();
+        drop_database(&self.server, &self.name, Some(self.store.clone()));
+    }
+}
+
+/// Drops a test database on a thread of its own: dropping must not depend on the test's runtime
+/// still being alive.
+fn drop_database(server: &PgConnectOptions, name: &str, store: Option<Store>) {
+    let server = server.clone().database("postgres");
+    let name = name.to_owned();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            drop(store);
+            if let Ok(mut c) = server.connect().await {
+                let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)")).execute(&mut c).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// An empty database (no schema at all) on the test server, for what starts from nothing: a
+/// first `countersign migrate`. Dropped afterwards.
+#[derive(Debug)]
+pub struct EmptyDb {
+    name: String,
+    server: PgConnectOptions,
+}
+
+impl EmptyDb {
+    pub async fn new() -> Self {
+        let created = async {
+            let server = server_options().await?;
+            let name = format!("countersign_test_{}_empty", uuid::Uuid::new_v4().simple());
+            let mut conn = server.clone().database("postgres").connect().await?;
+            sqlx::raw_sql(&format!("create database {name}")).execute(&mut conn).await?;
+            conn.close().await?;
+            Ok::<_, StoreError>(Self { name, server })
+        };
+        match created.await {
+            Ok(db) => db,
+            Err(e) => panic!("empty test database setup failed: {e}"),
+        }
+    }
+
+    /// Owner options for it.
+    #[must_use]
+    pub fn options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    /// A URL for the binary, as [`TestDb::url`].
+    #[must_use]
+    pub fn url(&self) -> String {
+        url_of(&self.options(), &self.name)
+    }
+}
+
+impl Drop for EmptyDb {
+    fn drop(&mut self) {
+        drop_database(&self.server, &self.name, None);
+    }
+}
+
+fn url_of(o: &PgConnectOptions, name: &str) -> String {
+    let host = o.get_host().to_owned();
+    if host.starts_with('/') {
+        format!("postgres:///{name}?host={host}&port={}&user={}", o.get_port(), o.get_username())
+    } else {
+        format!("postgres://{}@{host}:{}/{name}", o.get_username(), o.get_port())
     }
 }
