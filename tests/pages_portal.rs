@@ -40,7 +40,7 @@ async fn world() -> (TestDb, World) {
         links: files::LinkKey::ephemeral(),
         max_upload: files::DEFAULT_MAX_UPLOAD,
     };
-    let mut state = TestApp::setup(&db).roomy().state().with_files(files);
+    let mut state = TestApp::setup(&db).roomy().dev_outbox().state().with_files(files);
     state.secure_cookies = false;
     let app = TestApp::serve(state).await;
     (db, World { app, acme, _dir: dir })
@@ -233,6 +233,41 @@ async fn a_replayed_forged_or_foreign_link_is_a_page_in_words_and_withdrawing_si
     assert_eq!(location(&r), format!("/relations/{supplies}?done=revoked"));
     let after = vera.without_redirects().get("/portal").await;
     assert_ne!(after.status, StatusCode::OK, "the withdrawn link's session still works");
+}
+
+/// The relation page's "Also send the link to them by email" box: ticked, the link goes to the
+/// outbox (the same link the page shows once) and the ledger says who mailed it; unticked, the page
+/// says to send it and nothing is mailed.
+#[tokio::test]
+async fn the_relation_page_mails_a_link_only_when_its_box_is_ticked() {
+    let (db, w) = world().await;
+    let admin = w.browser("user0@acme.example").await;
+    let supplies = vendor(&admin, "Chair Makers Ltd").await;
+    let outbox = |to: &'static str| {
+        let anon = w.app.anonymous();
+        async move { anon.get(&format!("/api/v1/dev/outbox?to={to}")).await.body["items"].as_array().cloned() }
+    };
+
+    let r = admin
+        .post_form(
+            &format!("/relations/{supplies}/invite"),
+            &[("email", "vera@chairmakers.example"), ("send_mail", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.text.contains("was made and emailed to them"), "{r}");
+    let link = fresh_link(&r.text);
+    let mails = outbox("vera@chairmakers.example").await.expect("items");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let body = mails[0]["body"].as_str().expect("body");
+    assert!(body.contains(&link), "the mail carries another link than the page showed:\n{body}\n{link}");
+    assert_eq!(common::audit_count(&db, w.acme.id, "portal.link_mailed").await, 1);
+
+    let r = admin.post_form(&format!("/relations/{supplies}/invite"), &[("email", "quiet@chairmakers.example")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.text.contains("Send it to them; it works once."), "{r}");
+    assert_eq!(outbox("quiet@chairmakers.example").await.expect("items").len(), 0);
+    assert_eq!(common::audit_count(&db, w.acme.id, "portal.link_mailed").await, 1);
 }
 
 const BOUNDARY: &str = "----countersign-portal-3c1d";

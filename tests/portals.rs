@@ -871,4 +871,50 @@ async fn a_portal_link_is_mailed_through_the_outbox_when_asked() {
     let mailed = app.anonymous().get("/api/v1/dev/outbox?to=quiet@chairs.example").await.body;
     let body = mailed["items"][0]["body"].as_str().expect("a mail").to_owned();
     assert!(body.contains(again.body["token"].as_str().expect("token")), "{body}");
+
+    // Each mail is in the ledger, by the member who asked, for the link mailed (two mails, two
+    // events; the unmailed link has none), and the address itself is not written there.
+    let mut conn = db.admin_conn().await;
+    let events: Vec<(String, String, String)> = sqlx::query_as(
+        "select entity_id, actor_id, changes from audit_events
+          where tenant_id = $1 and action = 'portal.link_mailed' order by seq",
+    )
+    .bind(acme.id.as_uuid())
+    .fetch_all(&mut conn)
+    .await
+    .expect("events");
+    let links: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        links,
+        [r.body["link"]["id"].as_str().expect("link"), again.body["link"]["id"].as_str().expect("link")],
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.1 == acme.users[0].to_string()), "{events:?}");
+    assert!(!format!("{events:?}").contains("@chairs.example"), "{events:?}");
+    assert_eq!(audit_count(&db, acme.id, "portal.link_mail_failed").await, 0);
+}
+
+/// When the mailer refuses a portal link's mail, the answer says it was not queued (the member
+/// still holds the link) and the ledger records both the attempt and its failure.
+#[tokio::test]
+async fn a_portal_link_mail_the_mailer_refuses_is_reported_and_recorded() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    // An SMTP server that is not there: the port was free a moment ago and nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let mailer = identity::signin::mail::SmtpMailer::new(&format!("smtp://127.0.0.1:{port}"), "no-reply@acme.example")
+        .expect("mailer");
+    let app = TestApp::serve(TestApp::setup(&db).state().with_mailer(std::sync::Arc::new(mailer))).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let rel = admin.post("/api/v1/relations", json!({"kind": "client", "company_name": "Lamp Buyers"})).await;
+    let rel = rel.body["id"].as_str().expect("id").to_owned();
+    let r = admin
+        .post(&format!("/api/v1/relations/{rel}/invite"), json!({"email": "lou@lamps.example", "send_mail": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    assert_eq!(r.body["mail_queued"], false, "{r}");
+    assert!(r.body["token"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
+    assert_eq!(audit_count(&db, acme.id, "portal.link_mailed").await, 1);
+    assert_eq!(audit_count(&db, acme.id, "portal.link_mail_failed").await, 1);
 }

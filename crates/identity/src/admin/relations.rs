@@ -366,6 +366,34 @@ pub async fn mint_link(
     Ok(IssuedLink { link, token })
 }
 
+/// Records that a portal link is being handed to the mailer for its person (`sent`, written
+/// before the mail leaves, so no mail leaves unrecorded), or that the mailer then refused it: who
+/// asked, for which link and relation. The address itself is not written to the ledger (the
+/// link's person is, by id).
+///
+/// # Errors
+/// `Forbidden` without the permit; a store error.
+pub async fn record_link_mailed(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    link: &PortalLink,
+    sent: bool,
+) -> Result<(), IdentityError> {
+    permitted(permit, tx)?;
+    let event = Event::new(
+        if sent { "portal.link_mailed" } else { "portal.link_mail_failed" },
+        Entity::of("portal_link", link.id)?,
+        Changes::none().field("relation_id", None::<String>, link.relation_id.to_string()).field(
+            "user_id",
+            None::<String>,
+            link.user_id.to_string(),
+        ),
+    )?;
+    audit::record_by(tx, who, &event).await?;
+    Ok(())
+}
+
 /// Withdraws a portal link; if it was used, the session it opened ends too.
 ///
 /// # Errors

@@ -203,31 +203,23 @@ pub(crate) struct LinkIssued {
 }
 
 /// Hands a fresh portal link to the mailer for `to` (after the link is committed: a mail failure
-/// is logged and reported as not queued, never fatal; the member still has the link). The mail
-/// carries the absolute link when the server knows its public address.
+/// is logged and reported as not queued, never fatal; the member still has the link). The ledger
+/// records `portal.link_mailed` before the mail leaves (no record, no mail) and
+/// `portal.link_mail_failed` when the mailer refuses it. The mail carries the absolute link when
+/// the server knows its public address.
 pub(crate) async fn mail_link(
     state: &AppState,
     p: &Principal,
     to: &str,
     company: &str,
     path: &str,
-    expires_at: DateTime<Utc>,
+    link: &PortalLink,
 ) -> bool {
     let Ok(to) = EmailAddress::parse(to) else { return false };
-    let organisation = match state.store.tenant_tx(p.tenant).await {
-        Ok(mut tx) => {
-            let org = identity::directory::tenants::current(&mut tx).await;
-            let _ = tx.commit().await;
-            match org {
-                Ok(o) => o.name,
-                Err(e) => {
-                    tracing::warn!(error = %e, "portal link mail: the organisation");
-                    return false;
-                }
-            }
-        }
+    let organisation = match record_mail(state, p, link, true).await {
+        Ok(organisation) => organisation,
         Err(e) => {
-            tracing::warn!(error = %e, "portal link mail: the organisation");
+            tracing::warn!(error = ?e, "portal link mail: not recorded, so not sent");
             return false;
         }
     };
@@ -235,15 +227,27 @@ pub(crate) async fn mail_link(
         Some(base) => format!("{}{path}", base.trim_end_matches('/')),
         None => path.to_owned(),
     };
-    let (subject, text) = relations::portal_link_mail(&organisation, company, &url, expires_at);
+    let (subject, text) = relations::portal_link_mail(&organisation, company, &url, link.expires_at);
     let mail = identity::signin::mail::Mail { to, subject, text };
     match state.mailer.send(&mail).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "could not send the portal link mail");
+            if let Err(e) = record_mail(state, p, link, false).await {
+                tracing::error!(error = ?e, "portal link mail: the failure could not be recorded");
+            }
             false
         }
     }
+}
+
+/// Writes the mail's ledger event; the organisation's name, for the mail.
+async fn record_mail(state: &AppState, p: &Principal, link: &PortalLink, sent: bool) -> Result<String, ApiError> {
+    let mut tx = relation_tx(state, p).await?;
+    let organisation = identity::directory::tenants::current(&mut tx).await?.name;
+    relations::record_link_mailed(&mut tx, &p.who, p.permit()?, link, sent).await?;
+    tx.commit().await?;
+    Ok(organisation)
 }
 
 /// `POST /api/v1/relations/{id}/invite` {email, name?, expires_in_days?} → 201 the person and
@@ -281,8 +285,8 @@ pub async fn invite(
     tx.commit().await?;
     let token = issued.token.expose_secret().to_owned();
     let url = portal_url(id, &token);
-    let mail_queued = req.send_mail
-        && mail_link(&state, &p, &person.email, &relation.company_name, &url, issued.link.expires_at).await;
+    let mail_queued =
+        req.send_mail && mail_link(&state, &p, &person.email, &relation.company_name, &url, &issued.link).await;
     let body = LinkIssued { person, url, link: issued.link, token, mail_queued };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -320,8 +324,7 @@ pub async fn mint_link(
     tx.commit().await?;
     let token = issued.token.expose_secret().to_owned();
     let url = portal_url(id, &token);
-    let mail_queued =
-        req.send_mail && mail_link(&state, &p, &person.email, &company, &url, issued.link.expires_at).await;
+    let mail_queued = req.send_mail && mail_link(&state, &p, &person.email, &company, &url, &issued.link).await;
     let body = LinkIssued { person, url, link: issued.link, token, mail_queued };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -300,8 +300,8 @@ pub async fn invite(
     let company = relations::get(&mut tx, id).await?.company_name;
     tx.commit().await?;
     let url = api::portal_url(id, secrecy::ExposeSecret::expose_secret(&issued.token));
-    let mailed = f.get("send_mail") == "yes"
-        && api::mail_link(&state, &p, email.as_str(), &company, &url, issued.link.expires_at).await;
+    let mailed =
+        f.get("send_mail") == "yes" && api::mail_link(&state, &p, email.as_str(), &company, &url, &issued.link).await;
     let notice = if mailed {
         format!("A portal link for {} was made and emailed to them. It works once.", email.as_str())
     } else if f.get("send_mail") == "yes" {
