@@ -1,7 +1,7 @@
-//! The benchmarks that go through a real server, run at a tiny size against the `countersign`
-//! binary Cargo built for this test: a benchmark that no longer matches today's schema, routes
-//! or answers fails here (each checks what the server answers: statuses, sizes, SHA-256, every
-//! downloaded byte, the export's row count, pgbench's exit). Only that it runs is tested; the
+//! The benchmarks that go through a real server (`files`, `deals`, `half-open`), run at a tiny
+//! size against the `countersign` binary Cargo built for this test: a benchmark that no longer
+//! matches today's schema, routes or answers fails here (each checks what the server answers:
+//! statuses, sizes, SHA-256, every downloaded byte, the export's row count, pgbench's exit). Only that it runs is tested; the
 //! figures are meaningless at this size and in a debug build (see `bench/README.md`).
 
 use clap::Parser;
@@ -44,4 +44,18 @@ async fn the_deals_benchmark_runs_at_a_tiny_size() {
         server(),
     ]);
     countersign_bench::deals::run(args).await.expect("the deals benchmark runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_half_open_benchmark_runs_at_a_tiny_size() {
+    let args = countersign_bench::half_open::Args::parse_from([
+        "half-open",
+        "--half-open",
+        "20",
+        "--requests",
+        "20",
+        "--server",
+        server(),
+    ]);
+    countersign_bench::half_open::run(args).await.expect("the half-open benchmark runs");
 }

@@ -2,8 +2,8 @@
 //! same SQL on the same database in the same run. Prints ratios; targets are checked here, never
 //! in unit tests (shared machines are noisy).
 //!
-//! A library so the suite can run benchmarks at a tiny size (`tests/bench_smoke.rs`: `files`
-//! and `deals`): a benchmark that no longer runs against today's schema and routes fails there,
+//! A library so the suite can run benchmarks at a tiny size (`tests/bench_smoke.rs`: `files`,
+//! `deals` and `half-open`): a benchmark that no longer runs against today's schema and routes fails there,
 //! not on the day someone wants its figures.
 
 pub mod approvals;
@@ -12,6 +12,7 @@ pub mod authz_decision;
 pub mod deals;
 pub mod files;
 pub mod fixture;
+pub mod half_open;
 pub mod inbox;
 pub mod login;
 pub mod pgbench;

@@ -1,7 +1,9 @@
 //! `countersign-bench`: see the library's documentation and `bench/README.md`.
 
 use clap::{Parser, Subcommand};
-use countersign_bench::{approvals, audit_ledger, authz_decision, deals, files, inbox, login, revocation, tenant_read};
+use countersign_bench::{
+    approvals, audit_ledger, authz_decision, deals, files, half_open, inbox, login, revocation, tenant_read,
+};
 
 #[derive(Parser)]
 #[command(name = "countersign-bench")]
@@ -34,6 +36,9 @@ enum Bench {
     /// Deal registration with its conflict check through a real server vs pgbench, and the leads
     /// CSV export (targets: p99 <= 20 ms at 8 clients, >= 70% of pgbench, export >= 300k rows/s).
     Deals(deals::Args),
+    /// A normal client's latency beside 500 connections that sent half a request head, vs alone
+    /// in the same run (target: p99 no more than 2x).
+    HalfOpen(half_open::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -48,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Inbox(args) => inbox::run(args).await,
         Bench::Files(args) => files::run(args).await,
         Bench::Deals(args) => deals::run(args).await,
+        Bench::HalfOpen(args) => half_open::run(args).await,
     }
 }
