@@ -129,6 +129,13 @@ async fn with_the_database_gone_readiness_and_requests_answer_within_their_bound
         assert!(took < Duration::from_secs(6), "the refusal took {took:?}");
         println!("database down: readiness answered in {readiness_took:?}, an API call in {took:?}");
     }
+    // Operators see it: the refused waits are counted on /metrics.
+    let m = app.metrics().await;
+    let timeouts = m
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign_db_pool_timeouts_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(timeouts.is_some_and(|n| n >= 1), "{m}");
 
     // Back: the next requests succeed without a restart.
     proxy.restore().await;

@@ -35,6 +35,15 @@ async fn health_ready_metrics_and_status_answer() {
         "{m}"
     );
     assert!(m.lines().any(|l| l.starts_with("countersign_db_pool_max_connections ")), "{m}");
+    for series in [
+        "countersign_db_pool_waits_total ",
+        "countersign_db_pool_timeouts_total ",
+        "countersign_audit_events_appended_total ",
+        "countersign_audit_verify_passes_total ",
+        "countersign_audit_events_verified_total ",
+    ] {
+        assert!(m.lines().any(|l| l.starts_with(series)), "no {series}in:\n{m}");
+    }
     assert!(
         m.lines()
             .any(|l| l.starts_with(r#"countersign_http_requests_total{method="GET",route="/readyz",status="2xx"} "#)),
@@ -107,4 +116,56 @@ async fn a_pooled_connection_closed_by_the_server_while_idle_is_replaced() {
     let one: i32 = sqlx::query_scalar("select 1").fetch_one(tx.conn()).await.expect("query");
     assert_eq!(one, 1);
     tx.commit().await.expect("commit");
+}
+
+/// A counter's value in an OpenMetrics text.
+fn counter(m: &str, name: &str) -> u64 {
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{m}"))
+}
+
+/// The counters an operator watches the ledger and the pool with move with the work done: audit
+/// appends (a failed login is one), chain-watch passes and the events they recomputed, and
+/// transactions that found the pool exhausted and had to wait.
+#[tokio::test]
+async fn metrics_count_audit_appends_verification_passes_and_pool_waits() {
+    let db = TestDb::new().await;
+    let acme = common::org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    let app = TestApp::new(&db).await;
+    let before = app.metrics().await;
+
+    let wrong = app
+        .anonymous()
+        .post(
+            "/api/v1/auth/login",
+            serde_json::json!({"organisation": "acme", "email": "user0@acme.example", "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let w = audit::watch::pass(&db.store, &audit::TrustedKeys::of([common::test_key().public()])).await.expect("pass");
+    assert!(w.events > 0);
+
+    // A one-connection store of this process (the counters are per process, as /metrics is):
+    // its connection is held, so one more transaction waits for it.
+    let admin = db.admin_options();
+    let one = store::Store::open_tuned(admin.clone(), admin.username("countersign_app"), None, store::Tuning::new(1))
+        .await
+        .expect("a one-connection store");
+    let held = one.tenant_tx(acme.id).await.expect("tx");
+    let waiting = one.clone();
+    let waiter = tokio::spawn(async move { waiting.tenant_tx(store::TenantId::new_random()).await.map(drop) });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    held.commit().await.expect("commit");
+    waiter.await.expect("join").expect("the waiter got the connection");
+
+    let after = app.metrics().await;
+    let moved = |name: &str| counter(&after, name) - counter(&before, name);
+    assert!(moved("countersign_audit_events_appended_total") >= 1, "{after}");
+    assert_eq!(moved("countersign_audit_verify_passes_total"), 1, "{after}");
+    assert!(moved("countersign_audit_events_verified_total") >= w.events, "{after}");
+    assert!(moved("countersign_db_pool_waits_total") >= 1, "{after}");
+    assert_eq!(moved("countersign_db_pool_timeouts_total"), 0, "{after}");
 }

@@ -17,6 +17,15 @@ pub struct Receipt {
     pub hash: [u8; 32],
 }
 
+static APPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Events this process appended to any chain (an append whose transaction later rolled back
+/// is counted too: the figure is work done, for `/metrics`).
+#[must_use]
+pub fn appended_total() -> u64 {
+    APPENDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Records `event` in the transaction's tenant chain on behalf of `who`.
 pub async fn record_by(tx: &mut TenantTx, who: &Who, event: &Event) -> Result<Receipt, AuditError> {
     record(tx, &who.actor, &who.origin, event).await
@@ -107,6 +116,7 @@ async fn append(
         }
     };
     let hash: [u8; 32] = hash.try_into().map_err(|_| AuditError::Malformed("hash is not 32 bytes".into()))?;
+    APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Receipt { seq, hash })
 }
 

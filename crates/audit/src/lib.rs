@@ -16,7 +16,7 @@ pub mod query;
 pub mod verify;
 pub mod watch;
 
-pub use append::{Receipt, record, record_by, record_for, record_platform};
+pub use append::{Receipt, appended_total, record, record_by, record_for, record_platform};
 pub use delta::{Changes, REDACTED, is_secret_field};
 pub use error::AuditError;
 pub use event::{Action, Actor, ActorKind, Entity, Event, Origin, Who};

@@ -39,6 +39,15 @@ pub struct ChainHead {
 }
 
 static LAST: Mutex<Option<Watch>> = Mutex::new(None);
+static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EVENTS_VERIFIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Chain-watch passes this process completed, and the events they recomputed (for `/metrics`).
+#[must_use]
+pub fn verified_totals() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (PASSES.load(Relaxed), EVENTS_VERIFIED.load(Relaxed))
+}
 
 /// This process's newest pass, if one finished.
 #[must_use]
@@ -82,6 +91,8 @@ pub async fn pass(store: &Store, keys: &TrustedKeys) -> Result<Watch, AuditError
             tracing::error!(chain = %c.chain, seq = b.seq, problem = %b.problem, "audit chain broken");
         }
     }
+    PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    EVENTS_VERIFIED.fetch_add(w.events, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut last) = LAST.lock() {
         *last = Some(w.clone());
     }

@@ -67,6 +67,7 @@ impl BypassTx {
         if actor.trim().is_empty() || reason.trim().len() < 3 {
             return Err(StoreError::BypassRefused("an actor and a reason (3+ characters) are required".into()));
         }
+        metrics::acquiring(pool);
         let mut tx = pool.begin_with(begin).await?;
         sqlx::query!("select countersign_begin_bypass($1, $2, $3)", secret.expose_secret(), actor, reason)
             .execute(&mut *tx)

@@ -80,6 +80,10 @@ impl From<sqlx::Error> for StoreError {
                     _ => Self::Database(e),
                 }
             }
+            sqlx::Error::PoolTimedOut => {
+                metrics::pool_timed_out();
+                Self::Database(e)
+            }
             _ => Self::Database(e),
         }
     }

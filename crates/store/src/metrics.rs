@@ -50,6 +50,34 @@ pub struct IsolationSnapshot {
     pub shared: bool,
 }
 
+static POOL_WAITS: AtomicU64 = AtomicU64::new(0);
+static POOL_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// Called before a transaction takes a connection from the application pool: when none is idle
+/// and the pool is at its size limit, the caller has to wait for one, and that is counted.
+pub(crate) fn acquiring(pool: &sqlx::PgPool) {
+    if pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections() {
+        POOL_WAITS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A caller gave up waiting for a connection (`--db-wait-ms` passed): answered 503.
+pub(crate) fn pool_timed_out() {
+    POOL_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Transactions of this process that found the application pool exhausted and waited.
+#[must_use]
+pub fn pool_waits_total() -> u64 {
+    POOL_WAITS.load(Ordering::Relaxed)
+}
+
+/// Transactions of this process that waited past `--db-wait-ms` and were refused.
+#[must_use]
+pub fn pool_timeouts_total() -> u64 {
+    POOL_TIMEOUTS.load(Ordering::Relaxed)
+}
+
 static GLOBAL: OnceLock<IsolationMetrics> = OnceLock::new();
 
 /// The process-wide counters.

@@ -20,6 +20,7 @@ impl TenantTx {
     pub(crate) async fn begin(pool: &sqlx::PgPool, tenant: TenantId) -> Result<Self, StoreError> {
         // TenantId's Display is a validated, hyphenated UUID: no quoting is possible inside it.
         let sql = format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)");
+        metrics::acquiring(pool);
         let tx = pool.begin_with(sql).await?;
         metrics::global().tenant_tx();
         Ok(Self { tx, tenant })
@@ -47,6 +48,7 @@ impl TenantTx {
             "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true); \
              SELECT set_config('app.partner_scope', {scope_sql}, true)"
         );
+        metrics::acquiring(pool);
         let tx = pool.begin_with(sql).await?;
         metrics::global().tenant_tx();
         Ok(Self { tx, tenant })
@@ -75,6 +77,7 @@ impl TenantTx {
             "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true); \
              SELECT set_config('app.relation_scope', {scope_sql}, true)"
         );
+        metrics::acquiring(pool);
         let tx = pool.begin_with(sql).await?;
         metrics::global().tenant_tx();
         Ok(Self { tx, tenant })
@@ -107,6 +110,7 @@ impl TenantTx {
         let sql = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {import}SELECT set_config('app.tenant_id', '{tenant}', true)"
         );
+        metrics::acquiring(pool);
         let tx = pool.begin_with(sql).await?;
         metrics::global().tenant_tx();
         Ok(Self { tx, tenant })
@@ -208,6 +212,7 @@ pub struct GlobalTx {
 
 impl GlobalTx {
     pub(crate) async fn begin(pool: &sqlx::PgPool, secret: &SecretString) -> Result<Self, StoreError> {
+        metrics::acquiring(pool);
         let mut tx = pool.begin().await?;
         // A bind parameter, never SQL text: query texts are visible in pg_stat_activity to every
         // session of the same role.

@@ -80,7 +80,8 @@ pub async fn metrics(State(state): State<AppState>, management: Option<axum::Ext
     let s = state.store.isolation().await;
     let mut r = prometheus_client::registry::Registry::default();
     // Counters are named without `_total`: the encoder appends it.
-    let counters: [(&str, &str, u64); 10] = [
+    let (verify_passes, verified) = audit::watch::verified_totals();
+    let counters: [(&str, &str, u64); 15] = [
         ("countersign_tenant_transactions", "Tenant-scoped transactions opened.", s.tenant_tx_total),
         (
             "countersign_cross_tenant_refused",
@@ -119,6 +120,19 @@ pub async fn metrics(State(state): State<AppState>, management: Option<axum::Ext
             "Requests refused by an organisation's IP allowlist.",
             crate::plumbing::ip_allowlist::refused_total(),
         ),
+        (
+            "countersign_db_pool_waits",
+            "Transactions that found the application pool exhausted and waited for a connection.",
+            store::metrics::pool_waits_total(),
+        ),
+        (
+            "countersign_db_pool_timeouts",
+            "Transactions that waited past --db-wait-ms for a connection and were answered 503.",
+            store::metrics::pool_timeouts_total(),
+        ),
+        ("countersign_audit_events_appended", "Audit events this process appended.", audit::appended_total()),
+        ("countersign_audit_verify_passes", "Chain-watch passes this process completed.", verify_passes),
+        ("countersign_audit_events_verified", "Events recomputed by this process's chain-watch passes.", verified),
     ];
     for (name, help, value) in counters {
         r.register(name, help, ConstCounter::new(value));
