@@ -21,8 +21,8 @@ pub const TAMPERED: u8 = 3;
 pub const UNVERIFIED: u8 = 4;
 
 pub async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
-    if let AuditCommand::VerifyBundle { dir, public_key } = &cmd {
-        return verify_bundle(dir, public_key.as_deref());
+    if let AuditCommand::VerifyBundle { dir, public_keys } = &cmd {
+        return verify_bundle(dir, public_keys);
     }
     let key = db.audit_key();
     let previous = db.previous_audit_keys()?;
@@ -73,15 +73,24 @@ async fn run_with_store(
                 // The bundle should end on a signed head: sign one now if the head moved.
                 audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
                 let slug = identity::directory::tenants::current(&mut tx).await?.slug;
-                let m = audit::export::write_bundle(&mut tx, &slug, &filter, &key, &dir).await?;
+                let previous = TrustedKeys::of(previous.iter().copied());
+                let m = audit::export::write_bundle(&mut tx, &slug, &filter, &key, &previous, &dir).await?;
                 tx.commit().await?;
                 eprintln!(
-                    "bundle written to {}: {} events, {} checkpoints, key {}",
+                    "bundle written to {}: {} events, {} checkpoints, key(s) {}",
                     dir.display(),
                     m.events,
                     m.checkpoints,
-                    m.key_id
+                    m.key_ids.join(", ")
                 );
+                if !m.missing_key_ids.is_empty() {
+                    eprintln!(
+                        "warning: checkpoints in the bundle are signed by key(s) {} that were not given \
+                         (--previous-audit-key-file): the bundle does not carry them, and its verifiers will \
+                         report those checkpoints as not verified",
+                        m.missing_key_ids.join(", ")
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let started = std::time::Instant::now();
@@ -133,7 +142,7 @@ async fn run_with_store(
             Ok(ExitCode::SUCCESS)
         }
         // Normally answered by `run` before a database is opened; correct here too.
-        AuditCommand::VerifyBundle { dir, public_key } => verify_bundle(&dir, public_key.as_deref()),
+        AuditCommand::VerifyBundle { dir, public_keys } => verify_bundle(&dir, &public_keys),
     }
 }
 
@@ -189,6 +198,10 @@ pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
             }
             AdminCommand::AddPartnerMember { tenant, partner, email, role } => {
                 add_partner_member(&store, &tenant, partner, &email, &role).await
+            }
+            // Normally answered by `main` before a database is opened; correct here too.
+            AdminCommand::BackupCheck { archive, base_backup, json } => {
+                crate::backup_check::run(&archive, base_backup.as_deref(), json)
             }
             AdminCommand::ExpireDeals => {
                 let n = programs::deals::expire_due(&store).await?;
@@ -388,18 +401,24 @@ fn print_report(report: &verify::Report) -> ExitCode {
     }
 }
 
-fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let key_file = public_key.map_or_else(|| dir.join("public-key.pem"), Path::to_path_buf);
-    let text = std::fs::read_to_string(&key_file).with_context(|| format!("public key {}", key_file.display()))?;
-    let key = TrustedKeys::parse_public(&text)?;
-    if public_key.is_none() {
+fn verify_bundle(dir: &Path, public_keys: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let keys = if public_keys.is_empty() {
+        let keys = audit::bundle::carried_keys(dir).with_context(|| format!("bundle {} public key", dir.display()))?;
         eprintln!(
-            "note: trusting the bundle's own public key (id {}); pass --public-key to pin one obtained independently",
-            audit::key_id(&key)
+            "note: trusting the bundle's own public key(s) (key id {}); pass --public-key to pin keys obtained \
+             independently",
+            keys.ids().collect::<Vec<_>>().join(", ")
         );
-    }
-    let report = audit::bundle::verify_bundle(dir, &TrustedKeys::of([key]))
-        .with_context(|| format!("bundle {}", dir.display()))?;
+        keys
+    } else {
+        let mut keys = Vec::new();
+        for p in public_keys {
+            let text = std::fs::read_to_string(p).with_context(|| format!("--public-key {}", p.display()))?;
+            keys.push(TrustedKeys::parse_public(&text).with_context(|| format!("--public-key {}", p.display()))?);
+        }
+        TrustedKeys::of(keys)
+    };
+    let report = audit::bundle::verify_bundle(dir, &keys).with_context(|| format!("bundle {}", dir.display()))?;
     Ok(print_report(&report))
 }
 

@@ -328,9 +328,10 @@ pub enum AuditCommand {
     /// Verify a regulator bundle offline (no database needed).
     VerifyBundle {
         dir: PathBuf,
-        /// Trusted public key file (hex or PEM); default: the bundle's own public-key.pem.
+        /// Trusted public key file(s) (hex or PEM; repeatable, e.g. the keys before and after a
+        /// rotation); default: the keys the bundle carries (public-keys.pem).
         #[arg(long = "public-key")]
-        public_key: Option<PathBuf>,
+        public_keys: Vec<PathBuf>,
     },
     /// Sign a checkpoint for every chain whose head moved, now.
     Checkpoint,
@@ -430,6 +431,23 @@ pub enum AdminCommand {
     /// Expire every deal registration whose protection window has ended (`serve` also does this
     /// periodically).
     ExpireDeals,
+    /// Check that a WAL archive can restore a base backup: from the backup's start segment to the
+    /// newest archived one, every segment present (per timeline, with its .history file), whole
+    /// and really that segment; then `pg_verifybackup` on the base backup if it is installed.
+    /// No database needed. Exit 0 complete, 5 incomplete (naming the first missing segment),
+    /// 6 archive complete but the base backup fails pg_verifybackup.
+    BackupCheck {
+        /// The WAL archive directory (where `archive_command` copies segments).
+        #[arg(long)]
+        archive: PathBuf,
+        /// A plain-format base backup (`pg_basebackup -Fp`: its backup_label / backup_manifest
+        /// give the start). Default: the archive's newest backup history file, else its oldest segment.
+        #[arg(long)]
+        base_backup: Option<PathBuf>,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

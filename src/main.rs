@@ -1,6 +1,7 @@
 //! `countersign`: serve, demo, migrate, audit, admin, security-docs.
 
 mod audit_cmd;
+mod backup_check;
 mod config;
 mod config_file;
 mod demo;
@@ -70,6 +71,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keygen(args) => keygen(&args),
         Command::Audit(cmd) => audit_cmd::run(cmd, &cli.db).await,
+        // Files only: no database is opened (the check runs where the archive is).
+        Command::Admin(config::AdminCommand::BackupCheck { archive, base_backup, json }) => {
+            backup_check::run(&archive, base_backup.as_deref(), json)
+        }
         Command::Admin(cmd) => audit_cmd::admin(cmd, &cli.db).await,
         Command::SecurityDocs(args) => security_docs::run(&args),
         // Answered before logging starts (main).
@@ -184,6 +189,7 @@ async fn serve(
         web::AppState::new(store.clone(), web::TrustedProxies::new(args.trusted_proxies.clone()), token_key)?
             .with_limits(args.limits())
             .with_audit_key(key.clone())
+            .with_previous_audit_keys(audit::TrustedKeys::of(previous_audit.iter().copied()))
             .with_files(files)
             .with_public_url(args.public_url(addr, bounds.tls.is_some()));
     state.secure_cookies = !args.insecure_cookies;

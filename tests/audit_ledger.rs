@@ -455,7 +455,16 @@ async fn bundle_verifies_offline_and_detects_tampering_in_rust_and_python() {
     let dir = std::env::temp_dir().join(format!("cs-bundle-{}", uuid::Uuid::now_v7()));
     let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
     audit::checkpoint::checkpoint_tenant(&mut tx, &key).await.expect("checkpoint");
-    let m = audit::export::write_bundle(&mut tx, "alpha", &ExportFilter::default(), &key, &dir).await.expect("bundle");
+    let m = audit::export::write_bundle(
+        &mut tx,
+        "alpha",
+        &ExportFilter::default(),
+        &key,
+        &audit::TrustedKeys::default(),
+        &dir,
+    )
+    .await
+    .expect("bundle");
     tx.commit().await.expect("commit");
     assert_eq!((m.events, m.checkpoints), (7, 2));
     for f in ["events.ndjson", "checkpoints.ndjson", "public-key.pem", "manifest.json", "README.md", "verify.py"] {

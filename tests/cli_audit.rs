@@ -143,3 +143,147 @@ async fn audit_commands_refuse_bad_input_clearly() {
         assert!(!out.contains("panicked"), "{args:?}: {out}");
     }
 }
+
+/// Copies a (flat) bundle directory.
+fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for e in std::fs::read_dir(from).expect("bundle").flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+/// Rewrites one file of a bundle and its digest in the manifest, as a forger would (the manifest
+/// itself is not signed: only the checkpoints are).
+fn forge(dir: &std::path::Path, name: &str, body: &str) {
+    use sha2::{Digest, Sha256};
+    std::fs::write(dir.join(name), body).expect("write");
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("json");
+    m["files"][name] = serde_json::Value::String(hex::encode(Sha256::digest(body.as_bytes())));
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("json")).expect("write manifest");
+}
+
+fn python_verify(dir: &std::path::Path) -> Output {
+    Command::new("python3").arg(dir.join("verify.py")).arg(dir).output().expect("python3")
+}
+
+#[tokio::test]
+async fn a_bundle_spanning_an_audit_key_rotation_verifies_and_a_missing_or_relabelled_key_is_refused() {
+    let db = TestDb::new().await;
+    let _a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+    let p = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let (fixture, k1, k2) = (cli.dir.join("audit.key"), cli.dir.join("audit-1.key"), cli.dir.join("audit-2.key"));
+    let keygen = |k: &std::path::Path| {
+        let o = cli.run(&["keygen", "audit", "--out", &p(k)]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let (id1, id2, id0) = (keygen(&k1), keygen(&k2), common::test_key().key_id().to_owned());
+    let event = |name: &str| {
+        let o = cli.run(&["admin", "api-key", "create", "--tenant", "alpha", "--name", name, "--role", "auditor"]);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+
+    // The fixture's checkpoints are the test key's (key 0); then key 1 signs one (an export
+    // signs the moved head with the current key); then the rotation to key 2, more events, and
+    // the export signs the head with key 2.
+    event("before rotation");
+    let by_key_1 = p(&cli.dir.join("by-key-1"));
+    let o = cli.run(&["audit", "export", "--tenant", "alpha", "--bundle", &by_key_1, "--audit-key-file", &p(&k1)]);
+    assert!(o.status.success(), "{}", text(&o));
+    event("after rotation");
+    let export = |dir: &std::path::Path, previous: &[&std::path::PathBuf]| {
+        let mut args = vec!["audit".to_owned(), "export".into(), "--tenant".into(), "alpha".into()];
+        args.extend(["--bundle".into(), p(dir), "--audit-key-file".into(), p(&k2)]);
+        for k in previous {
+            args.extend(["--previous-audit-key-file".into(), p(k)]);
+        }
+        cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let bundle = cli.dir.join("rotated");
+    let o = export(&bundle, &[&k1, &fixture]);
+    assert!(o.status.success(), "{}", text(&o));
+    let signers: std::collections::BTreeSet<String> = std::fs::read_to_string(bundle.join("checkpoints.ndjson"))
+        .expect("checkpoints")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["key_id"].as_str().expect("id").to_owned())
+        .collect();
+    let three: std::collections::BTreeSet<String> = [id0.clone(), id1.clone(), id2.clone()].into_iter().collect();
+    assert_eq!(signers, three, "three keys signed");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("manifest")).expect("json");
+    let mut carried: Vec<String> =
+        manifest["key_ids"].as_array().expect("key_ids").iter().map(|v| v.as_str().expect("id").to_owned()).collect();
+    assert_eq!(carried[0], id2, "the current key first: {manifest}");
+    carried.sort();
+    let mut all = vec![id0.clone(), id1.clone(), id2.clone()];
+    all.sort();
+    assert_eq!(carried, all, "{manifest}");
+
+    // Verified with the keys it carries, with pinned keys, and by the stand-alone verifier.
+    let o = cli.run(&["audit", "verify-bundle", &p(&bundle)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("ok      alpha"), "{}", text(&o));
+    let pins: Vec<String> = [&fixture, &k1, &k2]
+        .iter()
+        .map(|k| {
+            let o = cli.run(&["audit", "public-key", "--audit-key-file", &p(k)]);
+            let pin = cli.dir.join(format!("{}.pub", k.file_name().and_then(|n| n.to_str()).expect("name")));
+            std::fs::write(&pin, &o.stdout).expect("pin");
+            p(&pin)
+        })
+        .collect();
+    let mut args = vec!["audit", "verify-bundle", bundle.to_str().expect("utf-8")];
+    for pin in &pins {
+        args.extend(["--public-key", pin.as_str()]);
+    }
+    let o = cli.run(&args);
+    assert_eq!(o.status.code(), Some(0), "pinned keys: {}", text(&o));
+    let py = python_verify(&bundle);
+    assert_eq!(py.status.code(), Some(0), "verify.py: {}", text(&py));
+    assert!(text(&py).contains("OK chain alpha"), "{}", text(&py));
+
+    // Exported without key 1: the bundle cannot carry it, the exporter warns, and both verifiers
+    // refuse to call its checkpoint verified (exit 4, naming the key).
+    let short = cli.dir.join("without-key-1");
+    let o = export(&short, &[&fixture]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("signed by key(s) {id1} that were not given")), "{}", text(&o));
+    let o = cli.run(&["audit", "verify-bundle", &p(&short)]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains(&format!("signed by key {id1}, which this verifier does not hold")), "{}", text(&o));
+    let py = python_verify(&short);
+    assert_eq!(py.status.code(), Some(4), "verify.py: {}", text(&py));
+    assert!(text(&py).contains(&format!("key {id1}, which the bundle does not carry")), "{}", text(&py));
+
+    // A checkpoint of key 1 relabelled as key 2's: its signature does not verify under key 2.
+    let relabelled = cli.dir.join("relabelled-checkpoint");
+    copy_bundle(&bundle, &relabelled);
+    let cps = std::fs::read_to_string(relabelled.join("checkpoints.ndjson")).expect("checkpoints");
+    let needle = format!("\"key_id\":\"{id1}\"");
+    assert!(cps.contains(&needle), "{cps}");
+    forge(&relabelled, "checkpoints.ndjson", &cps.replace(&needle, &format!("\"key_id\":\"{id2}\"")));
+    let o = cli.run(&["audit", "verify-bundle", &p(&relabelled)]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("checkpoint signature is invalid (forged)"), "{}", text(&o));
+    let py = python_verify(&relabelled);
+    assert_eq!(py.status.code(), Some(1), "verify.py: {}", text(&py));
+    assert!(text(&py).contains("checkpoint signature is invalid (forged)"), "{}", text(&py));
+
+    // A stranger's key carried under key 1's id: refused before any checkpoint is trusted.
+    let substituted = cli.dir.join("substituted-key");
+    copy_bundle(&bundle, &substituted);
+    let keys = std::fs::read_to_string(substituted.join("public-keys.pem")).expect("keys");
+    let own = audit::public_pem(&audit::CheckpointKey::load(&k1).expect("key 1").public()).expect("pem");
+    let stranger = audit::public_pem(&audit::CheckpointKey::from_seed([9; 32]).public()).expect("pem");
+    assert!(keys.contains(&format!("# key id {id1}\n{own}")), "{keys}");
+    forge(&substituted, "public-keys.pem", &keys.replace(&own, &stranger));
+    let o = cli.run(&["audit", "verify-bundle", &p(&substituted)]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("the key labelled {id1} has key id")), "{}", text(&o));
+    assert!(text(&o).contains("its key id label is forged") && !text(&o).contains("panicked"), "{}", text(&o));
+    let py = python_verify(&substituted);
+    assert_eq!(py.status.code(), Some(1), "verify.py: {}", text(&py));
+    assert!(text(&py).contains("its key id label is forged"), "{}", text(&py));
+}

@@ -2,6 +2,7 @@
 //! Markdown files at the root, under `docs/` and in `bench/` (outside fenced code) must name a
 //! file or folder of the checkout. Links to the web (`http(s)://`, `mailto:`) and within a page
 //! (`#…`) are not fetched: CI has no network. The licence file is the one the workspace declares.
+//! The admin guide (docs/OPERATIONS.md) and the API guide (docs/API.md) exist and are linked.
 
 use std::path::{Path, PathBuf};
 
@@ -64,8 +65,16 @@ fn is_local(target: &str) -> bool {
 #[test]
 fn every_relative_link_in_the_documents_names_a_file_that_exists() {
     let docs = documents();
-    for required in ["README.md", "SECURITY.md", "CONTRIBUTING.md", "CHANGELOG.md"] {
+    for required in ["README.md", "SECURITY.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/OPERATIONS.md", "docs/API.md"]
+    {
         assert!(docs.contains(&root().join(required)), "{required} is missing");
+    }
+    // The admin and API guides are reachable from the README, and from each other.
+    for (from, to) in
+        [("README.md", "docs/API.md"), ("README.md", "docs/OPERATIONS.md"), ("docs/OPERATIONS.md", "API.md")]
+    {
+        let text = std::fs::read_to_string(root().join(from)).expect("read");
+        assert!(targets(&text).iter().any(|(_, t)| t.split('#').next() == Some(to)), "{from} does not link to {to}");
     }
     let (mut checked, mut broken) = (0, Vec::new());
     for doc in &docs {

@@ -282,8 +282,11 @@ async fn a_point_in_time_restore_brings_back_exactly_the_acknowledged_documents_
     for i in 0..5 {
         before.push(raise(&http, &demo, &token, &department, &format!("drill before {i}")).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A segment of their own, so the archive holds at least one segment between the base
+    // backup's and the newest (backup-check is then shown to catch a gap in the middle).
     let mut c = live.conn().await;
+    sqlx::query("select pg_switch_wal()").execute(&mut c).await.expect("switch wal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let instant: String =
         sqlx::query_scalar("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
             .fetch_one(&mut c)
@@ -297,12 +300,43 @@ async fn a_point_in_time_restore_brings_back_exactly_the_acknowledged_documents_
     // Everything written so far reaches the archive.
     let segment: String =
         sqlx::query_scalar("select pg_walfile_name(pg_switch_wal())").fetch_one(&mut c).await.expect("switch wal");
+    // Archived once the archiver says so (`archive_command` returned 0): the file appears as soon
+    // as `cp` starts, and backup-check rightly calls a half-copied segment truncated.
     let archived = Instant::now();
-    while !archive.join(&segment).exists() {
+    loop {
+        let last: Option<String> = sqlx::query_scalar("select last_archived_wal from pg_stat_archiver")
+            .fetch_one(&mut c)
+            .await
+            .expect("pg_stat_archiver");
+        if last.is_some_and(|l| l.as_str() >= segment.as_str()) {
+            break;
+        }
         assert!(archived.elapsed() < Duration::from_secs(60), "WAL segment {segment} was never archived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(c);
+
+    // The archive is complete for this base backup, and the base backup verifies.
+    let check = backup_check(&archive, &base_backup, true);
+    assert_eq!(check.status.code(), Some(0), "backup-check on the real archive: {}", said(&check));
+    let report: Value = serde_json::from_slice(&check.stdout).expect("backup-check --json");
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["missing_count"], 0, "{report}");
+    let needed = report["segments_needed"].as_u64().unwrap_or(0);
+    assert!(needed >= 3, "the drill archives at least three segments from the base backup on: {report}");
+    if bin.join("pg_verifybackup").is_file() {
+        assert_eq!(report["pg_verifybackup"]["status"], "passed", "{report}");
+    } else {
+        assert_eq!(
+            report["pg_verifybackup"]["detail"],
+            "skipped: pg_verifybackup not found (looked in /usr/lib/postgresql/*/bin and PATH)"
+        );
+    }
+    let (start_segment, end_segment) = (
+        report["start_segment"].as_str().expect("start").to_owned(),
+        report["end_segment"].as_str().expect("end").to_owned(),
+    );
+
     let _ = Command::new("kill").args(["-TERM", &demo.child.id().to_string()]).status();
     let mut child = demo.child;
     let _ = child.wait();
@@ -362,10 +396,58 @@ async fn a_point_in_time_restore_brings_back_exactly_the_acknowledged_documents_
         .env("RUST_LOG", "warn")
         .output()
         .expect("audit verify");
-    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-    assert!(verify.status.success(), "audit verify on the restored cluster: {said}");
-    println!("restore drill: base backup + WAL replay to {instant} UTC took {restore_took:?}; {said}");
+    let verified = said(&verify);
+    assert!(verify.status.success(), "audit verify on the restored cluster: {verified}");
+    println!("restore drill: base backup + WAL replay to {instant} UTC took {restore_took:?}; {verified}");
 
     restored.stop(&bin, account);
+
+    // The archive damaged after the fact: a segment in the middle deleted, then one truncated.
+    let mut middle: Vec<String> = std::fs::read_dir(&archive)
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.as_str() > start_segment.as_str() && n.as_str() < end_segment.as_str())
+        .collect();
+    middle.sort();
+    let victim =
+        middle.first().unwrap_or_else(|| panic!("a segment between {start_segment} and {end_segment}")).clone();
+    let aside = root.join(&victim);
+    std::fs::rename(archive.join(&victim), &aside).expect("set the segment aside");
+    let gap = backup_check(&archive, &base_backup, false);
+    assert_eq!(gap.status.code(), Some(5), "a missing segment: {}", said(&gap));
+    assert!(
+        said(&gap).contains(&format!("INCOMPLETE: first missing segment {victim}")),
+        "names the missing segment {victim}: {}",
+        said(&gap)
+    );
+    let json = backup_check(&archive, &base_backup, true);
+    let report: Value = serde_json::from_slice(&json.stdout).expect("backup-check --json");
+    assert_eq!((json.status.code(), &report["first_missing"]), (Some(5), &json!(victim)), "{report}");
+
+    std::fs::rename(&aside, archive.join(&victim)).expect("put the segment back");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(archive.join(&victim))
+        .expect("open")
+        .set_len(1 << 20)
+        .expect("truncate");
+    let short = backup_check(&archive, &base_backup, false);
+    assert_eq!(short.status.code(), Some(5), "a truncated segment: {}", said(&short));
+    assert!(said(&short).contains(&format!("TRUNCATED  {victim}: 1048576 bytes")), "{}", said(&short));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `countersign admin backup-check` on the drill's archive and base backup (no database).
+fn backup_check(archive: &Path, base: &Path, json: bool) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    c.args(["admin", "backup-check", "--archive"]).arg(archive).arg("--base-backup").arg(base);
+    if json {
+        c.arg("--json");
+    }
+    c.env_remove("DATABASE_URL").env("RUST_LOG", "warn").output().expect("backup-check")
+}
+
+fn said(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }

@@ -4,6 +4,7 @@
 Only the Python 3 standard library is needed to check the hash chain; checkpoint signatures are
 checked when the `cryptography` package is installed (pass --require-signatures to insist).
 """
+import base64
 import hashlib
 import json
 import os
@@ -28,13 +29,49 @@ def canonical(ev):
     return b"".join(out)
 
 
-def load_public_key(path):
+# SubjectPublicKeyInfo DER of an Ed25519 key, before its 32 raw bytes.
+SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")
+
+
+def load_keys(bundle):
+    """Key id -> raw public key, from public-keys.pem (one PEM block per key, each after a
+    '# key id ...' line), or public-key.pem in a bundle from before key rotation. A block whose
+    label is not its key's id raises ValueError: somebody relabelled a key."""
+    name = "public-keys.pem"
+    if not os.path.exists(os.path.join(bundle, name)):
+        name = "public-key.pem"
+    with open(os.path.join(bundle, name)) as f:
+        text = f.read()
+    keys, label, block = {}, None, None
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("# key id "):
+            label = s[len("# key id "):].strip()
+        elif s.startswith("-----BEGIN"):
+            block = []
+        elif s.startswith("-----END") and block is not None:
+            der = base64.b64decode("".join(block))
+            if len(der) != 44 or not der.startswith(SPKI_ED25519):
+                raise ValueError(f"{name}: not an Ed25519 public key")
+            raw = der[12:]
+            kid = hashlib.sha256(raw).hexdigest()[:16]
+            if label is not None and label != kid:
+                raise ValueError(f"{name}: the key labelled {label} has key id {kid}: its key id label is forged")
+            keys[kid] = raw
+            label, block = None, None
+        elif block is not None:
+            block.append(s)
+    if not keys:
+        raise ValueError(f"{name}: no public key")
+    return keys
+
+
+def signature_checker():
     try:
-        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     except ImportError:
         return None
-    with open(path, "rb") as f:
-        return load_pem_public_key(f.read())
+    return Ed25519PublicKey.from_public_bytes
 
 
 def main(argv):
@@ -54,11 +91,15 @@ def main(argv):
             if hashlib.sha256(f.read()).hexdigest() != digest:
                 return broken(0, f"{name} does not match the manifest digest")
 
-    key = load_public_key(os.path.join(bundle, "public-key.pem"))
-    if key is None and require_sigs:
+    try:
+        keys = load_keys(bundle)
+    except ValueError as e:
+        return broken(0, str(e))
+    checker = signature_checker()
+    if checker is None and require_sigs:
         print("cannot check signatures: install the 'cryptography' package")
         return 2
-    signed = {}
+    signed, unknown = {}, {}
     with open(os.path.join(bundle, "checkpoints.ndjson")) as f:
         for line in f:
             if not line.strip():
@@ -66,11 +107,16 @@ def main(argv):
             cp = json.loads(line)
             if cp["chain"] != chain:
                 return broken(cp["seq"], "checkpoint belongs to another chain")
-            if key is not None:
+            raw = keys.get(cp["key_id"])
+            if raw is None:
+                # Not proof of tampering, but not verified either: the signer's key is not here.
+                unknown.setdefault(cp["key_id"], cp["seq"])
+                continue
+            if checker is not None:
                 msg = "countersign-checkpoint-v1\n{}\n{}\n{}\n{}\n".format(
                     cp["chain"], cp["seq"], cp["hash"], cp["signed_at_us"]).encode()
                 try:
-                    key.verify(bytes.fromhex(cp["signature"]), msg)
+                    checker(raw).verify(bytes.fromhex(cp["signature"]), msg)
                 except Exception:
                     return broken(cp["seq"], "checkpoint signature is invalid (forged)")
             signed[cp["seq"]] = cp["hash"]
@@ -101,8 +147,14 @@ def main(argv):
 
     if count != manifest["events"]:
         return broken(expected_seq or 1, f"manifest says {manifest['events']} events, bundle has {count}")
-    sigs = "checked" if key is not None else "NOT checked (install 'cryptography')"
-    print(f"OK chain {manifest.get('tenant_slug', chain)}: {count} events, {len(signed)} checkpoints, signatures {sigs}")
+    if unknown:
+        for kid, seq in unknown.items():
+            print(f"UNVERIFIED chain {manifest.get('tenant_slug', chain)}: checkpoints from seq {seq} are signed by "
+                  f"key {kid}, which the bundle does not carry; their signatures were not checked")
+        return 4
+    sigs = "checked" if checker is not None else "NOT checked (install 'cryptography')"
+    print(f"OK chain {manifest.get('tenant_slug', chain)}: {count} events, {len(signed)} checkpoints, "
+          f"keys {', '.join(keys)}, signatures {sigs}")
     return 0
 
 

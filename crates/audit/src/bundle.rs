@@ -25,6 +25,46 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
+/// The public keys a bundle carries (`public-keys.pem`: one PEM block per key, each after a
+/// `# key id …` line; a bundle from before key rotation has only `public-key.pem`). A block
+/// whose key id label is not its key's id is refused: somebody relabelled a key.
+pub fn carried_keys(dir: &Path) -> Result<TrustedKeys, AuditError> {
+    let many = dir.join("public-keys.pem");
+    let (name, text) = match std::fs::read_to_string(&many) {
+        Ok(t) => ("public-keys.pem", t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ("public-key.pem", std::fs::read_to_string(dir.join("public-key.pem"))?)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (mut keys, mut label, mut block) = (Vec::new(), None::<String>, None::<String>);
+    for line in text.lines() {
+        if let Some(id) = line.trim().strip_prefix("# key id ") {
+            label = Some(id.trim().to_owned());
+        } else if line.starts_with("-----BEGIN") {
+            block = Some(format!("{line}\n"));
+        } else if let Some(b) = block.as_mut() {
+            b.push_str(line);
+            b.push('\n');
+            if line.starts_with("-----END") {
+                let key = TrustedKeys::parse_public(b).map_err(|e| AuditError::Malformed(format!("{name}: {e}")))?;
+                let id = crate::key_id(&key);
+                if let Some(l) = label.take().filter(|l| *l != id) {
+                    return Err(AuditError::Malformed(format!(
+                        "{name}: the key labelled {l} has key id {id}: its key id label is forged"
+                    )));
+                }
+                keys.push(key);
+                block = None;
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(AuditError::Malformed(format!("{name}: no public key")));
+    }
+    Ok(TrustedKeys::of(keys))
+}
+
 /// Verifies `dir` against `keys`. A range export is anchored at its first event's `prev_hash`
 /// (reported); a full export must start at seq 1 from the zero hash.
 pub fn verify_bundle(dir: &Path, keys: &TrustedKeys) -> Result<Report, AuditError> {

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use store::TenantTx;
 
 use crate::copy::{CopyReader, PG_EPOCH_OFFSET_US, Tuple, be_i64};
-use crate::{Action, AuditError, CheckpointKey, Entity, keys};
+use crate::{Action, AuditError, CheckpointKey, Entity, TrustedKeys, keys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -314,6 +314,14 @@ pub struct Manifest {
     pub events: u64,
     pub checkpoints: u64,
     pub key_id: String,
+    /// Every key whose public half is in `public-keys.pem`: the current key and each earlier key
+    /// that signed a checkpoint in the bundle (after a rotation).
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+    /// Keys that signed a checkpoint in the bundle but were not given to the exporter
+    /// (`--previous-audit-key-file`): those checkpoints cannot be verified from the bundle alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_key_ids: Vec<String>,
     /// SHA-256 (hex) of each file, so a damaged copy is noticed before verification.
     pub files: std::collections::BTreeMap<String, String>,
 }
@@ -322,12 +330,14 @@ pub const BUNDLE_README: &str = include_str!("../bundle/README.md");
 pub const BUNDLE_VERIFIER: &str = include_str!("../bundle/verify.py");
 
 /// Writes a regulator bundle into `dir` (created; must be empty or absent): events, signed
-/// checkpoints, the public key, a manifest, a README and a stand-alone verifier.
+/// checkpoints, the public keys that signed them (`key` and those of `previous` that signed one
+/// of its checkpoints, after a rotation), a manifest, a README and a stand-alone verifier.
 pub async fn write_bundle(
     tx: &mut TenantTx,
     slug: &str,
     filter: &ExportFilter,
     key: &CheckpointKey,
+    previous: &TrustedKeys,
     dir: &Path,
 ) -> Result<Manifest, AuditError> {
     use sha2::{Digest, Sha256};
@@ -375,6 +385,22 @@ pub async fn write_bundle(
         cp_text.push('\n');
     }
     let pem = keys::public_pem(&key.public())?;
+    // Every key that signed a checkpoint here, the current one first, each under its key id.
+    let mut key_ids = vec![key.key_id().to_owned()];
+    let mut carried = format!("# key id {}\n{pem}", key.key_id());
+    let mut missing_key_ids = Vec::new();
+    for c in &cps {
+        if key_ids.contains(&c.key_id) || missing_key_ids.contains(&c.key_id) {
+            continue;
+        }
+        match previous.get(&c.key_id) {
+            Some(k) => {
+                carried.push_str(&format!("# key id {}\n{}", c.key_id, keys::public_pem(k)?));
+                key_ids.push(c.key_id.clone());
+            }
+            None => missing_key_ids.push(c.key_id.clone()),
+        }
+    }
     let mut put = |name: &str, body: &str| -> Result<(), AuditError> {
         std::fs::write(dir.join(name), body)?;
         files.insert(name.to_owned(), hex::encode(Sha256::digest(body.as_bytes())));
@@ -382,6 +408,7 @@ pub async fn write_bundle(
     };
     put("checkpoints.ndjson", &cp_text)?;
     put("public-key.pem", &pem)?;
+    put("public-keys.pem", &carried)?;
     put("README.md", BUNDLE_README)?;
     put("verify.py", BUNDLE_VERIFIER)?;
     let manifest = Manifest {
@@ -394,6 +421,8 @@ pub async fn write_bundle(
         events,
         checkpoints: cps.len() as u64,
         key_id: key.key_id().to_owned(),
+        key_ids,
+        missing_key_ids,
         files,
     };
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| AuditError::Malformed(e.to_string()))?;
@@ -432,11 +461,12 @@ pub async fn pack_bundle(
     slug: &str,
     filter: &ExportFilter,
     key: &CheckpointKey,
+    previous: &TrustedKeys,
     name: &str,
 ) -> Result<PackedBundle, AuditError> {
     let tmp = tempfile::Builder::new().prefix("countersign-bundle-").tempdir()?;
     let dir = tmp.path().join(name);
-    let manifest = write_bundle(tx, slug, filter, key, &dir).await?;
+    let manifest = write_bundle(tx, slug, filter, key, previous, &dir).await?;
     let path = tmp.path().join(format!("{name}.tar"));
     let file = std::fs::File::create(&path)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));

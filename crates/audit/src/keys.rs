@@ -152,6 +152,17 @@ impl TrustedKeys {
         self.0.is_empty()
     }
 
+    /// The trusted key with this key id.
+    #[must_use]
+    pub fn get(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.0.iter().find(|(id, _)| id == key_id).map(|(_, k)| k)
+    }
+
+    /// The key ids trusted, in the order given.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(id, _)| id.as_str())
+    }
+
     /// `Ok(true)` when `key_id` is trusted and the signature is valid; `Ok(false)` for a bad
     /// signature; `Err` naming the problem when the key is unknown.
     pub fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<bool, String> {

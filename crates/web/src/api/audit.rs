@@ -188,7 +188,8 @@ pub(crate) struct BundleQuery {
 }
 
 /// `GET /api/v1/audit/bundle?from=&to=`: the regulator bundle as one tar download — events,
-/// the signed checkpoints (the head is signed first if it moved), the public key, a manifest of
+/// the signed checkpoints (the head is signed first if it moved), the public keys that signed them
+/// (the current key, and earlier ones the server was started with), a manifest of
 /// SHA-256 sums, a README and the stand-alone `verify.py`. Downloading one is itself audited.
 pub async fn bundle(
     State(state): State<AppState>,
@@ -216,7 +217,7 @@ pub async fn bundle(
     audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
     let slug = identity::directory::tenants::current(&mut tx).await?.slug;
     let name = format!("audit-bundle-{slug}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"));
-    let packed = audit::export::pack_bundle(&mut tx, &slug, &filter, &key, &name).await?;
+    let packed = audit::export::pack_bundle(&mut tx, &slug, &filter, &key, &state.previous_audit_keys, &name).await?;
     let event = audit::Event::new(
         "audit.bundle_exported",
         audit::Entity::new("audit_log", None)?,

@@ -41,6 +41,9 @@ pub struct AppState {
     /// The audit checkpoint signing key, for regulator bundles served over HTTP (`None`: the
     /// bundle route answers 503). Servers set it with [`AppState::with_audit_key`].
     pub audit_key: Option<Arc<audit::CheckpointKey>>,
+    /// Public halves of earlier audit keys (after a rotation): a bundle carries those that signed
+    /// one of its checkpoints. Set with [`AppState::with_previous_audit_keys`].
+    pub previous_audit_keys: audit::TrustedKeys,
     /// Files: blob storage, master keys, the link key and the upload limit. Default: a fresh
     /// temporary directory and keys that live only in this process; servers set theirs with
     /// [`AppState::with_files`].
@@ -88,6 +91,7 @@ impl AppState {
             default_mailer: true,
             authz: Arc::new(authz),
             audit_key: None,
+            previous_audit_keys: audit::TrustedKeys::default(),
             files: Arc::new(files),
             public_url: None,
             sso: Arc::new(identity::signin::oidc::Sso::new()?),
@@ -128,6 +132,12 @@ impl AppState {
     #[must_use]
     pub fn with_audit_key(mut self, key: Arc<audit::CheckpointKey>) -> Self {
         self.audit_key = Some(key);
+        self
+    }
+
+    #[must_use]
+    pub fn with_previous_audit_keys(mut self, keys: audit::TrustedKeys) -> Self {
+        self.previous_audit_keys = keys;
         self
     }
 
