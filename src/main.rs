@@ -15,10 +15,14 @@ use std::process::ExitCode;
 use config::{Cli, Command, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, server: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    // Standard error, drawn around a progress bar when one is up (src/progress.rs).
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::Stderr::writer);
+    // A command's log lines are drawn around its progress bar (src/progress.rs); a server has no
+    // bar, and its log lines go straight to standard error.
+    let writer =
+        if server { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(progress::Stderr::writer) };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Pretty => builder.init(),
@@ -51,10 +55,10 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.log_format);
     // A server's standard error is its log (JSON lines by default), so its last error is a log
     // event; a command's is for a person, so its error is one plain line. Never both.
     let server = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
+    init_logging(cli.log_format, server);
     match run(cli).await {
         Ok(code) => code,
         Err(e) if server => {

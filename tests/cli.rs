@@ -793,3 +793,77 @@ fn bootstrap_settings_are_refused_alone_or_malformed_naming_the_flag() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+const SMTP_SINK: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        sys.stdout.write('ENVELOPE %s\n' % ','.join(envelope.rcpt_tos))
+        sys.stdout.write(envelope.content.decode('utf-8', 'replace'))
+        sys.stdout.write('\n.END\n')
+        sys.stdout.flush()
+        return '250 OK'
+controller = Controller(Sink(), hostname='127.0.0.1', port=int(sys.argv[1]))
+controller.start()
+print('READY', flush=True)
+time.sleep(120)
+controller.stop()
+"#;
+
+/// With `--smtp-url`, the bootstrap invitation goes out over SMTP (a real SMTP server on
+/// loopback: `aiosmtpd` from the test virtualenv) and nothing waits in the outbox; when the SMTP
+/// server refuses the connection, the invitation is queued in the outbox instead and the log
+/// says so. Neither log holds the token.
+#[tokio::test]
+async fn bootstrap_mails_the_invitation_over_smtp_or_queues_it_when_smtp_is_down() {
+    use std::io::Read;
+    let db = store::testing::TestDb::new().await;
+    let port = free_port();
+    let mut sink = Command::new(common::venv::bin("python"))
+        .arg("-c")
+        .arg(SMTP_SINK)
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the virtualenv's python runs the SMTP sink");
+    let mut out = BufReader::new(sink.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("read");
+    assert_eq!(ready.trim(), "READY");
+
+    let data = temp_dir("bootstrap-smtp");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let env = [
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "mailed"),
+        ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "mo@mailed.example"),
+        ("COUNTERSIGN_SMTP_URL", url.as_str()),
+    ];
+    let log = serve_with_env(&db, &data, &env);
+    assert!(log.contains(r#""delivered_via":"smtp""#), "{log}");
+    assert!(!log.contains("csi_"), "the token reached the log:\n{log}");
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let mut received = String::new();
+    out.read_to_string(&mut received).expect("read");
+    assert!(
+        received.contains("ENVELOPE mo@mailed.example") && received.contains("invited to join mailed"),
+        "{received}"
+    );
+    let queued = count(&db, "select count(*) from mail_outbox where to_address = 'mo@mailed.example'").await;
+    assert_eq!(queued, 0, "sent over SMTP, not queued");
+
+    // Nothing listens on this port: the mail waits in the outbox.
+    let down = format!("smtp://127.0.0.1:{}", free_port());
+    let env = [
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "queued"),
+        ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "qi@queued.example"),
+        ("COUNTERSIGN_SMTP_URL", down.as_str()),
+    ];
+    let log = serve_with_env(&db, &data, &env);
+    assert!(log.contains("could not be sent over SMTP") && log.contains(r#""delivered_via":"outbox""#), "{log}");
+    assert!(!log.contains("csi_"), "the token reached the log:\n{log}");
+    let queued = count(&db, "select count(*) from mail_outbox where to_address = 'qi@queued.example'").await;
+    assert_eq!(queued, 1, "queued in the outbox");
+    std::fs::remove_dir_all(&data).ok();
+}
