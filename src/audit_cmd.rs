@@ -1,7 +1,7 @@
 //! `countersign audit …` and `countersign admin …`: operator commands on the ledger and data
 //! lifecycle. Cross-tenant work goes through a logged bypass, which the ledger itself records.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use audit::{CheckpointKey, TrustedKeys, verify};
 use store::{Store, TenantId};
 
 use crate::config::{AdminCommand, ApiKeyCommand, AuditCommand, DbArgs, Generate, KeyFile};
+use crate::progress::Progress;
+use crate::summary::{Refused, Summary, Verdict};
 
 /// Exit status when the ledger (or a bundle) shows tampering: a chain that does not recompute, or
 /// a checkpoint whose signature fails under the key it names.
@@ -21,12 +23,23 @@ pub const TAMPERED: u8 = 3;
 pub const UNVERIFIED: u8 = 4;
 
 pub async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
-    if let AuditCommand::VerifyBundle { dir, public_keys } = &cmd {
-        return verify_bundle(dir, public_keys);
+    if let AuditCommand::VerifyBundle { dir, public_keys, json } = &cmd {
+        return verify_bundle(dir, public_keys, json.json);
     }
+    // With --json, an error before the command proper (no database) is reported as JSON too.
+    let json = match &cmd {
+        AuditCommand::Verify { json, .. } => Some((json.json, "audit verify")),
+        AuditCommand::Export { json, .. } => Some((*json, "audit export")),
+        _ => None,
+    };
+    let opened =
+        async { Ok::<_, anyhow::Error>((db.previous_audit_keys()?, Store::open(&db.settings()).await?)) }.await;
+    let (previous, store) = match (opened, json) {
+        (Ok(o), _) => o,
+        (Err(e), Some((true, command))) => return Summary::new(command, true).finish(Err(e)),
+        (Err(e), _) => return Err(e),
+    };
     let key = db.audit_key();
-    let previous = db.previous_audit_keys()?;
-    let store = Store::open(&db.settings()).await?;
     let result = run_with_store(cmd, &store, &key, &previous).await;
     store.shutdown().await;
     result
@@ -44,85 +57,37 @@ async fn run_with_store(
     previous: &[ed25519_dalek::VerifyingKey],
 ) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { tenant, public_keys, workers } => {
-            let keys = trusted_keys(key, previous, &public_keys)?;
-            let mut opts = verify::Options::default();
-            if let Some(w) = workers {
-                opts.workers = usize::from(w);
-            }
-            let mut progress = |n: u64, t: Duration| {
-                let rate = n as f64 / t.as_secs_f64().max(1e-9);
-                eprintln!("verified {n} events ({rate:.0}/s)");
-            };
-            let report = match tenant {
-                Some(t) => {
-                    let id = resolve(store, &t).await?;
-                    verify::verify_tenant(store, id, &keys, opts, &mut progress).await?
+        AuditCommand::Verify { tenant, public_keys, workers, json } => {
+            let mut summary = Summary::new("audit verify", json.json);
+            let outcome = async {
+                let keys = trusted_keys(key, previous, &public_keys)?;
+                let mut opts = verify::Options::default();
+                if let Some(w) = workers {
+                    opts.workers = usize::from(w);
                 }
-                None => verify::verify_all(store, "cli:audit-verify", &keys, opts, &mut progress).await?,
-            };
-            Ok(print_report(&report))
+                let report = match tenant {
+                    Some(t) => {
+                        let id = resolve(store, &t).await?;
+                        summary.set("tenant", t.as_str());
+                        let bar = Progress::start(&format!("verifying {t}"), "events", None);
+                        verify::verify_tenant(store, id, &keys, opts, &mut Observed(&bar)).await?
+                    }
+                    None => {
+                        let bar = Progress::start("verifying every chain", "events", None);
+                        verify::verify_all(store, "cli:audit-verify", &keys, opts, &mut Observed(&bar)).await?
+                    }
+                };
+                anyhow::Ok(report_verdict(&report, &mut summary))
+            }
+            .await;
+            summary.finish(outcome)
         }
-        AuditCommand::Export { tenant, format, from, to, entity_type, action, out, bundle } => {
-            let id = resolve(store, &tenant).await?;
-            let format: Format = format.parse().context("--format")?;
-            let filter = ExportFilter { from, to, entity_type, entity_id: None, action };
-            let mut tx = store.tenant_tx(id).await?;
-            if let Some(dir) = bundle {
-                let key = signing_key(key)?;
-                // The bundle should end on a signed head: sign one now if the head moved.
-                audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
-                let slug = identity::directory::tenants::current(&mut tx).await?.slug;
-                let previous = TrustedKeys::of(previous.iter().copied());
-                let m = audit::export::write_bundle(&mut tx, &slug, &filter, &key, &previous, &dir).await?;
-                tx.commit().await?;
-                eprintln!(
-                    "bundle written to {}: {} events, {} checkpoints, key(s) {}",
-                    dir.display(),
-                    m.events,
-                    m.checkpoints,
-                    m.key_ids.join(", ")
-                );
-                if !m.missing_key_ids.is_empty() {
-                    eprintln!(
-                        "warning: checkpoints in the bundle are signed by key(s) {} that were not given \
-                         (--previous-audit-key-file): the bundle does not carry them, and its verifiers will \
-                         report those checkpoints as not verified",
-                        m.missing_key_ids.join(", ")
-                    );
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let started = std::time::Instant::now();
-            let rows = match out {
-                Some(path) => {
-                    let mut f = std::io::BufWriter::new(
-                        std::fs::File::create(&path).with_context(|| format!("--out {}", path.display()))?,
-                    );
-                    let n = audit::export::export_tenant(
-                        &mut tx,
-                        &filter,
-                        format,
-                        &mut audit::export::FnSink(|b: &[u8]| f.write_all(b)),
-                    )
-                    .await?;
-                    f.flush()?;
-                    n
-                }
-                None => {
-                    // Chunks are ~64 KiB, so locking stdout per chunk costs nothing.
-                    audit::export::export_tenant(
-                        &mut tx,
-                        &filter,
-                        format,
-                        &mut audit::export::FnSink(|b: &[u8]| std::io::stdout().write_all(b)),
-                    )
-                    .await?
-                }
-            };
-            tx.commit().await?;
-            eprintln!("exported {rows} events in {:.2}s", started.elapsed().as_secs_f64());
-            Ok(ExitCode::SUCCESS)
+        AuditCommand::Export { tenant, format, from, to, entity_type, action, out, bundle, json } => {
+            let mut summary = Summary::new("audit export", json);
+            let request =
+                Export { tenant, format, filter: ExportFilter { from, to, entity_type, entity_id: None, action } };
+            let outcome = export(store, key, previous, request, out, bundle, &mut summary).await;
+            summary.finish(outcome)
         }
         AuditCommand::Checkpoint => {
             let key = signing_key(key)?;
@@ -142,51 +107,111 @@ async fn run_with_store(
             Ok(ExitCode::SUCCESS)
         }
         // Normally answered by `run` before a database is opened; correct here too.
-        AuditCommand::VerifyBundle { dir, public_keys } => verify_bundle(&dir, &public_keys),
+        AuditCommand::VerifyBundle { dir, public_keys, json } => verify_bundle(&dir, &public_keys, json.json),
+    }
+}
+
+/// The `--json` of an admin command, and its name there.
+fn admin_json(cmd: &AdminCommand) -> Option<(bool, &'static str)> {
+    match cmd {
+        AdminCommand::Retention { json, .. } => Some((json.json, "admin retention")),
+        AdminCommand::PurgeFiles { json, .. } => Some((json.json, "admin purge-files")),
+        AdminCommand::RotateMfaKey { json } => Some((json.json, "admin rotate-mfa-key")),
+        AdminCommand::RotateBlobKey { json } => Some((json.json, "admin rotate-blob-key")),
+        _ => None,
     }
 }
 
 pub async fn admin(cmd: AdminCommand, db: &DbArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&db.settings()).await?;
+    let store = match Store::open(&db.settings()).await {
+        Ok(s) => s,
+        Err(e) => {
+            return match admin_json(&cmd) {
+                Some((true, command)) => Summary::new(command, true).finish(Err(e.into())),
+                _ => Err(e.into()),
+            };
+        }
+    };
     let result = async {
         match cmd {
-            AdminCommand::Retention { older_than_days } => {
-                let mut tx = store.bypass("cli:retention", "purge soft-deleted records past retention").await?;
-                let who = audit::Who::system("cli:retention");
-                let purged =
-                    identity::directory::retention::sweep(&mut tx, &who, chrono::Duration::days(i64::from(older_than_days)))
-                        .await?;
-                tx.commit().await?;
-                println!(
-                    "purged {} membership(s) and {} department(s) deleted more than {older_than_days} day(s) ago; audit ledger untouched",
-                    purged.memberships, purged.departments
-                );
-                Ok(ExitCode::SUCCESS)
+            AdminCommand::Retention { older_than_days, json } => {
+                let mut summary = Summary::new("admin retention", json.json);
+                let outcome = async {
+                    let bar = Progress::spinner("purging soft-deleted records past retention");
+                    let mut tx = store.bypass("cli:retention", "purge soft-deleted records past retention").await?;
+                    let who = audit::Who::system("cli:retention");
+                    let days = chrono::Duration::days(i64::from(older_than_days));
+                    let purged = identity::directory::retention::sweep(&mut tx, &who, days).await?;
+                    tx.commit().await?;
+                    drop(bar);
+                    summary.set("older_than_days", older_than_days);
+                    summary.set("memberships", purged.memberships);
+                    summary.set("departments", purged.departments);
+                    summary.say(format_args!(
+                        "purged {} membership(s) and {} department(s) deleted more than {older_than_days} day(s) ago; audit ledger untouched",
+                        purged.memberships, purged.departments
+                    ));
+                    anyhow::Ok(Verdict::Done)
+                }
+                .await;
+                summary.finish(outcome)
             }
             AdminCommand::CreateOrganisation { name, slug, owner_email, allowed_domains } => {
                 create_organisation(&store, &name, &slug, &owner_email, allowed_domains).await
             }
             AdminCommand::ApiKey(cmd) => api_key(&store, cmd).await,
             AdminCommand::Outbox { to, limit } => crate::mfa_cmd::outbox(&store, db, to.as_deref(), limit).await,
-            AdminCommand::RotateMfaKey => crate::mfa_cmd::rotate(&store, db).await,
-            AdminCommand::RotateBlobKey => {
-                let ring = files::Keyring::load(&db.blob_key_dir())?;
-                let id = ring.add_next()?;
-                let who = audit::Who::system("cli:rotate-blob-key");
-                let mut tx = store.bypass("cli:rotate-blob-key", "re-seal file data keys under a new master key").await?;
-                let n = files::keys::rewrap_all(&mut tx, &ring, &who).await?;
-                tx.commit().await?;
-                println!("re-sealed {n} file data key(s) under master key {id}; older master key files open nothing now");
-                Ok(ExitCode::SUCCESS)
+            AdminCommand::RotateMfaKey { json } => {
+                let mut summary = Summary::new("admin rotate-mfa-key", json.json);
+                let outcome = crate::mfa_cmd::rotate(&store, db, &mut summary).await;
+                summary.finish(outcome)
             }
-            AdminCommand::PurgeFiles { older_than_days } => {
-                let storage = db.blob_storage()?;
-                let who = audit::Who::system("cli:purge-files");
-                let mut tx = store.bypass("cli:purge-files", "purge files deleted past retention").await?;
-                let n = files::blobs::purge(&mut tx, &storage, &who, chrono::Duration::days(i64::from(older_than_days))).await?;
-                tx.commit().await?;
-                println!("purged {n} file(s) deleted more than {older_than_days} day(s) ago; their records and ledger events remain");
-                Ok(ExitCode::SUCCESS)
+            AdminCommand::RotateBlobKey { json } => {
+                let mut summary = Summary::new("admin rotate-blob-key", json.json);
+                let outcome = async {
+                    let ring = files::Keyring::load(&db.blob_key_dir())?;
+                    let id = ring.add_next()?;
+                    let who = audit::Who::system("cli:rotate-blob-key");
+                    let mut tx =
+                        store.bypass("cli:rotate-blob-key", "re-seal file data keys under a new master key").await?;
+                    let bar = Progress::start("re-sealing file data keys", "keys", None);
+                    let n = files::keys::rewrap_all_with_progress(&mut tx, &ring, &who, &mut |d, t| bar.items(d, t))
+                        .await?;
+                    tx.commit().await?;
+                    drop(bar);
+                    summary.set("resealed", n);
+                    summary.set("master_key_id", id.as_str());
+                    summary.say(format_args!(
+                        "re-sealed {n} file data key(s) under master key {id}; older master key files open nothing now"
+                    ));
+                    anyhow::Ok(Verdict::Done)
+                }
+                .await;
+                summary.finish(outcome)
+            }
+            AdminCommand::PurgeFiles { older_than_days, json } => {
+                let mut summary = Summary::new("admin purge-files", json.json);
+                let outcome = async {
+                    let storage = db.blob_storage()?;
+                    let who = audit::Who::system("cli:purge-files");
+                    let mut tx = store.bypass("cli:purge-files", "purge files deleted past retention").await?;
+                    let bar = Progress::start("purging files", "files", None);
+                    let days = chrono::Duration::days(i64::from(older_than_days));
+                    let n = files::blobs::purge_with_progress(&mut tx, &storage, &who, days, &mut |d, t| {
+                        bar.items(d, t);
+                    })
+                    .await?;
+                    tx.commit().await?;
+                    drop(bar);
+                    summary.set("older_than_days", older_than_days);
+                    summary.set("files", n);
+                    summary.say(format_args!(
+                        "purged {n} file(s) deleted more than {older_than_days} day(s) ago; their records and ledger events remain"
+                    ));
+                    anyhow::Ok(Verdict::Done)
+                }
+                .await;
+                summary.finish(outcome)
             }
             AdminCommand::AttachReference { tenant, attachment, file, max_upload_mib } => {
                 attach_reference(&store, db, &tenant, attachment, &file, max_upload_mib).await
@@ -280,8 +305,9 @@ fn hex_short(b: &[u8]) -> String {
 }
 
 /// The keys `audit verify` trusts: the `--public-key` files, else this server's key if it is
-/// here and its earlier keys (`--previous-audit-key-file`, after a rotation). Verification never writes a key: without one, the chains are still recomputed and the
-/// checkpoints reported as unverified, naming their key ids.
+/// here and its earlier keys (`--previous-audit-key-file`, after a rotation). Verification
+/// never writes a key: without one, the chains are still recomputed and the checkpoints reported
+/// as unverified, naming their key ids.
 fn trusted_keys(
     key: &KeyFile,
     previous: &[ed25519_dalek::VerifyingKey],
@@ -351,75 +377,226 @@ async fn resolve(store: &Store, tenant: &str) -> anyhow::Result<TenantId> {
         let mut tx = store.tenant_tx(id).await?;
         let found = identity::directory::tenants::current(&mut tx).await.is_ok();
         tx.commit().await?;
-        return if found { Ok(id) } else { anyhow::bail!("--tenant {tenant}: no such organisation") };
+        return if found {
+            Ok(id)
+        } else {
+            Err(Refused::not_found(format!("--tenant {tenant}: no such organisation")).into())
+        };
     }
     let mut g = store.global_tx().await?;
     let id = g.resolve_tenant(tenant).await?;
     g.commit().await?;
-    id.ok_or_else(|| anyhow::anyhow!("--tenant {tenant}: no such organisation"))
+    id.ok_or_else(|| Refused::not_found(format!("--tenant {tenant}: no such organisation")).into())
 }
 
 /// One line per chain: `ok`, `BROKEN` (tampering: exit 3) or `UNVERIFIED` (checkpoints by a key
-/// not held, nothing found wrong: exit 4).
-fn print_report(report: &verify::Report) -> ExitCode {
+/// not held, nothing found wrong: exit 4); with `--json`, the same as counts and lists.
+fn report_verdict(report: &verify::Report, summary: &mut Summary) -> Verdict {
+    let mut broken = Vec::new();
+    let mut unverified = Vec::new();
     for c in &report.chains {
         match (&c.first_break, c.unknown_keys.as_slice()) {
-            (Some(b), _) => println!("BROKEN  {} ({}) at seq {}: {}", c.label, c.chain, b.seq, b.problem),
+            (Some(b), _) => {
+                summary.say(format_args!("BROKEN  {} ({}) at seq {}: {}", c.label, c.chain, b.seq, b.problem));
+                broken
+                    .push(serde_json::json!({"tenant": c.label, "chain": c.chain, "seq": b.seq, "problem": b.problem}));
+            }
             (None, []) => {
-                println!("ok      {} ({}): {} events, {} checkpoints", c.label, c.chain, c.events, c.checkpoints);
+                summary.say(format_args!(
+                    "ok      {} ({}): {} events, {} checkpoints",
+                    c.label, c.chain, c.events, c.checkpoints
+                ));
             }
             (None, unknown) => {
                 for u in unknown {
-                    println!(
+                    summary.say(format_args!(
                         "UNVERIFIED {} ({}): {} checkpoint(s) from seq {} are signed by key {}, which this verifier \
                          does not hold; their signatures were not checked (the chain itself recomputes: {} events)",
                         c.label, c.chain, u.checkpoints, u.first_seq, u.key_id, c.events
-                    );
+                    ));
+                    unverified.push(serde_json::json!({"tenant": c.label, "chain": c.chain, "key_id": u.key_id,
+                        "first_seq": u.first_seq, "checkpoints": u.checkpoints}));
                 }
             }
         }
     }
     let rate = report.events as f64 / (report.elapsed_ms.max(1) as f64 / 1000.0);
-    println!(
+    summary.say(format_args!(
         "{} chains, {} events verified in {} ms ({rate:.0} events/s)",
         report.chains.len(),
         report.events,
         report.elapsed_ms
-    );
+    ));
+    summary.set("tenants", report.chains.iter().filter(|c| c.chain != "platform").count());
+    summary.set("chains", report.chains.len());
+    summary.set("events", report.events);
+    summary.set("checkpoints", report.chains.iter().map(|c| c.checkpoints).sum::<u64>());
+    summary.set("events_per_second", rate.round());
+    let broken_count = broken.len();
+    let unverified_count = report.unverified().count();
+    let first = report.broken().next().map(|c| {
+        let seq = c.first_break.as_ref().map_or(0, |b| b.seq);
+        format!(" (first: {} at seq {seq})", c.label)
+    });
+    summary.set("broken", broken);
+    summary.set("unverified", unverified);
     if !report.ok() {
-        eprintln!("audit ledger verification FAILED: {} chain(s) broken", report.broken().count());
-        ExitCode::from(TAMPERED)
+        Verdict::Failed {
+            status: TAMPERED,
+            code: "tampered",
+            message: format!(
+                "audit ledger verification FAILED: {broken_count} chain(s) broken{}",
+                first.unwrap_or_default()
+            ),
+        }
     } else if !report.verified() {
-        eprintln!(
-            "audit ledger NOT VERIFIED: no tampering found, but {} chain(s) carry checkpoints signed by keys not held \
-             here (pass the signer's public key with --public-key)",
-            report.unverified().count()
-        );
-        ExitCode::from(UNVERIFIED)
+        Verdict::Failed {
+            status: UNVERIFIED,
+            code: "unverified",
+            message: format!(
+                "audit ledger NOT VERIFIED: no tampering found, but {unverified_count} chain(s) carry checkpoints signed \
+                 by keys not held here (pass the signer's public key with --public-key)"
+            ),
+        }
     } else {
-        ExitCode::SUCCESS
+        Verdict::Done
     }
 }
 
-fn verify_bundle(dir: &Path, public_keys: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let keys = if public_keys.is_empty() {
-        let keys = audit::bundle::carried_keys(dir).with_context(|| format!("bundle {} public key", dir.display()))?;
-        eprintln!(
-            "note: trusting the bundle's own public key(s) (key id {}); pass --public-key to pin keys obtained \
-             independently",
-            keys.ids().collect::<Vec<_>>().join(", ")
-        );
-        keys
-    } else {
-        let mut keys = Vec::new();
-        for p in public_keys {
-            let text = std::fs::read_to_string(p).with_context(|| format!("--public-key {}", p.display()))?;
-            keys.push(TrustedKeys::parse_public(&text).with_context(|| format!("--public-key {}", p.display()))?);
+/// Hands a verification's progress to a bar.
+struct Observed<'a>(&'a Progress);
+
+impl verify::Observer for Observed<'_> {
+    fn expect(&mut self, events: u64) {
+        self.0.total(events);
+    }
+
+    fn checked(&mut self, events: u64, _elapsed: Duration) {
+        self.0.at(events);
+    }
+}
+
+/// What `audit export` exports (the destination aside).
+struct Export {
+    tenant: String,
+    format: String,
+    filter: ExportFilter,
+}
+
+/// `audit export`: events as CSV or NDJSON into `--out` or standard output, or a regulator
+/// bundle into `--bundle`.
+async fn export(
+    store: &Store,
+    key: &KeyFile,
+    previous: &[ed25519_dalek::VerifyingKey],
+    request: Export,
+    out: Option<PathBuf>,
+    bundle: Option<PathBuf>,
+    summary: &mut Summary,
+) -> anyhow::Result<Verdict> {
+    let Export { tenant, format, filter } = request;
+    let id = resolve(store, &tenant).await?;
+    let format: Format = format.parse().context("--format")?;
+    filter.validate()?;
+    summary.set("tenant", tenant.as_str());
+    let mut tx = store.tenant_tx(id).await?;
+    // A total only for a bar someone sees (it costs a count of the range), and no bar over
+    // events scrolling past on the same terminal.
+    let shown = crate::progress::visible() && (out.is_some() || bundle.is_some() || !std::io::stdout().is_terminal());
+    let total = if shown { Some(audit::export::count_tenant(&mut tx, &filter).await?) } else { None };
+    let bar = Progress::start(&format!("exporting {tenant}"), "events", total);
+    if let Some(dir) = bundle {
+        let key = signing_key(key)?;
+        // The bundle should end on a signed head: sign one now if the head moved.
+        audit::checkpoint::checkpoint_tenant(&mut tx, &key).await?;
+        let slug = identity::directory::tenants::current(&mut tx).await?.slug;
+        let previous = TrustedKeys::of(previous.iter().copied());
+        let m = audit::export::write_bundle_with_progress(&mut tx, &slug, &filter, &key, &previous, &dir, &mut |n| {
+            bar.at(n);
+        })
+        .await?;
+        tx.commit().await?;
+        drop(bar);
+        summary.set("format", "bundle");
+        summary.set("bundle", dir.display().to_string());
+        summary.set("events", m.events);
+        summary.set("checkpoints", m.checkpoints);
+        summary.set("key_id", m.key_id.as_str());
+        summary.set("key_ids", m.key_ids.clone());
+        summary.set("missing_key_ids", m.missing_key_ids.clone());
+        summary.tell(format_args!(
+            "bundle written to {}: {} events, {} checkpoints, key(s) {}",
+            dir.display(),
+            m.events,
+            m.checkpoints,
+            m.key_ids.join(", ")
+        ));
+        if !m.missing_key_ids.is_empty() {
+            eprintln!(
+                "warning: checkpoints in the bundle are signed by key(s) {} that were not given \
+                 (--previous-audit-key-file): the bundle does not carry them, and its verifiers will \
+                 report those checkpoints as not verified",
+                m.missing_key_ids.join(", ")
+            );
         }
-        TrustedKeys::of(keys)
+        return Ok(Verdict::Done);
+    }
+    let started = std::time::Instant::now();
+    let mut progress = |n: u64| bar.at(n);
+    let rows = match &out {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?,
+            );
+            let mut sink = audit::export::FnSink(|b: &[u8]| f.write_all(b));
+            let n =
+                audit::export::export_tenant_with_progress(&mut tx, &filter, format, &mut sink, &mut progress).await?;
+            f.flush().with_context(|| format!("--out {}", path.display()))?;
+            n
+        }
+        None => {
+            // Chunks are ~64 KiB, so locking stdout per chunk costs nothing.
+            let mut sink = audit::export::FnSink(|b: &[u8]| std::io::stdout().write_all(b));
+            audit::export::export_tenant_with_progress(&mut tx, &filter, format, &mut sink, &mut progress).await?
+        }
     };
-    let report = audit::bundle::verify_bundle(dir, &keys).with_context(|| format!("bundle {}", dir.display()))?;
-    Ok(print_report(&report))
+    tx.commit().await?;
+    drop(bar);
+    summary.set("format", if format == Format::Csv { "csv" } else { "ndjson" });
+    if let Some(path) = &out {
+        summary.set("out", path.display().to_string());
+    }
+    summary.set("events", rows);
+    summary.tell(format_args!("exported {rows} events in {:.2}s", started.elapsed().as_secs_f64()));
+    Ok(Verdict::Done)
+}
+
+fn verify_bundle(dir: &Path, public_keys: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let mut summary = Summary::new("audit verify-bundle", json);
+    let outcome = (|| {
+        let keys = if public_keys.is_empty() {
+            let keys =
+                audit::bundle::carried_keys(dir).with_context(|| format!("bundle {} public key", dir.display()))?;
+            eprintln!(
+                "note: trusting the bundle's own public key(s) (key id {}); pass --public-key to pin keys obtained \
+                 independently",
+                keys.ids().collect::<Vec<_>>().join(", ")
+            );
+            keys
+        } else {
+            let mut keys = Vec::new();
+            for p in public_keys {
+                let text = std::fs::read_to_string(p).with_context(|| format!("--public-key {}", p.display()))?;
+                keys.push(TrustedKeys::parse_public(&text).with_context(|| format!("--public-key {}", p.display()))?);
+            }
+            TrustedKeys::of(keys)
+        };
+        summary.set("bundle", dir.display().to_string());
+        summary.set("key_ids", keys.ids().map(str::to_owned).collect::<Vec<_>>());
+        let report = audit::bundle::verify_bundle(dir, &keys).with_context(|| format!("bundle {}", dir.display()))?;
+        anyhow::Ok(report_verdict(&report, &mut summary))
+    })();
+    summary.finish(outcome)
 }
 
 /// `admin create-organisation`: validated like the domain validates (slug, name, email,

@@ -173,6 +173,18 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert; read again on SIGHUP.
     #[arg(long, env = "COUNTERSIGN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// First start: the slug of an organisation to create unless one with it exists (with
+    /// --bootstrap-owner-email, whose owner invitation is mailed). Idempotent: a later start, or
+    /// another node starting at the same time, finds it and creates nothing.
+    #[arg(long, env = "COUNTERSIGN_BOOTSTRAP_ORGANISATION", value_parser = slug, requires = "bootstrap_owner_email")]
+    pub bootstrap_organisation: Option<identity::Slug>,
+    /// The first owner of --bootstrap-organisation: their invitation goes out by mail (SMTP, or
+    /// the outbox: `countersign admin outbox`).
+    #[arg(long, env = "COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", value_parser = email, requires = "bootstrap_organisation")]
+    pub bootstrap_owner_email: Option<identity::EmailAddress>,
+    /// Display name of --bootstrap-organisation (1-200 characters; default: its slug).
+    #[arg(long, env = "COUNTERSIGN_BOOTSTRAP_ORGANISATION_NAME", value_parser = organisation_name, requires = "bootstrap_organisation")]
+    pub bootstrap_organisation_name: Option<String>,
 }
 
 impl ServeArgs {
@@ -300,6 +312,8 @@ pub enum AuditCommand {
         /// connection, on one shared snapshot.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: Option<u16>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Export one organisation's events as CSV or NDJSON, or a regulator bundle.
     Export {
@@ -319,11 +333,15 @@ pub enum AuditCommand {
         #[arg(long)]
         action: Option<String>,
         /// Output file (default: standard output).
-        #[arg(long, conflicts_with = "bundle")]
+        #[arg(long, conflicts_with = "bundle", group = "destination")]
         out: Option<PathBuf>,
         /// Write a regulator bundle (events, checkpoints, public key, README, verifier) here.
-        #[arg(long)]
+        #[arg(long, group = "destination")]
         bundle: Option<PathBuf>,
+        /// Print one JSON object on standard output when done (counts, or the error) instead of
+        /// text; needs --out or --bundle, since the events would go to standard output.
+        #[arg(long, requires = "destination")]
+        json: bool,
     },
     /// Verify a regulator bundle offline (no database needed).
     VerifyBundle {
@@ -332,6 +350,8 @@ pub enum AuditCommand {
         /// rotation); default: the keys the bundle carries (public-keys.pem).
         #[arg(long = "public-key")]
         public_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Sign a checkpoint for every chain whose head moved, now.
     Checkpoint,
@@ -347,6 +367,8 @@ pub enum AdminCommand {
         /// Days a soft-deleted record is kept before it is purged (1-36500).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
+        #[command(flatten)]
+        json: Json,
     },
     /// Create an organisation and print a one-time invitation for its first owner (the only
     /// way to an owner besides `demo`).
@@ -379,20 +401,28 @@ pub enum AdminCommand {
     },
     /// Re-seal every TOTP secret under the current MFA key (pass the previous key with
     /// --mfa-old-key-file). Run after installing a new --mfa-key-file.
-    RotateMfaKey,
+    RotateMfaKey {
+        #[command(flatten)]
+        json: Json,
+    },
     /// End every guest membership whose valid_until has passed and revoke its sessions now
     /// (`serve` also does this periodically).
     ExpireMemberships,
     /// Write a new file master key (<data-dir>/keys/blob-master/NNNN.key) and re-seal every
     /// organisation's file data keys under it. Older master key files still open what they
     /// sealed; once this reports success they seal nothing any more.
-    RotateBlobKey,
+    RotateBlobKey {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Permanently remove files soft-deleted more than the retention period ago: the stored
     /// object is deleted, the record keeps its SHA-256 and `purged_at`, the ledger says so.
     PurgeFiles {
         /// Days a deleted file stays restorable (1-36500).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
+        #[command(flatten)]
+        json: Json,
     },
     /// Store the file of an attachment made by reference (before files were stored): the file
     /// at --file is streamed in with the same checks as an upload (type sniffed from content,
@@ -450,6 +480,15 @@ pub enum AdminCommand {
     },
 }
 
+/// `--json` of the long commands (src/summary.rs).
+#[derive(Args, Clone, Copy)]
+pub struct Json {
+    /// Print one JSON object on standard output when done (what was done and counted, or the
+    /// error's code and message) instead of text; the exit status is the same.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand)]
 pub enum ApiKeyCommand {
     /// Create a key; it is printed once and never stored in readable form.
@@ -491,6 +530,21 @@ fn instant(s: &str) -> Result<DateTime<Utc>, String> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .ok_or_else(|| format!("'{s}' is not a date (YYYY-MM-DD) or RFC 3339 time"))
+}
+
+fn slug(s: &str) -> Result<identity::Slug, String> {
+    identity::Slug::parse(s.trim()).map_err(|_| "use 1-63 of a-z, 0-9 and inner hyphens (e.g. acme)".to_owned())
+}
+
+fn email(s: &str) -> Result<identity::EmailAddress, String> {
+    identity::EmailAddress::parse(s).map_err(|e| match e {
+        identity::IdentityError::Invalid { reason, .. } => format!("not an email address: {reason}"),
+        other => other.to_string(),
+    })
+}
+
+fn organisation_name(s: &str) -> Result<String, String> {
+    identity::directory::tenants::check_name(s).map(str::to_owned).map_err(|_| "must be 1-200 characters".to_owned())
 }
 
 fn secret(s: &str) -> Result<SecretString, String> {

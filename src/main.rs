@@ -2,20 +2,28 @@
 
 mod audit_cmd;
 mod backup_check;
+mod bootstrap;
 mod config;
 mod config_file;
 mod demo;
 mod mfa_cmd;
+mod progress;
 mod security_docs;
+mod summary;
 
 use std::process::ExitCode;
 
 use config::{Cli, Command, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, server: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A command's log lines are drawn around its progress bar (src/progress.rs); a server has no
+    // bar, and its log lines go straight to standard error.
+    let writer =
+        if server { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(progress::Stderr::writer) };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Pretty => builder.init(),
@@ -48,11 +56,17 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.log_format);
+    // A server's standard error is its log (JSON lines by default), so its last error is a log
+    // event; a command's is for a person, so its error is one plain line. Never both.
+    let server = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
+    init_logging(cli.log_format, server);
     match run(cli).await {
         Ok(code) => code,
-        Err(e) => {
+        Err(e) if server => {
             tracing::error!(error = %format!("{e:#}"), "countersign stopped with an error");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
@@ -194,13 +208,24 @@ async fn serve(
             .with_public_url(args.public_url(addr, bounds.tls.is_some()));
     state.secure_cookies = !args.insecure_cookies;
     state.metrics_on_management_only = management.is_some();
-    let state = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
-        Ok(mailer) => state.with_mailer(mailer).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox),
+    let outbox = identity::signin::mail::OutboxMailer::new(store.clone(), std::sync::Arc::new(mfa_keys.clone()));
+    let mailer = match mfa_cmd::mailer(&store, &args, &mfa_keys) {
+        Ok(mailer) => mailer,
         Err(e) => {
             store.shutdown().await;
             return Err(e);
         }
     };
+    let state = state.with_mailer(mailer.clone()).with_mfa_keys(mfa_keys).with_dev_outbox(args.dev_outbox);
+    // Before the first request is served: a probe that sees the server ready sees the organisation.
+    if let Some(b) = bootstrap::Bootstrap::from_args(&args) {
+        let smtp = args.smtp_url.is_some();
+        let accept = state.invitation_url();
+        if let Err(e) = bootstrap::run(&store, &b, &mailer, &outbox, smtp, accept.as_deref()).await {
+            store.shutdown().await;
+            return Err(e);
+        }
+    }
     tracing::info!(%addr, tls = bounds.tls.is_some(), "countersign listening");
     if let Some(tls) = bounds.tls.clone() {
         spawn_tls_reloader(tls);

@@ -10,6 +10,8 @@ use secrecy::ExposeSecret;
 use store::Store;
 
 use crate::config::{DbArgs, ServeArgs};
+use crate::progress::Progress;
+use crate::summary::{Summary, Verdict};
 
 /// SMTP when `--smtp-url` is set, else the outbox table (bodies sealed under the MFA key).
 pub fn mailer(
@@ -51,12 +53,17 @@ pub async fn outbox(store: &Store, db: &DbArgs, to: Option<&str>, limit: i64) ->
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn rotate(store: &Store, db: &DbArgs) -> anyhow::Result<ExitCode> {
+/// `admin rotate-mfa-key`: re-seals every TOTP secret under the current MFA key.
+pub async fn rotate(store: &Store, db: &DbArgs, summary: &mut Summary) -> anyhow::Result<Verdict> {
     let keys = db.mfa_keys(crate::config::Generate::Never)?;
     let who = audit::Who::system("cli:rotate-mfa-key");
     let mut g = store.global_tx().await?;
-    let n = identity::signin::mfa::rotate_all(&mut g, &keys, &who).await?;
+    let bar = Progress::start("re-sealing TOTP secrets", "secrets", None);
+    let n = identity::signin::mfa::rotate_all_with_progress(&mut g, &keys, &who, &mut |d, t| bar.items(d, t)).await?;
     g.commit().await?;
-    println!("re-sealed {n} TOTP secret(s) under key {}", keys.current_key_id());
-    Ok(ExitCode::SUCCESS)
+    drop(bar);
+    summary.set("resealed", n);
+    summary.set("key_id", keys.current_key_id());
+    summary.say(format_args!("re-sealed {n} TOTP secret(s) under key {}", keys.current_key_id()));
+    Ok(Verdict::Done)
 }

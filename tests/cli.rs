@@ -624,3 +624,242 @@ fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
     let o = child.wait_with_output().expect("wait");
     assert!(o.status.success() && !output(&o).contains("panicked"), "{}", output(&o));
 }
+
+/// `serve` with `env` (and no other COUNTERSIGN_ setting of the test's environment) against
+/// `db`, until ready; then SIGTERM. Its log.
+fn serve_with_env(db: &store::testing::TestDb, data: &Path, env: &[(&str, &str)]) -> String {
+    let mut child = start_serve(db, data, env);
+    stop_serve(&mut child)
+}
+
+fn start_serve(db: &store::testing::TestDb, data: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = common::tools::free_port();
+    let mut c = countersign();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COUNTERSIGN_") && k != "COUNTERSIGN_LOG_FORMAT" {
+            c.env_remove(k);
+        }
+    }
+    let child = c
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--checkpoint-interval", "3600", "--data-dir"])
+        .arg(data)
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn stop_serve((child, base): &mut (std::process::Child, String)) -> String {
+    let ready = wait_ready(base);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait");
+    let mut log = String::new();
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            log.push_str(&line);
+            log.push('\n');
+        }
+    }
+    assert!(ready, "server never became ready:\n{log}");
+    assert!(status.success(), "SIGTERM should exit cleanly ({status}):\n{log}");
+    log
+}
+
+async fn count(db: &store::testing::TestDb, sql: &str) -> i64 {
+    let mut admin = db.admin_conn().await;
+    sqlx::query_scalar(sql).fetch_one(&mut admin).await.expect(sql)
+}
+
+/// First start without the demo: `serve` with COUNTERSIGN_BOOTSTRAP_ORGANISATION and
+/// COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL creates the organisation and mails its owner's invitation
+/// (to the outbox here: no SMTP server), logging where it went but never the token; the next
+/// start finds it and creates nothing (one organisation, one invitation, one mail); two nodes
+/// starting at once create it once. The mailed invitation makes its owner.
+#[tokio::test]
+async fn serve_bootstraps_the_first_organisation_once_and_its_invitation_makes_the_owner() {
+    use reqwest::StatusCode;
+    let db = store::testing::TestDb::new().await;
+    let data = temp_dir("bootstrap");
+    let env = [
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "nova"),
+        ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "Olive@Nova.example"),
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION_NAME", "Nova Ltd"),
+    ];
+    let first = serve_with_env(&db, &data, &env);
+    assert!(first.contains("bootstrap organisation created"), "{first}");
+    assert!(first.contains(r#""delivered_via":"outbox""#) && first.contains("olive@nova.example"), "{first}");
+    assert!(!first.contains("csi_"), "the invitation token reached the log:\n{first}");
+    let state = || async {
+        (
+            count(&db, "select count(*) from tenants where slug = 'nova' and name = 'Nova Ltd'").await,
+            count(&db, "select count(*) from invitations where email = 'olive@nova.example' and role = 'owner'").await,
+            count(&db, "select count(*) from mail_outbox where to_address = 'olive@nova.example'").await,
+        )
+    };
+    assert_eq!(state().await, (1, 1, 1));
+
+    let second = serve_with_env(&db, &data, &env);
+    assert!(second.contains("bootstrap organisation exists"), "{second}");
+    assert!(!second.contains("bootstrap organisation created"), "{second}");
+    assert_eq!(state().await, (1, 1, 1), "the second start creates nothing");
+
+    // Two nodes at once (each with its own data directory): one creates, the other finds it.
+    let duo =
+        [("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "duo"), ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "dana@duo.example")];
+    let (d1, d2) = (temp_dir("bootstrap-a"), temp_dir("bootstrap-b"));
+    let (mut a, mut b) = (start_serve(&db, &d1, &duo), start_serve(&db, &d2, &duo));
+    let logs = [stop_serve(&mut a), stop_serve(&mut b)];
+    let created = logs.iter().filter(|l| l.contains("bootstrap organisation created")).count();
+    let exists = logs.iter().filter(|l| l.contains("bootstrap organisation exists")).count();
+    assert_eq!((created, exists), (1, 1), "{logs:?}");
+    assert_eq!(count(&db, "select count(*) from tenants where slug = 'duo'").await, 1);
+    assert_eq!(count(&db, "select count(*) from invitations where email = 'dana@duo.example'").await, 1);
+
+    // The mail carries the token; accepting it makes the owner.
+    let o = countersign()
+        .args(["admin", "outbox", "--to", "olive@nova.example", "--data-dir"])
+        .arg(&data)
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("outbox");
+    let mail = output(&o);
+    assert!(o.status.success() && mail.contains("invited to join Nova Ltd"), "{mail}");
+    let token: String = mail
+        .split("csi_")
+        .nth(1)
+        .map(|rest| format!("csi_{}", rest.split(|c: char| c.is_whitespace() || c == '&').next().unwrap_or_default()))
+        .expect("a token in the mail");
+    let app = common::TestApp::new(&db).await;
+    let body = serde_json::json!({"token": token, "password": common::PASSWORD});
+    let r = app.anonymous().post("/api/v1/invitations/accept", body).await;
+    assert!(r.status.is_success(), "{r}");
+    let me = app.sign_in("nova", "olive@nova.example").await.get("/api/v1/me").await;
+    assert_eq!((me.status, me.body["role"].as_str()), (StatusCode::OK, Some("owner")), "{}", me.body);
+    for d in [&data, &d1, &d2] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+/// The bootstrap settings come together and are checked before anything starts: one without the
+/// other, a bad address or slug, exit 2 naming the flag; they may come from the configuration
+/// file like every other setting.
+#[test]
+fn bootstrap_settings_are_refused_alone_or_malformed_naming_the_flag() {
+    for (env, needle) in [
+        (vec![("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "nova")], "--bootstrap-owner-email"),
+        (vec![("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "olive@nova.example")], "--bootstrap-organisation"),
+        (
+            vec![
+                ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "nova"),
+                ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "not-an-address"),
+            ],
+            "--bootstrap-owner-email",
+        ),
+        (
+            vec![
+                ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "Nova Ltd!"),
+                ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "o@nova.example"),
+            ],
+            "--bootstrap-organisation",
+        ),
+    ] {
+        let o =
+            countersign().args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().copied()).output().expect("run");
+        assert_eq!(o.status.code(), Some(2), "{env:?}: {}", output(&o));
+        assert!(output(&o).contains(needle) && !output(&o).contains("panicked"), "{env:?}: {}", output(&o));
+    }
+    let dir = temp_dir("bootstrap-config");
+    std::fs::write(
+        dir.join("c.toml"),
+        "bootstrap-organisation = \"nova\"\nbootstrap-owner-email = \"olive@nova.example\"\n",
+    )
+    .expect("write");
+    let o = countersign().current_dir(&dir).args(["config", "check", "--config", "c.toml"]).output().expect("run");
+    let said = output(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.lines().any(|l| l == "bootstrap-organisation = \"nova\"  # configuration file"), "{said}");
+    assert!(
+        said.lines().any(|l| l == "bootstrap-owner-email = \"olive@nova.example\"  # configuration file"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const SMTP_SINK: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        sys.stdout.write('ENVELOPE %s\n' % ','.join(envelope.rcpt_tos))
+        sys.stdout.write(envelope.content.decode('utf-8', 'replace'))
+        sys.stdout.write('\n.END\n')
+        sys.stdout.flush()
+        return '250 OK'
+controller = Controller(Sink(), hostname='127.0.0.1', port=int(sys.argv[1]))
+controller.start()
+print('READY', flush=True)
+time.sleep(120)
+controller.stop()
+"#;
+
+/// With `--smtp-url`, the bootstrap invitation goes out over SMTP (a real SMTP server on
+/// loopback: `aiosmtpd` from the test virtualenv) and nothing waits in the outbox; when the SMTP
+/// server refuses the connection, the invitation is queued in the outbox instead and the log
+/// says so. Neither log holds the token.
+#[tokio::test]
+async fn bootstrap_mails_the_invitation_over_smtp_or_queues_it_when_smtp_is_down() {
+    use std::io::Read;
+    let db = store::testing::TestDb::new().await;
+    let port = common::tools::free_port();
+    let mut sink = Command::new(common::venv::bin("python"))
+        .arg("-c")
+        .arg(SMTP_SINK)
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the virtualenv's python runs the SMTP sink");
+    let mut out = BufReader::new(sink.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("read");
+    assert_eq!(ready.trim(), "READY");
+
+    let data = temp_dir("bootstrap-smtp");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let env = [
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "mailed"),
+        ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "mo@mailed.example"),
+        ("COUNTERSIGN_SMTP_URL", url.as_str()),
+    ];
+    let log = serve_with_env(&db, &data, &env);
+    assert!(log.contains(r#""delivered_via":"smtp""#), "{log}");
+    assert!(!log.contains("csi_"), "the token reached the log:\n{log}");
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let mut received = String::new();
+    out.read_to_string(&mut received).expect("read");
+    assert!(
+        received.contains("ENVELOPE mo@mailed.example") && received.contains("invited to join mailed"),
+        "{received}"
+    );
+    let queued = count(&db, "select count(*) from mail_outbox where to_address = 'mo@mailed.example'").await;
+    assert_eq!(queued, 0, "sent over SMTP, not queued");
+
+    // Nothing listens on this port: the mail waits in the outbox.
+    let down = format!("smtp://127.0.0.1:{}", common::tools::free_port());
+    let env = [
+        ("COUNTERSIGN_BOOTSTRAP_ORGANISATION", "queued"),
+        ("COUNTERSIGN_BOOTSTRAP_OWNER_EMAIL", "qi@queued.example"),
+        ("COUNTERSIGN_SMTP_URL", down.as_str()),
+    ];
+    let log = serve_with_env(&db, &data, &env);
+    assert!(log.contains("could not be sent over SMTP") && log.contains(r#""delivered_via":"outbox""#), "{log}");
+    assert!(!log.contains("csi_"), "the token reached the log:\n{log}");
+    let queued = count(&db, "select count(*) from mail_outbox where to_address = 'qi@queued.example'").await;
+    assert_eq!(queued, 1, "queued in the outbox");
+    std::fs::remove_dir_all(&data).ok();
+}

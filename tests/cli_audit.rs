@@ -144,6 +144,294 @@ async fn audit_commands_refuse_bad_input_clearly() {
     }
 }
 
+/// The one JSON object `--json` prints: standard output holds it and nothing else, and standard
+/// error (not a terminal here) carries no progress bar bytes.
+fn summary(o: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stdout: {}", text(o));
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("stdout is JSON");
+    assert!(v.is_object(), "{v}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r'), "progress bytes on a non-terminal: {stderr:?}");
+    v
+}
+
+async fn ledger_events(db: &TestDb) -> u64 {
+    let mut admin = db.admin_conn().await;
+    let n: i64 =
+        sqlx::query_scalar("select (select count(*) from audit_events) + (select count(*) from platform_audit_events)")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    u64::try_from(n).expect("count")
+}
+
+/// `audit verify --json` counts what it verified (every event of the seeded ledger, one per
+/// tenant chain plus the platform chain); a tampered ledger is `ok: false` with exit 3, the code
+/// `tampered` and the tenant and first bad sequence number; nothing but the object is on stdout
+/// and no bar reaches a standard error that is not a terminal.
+#[tokio::test]
+async fn audit_verify_json_counts_the_ledger_and_reports_tampering_with_exit_3() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let _b = org(&db, "beta").await;
+    let cli = Cli::new(&db);
+
+    let o = cli.run(&["audit", "verify", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!(v["command"], "audit verify", "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["exit_status"], 0, "{v}");
+    assert_eq!(v["tenants"], 2, "{v}");
+    assert_eq!(v["chains"], 3, "two tenants and the platform: {v}");
+    assert_eq!(v["events"], ledger_events(&db).await, "{v}");
+    assert!(v["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{v}");
+    assert_eq!(v["broken"], serde_json::json!([]), "{v}");
+    assert!(v.get("error").is_none(), "{v}");
+
+    let o = cli.run(&["audit", "verify", "--json", "--tenant", "beta"]);
+    let v = summary(&o);
+    assert!(o.status.success() && v["tenants"] == 1 && v["chains"] == 1 && v["tenant"] == "beta", "{v}");
+
+    let mut admin = db.admin_conn().await;
+    admin.execute("alter table audit_events disable trigger audit_events_append_only").await.expect("disable");
+    sqlx::query("update audit_events set actor_id = 'mallory' where tenant_id = $1 and seq = 4")
+        .bind(a.id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("edit");
+    let o = cli.run(&["audit", "verify", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exit_status"], 3, "{v}");
+    assert_eq!(v["error"]["code"], "tampered", "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("alpha at seq 4")), "{v}");
+    assert_eq!(v["broken"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["broken"][0]["tenant"], "alpha", "{v}");
+    assert_eq!(v["broken"][0]["chain"], a.id.to_string(), "{v}");
+    assert_eq!(v["broken"][0]["seq"], 4, "{v}");
+    // The text form says it once too, on stderr, and stdout keeps its lines.
+    let o = cli.run(&["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).matches("verification FAILED").count(), 1, "{}", text(&o));
+}
+
+/// `audit export --json` and `audit verify-bundle --json`: the counts of what was written (CSV
+/// and NDJSON files, a bundle) and verified; without a file the events would share standard
+/// output with the object, so `--json` then needs `--out` or `--bundle` (exit 2).
+#[tokio::test]
+async fn audit_export_json_reports_what_was_written() {
+    let db = TestDb::new().await;
+    let _a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+
+    for (format, lines) in [("csv", 7), ("ndjson", 6)] {
+        let file = cli.dir.join(format!("alpha.{format}"));
+        let o = cli.run(&[
+            "audit",
+            "export",
+            "--tenant",
+            "alpha",
+            "--format",
+            format,
+            "--json",
+            "--out",
+            file.to_str().expect("p"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v = summary(&o);
+        assert_eq!((v["command"].as_str(), v["ok"].as_bool()), (Some("audit export"), Some(true)), "{v}");
+        assert_eq!(
+            (v["events"].as_u64(), v["format"].as_str(), v["tenant"].as_str()),
+            (Some(6), Some(format), Some("alpha")),
+            "{v}"
+        );
+        assert_eq!(v["out"], file.display().to_string(), "{v}");
+        assert_eq!(std::fs::read_to_string(&file).expect("file").lines().count(), lines, "{format}");
+    }
+    let o = cli.run(&[
+        "audit",
+        "export",
+        "--tenant",
+        "alpha",
+        "--json",
+        "--action",
+        "membership.created",
+        "--out",
+        cli.dir.join("m.ndjson").to_str().expect("p"),
+    ]);
+    assert_eq!(summary(&o)["events"], 3, "{}", text(&o));
+
+    let bundle = cli.dir.join("bundle");
+    let o = cli.run(&["audit", "export", "--tenant", "alpha", "--json", "--bundle", bundle.to_str().expect("p")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    let signer = common::test_key().key_id().to_owned();
+    assert_eq!((v["format"].as_str(), v["events"].as_u64()), (Some("bundle"), Some(6)), "{v}");
+    assert!(v["checkpoints"].as_u64().is_some_and(|n| n >= 1) && v["key_id"] == signer.as_str(), "{v}");
+    let o = cli.run(&["audit", "verify-bundle", bundle.to_str().expect("p"), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!(
+        (v["command"].as_str(), v["events"].as_u64(), v["chains"].as_u64()),
+        (Some("audit verify-bundle"), Some(6), Some(1)),
+        "{v}"
+    );
+
+    let o = cli.run(&["audit", "export", "--tenant", "alpha", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--out") && o.stdout.is_empty(), "{}", text(&o));
+}
+
+/// An error is printed exactly once: as one line on standard error (not also as a log event),
+/// or with `--json` as the object's `error` (code and message) and not on standard error; the
+/// exit status is the same either way, and nothing reaches the ledger or the files.
+#[tokio::test]
+async fn an_error_is_printed_once_as_text_or_as_the_json_objects_error() {
+    let db = TestDb::new().await;
+    let _a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+    for (args, needle, code) in [
+        (vec!["audit", "verify", "--tenant", "no-such-org"], "no such organisation", "not_found"),
+        (
+            vec!["audit", "export", "--tenant", "nowhere", "--out", "/nonexistent/x.csv"],
+            "no such organisation",
+            "not_found",
+        ),
+        (
+            vec!["audit", "export", "--tenant", "alpha", "--out", "/nonexistent/dir/x.csv"],
+            "/nonexistent/dir/x.csv",
+            "io",
+        ),
+        (
+            vec!["audit", "export", "--tenant", "alpha", "--format", "xml", "--out", "/tmp/x"],
+            "expected csv or ndjson",
+            "invalid_argument",
+        ),
+    ] {
+        let o = cli.run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(stderr.matches(needle).count(), 1, "{args:?}: printed once: {stderr}");
+        assert!(o.stdout.is_empty() && !stderr.contains("stopped with an error"), "{args:?}: {}", text(&o));
+
+        let o = cli.run(&[&args[..], &["--json"]].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        let v = summary(&o);
+        assert_eq!((v["ok"].as_bool(), v["exit_status"].as_u64()), (Some(false), Some(1)), "{v}");
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains(needle)), "{v}");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}: printed twice: {}", text(&o));
+    }
+}
+
+/// The admin commands' `--json`: what retention purged, how many files `purge-files` removed,
+/// how many TOTP secrets and file data keys a rotation re-sealed (and under which key).
+#[tokio::test]
+async fn admin_json_summaries_count_what_was_purged_and_resealed() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+    let mut admin = db.admin_conn().await;
+
+    sqlx::query("update memberships set deleted_at = now() - interval '40 days' where tenant_id = $1 and id = $2")
+        .bind(a.id.as_uuid())
+        .bind(a.memberships[1])
+        .execute(&mut admin)
+        .await
+        .expect("soft delete");
+    let o = cli.run(&["admin", "retention", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!((v["command"].as_str(), v["ok"].as_bool()), (Some("admin retention"), Some(true)), "{v}");
+    assert_eq!(
+        (v["memberships"].as_u64(), v["departments"].as_u64(), v["older_than_days"].as_u64()),
+        (Some(1), Some(0), Some(30)),
+        "{v}"
+    );
+
+    let aged = sqlx::query(
+        "update blobs set deleted_at = now() - interval '40 days', deleted_by = created_by where tenant_id = $1",
+    )
+    .bind(a.id.as_uuid())
+    .execute(&mut admin)
+    .await
+    .expect("age deletions")
+    .rows_affected();
+    assert!(aged >= 1, "the fixture has files");
+    let o = cli.run(&["admin", "purge-files", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!((v["command"].as_str(), v["files"].as_u64()), (Some("admin purge-files"), Some(aged)), "{v}");
+    assert_eq!(summary(&cli.run(&["admin", "purge-files", "--json"]))["files"], 0, "purged once");
+
+    // Two TOTP secrets sealed under an old MFA key; the command runs with the new one current.
+    let old = identity::signin::secret_box::SecretBox::new(&[5; 32], &[]);
+    for u in &a.users[..2] {
+        identity::signin::mfa::enrol(&db.store, &old, *u).await.expect("enrol");
+    }
+    let (new_key, old_key) = (cli.dir.join("mfa-new.key"), cli.dir.join("mfa-old.key"));
+    std::fs::write(&new_key, hex::encode([6u8; 32])).expect("key");
+    std::fs::write(&old_key, hex::encode([5u8; 32])).expect("key");
+    let (n, o_) = (new_key.to_str().expect("p"), old_key.to_str().expect("p"));
+    let o = cli.run(&["admin", "rotate-mfa-key", "--json", "--mfa-key-file", n, "--mfa-old-key-file", o_]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    let current = identity::signin::secret_box::SecretBox::new(&[6; 32], &[]).current_key_id().to_owned();
+    assert_eq!((v["command"].as_str(), v["resealed"].as_u64()), (Some("admin rotate-mfa-key"), Some(2)), "{v}");
+    assert_eq!(v["key_id"], current.as_str(), "{v}");
+
+    // The fixture's file data keys name a master key that is not here: start from one that is.
+    for sql in [
+        "update document_attachments set blob_id = null",
+        "delete from mdf_claim_proofs",
+        "delete from blobs",
+        "delete from blob_keys",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    let ring = files::Keyring::load_or_create(&cli.dir.join("keys").join("blob-master")).expect("keyring");
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    files::keys::current(&mut tx, &ring).await.expect("a data key");
+    tx.commit().await.expect("commit");
+    let o = cli.run(&["admin", "rotate-blob-key", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = summary(&o);
+    assert_eq!((v["command"].as_str(), v["resealed"].as_u64()), (Some("admin rotate-blob-key"), Some(1)), "{v}");
+    let now = files::Keyring::load(&cli.dir.join("keys").join("blob-master")).expect("keyring").current_id();
+    assert_ne!(now, ring.current_id(), "a new master key");
+    assert_eq!(v["master_key_id"], now.as_str(), "{v}");
+}
+
+/// Under a pseudo-terminal (util-linux `script`) the same command draws its bar on standard
+/// error, and still prints its JSON object; the bar is cleared when it ends.
+#[tokio::test]
+async fn on_a_terminal_the_progress_bar_is_drawn() {
+    let db = TestDb::new().await;
+    let _a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+    let bin = env!("CARGO_BIN_EXE_countersign");
+    // However short the work, the bar is drawn once when it starts.
+    let o = Command::new("script")
+        .args(["-qfec", &format!("{bin} audit verify --json"), "/dev/null"])
+        .env("DATABASE_URL", &cli.url)
+        .env("COUNTERSIGN_AUDIT_KEY_FILE", cli.dir.join("audit.key"))
+        .env("COUNTERSIGN_DATA_DIR", &cli.dir)
+        .env("COUNTERSIGN_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .env("TERM", "xterm")
+        .output()
+        .expect("util-linux `script` runs the command under a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(screen.contains("verifying every chain"), "no bar on the terminal: {screen:?}");
+    assert!(screen.contains('\u{1b}'), "the bar is drawn and cleared with escape sequences: {screen:?}");
+    assert!(screen.contains(r#""command":"audit verify""#), "{screen:?}");
+}
+
 /// Copies a (flat) bundle directory.
 fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("dir");

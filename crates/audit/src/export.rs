@@ -161,12 +161,33 @@ pub async fn export_tenant<S: Sink>(
     format: Format,
     sink: &mut S,
 ) -> Result<u64, AuditError> {
+    export_tenant_with_progress(tx, filter, format, sink, &mut |_| {}).await
+}
+
+/// [`export_tenant`], telling `rows` how many rows are written so far after each piece handed to
+/// the sink (a progress bar's position).
+pub async fn export_tenant_with_progress<S: Sink>(
+    tx: &mut TenantTx,
+    filter: &ExportFilter,
+    format: Format,
+    sink: &mut S,
+    rows: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, AuditError> {
     let tenant = tx.tenant().to_string();
     let sql = format!(
         "COPY (select {COLUMNS} from audit_events where tenant_id = '{tenant}'{} order by seq) TO STDOUT (FORMAT binary)",
         filter.where_sql()?
     );
-    stream_rows(tx.conn(), &sql, &tenant, format, sink).await
+    stream_rows(tx.conn(), &sql, &tenant, format, sink, rows).await
+}
+
+/// How many events [`export_tenant`] would write with `filter` in this transaction (a progress
+/// bar's total; under a repeatable-read snapshot, exactly).
+pub async fn count_tenant(tx: &mut TenantTx, filter: &ExportFilter) -> Result<u64, AuditError> {
+    let tenant = tx.tenant().to_string();
+    let sql = format!("select count(*) from audit_events where tenant_id = '{tenant}'{}", filter.where_sql()?);
+    let n: i64 = sqlx::query_scalar(&sql).fetch_one(tx.conn()).await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 fn text(b: Option<&[u8]>) -> Result<Option<&str>, AuditError> {
@@ -184,6 +205,7 @@ async fn stream_rows<S: Sink>(
     chain: &str,
     format: Format,
     sink: &mut S,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, AuditError> {
     let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT * 2);
     let mut csv_w = csv_writer(Vec::with_capacity(FLUSH_AT * 2));
@@ -288,6 +310,7 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
             if out.len() >= FLUSH_AT {
                 sink.write(&out).await?;
                 out.clear();
+                progress(rows);
             }
         }
     }
@@ -299,6 +322,7 @@ changes,reason,request_id,ip,user_agent,prev_hash,hash\n",
     if !out.is_empty() {
         sink.write(&out).await?;
     }
+    progress(rows);
     Ok(rows)
 }
 
@@ -340,6 +364,20 @@ pub async fn write_bundle(
     previous: &TrustedKeys,
     dir: &Path,
 ) -> Result<Manifest, AuditError> {
+    write_bundle_with_progress(tx, slug, filter, key, previous, dir, &mut |_| {}).await
+}
+
+/// [`write_bundle`], telling `rows` how many events are written so far (as
+/// [`export_tenant_with_progress`]).
+pub async fn write_bundle_with_progress(
+    tx: &mut TenantTx,
+    slug: &str,
+    filter: &ExportFilter,
+    key: &CheckpointKey,
+    previous: &TrustedKeys,
+    dir: &Path,
+    rows: &mut (dyn FnMut(u64) + Send),
+) -> Result<Manifest, AuditError> {
     use sha2::{Digest, Sha256};
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(AuditError::invalid("bundle", format!("{} exists and is not empty", dir.display())));
@@ -350,7 +388,7 @@ pub async fn write_bundle(
     let events_path = dir.join("events.ndjson");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&events_path)?);
     let mut digest = Sha256::new();
-    let events = export_tenant(
+    let events = export_tenant_with_progress(
         tx,
         filter,
         Format::Ndjson,
@@ -358,6 +396,7 @@ pub async fn write_bundle(
             digest.update(b);
             file.write_all(b)
         }),
+        rows,
     )
     .await?;
     file.flush()?;

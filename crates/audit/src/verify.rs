@@ -92,8 +92,24 @@ impl Report {
     }
 }
 
-/// Progress callback: events checked so far, time since start.
-pub type Progress<'a> = &'a mut (dyn FnMut(u64, Duration) + Send);
+/// What a verification tells its caller as it goes (a progress bar, or nothing at all). Any
+/// `FnMut(events checked, elapsed)` closure is one.
+pub trait Observer: Send {
+    /// The events this verification expects to read: the chain heads on its snapshot, summed.
+    /// Called once, before reading; events appended meanwhile are past the snapshot.
+    fn expect(&mut self, _events: u64) {}
+    /// Events checked so far and the time since the start: about once a second, and at the end.
+    fn checked(&mut self, events: u64, elapsed: Duration);
+}
+
+impl<F: FnMut(u64, Duration) + Send> Observer for F {
+    fn checked(&mut self, events: u64, elapsed: Duration) {
+        self(events, elapsed);
+    }
+}
+
+/// Progress callback: see [`Observer`].
+pub type Progress<'a> = &'a mut (dyn Observer + 'a);
 
 /// How verification spreads over connections.
 #[derive(Debug, Clone, Copy)]
@@ -408,6 +424,9 @@ async fn run(
     progress: Progress<'_>,
     started: Instant,
 ) -> Result<Report, AuditError> {
+    let heads = |e: &Expected| e.head.as_ref().map_or(0, |h| u64::try_from(h.0).unwrap_or(0));
+    let reads_platform = platform.is_some();
+    progress.expect(expected.iter().filter(|(c, _)| reads_platform || *c != "platform").map(|(_, e)| heads(e)).sum());
     // Every tenant the lead can see, plus any chain that has a head or checkpoints.
     let mut names: Vec<String> = labels.keys().chain(expected.keys()).filter(|c| *c != "platform").cloned().collect();
     names.sort();
@@ -463,7 +482,7 @@ async fn run(
                 Some(Ok(done)) => segments.extend(done?),
                 Some(Err(e)) => return Err(AuditError::Malformed(format!("verification worker failed: {e}"))),
             },
-            _ = tick.tick() => progress(counter.load(Ordering::Relaxed), started.elapsed()),
+            _ = tick.tick() => progress.checked(counter.load(Ordering::Relaxed), started.elapsed()),
         }
     }
     segments.sort_by_key(|(chain, seg)| (*chain, seg.lo));
@@ -476,7 +495,7 @@ async fn run(
     // The platform chain when it was not read (tenant verification) is not reported.
     chains.sort_by(|a, b| (a.chain == "platform").cmp(&(b.chain == "platform")).then(a.label.cmp(&b.label)));
     let total = counter.load(Ordering::Relaxed);
-    progress(total, started.elapsed());
+    progress.checked(total, started.elapsed());
     Ok(Report { chains, events: total, elapsed_ms: started.elapsed().as_millis() })
 }
 

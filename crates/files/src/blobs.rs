@@ -282,10 +282,24 @@ pub async fn record_download(
 /// `Invalid` for a retention under a day; storage, database and audit failures (objects removed
 /// before a failure are purged again, harmlessly, by the next run).
 pub async fn purge(tx: &mut BypassTx, storage: &Storage, who: &Who, older_than: Duration) -> Result<u64, FilesError> {
+    purge_with_progress(tx, storage, who, older_than, &mut |_, _| {}).await
+}
+
+/// [`purge`], telling `progress` (files purged so far, files due) after each file.
+///
+/// # Errors
+/// As [`purge`].
+pub async fn purge_with_progress(
+    tx: &mut BypassTx,
+    storage: &Storage,
+    who: &Who,
+    older_than: Duration,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, FilesError> {
     if older_than < Duration::days(1) {
         return Err(crate::error::invalid("older_than", "retention must be at least one day"));
     }
-    purge_before(tx, storage, who, Utc::now() - older_than).await
+    purge_due(tx, storage, who, Utc::now() - older_than, progress).await
 }
 
 /// [`purge`] with the cut-off given (tests use a cut-off in the future).
@@ -298,6 +312,16 @@ pub async fn purge_before(
     who: &Who,
     cutoff: DateTime<Utc>,
 ) -> Result<u64, FilesError> {
+    purge_due(tx, storage, who, cutoff, &mut |_, _| {}).await
+}
+
+async fn purge_due(
+    tx: &mut BypassTx,
+    storage: &Storage,
+    who: &Who,
+    cutoff: DateTime<Utc>,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, FilesError> {
     let due = sqlx::query!(
         "select tenant_id, id, sha256 from blobs
           where deleted_at is not null and deleted_at < $1 and purged_at is null
@@ -306,7 +330,9 @@ pub async fn purge_before(
     )
     .fetch_all(tx.conn())
     .await?;
-    for b in &due {
+    let total = due.len() as u64;
+    progress(0, total);
+    for (done, b) in (1..).zip(&due) {
         storage.remove(b.tenant_id, b.id).await?;
         sqlx::query!("update blobs set purged_at = now() where tenant_id = $1 and id = $2", b.tenant_id, b.id)
             .execute(tx.conn())
@@ -316,6 +342,7 @@ pub async fn purge_before(
             Changes::none().field("purged", false, true).field("sha256", None::<&str>, hex::encode(&b.sha256));
         let event = Event::new("file.purged", entity(b.id)?, changes)?;
         audit::record_for(tx, tenant, &who.actor, &who.origin, &event).await?;
+        progress(done, total);
     }
-    Ok(due.len() as u64)
+    Ok(total)
 }

@@ -305,6 +305,19 @@ pub async fn by_id(tx: &mut TenantTx, ring: &Keyring, id: Uuid) -> Result<DataKe
 /// # Errors
 /// When a key does not open (its master key file is missing) — nothing is changed then.
 pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> Result<u64, FilesError> {
+    rewrap_all_with_progress(tx, ring, who, &mut |_, _| {}).await
+}
+
+/// [`rewrap_all`], telling `progress` (keys re-sealed so far, keys to re-seal) after each key.
+///
+/// # Errors
+/// As [`rewrap_all`].
+pub async fn rewrap_all_with_progress(
+    tx: &mut BypassTx,
+    ring: &Keyring,
+    who: &audit::Who,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, FilesError> {
     let current = ring.current_id();
     let rows = sqlx::query!(
         "select tenant_id, id, version, wrapped, master_key_id from blob_keys
@@ -314,7 +327,9 @@ pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> 
     .fetch_all(tx.conn())
     .await?;
     let mut per_tenant: std::collections::BTreeMap<Uuid, u64> = std::collections::BTreeMap::new();
-    for r in &rows {
+    let total = rows.len() as u64;
+    progress(0, total);
+    for (done, r) in (1..).zip(&rows) {
         let key = Zeroizing::new(ring.open(&r.master_key_id, r.tenant_id, r.version, &r.wrapped)?);
         let (master, wrapped) = ring.seal(r.tenant_id, r.version, &key)?;
         sqlx::query!(
@@ -328,6 +343,7 @@ pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> 
         .execute(tx.conn())
         .await?;
         *per_tenant.entry(r.tenant_id).or_default() += 1;
+        progress(done, total);
     }
     for (tenant, n) in per_tenant {
         let tenant = store::TenantId::from_uuid(tenant).map_err(|_| FilesError::NotFound)?;
@@ -336,7 +352,7 @@ pub async fn rewrap_all(tx: &mut BypassTx, ring: &Keyring, who: &audit::Who) -> 
             audit::Event::new("file.keys_rewrapped", audit::Entity::new("tenant", Some(tenant.to_string()))?, changes)?;
         audit::record_for(tx, tenant, &who.actor, &who.origin, &event).await?;
     }
-    Ok(rows.len() as u64)
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -30,7 +30,11 @@ pub struct NewTenant {
     pub join_policy: JoinPolicy,
 }
 
-pub(crate) fn check_name(name: &str) -> Result<&str, IdentityError> {
+/// An organisation's display name, trimmed: 1-200 characters.
+///
+/// # Errors
+/// `Invalid` naming `name` otherwise.
+pub fn check_name(name: &str) -> Result<&str, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::invalid("name", "must be 1-200 characters"));

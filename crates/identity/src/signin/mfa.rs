@@ -701,6 +701,17 @@ pub async fn set_required(
 /// Re-seals every TOTP secret not under the current key (`countersign admin rotate-mfa-key`).
 /// Returns how many rows were re-sealed. A row no configured key opens fails the whole run.
 pub async fn rotate_all(g: &mut GlobalTx, keys: &SecretBox, who: &Who) -> Result<u64, IdentityError> {
+    rotate_all_with_progress(g, keys, who, &mut |_, _| {}).await
+}
+
+/// [`rotate_all`], telling `progress` (secrets looked at so far, secrets not under the current
+/// key) after each one.
+pub async fn rotate_all_with_progress(
+    g: &mut GlobalTx,
+    keys: &SecretBox,
+    who: &Who,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, IdentityError> {
     let rows = sqlx::query!(
         "select user_id, key_id, nonce, ciphertext from user_totp where key_id <> $1 for update",
         keys.current_key_id()
@@ -708,9 +719,14 @@ pub async fn rotate_all(g: &mut GlobalTx, keys: &SecretBox, who: &Who) -> Result
     .fetch_all(g.conn())
     .await?;
     let mut n = 0u64;
-    for r in rows {
+    let total = rows.len() as u64;
+    progress(0, total);
+    for (seen, r) in (1..).zip(rows) {
         let sealed = Sealed { key_id: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext };
-        let Some(fresh) = keys.reseal(&sealed, &aad(r.user_id))? else { continue };
+        let Some(fresh) = keys.reseal(&sealed, &aad(r.user_id))? else {
+            progress(seen, total);
+            continue;
+        };
         sqlx::query!(
             "update user_totp set key_id = $2, nonce = $3, ciphertext = $4, updated_at = now() where user_id = $1",
             r.user_id,
@@ -721,6 +737,7 @@ pub async fn rotate_all(g: &mut GlobalTx, keys: &SecretBox, who: &Who) -> Result
         .execute(g.conn())
         .await?;
         n += 1;
+        progress(seen, total);
     }
     let event = Event::new(
         "platform.mfa_key_rotated",
