@@ -37,7 +37,7 @@ pub async fn add(tx: &mut TenantTx, who: &Who, new: &NewMembership) -> Result<Uu
 
 /// A partner person's membership: `new.role` is `partner_admin` or `partner_agent` and the
 /// membership names the partner company (a table check makes one imply the other). Reached only
-/// through an invitation that `crate::admin::invitations::create_for_partner` issued.
+/// through a partner invitation (the admin layer issues it; this layer does not name it).
 pub(crate) async fn add_partner_person(
     tx: &mut TenantTx,
     who: &Who,
