@@ -303,7 +303,9 @@ async fn a_partner_requests_and_claims_mdf_with_proof_and_the_vendor_approves_an
 /// The partner journey in Chromium (tests/browser/partner.mjs): a partner agent registers a deal,
 /// the channel manager approves it in another browser context, the agent opens an opportunity and
 /// closes it won, finance approves the commission and marks it payable, and the agent sees it
-/// approved, then payable; partner B sees none of it. No console error, no CSP violation, no
+/// approved, then payable; the agent disputes it and finance resolves it with a corrected amount
+/// (bad input on both forms first: the words under the field, what was typed kept); partner B
+/// sees none of it. No console error, no CSP violation, no
 /// serious or critical axe finding on any page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_registers_a_deal_that_is_approved_won_and_its_commission_approved_in_a_real_browser() {

@@ -5,7 +5,12 @@
 //! statement. Attacked: partner B typing A's deal URL gets a 404 page; another organisation's
 //! person too; the partner agent posting the decision form on its own deal is refused (a page);
 //! a channel manager settling a commission is refused; a form without its CSRF token is refused;
-//! a conflicting registration never names the other partner.
+//! a conflicting registration never names the other partner. Disputes: the partner disputes its
+//! commission with a reason, finance resolves it with a corrected amount; partner B disputing A's,
+//! a channel manager or the closer resolving, and bad input (the page again, what was typed kept)
+//! are refused. Invitations: vendor staff and a partner's administrator invite from the page; a
+//! partner administrator naming another partner or an administrator role is refused; an agent
+//! sees no form and is refused; the invited person joins their company and sees only its rows.
 
 mod common;
 
@@ -21,6 +26,8 @@ struct World {
     db: TestDb,
     app: TestApp,
     t: store::TenantId,
+    pa: Uuid,
+    pb: Uuid,
 }
 
 async fn staff(db: &TestDb, t: store::TenantId, email: &str, role: Role) -> Uuid {
@@ -51,7 +58,8 @@ async fn world() -> World {
     staff(&db, o.id, "fin@vendor.example", Role::Finance).await;
     staff(&db, o.id, "cm@vendor.example", Role::ChannelManager).await;
     let app = TestApp::serve(TestApp::setup(&db).roomy().state()).await;
-    World { db, app, t: o.id }
+    with_password(&db, o.users[0]).await;
+    World { db, app, t: o.id, pa, pb }
 }
 
 impl World {
@@ -304,4 +312,199 @@ async fn another_organisations_deal_is_a_404_page_and_its_forms_refused() {
     let r = agent.get("/programme/deals/not-a-uuid").await;
     assert!(r.status.is_client_error(), "{r}");
     assert_eq!(audit_count(&w.db, w.t, "deal.approved").await, 0);
+}
+
+/// The commissions section of a page.
+fn commissions_section(html: &str) -> &str {
+    &html[html.find("commissions-heading").expect("commissions section")..]
+}
+
+#[tokio::test]
+async fn a_partner_disputes_its_commission_on_the_page_and_finance_resolves_it_with_a_corrected_amount() {
+    let w = world().await;
+    let agent = w.browser("agent@partner-a.example").await;
+    let bob = w.browser("bob@partner-b.example").await;
+    let cm = w.browser("cm@vendor.example").await;
+    let finance = w.browser("fin@vendor.example").await;
+    let closer = w.browser("user0@vendor.example").await;
+
+    // The agent's own fixture commission carries a dispute form; finance's page shows none.
+    let page = agent.get("/programme").await;
+    let own = row(commissions_section(&page.text), "Fixture opportunity").to_owned();
+    let commission = form_ids(&own, "commissions", "dispute").into_iter().next().expect("dispute form");
+    assert!(own.contains("Why do you dispute it?"), "{own}");
+    let page = finance.get("/programme").await;
+    assert!(form_ids(&page.text, "commissions", "dispute").is_empty(), "finance disputes nothing");
+
+    // Too short a reason: the page again, the words under the field, what was typed kept.
+    let r = agent.post_form(&format!("/programme/commissions/{commission}/dispute"), &[("reason", "no")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(is_html(&r) && r.text.contains("Say why in 3 to 2,000 characters"), "{}", r.text);
+    assert!(r.text.contains(">no</textarea>") && r.text.contains("aria-invalid=\"true\""), "{}", r.text);
+    // Partner B disputing A's commission: a 404, as one that does not exist.
+    let r = bob
+        .post_form(&format!("/programme/commissions/{commission}/dispute"), &[("reason", "not ours to dispute")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    // No CSRF token: refused.
+    let r = agent
+        .with_csrf(None)
+        .post_form(&format!("/programme/commissions/{commission}/dispute"), &[("reason", "the rate is wrong")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "commission.disputed").await, 0);
+
+    let r = agent
+        .without_redirects()
+        .post_form(
+            &format!("/programme/commissions/{commission}/dispute"),
+            &[("reason", "Gold tier applies since May")],
+        )
+        .await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme?done=disputed".to_owned()), "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "commission.disputed").await, 1);
+    let page = agent.get("/programme?done=disputed").await;
+    assert!(page.text.contains("Your dispute is recorded"), "{}", page.text);
+    let own = row(commissions_section(&page.text), "Fixture opportunity").to_owned();
+    assert!(own.contains("Disputed") && own.contains("Gold tier applies since May"), "{own}");
+    assert!(!own.contains("/dispute\""), "disputed once: {own}");
+    let page = bob.get("/programme").await;
+    assert!(!page.text.contains("Gold tier applies since May"), "{}", page.text);
+
+    // The channel manager sees no resolve form and is refused; so is the closer (the admin who
+    // closed the fixture's opportunity), whatever their role.
+    let page = cm.get("/programme").await;
+    assert!(form_ids(&page.text, "commissions", "resolve").is_empty(), "{}", page.text);
+    let page = closer.get("/programme").await;
+    assert!(!form_ids(&page.text, "commissions", "resolve").contains(&commission), "the closer resolves nothing");
+    for c in [&cm, &closer, &agent] {
+        let r = c
+            .post_form(&format!("/programme/commissions/{commission}/resolve"), &[("resolution", "settled as is")])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+        assert!(is_html(&r), "{r}");
+    }
+
+    // Finance: bad input is the page again with the words and what was typed.
+    let page = finance.get("/programme").await;
+    assert!(form_ids(&page.text, "commissions", "resolve").contains(&commission), "{}", page.text);
+    let r = finance
+        .post_form(
+            &format!("/programme/commissions/{commission}/resolve"),
+            &[("resolution", "ok"), ("amount", "60.00")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("Say how it was settled in 3 to 2,000 characters"), "{}", r.text);
+    assert!(r.text.contains("value=\"60.00\""), "the amount typed is kept: {}", r.text);
+    let r = finance
+        .post_form(
+            &format!("/programme/commissions/{commission}/resolve"),
+            &[("resolution", "Gold tier confirmed"), ("amount", "sixty")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("Enter the corrected amount in EUR"), "{}", r.text);
+    assert!(r.text.contains(">Gold tier confirmed</textarea>"), "the text typed is kept: {}", r.text);
+    assert_eq!(audit_count(&w.db, w.t, "commission.resolved").await, 0);
+
+    let r = finance
+        .without_redirects()
+        .post_form(
+            &format!("/programme/commissions/{commission}/resolve"),
+            &[("resolution", "Gold tier confirmed"), ("amount", "60.00")],
+        )
+        .await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/programme?done=resolved".to_owned()), "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "commission.resolved").await, 1);
+    let page = agent.get("/programme").await;
+    let own = row(commissions_section(&page.text), "Fixture opportunity").to_owned();
+    assert!(own.contains("Calculated, waiting for finance") && own.contains("60.00 EUR"), "{own}");
+    assert!(own.contains("Resolved: Gold tier confirmed"), "{own}");
+    // Resolved once: a second resolve is a conflict said in words.
+    let r = finance
+        .post_form(&format!("/programme/commissions/{commission}/resolve"), &[("resolution", "again, later")])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r}");
+    assert!(r.text.contains("someone acted on it first"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn partner_people_are_invited_from_the_programme_page_and_join_only_their_own_company() {
+    let w = world().await;
+    let cm = w.browser("cm@vendor.example").await;
+    let bob = w.browser("bob@partner-b.example").await;
+    let agent = w.browser("agent@partner-a.example").await;
+
+    // The channel manager may invite into either partner, as an agent or an administrator; the
+    // partner administrator only into their own company, agents only; an agent sees no form.
+    let page = cm.get("/programme").await;
+    assert!(page.text.contains("Invite a partner person"), "{}", page.text);
+    assert!(page.text.contains(&w.pa.to_string()) && page.text.contains(&w.pb.to_string()));
+    assert!(page.text.contains("value=\"partner_admin\""), "{}", page.text);
+    let page = bob.get("/programme").await;
+    let form = &page.text[page.text.find("invite-heading").expect("bob's invite form")..];
+    assert!(form.contains(&w.pb.to_string()) && !form.contains(&w.pa.to_string()), "{form}");
+    assert!(!form.contains("value=\"partner_admin\""), "{form}");
+    let page = agent.get("/programme").await;
+    assert!(!page.text.contains("invite-heading"), "{}", page.text);
+
+    // Bad input: the page again, the words under the field, what was typed kept.
+    let pb = w.pb.to_string();
+    let r = cm
+        .post_form(
+            "/programme/invitations",
+            &[("partner_id", &pb), ("email", "not an address"), ("role", "partner_agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("Enter an email address") && r.text.contains("value=\"not an address\""), "{}", r.text);
+    // Bob naming partner A: the 404 page; naming an administrator: refused with words.
+    let pa = w.pa.to_string();
+    let r = bob
+        .post_form(
+            "/programme/invitations",
+            &[("partner_id", &pa), ("email", "x@partner-a.example"), ("role", "partner_agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    assert!(is_html(&r), "{r}");
+    let r = bob
+        .post_form(
+            "/programme/invitations",
+            &[("partner_id", &pb), ("email", "boss@partner-b.example"), ("role", "partner_admin")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert!(r.text.contains("A partner administrator invites agents only"), "{}", r.text);
+    let r = agent
+        .post_form(
+            "/programme/invitations",
+            &[("partner_id", &pa), ("email", "pal@partner-a.example"), ("role", "partner_agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.created").await, 0);
+
+    // Bob invites an agent of his own: the code is shown once; accepted, the person sees B only.
+    let r = bob
+        .post_form(
+            "/programme/invitations",
+            &[("partner_id", &pb), ("email", "new.agent@partner-b.example"), ("role", "partner_agent")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.text.contains("new.agent@partner-b.example as"), "{}", r.text);
+    let token = r.text.split("<code id=\"invitation-token\">").nth(1).and_then(|s| s.split('<').next()).expect("token");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.created").await, 1);
+    let done = w
+        .app
+        .anonymous()
+        .post("/api/v1/invitations/accept", serde_json::json!({"token": token, "password": common::PASSWORD}))
+        .await;
+    assert_eq!((done.status, done.body["role"].as_str()), (StatusCode::OK, Some("partner_agent")), "{done}");
+    let newcomer = w.browser("new.agent@partner-b.example").await;
+    let page = newcomer.get("/programme").await;
+    assert_eq!(page.status, StatusCode::OK, "{page}");
+    assert!(page.text.contains("Lead of Fixture Two") && !page.text.contains("Lead of Fixture One"), "{}", page.text);
 }

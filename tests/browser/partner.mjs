@@ -3,12 +3,14 @@
 // CHROMIUM, AXE_PATH), on the shared harness: the agent registers a deal and is told what the
 // conflict check found, the channel manager approves it in another browser context (the agent
 // is offered no decision form), the agent opens an opportunity and closes it won, finance
-// approves the commission, the agent sees it approved and then payable, and partner B sees none
-// of it. Exits non-zero on the first failed step, or at the end when any console error, CSP
+// approves the commission, the agent sees it approved and then payable, disputes it (an empty
+// reason first: the page says why and keeps the form), finance resolves the dispute with a
+// corrected amount (a bad amount first: said under the field, the text kept), the agent sees it
+// calculated again at the corrected amount, and partner B sees none of it. Exits non-zero on the first failed step, or at the end when any console error, CSP
 // violation or serious/critical axe finding was seen.
 
 import {
-  BASE, ORG, PASSWORD, audit, expectNotice, fail, finish, heading, person,
+  BASE, ORG, PASSWORD, audit, expectNotice, expectStatuses, fail, finish, heading, person,
 } from './harness.mjs';
 
 const CUSTOMER = 'Globex Corporation';
@@ -124,12 +126,59 @@ await signIn(finance, process.env.FINANCE);
   await audit(page, who);
 }
 
+{
+  const { page, who } = agent;
+  const r = () => page.locator('#commissions-heading ~ table tr', { hasText: OPPORTUNITY });
+  expectStatuses([422]);
+  await r().getByRole('button', { name: 'Dispute' }).click();
+  await page.getByText('Say why in 3 to 2,000 characters').waitFor();
+  await audit(page, who);
+  expectStatuses([]);
+  await r().getByLabel('Why do you dispute it?').fill('Our tier is gold since May: 7.5 %');
+  await r().getByRole('button', { name: 'Dispute' }).click();
+  await expectNotice(page, 'Your dispute is recorded');
+  await r().getByText('Disputed', { exact: true }).waitFor();
+  await audit(page, who);
+}
+
+{
+  const { page, who } = finance;
+  await page.goto(`${BASE}/programme`);
+  const r = () => page.locator('#commissions-heading ~ table tr', { hasText: '20,000.00 EUR' });
+  await r().getByLabel('How was it settled?').fill('Gold tier confirmed from May');
+  await r().getByLabel('Corrected commission (optional)').fill('one and a half thousand');
+  expectStatuses([422]);
+  await r().getByRole('button', { name: 'Resolve' }).click();
+  await page.getByText('Enter the corrected amount in EUR').waitFor();
+  await audit(page, who);
+  expectStatuses([]);
+  const kept = await r().getByLabel('How was it settled?').inputValue();
+  if (kept !== 'Gold tier confirmed from May') fail(`${who}: the resolution typed was lost (${kept})`);
+  await r().getByLabel('Corrected commission (optional)').fill('1,500.00');
+  await r().getByRole('button', { name: 'Resolve' }).click();
+  await expectNotice(page, 'The dispute is resolved');
+  await r().getByText('1,500.00 EUR').waitFor();
+  await audit(page, who);
+}
+
+{
+  const { page, who } = agent;
+  await page.goto(`${BASE}/programme`);
+  const r = page.locator('#commissions-heading ~ table tr', { hasText: OPPORTUNITY });
+  await r.getByText('Calculated, waiting for finance').waitFor();
+  await r.getByText('Resolved: Gold tier confirmed from May').waitFor();
+  await r.getByText('1,500.00 EUR').waitFor();
+  await audit(page, who);
+}
+
 const bob = await person('partner B');
 await signIn(bob, process.env.BOB);
 {
   const { page, who } = bob;
   const text = await page.locator('main').innerText();
-  if (text.includes(CUSTOMER) || text.includes(OPPORTUNITY)) fail(`${who}: sees partner A's deal`);
+  if (text.includes(CUSTOMER) || text.includes(OPPORTUNITY) || text.includes('Gold tier confirmed')) {
+    fail(`${who}: sees partner A's deal`);
+  }
 }
 
-await finish('partner', 10, 'partner: deal registered, approved, won, commission approved and payable; partner B saw none of it');
+await finish('partner', 15, 'partner: deal registered, approved, won, commission approved and payable, disputed and resolved; partner B saw none of it');

@@ -92,6 +92,9 @@ pub enum Action {
     AttachmentRemove,
     ProgramPartnersRead,
     ProgramPartnersManage,
+    /// Invite a person by email into a partner company (vendor staff: any partner; a partner's
+    /// administrator: agents of their own company only, decided by the domain and the database).
+    PartnerInvite,
     DealRegister,
     DealRead,
     DealDecide,
@@ -174,6 +177,7 @@ impl Action {
         Self::AttachmentRemove,
         Self::ProgramPartnersRead,
         Self::ProgramPartnersManage,
+        Self::PartnerInvite,
         Self::DealRegister,
         Self::DealRead,
         Self::DealDecide,
@@ -236,6 +240,7 @@ impl Action {
             Self::AttachmentRemove => "attachment.remove",
             Self::ProgramPartnersRead => "program.partners_read",
             Self::ProgramPartnersManage => "program.partners_manage",
+            Self::PartnerInvite => "program.partner_invite",
             Self::DealRegister => "deal.register",
             Self::DealRead => "deal.read",
             Self::DealDecide => "deal.decide",

@@ -468,6 +468,7 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("attachment-outsiders-change-nothing", &["vendor", "client", "partner", "agent"]),
     ("partners-never-decide", &["partner_admin", "partner_agent"]),
     ("vendor-runs-programme", &["owner", "admin", "channel_manager"]),
+    ("partner-people-invited", &["owner", "admin", "channel_manager", "partner_admin"]),
     ("partners-work-their-own", &["partner_admin", "partner_agent"]),
     ("opportunities-by-programme-people", &["owner", "admin", "channel_manager", "partner_admin", "partner_agent"]),
     ("finance-reads-commissions", &["finance"]),
@@ -660,6 +661,21 @@ fn partner_programme_permits_by_role_and_no_partner_person_decides_a_deal() {
     }
     let d = e.decide(&w.member(Role::PartnerAdmin, None), Action::DealDecide, &org).expect_err("denied");
     assert_eq!(d.forbidden_by, ["partners-never-decide"]);
+}
+
+#[test]
+fn partner_people_are_invited_by_vendor_staff_and_partner_admins_never_by_agents() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        let expected = ["owner", "admin", "channel_manager", "partner_admin"].contains(&role.as_str());
+        assert_eq!(e.decide(&s, Action::PartnerInvite, &org).is_ok(), expected, "{role}");
+        let cross = Resource::Organisation { tenant: other.tenant };
+        assert!(e.decide(&s, Action::PartnerInvite, &cross).is_err(), "{role} across organisations");
+    }
 }
 
 #[test]

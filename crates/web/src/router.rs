@@ -130,6 +130,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
             Org(Action::ProgramPartnersManage),
             programs::update_partner,
         )
+        .post("/programme/partners/{id}/invitations", Org(Action::PartnerInvite), invitations::create_for_partner)
         .get("/deals", Org(Action::DealRead), programs::list_deals)
         .post("/deals", Org(Action::DealRegister), programs::register_deal)
         .get("/deals/{id}", Org(Action::DealRead), programs::get_deal)
@@ -244,6 +245,9 @@ fn page_routes(r: Routes) -> Routes {
             Domain(&[Action::CommissionApprove, Action::CommissionPay]),
             ui::programme::settle,
         )
+        .post("/programme/commissions/{id}/dispute", Org(Action::CommissionDispute), ui::programme::dispute)
+        .post("/programme/commissions/{id}/resolve", Domain(&[Action::CommissionResolve]), ui::programme::resolve)
+        .post("/programme/invitations", Org(Action::PartnerInvite), ui::programme::invite)
         .get("/programme/commissions/statement", Org(Action::CommissionStatement), commissions::statement)
         .get("/programme/leads/export", Org(Action::LeadExport), programs::export_leads)
         .get("/programme/mdf", Org(Action::MdfRead), ui::mdf::show)

@@ -38,6 +38,8 @@ pub struct Invitation {
     pub email: String,
     pub role: String,
     pub department_id: Option<Uuid>,
+    /// The partner company the person joins (a partner invitation), else none.
+    pub partner_id: Option<Uuid>,
     pub membership_valid_until: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub created_by: String,
@@ -110,6 +112,73 @@ pub async fn create(
     if new.membership_valid_until.is_some_and(|u| u <= Utc::now()) {
         return Err(IdentityError::invalid("membership_valid_until", "must be in the future"));
     }
+    issue(tx, who, new, None).await
+}
+
+/// An invitation into a partner company of the vendor's programme: the accepted membership
+/// carries the partner's id and a partner role.
+#[derive(Debug, Clone)]
+pub struct NewPartnerInvitation {
+    pub email: EmailAddress,
+    /// `partner_admin` or `partner_agent`.
+    pub role: Role,
+    pub partner_id: Uuid,
+}
+
+/// Invites a person into partner company `new.partner_id`. `tx` must be a programme transaction
+/// (`Store::program_tx`): the partner scope the database derived from the caller's own membership
+/// decides, not the request. Vendor staff invite into any active partner of theirs; a partner's
+/// administrator only agents, only into their own company — another partner (or another
+/// organisation's, or one that does not exist) is `NotFound`, indistinguishable on purpose.
+pub async fn create_for_partner(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    caller: Role,
+    new: &NewPartnerInvitation,
+) -> Result<IssuedInvitation, IdentityError> {
+    crate::permitted(permit, authz::Action::PartnerInvite, tx)?;
+    if !new.role.is_partner_person() {
+        return Err(IdentityError::invalid("role", "expected partner_admin or partner_agent"));
+    }
+    match tx.partner_scope().await?.as_deref() {
+        Some("vendor") => {}
+        Some(own) if own.parse::<Uuid>().ok() == Some(new.partner_id) => {
+            if caller != Role::PartnerAdmin || new.role != Role::PartnerAgent {
+                return Err(IdentityError::Forbidden {
+                    code: "role_escalation",
+                    reason: "a partner's administrator invites agents of their own company only".into(),
+                });
+            }
+        }
+        // Another partner's person, or no programme scope at all: there is no such partner.
+        _ => return Err(IdentityError::NotFound),
+    }
+    // Read under the partner_isolation policy: a partner person sees only their own company.
+    let status = sqlx::query_scalar!(
+        "select status from partners where tenant_id = $1 and id = $2",
+        tx.tenant().as_uuid(),
+        new.partner_id
+    )
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(IdentityError::NotFound)?;
+    if status != "active" {
+        return Err(IdentityError::Conflict { code: "partner_inactive", reason: "the partner is not active".into() });
+    }
+    let staff =
+        NewInvitation { email: new.email.clone(), role: new.role, department_id: None, membership_valid_until: None };
+    issue(tx, who, &staff, Some(new.partner_id)).await
+}
+
+/// The invitation itself, once the caller's checks passed: refuses an address that is already a
+/// member, supersedes earlier open invitations for it, stores the token's hash, audits.
+async fn issue(
+    tx: &mut TenantTx,
+    who: &Who,
+    new: &NewInvitation,
+    partner_id: Option<Uuid>,
+) -> Result<IssuedInvitation, IdentityError> {
     let member = sqlx::query_scalar!(
         r#"select exists(select 1 from memberships m join users u on u.id = m.user_id
                           where m.tenant_id = $1 and u.email = $2::text::citext and m.deleted_at is null) as "x!""#,
@@ -143,8 +212,8 @@ pub async fn create(
     let created_by = format!("{}:{}", who.actor.kind.as_str(), who.actor.id);
     let row = sqlx::query!(
         "insert into invitations (tenant_id, id, email, role, department_id, membership_valid_until, expires_at,
-                                  token_hash, created_by)
-         values ($1, $2, $3::text::citext, $4, $5, $6, now() + make_interval(days => $7::int), $8, $9)
+                                  token_hash, created_by, partner_id)
+         values ($1, $2, $3::text::citext, $4, $5, $6, now() + make_interval(days => $7::int), $8, $9, $10)
          returning created_at, expires_at",
         tx.tenant().as_uuid(),
         id,
@@ -154,7 +223,8 @@ pub async fn create(
         new.membership_valid_until,
         i32::try_from(TTL_DAYS).unwrap_or(7),
         &hash[..],
-        created_by
+        created_by,
+        partner_id
     )
     .fetch_one(tx.conn())
     .await
@@ -164,6 +234,7 @@ pub async fn create(
         email: new.email.as_str().to_owned(),
         role: new.role.as_str().to_owned(),
         department_id: new.department_id,
+        partner_id,
         membership_valid_until: new.membership_valid_until,
         expires_at: row.expires_at,
         created_by,
@@ -181,7 +252,7 @@ pub async fn create(
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, IdentityError> {
     let rows = sqlx::query_as!(
         Invitation,
-        r#"select id, email::text as "email!", role, department_id, membership_valid_until, expires_at, created_by,
+        r#"select id, email::text as "email!", role, department_id, partner_id, membership_valid_until, expires_at, created_by,
                   created_at, accepted_at, revoked_at,
                   case when accepted_at is not null then 'accepted' when revoked_at is not null then 'revoked'
                        when expires_at <= now() then 'expired' else 'open' end as "status!"
@@ -308,7 +379,7 @@ pub async fn accept(
 ) -> Result<Accepted, IdentityError> {
     let mut tx = store.tenant_tx(presented.tenant).await?;
     let inv = sqlx::query!(
-        r#"select i.email::text as "email!", i.role, i.department_id, i.membership_valid_until, i.token_hash,
+        r#"select i.email::text as "email!", i.role, i.department_id, i.partner_id, i.membership_valid_until, i.token_hash,
                   i.accepted_at, i.revoked_at, i.expires_at <= now() as "expired!", t.name as org_name
              from invitations i join tenants t on t.id = i.tenant_id
             where i.tenant_id = $1 and i.id = $2 and t.status = 'active' and t.deleted_at is null
@@ -397,13 +468,13 @@ pub async fn accept(
 
     // The organisation's part, in the transaction that still holds the invitation row.
     let who = Who::new(Actor::user(user_id, Some(role.as_str())), origin.clone());
-    let membership_id = memberships::add(
-        &mut tx,
-        &who,
-        &NewMembership { user_id, role, department_id: inv.department_id, valid_until: inv.membership_valid_until },
-    )
-    .await
-    .map_err(|e| match e {
+    let new =
+        NewMembership { user_id, role, department_id: inv.department_id, valid_until: inv.membership_valid_until };
+    let added = match inv.partner_id {
+        None => memberships::add(&mut tx, &who, &new).await,
+        Some(partner) => memberships::add_partner_person(&mut tx, &who, &new, partner).await,
+    };
+    let membership_id = added.map_err(|e| match e {
         IdentityError::Duplicate(_) => IdentityError::Conflict {
             code: "already_member",
             reason: "this account already has a membership here".into(),

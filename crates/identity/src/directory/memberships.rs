@@ -32,29 +32,57 @@ pub struct NewMembership {
 }
 
 pub async fn add(tx: &mut TenantTx, who: &Who, new: &NewMembership) -> Result<Uuid, IdentityError> {
+    insert(tx, who, new, None).await
+}
+
+/// A partner person's membership: `new.role` is `partner_admin` or `partner_agent` and the
+/// membership names the partner company (a table check makes one imply the other). Reached only
+/// through a partner invitation (the admin layer issues it; this layer does not name it).
+pub(crate) async fn add_partner_person(
+    tx: &mut TenantTx,
+    who: &Who,
+    new: &NewMembership,
+    partner: Uuid,
+) -> Result<Uuid, IdentityError> {
+    if !new.role.is_partner_person() {
+        return Err(IdentityError::invalid("role", "expected partner_admin or partner_agent"));
+    }
+    insert(tx, who, new, Some(partner)).await
+}
+
+async fn insert(
+    tx: &mut TenantTx,
+    who: &Who,
+    new: &NewMembership,
+    partner: Option<Uuid>,
+) -> Result<Uuid, IdentityError> {
     if new.valid_until.is_some_and(|u| u <= Utc::now()) {
         return Err(IdentityError::invalid("valid_until", "must be in the future"));
     }
     let id = Uuid::now_v7();
     sqlx::query!(
-        "insert into memberships (tenant_id, id, user_id, role, department_id, valid_until)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into memberships (tenant_id, id, user_id, role, department_id, valid_until, partner_id)
+         values ($1, $2, $3, $4, $5, $6, $7)",
         tx.tenant().as_uuid(),
         id,
         new.user_id,
         new.role.as_str(),
         new.department_id,
-        new.valid_until
+        new.valid_until,
+        partner
     )
     .execute(tx.conn())
     .await
     .map_err(IdentityError::from_store("membership for this user"))?;
-    let changes = Changes::none()
+    let mut changes = Changes::none()
         .field("user_id", None::<Uuid>, new.user_id)
         .field("role", None::<&str>, new.role.as_str())
         .field("department_id", None::<Uuid>, new.department_id)
         .field("valid_until", None::<DateTime<Utc>>, new.valid_until)
         .field("status", None::<&str>, "active");
+    if let Some(partner) = partner {
+        changes = changes.field("partner_id", None::<Uuid>, partner);
+    }
     let event = Event::new("membership.created", Entity::of("membership", id)?, changes)?;
     audit::record_by(tx, who, &event).await?;
     Ok(id)

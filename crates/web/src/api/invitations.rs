@@ -1,6 +1,11 @@
 //! `/api/v1/invitations`: owners and admins invite people by email; the invited person accepts
 //! with the token (unauthenticated route: the token is the credential).
 //!
+//! `POST /api/v1/programme/partners/{id}/invitations` invites a person into one partner company of
+//! the vendor's programme (role `partner_admin` or `partner_agent`); the same accept route makes
+//! them a partner person of that company. It runs in a programme transaction, so a partner's
+//! administrator naming another partner gets 404, as for a partner that does not exist.
+//!
 //! Until the mailer is wired, the token is returned once in the creation response;
 //! [`identity::admin::invitations::invitation_mail`] renders the message that will carry it.
 
@@ -9,7 +14,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use identity::admin::invitations::{self, Acceptance, NewInvitation, PresentedInvitation};
+use identity::admin::invitations::{
+    self, Acceptance, IssuedInvitation, NewInvitation, NewPartnerInvitation, PresentedInvitation,
+};
 use identity::{EmailAddress, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -78,6 +85,84 @@ pub async fn create(
         id: inv.id,
         email: inv.email,
         role: inv.role,
+        expires_at: inv.expires_at,
+        token: issued.token.expose_secret().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PartnerInvitationCreateBody)]
+pub(crate) struct PartnerCreateBody {
+    email: String,
+    /// `partner_admin` or `partner_agent`; a partner's administrator invites `partner_agent` only.
+    role: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PartnerInvitationCreated)]
+pub(crate) struct PartnerCreated {
+    id: Uuid,
+    email: String,
+    role: String,
+    partner_id: Uuid,
+    expires_at: DateTime<Utc>,
+    /// Shown once; only its hash is stored.
+    token: String,
+}
+
+/// A partner invitation issued and mailed (the page's path too, `crate::ui::programme`): `Ok` with
+/// whether the mail went out. The invitation is committed before the mail is sent.
+pub(crate) async fn invite_partner_person(
+    state: &AppState,
+    p: &Principal,
+    partner_id: Uuid,
+    email: &str,
+    role: &str,
+) -> Result<(IssuedInvitation, bool), ApiError> {
+    bounded("email", email, 254)?;
+    let new = NewPartnerInvitation { email: EmailAddress::parse(email)?, role: role.parse::<Role>()?, partner_id };
+    let mut tx = crate::api::mdf::program_tx(state, p).await?;
+    let issued = invitations::create_for_partner(&mut tx, &p.who, p.permit()?, p.role, &new).await?;
+    let org = identity::directory::tenants::current(&mut tx).await?;
+    tx.commit().await?;
+    let inv = &issued.invitation;
+    let (subject, text) = invitations::invitation_mail(
+        &org.name,
+        &inv.role,
+        issued.token.expose_secret(),
+        inv.expires_at,
+        state.invitation_url().as_deref(),
+    );
+    let mail = identity::signin::mail::Mail { to: new.email, subject, text };
+    let sent = state.mailer.send(&mail).await;
+    if let Err(e) = &sent {
+        tracing::warn!(error = %e, invitation = %inv.id, "could not send the invitation mail");
+    }
+    Ok((issued, sent.is_ok()))
+}
+
+/// `POST /api/v1/programme/partners/{id}/invitations` {email, role} → 201
+/// {id, email, role, partnerId, expiresAt, token}. Another partner's (for a partner's
+/// administrator) or another organisation's partner: 404; a partner administrator inviting an
+/// administrator: 403 `role_escalation`; a partner agent: 403 (the route's guard).
+pub async fn create_for_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let partner_id = path_id(&id)?;
+    let req: PartnerCreateBody = json(&body)?;
+    let (issued, _) = invite_partner_person(&state, &p, partner_id, &req.email, &req.role).await?;
+    let inv = issued.invitation;
+    let body = PartnerCreated {
+        id: inv.id,
+        email: inv.email,
+        role: inv.role,
+        partner_id,
         expires_at: inv.expires_at,
         token: issued.token.expose_secret().to_owned(),
     };

@@ -245,6 +245,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
             (Some(of::<::programs::partners::NewPartner>()), json("201", of::<::programs::partners::Partner>()))
         }
         ("GET", "/programme/partners/{id}") => (None, json("200", of::<::programs::partners::Partner>())),
+        ("POST", "/programme/partners/{id}/invitations") => {
+            (Some(of::<inv::PartnerCreateBody>()), json("201", of::<inv::PartnerCreated>()))
+        }
         ("PATCH", "/programme/partners/{id}") => {
             (Some(of::<::programs::partners::PartnerChange>()), json("200", of::<::programs::partners::Partner>()))
         }
@@ -479,6 +482,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/programme/partners") => "listPartners",
         ("POST", "/programme/partners") => "createPartner",
         ("GET", "/programme/partners/{id}") => "getPartner",
+        ("POST", "/programme/partners/{id}/invitations") => "invitePartnerPerson",
         ("PATCH", "/programme/partners/{id}") => "updatePartner",
         ("GET", "/deals") => "listDeals",
         ("POST", "/deals") => "registerDeal",

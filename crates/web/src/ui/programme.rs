@@ -7,7 +7,10 @@
 //! told the conflict check's answer in words), moves its opportunities and downloads its
 //! commission statement. Each action form shows only where the policy engine would permit this
 //! person; the domain asks again when it is sent. Another partner's (or organisation's) deal is a
-//! 404 page, the same answer as an id that does not exist.
+//! 404 page, the same answer as an id that does not exist. A partner person disputes a commission
+//! with a reason and finance resolves it (text, optionally a corrected amount); vendor staff and a
+//! partner's administrator invite people into a partner company (`crate::api::invitations`'s
+//! path). A form with bad input comes back with the words under its field and what was typed.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -20,9 +23,11 @@ use chrono::{NaiveDate, Utc};
 use programs::commissions::{Commission, CommissionStatus, Step};
 use programs::deals::{self, Deal, DealStatus, Decision, NewDeal};
 use programs::opportunities::{self, NewOpportunity, Stage};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::api::documents::member;
+use crate::api::invitations::invite_partner_person;
 use crate::api::mdf::{acting_user, program_tx};
 use crate::plumbing::access::path_id;
 use crate::ui::chrome::{Chrome, Section};
@@ -30,6 +35,7 @@ use crate::ui::form::Fields;
 use crate::ui::format;
 use crate::ui::mdf::Choice;
 use crate::{ApiError, AppState, Principal};
+use identity::EmailAddress;
 
 #[derive(Debug, Clone)]
 pub(crate) struct DealRow {
@@ -78,6 +84,33 @@ pub(crate) struct CommissionRow {
     /// The finance step this person may take now: `approve`, `payable` or `pay` (or none).
     pub step: &'static str,
     pub step_label: &'static str,
+    /// A partner person may dispute it now (calculated, approved or payable).
+    pub may_dispute: bool,
+    /// Finance may resolve its dispute now (never its closer).
+    pub may_resolve: bool,
+    pub dispute_reason: String,
+    pub resolution: String,
+    /// The amount as typed in a form (`1,000.00`), for the corrected-amount field.
+    pub amount_plain: String,
+}
+
+/// What a refused form sent, given back to it with the words for its field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Typed {
+    /// The commission whose dispute or resolve form is refilled (its id), or empty.
+    pub commission: String,
+    pub text: String,
+    pub amount: String,
+    pub text_error: String,
+    pub amount_error: String,
+    /// The invitation form.
+    pub invite_email: String,
+    pub invite_partner: String,
+    pub invite_role: String,
+    pub invite_email_error: String,
+    pub invite_role_error: String,
+    /// An invitation just issued: its code, shown once.
+    pub issued_token: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -100,6 +133,12 @@ pub(crate) struct ProgrammePage {
     pub notice: String,
     /// `success`, `warning` or `error`.
     pub notice_tone: &'static str,
+    /// The invitation form: shown to vendor staff (any partner) and partner administrators (their
+    /// own company, agents only).
+    pub may_invite: bool,
+    pub invite_partners: Vec<Choice>,
+    pub invite_roles: Vec<Choice>,
+    pub typed: Typed,
 }
 
 #[derive(Template, WebTemplate)]
@@ -178,6 +217,15 @@ fn stage_label(s: Stage) -> &'static str {
     }
 }
 
+fn invite_roles(vendor: bool) -> Vec<Choice> {
+    let agent = Choice { value: "partner_agent".into(), label: "Partner agent".into() };
+    if vendor {
+        vec![agent, Choice { value: "partner_admin".into(), label: "Partner administrator".into() }]
+    } else {
+        vec![agent]
+    }
+}
+
 fn status(s: CommissionStatus) -> (&'static str, &'static str) {
     match s {
         CommissionStatus::Calculated => ("Calculated, waiting for finance", "waiting"),
@@ -209,6 +257,19 @@ async fn render(
     notice_tone: &'static str,
     code: StatusCode,
 ) -> Result<Response, ApiError> {
+    render_typed(state, p, headers, notice, notice_tone, code, Typed::default()).await
+}
+
+#[allow(clippy::too_many_lines)]
+async fn render_typed(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    notice: String,
+    notice_tone: &'static str,
+    code: StatusCode,
+    typed: Typed,
+) -> Result<Response, ApiError> {
     let mut tx = program_tx(state, p).await?;
     let m = member(p, &mut tx).await?;
     let s = &m.subject;
@@ -220,6 +281,7 @@ async fn render(
     let show_leads = allowed(Action::LeadRead);
     let show_opportunities = allowed(Action::OpportunityRead);
     let may_advance = allowed(Action::OpportunityAdvance);
+    let may_dispute = !vendor && allowed(Action::CommissionDispute);
     let names = programs::mdf::partner_names(&mut tx).await?;
     let deal_list = if show_deals { deals::list(&mut tx, 200).await? } else { Vec::new() };
     let lead_list = if show_leads { programs::leads::page(&mut tx, None, 200).await? } else { Vec::new() };
@@ -285,6 +347,7 @@ async fn render(
         .map(|c| {
             let (status, tone) = status(c.status);
             let (step, step_label) = finance_step(state, s, tenant, c);
+            let facts = CommissionFacts { tenant, id: c.id, partner: c.partner_id, closer: c.closed_by };
             CommissionRow {
                 id: c.id.to_string(),
                 partner: name(Some(c.partner_id)),
@@ -299,6 +362,13 @@ async fn render(
                 calculated: format::moment(c.created_at),
                 step,
                 step_label,
+                may_dispute: may_dispute && programs::commissions::next(c.status, Step::Dispute).is_some(),
+                may_resolve: vendor
+                    && c.status == CommissionStatus::Disputed
+                    && state.authz.decide(s, Action::CommissionResolve, &Resource::Commission(&facts)).is_ok(),
+                dispute_reason: c.dispute_reason.clone().unwrap_or_default(),
+                resolution: c.resolution.clone().unwrap_or_default(),
+                amount_plain: format::amount(c.amount_minor, &c.currency),
             }
         })
         .collect();
@@ -319,6 +389,10 @@ async fn render(
         this_month: Utc::now().format("%Y-%m").to_string(),
         notice,
         notice_tone,
+        may_invite: allowed(Action::PartnerInvite) && !names.is_empty(),
+        invite_partners: names.iter().map(|(id, n)| Choice { value: id.to_string(), label: n.clone() }).collect(),
+        invite_roles: invite_roles(vendor),
+        typed,
     };
     Ok((code, page).into_response())
 }
@@ -337,6 +411,8 @@ pub async fn show(
         "approve" => "The commission is approved; next, finance marks it payable.",
         "payable" => "The commission is payable.",
         "pay" => "The commission is paid.",
+        "disputed" => "Your dispute is recorded; finance reviews the commission and resolves it.",
+        "resolved" => "The dispute is resolved; the commission is calculated again and waits for approval.",
         _ => "",
     };
     render(&state, &p, &headers, notice.to_owned(), "success", StatusCode::OK).await
@@ -608,5 +684,153 @@ pub async fn settle(
     match crate::api::commissions::settle_step(&state, &p, route, id, step, None, None).await {
         Ok(_) => Ok(Redirect::to(&format!("/programme?done={done}")).into_response()),
         Err(e) => refused(&state, &p, &headers, e).await,
+    }
+}
+
+/// `POST /programme/commissions/{id}/dispute` {reason} (partner people, their own commission).
+pub async fn dispute(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let f = Fields::parse(&body)?;
+    let reason = f.get("reason");
+    let r = async {
+        let mut tx = program_tx(&state, &p).await?;
+        programs::commissions::dispute(&mut tx, &p.who, p.permit()?, id, reason).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => Ok(Redirect::to("/programme?done=disputed").into_response()),
+        Err(e) if e.code == "invalid_field" => {
+            let typed = Typed {
+                commission: id.to_string(),
+                text: reason.to_owned(),
+                text_error: "Say why in 3 to 2,000 characters; nothing was changed.".into(),
+                ..Typed::default()
+            };
+            render_typed(&state, &p, &headers, String::new(), "error", e.status, typed).await
+        }
+        Err(e) => refused(&state, &p, &headers, e).await,
+    }
+}
+
+/// `POST /programme/commissions/{id}/resolve` {resolution, amount?} (finance, never the closer):
+/// `crate::api::commissions::settle_step`, decided per commission by the domain; the corrected
+/// amount is typed in the commission's currency.
+pub async fn resolve(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let f = Fields::parse(&body)?;
+    let (text, amount_text) = (f.get("resolution"), f.get("amount").trim());
+    let again = |text_error: String, amount_error: String, status: StatusCode| {
+        let typed = Typed {
+            commission: id.to_string(),
+            text: text.to_owned(),
+            amount: amount_text.to_owned(),
+            text_error,
+            amount_error,
+            ..Typed::default()
+        };
+        let (state, p, headers) = (&state, &p, &headers);
+        async move { render_typed(state, p, headers, String::new(), "error", status, typed).await }
+    };
+    let amount = if amount_text.is_empty() {
+        None
+    } else {
+        let mut tx = program_tx(&state, &p).await?;
+        let c = programs::commissions::get(&mut tx, id).await?;
+        tx.commit().await?;
+        match typed_amount(amount_text, &c.currency) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let words =
+                    format!("Enter the corrected amount in {}, such as 1,250.00; nothing was changed.", c.currency);
+                return again(String::new(), words, StatusCode::UNPROCESSABLE_ENTITY).await;
+            }
+        }
+    };
+    let route = "POST /programme/commissions/{id}/resolve";
+    match crate::api::commissions::settle_step(&state, &p, route, id, Step::Resolve, None, Some((text, amount))).await {
+        Ok(_) => Ok(Redirect::to("/programme?done=resolved").into_response()),
+        Err(e) if e.code == "invalid_field" => {
+            let (t, a) = if e.message.starts_with("amountMinor") {
+                (String::new(), "The corrected amount is out of range; nothing was changed.".to_owned())
+            } else {
+                ("Say how it was settled in 3 to 2,000 characters; nothing was changed.".to_owned(), String::new())
+            };
+            again(t, a, e.status).await
+        }
+        Err(e) => refused(&state, &p, &headers, e).await,
+    }
+}
+
+/// `POST /programme/invitations` {partner_id, email, role}: vendor staff invite into any of their
+/// partners, a partner's administrator agents into their own company; the page shows the code
+/// once (as the members page does) in case the mail does not arrive.
+pub async fn invite(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let f = Fields::parse(&body)?;
+    let (partner_text, email, role) = (f.get("partner_id"), f.get("email").trim(), f.get("role"));
+    let typed = |email_error: String, role_error: String| Typed {
+        invite_email: email.to_owned(),
+        invite_partner: partner_text.to_owned(),
+        invite_role: role.to_owned(),
+        invite_email_error: email_error,
+        invite_role_error: role_error,
+        ..Typed::default()
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    if email.is_empty() || email.chars().count() > 254 || EmailAddress::parse(email).is_err() {
+        let t = typed("Enter an email address, like name@example.com.".into(), String::new());
+        return render_typed(&state, &p, &headers, String::new(), "error", unprocessable, t).await;
+    }
+    if !matches!(role, "partner_admin" | "partner_agent") {
+        let t = typed(String::new(), "Choose a role from the list.".into());
+        return render_typed(&state, &p, &headers, String::new(), "error", unprocessable, t).await;
+    }
+    // An id that is not one, or names no partner this person may see: the same 404.
+    let partner = path_id(partner_text)?;
+    match invite_partner_person(&state, &p, partner, email, role).await {
+        Ok((issued, sent)) => {
+            let inv = &issued.invitation;
+            let notice = if sent {
+                format!("Invitation sent to {} as {}.", inv.email, format::role_name(&inv.role))
+            } else {
+                format!("The invitation for {} is ready, but the mail could not be sent.", inv.email)
+            };
+            let t = Typed { issued_token: issued.token.expose_secret().to_owned(), ..Typed::default() };
+            render_typed(&state, &p, &headers, notice, "success", StatusCode::OK, t).await
+        }
+        Err(e) => {
+            let words = match e.code {
+                "role_escalation" => Some((String::new(), "A partner administrator invites agents only.".to_owned())),
+                "already_member" => {
+                    Some(("This address already belongs to a member of the organisation.".to_owned(), String::new()))
+                }
+                "partner_inactive" => {
+                    Some(("This partner is not active: it cannot take new people.".to_owned(), String::new()))
+                }
+                "invalid_field" => Some(("Enter an email address, like name@example.com.".to_owned(), String::new())),
+                _ => None,
+            };
+            let Some((email_error, role_error)) = words else { return Err(e) };
+            let t = typed(email_error, role_error);
+            render_typed(&state, &p, &headers, String::new(), "error", e.status, t).await
+        }
     }
 }
