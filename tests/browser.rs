@@ -398,3 +398,36 @@ async fn a_member_signs_in_through_the_identity_providers_login_page_into_the_in
     assert_eq!(common::audit_count(&db, acme.id, "auth.sso_linked").await, 1);
     drop(idp);
 }
+
+/// The SCIM settings page in Chromium (tests/browser/scim.mjs): the identity provider has put the
+/// staff member in "Finance Approvers"; the admin maps that group to Finance from the form (owner
+/// is not offered), the member's open page is signed out on its next request, and the mapping is
+/// removed. No console error, no CSP violation, no serious or critical axe finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_maps_a_scim_group_to_a_role_that_signs_its_member_out_in_a_real_browser() {
+    let (db, app, acme, _beta) = seeded().await;
+    let (_, token) = common::scim_token(&db, acme.id, "Okta").await;
+    let idp = app.bearer(&token);
+    let person = idp
+        .post(
+            "/scim/v2/Users",
+            serde_json::json!({"userName": "user1@acme.example", "emails": [{"value": "user1@acme.example", "primary": true}]}),
+        )
+        .await;
+    assert_eq!(person.status, reqwest::StatusCode::CREATED, "{person}");
+    let group = idp
+        .post(
+            "/scim/v2/Groups",
+            serde_json::json!({"displayName": "Finance Approvers", "members": [{"value": person.body["id"]}]}),
+        )
+        .await;
+    assert_eq!(group.status, reqwest::StatusCode::CREATED, "{group}");
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("ADMIN", "user0@acme.example".to_owned()),
+        ("STAFF", "user1@acme.example".to_owned()),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("scim", &app2, &env)).await.expect("flow");
+}

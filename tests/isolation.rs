@@ -265,9 +265,11 @@ async fn composite_foreign_keys_refuse_cross_tenant_references() {
     let mut admin = db.admin_conn().await;
 
     // Every FK between tenant tables must carry tenant_id (catalog check, not a hand list).
-    let fks: Vec<(String, String, String, String)> = sqlx::query_as(
+    let fks: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "select c.conrelid::regclass::text, c.confrelid::regclass::text,
                 (select a.attname::text from pg_attribute a where a.attrelid = c.conrelid and a.attnum = c.conkey[array_length(c.conkey,1)]),
+                coalesce((select a.attname::text from pg_attribute a where a.attrelid = c.confrelid and a.attname = 'id'),
+                         (select a.attname::text from pg_attribute a where a.attrelid = c.confrelid and a.attnum = c.confkey[array_length(c.confkey,1)])),
                 array_to_string(array(select a.attname::text from pg_attribute a join unnest(c.conkey) k on k = a.attnum where a.attrelid = c.conrelid), ',')
            from pg_constraint c
           where c.contype = 'f'
@@ -278,14 +280,16 @@ async fn composite_foreign_keys_refuse_cross_tenant_references() {
     .await
     .expect("fks");
     assert!(!fks.is_empty(), "expected composite foreign keys between tenant tables");
-    for (table, target, col, cols) in &fks {
+    for (table, target, col, key, cols) in &fks {
         assert!(cols.split(',').any(|c| c == "tenant_id"), "{table} -> {target} ({cols}) does not include tenant_id");
-        // Point A's row at B's target row. Even the superuser (no RLS) is stopped by the key.
-        let b_target: uuid::Uuid = sqlx::query_scalar(&format!("select id from {target} where tenant_id = $1 limit 1"))
-            .bind(b.id.as_uuid())
-            .fetch_one(&mut admin)
-            .await
-            .expect("b target");
+        // Point A's row at B's target row (by its `id`, or for a table without one, e.g.
+        // scim_users, by the key referenced). Even the superuser (no RLS) is stopped by the key.
+        let b_target: uuid::Uuid =
+            sqlx::query_scalar(&format!("select {key} from {target} where tenant_id = $1 limit 1"))
+                .bind(b.id.as_uuid())
+                .fetch_one(&mut admin)
+                .await
+                .expect("b target");
         // A partner id needs a partner role beside it (a check constraint that runs first).
         let also = if col == "partner_id" && table == "memberships" {
             // (and no relation: the fixture's former vendor person has one)

@@ -94,3 +94,58 @@ async fn scim_tokens_are_made_shown_once_listed_and_revoked_by_admins_only() {
     let bad = api.post("/api/v1/settings/scim-tokens", json!({"name": "x", "role": "owner"})).await;
     assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
 }
+
+#[tokio::test]
+async fn group_mappings_are_made_and_removed_on_the_scim_page_and_never_make_an_owner() {
+    let db = TestDb::new().await;
+    let a = org(&db, "acme").await;
+    let b = org(&db, "beta").await;
+    with_password(&db, a.users[0]).await;
+    // The fixture maps a group in every organisation: start without, for the empty state.
+    let mut admin_conn = db.admin_conn().await;
+    let theirs: uuid::Uuid = sqlx::query_scalar("select id from scim_group_mappings where tenant_id = $1")
+        .bind(b.id.as_uuid())
+        .fetch_one(&mut admin_conn)
+        .await
+        .expect("beta's mapping");
+    sqlx::query("delete from scim_group_mappings where tenant_id = $1")
+        .bind(a.id.as_uuid())
+        .execute(&mut admin_conn)
+        .await
+        .expect("no mappings");
+    let app = TestApp::setup(&db).roomy().start().await;
+    let (admin, _) = app.anonymous().sign_in_browser("acme", "user0@acme.example").await;
+    let page = admin.get("/settings/scim").await;
+    assert_eq!(page.status, StatusCode::OK, "{page}");
+    assert!(page.text.contains("No group mappings yet"), "the empty state says what would appear");
+    assert!(!page.text.contains(r#"<option value="owner">"#), "owner is never offered");
+
+    // Owner typed in by hand: refused in words under the form, nothing stored.
+    let form = |role: &'static str| {
+        [("match_on", "display_name"), ("group", "Finance"), ("role", role), ("department", "OPS")]
+    };
+    let r = admin.post_form("/settings/scim/mappings", &form("owner")).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("never make someone an owner"), "{}", r.text);
+    assert_eq!(audit_count(&db, a.id, "scim_group_mapping.created").await, 0);
+
+    let r = admin.post_form("/settings/scim/mappings", &form("finance")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.text.contains("Mapped:") && r.text.contains("Named Finance"), "{}", r.text);
+    assert_eq!(audit_count(&db, a.id, "scim_group_mapping.created").await, 1);
+    let r = admin.post_form("/settings/scim/mappings", &form("hod")).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("mapped already"), "{}", r.text);
+
+    // Another organisation's mapping is not found; our own is removed.
+    let r = admin.post_form(&format!("/settings/scim/mappings/{theirs}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let api = app.sign_in("acme", "user0@acme.example").await;
+    let listed = api.get("/api/v1/settings/scim-group-mappings").await;
+    let mine = listed.body["items"][0]["id"].as_str().expect("our mapping").to_owned();
+    let r = admin.post_form(&format!("/settings/scim/mappings/{mine}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert!(r.text.contains("Mapping removed") && r.text.contains("No group mappings yet"), "{}", r.text);
+    assert_eq!(audit_count(&db, a.id, "scim_group_mapping.deleted").await, 1);
+    assert_eq!(audit_count(&db, b.id, "scim_group_mapping.deleted").await, 0);
+}

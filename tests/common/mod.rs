@@ -129,6 +129,32 @@ pub async fn org(db: &TestDb, slug: &str) -> Org {
         .execute(tx.conn())
         .await
         .expect("scim user");
+    // A SCIM group with that person in it, and a mapping of another group (rows only): the
+    // mapping names no existing group, so it changes nobody's role.
+    let group = uuid::Uuid::now_v7();
+    sqlx::query("insert into scim_groups (tenant_id, id, display_name) values ($1, $2, 'Fixture group')")
+        .bind(t.as_uuid())
+        .bind(group)
+        .execute(tx.conn())
+        .await
+        .expect("scim group");
+    sqlx::query("insert into scim_group_members (tenant_id, group_id, user_id) values ($1, $2, $3)")
+        .bind(t.as_uuid())
+        .bind(group)
+        .bind(us[1])
+        .execute(tx.conn())
+        .await
+        .expect("scim group member");
+    sqlx::query(
+        "insert into scim_group_mappings (tenant_id, id, match_on, group_key, role, department_id, created_by)
+         values ($1, $2, 'external_id', 'fixture-unmatched', 'auditor', $3, 'test:fixture')",
+    )
+    .bind(t.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .bind(dept.id)
+    .execute(tx.conn())
+    .await
+    .expect("scim group mapping");
     // An open invitation (row only, like the session above).
     sqlx::query(
         "insert into invitations (tenant_id, id, email, role, department_id, token_hash, created_by)

@@ -11,4 +11,13 @@ from scim2_tester import check_server
 
 http = Client(base_url=sys.argv[1], headers={"Authorization": f"Bearer {os.environ['SCIM_TOKEN']}"})
 for result in check_server(SyncSCIMClient(http)):
-    print(json.dumps({"status": result.status.name, "title": result.title, "reason": result.reason or ""}))
+    print(
+        json.dumps(
+            {
+                "status": result.status.name,
+                "title": result.title,
+                "reason": result.reason or "",
+                "resource_type": result.resource_type or "",
+            }
+        )
+    )

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
-    members, mfa, oidc, openapi, portals, programs, scim, scim_tokens, security, sessions,
+    members, mfa, oidc, openapi, portals, programs, scim, scim_mappings, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -50,6 +50,9 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::create)
         .get("/settings/scim-tokens", Org(Action::SettingsManage), scim_tokens::list)
         .delete("/settings/scim-tokens/{id}", Org(Action::SettingsManage), scim_tokens::revoke)
+        .get("/settings/scim-group-mappings", Org(Action::SettingsManage), scim_mappings::list)
+        .post("/settings/scim-group-mappings", Org(Action::SettingsManage), scim_mappings::create)
+        .delete("/settings/scim-group-mappings/{id}", Org(Action::SettingsManage), scim_mappings::delete)
         .get("/settings/oidc", Org(Action::SettingsManage), oidc::get)
         .put("/settings/oidc", Org(Action::SettingsManage), oidc::put)
         .post("/settings/oidc/test", Org(Action::SettingsManage), oidc::test)
@@ -193,7 +196,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
 fn scim_routes(r: Routes) -> Routes {
     use Guard::Scim;
     use axum::http::Method;
-    use scim::{discovery, users};
+    use scim::{discovery, groups, users};
     r.get("/ServiceProviderConfig", Scim, discovery::service_provider_config)
         .get("/ResourceTypes", Scim, discovery::resource_types)
         .get("/ResourceTypes/{id}", Scim, discovery::resource_type)
@@ -206,6 +209,12 @@ fn scim_routes(r: Routes) -> Routes {
         .put("/Users/{id}", Scim, users::replace)
         .add(Method::PATCH, "/Users/{id}", Scim, users::modify)
         .delete("/Users/{id}", Scim, users::delete)
+        .post("/Groups", Scim, groups::create)
+        .get("/Groups", Scim, groups::list)
+        .get("/Groups/{id}", Scim, groups::get)
+        .put("/Groups/{id}", Scim, groups::replace)
+        .add(Method::PATCH, "/Groups/{id}", Scim, groups::modify)
+        .delete("/Groups/{id}", Scim, groups::delete)
 }
 
 /// Routes outside `/api/v1`.
@@ -284,6 +293,8 @@ fn page_routes(r: Routes) -> Routes {
         .get("/settings/scim", Org(Action::SettingsManage), ui::scim::show)
         .post("/settings/scim", Org(Action::SettingsManage), ui::scim::create)
         .post("/settings/scim/{id}/revoke", Org(Action::SettingsManage), ui::scim::revoke)
+        .post("/settings/scim/mappings", Org(Action::SettingsManage), ui::scim::create_mapping)
+        .post("/settings/scim/mappings/{id}/delete", Org(Action::SettingsManage), ui::scim::delete_mapping)
         .get("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::list)
         .post("/settings/api-keys", Org(Action::ApiKeysManage), ui::api_keys::create)
         .post("/settings/api-keys/{id}/revoke", Org(Action::ApiKeysManage), ui::api_keys::revoke)

@@ -345,20 +345,48 @@ pub async fn change_role(
 ) -> Result<RoleChanged, IdentityError> {
     crate::permitted(permit, authz::Action::MembersManage, tx)?;
     let Assignment { role, department } = to;
+    let previous = assign(tx, who, caller, user, Some(role), department.map(Some), reason).await?;
+    // `revoke` stamps `now()`, which is fixed for the transaction: these are the ones just revoked.
+    let revoked = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from sessions
+            where tenant_id = $1 and user_id = $2 and revoked_at = now() and revoked_reason = 'role_changed'"#,
+        tx.tenant().as_uuid(),
+        user
+    )
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(RoleChanged { previous, revoked: u64::try_from(revoked).unwrap_or(0) })
+}
+
+/// [`change_role`] after its permit: also the path of SCIM group mappings
+/// (`crate::admin::scim::groups`), whose identity provider acts with an administrator's ceiling.
+/// `role: None` keeps the role; `department: Some(None)` clears the department. Returns the
+/// role held before.
+pub(crate) async fn assign(
+    tx: &mut TenantTx,
+    who: &Who,
+    caller: Role,
+    user: Uuid,
+    role: Option<Role>,
+    department: Option<Option<Uuid>>,
+    reason: &str,
+) -> Result<Role, IdentityError> {
     let target = lock(tx, user).await?;
     if !may_grant(caller, target.role) {
         return Err(escalation(target.role.as_str()));
     }
-    if !may_grant(caller, role) {
-        return Err(escalation(role.as_str()));
+    if let Some(role) = role {
+        if !may_grant(caller, role) {
+            return Err(escalation(role.as_str()));
+        }
+        if role != Role::Owner {
+            ensure_not_last_owner(tx, &target).await?;
+        }
+        if !is_admin(role) {
+            ensure_not_last_admin(tx, &target).await?;
+        }
     }
-    if role != Role::Owner {
-        ensure_not_last_owner(tx, &target).await?;
-    }
-    if !is_admin(role) {
-        ensure_not_last_admin(tx, &target).await?;
-    }
-    if let Some(d) = department.filter(|d| Some(*d) != target.department_id) {
+    if let Some(d) = department.filter(|d| *d != target.department_id) {
         let event = Event::new(
             "membership.department_changed",
             Entity::of("membership", target.membership_id)?,
@@ -376,17 +404,10 @@ pub async fn change_role(
         .map_err(IdentityError::from_store("department"))?;
         audit::record_by(tx, who, &event).await?;
     }
-    let previous = memberships::change_role(tx, who, target.membership_id, role, reason).await?;
-    // `revoke` stamps `now()`, which is fixed for the transaction: these are the ones just revoked.
-    let revoked = sqlx::query_scalar!(
-        r#"select count(*) as "n!" from sessions
-            where tenant_id = $1 and user_id = $2 and revoked_at = now() and revoked_reason = 'role_changed'"#,
-        tx.tenant().as_uuid(),
-        user
-    )
-    .fetch_one(tx.conn())
-    .await?;
-    Ok(RoleChanged { previous, revoked: u64::try_from(revoked).unwrap_or(0) })
+    match role {
+        Some(role) => memberships::change_role(tx, who, target.membership_id, role, reason).await,
+        None => Ok(target.role),
+    }
 }
 
 /// Admits a member who asked to join (admin-approval organisations).

@@ -20,6 +20,7 @@ pub mod openapi;
 pub(crate) mod portals;
 pub(crate) mod programs;
 pub(crate) mod scim;
+pub(crate) mod scim_mappings;
 pub(crate) mod scim_tokens;
 pub mod security;
 pub(crate) mod sessions;

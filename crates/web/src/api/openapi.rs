@@ -175,6 +175,14 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
             (Some(of::<scim_tokens::CreateBody>()), json("201", of::<scim_tokens::Created>()))
         }
         ("GET", "/settings/scim-tokens") => (None, json("200", list_of::<scim_tokens::TokenView>())),
+        ("GET", "/settings/scim-group-mappings") => {
+            (None, json("200", list_of::<identity::admin::scim::mappings::GroupMapping>()))
+        }
+        ("POST", "/settings/scim-group-mappings") => (
+            Some(of::<identity::admin::scim::mappings::NewMapping>()),
+            json("201", of::<identity::admin::scim::mappings::GroupMapping>()),
+        ),
+        ("DELETE", "/settings/scim-group-mappings/{id}") => (None, NoContent),
         ("GET", "/api-keys") => (None, json("200", list_of::<keys::KeyView>())),
         ("POST", "/invitations") => (Some(of::<inv::CreateBody>()), json("201", of::<inv::Created>())),
         ("GET", "/invitations") => (None, json("200", list_of::<identity::admin::invitations::Invitation>())),
@@ -470,6 +478,9 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/settings/scim-tokens") => "createScimToken",
         ("GET", "/settings/scim-tokens") => "listScimTokens",
         ("DELETE", "/settings/scim-tokens/{id}") => "revokeScimToken",
+        ("GET", "/settings/scim-group-mappings") => "listScimGroupMappings",
+        ("POST", "/settings/scim-group-mappings") => "createScimGroupMapping",
+        ("DELETE", "/settings/scim-group-mappings/{id}") => "deleteScimGroupMapping",
         ("POST", "/invitations") => "createInvitation",
         ("GET", "/invitations") => "listInvitations",
         ("DELETE", "/invitations/{id}") => "revokeInvitation",

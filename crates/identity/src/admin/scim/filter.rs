@@ -3,9 +3,10 @@
 //! attribute is a fixed column expression and each value a bind parameter, so no filter text ever
 //! reaches the SQL string.
 //!
-//! Supported: `eq ne co sw ew gt ge lt le pr`, `and`, `or`, `not ( … )`, parentheses, the
-//! attributes of our User schema (with or without the schema URN prefix). Anything else is
-//! `invalidFilter`. Nesting is bounded, so a hostile filter cannot exhaust the stack.
+//! Supported: `eq ne co sw ew gt ge lt le pr`, `and`, `or`, `not ( … )`, parentheses, a value
+//! path with one comparison (`members[value eq "…"]`, the same as `members.value eq "…"`), the
+//! attributes of the User or the Group schema (with or without the schema URN prefix). Anything
+//! else is `invalidFilter`. Nesting is bounded, so a hostile filter cannot exhaust the stack.
 
 use crate::IdentityError;
 
@@ -20,6 +21,15 @@ pub enum Attr {
     FamilyName,
     Email,
     Active,
+    /// A Group's member (`members.value`): a person's id. Parsed for Groups only.
+    Member,
+}
+
+/// The resource a filter is for: each has its own closed set of attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    User,
+    Group,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +64,25 @@ pub enum Filter {
 const MAX_DEPTH: usize = 16;
 const MAX_LEN: usize = 2000;
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:user:";
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:group:";
 
 fn invalid(reason: impl Into<String>) -> IdentityError {
     IdentityError::Unprocessable { code: "invalidFilter", reason: reason.into() }
 }
 
 impl Attr {
-    fn parse(path: &str) -> Result<Self, IdentityError> {
+    fn parse(path: &str, schema: Schema) -> Result<Self, IdentityError> {
         let lower = path.to_ascii_lowercase();
+        if schema == Schema::Group {
+            let name = lower.strip_prefix(GROUP_URN).unwrap_or(&lower);
+            return Ok(match name {
+                "id" => Self::Id,
+                "externalid" => Self::ExternalId,
+                "displayname" => Self::DisplayName,
+                "members" | "members.value" => Self::Member,
+                _ => return Err(invalid(format!("cannot filter on {path}"))),
+            });
+        }
         let name = lower.strip_prefix(USER_URN).unwrap_or(&lower);
         Ok(match name {
             "id" => Self::Id,
@@ -83,6 +104,8 @@ enum Token {
     Str(String),
     Open,
     Close,
+    OpenValue,
+    CloseValue,
 }
 
 fn tokens(s: &str) -> Result<Vec<Token>, IdentityError> {
@@ -100,6 +123,14 @@ fn tokens(s: &str) -> Result<Vec<Token>, IdentityError> {
             ')' => {
                 chars.next();
                 out.push(Token::Close);
+            }
+            '[' => {
+                chars.next();
+                out.push(Token::OpenValue);
+            }
+            ']' => {
+                chars.next();
+                out.push(Token::CloseValue);
             }
             '"' => {
                 chars.next();
@@ -124,7 +155,7 @@ fn tokens(s: &str) -> Result<Vec<Token>, IdentityError> {
             _ => {
                 let mut w = String::new();
                 while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || c == '(' || c == ')' || c == '"' {
+                    if c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '"') {
                         break;
                     }
                     w.push(c);
@@ -140,6 +171,7 @@ fn tokens(s: &str) -> Result<Vec<Token>, IdentityError> {
 struct Parser {
     toks: Vec<Token>,
     at: usize,
+    schema: Schema,
 }
 
 impl Parser {
@@ -193,50 +225,73 @@ impl Parser {
                 _ => Err(invalid("expected ( after not")),
             },
             Some(Token::Word(path)) => {
-                let attr = Attr::parse(&path)?;
-                let op = match self.next() {
-                    Some(Token::Word(op)) => op.to_ascii_lowercase(),
-                    _ => return Err(invalid("expected an operator")),
+                // A value path (`members[value eq "…"]`): one comparison on a sub-attribute.
+                let value_path = self.toks.get(self.at) == Some(&Token::OpenValue);
+                let attr = if value_path {
+                    self.at += 1;
+                    match self.next() {
+                        Some(Token::Word(sub)) => Attr::parse(&format!("{path}.{sub}"), self.schema)?,
+                        _ => return Err(invalid("expected a sub-attribute after [")),
+                    }
+                } else {
+                    Attr::parse(&path, self.schema)?
                 };
-                let op = match op.as_str() {
-                    "pr" => return Ok(Filter::Present(attr)),
-                    "eq" => Op::Eq,
-                    "ne" => Op::Ne,
-                    "co" => Op::Co,
-                    "sw" => Op::Sw,
-                    "ew" => Op::Ew,
-                    "gt" => Op::Gt,
-                    "ge" => Op::Ge,
-                    "lt" => Op::Lt,
-                    "le" => Op::Le,
-                    other => return Err(invalid(format!("unknown operator {other}"))),
-                };
-                let value = match self.next() {
-                    Some(Token::Str(s)) => Value::Str(s),
-                    Some(Token::Word(w)) if w == "true" => Value::Bool(true),
-                    Some(Token::Word(w)) if w == "false" => Value::Bool(false),
-                    Some(Token::Word(w)) if w == "null" => Value::Null,
-                    _ => return Err(invalid("expected a quoted string, true, false or null")),
-                };
-                match (attr, &value, op) {
-                    (Attr::Active, Value::Bool(_), Op::Eq | Op::Ne) | (_, Value::Null, Op::Eq | Op::Ne) => {}
-                    (Attr::Active, _, _) => return Err(invalid("active compares only with eq/ne true or false")),
-                    (_, Value::Str(_), _) => {}
-                    _ => return Err(invalid("this attribute takes a quoted string")),
+                let f = self.comparison(attr)?;
+                if value_path && self.next() != Some(Token::CloseValue) {
+                    return Err(invalid("expected ]"));
                 }
-                Ok(Filter::Compare(attr, op, value))
+                Ok(f)
             }
             _ => Err(invalid("expected an attribute, ( or not")),
         }
     }
+
+    fn comparison(&mut self, attr: Attr) -> Result<Filter, IdentityError> {
+        let op = match self.next() {
+            Some(Token::Word(op)) => op.to_ascii_lowercase(),
+            _ => return Err(invalid("expected an operator")),
+        };
+        let op = match op.as_str() {
+            "pr" => return Ok(Filter::Present(attr)),
+            "eq" => Op::Eq,
+            "ne" => Op::Ne,
+            "co" => Op::Co,
+            "sw" => Op::Sw,
+            "ew" => Op::Ew,
+            "gt" => Op::Gt,
+            "ge" => Op::Ge,
+            "lt" => Op::Lt,
+            "le" => Op::Le,
+            other => return Err(invalid(format!("unknown operator {other}"))),
+        };
+        let value = match self.next() {
+            Some(Token::Str(s)) => Value::Str(s),
+            Some(Token::Word(w)) if w == "true" => Value::Bool(true),
+            Some(Token::Word(w)) if w == "false" => Value::Bool(false),
+            Some(Token::Word(w)) if w == "null" => Value::Null,
+            _ => return Err(invalid("expected a quoted string, true, false or null")),
+        };
+        match (attr, &value, op) {
+            (Attr::Active, Value::Bool(_), Op::Eq | Op::Ne) | (_, Value::Null, Op::Eq | Op::Ne) => {}
+            (Attr::Active, _, _) => return Err(invalid("active compares only with eq/ne true or false")),
+            (_, Value::Str(_), _) => {}
+            _ => return Err(invalid("this attribute takes a quoted string")),
+        }
+        Ok(Filter::Compare(attr, op, value))
+    }
 }
 
-/// Parses a filter; anything outside the supported grammar is 400 `invalidFilter`.
+/// Parses a User filter; anything outside the supported grammar is 400 `invalidFilter`.
 pub fn parse(s: &str) -> Result<Filter, IdentityError> {
+    parse_for(s, Schema::User)
+}
+
+/// Parses a filter on `schema`'s attributes; anything else is 400 `invalidFilter`.
+pub fn parse_for(s: &str, schema: Schema) -> Result<Filter, IdentityError> {
     if s.len() > MAX_LEN {
         return Err(invalid("filter too long"));
     }
-    let mut p = Parser { toks: tokens(s)?, at: 0 };
+    let mut p = Parser { toks: tokens(s)?, at: 0, schema };
     let f = p.or(0)?;
     if p.at != p.toks.len() {
         return Err(invalid("unexpected text after the filter"));
@@ -284,5 +339,27 @@ mod tests {
         }
         let deep = format!("{}userName pr{}", "(".repeat(100), ")".repeat(100));
         assert!(parse(&deep).is_err(), "deep nesting is bounded");
+    }
+
+    #[test]
+    fn group_filters_name_only_group_attributes() {
+        let member = Filter::Compare(Attr::Member, Op::Eq, Value::Str("0190".into()));
+        assert_eq!(parse_for(r#"members[value eq "0190"]"#, Schema::Group).ok(), Some(member.clone()));
+        assert_eq!(parse_for(r#"members.value eq "0190""#, Schema::Group).ok(), Some(member));
+        assert_eq!(
+            parse_for(r#"displayName eq "x\" or 1=1""#, Schema::Group).ok(),
+            Some(Filter::Compare(Attr::DisplayName, Op::Eq, Value::Str("x\" or 1=1".into())))
+        );
+        for bad in [
+            r#"userName eq "a""#,
+            r#"members[value eq "a""#,
+            r#"members[value eq "a"]]"#,
+            r#"members[] eq "a""#,
+            r#"active eq true"#,
+            r#"displayName eq "x" or 1=1"#,
+        ] {
+            assert!(parse_for(bad, Schema::Group).is_err(), "{bad}");
+        }
+        assert!(parse(r#"members.value eq "a""#).is_err(), "a User has no members");
     }
 }

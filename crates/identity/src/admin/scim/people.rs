@@ -18,14 +18,12 @@ use sqlx::{Postgres, QueryBuilder};
 use store::{GlobalTx, TenantTx};
 use uuid::Uuid;
 
+use super::PROVISIONER_ROLE;
 use super::filter::{Attr, Filter, Op, Value};
 use super::tokens::Provisioner;
 use crate::admin::members;
 use crate::directory::{memberships, users};
 use crate::{EmailAddress, IdentityError, MembershipStatus, Role};
-
-/// The ceiling the identity provider acts under (see the module comment).
-const PROVISIONER_ROLE: Role = Role::Admin;
 
 /// One provisioned person as SCIM shows them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
@@ -286,6 +284,8 @@ fn column(a: Attr) -> &'static str {
         Attr::FamilyName => "s.family_name",
         Attr::Email => "e.value",
         Attr::Active => "(m.status = 'active')",
+        // Only Group filters name members (`filter::parse_for(_, Schema::Group)`): a User has none.
+        Attr::Member => "null::text",
     }
 }
 
@@ -484,13 +484,15 @@ pub async fn replace(
     Ok(after)
 }
 
-/// DELETE: the membership is suspended (sessions end on every node) and the record disappears
-/// from SCIM; the membership row stays, so the audit trail keeps naming it.
+/// DELETE: the membership is suspended (sessions end on every node), the person leaves every
+/// group (what mapped groups gave them is given back) and the record disappears from SCIM; the
+/// membership row stays, so the audit trail keeps naming it.
 pub async fn remove(tx: &mut TenantTx, p: &Provisioner, id: Uuid, expected: Option<i64>) -> Result<(), IdentityError> {
     same_org(tx, p)?;
     let before = lock_for_change(tx, id).await?;
     check_version(&before, expected)?;
     apply_active(tx, p, id, before.active, false).await?;
+    super::groups::leave_all(tx, p, id).await?;
     sqlx::query!(
         "update scim_users set deleted_at = now(), version = version + 1, updated_at = now()
           where tenant_id = $1 and user_id = $2",

@@ -1,12 +1,14 @@
 //! SCIM discovery (RFC 7644 §4): what this server claims. Everything claimed here is what the
 //! peer test (`tests/scim.rs`, scim2-tester) checks with zero failures: PATCH, filter (up to
-//! [`super::MAX_RESULTS`]), ETags; not bulk, sort or password change. Groups are not offered yet.
+//! [`super::MAX_RESULTS`]), ETags, the User and the Group resources; not bulk, sort or password
+//! change.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::groups::GROUP_SCHEMA;
 use super::{base_url, scim_json};
 use crate::AppState;
 use crate::plumbing::scim::{Scim, ScimError};
@@ -73,6 +75,39 @@ fn user_schema(base: &str) -> Value {
     })
 }
 
+fn group_schema(base: &str) -> Value {
+    // Members are provisioned people: `value` is the person's id, `$ref` their User.
+    let mut members = attr("members", "complex", false, "readWrite", "none", false);
+    members["multiValued"] = true.into();
+    let mut value = attr("value", "string", false, "immutable", "none", true);
+    value["description"] = "The id of a User of this organisation".into();
+    let mut reference = attr("$ref", "reference", false, "immutable", "none", true);
+    reference["referenceTypes"] = json!(["User"]);
+    let mut kind = attr("type", "string", false, "immutable", "none", false);
+    kind["canonicalValues"] = json!(["User"]);
+    members["subAttributes"] = json!([value, reference, kind]);
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": GROUP_SCHEMA,
+        "name": "Group",
+        "description": "A group of the identity provider; a mapped one gives its people a role and/or a department",
+        "attributes": [attr("displayName", "string", true, "readWrite", "server", false), members],
+        "meta": meta(base, "Schema", &format!("Schemas/{GROUP_SCHEMA}")),
+    })
+}
+
+fn group_type(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "Groups of people of the organisation",
+        "schema": GROUP_SCHEMA,
+        "meta": meta(base, "ResourceType", "ResourceTypes/Group"),
+    })
+}
+
 fn user_type(base: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
@@ -96,7 +131,8 @@ pub async fn service_provider_config(State(state): State<AppState>, _: Scim, hea
 
 /// `GET /scim/v2/ResourceTypes`
 pub async fn resource_types(State(state): State<AppState>, _: Scim, headers: HeaderMap) -> Response {
-    scim_json(axum::http::StatusCode::OK, &list(vec![user_type(&base_url(&state, &headers))]), None)
+    let base = base_url(&state, &headers);
+    scim_json(axum::http::StatusCode::OK, &list(vec![user_type(&base), group_type(&base)]), None)
 }
 
 /// `GET /scim/v2/ResourceTypes/{id}`
@@ -106,15 +142,19 @@ pub async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    if id != "User" {
-        return Err(ScimError::not_found());
-    }
-    Ok(scim_json(axum::http::StatusCode::OK, &user_type(&base_url(&state, &headers)), None))
+    let base = base_url(&state, &headers);
+    let found = match id.as_str() {
+        "User" => user_type(&base),
+        "Group" => group_type(&base),
+        _ => return Err(ScimError::not_found()),
+    };
+    Ok(scim_json(axum::http::StatusCode::OK, &found, None))
 }
 
 /// `GET /scim/v2/Schemas`
 pub async fn schemas(State(state): State<AppState>, _: Scim, headers: HeaderMap) -> Response {
-    scim_json(axum::http::StatusCode::OK, &list(vec![user_schema(&base_url(&state, &headers))]), None)
+    let base = base_url(&state, &headers);
+    scim_json(axum::http::StatusCode::OK, &list(vec![user_schema(&base), group_schema(&base)]), None)
 }
 
 /// `GET /scim/v2/Schemas/{id}`
@@ -124,10 +164,13 @@ pub async fn schema(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    if id != USER_SCHEMA {
-        return Err(ScimError::not_found());
-    }
-    Ok(scim_json(axum::http::StatusCode::OK, &user_schema(&base_url(&state, &headers)), None))
+    let base = base_url(&state, &headers);
+    let found = match id.as_str() {
+        USER_SCHEMA => user_schema(&base),
+        GROUP_SCHEMA => group_schema(&base),
+        _ => return Err(ScimError::not_found()),
+    };
+    Ok(scim_json(axum::http::StatusCode::OK, &found, None))
 }
 
 /// `POST /scim/v2/.search`: searching several resource types at once is not offered (501).

@@ -4,6 +4,7 @@
 //! error bodies; writes honour `If-Match` (412 on a stale version) and answer an `ETag`.
 
 pub(crate) mod discovery;
+pub(crate) mod groups;
 pub(crate) mod patch;
 pub(crate) mod users;
 

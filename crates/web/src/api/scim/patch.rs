@@ -30,9 +30,9 @@ pub(crate) enum Kind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Operation {
-    kind: Kind,
-    path: Option<String>,
-    value: Option<Value>,
+    pub(crate) kind: Kind,
+    pub(crate) path: Option<String>,
+    pub(crate) value: Option<Value>,
 }
 
 fn invalid_path(why: impl Into<String>) -> ScimError {

@@ -63,7 +63,7 @@ pub(crate) fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Va
     obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v).filter(|v| !v.is_null())
 }
 
-fn text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ScimError> {
+pub(crate) fn text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ScimError> {
     match field(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -131,14 +131,15 @@ fn names(list: &str) -> Vec<String> {
     list.split(',')
         .map(|a| {
             let a = a.trim().to_ascii_lowercase();
-            let a = a.strip_prefix(&format!("{}:", USER_SCHEMA.to_ascii_lowercase())).map(str::to_owned).unwrap_or(a);
+            // `urn:…:User:name.givenName`, `urn:…:Group:members`: the attribute after the URN.
+            let a = if a.starts_with("urn:") { a.rsplit(':').next().unwrap_or_default().to_owned() } else { a };
             a.split('.').next().unwrap_or_default().to_owned()
         })
         .filter(|a| !a.is_empty())
         .collect()
 }
 
-fn shaped(mut v: Value, shape: &Shape) -> Value {
+pub(crate) fn shaped(mut v: Value, shape: &Shape) -> Value {
     let Some(o) = v.as_object_mut() else { return v };
     if let Some(keep) = shape.attributes.as_deref().map(names) {
         o.retain(|k, _| k == "id" || k == "schemas" || keep.contains(&k.to_ascii_lowercase()));
@@ -148,11 +149,11 @@ fn shaped(mut v: Value, shape: &Shape) -> Value {
     v
 }
 
-fn id(raw: &str) -> Result<uuid::Uuid, ScimError> {
+pub(crate) fn id(raw: &str) -> Result<uuid::Uuid, ScimError> {
     uuid::Uuid::try_parse(raw).map_err(|_| ScimError::not_found())
 }
 
-fn body_json(body: &[u8]) -> Result<Value, ScimError> {
+pub(crate) fn body_json(body: &[u8]) -> Result<Value, ScimError> {
     access::json::<Value>(body).map_err(|e| ScimError::new(StatusCode::BAD_REQUEST, Some("invalidSyntax"), e.message))
 }
 
@@ -197,14 +198,14 @@ pub async fn get(
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
-    filter: Option<String>,
-    start_index: Option<String>,
-    count: Option<String>,
+    pub(crate) filter: Option<String>,
+    pub(crate) start_index: Option<String>,
+    pub(crate) count: Option<String>,
     #[serde(flatten)]
-    shape: Shape,
+    pub(crate) shape: Shape,
 }
 
-fn number(raw: Option<&str>, what: &str, default: i64) -> Result<i64, ScimError> {
+pub(crate) fn number(raw: Option<&str>, what: &str, default: i64) -> Result<i64, ScimError> {
     raw.map_or(Ok(default), |r| {
         r.trim().parse::<i64>().map_err(|_| ScimError::invalid_value(format!("{what} must be a whole number")))
     })
