@@ -1,4 +1,4 @@
-//! The benchmarks that go through a real server (`files`, `deals`, `half-open`), run at a tiny
+//! The benchmarks that go through a real server (`files`, `deals`, `half-open`, `crash`), run at a tiny
 //! size against the `countersign` binary Cargo built for this test: a benchmark that no longer
 //! matches today's schema, routes or answers fails here (each checks what the server answers:
 //! statuses, sizes, SHA-256, every downloaded byte, the export's row count, pgbench's exit). Only that it runs is tested; the
@@ -58,4 +58,20 @@ async fn the_half_open_benchmark_runs_at_a_tiny_size() {
         server(),
     ]);
     countersign_bench::half_open::run(args).await.expect("the half-open benchmark runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crash_benchmark_loses_no_acknowledged_write_at_a_tiny_size() {
+    let args = countersign_bench::crash::Args::parse_from([
+        "crash",
+        "--runs",
+        "2",
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--server",
+        server(),
+    ]);
+    countersign_bench::crash::run(args).await.expect("no acknowledged write is lost and the ledger verifies");
 }

@@ -3,12 +3,13 @@
 //! in unit tests (shared machines are noisy).
 //!
 //! A library so the suite can run benchmarks at a tiny size (`tests/bench_smoke.rs`: `files`,
-//! `deals` and `half-open`): a benchmark that no longer runs against today's schema and routes fails there,
+//! `deals`, `half-open` and `crash`): a benchmark that no longer runs against today's schema and routes fails there,
 //! not on the day someone wants its figures.
 
 pub mod approvals;
 pub mod audit_ledger;
 pub mod authz_decision;
+pub mod crash;
 pub mod deals;
 pub mod files;
 pub mod fixture;

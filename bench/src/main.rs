@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use countersign_bench::{
-    approvals, audit_ledger, authz_decision, deals, files, half_open, inbox, login, revocation, tenant_read,
+    approvals, audit_ledger, authz_decision, crash, deals, files, half_open, inbox, login, revocation, tenant_read,
 };
 
 #[derive(Parser)]
@@ -39,6 +39,9 @@ enum Bench {
     /// A normal client's latency beside 500 connections that sent half a request head, vs alone
     /// in the same run (target: p99 no more than 2x).
     HalfOpen(half_open::Args),
+    /// `kill -9` of a real server under write load, then a restart: acknowledged writes lost
+    /// (target: 0 over 3 runs) and `audit verify` after each.
+    Crash(crash::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -54,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Files(args) => files::run(args).await,
         Bench::Deals(args) => deals::run(args).await,
         Bench::HalfOpen(args) => half_open::run(args).await,
+        Bench::Crash(args) => crash::run(args).await,
     }
 }

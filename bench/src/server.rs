@@ -78,6 +78,13 @@ impl Server {
         Ok(Self { child, pid, base: format!("http://{addr}") })
     }
 
+    /// `kill -9`: the process gets no chance to finish anything.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        let _ = std::process::Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        self.child.wait().await?;
+        Ok(())
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
         if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
