@@ -91,9 +91,7 @@ async fn run_with_store(
         }
         AuditCommand::Checkpoint => {
             let key = signing_key(key)?;
-            let mut tx = store.bypass("cli:audit-checkpoint", "sign audit checkpoints on demand").await?;
-            let cps = audit::checkpoint::checkpoint_all(&mut tx, &key).await?;
-            tx.commit().await?;
+            let cps = audit::checkpoint::checkpoint_all(store, &key).await?;
             for c in &cps {
                 println!("signed {} seq {} hash {}", c.chain, c.seq, hex_short(&c.hash));
             }

@@ -78,6 +78,53 @@ async fn audit_verify_exits_3_naming_tenant_and_first_bad_seq() {
     assert!(other.status.success(), "{}", text(&other));
 }
 
+/// `audit checkpoint` signs every head that moved: tenant chains (in an audited bypass) and the
+/// platform chain (whose checkpoints only an identity-scope transaction may insert: a bypass is
+/// refused there, which once made the whole command fail with "cross-tenant access refused"),
+/// and a second run signs nothing that did not move.
+#[tokio::test]
+async fn audit_checkpoint_signs_the_moved_tenant_and_platform_heads_and_only_what_moved_again() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let cli = Cli::new(&db);
+    let who = common::who();
+    let event = |kind: &str| {
+        audit::Event::new(kind, audit::Entity::new("test", Some("x".into())).expect("entity"), audit::Changes::none())
+            .expect("event")
+    };
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tx");
+    audit::record_by(&mut tx, &who, &event("test.moved")).await.expect("tenant event");
+    tx.commit().await.expect("commit");
+    let mut g = db.store.global_tx().await.expect("global");
+    audit::record_platform(g.conn(), &who.actor, &who.origin, &event("test.platform_moved")).await.expect("platform");
+    g.commit().await.expect("commit");
+
+    let mut admin = db.admin_conn().await;
+    let (head, signed): (i64, Option<i64>) = sqlx::query_as(
+        "select h.seq, (select max(c.seq) from audit_checkpoints c where c.tenant_id = h.tenant_id)
+           from audit_heads h where h.tenant_id = $1",
+    )
+    .bind(a.id.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("head");
+    assert!(signed.is_none_or(|s| s < head), "the head {head} is already signed ({signed:?})");
+
+    let o = cli.run(&["audit", "checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains(&format!("signed {} seq", a.id)), "{}", text(&o));
+    assert!(out.contains("signed platform seq"), "{out}");
+    let again = cli.run(&["audit", "checkpoint"]);
+    assert!(again.status.success(), "{}", text(&again));
+    // Nothing moved in alpha's chain since; the platform chain did (the bypass that listed the
+    // organisations is itself on record there), so only it may be signed again.
+    let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(!again_out.contains(&a.id.to_string()), "{again_out}");
+    let verify = cli.run(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
+
 #[tokio::test]
 async fn audit_export_and_bundle_round_trip_through_the_binary() {
     let db = TestDb::new().await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
-use store::{BypassTx, Store, TenantId, TenantTx};
+use store::{Store, TenantId, TenantTx};
 
 use crate::append::dirty;
 use crate::{AuditError, CheckpointKey};
@@ -88,7 +88,9 @@ pub async fn checkpoint_tenant(tx: &mut TenantTx, key: &CheckpointKey) -> Result
     Ok(Some(cp))
 }
 
-/// Signs the platform chain's head if it moved. Needs no bypass.
+/// Signs the platform chain's head if it moved. Needs no bypass, but the identity scope: pass
+/// `GlobalTx::conn()` (the platform checkpoints' insert policy admits only that; a bypass
+/// transaction is refused).
 pub async fn checkpoint_platform(
     conn: &mut PgConnection,
     key: &CheckpointKey,
@@ -117,24 +119,27 @@ pub async fn checkpoint_platform(
     Ok(Some(cp))
 }
 
-/// Every chain whose head moved, across tenants (on demand: `countersign audit checkpoint`).
-pub async fn checkpoint_all(tx: &mut BypassTx, key: &CheckpointKey) -> Result<Vec<Checkpoint>, AuditError> {
-    let heads = sqlx::query!(
-        r#"select h.tenant_id, h.seq, h.hash from audit_heads h
-            where h.seq > coalesce((select max(c.seq) from audit_checkpoints c where c.tenant_id = h.tenant_id), 0)
-            order by h.tenant_id"#
-    )
-    .fetch_all(tx.conn())
-    .await?;
-    let mut out = Vec::with_capacity(heads.len() + 1);
-    for h in heads {
-        let cp = sign(key, &h.tenant_id.to_string(), h.seq, h.hash);
-        store_tenant_checkpoint(tx.conn(), h.tenant_id, &cp).await?;
-        out.push(cp);
+/// Every chain whose head moved, now (`countersign audit checkpoint`): the organisations are
+/// listed in an audited bypass, each chain is signed in its own tenant transaction (as the
+/// server's checkpointer does), and the platform chain in a global transaction (its checkpoints
+/// admit only the identity scope).
+pub async fn checkpoint_all(store: &Store, key: &CheckpointKey) -> Result<Vec<Checkpoint>, AuditError> {
+    let mut b = store.bypass("cli:audit-checkpoint", "list the organisations whose chains to sign").await?;
+    let tenants: Vec<uuid::Uuid> =
+        sqlx::query_scalar::<_, uuid::Uuid>("select id from tenants order by id").fetch_all(b.conn()).await?;
+    b.commit().await?;
+    let mut out = Vec::with_capacity(tenants.len() + 1);
+    for t in tenants {
+        let tenant = TenantId::from_uuid(t).map_err(|e| AuditError::Malformed(e.to_string()))?;
+        let mut tx = store.tenant_tx(tenant).await?;
+        let cp = checkpoint_tenant(&mut tx, key).await?;
+        tx.commit().await?;
+        out.extend(cp);
     }
-    if let Some(cp) = checkpoint_platform(tx.conn(), key).await? {
-        out.push(cp);
-    }
+    let mut g = store.global_tx().await?;
+    let cp = checkpoint_platform(g.conn(), key).await?;
+    g.commit().await?;
+    out.extend(cp);
     Ok(out)
 }
 
