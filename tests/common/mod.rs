@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod oidc;
+pub mod saml;
 pub mod venv;
 
 pub use app::{Answer, Client, TestApp, roomy_limits};
