@@ -190,7 +190,8 @@ pub async fn acs(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let organisation = organisation.to_ascii_lowercase();
-    let f = Fields::parse(&body)?;
+    // The response is a whole document, bounded and parsed by `saml::acs`.
+    let f = Fields::parse_with_documents(&body, &["SAMLResponse"])?;
     let kept = cookie(&headers, SAML_COOKIE).unwrap_or_default();
     let (binding, next) = kept.split_once('.').unwrap_or((kept.as_str(), ""));
     let next = local_path(&crate::plumbing::edge::decode(next));

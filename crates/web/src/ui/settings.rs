@@ -537,7 +537,8 @@ pub async fn set_saml(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let f = Fields::parse(&body)?;
+    // The metadata is a whole document, bounded and parsed by `saml_config::put`.
+    let f = Fields::parse_with_documents(&body, &["metadata_xml"])?;
     let metadata_xml = f.get("metadata_xml").trim().to_owned();
     let domains = f.get("domains").to_owned();
     let new = identity::signin::saml_config::NewSamlConfig {
