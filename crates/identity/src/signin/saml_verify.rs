@@ -14,6 +14,7 @@
 //!   a bearer `SubjectConfirmationData` whose `Recipient` is our ACS, whose `InResponseTo` is a
 //!   request this browser started and whose `NotOnOrAfter` has not passed; the response's
 //!   `Destination` our ACS. Times allow [`CLOCK_SKEW_SECS`] of skew.
+//!
 //! IdP-initiated responses (no `InResponseTo`) are refused.
 
 use std::collections::HashSet;
@@ -313,7 +314,7 @@ pub(crate) fn verify(metadata: &EntityDescriptor, xml: &str, e: &Expect<'_>) -> 
         return Err(refused("saml_recipient_mismatch", "the assertion's recipient is not this organisation's ACS"));
     }
     let in_response_to = confirmation.in_response_to.clone().unwrap_or_default();
-    if !e.request_ids.iter().any(|r| *r == in_response_to) {
+    if !e.request_ids.contains(&in_response_to) {
         return Err(refused("saml_in_response_to_mismatch", "the assertion answers no request this browser made"));
     }
     let confirm_until = confirmation
