@@ -30,6 +30,8 @@ use crate::IdentityError;
 pub const CLOCK_SKEW_SECS: i64 = 120;
 /// The largest response accepted (decoded).
 pub const MAX_RESPONSE_BYTES: usize = 128 * 1024;
+/// The most attributes and namespace declarations one element may carry.
+const MAX_ATTRIBUTES: usize = 32;
 
 const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -151,6 +153,11 @@ fn check_shape(xml: &str, acs_url: &str) -> Result<(), IdentityError> {
         }
         if !n.is_element_node() {
             continue;
+        }
+        // No SAML element needs more; it also bounds quick-xml's per-tag work inside samael
+        // (RUSTSEC-2026-0194/0195, .cargo/audit.toml).
+        if n.get_properties().len() + n.get_namespace_declarations().len() > MAX_ATTRIBUTES {
+            return Err(refused("saml_response_malformed", "an element carries too many attributes"));
         }
         if let Some(id) = n.get_attribute("ID")
             && !ids.insert(id)
