@@ -190,6 +190,17 @@ async fn every_tenant_table_refuses_cross_tenant_reads_and_writes() {
         .execute(&mut admin)
         .await
         .expect("oidc config");
+        // SAML (rows only): an IdP, a request in flight, an assertion seen.
+        for sql in [
+            "insert into saml_configs (tenant_id, id, idp_entity_id, sso_url, metadata_xml, signing_certs, allowed_domains)
+             values ($1, gen_random_uuid(), 'https://idp.example/metadata', 'https://idp.example/sso', '<md/>', 1, '{x.example}')",
+            "insert into saml_requests (tenant_id, id, request_id, binding_hash, expires_at)
+             values ($1, gen_random_uuid(), '_' || encode(sha256(gen_random_uuid()::text::bytea), 'hex'), sha256('b'), now() + interval '10 minutes')",
+            "insert into saml_assertions_seen (tenant_id, id, issuer, assertion_id, keep_until)
+             values ($1, gen_random_uuid(), 'https://idp.example/metadata', 'id-1', now() + interval '10 minutes')",
+        ] {
+            sqlx::query(sql).bind(t.as_uuid()).execute(&mut admin).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
 
     let tables = tenant_tables(&mut admin).await;

@@ -7,6 +7,7 @@ pub mod tools;
 
 pub mod app;
 pub mod oidc;
+pub mod saml;
 pub mod venv;
 
 pub use app::{Answer, Client, TestApp, roomy_limits};
@@ -692,6 +693,8 @@ pub fn page_filters(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str
         (r"sha384-[A-Za-z0-9+/=]+", "sha384-[sri]"),
         (r#"value="[0-9a-f]{64}""#, r#"value="[csrf]""#),
         (r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", "[moment]"),
+        // The test server's own address (a free port), e.g. in the SAML SP's URLs.
+        (r"http://127\.0\.0\.1:\d+", "http://[server]"),
     ];
     filters.extend_from_slice(extra);
     filters

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
-    members, mfa, oidc, openapi, portals, programs, scim, scim_mappings, scim_tokens, security, sessions,
+    members, mfa, oidc, openapi, portals, programs, saml, scim, scim_mappings, scim_tokens, security, sessions,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -56,6 +56,8 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .get("/settings/oidc", Org(Action::SettingsManage), oidc::get)
         .put("/settings/oidc", Org(Action::SettingsManage), oidc::put)
         .post("/settings/oidc/test", Org(Action::SettingsManage), oidc::test)
+        .get("/settings/saml", Org(Action::SettingsManage), saml::get)
+        .put("/settings/saml", Org(Action::SettingsManage), saml::put)
         .get("/settings/approvals", Domain(&[Action::SettingsManage]), documents::get_thresholds)
         .put("/settings/approvals", Domain(&[Action::SettingsManage]), documents::set_threshold)
         .get("/audit/events", Org(Action::AuditRead), audit::events)
@@ -236,6 +238,10 @@ fn page_routes(r: Routes) -> Routes {
         // Single sign-on (issue 18): the start spends the sign-in budget like a password post.
         .get("/sign-in/sso", SignIn, ui::sso::start)
         .get("/sign-in/sso/callback", SignIn, ui::sso::callback)
+        // SAML 2.0 (issue 18): the SP metadata is public; the ACS is a sign-in (the IdP's POST).
+        .get("/sign-in/saml", SignIn, ui::saml::start)
+        .get("/saml/{organisation}/metadata", Public("the organisation's SP metadata: URLs only"), ui::saml::metadata)
+        .post("/saml/{organisation}/acs", SignIn, ui::saml::acs)
         .post("/sign-out", Own, ui::sign_in::sign_out)
         .get("/documents", Domain(&[Action::DocumentRead]), ui::inbox::all)
         .get("/documents/new", Domain(&[Action::DocumentCreate]), ui::documents::new)
@@ -290,6 +296,7 @@ fn page_routes(r: Routes) -> Routes {
         .post("/settings/joining", Org(Action::SettingsManage), ui::settings::set_joining)
         .post("/settings/sso", Org(Action::SettingsManage), ui::settings::set_sso)
         .post("/settings/sso/test", Org(Action::SettingsManage), ui::settings::test_sso)
+        .post("/settings/saml", Org(Action::SettingsManage), ui::settings::set_saml)
         .get("/settings/scim", Org(Action::SettingsManage), ui::scim::show)
         .post("/settings/scim", Org(Action::SettingsManage), ui::scim::create)
         .post("/settings/scim/{id}/revoke", Org(Action::SettingsManage), ui::scim::revoke)

@@ -105,6 +105,16 @@ pub enum FirstFactor {
     EmailCode,
     /// The organisation's OpenID Connect provider vouched for the person ([`crate::signin::oidc`]).
     Sso,
+    /// The organisation's SAML identity provider vouched for the person ([`crate::signin::saml`]).
+    Saml,
+}
+
+impl FirstFactor {
+    /// An identity provider's sign-in (OpenID Connect or SAML).
+    #[must_use]
+    pub fn is_sso(self) -> bool {
+        matches!(self, Self::Sso | Self::Saml)
+    }
 }
 
 fn aad(user: Uuid) -> Vec<u8> {
@@ -497,10 +507,10 @@ pub async fn after_first_factor(
     tx.commit().await?;
     let (required, sso_only, break_glass) =
         rule.map_or((false, false, false), |r| (r.require_mfa, r.sso_only, r.break_glass));
-    if sso_only && first != FirstFactor::Sso {
+    if sso_only && !first.is_sso() {
         return Err(IdentityError::Unauthenticated);
     }
-    let required = required || (break_glass && first != FirstFactor::Sso);
+    let required = required || (break_glass && !first.is_sso());
     let mut g = store.global_tx().await?;
     let u = sqlx::query!(
         r#"select email::text as "email!", platform_admin,
@@ -523,6 +533,7 @@ pub async fn after_first_factor(
             FirstFactor::Password => "password",
             FirstFactor::EmailCode => "email_code",
             FirstFactor::Sso => "oidc",
+            FirstFactor::Saml => "saml",
         };
         return auth.open_session(store, tenant, user, origin, method).await.map(LoginOutcome::Issued);
     }

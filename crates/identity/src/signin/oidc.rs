@@ -252,7 +252,7 @@ impl Sso {
             }
             let person =
                 self.verify(store, factors, tenant, &flow.nonce, &flow.pkce_verifier, &flow.redirect_uri, code).await?;
-            self.sign_in(auth, store, factors, tenant, &person, origin).await
+            sign_in_person(auth, store, factors, tenant, &person, origin, Via::Oidc).await
         }
         .await;
         if let Err(IdentityError::Forbidden { code, reason }) = &result {
@@ -369,134 +369,177 @@ impl Sso {
             mapping: config.group_mapping.clone(),
         })
     }
+}
 
-    async fn sign_in(
-        &self,
-        auth: &Authenticator,
-        store: &Store,
-        factors: Factors<'_>,
-        tenant: TenantId,
-        p: &Person,
-        origin: &Origin,
-    ) -> Result<LoginOutcome, IdentityError> {
-        let mut g = store.global_tx().await?;
-        let linked = sqlx::query_scalar!(
-            "select user_id from oidc_identities where issuer = $1 and subject = $2",
-            p.issuer,
-            p.subject
-        )
-        .fetch_optional(g.conn())
-        .await?;
-        let mut provisioned = false;
-        let user = if let Some(u) = linked {
-            u
-        } else {
-            // Linked once, by the verified address: an account found by it gets this identity
-            // (unless it already has another subject at this issuer); a new person is created.
-            let user = match users::find_by_email(&mut g, &p.email).await? {
-                Some(u) => u.id,
-                None => {
-                    provisioned = true;
-                    let who = audit::Who::new(Actor::system("auth:oidc"), origin.clone());
-                    users::create(&mut g, &who, &p.email, &p.name).await?.id
-                }
-            };
-            let inserted = sqlx::query!(
-                "insert into oidc_identities (issuer, subject, user_id, organisation_id) values ($1, $2, $3, $4)
-                 on conflict do nothing",
-                p.issuer,
-                p.subject,
-                user,
-                tenant.as_uuid()
-            )
-            .execute(g.conn())
-            .await?
-            .rows_affected();
-            if inserted != 1 {
-                drop(g); // rolls back: no account was created or changed
-                return Err(refused(
-                    "oidc_identity_conflict",
-                    "this account is already linked to another identity at this provider",
-                ));
+/// Which single sign-on vouched for a person: it names the audit actor, the session's method
+/// and the refusal codes of the shared sign-in path ([`sign_in_person`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Oidc,
+    Saml,
+}
+
+impl Via {
+    fn actor(self) -> &'static str {
+        match self {
+            Self::Oidc => "auth:oidc",
+            Self::Saml => "auth:saml",
+        }
+    }
+
+    fn first_factor(self) -> FirstFactor {
+        match self {
+            Self::Oidc => FirstFactor::Sso,
+            Self::Saml => FirstFactor::Saml,
+        }
+    }
+
+    fn idp_mfa_method(self) -> &'static str {
+        match self {
+            Self::Oidc => "oidc+idp_mfa",
+            Self::Saml => "saml+idp_mfa",
+        }
+    }
+
+    fn code(self, what: &str) -> &'static str {
+        match (self, what) {
+            (Self::Oidc, "identity_conflict") => "oidc_identity_conflict",
+            (Self::Oidc, "no_membership") => "oidc_no_membership",
+            (Self::Oidc, _) => "oidc_membership_pending",
+            (Self::Saml, "identity_conflict") => "saml_identity_conflict",
+            (Self::Saml, "no_membership") => "saml_no_membership",
+            (Self::Saml, _) => "saml_membership_pending",
+        }
+    }
+}
+
+/// Links (once, by the verified address) or finds the account the provider vouched for, applies
+/// the organisation's joining rules, and opens the session (or the second step) — the one path
+/// both OpenID Connect and SAML sign-ins end in.
+#[allow(clippy::too_many_lines)]
+pub(crate) async fn sign_in_person(
+    auth: &Authenticator,
+    store: &Store,
+    factors: Factors<'_>,
+    tenant: TenantId,
+    p: &Person,
+    origin: &Origin,
+    via: Via,
+) -> Result<LoginOutcome, IdentityError> {
+    let mut g = store.global_tx().await?;
+    let linked = sqlx::query_scalar!(
+        "select user_id from oidc_identities where issuer = $1 and subject = $2",
+        p.issuer,
+        p.subject
+    )
+    .fetch_optional(g.conn())
+    .await?;
+    let mut provisioned = false;
+    let user = if let Some(u) = linked {
+        u
+    } else {
+        // Linked once, by the verified address: an account found by it gets this identity
+        // (unless it already has another subject at this issuer); a new person is created.
+        let user = match users::find_by_email(&mut g, &p.email).await? {
+            Some(u) => u.id,
+            None => {
+                provisioned = true;
+                let who = audit::Who::new(Actor::system(via.actor()), origin.clone());
+                users::create(&mut g, &who, &p.email, &p.name).await?.id
             }
-            sqlx::query!(
-                "update users set email_verified_at = now() where id = $1 and email_verified_at is null",
-                user
-            )
+        };
+        let inserted = sqlx::query!(
+            "insert into oidc_identities (issuer, subject, user_id, organisation_id) values ($1, $2, $3, $4)
+             on conflict do nothing",
+            p.issuer,
+            p.subject,
+            user,
+            tenant.as_uuid()
+        )
+        .execute(g.conn())
+        .await?
+        .rows_affected();
+        if inserted != 1 {
+            drop(g); // rolls back: no account was created or changed
+            return Err(refused(
+                via.code("identity_conflict"),
+                "this account is already linked to another identity at this provider",
+            ));
+        }
+        sqlx::query!("update users set email_verified_at = now() where id = $1 and email_verified_at is null", user)
             .execute(g.conn())
             .await?;
-            let event = Event::new(
-                "auth.sso_linked",
-                Entity::of("user", user)?,
-                Changes::none()
-                    .field("issuer", None::<&str>, p.issuer.as_str())
-                    .field("subject", None::<&str>, p.subject.as_str())
-                    .field("organisation_id", None::<Uuid>, tenant.as_uuid()),
-            )?
-            .with_reason(if provisioned {
-                "provisioned by single sign-on"
-            } else {
-                "linked by verified email"
-            })?;
-            audit::record_platform(g.conn(), &Actor::system("auth:oidc"), origin, &event).await?;
-            user
-        };
-        // The organisation's joining rules, as for any newly verified address.
-        let joined = joining::after_email_verified(&mut g, user).await?;
-        g.commit().await?;
+        let event = Event::new(
+            "auth.sso_linked",
+            Entity::of("user", user)?,
+            Changes::none()
+                .field("issuer", None::<&str>, p.issuer.as_str())
+                .field("subject", None::<&str>, p.subject.as_str())
+                .field("organisation_id", None::<Uuid>, tenant.as_uuid()),
+        )?
+        .with_reason(if provisioned {
+            "provisioned by single sign-on"
+        } else {
+            "linked by verified email"
+        })?;
+        audit::record_platform(g.conn(), &Actor::system(via.actor()), origin, &event).await?;
+        user
+    };
+    // The organisation's joining rules, as for any newly verified address.
+    let joined = joining::after_email_verified(&mut g, user).await?;
+    g.commit().await?;
 
-        let mut tx = store.tenant_tx(tenant).await?;
-        if linked.is_none() {
-            let event = Event::new(
-                "auth.sso_linked",
-                Entity::of("user", user)?,
-                Changes::none().field("issuer", None::<&str>, p.issuer.as_str()).field(
-                    "subject",
-                    None::<&str>,
-                    p.subject.as_str(),
-                ),
-            )?
-            .with_reason(if provisioned {
-                "provisioned by single sign-on"
-            } else {
-                "linked by verified email"
-            })?;
-            audit::record(&mut tx, &Actor::system("auth:oidc"), origin, &event).await?;
-        }
-        let membership = sqlx::query!(
-            "select id, status from memberships where user_id = $1 and deleted_at is null
-                and valid_from <= now() and (valid_until is null or valid_until > now())",
-            user
-        )
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(membership) = membership else {
-            tx.commit().await?;
-            return Err(refused(
-                "oidc_no_membership",
-                "you are not a member of this organisation; ask its administrator",
-            ));
-        };
-        if membership.status == MembershipStatus::Pending.as_str() {
-            tx.commit().await?;
-            return Err(refused(
-                "oidc_membership_pending",
-                "your request to join waits for an administrator's approval",
-            ));
-        }
-        let just_joined = joined.iter().any(|(t, s)| *t == tenant && *s == MembershipStatus::Active);
-        if just_joined {
-            apply_groups(&mut tx, membership.id, p, origin).await?;
-        }
-        tx.commit().await?;
-
-        if p.idp_mfa {
-            // The provider asserted more than one factor: honoured, unless passwords'
-            // break-glass rules say otherwise (they do not apply to SSO).
-            return auth.open_session(store, tenant, user, origin, "oidc+idp_mfa").await.map(LoginOutcome::Issued);
-        }
-        mfa::after_first_factor(auth, store, factors, tenant, user, FirstFactor::Sso, origin).await
+    let mut tx = store.tenant_tx(tenant).await?;
+    if linked.is_none() {
+        let event = Event::new(
+            "auth.sso_linked",
+            Entity::of("user", user)?,
+            Changes::none().field("issuer", None::<&str>, p.issuer.as_str()).field(
+                "subject",
+                None::<&str>,
+                p.subject.as_str(),
+            ),
+        )?
+        .with_reason(if provisioned {
+            "provisioned by single sign-on"
+        } else {
+            "linked by verified email"
+        })?;
+        audit::record(&mut tx, &Actor::system(via.actor()), origin, &event).await?;
     }
+    let membership = sqlx::query!(
+        "select id, status from memberships where user_id = $1 and deleted_at is null
+            and valid_from <= now() and (valid_until is null or valid_until > now())",
+        user
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(membership) = membership else {
+        tx.commit().await?;
+        return Err(refused(
+            via.code("no_membership"),
+            "you are not a member of this organisation; ask its administrator",
+        ));
+    };
+    if membership.status == MembershipStatus::Pending.as_str() {
+        tx.commit().await?;
+        return Err(refused(
+            via.code("membership_pending"),
+            "your request to join waits for an administrator's approval",
+        ));
+    }
+    let just_joined = joined.iter().any(|(t, s)| *t == tenant && *s == MembershipStatus::Active);
+    if just_joined {
+        apply_groups(&mut tx, membership.id, p, origin, via).await?;
+    }
+    tx.commit().await?;
+
+    if p.idp_mfa {
+        // The provider asserted more than one factor: honoured, unless passwords'
+        // break-glass rules say otherwise (they do not apply to SSO).
+        return auth.open_session(store, tenant, user, origin, via.idp_mfa_method()).await.map(LoginOutcome::Issued);
+    }
+    mfa::after_first_factor(auth, store, factors, tenant, user, via.first_factor(), origin).await
 }
 
 type OidcClient = openidconnect::core::CoreClient<
@@ -509,14 +552,14 @@ type OidcClient = openidconnect::core::CoreClient<
 >;
 
 /// A person as the provider vouched for them.
-struct Person {
-    issuer: String,
-    subject: String,
-    email: EmailAddress,
-    name: String,
-    groups: Vec<String>,
-    idp_mfa: bool,
-    mapping: std::collections::BTreeMap<String, oidc_config::GroupGrant>,
+pub(crate) struct Person {
+    pub issuer: String,
+    pub subject: String,
+    pub email: EmailAddress,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub idp_mfa: bool,
+    pub mapping: std::collections::BTreeMap<String, oidc_config::GroupGrant>,
 }
 
 /// `true` or `"true"` (some providers send the string).
@@ -544,6 +587,7 @@ async fn apply_groups(
     membership: Uuid,
     p: &Person,
     origin: &Origin,
+    via: Via,
 ) -> Result<(), IdentityError> {
     let Some((group, grant)) = p.mapping.iter().find(|(g, _)| p.groups.contains(g)) else { return Ok(()) };
     if grant.role == Role::Owner {
@@ -574,7 +618,7 @@ async fn apply_groups(
             .field("department_id", None::<Uuid>, department)
             .field("group", None::<&str>, group.as_str()),
     )?;
-    audit::record(tx, &Actor::system("auth:oidc"), origin, &event).await?;
+    audit::record(tx, &Actor::system(via.actor()), origin, &event).await?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod oidc;
 pub mod openapi;
 pub(crate) mod portals;
 pub(crate) mod programs;
+pub(crate) mod saml;
 pub(crate) mod scim;
 pub(crate) mod scim_mappings;
 pub(crate) mod scim_tokens;

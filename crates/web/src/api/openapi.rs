@@ -93,12 +93,14 @@ enum Success {
 #[allow(clippy::too_many_lines)]
 fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
     use crate::api::oidc::ConnectionTest;
+    use crate::api::saml::SamlSettings;
     use crate::api::{
         api_keys as keys, departments as depts, documents as docs, files as fls, health, invitations as inv,
         ip_allowlist as ipl, joining, me, members as mem, mfa, portals, scim_tokens, sessions as sess, sign_in,
     };
     use Success::{NoContent, OneOf, Text};
     use identity::signin::oidc_config::{NewOidcConfig, OidcConfig};
+    use identity::signin::saml_config::NewSamlConfig;
     let json = |status: &'static str, shape: Shape| Success::Json(status, Box::new(shape));
     let sign_in = || OneOf("200", vec![of::<sign_in::TokenResponse>(), of::<sign_in::MfaRequired<'static>>()]);
     let p = path.trim_start_matches("/api/v1");
@@ -137,6 +139,8 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("GET", "/settings/oidc") => (None, json("200", of::<OidcConfig>())),
         ("PUT", "/settings/oidc") => (Some(of::<NewOidcConfig>()), json("200", of::<OidcConfig>())),
         ("POST", "/settings/oidc/test") => (None, json("200", of::<ConnectionTest>())),
+        ("GET", "/settings/saml") => (None, json("200", of::<SamlSettings>())),
+        ("PUT", "/settings/saml") => (Some(of::<NewSamlConfig>()), json("200", of::<SamlSettings>())),
         ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
         ("PUT", "/settings/approvals") => {
             (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))
@@ -447,6 +451,8 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/settings/oidc") => "getOidcConfig",
         ("PUT", "/settings/oidc") => "setOidcConfig",
         ("POST", "/settings/oidc/test") => "testOidcConnection",
+        ("GET", "/settings/saml") => "getSamlConfig",
+        ("PUT", "/settings/saml") => "setSamlConfig",
         ("GET", "/settings/approvals") => "getApprovalSettings",
         ("PUT", "/settings/approvals") => "setApprovalSettings",
         ("GET", "/audit/events") => "listAuditEvents",

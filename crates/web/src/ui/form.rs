@@ -15,8 +15,21 @@ impl Fields {
     /// # Errors
     /// 422 `invalid_text` / `text_too_long` naming the field.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        Self::parse_with_documents(body, &[])
+    }
+
+    /// Parses `body`, where the fields named in `documents` carry a whole document (a SAML
+    /// response, IdP metadata): exempt from the text rule's length, since their consumer parses
+    /// and bounds them (the form body itself stays within `MAX_FORM_BYTES`).
+    ///
+    /// # Errors
+    /// 422 `invalid_text` / `text_too_long` naming another field.
+    pub(crate) fn parse_with_documents(body: &[u8], documents: &[&str]) -> Result<Self, ApiError> {
         let fields = form_fields(body);
         for (k, v) in &fields {
+            if documents.contains(&k.as_str()) {
+                continue;
+            }
             if let Some(e) =
                 crate::plumbing::edge::text_error(k, k, false).or_else(|| crate::plumbing::edge::text_error(k, v, true))
             {

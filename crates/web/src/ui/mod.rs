@@ -38,6 +38,7 @@ pub(crate) mod security;
 pub(crate) mod settings;
 pub(crate) mod sign_in;
 // Single sign-on in a browser (issue 18).
+pub(crate) mod saml;
 pub(crate) mod sso;
 // The documents side (issue 15): editing, bulk approval, a document's ledger history.
 pub(crate) mod bulk;

@@ -8,6 +8,9 @@
 //! sign-on (OpenID Connect): the provider's settings (the client secret is write-only: the page
 //! says only whether one is set), saved with `identity::signin::oidc_config::put`, and "test
 //! connection" (`crate::api::oidc::run_test`), whose failure is the test's answer on the page.
+//! And SAML 2.0: the IdP's metadata XML and allowed domains, saved with
+//! `identity::signin::saml_config::put` (metadata without a signing certificate is refused), beside
+//! this organisation's SP metadata URL and ACS for the IdP's administrator.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +60,38 @@ pub(crate) struct SettingsPage {
     pub join_error: String,
     pub notice: String,
     pub sso: SsoSection,
+    pub saml: SamlSection,
+}
+
+/// The SAML section: the stored IdP (or what was typed, after a refusal) and this SP's URLs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SamlSection {
+    pub configured: bool,
+    pub idp_entity_id: String,
+    pub sso_url: String,
+    pub certificates: i32,
+    pub domains: String,
+    /// The metadata as typed (after a refusal); the stored one is not shown back.
+    pub metadata_xml: String,
+    pub sp_metadata_url: String,
+    pub acs_url: String,
+    pub error: String,
+}
+
+impl SamlSection {
+    async fn load(state: &AppState, headers: &HeaderMap, tx: &mut store::TenantTx) -> Result<Self, ApiError> {
+        // The page is no redirect target: the configured public URL, else this request's host.
+        let sp = crate::api::saml::service_provider(state, headers, false, tx).await?;
+        let mut section = Self { sp_metadata_url: sp.metadata_url, acs_url: sp.acs_url, ..Self::default() };
+        if let Some(c) = identity::signin::saml_config::get(tx).await? {
+            section.configured = true;
+            section.idp_entity_id = c.idp_entity_id;
+            section.sso_url = c.sso_url;
+            section.certificates = c.signing_certificates;
+            section.domains = c.allowed_domains.join("\n");
+        }
+        Ok(section)
+    }
 }
 
 /// The single sign-on section: the stored settings (or what was typed, after a refusal).
@@ -140,6 +175,7 @@ async fn settings_page(
         Err(e) => return Err(refused(state, p, "GET /settings", tx, e).await),
     };
     let sso = SsoSection::load(&mut tx).await?;
+    let saml = SamlSection::load(state, headers, &mut tx).await?;
     let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Settings).await?;
     tx.commit().await?;
     let mut rows: Vec<ThresholdRow> = thresholds
@@ -168,6 +204,7 @@ async fn settings_page(
         join_error: String::new(),
         notice: String::new(),
         sso,
+        saml,
     })
 }
 
@@ -178,6 +215,7 @@ fn done_words(done: &str) -> &'static str {
         "thresholds" => "Saved: the MD thresholds apply to documents approved from now on.",
         "joining" => "Saved: people who verify an address at these domains join from now on.",
         "sso" => "Saved: single sign-on uses these settings from the next sign-in.",
+        "saml" => "Saved: SAML single sign-on uses this identity provider from the next sign-in.",
         _ => "",
     }
 }
@@ -489,4 +527,47 @@ pub async fn test_sso(
         None => page.sso.test_words = "Nothing to test yet: save the provider's settings first.".to_owned(),
     }
     Ok(page.into_response())
+}
+
+/// `POST /settings/saml` {metadata_xml, domains}
+pub async fn set_saml(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // The metadata is a whole document, bounded and parsed by `saml_config::put`.
+    let f = Fields::parse_with_documents(&body, &["metadata_xml"])?;
+    let metadata_xml = f.get("metadata_xml").trim().to_owned();
+    let domains = f.get("domains").to_owned();
+    let new = identity::signin::saml_config::NewSamlConfig {
+        metadata_xml: metadata_xml.clone(),
+        allowed_domains: domains
+            .split(['\n', ',', ' '])
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        enabled: true,
+    };
+    let saved = async {
+        let mut tx = state.store.tenant_tx(p.tenant).await?;
+        identity::signin::saml_config::put(&mut tx, &p.who, p.permit()?, &new).await?;
+        tx.commit().await?;
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    let error = match saved {
+        Ok(()) => return Ok(Redirect::to("/settings?done=saml#saml-heading").into_response()),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::NOT_FOUND => {
+            format!("{}.", e.message.trim_end_matches('.'))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut page = settings_page(&state, &p, &ctx, &headers).await?;
+    page.saml.error = error;
+    page.saml.metadata_xml = metadata_xml;
+    page.saml.domains = domains;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }

@@ -45,6 +45,8 @@ pub(crate) struct SignInPage {
     /// The button's words when the organisation signs in with single sign-on
     /// (`crate::ui::sso::offer`); empty: no button.
     pub sso_button: String,
+    /// Where the button starts the sign-in: `/sign-in/sso` (OpenID Connect) or `/sign-in/saml`.
+    pub sso_path: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
@@ -80,6 +82,7 @@ impl SignInPage {
             notice: String::new(),
             problem_code: String::new(),
             sso_button: String::new(),
+            sso_path: crate::ui::sso::SSO_PATH,
         }
     }
 }
@@ -109,10 +112,13 @@ pub async fn form(
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let next = local_path(q.get("next"));
     let organisation = q.get("organisation").chars().take(100).collect::<String>();
-    let sso_button = crate::ui::sso::offer(&state, &organisation).await.unwrap_or_default();
+    let (sso_button, sso_path) = crate::ui::sso::offer(&state, &organisation).await.unwrap_or_default();
     Ok(answer(&headers, state.secure_cookies, StatusCode::OK, |csrf| {
         let mut page = SignInPage::new(Chrome::public(csrf), &organisation, "", &next);
         page.sso_button = sso_button;
+        if !sso_path.is_empty() {
+            page.sso_path = sso_path;
+        }
         page
     }))
 }
@@ -128,11 +134,14 @@ pub async fn submit(
     let (organisation, email, next) = (f.get("organisation"), f.get("email"), local_path(f.get("next")));
     let password = f.all("password").first().map(|p| (*p).to_owned()).unwrap_or_default();
     let secure = state.secure_cookies;
-    let sso_button = crate::ui::sso::offer(&state, organisation).await.unwrap_or_default();
+    let (sso_button, sso_path) = crate::ui::sso::offer(&state, organisation).await.unwrap_or_default();
     let again = |status: StatusCode, fill: &dyn Fn(&mut SignInPage)| {
         answer(&headers, secure, status, |csrf| {
             let mut page = SignInPage::new(Chrome::public(csrf), organisation, email, &next);
             page.sso_button.clone_from(&sso_button);
+            if !sso_path.is_empty() {
+                page.sso_path = sso_path;
+            }
             fill(&mut page);
             page
         })

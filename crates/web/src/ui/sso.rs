@@ -30,9 +30,10 @@ pub(crate) const SSO_PATH: &str = "/sign-in/sso";
 /// Where the provider sends the browser back (registered at the provider).
 pub(crate) const CALLBACK_PATH: &str = "/sign-in/sso/callback";
 
-/// The words on the sign-in page's button for an organisation with single sign-on, or `None`
-/// when it has none (or no such organisation exists: the same answer).
-pub(crate) async fn offer(state: &AppState, organisation: &str) -> Option<String> {
+/// The words on the sign-in page's button for an organisation with single sign-on and the path
+/// that starts it (OpenID Connect first, else SAML), or `None` when it has none (or no such
+/// organisation exists: the same answer).
+pub(crate) async fn offer(state: &AppState, organisation: &str) -> Option<(String, &'static str)> {
     let slug = organisation.trim();
     if slug.is_empty() || slug.len() > 100 {
         return None;
@@ -40,9 +41,15 @@ pub(crate) async fn offer(state: &AppState, organisation: &str) -> Option<String
     let tenant = state.store.resolve_tenant(slug).await.ok().flatten()?;
     let mut tx = state.store.tenant_tx(tenant).await.ok()?;
     let config = oidc_config::get(&mut tx).await.ok().flatten();
+    let saml = identity::signin::saml_config::get(&mut tx).await.ok().flatten();
     tx.commit().await.ok()?;
-    let config = config.filter(|c| c.enabled)?;
-    Some(match config.preset {
+    let Some(config) = config.filter(|c| c.enabled) else {
+        let saml = saml.filter(|c| c.enabled)?;
+        let host = saml.sso_url.split_once("://").map_or(saml.sso_url.as_str(), |(_, r)| r);
+        let host = host.split(['/', '?', '#']).next().unwrap_or(host);
+        return Some((format!("Sign in with SAML single sign-on ({host})"), crate::ui::saml::START_PATH));
+    };
+    let words = match config.preset {
         Preset::Google => "Sign in with Google".to_owned(),
         Preset::Entra => "Sign in with Microsoft".to_owned(),
         Preset::Generic => {
@@ -51,7 +58,8 @@ pub(crate) async fn offer(state: &AppState, organisation: &str) -> Option<String
             let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
             format!("Sign in with single sign-on ({host})")
         }
-    })
+    };
+    Some((words, SSO_PATH))
 }
 
 /// This server's callback URL: under the configured public URL, else the request's own host
@@ -79,7 +87,7 @@ struct ContinuePage {
     next: String,
 }
 
-fn continue_same_site(r: Response) -> Response {
+pub(crate) fn continue_same_site(r: Response) -> Response {
     if !r.status().is_redirection() {
         return r;
     }
