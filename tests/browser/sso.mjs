@@ -20,11 +20,12 @@ const admin = await person('admin');
 await signIn(admin, process.env.ADMIN);
 await admin.page.goto(`${BASE}/settings`);
 await heading(admin.page, 'Settings');
-await admin.page.getByLabel('Provider').selectOption('generic');
-await admin.page.getByLabel('Issuer').fill(ISSUER);
+await admin.page.getByLabel('Provider', { exact: true }).selectOption('generic');
+await admin.page.getByLabel('Issuer', { exact: true }).fill(ISSUER);
 await admin.page.getByLabel('Client ID').fill(CLIENT_ID);
 await admin.page.getByLabel('Client secret').fill(CLIENT_SECRET);
-await admin.page.getByLabel('Allowed email domains').fill(`${ORG}.example`);
+// Two sections ask for allowed domains (OpenID Connect and SAML): this is the first's.
+await admin.page.locator('#sso-domains').fill(`${ORG}.example`);
 await admin.page.getByRole('button', { name: 'Save single sign-on' }).click();
 await expectNotice(admin.page, 'Saved: single sign-on uses these settings from the next sign-in.');
 await expectNotice(admin.page, 'A secret is set; it is never shown.');
