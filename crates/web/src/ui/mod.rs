@@ -64,3 +64,26 @@ pub(crate) fn layers(pages: Router<AppState>) -> Router<AppState> {
         .layer(axum::middleware::from_fn(refusals::as_pages))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP)))
 }
+
+#[cfg(test)]
+mod tests {
+    /// A page's title is plain words on one line: markup left inside a `title` block (as once
+    /// happened to the SCIM page, whose whole mappings section became its browser-tab title) is
+    /// shown to people as raw text.
+    #[test]
+    fn every_template_title_block_is_words_on_one_line() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("templates folder") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("template");
+            let Some(start) = text.find("{% block title %}") else { continue };
+            let rest = &text[start + "{% block title %}".len()..];
+            let end = rest.find("{% endblock %}").expect("title block ends");
+            let title = &rest[..end];
+            assert!(!title.contains('<') && !title.contains('\n'), "{}: title block holds {title:?}", path.display());
+            seen += 1;
+        }
+        assert!(seen > 20, "only {seen} templates have a title block");
+    }
+}

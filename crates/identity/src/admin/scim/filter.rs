@@ -8,6 +8,8 @@
 //! attributes of the User or the Group schema (with or without the schema URN prefix). Anything
 //! else is `invalidFilter`. Nesting is bounded, so a hostile filter cannot exhaust the stack.
 
+use sqlx::{Postgres, QueryBuilder};
+
 use crate::IdentityError;
 
 /// The attributes a filter may name: the only column expressions the SQL can contain.
@@ -279,6 +281,38 @@ impl Parser {
         }
         Ok(Filter::Compare(attr, op, value))
     }
+}
+
+/// Appends the comparison of the column expression `c` with the string `v` as SQL, `v` a bind
+/// parameter. `wrap` is `"lower"` when the attribute compares case-insensitively (then `c` is
+/// already lowered), `""` when exactly (`caseExact`).
+pub(crate) fn push_text_compare(q: &mut QueryBuilder<'_, Postgres>, c: &str, wrap: &str, op: Op, v: &str) {
+    let sym = match op {
+        Op::Co => {
+            q.push(format!("(strpos({c}, {wrap}("));
+            q.push_bind(v.to_owned()).push(")) > 0)");
+            return;
+        }
+        Op::Sw => {
+            q.push(format!("starts_with({c}, {wrap}("));
+            q.push_bind(v.to_owned()).push("))");
+            return;
+        }
+        Op::Ew => {
+            q.push(format!("(right({c}, char_length("));
+            q.push_bind(v.to_owned()).push(format!(")) = {wrap}("));
+            q.push_bind(v.to_owned()).push("))");
+            return;
+        }
+        Op::Eq => "=",
+        Op::Ne => "is distinct from",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+    };
+    q.push(format!("({c} {sym} {wrap}("));
+    q.push_bind(v.to_owned()).push("))");
 }
 
 /// Parses a User filter; anything outside the supported grammar is 400 `invalidFilter`.

@@ -19,7 +19,7 @@ use store::{GlobalTx, TenantTx};
 use uuid::Uuid;
 
 use super::PROVISIONER_ROLE;
-use super::filter::{Attr, Filter, Op, Value};
+use super::filter::{Attr, Filter, Op, Value, push_text_compare};
 use super::tokens::Provisioner;
 use crate::admin::members;
 use crate::directory::{memberships, users};
@@ -336,32 +336,7 @@ fn push_leaf(q: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
         Filter::Compare(a, op, Value::Str(v)) => {
             let (c, wrap) =
                 if case_exact(*a) { (column(*a).to_owned(), "") } else { (format!("lower({})", column(*a)), "lower") };
-            let sym = match op {
-                Op::Co => {
-                    q.push(format!("(strpos({c}, {wrap}("));
-                    q.push_bind(v.clone()).push(")) > 0)");
-                    return;
-                }
-                Op::Sw => {
-                    q.push(format!("starts_with({c}, {wrap}("));
-                    q.push_bind(v.clone()).push("))");
-                    return;
-                }
-                Op::Ew => {
-                    q.push(format!("(right({c}, char_length("));
-                    q.push_bind(v.clone()).push(format!(")) = {wrap}("));
-                    q.push_bind(v.clone()).push("))");
-                    return;
-                }
-                Op::Eq => "=",
-                Op::Ne => "is distinct from",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-            };
-            q.push(format!("({c} {sym} {wrap}("));
-            q.push_bind(v.clone()).push("))");
+            push_text_compare(q, &c, wrap, *op, v);
         }
         other => push_filter(q, other),
     }

@@ -9,12 +9,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::groups::GROUP_SCHEMA;
-use super::{base_url, scim_json};
+use super::{LIST, base_url, scim_json};
 use crate::AppState;
 use crate::plumbing::scim::{Scim, ScimError};
 
 pub(crate) const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 fn meta(base: &str, kind: &str, path: &str) -> Value {
     json!({ "resourceType": kind, "location": format!("{base}/scim/v2/{path}") })

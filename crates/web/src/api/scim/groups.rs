@@ -17,15 +17,13 @@ use identity::admin::scim::groups::{self, GroupInput, ScimGroup};
 use serde_json::{Value, json};
 
 use super::patch::{Kind, Operation};
-use super::users::{ListQuery, Shape, body_json, field, id, number, shaped, text};
-use super::{MAX_RESULTS, base_url, etag, if_match, scim_json};
+use super::users::{ListQuery, Shape, body_json, field, id, shaped, text};
+use super::{base_url, etag, if_match, list_response, scim_json, still_at};
 use crate::AppState;
 use crate::plumbing::scim::{Scim, ScimError};
 
 pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const GROUP_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:group:";
-const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-
 /// The resource as SCIM shows it; no `members` key when there are none.
 pub(crate) fn to_json(g: &ScimGroup, base: &str) -> Value {
     let mut v = json!({
@@ -231,17 +229,13 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let filter = q.filter.as_deref().map(|f| filter::parse_for(f, Schema::Group)).transpose()?;
-    let start = number(q.start_index.as_deref(), "startIndex", 1)?.max(1);
-    let count = number(q.count.as_deref(), "count", 100)?.clamp(0, MAX_RESULTS);
+    let (start, count) = q.window()?;
     let mut tx = state.store.tenant_tx(p.tenant()).await?;
     let (total, rows) = groups::list(&mut tx, filter.as_ref(), start, count).await?;
     tx.commit().await?;
     let base = base_url(&state, &headers);
     let items: Vec<Value> = rows.iter().map(|g| shaped(to_json(g, &base), &q.shape)).collect();
-    let body = json!({
-        "schemas": [LIST], "totalResults": total, "startIndex": start, "itemsPerPage": items.len(), "Resources": items,
-    });
-    Ok(scim_json(StatusCode::OK, &body, None))
+    Ok(list_response(total, start, items))
 }
 
 /// `PUT /scim/v2/Groups/{id}`: the name, externalId and whole member list. `If-Match` stale → 412.
@@ -275,13 +269,7 @@ pub async fn modify(
     let ops = super::patch::parse(&body_json(&body)?)?;
     let mut tx = state.store.tenant_tx(p.tenant()).await?;
     let now = groups::lock_for_change(&mut tx, id).await?;
-    if expected.is_some_and(|v| v != now.version) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {}", now.version),
-        ));
-    }
+    still_at(expected, now.version)?;
     let mut doc = GroupInput {
         display_name: now.display_name.clone(),
         external_id: now.external_id.clone(),

@@ -48,6 +48,28 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ScimError> {
     })
 }
 
+/// The check a replace or PATCH makes once it holds the row: the version `If-Match` named (if
+/// any) must be the version stored now, else 412 and nothing changes.
+pub(crate) fn still_at(expected: Option<i64>, now: i64) -> Result<(), ScimError> {
+    match expected {
+        Some(v) if v != now => {
+            Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource is at version {now}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The URN of a SCIM ListResponse.
+pub(crate) const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// A ListResponse holding one page of `items` out of `total`, starting at `start` (1-based).
+pub(crate) fn list_response(total: i64, start: i64, items: Vec<serde_json::Value>) -> Response {
+    let body = serde_json::json!({
+        "schemas": [LIST], "totalResults": total, "startIndex": start, "itemsPerPage": items.len(), "Resources": items,
+    });
+    scim_json(StatusCode::OK, &body, None)
+}
+
 /// Where this server is reached, for `meta.location`: the configured public URL, else the
 /// request's own host.
 pub(crate) fn base_url(state: &AppState, headers: &HeaderMap) -> String {

@@ -14,12 +14,10 @@ use identity::admin::scim::people::{self, Email, ScimUser, UserInput};
 use serde_json::{Map, Value, json};
 
 use super::discovery::USER_SCHEMA;
-use super::{MAX_RESULTS, base_url, etag, if_match, scim_json};
+use super::{MAX_RESULTS, base_url, etag, if_match, list_response, scim_json, still_at};
 use crate::AppState;
 use crate::plumbing::access;
 use crate::plumbing::scim::{Scim, ScimError};
-
-const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 /// The resource as SCIM shows it.
 pub(crate) fn to_json(u: &ScimUser, base: &str) -> Value {
@@ -205,6 +203,16 @@ pub struct ListQuery {
     pub(crate) shape: Shape,
 }
 
+impl ListQuery {
+    /// The page asked for: `startIndex` (1-based; less than 1 reads as 1) and `count` (at most
+    /// `MAX_RESULTS`; 0 asks for the total only).
+    pub(crate) fn window(&self) -> Result<(i64, i64), ScimError> {
+        let start = number(self.start_index.as_deref(), "startIndex", 1)?.max(1);
+        let count = number(self.count.as_deref(), "count", 100)?.clamp(0, MAX_RESULTS);
+        Ok((start, count))
+    }
+}
+
 pub(crate) fn number(raw: Option<&str>, what: &str, default: i64) -> Result<i64, ScimError> {
     raw.map_or(Ok(default), |r| {
         r.trim().parse::<i64>().map_err(|_| ScimError::invalid_value(format!("{what} must be a whole number")))
@@ -220,17 +228,13 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let filter = q.filter.as_deref().map(filter::parse).transpose()?;
-    let start = number(q.start_index.as_deref(), "startIndex", 1)?.max(1);
-    let count = number(q.count.as_deref(), "count", 100)?.clamp(0, MAX_RESULTS);
+    let (start, count) = q.window()?;
     let mut tx = state.store.tenant_tx(p.tenant()).await?;
     let (total, rows) = people::list(&mut tx, filter.as_ref(), start, count).await?;
     tx.commit().await?;
     let base = base_url(&state, &headers);
     let items: Vec<Value> = rows.iter().map(|u| shaped(to_json(u, &base), &q.shape)).collect();
-    let body = json!({
-        "schemas": [LIST], "totalResults": total, "startIndex": start, "itemsPerPage": items.len(), "Resources": items,
-    });
-    Ok(scim_json(StatusCode::OK, &body, None))
+    Ok(list_response(total, start, items))
 }
 
 /// `PUT /scim/v2/Users/{id}`: replaces what the identity provider says (`active: false` suspends
@@ -267,13 +271,7 @@ pub async fn modify(
     let base = base_url(&state, &headers);
     let mut tx = state.store.tenant_tx(p.tenant()).await?;
     let now = people::lock_for_change(&mut tx, id).await?;
-    if expected.is_some_and(|v| v != now.version) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {}", now.version),
-        ));
-    }
+    still_at(expected, now.version)?;
     let mut doc = to_json(&now, &base);
     super::patch::apply(&mut doc, &ops)?;
     let input = input_from(&doc)?;
