@@ -86,6 +86,9 @@ def main():
         def do_GET(self):
             url = urlsplit(self.path)
             q = parse_qs(url.query)
+            if url.path == "/favicon.ico":
+                # A browser asks for it; a 404 would be a console error in the browser test.
+                return self.answer(204, b"", "image/x-icon")
             if url.path == "/metadata":
                 return self.answer(200, metadata, "application/samlmetadata+xml")
             if url.path == "/sso" and "SAMLRequest" not in q:
