@@ -399,6 +399,47 @@ async fn a_member_signs_in_through_the_identity_providers_login_page_into_the_in
     drop(idp);
 }
 
+/// SAML single sign-on (tests/browser/saml.mjs) against the real pysaml2 IdP (as tests/saml.rs
+/// starts it): an administrator uploads the IdP's metadata on the settings page and tests the
+/// connection; a member signs in from the sign-in page's button through the IdP's login page
+/// and lands in the inbox signed in; the same response replayed from that browser is refused with
+/// a readable page. No console error, no CSP violation, no serious or critical axe finding on any
+/// of our pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_signs_in_through_the_saml_idps_login_page_and_a_replayed_response_is_refused_in_a_real_browser() {
+    let db = TestDb::new().await;
+    let acme = org(&db, "acme").await;
+    common::with_password(&db, acme.users[0]).await;
+    let mut state = TestApp::setup(&db).roomy().state();
+    state.secure_cookies = false;
+    let app = TestApp::serve(state).await;
+    let sp = app.anonymous().get("/saml/acme/metadata").await;
+    assert_eq!(sp.status, reqwest::StatusCode::OK, "{sp}");
+    let idp = common::saml::Idp::start(&[sp.text]);
+    let env = [
+        ("ORG", "acme".to_owned()),
+        ("PASSWORD", common::PASSWORD.to_owned()),
+        ("ADMIN", "user0@acme.example".to_owned()),
+        ("MEMBER", "user1@acme.example".to_owned()),
+        ("IDP_BASE", idp.base.clone()),
+        ("IDP_METADATA", idp.metadata().await),
+    ];
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_flow("saml", &app2, &env)).await.expect("flow");
+    assert_eq!(common::audit_count(&db, acme.id, "auth.sso_linked").await, 1);
+    assert_eq!(common::audit_count(&db, acme.id, "saml.config_changed").await, 1);
+    let mut tx = db.store.tenant_tx(acme.id).await.expect("tx");
+    let replayed: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'auth.sso_failed' and changes::text like '%saml_assertion_replayed%'",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .expect("count");
+    tx.commit().await.expect("commit");
+    assert_eq!(replayed, 1, "the replay is on record");
+    drop(idp);
+}
+
 /// The SCIM settings page in Chromium (tests/browser/scim.mjs): the identity provider has put the
 /// staff member in "Finance Approvers"; the admin maps that group to Finance from the form (owner
 /// is not offered), the member's open page is signed out on its next request, and the mapping is

@@ -305,3 +305,227 @@ async fn an_administrator_uploads_idp_metadata_on_the_settings_page_and_the_sign
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!(audit_count(&db, beta.id, "saml.config_changed").await, 1);
 }
+
+#[tokio::test]
+async fn a_saml_sso_only_organisation_refuses_member_passwords_as_oidc_does_except_its_break_glass_owner() {
+    let World { db, app, idp, acme, .. } = world().await;
+    with_password(&db, acme.users[1]).await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    // Before SSO-only: staff sign in with a password; a wrong one answers this code.
+    let before = app.anonymous().login("acme", "user1@acme.example", common::PASSWORD).await;
+    assert_eq!(before.status, StatusCode::OK, "{before}");
+    let wrong = app.anonymous().login("acme", "user1@acme.example", "not the password at all").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{wrong}");
+
+    // SSO-only needs a break-glass account, and only an active owner or administrator can be it.
+    // (The metadata is left out: the stored one is kept.)
+    let set = |extra: serde_json::Value| {
+        let mut body = json!({"allowed_domains": ["acme.example"]});
+        body.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        admin.put("/api/v1/settings/saml", body)
+    };
+    let r = set(json!({"sso_only": true})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("break_glass_user"), "{r}");
+    let r = set(json!({"sso_only": true, "break_glass_user": acme.users[1]})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("break_glass_user"), "{r}");
+    let r = set(json!({"sso_only": true, "break_glass_user": acme.users[0]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(r.body["identity_provider"]["sso_only"], json!(true), "{r}");
+    assert_eq!(r.body["identity_provider"]["idp_entity_id"], json!(format!("{}/metadata", idp.base)), "{r}");
+
+    // A member's right password: refused exactly like a wrong one (OIDC's SSO-only refusal), on
+    // record as `sso_only`.
+    let refused_right = app.anonymous().login("acme", "user1@acme.example", common::PASSWORD).await;
+    assert_eq!(refused_right.status, wrong.status, "{refused_right}");
+    assert_eq!(refused_right.code(), wrong.code(), "{refused_right}");
+    assert!(refused_right.body.get("access_token").is_none(), "{refused_right}");
+    let mut tx = db.store.tenant_tx(acme.id).await.expect("tx");
+    let why: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'auth.login_failed' and reason = 'sso_only'",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .expect("count");
+    tx.commit().await.expect("commit");
+    assert_eq!(why, 1);
+    // The break-glass owner signs in with a password, and always meets a second factor.
+    let glass = app.anonymous().login("acme", "user0@acme.example", common::PASSWORD).await;
+    assert_eq!(glass.status, StatusCode::OK, "{glass}");
+    assert_eq!(glass.body["mfa_required"], json!(true), "{glass}");
+    assert!(glass.body.get("access_token").is_none(), "{glass}");
+    // Staff sign in through the IdP.
+    let browser = app.anonymous();
+    let (cookie, posted) = genuine(&browser, &idp, "acme", "user1@acme.example", "good").await;
+    let r = post(&browser, &cookie, &posted).await;
+    assert!(signed_in(&r), "{r}");
+
+    // The rule is the enabled IdP's: disabled, passwords work again.
+    let r = set(json!({"sso_only": true, "break_glass_user": acme.users[0], "enabled": false})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let again = app.anonymous().login("acme", "user1@acme.example", common::PASSWORD).await;
+    assert_eq!(again.status, StatusCode::OK, "{again}");
+}
+
+#[tokio::test]
+async fn a_person_in_a_mapped_saml_group_is_provisioned_with_its_role_and_a_group_never_makes_an_owner() {
+    let World { db, app, idp, acme, .. } = world().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    const ENTRA_GROUPS: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups";
+    let r = admin
+        .put(
+            "/api/v1/settings/saml",
+            json!({"allowed_domains": ["acme.example"], "groups_attribute": ENTRA_GROUPS,
+                   "group_mapping": {"root": {"role": "owner"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.text.contains("group_mapping"), "{r}");
+    let r = admin
+        .put(
+            "/api/v1/settings/saml",
+            json!({"allowed_domains": ["acme.example"], "groups_attribute": ENTRA_GROUPS,
+                   "group_mapping": {"finance-team": {"role": "finance", "department": "OPS"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(r.body["identity_provider"]["groups_attribute"], json!(ENTRA_GROUPS), "{r}");
+    let mut admin_conn = db.admin_conn().await;
+    sqlx::query("update tenants set join_policy = 'auto_join'").execute(&mut admin_conn).await.expect("auto join");
+
+    let browser = app.anonymous();
+    let entra = url::form_urlencoded::byte_serialize(ENTRA_GROUPS.as_bytes()).collect::<String>();
+    // Pat's groups under the configured attribute: provisioned as finance in OPS.
+    let s = start(&browser, "acme").await;
+    let posted = idp
+        .respond(
+            &s.authn_request_url,
+            "pat@acme.example",
+            "good",
+            &format!("&groups=ap-clerks,finance-team&groups_attribute={entra}"),
+        )
+        .await;
+    assert!(posted.xml().contains("finance-team"), "the IdP sent the groups");
+    let r = post(&browser, &s.cookie, &posted).await;
+    assert!(signed_in(&r), "{r}");
+    // Nat has the same group under another attribute name: not this organisation's, not mapped.
+    let s = start(&browser, "acme").await;
+    let posted = idp
+        .respond(&s.authn_request_url, "nat@acme.example", "good", "&groups=finance-team&groups_attribute=memberOf")
+        .await;
+    let r = post(&browser, &s.cookie, &posted).await;
+    assert!(signed_in(&r), "{r}");
+
+    let role_of = |email: &'static str| {
+        let db = &db;
+        async move {
+            let mut admin = db.admin_conn().await;
+            sqlx::query_as::<_, (String, Option<uuid::Uuid>)>(
+                "select m.role::text, m.department_id from memberships m join users u on u.id = m.user_id
+                  where u.email = $1 and m.status = 'active'",
+            )
+            .bind(email)
+            .fetch_one(&mut admin)
+            .await
+            .expect(email)
+        }
+    };
+    assert_eq!(role_of("pat@acme.example").await, ("finance".to_owned(), Some(acme.department)));
+    assert_eq!(role_of("nat@acme.example").await.0, "staff");
+    assert_eq!(audit_count(&db, acme.id, "membership.sso_mapped").await, 1);
+}
+
+#[tokio::test]
+async fn test_connection_reports_the_real_idp_and_fails_clearly_for_a_dead_sso_url() {
+    let World { db: _db, app, idp, .. } = world().await;
+    let admin = app.sign_in("acme", "user0@acme.example").await;
+    let r = admin.post("/api/v1/settings/saml/test", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(r.body["ok"], json!(true), "{r}");
+    assert_eq!(r.body["idp_entity_id"], json!(format!("{}/metadata", idp.base)), "{r}");
+    assert_eq!(r.body["sso_url"], json!(format!("{}/sso", idp.base)), "{r}");
+    assert_eq!(r.body["sso_url_reachable"], json!(true), "{r}");
+    assert_eq!(r.body["sso_url_status"], json!(400), "a bare GET, no request: {r}");
+    let cert = &r.body["certificates"][0];
+    assert_eq!(cert["subject"], json!("CN=test-idp"), "{r}");
+    // The test IdP's certificate is made for two days: valid, and warned about.
+    assert_eq!(cert["expired"], json!(false), "{r}");
+    assert_eq!(cert["expiring_soon"], json!(true), "{r}");
+    assert!(cert["days_left"].as_i64().is_some_and(|d| (0..=2).contains(&d)), "{r}");
+    assert!(r.body["warnings"].to_string().contains("CN=test-idp"), "{r}");
+    // Staff may not run it; another organisation without an IdP has nothing to test.
+    let staff_beta = app.sign_in("beta", "user1@beta.example").await;
+    assert_eq!(staff_beta.post("/api/v1/settings/saml/test", json!({})).await.status, StatusCode::FORBIDDEN);
+    let beta = app.sign_in("beta", "user0@beta.example").await;
+    let r = beta.post("/api/v1/settings/saml/test", json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    assert_eq!(r.code(), "saml_not_configured", "{r}");
+
+    // The same IdP, its SSO URL a port where nothing listens: a clear failure, not a 5xx.
+    let dead = format!("http://127.0.0.1:{}/sso", common::tools::free_port());
+    let metadata = idp.metadata().await.replace(&format!("{}/sso", idp.base), &dead);
+    let r = configure(&app, "beta", &metadata).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let r = beta.post("/api/v1/settings/saml/test", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(r.body["ok"], json!(false), "{r}");
+    assert_eq!(r.body["code"], json!("saml_idp_unreachable"), "{r}");
+    assert_eq!(r.body["sso_url_reachable"], json!(false), "{r}");
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains(&dead)), "{r}");
+
+    // The settings page runs it too and says what it found.
+    let (page_admin, _) = app.anonymous().sign_in_browser("acme", "user0@acme.example").await;
+    let page = page_admin.post_form("/settings/saml/test", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("id=\"saml-test-result\""), "{}", page.text);
+    assert!(page.text.contains("Connected:") && page.text.contains("CN=test-idp"), "{}", page.text);
+    assert!(page.text.contains("Warning:"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn the_settings_page_sets_saml_sso_only_and_group_mapping_keeping_the_stored_metadata() {
+    let World { db, app, acme, .. } = world().await;
+    let (admin, _) = app.anonymous().sign_in_browser("acme", "user0@acme.example").await;
+    let page = admin.get("/settings").await;
+    assert!(page.text.contains("Test SAML connection"), "{}", page.text);
+    // A group that would make an owner: refused in words, nothing changed.
+    let r = admin
+        .post_form(
+            "/settings/saml",
+            &[("metadata_xml", ""), ("domains", "acme.example"), ("group_mapping", "root = owner")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("id=\"saml-error\"") && r.text.contains("owner"), "{}", r.text);
+    assert_eq!(audit_count(&db, acme.id, "saml.config_changed").await, 1);
+    let r = admin
+        .without_redirects()
+        .post_form(
+            "/settings/saml",
+            &[
+                ("metadata_xml", ""),
+                ("domains", "acme.example"),
+                ("groups_attribute", "memberOf"),
+                ("group_mapping", "finance-team = finance, OPS"),
+                ("sso_only", "yes"),
+                ("break_glass", "user0@acme.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    // (The administrator is now the break-glass account: a new sign-in would meet a second factor.)
+    let api = admin.get("/api/v1/settings/saml").await;
+    let idp = &api.body["identity_provider"];
+    assert_eq!(idp["sso_only"], json!(true), "{api}");
+    assert_eq!(idp["break_glass_user"], json!(acme.users[0]), "{api}");
+    assert_eq!(idp["groups_attribute"], json!("memberOf"), "{api}");
+    assert_eq!(idp["group_mapping"]["finance-team"]["role"], json!("finance"), "{api}");
+    assert_eq!(idp["signing_certificates"], json!(1), "the stored metadata was kept: {api}");
+    let page = admin.get("/settings?done=saml").await;
+    assert!(
+        page.text.contains("finance-team = finance, OPS") && page.text.contains("single sign-on only"),
+        "{}",
+        page.text
+    );
+}

@@ -1,12 +1,17 @@
-"""A SAML 2.0 identity provider for tests/saml.rs: pysaml2's Server, signing with xmlsec1, on
-loopback. It signs in whoever the test names (no login page: the test is the person).
+"""A SAML 2.0 identity provider for tests/saml.rs and tests/browser/saml.mjs: pysaml2's Server,
+signing with xmlsec1, on loopback. It signs in whoever the test names; without a `user`, it
+answers a login page where a person types their email address and presses Sign in.
 
     idp.py --key KEY.pem --cert CERT.pem --sp-metadata SP.xml [--sp-metadata ...]
 
 Prints `PORT <n>` once listening on 127.0.0.1 (a free port). Routes:
   GET /metadata            the IdP's metadata (entity id, HTTP-Redirect SSO, signing certificate)
-  GET /sso?SAMLRequest=…   answers the AuthnRequest with an auto-posting form to the SP's ACS.
-      &user=EMAIL          who signs in (default alice@acme.example)
+  GET /sso?SAMLRequest=…   answers the AuthnRequest with an auto-posting form to the SP's ACS
+                           (a script submits it; without scripts, its Continue button).
+      &user=EMAIL          who signs in; absent: the login page (a form back to /sso carrying
+                           the request and every other parameter, with an Email field)
+      &groups=A,B          the person's groups (a multi-valued attribute)
+      &groups_attribute=N  that attribute's name (default `groups`)
       &variant=…           good (assertion and response signed, RSA-SHA256), response_only (the
                            assertion unsigned), sha1 (RSA-SHA1 and SHA-1 digests), expired
                            (NotOnOrAfter ten minutes ago)
@@ -81,14 +86,37 @@ def main():
         def do_GET(self):
             url = urlsplit(self.path)
             q = parse_qs(url.query)
+            if url.path == "/favicon.ico":
+                # A browser asks for it; a 404 would be a console error in the browser test.
+                return self.answer(204, b"", "image/x-icon")
             if url.path == "/metadata":
                 return self.answer(200, metadata, "application/samlmetadata+xml")
-            if url.path != "/sso" or "SAMLRequest" not in q:
+            if url.path == "/sso" and "SAMLRequest" not in q:
+                # A bare GET, as a connection test sends: an IdP's answer to no request.
+                return self.answer(400, b"no SAMLRequest")
+            if url.path != "/sso":
                 return self.answer(404, b"not found")
+            if "user" not in q:
+                hidden = "".join(
+                    '<input type="hidden" name="%s" value="%s">' % (html.escape(k), html.escape(v))
+                    for k, vs in q.items()
+                    for v in vs
+                )
+                page = (
+                    '<!doctype html><html lang="en"><head><title>Test IdP: sign in</title></head><body><main>'
+                    "<h1>Test identity provider</h1>"
+                    '<form method="get" action="/sso">%s'
+                    '<label for="email">Email</label> <input id="email" name="user" type="email" required>'
+                    ' <button type="submit" id="sign-in">Sign in</button></form>'
+                    "</main></body></html>" % hidden
+                )
+                return self.answer(200, page.encode())
             try:
                 req = server.parse_authn_request(q["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
                 args = server.response_args(req.message, [BINDING_HTTP_POST])
-                user = q.get("user", ["alice@acme.example"])[0]
+                user = q["user"][0]
+                groups = [g for g in q.get("groups", [""])[0].split(",") if g]
+                groups_attribute = q.get("groups_attribute", ["groups"])[0]
                 variant = q.get("variant", ["good"])[0]
                 kw = {
                     "sign_response": True,
@@ -111,8 +139,11 @@ def main():
                     args["sp_entity_id"] = q["audience"][0]
                 acs = args["destination"]
                 args.pop("binding", None)
+                identity = {"mail": [user], "displayName": [user.split("@")[0].title()]}
+                if groups:
+                    identity[groups_attribute] = groups
                 resp = server.create_authn_response(
-                    {"mail": [user], "displayName": [user.split("@")[0].title()]},
+                    identity,
                     userid=user,
                     name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=user),
                     authn={"class_ref": PASSWORD, "authn_auth": base},
@@ -128,6 +159,7 @@ def main():
                 '<input type="hidden" name="SAMLResponse" value="%s">'
                 '<input type="hidden" name="RelayState" value="">'
                 '<button type="submit" id="continue">Continue</button></form>'
+                "<script>document.forms[0].submit()</script>"
                 "</body></html>" % (html.escape(acs), b64)
             )
             self.answer(200, page.encode())

@@ -128,10 +128,9 @@ impl Authenticator {
                 let mut tx = store.tenant_tx(t).await?;
                 let found = sqlx::query!(
                     r#"select t.require_mfa,
-                              exists(select 1 from oidc_configs o where o.enabled and o.sso_only
-                                        and o.break_glass_user is distinct from $2) as "sso_only!",
-                              exists(select 1 from oidc_configs o where o.enabled and o.sso_only
-                                        and o.break_glass_user = $2) as "break_glass!",
+                              exists(select 1 from sso_only_rules r
+                                      where r.break_glass_user is distinct from $2) as "sso_only!",
+                              exists(select 1 from sso_only_rules r where r.break_glass_user = $2) as "break_glass!",
                               exists(select 1 from memberships
                                       where user_id = $2 and status = 'active' and deleted_at is null
                                         and valid_from <= now() and (valid_until is null or valid_until > now())) as "member!"

@@ -491,13 +491,12 @@ pub async fn after_first_factor(
 ) -> Result<LoginOutcome, IdentityError> {
     let mut tx = store.tenant_tx(tenant).await?;
     // An SSO-only organisation takes no password or email code from its members, except from its
-    // one break-glass account, which always meets a second factor.
+    // one break-glass account, which always meets a second factor — whichever provider (OpenID
+    // Connect or SAML) makes it SSO-only (`sso_only_rules`, migration 0041).
     let rule = sqlx::query!(
         r#"select t.require_mfa,
-                  exists(select 1 from oidc_configs o where o.enabled and o.sso_only
-                            and o.break_glass_user is distinct from $2) as "sso_only!",
-                  exists(select 1 from oidc_configs o where o.enabled and o.sso_only
-                            and o.break_glass_user = $2) as "break_glass!"
+                  exists(select 1 from sso_only_rules r where r.break_glass_user is distinct from $2) as "sso_only!",
+                  exists(select 1 from sso_only_rules r where r.break_glass_user = $2) as "break_glass!"
              from tenants t where t.id = $1"#,
         tenant.as_uuid(),
         user

@@ -15,6 +15,7 @@ pub mod oidc_config;
 pub mod passwords;
 pub mod portal;
 pub mod saml;
+pub mod saml_check;
 pub mod saml_config;
 pub(crate) mod saml_verify;
 pub mod secret_box;

@@ -77,7 +77,8 @@ fn random_hex() -> String {
 /// providers' discovery documents and keys, cached per issuer.
 #[derive(Clone)]
 pub struct Sso {
-    http: reqwest::Client,
+    /// Also the SAML "test connection"'s client ([`crate::signin::saml_check`]).
+    pub(crate) http: reqwest::Client,
     cache: Arc<Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>>,
 }
 

@@ -191,7 +191,7 @@ fn aad(tenant: Uuid) -> Vec<u8> {
     format!("countersign:oidc_config:v1:{tenant}").into_bytes()
 }
 
-fn claim_name(field: &'static str, v: Option<&str>, default: &str) -> Result<String, IdentityError> {
+pub(crate) fn claim_name(field: &'static str, v: Option<&str>, default: &str) -> Result<String, IdentityError> {
     let v = v.map_or(default, str::trim);
     if v.is_empty() || v.len() > 100 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:./-".contains(&b)) {
         return Err(IdentityError::invalid(field, "a claim name of 1-100 letters, digits or _:./-"));
@@ -331,53 +331,11 @@ pub async fn put(
     let email_claim = claim_name("email_claim", new.email_claim.as_deref(), "email")?;
     let name_claim = claim_name("name_claim", new.name_claim.as_deref(), "name")?;
     let groups_claim = claim_name("groups_claim", new.groups_claim.as_deref(), "groups")?;
-    if new.group_mapping.len() > 100 {
-        return Err(IdentityError::invalid("group_mapping", "at most 100 groups"));
-    }
-    for (group, grant) in &new.group_mapping {
-        if group.is_empty() || group.len() > 200 {
-            return Err(IdentityError::invalid("group_mapping", "group names of 1-200 characters"));
-        }
-        if grant.role == Role::Owner {
-            return Err(IdentityError::invalid("group_mapping", "a provider group cannot make an owner"));
-        }
-        if let Some(code) = &grant.department {
-            let code = DepartmentCode::parse(code)?;
-            let known = sqlx::query_scalar!(
-                r#"select exists(select 1 from departments where code = $1) as "known!""#,
-                code.as_str()
-            )
-            .fetch_one(tx.conn())
-            .await?;
-            if !known {
-                return Err(IdentityError::invalid("group_mapping", format!("{}: no such department", code.as_str())));
-            }
-        }
-    }
+    check_group_mapping(tx, &new.group_mapping).await?;
     if new.mfa_acr_values.len() > 10 || new.mfa_acr_values.iter().any(|v| v.is_empty() || v.len() > 200) {
         return Err(IdentityError::invalid("mfa_acr_values", "at most 10 values of 1-200 characters"));
     }
-    if let Some(u) = new.break_glass_user {
-        let fit = sqlx::query_scalar!(
-            r#"select exists(select 1 from memberships m
-                              where m.user_id = $1 and m.status = 'active' and m.deleted_at is null
-                                and m.role in ('owner', 'admin')) as "fit!""#,
-            u
-        )
-        .fetch_one(tx.conn())
-        .await?;
-        if !fit {
-            return Err(IdentityError::invalid(
-                "break_glass_user",
-                "the break-glass account must be an active owner or administrator of this organisation",
-            ));
-        }
-    } else if new.sso_only {
-        return Err(IdentityError::invalid(
-            "break_glass_user",
-            "an SSO-only organisation needs one break-glass account",
-        ));
-    }
+    check_break_glass(tx, new.sso_only, new.break_glass_user).await?;
     let before = row(tx).await?;
     let sealed = match (&new.client_secret, &before) {
         (Some(s), _) => {
@@ -442,4 +400,73 @@ pub async fn put(
     let event = Event::new("oidc.config_changed", Entity::of("oidc_config", tenant)?, changes)?;
     audit::record_by(tx, who, &event).await?;
     Ok(after)
+}
+
+/// A provider's group mapping (OpenID Connect's or SAML's): at most 100 groups of 1-200
+/// characters, never to `owner`, departments of this organisation.
+///
+/// # Errors
+/// `Invalid` naming `group_mapping`.
+pub(crate) async fn check_group_mapping(
+    tx: &mut TenantTx,
+    mapping: &BTreeMap<String, GroupGrant>,
+) -> Result<(), IdentityError> {
+    if mapping.len() > 100 {
+        return Err(IdentityError::invalid("group_mapping", "at most 100 groups"));
+    }
+    for (group, grant) in mapping {
+        if group.is_empty() || group.len() > 200 {
+            return Err(IdentityError::invalid("group_mapping", "group names of 1-200 characters"));
+        }
+        if grant.role == Role::Owner {
+            return Err(IdentityError::invalid("group_mapping", "a provider group cannot make an owner"));
+        }
+        if let Some(code) = &grant.department {
+            let code = DepartmentCode::parse(code)?;
+            let known = sqlx::query_scalar!(
+                r#"select exists(select 1 from departments where code = $1) as "known!""#,
+                code.as_str()
+            )
+            .fetch_one(tx.conn())
+            .await?;
+            if !known {
+                return Err(IdentityError::invalid("group_mapping", format!("{}: no such department", code.as_str())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The SSO-only rule's one break-glass account (OpenID Connect's or SAML's): required when
+/// SSO-only, and an active owner or administrator of this organisation.
+///
+/// # Errors
+/// `Invalid` naming `break_glass_user`.
+pub(crate) async fn check_break_glass(
+    tx: &mut TenantTx,
+    sso_only: bool,
+    break_glass_user: Option<Uuid>,
+) -> Result<(), IdentityError> {
+    if let Some(u) = break_glass_user {
+        let fit = sqlx::query_scalar!(
+            r#"select exists(select 1 from memberships m
+                              where m.user_id = $1 and m.status = 'active' and m.deleted_at is null
+                                and m.role in ('owner', 'admin')) as "fit!""#,
+            u
+        )
+        .fetch_one(tx.conn())
+        .await?;
+        if !fit {
+            return Err(IdentityError::invalid(
+                "break_glass_user",
+                "the break-glass account must be an active owner or administrator of this organisation",
+            ));
+        }
+    } else if sso_only {
+        return Err(IdentityError::invalid(
+            "break_glass_user",
+            "an SSO-only organisation needs one break-glass account",
+        ));
+    }
+    Ok(())
 }

@@ -188,6 +188,7 @@ pub async fn acs(
                 sp_entity_id: &sp.entity_id,
                 acs_url: &sp.acs_url,
                 request_ids: &requests,
+                groups_attribute: &config.groups_attribute,
                 now: chrono::Utc::now(),
             },
         )?;
@@ -238,9 +239,9 @@ pub async fn acs(
             subject: email.as_str().to_owned(),
             name: verified.name.map(|n| n.chars().take(200).collect()).unwrap_or_else(|| email.as_str().to_owned()),
             email,
-            groups: Vec::new(),
+            groups: verified.groups,
             idp_mfa: false,
-            mapping: std::collections::BTreeMap::new(),
+            mapping: config.group_mapping.clone(),
         };
         sign_in_person(auth, store, factors, tenant, &person, origin, Via::Saml).await
     }

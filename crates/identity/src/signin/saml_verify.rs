@@ -30,6 +30,8 @@ use crate::IdentityError;
 pub const CLOCK_SKEW_SECS: i64 = 120;
 /// The largest response accepted (decoded).
 pub const MAX_RESPONSE_BYTES: usize = 128 * 1024;
+/// The most groups read from an assertion.
+pub const MAX_GROUPS: usize = 200;
 /// The most attributes and namespace declarations one element may carry.
 const MAX_ATTRIBUTES: usize = 32;
 
@@ -81,6 +83,8 @@ pub(crate) struct Expect<'a> {
     pub acs_url: &'a str,
     /// The requests this browser has started (newest first).
     pub request_ids: &'a [String],
+    /// The attribute (`Name` or `FriendlyName`) whose values are the person's groups.
+    pub groups_attribute: &'a str,
     pub now: DateTime<Utc>,
 }
 
@@ -92,6 +96,9 @@ pub(crate) struct Verified {
     /// The address the IdP asserts (not yet checked against the organisation's domains).
     pub email: String,
     pub name: Option<String>,
+    /// The values of the organisation's groups attribute (at most [`MAX_GROUPS`], each at most
+    /// 200 characters; others are left out).
+    pub groups: Vec<String>,
     /// Until when the assertion could be presented (kept that long in the replay cache).
     pub keep_until: DateTime<Utc>,
 }
@@ -343,11 +350,26 @@ pub(crate) fn verify(metadata: &EntityDescriptor, xml: &str, e: &Expect<'_>) -> 
     let name_id = subject.name_id.as_ref().map(|n| n.value.trim().to_owned()).unwrap_or_default();
     let email = if name_id.contains('@') { Some(name_id) } else { attribute(&EMAIL_ATTRIBUTES) }
         .ok_or_else(|| refused("saml_email_missing", "the assertion names no email address"))?;
+    let groups = assertion
+        .attribute_statements
+        .iter()
+        .flatten()
+        .flat_map(|s| s.attributes.iter())
+        .filter(|a| {
+            a.name.as_deref() == Some(e.groups_attribute) || a.friendly_name.as_deref() == Some(e.groups_attribute)
+        })
+        .flat_map(|a| a.values.iter())
+        .filter_map(|v| v.value.as_deref().map(str::trim))
+        .filter(|g| !g.is_empty() && g.len() <= 200)
+        .map(str::to_owned)
+        .take(MAX_GROUPS)
+        .collect();
     Ok(Verified {
         assertion_id: assertion.id.clone(),
         in_response_to,
         email,
         name: attribute(&NAME_ATTRIBUTES),
+        groups,
         keep_until: not_after.max(confirm_until) + skew,
     })
 }

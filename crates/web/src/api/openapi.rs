@@ -141,6 +141,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/settings/oidc/test") => (None, json("200", of::<ConnectionTest>())),
         ("GET", "/settings/saml") => (None, json("200", of::<SamlSettings>())),
         ("PUT", "/settings/saml") => (Some(of::<NewSamlConfig>()), json("200", of::<SamlSettings>())),
+        ("POST", "/settings/saml/test") => {
+            (None, json("200", of::<identity::signin::saml_check::SamlConnectionTest>()))
+        }
         ("GET", "/settings/approvals") => (None, json("200", of::<approvals::documents::MdThresholds>())),
         ("PUT", "/settings/approvals") => {
             (Some(of::<approvals::documents::MdThresholds>()), json("200", of::<approvals::documents::MdThresholds>()))
@@ -453,6 +456,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/settings/oidc/test") => "testOidcConnection",
         ("GET", "/settings/saml") => "getSamlConfig",
         ("PUT", "/settings/saml") => "setSamlConfig",
+        ("POST", "/settings/saml/test") => "testSamlConnection",
         ("GET", "/settings/approvals") => "getApprovalSettings",
         ("PUT", "/settings/approvals") => "setApprovalSettings",
         ("GET", "/audit/events") => "listAuditEvents",

@@ -1,12 +1,15 @@
-//! An organisation's SAML 2.0 identity provider, over HTTP: `GET|PUT /api/v1/settings/saml`
-//! (owner, admin: `SettingsManage`). The rules are `identity::signin::saml_config::put`'s: IdP
-//! metadata without a signing certificate is refused. The answer also names this organisation's
-//! service provider (entity id, ACS, metadata URL) for the IdP's administrator.
+//! An organisation's SAML 2.0 identity provider, over HTTP: `GET|PUT /api/v1/settings/saml` and
+//! `POST /api/v1/settings/saml/test` (owner, admin: `SettingsManage`). The rules are
+//! `identity::signin::saml_config::put`'s: IdP metadata without a signing certificate is refused.
+//! The answer also names this organisation's service provider (entity id, ACS, metadata URL) for
+//! the IdP's administrator. As for OIDC, a test that reaches no IdP is the test's outcome: 200
+//! with `ok: false` and what failed.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use identity::signin::saml_check::{self, SamlConnectionTest};
 use identity::signin::saml_config::{self, NewSamlConfig, SamlConfig};
 
 use crate::plumbing::access::json;
@@ -71,4 +74,24 @@ pub async fn put(
     let service_provider = service_provider(&state, &headers, tls.is_some(), &mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(SamlSettings { identity_provider: Some(config), service_provider })).into_response())
+}
+
+/// Tests the organisation's stored IdP now (the API's and the settings page's "test
+/// connection"). `Ok(None)` when the organisation has none.
+pub(crate) async fn run_test(state: &AppState, p: &Principal) -> Result<Option<SamlConnectionTest>, ApiError> {
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    let outcome = saml_check::test_connection(&state.sso, &mut tx).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// `POST /api/v1/settings/saml/test` → 200 with the test's outcome: the IdP's entity id, whether
+/// its single sign-on URL answers, its signing certificates' subjects and expiry (an expired one
+/// fails the test; one expiring within 30 days is a warning); 404 `saml_not_configured` when
+/// there is nothing to test.
+pub async fn test(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    let outcome = run_test(&state, &p).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "saml_not_configured", "this organisation has no SAML identity provider")
+    })?;
+    Ok((StatusCode::OK, Json(outcome)).into_response())
 }

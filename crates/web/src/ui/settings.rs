@@ -8,9 +8,11 @@
 //! sign-on (OpenID Connect): the provider's settings (the client secret is write-only: the page
 //! says only whether one is set), saved with `identity::signin::oidc_config::put`, and "test
 //! connection" (`crate::api::oidc::run_test`), whose failure is the test's answer on the page.
-//! And SAML 2.0: the IdP's metadata XML and allowed domains, saved with
+//! And SAML 2.0: the IdP's metadata XML (left empty: the stored one is kept), allowed domains,
+//! groups attribute and group mapping, SSO-only with its break-glass account, saved with
 //! `identity::signin::saml_config::put` (metadata without a signing certificate is refused), beside
-//! this organisation's SP metadata URL and ACS for the IdP's administrator.
+//! this organisation's SP metadata URL and ACS for the IdP's administrator; and its "test
+//! connection" (`crate::api::saml::run_test`).
 
 use std::collections::BTreeMap;
 
@@ -75,20 +77,38 @@ pub(crate) struct SamlSection {
     pub metadata_xml: String,
     pub sp_metadata_url: String,
     pub acs_url: String,
+    pub groups_attribute: String,
+    /// One mapping per line, as for OpenID Connect.
+    pub group_mapping: String,
+    pub sso_only: bool,
+    pub break_glass: String,
     pub error: String,
+    /// "Test connection": whether it worked, and the words (one line each).
+    pub tested: bool,
+    pub test_ok: bool,
+    pub test_lines: Vec<String>,
 }
 
 impl SamlSection {
     async fn load(state: &AppState, headers: &HeaderMap, tx: &mut store::TenantTx) -> Result<Self, ApiError> {
         // The page is no redirect target: the configured public URL, else this request's host.
         let sp = crate::api::saml::service_provider(state, headers, false, tx).await?;
-        let mut section = Self { sp_metadata_url: sp.metadata_url, acs_url: sp.acs_url, ..Self::default() };
+        let mut section = Self {
+            sp_metadata_url: sp.metadata_url,
+            acs_url: sp.acs_url,
+            groups_attribute: "groups".into(),
+            ..Self::default()
+        };
         if let Some(c) = identity::signin::saml_config::get(tx).await? {
             section.configured = true;
             section.idp_entity_id = c.idp_entity_id;
             section.sso_url = c.sso_url;
             section.certificates = c.signing_certificates;
             section.domains = c.allowed_domains.join("\n");
+            section.groups_attribute = c.groups_attribute;
+            section.group_mapping = mapping_lines(&c.group_mapping);
+            section.sso_only = c.sso_only;
+            section.break_glass = break_glass_email(tx, c.break_glass_user).await;
         }
         Ok(section)
     }
@@ -129,10 +149,7 @@ impl SsoSection {
                 ..Self::default()
             });
         };
-        let break_glass = match c.break_glass_user {
-            Some(u) => identity::directory::users::get_member(tx, u).await.map(|u| u.email).unwrap_or_default(),
-            None => String::new(),
-        };
+        let break_glass = break_glass_email(tx, c.break_glass_user).await;
         Ok(Self {
             configured: true,
             preset: c.preset.as_str().to_owned(),
@@ -143,20 +160,50 @@ impl SsoSection {
             email_claim: c.email_claim,
             name_claim: c.name_claim,
             groups_claim: c.groups_claim,
-            group_mapping: c
-                .group_mapping
-                .iter()
-                .map(|(g, grant)| match &grant.department {
-                    Some(d) => format!("{g} = {}, {d}", grant.role.as_str()),
-                    None => format!("{g} = {}", grant.role.as_str()),
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            group_mapping: mapping_lines(&c.group_mapping),
             sso_only: c.sso_only,
             break_glass,
             ..Self::default()
         })
     }
+}
+
+/// A group mapping as the form shows it: `group = role` or `group = role, DEPARTMENT` per line.
+fn mapping_lines(mapping: &BTreeMap<String, GroupGrant>) -> String {
+    mapping
+        .iter()
+        .map(|(g, grant)| match &grant.department {
+            Some(d) => format!("{g} = {}, {d}", grant.role.as_str()),
+            None => format!("{g} = {}", grant.role.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The break-glass account's address, for the form.
+async fn break_glass_email(tx: &mut store::TenantTx, user: Option<uuid::Uuid>) -> String {
+    match user {
+        Some(u) => identity::directory::users::get_member(tx, u).await.map(|u| u.email).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+/// The break-glass account typed on the form (an email address), as the user it names.
+async fn break_glass_user(state: &AppState, typed: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    let email = identity::EmailAddress::parse(typed)?;
+    let mut g = state.store.global_tx().await?;
+    let user = identity::directory::users::find_by_email(&mut g, &email).await?;
+    g.commit().await?;
+    let user = user.ok_or_else(|| {
+        ApiError::from(identity::IdentityError::Invalid {
+            field: "break_glass_user",
+            reason: format!("nobody signs in as {}", email.as_str()),
+        })
+    })?;
+    Ok(Some(user.id))
 }
 
 async fn settings_page(
@@ -465,15 +512,7 @@ async fn save_sso(state: &AppState, p: &Principal, typed: &SsoSection, secret: S
     let group_mapping = group_mapping(&typed.group_mapping).map_err(|w| invalid("group_mapping", w))?;
     let allowed_domains: Vec<String> =
         typed.domains.split(['\n', ',', ' ']).map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
-    let break_glass_user = if typed.break_glass.is_empty() {
-        None
-    } else {
-        let email = identity::EmailAddress::parse(&typed.break_glass)?;
-        let mut g = state.store.global_tx().await?;
-        let user = identity::directory::users::find_by_email(&mut g, &email).await?;
-        g.commit().await?;
-        Some(user.ok_or_else(|| invalid("break_glass_user", format!("nobody signs in as {}", email.as_str())))?.id)
-    };
+    let break_glass_user = break_glass_user(state, &typed.break_glass).await?;
     let mut tx = state.store.tenant_tx(p.tenant).await?;
     // What the form does not show is kept as stored.
     let stored = oidc_config::get(&mut tx).await?;
@@ -529,7 +568,8 @@ pub async fn test_sso(
     Ok(page.into_response())
 }
 
-/// `POST /settings/saml` {metadata_xml, domains}
+/// `POST /settings/saml` {metadata_xml (empty: keep the stored one), domains, groups_attribute,
+/// group_mapping, sso_only, break_glass}
 pub async fn set_saml(
     State(state): State<AppState>,
     p: Principal,
@@ -539,26 +579,16 @@ pub async fn set_saml(
 ) -> Result<Response, ApiError> {
     // The metadata is a whole document, bounded and parsed by `saml_config::put`.
     let f = Fields::parse_with_documents(&body, &["metadata_xml"])?;
-    let metadata_xml = f.get("metadata_xml").trim().to_owned();
-    let domains = f.get("domains").to_owned();
-    let new = identity::signin::saml_config::NewSamlConfig {
-        metadata_xml: metadata_xml.clone(),
-        allowed_domains: domains
-            .split(['\n', ',', ' '])
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        enabled: true,
+    let typed = SamlSection {
+        metadata_xml: f.get("metadata_xml").trim().to_owned(),
+        domains: f.get("domains").to_owned(),
+        groups_attribute: f.get("groups_attribute").trim().to_owned(),
+        group_mapping: f.get("group_mapping").to_owned(),
+        sso_only: f.get("sso_only") == "yes",
+        break_glass: f.get("break_glass").trim().to_owned(),
+        ..SamlSection::default()
     };
-    let saved = async {
-        let mut tx = state.store.tenant_tx(p.tenant).await?;
-        identity::signin::saml_config::put(&mut tx, &p.who, p.permit()?, &new).await?;
-        tx.commit().await?;
-        Ok::<(), ApiError>(())
-    }
-    .await;
-    let error = match saved {
+    let error = match save_saml(&state, &p, &typed).await {
         Ok(()) => return Ok(Redirect::to("/settings?done=saml#saml-heading").into_response()),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::NOT_FOUND => {
             format!("{}.", e.message.trim_end_matches('.'))
@@ -566,8 +596,86 @@ pub async fn set_saml(
         Err(e) => return Err(e),
     };
     let mut page = settings_page(&state, &p, &ctx, &headers).await?;
-    page.saml.error = error;
-    page.saml.metadata_xml = metadata_xml;
-    page.saml.domains = domains;
+    let stored = std::mem::take(&mut page.saml);
+    page.saml = SamlSection {
+        configured: stored.configured,
+        idp_entity_id: stored.idp_entity_id,
+        sso_url: stored.sso_url,
+        certificates: stored.certificates,
+        sp_metadata_url: stored.sp_metadata_url,
+        acs_url: stored.acs_url,
+        error,
+        ..typed
+    };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+async fn save_saml(state: &AppState, p: &Principal, typed: &SamlSection) -> Result<(), ApiError> {
+    let group_mapping = group_mapping(&typed.group_mapping)
+        .map_err(|why| ApiError::from(identity::IdentityError::Invalid { field: "group_mapping", reason: why }))?;
+    let new = identity::signin::saml_config::NewSamlConfig {
+        metadata_xml: (!typed.metadata_xml.is_empty()).then(|| typed.metadata_xml.clone()),
+        allowed_domains: typed
+            .domains
+            .split(['\n', ',', ' '])
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        groups_attribute: (!typed.groups_attribute.is_empty()).then(|| typed.groups_attribute.clone()),
+        group_mapping,
+        sso_only: typed.sso_only,
+        break_glass_user: break_glass_user(state, &typed.break_glass).await?,
+        enabled: true,
+    };
+    let mut tx = state.store.tenant_tx(p.tenant).await?;
+    identity::signin::saml_config::put(&mut tx, &p.who, p.permit()?, &new).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `POST /settings/saml/test`: "test connection" for the IdP; its outcome on the page.
+pub async fn test_saml(
+    State(state): State<AppState>,
+    p: Principal,
+    ctx: ClientContext,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = crate::api::saml::run_test(&state, &p).await?;
+    let mut page = settings_page(&state, &p, &ctx, &headers).await?;
+    page.saml.tested = true;
+    let Some(t) = outcome else {
+        page.saml.test_lines = vec!["Nothing to test yet: save the identity provider's metadata first.".to_owned()];
+        return Ok(page.into_response());
+    };
+    page.saml.test_ok = t.ok;
+    let mut lines = vec![if t.ok {
+        format!("Connected: {} answers at {}.", t.idp_entity_id, t.sso_url)
+    } else {
+        format!(
+            "The identity provider {} failed the test: {} (code {}).",
+            t.idp_entity_id,
+            t.error.unwrap_or_default(),
+            t.code.unwrap_or_default()
+        )
+    }];
+    if let Some(status) = t.sso_url_status {
+        lines.push(format!("Single sign-on URL {}: answered HTTP {status}.", t.sso_url));
+    }
+    for c in &t.certificates {
+        let standing = if c.expired {
+            "expired"
+        } else if c.expiring_soon {
+            "expires soon"
+        } else {
+            "valid"
+        };
+        lines.push(format!(
+            "Signing certificate {}: {standing}, until {} ({} days).",
+            c.subject, c.not_after, c.days_left
+        ));
+    }
+    lines.extend(t.warnings.into_iter().map(|w| format!("Warning: {w}.")));
+    page.saml.test_lines = lines;
+    Ok(page.into_response())
 }
