@@ -41,23 +41,7 @@ async fn world() -> World {
 impl World {
     /// Saves the provider on the settings page, as an administrator does.
     async fn configure(&self) -> common::Answer {
-        self.admin
-            .post_form(
-                "/settings/sso",
-                &[
-                    ("preset", "generic"),
-                    ("issuer", &self.idp.issuer),
-                    ("client_id", CLIENT_ID),
-                    ("client_secret", CLIENT_SECRET),
-                    ("domains", "acme.example"),
-                    ("email_claim", "email"),
-                    ("name_claim", "name"),
-                    ("groups_claim", "groups"),
-                    ("group_mapping", ""),
-                    ("break_glass", ""),
-                ],
-            )
-            .await
+        common::oidc::configure_on_settings_page(&self.admin, &self.idp.issuer).await
     }
 
     /// Starts single sign-on as a fresh browser: the provider's address and the binding cookie.

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use countersign_bench::{
-    approvals, audit_ledger, authz_decision, crash, deals, files, half_open, inbox, login, revocation, tenant_read,
+    approvals, audit_ledger, authz_decision, crash, deals, deprovision, files, half_open, inbox, login, revocation,
+    scim, sso_callback, tenant_read,
 };
 
 #[derive(Parser)]
@@ -42,6 +43,15 @@ enum Bench {
     /// `kill -9` of a real server under write load, then a restart: acknowledged writes lost
     /// (target: 0 over 3 runs) and `audit verify` after each.
     Crash(crash::Args),
+    /// OpenID Connect callback through a real server against an in-process issuer, the IdP's
+    /// time taken out (target: p99 <= 30 ms).
+    SsoCallback(sso_callback::Args),
+    /// SCIM user create + PATCH (active, name) through a real server vs the same writes in pgbench
+    /// (target: >= 500 requests/s at 8 clients).
+    Scim(scim::Args),
+    /// SCIM `active: false` on node A until node B refuses the person's token, vs raw
+    /// NOTIFY->LISTEN (target: p99 <= 50 ms).
+    Deprovision(deprovision::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -58,5 +68,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Deals(args) => deals::run(args).await,
         Bench::HalfOpen(args) => half_open::run(args).await,
         Bench::Crash(args) => crash::run(args).await,
+        Bench::SsoCallback(args) => sso_callback::run(args).await,
+        Bench::Scim(args) => scim::run(args).await,
+        Bench::Deprovision(args) => deprovision::run(args).await,
     }
 }

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::fixture;
+use crate::propagation::{ms, notify_round_trips, print_table, stats};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,27 +31,6 @@ pub struct Args {
 }
 
 const TARGET_P99: Duration = Duration::from_millis(50);
-
-struct Stats {
-    p50: Duration,
-    p95: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Stats {
-    v.sort();
-    let at = |p: f64| {
-        // Nearest-rank percentile.
-        let rank = (p * v.len() as f64).ceil() as usize;
-        v.get(rank.saturating_sub(1)).copied().unwrap_or_default()
-    };
-    Stats { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: v.last().copied().unwrap_or_default() }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 async fn status(app: &axum::Router, token: &str) -> anyhow::Result<StatusCode> {
     let req = Request::get("/api/v1/audit/events?limit=1")
@@ -139,16 +119,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     admin.close().await?;
 
     let (e2e, commit, base) = (stats(end_to_end), stats(after_commit), stats(baseline));
-    println!();
-    println!("  {:<44} {:>8} {:>8} {:>8} {:>8}", "ms", "p50", "p95", "p99", "max");
-    for (name, s) in [
+    print_table(&[
         ("raw NOTIFY -> LISTEN (baseline)", &base),
         ("revoke on A -> dropped on B", &e2e),
         ("  of which: A's COMMIT returned -> dropped", &commit),
-    ] {
-        println!("  {:<44} {:>8.2} {:>8.2} {:>8.2} {:>8.2}", name, ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max));
-    }
-    println!();
+    ]);
     println!(
         "  ratio to baseline: p50 {:.1}x, p99 {:.1}x",
         ms(e2e.p50) / ms(base.p50).max(1e-6),
@@ -164,32 +139,4 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{not_refused} revoked sessions were still accepted by node B");
     }
     Ok(())
-}
-
-/// `n` round trips of `SELECT pg_notify(...)` on one plain connection until a second plain
-/// connection, listening, receives it.
-async fn notify_round_trips(db: &TestDb, n: u32) -> anyhow::Result<Vec<Duration>> {
-    let options = db.admin_options();
-    let mut listener =
-        sqlx::postgres::PgListener::connect_with(&sqlx::PgPool::connect_with(options.clone()).await?).await?;
-    listener.listen("countersign_bench_baseline").await?;
-    let mut sender = options.connect().await?;
-    let mut out = Vec::with_capacity(n as usize);
-    for i in 0..n + 20 {
-        let started = Instant::now();
-        sqlx::query("select pg_notify('countersign_bench_baseline', $1)")
-            .bind(i.to_string())
-            .execute(&mut sender)
-            .await?;
-        let got =
-            tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.context("baseline NOTIFY lost")??;
-        if got.payload() != i.to_string() {
-            bail!("baseline: unexpected payload {}", got.payload());
-        }
-        if i >= 20 {
-            out.push(started.elapsed());
-        }
-    }
-    sender.close().await?;
-    Ok(out)
 }

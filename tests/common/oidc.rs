@@ -169,3 +169,26 @@ pub fn code_and_state(back: &url::Url) -> (String, String) {
     let q: BTreeMap<String, String> = back.query_pairs().into_owned().collect();
     (q.get("code").cloned().unwrap_or_default(), q.get("state").cloned().unwrap_or_default())
 }
+
+/// Saves `issuer` (with [`CLIENT_ID`], [`CLIENT_SECRET`], the domain `acme.example`, the standard
+/// claim names) as the organisation's provider on the settings page, as `admin`, an
+/// administrator signed in with a browser, does.
+pub async fn configure_on_settings_page(admin: &super::Client, issuer: &str) -> super::Answer {
+    admin
+        .post_form(
+            "/settings/sso",
+            &[
+                ("preset", "generic"),
+                ("issuer", issuer),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("domains", "acme.example"),
+                ("email_claim", "email"),
+                ("name_claim", "name"),
+                ("groups_claim", "groups"),
+                ("group_mapping", ""),
+                ("break_glass", ""),
+            ],
+        )
+        .await
+}

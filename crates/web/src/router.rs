@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     api_keys, audit, commissions, departments, documents, files, health, invitations, ip_allowlist, joining, mdf, me,
-    members, mfa, oidc, openapi, portals, programs, saml, scim, scim_mappings, scim_tokens, security, sessions,
+    members, mfa, oidc, openapi, portals, programs, saml, scim, scim_mappings, scim_tokens, security, sessions, sso,
 };
 use crate::plumbing::client;
 use crate::plumbing::guard::{Guard, RouteInfo, Routes};
@@ -33,6 +33,8 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/auth/email-code", SignIn, mfa::request_code)
         .post("/auth/email-code/verify", SignIn, mfa::verify_code)
         .post("/auth/mfa", SignIn, mfa::complete)
+        // Single sign-on begun by a script: the sign-in page's own start, answered as JSON.
+        .post("/auth/sso/start", SignIn, sso::start)
         .post("/invitations/accept", SignIn, invitations::accept)
         .post("/portal/enter", SignIn, portals::enter)
         .post("/auth/refresh", Public("the refresh cookie is the credential"), sessions::refresh)

@@ -115,6 +115,9 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/auth/email-code") => (Some(of::<mfa::CodeRequest>()), json("202", of::<mfa::Accepted>())),
         ("POST", "/auth/email-code/verify") => (Some(of::<mfa::VerifyRequest>()), sign_in()),
         ("POST", "/auth/mfa") => (Some(of::<mfa::MfaRequest>()), json("200", of::<sign_in::TokenResponse>())),
+        ("POST", "/auth/sso/start") => {
+            (Some(of::<crate::api::sso::SsoStartRequest>()), json("200", of::<crate::api::sso::SsoStarted>()))
+        }
         ("POST", "/auth/refresh") => (Some(of::<sess::RefreshRequest>()), json("200", of::<sign_in::TokenResponse>())),
         ("GET", "/auth/resume") => {
             (None, Success::Redirect("303", "to `next` with new session cookies, or to /sign-in?next=… when refused"))
@@ -443,6 +446,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("GET", "/auth/resume") => "resumeSession",
         ("POST", "/auth/resume") => "resumeSessionForm",
         ("POST", "/auth/logout") => "logout",
+        ("POST", "/auth/sso/start") => "startSso",
         ("POST", "/invitations/accept") => "acceptInvitation",
         ("GET", "/status") => "getStatus",
         ("GET", "/settings/ip-allowlist") => "getIpAllowlist",
@@ -675,20 +679,23 @@ fn operation(r: &RouteInfo, components: &mut utoipa::openapi::Components) -> uto
                 .build(),
         ));
     }
-    let cookies = matches!(
-        path,
-        "/api/v1/auth/login" | "/api/v1/auth/email-code/verify" | "/api/v1/auth/mfa" | "/api/v1/auth/refresh"
-    );
+    let cookies = match path {
+        "/api/v1/auth/login" | "/api/v1/auth/email-code/verify" | "/api/v1/auth/mfa" | "/api/v1/auth/refresh" => {
+            Some("`cs_access`, `cs_refresh` and `cs_csrf` unless `token_delivery` is `body`")
+        }
+        "/api/v1/auth/sso/start" => Some(
+            "The flow's browser binding, HttpOnly: `cs_sso` (Path=/sign-in/sso) for OpenID Connect, `cs_saml` \
+             (Path=/saml) for SAML; the provider's return to this site must carry it",
+        ),
+        _ => None,
+    };
     let response = |status: &str, description: &str, content: Option<Content>| {
         let mut b = ResponseBuilder::new().description(description);
         if let Some(c) = content {
             b = b.content("application/json", c);
         }
-        if cookies {
-            b = b.header(
-                "Set-Cookie",
-                header("`cs_access`, `cs_refresh` and `cs_csrf` unless `token_delivery` is `body`"),
-            );
+        if let Some(cookies) = cookies {
+            b = b.header("Set-Cookie", header(cookies));
         }
         if etagged(m, path) {
             b = b.header("ETag", header("The document's version, for `If-Match`"));

@@ -96,3 +96,21 @@ pub(crate) fn factors(state: &AppState) -> Factors<'_> {
 pub(crate) async fn resolve(state: &AppState, organisation: &str) -> Result<Option<store::TenantId>, ApiError> {
     Ok(state.store.resolve_tenant(organisation.trim()).await?)
 }
+
+/// The organisation a single sign-on start names, and whether it exists: for an unknown or
+/// malformed name, this process's decoy instead — a random tenant id no organisation has, the same
+/// one for every such request — so the rest of the start (the allowlist, cached per tenant like any
+/// organisation's; the provider configuration read in a tenant transaction) does the same work for
+/// it as for an organisation without single sign-on, and answers the same. No organisation-exists
+/// oracle by content or by time.
+pub(crate) async fn resolve_or_decoy(
+    state: &AppState,
+    organisation: &str,
+) -> Result<(store::TenantId, bool), ApiError> {
+    static DECOY: std::sync::OnceLock<store::TenantId> = std::sync::OnceLock::new();
+    let named = if identity::Slug::parse(organisation).is_ok() { resolve(state, organisation).await? } else { None };
+    Ok(match named {
+        Some(tenant) => (tenant, true),
+        None => (*DECOY.get_or_init(store::TenantId::new_random), false),
+    })
+}

@@ -19,7 +19,7 @@ pub(crate) mod authenticator;
 mod chrome;
 pub(crate) mod documents;
 pub(crate) mod email_code;
-mod form;
+pub(crate) mod form;
 mod format;
 pub(crate) mod inbox;
 pub(crate) mod invitation;

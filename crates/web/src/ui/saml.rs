@@ -128,6 +128,42 @@ pub async fn metadata(
     Ok(([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response())
 }
 
+/// Starts `organisation`'s SAML sign-in, for the page below and the JSON API (`crate::api::sso`):
+/// the AuthnRequest's address at the IdP, and the `cs_saml` cookie binding it to this browser
+/// (with `next`, a local path). As for OpenID Connect (`crate::ui::sso::begin`), an unknown or
+/// malformed name walks the same path as an organisation without SAML, with a decoy tenant
+/// (`crate::api::sign_in::resolve_or_decoy`), and gets the same refusal.
+///
+/// # Errors
+/// 403 `saml_not_configured`, 403 `ip_not_allowed`; 5xx for ours.
+pub(crate) async fn begin(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+    tls: bool,
+    organisation: &str,
+    next: &str,
+) -> Result<crate::ui::sso::Started, ApiError> {
+    let (tenant, exists) = crate::api::sign_in::resolve_or_decoy(state, organisation).await?;
+    let subject = crate::plumbing::ip_allowlist::Subject::Login("saml");
+    crate::plumbing::ip_allowlist::enforce(state, tenant, ctx, subject).await?;
+    let sp = endpoints(state, headers, tls, organisation);
+    let begun = saml::begin(&state.store, tenant, &sp).await.map_err(ApiError::from)?;
+    if !exists {
+        // Unreachable: the decoy has no IdP. Refused all the same.
+        return Err(ApiError::from(identity::IdentityError::Forbidden {
+            code: "saml_not_configured",
+            reason: "this organisation has no SAML single sign-on".into(),
+        }));
+    }
+    let value = format!("{}.{}", begun.binding.expose_secret(), encode(next));
+    Ok(crate::ui::sso::Started {
+        redirect_url: begun.redirect_url,
+        cookie: binding_cookie(&value, begun.expires_in, state.secure_cookies),
+        expires_in: begun.expires_in,
+    })
+}
+
 /// `GET /sign-in/saml?organisation=…&next=…`: starts the organisation's SAML sign-in.
 pub async fn start(
     State(state): State<AppState>,
@@ -139,43 +175,16 @@ pub async fn start(
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let organisation = q.get("organisation").trim().to_ascii_lowercase();
     let next = local_path(q.get("next"));
-    let not_configured = |organisation: &str| {
-        let e = ApiError::from(identity::IdentityError::Forbidden {
-            code: "saml_not_configured",
-            reason: "this organisation has no SAML single sign-on".into(),
-        });
-        refusal(&state, &headers, StatusCode::FORBIDDEN, organisation, e.code, &words(&e))
-    };
-    if identity::Slug::parse(&organisation).is_err() {
-        return Ok(not_configured(&organisation));
-    }
-    let Some(tenant) = crate::api::sign_in::resolve(&state, &organisation).await? else {
-        return Ok(not_configured(&organisation));
-    };
-    let subject = crate::plumbing::ip_allowlist::Subject::Login("saml");
-    if let Err(e) = crate::plumbing::ip_allowlist::enforce(&state, tenant, &ctx, subject).await {
-        if e.status.is_server_error() {
-            return Err(e);
-        }
-        return Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e)));
-    }
-    let sp = endpoints(&state, &headers, tls.is_some(), &organisation);
-    match saml::begin(&state.store, tenant, &sp).await {
-        Ok(begun) => {
-            let mut r = Redirect::to(&begun.redirect_url).into_response();
-            let value = format!("{}.{}", begun.binding.expose_secret(), encode(&next));
-            if let Some(v) = binding_cookie(&value, begun.expires_in, state.secure_cookies) {
+    match begin(&state, &ctx, &headers, tls.is_some(), &organisation, &next).await {
+        Ok(started) => {
+            let mut r = Redirect::to(&started.redirect_url).into_response();
+            if let Some(v) = started.cookie {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             Ok(r)
         }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status.is_server_error() {
-                return Err(e);
-            }
-            Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e)))
-        }
+        Err(e) if e.status.is_server_error() => Err(e),
+        Err(e) => Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e))),
     }
 }
 

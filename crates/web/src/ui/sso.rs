@@ -167,6 +167,59 @@ fn words(e: &ApiError) -> String {
     }
 }
 
+/// A flow started for either face: where to send the browser, and the binding cookie to set.
+pub(crate) struct Started {
+    pub redirect_url: String,
+    pub cookie: Option<HeaderValue>,
+    pub expires_in: i64,
+}
+
+/// The refusal for an organisation that does not sign in with OpenID Connect — or does not
+/// exist, or was named malformed: one answer for all three.
+fn not_configured() -> ApiError {
+    ApiError::from(IdentityError::Forbidden {
+        code: "oidc_not_configured",
+        reason: "this organisation has no single sign-on".into(),
+    })
+}
+
+/// Starts `organisation`'s OpenID Connect sign-in, for the page below and the JSON API
+/// (`crate::api::sso`): the flow, and the `cs_sso` cookie binding it to this browser (with the
+/// organisation and `next`, a local path, for the callback).
+///
+/// No organisation-exists oracle: an unknown (or malformed) name walks the same path as a known
+/// organisation without single sign-on, with a decoy tenant
+/// (`crate::api::sign_in::resolve_or_decoy`), so both are refused with `oidc_not_configured`
+/// after the same work.
+///
+/// # Errors
+/// 403 `oidc_not_configured`, 403 `ip_not_allowed`, 403 `oidc_provider_failed`; 5xx for ours.
+pub(crate) async fn begin(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+    tls: bool,
+    organisation: &str,
+    next: &str,
+) -> Result<Started, ApiError> {
+    let (tenant, exists) = crate::api::sign_in::resolve_or_decoy(state, organisation).await?;
+    // The organisation's allowlist, as for a password sign-in (before its provider is asked).
+    let subject = crate::plumbing::ip_allowlist::Subject::Login("oidc");
+    crate::plumbing::ip_allowlist::enforce(state, tenant, ctx, subject).await?;
+    let callback = callback_url(state, headers, tls);
+    let begun = state.sso.begin(&state.store, tenant, &callback).await.map_err(ApiError::from)?;
+    if !exists {
+        // Unreachable: the decoy has no provider. Refused all the same.
+        return Err(not_configured());
+    }
+    let value = format!("{}.{organisation}.{}", begun.binding.expose_secret(), encode(next));
+    Ok(Started {
+        redirect_url: begun.authorize_url,
+        cookie: binding_cookie(&value, begun.expires_in, state.secure_cookies),
+        expires_in: begun.expires_in,
+    })
+}
+
 /// `GET /sign-in/sso?organisation=…&next=…`: starts the organisation's single sign-on.
 pub async fn start(
     State(state): State<AppState>,
@@ -178,44 +231,16 @@ pub async fn start(
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let organisation = q.get("organisation").trim().to_ascii_lowercase();
     let next = local_path(q.get("next"));
-    let not_configured = |organisation: &str| {
-        let e = ApiError::from(IdentityError::Forbidden {
-            code: "oidc_not_configured",
-            reason: "this organisation has no single sign-on".into(),
-        });
-        refusal(&state, &headers, StatusCode::FORBIDDEN, organisation, e.code, &words(&e))
-    };
-    if identity::Slug::parse(&organisation).is_err() {
-        return Ok(not_configured(&organisation));
-    }
-    let Some(tenant) = crate::api::sign_in::resolve(&state, &organisation).await? else {
-        return Ok(not_configured(&organisation));
-    };
-    // The organisation's allowlist, as for a password sign-in (before its provider is asked).
-    let subject = crate::plumbing::ip_allowlist::Subject::Login("oidc");
-    if let Err(e) = crate::plumbing::ip_allowlist::enforce(&state, tenant, &ctx, subject).await {
-        if e.status.is_server_error() {
-            return Err(e);
-        }
-        return Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e)));
-    }
-    let callback = callback_url(&state, &headers, tls.is_some());
-    match state.sso.begin(&state.store, tenant, &callback).await {
-        Ok(begun) => {
-            let mut r = Redirect::to(&begun.authorize_url).into_response();
-            let value = format!("{}.{organisation}.{}", begun.binding.expose_secret(), encode(&next));
-            if let Some(v) = binding_cookie(&value, begun.expires_in, state.secure_cookies) {
+    match begin(&state, &ctx, &headers, tls.is_some(), &organisation, &next).await {
+        Ok(started) => {
+            let mut r = Redirect::to(&started.redirect_url).into_response();
+            if let Some(v) = started.cookie {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             Ok(r)
         }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status.is_server_error() {
-                return Err(e);
-            }
-            Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e)))
-        }
+        Err(e) if e.status.is_server_error() => Err(e),
+        Err(e) => Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e))),
     }
 }
 
