@@ -157,3 +157,48 @@ async fn a_listed_and_guarded_global_table_passes() {
     assert!(v.is_empty(), "{v:?}");
     tx.rollback().await.expect("rollback");
 }
+
+/// The checks every policy starts with and the audit encoding are inlined into the statements
+/// that use them (migration 0042): a SECURITY DEFINER or SET function, or an IMMUTABLE one that
+/// calls something STABLE, would be parsed and planned again on every call. The proofs behind
+/// the checks stay SECURITY DEFINER with a fixed search_path.
+#[tokio::test]
+async fn policy_checks_and_the_audit_encoding_stay_inlinable() {
+    let db = TestDb::new().await;
+    let mut conn = db.admin_conn().await;
+    let rows: Vec<(String, bool, bool, String)> = sqlx::query_as(
+        "select proname::text, prosecdef, proconfig is not null, provolatile::text from pg_proc
+          where proname = any($1) order by proname",
+    )
+    .bind(
+        &[
+            "countersign_audit_encode",
+            "countersign_audit_field",
+            "countersign_bypass_active",
+            "countersign_bypass_proven",
+            "countersign_identity_active",
+            "countersign_identity_proven",
+        ][..],
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("functions");
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for (name, definer, set, volatility) in rows {
+        let proof = name.ends_with("_proven");
+        assert_eq!((definer, set), (proof, proof), "{name}: definer and SET only on the proofs");
+        assert_eq!(volatility, "s", "{name} is STABLE");
+    }
+    for (call, inlined) in [
+        ("countersign_bypass_active()", "current_setting('app.bypass'"),
+        ("countersign_identity_active()", "current_setting('app.identity'"),
+        ("countersign_audit_field('x')", "convert_to('x'"),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!("explain (verbose, costs off) select {call}"))
+            .fetch_all(&mut conn)
+            .await
+            .expect("explain");
+        assert!(plan.iter().any(|l| l.contains(inlined)), "{call} is not inlined: {plan:?}");
+    }
+    conn.close().await.expect("close");
+}

@@ -17,8 +17,10 @@
 //! the token key, plus the user id when the key belongs to a known user — so an admin unlock
 //! ([`unlock`]) clears every lock of that user, everywhere.
 //!
-//! This is the only code that reads or writes `credential_failures`, and a [`Lockout`] is only
-//! obtained from `Authenticator::lockout` — so every check counts at the configured threshold.
+//! This is the only code that writes `credential_failures` and judges its rows ([`Lockout::judge`];
+//! password sign-in reads a key's row in the statement that reads the account, to save a round
+//! trip), and a [`Lockout`] is only obtained from `Authenticator::lockout` — so every check counts
+//! at the configured threshold.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -107,6 +109,20 @@ pub struct LockKey {
     user: Option<Uuid>,
 }
 
+impl LockKey {
+    /// The HMAC the key's row is stored under (for a statement that reads it beside other things).
+    pub(crate) fn digest(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// The same key, naming `user` as the account it belongs to (only so that an unlock can
+    /// find the row; the digest does not depend on it).
+    #[must_use]
+    pub(crate) fn for_user(self, user: Option<Uuid>) -> Self {
+        Self { user, ..self }
+    }
+}
+
 /// The one lockout: the threshold and the secret lock keys are hashed under.
 #[derive(Clone)]
 pub struct Lockout {
@@ -187,11 +203,21 @@ impl Lockout {
     /// # Errors
     /// [`IdentityError::Locked`], or a store error.
     pub async fn ensure_open_counted(&self, g: &mut GlobalTx, key: &LockKey) -> Result<bool, IdentityError> {
-        let Some(until) =
+        let row =
             sqlx::query_scalar!("select locked_until from credential_failures where lock_key = $1", &key.hash[..])
                 .fetch_optional(g.conn())
-                .await?
-        else {
+                .await?;
+        Self::judge(row)
+    }
+
+    /// What a key's row says, as read (`None`: no row; else its `locked_until`): `Locked` (with
+    /// the seconds left) while locked, else whether failures are counted. For a statement that
+    /// reads the row beside other things (password sign-in reads it with the account).
+    ///
+    /// # Errors
+    /// [`IdentityError::Locked`].
+    pub(crate) fn judge(row: Option<Option<chrono::DateTime<Utc>>>) -> Result<bool, IdentityError> {
+        let Some(until) = row else {
             return Ok(false);
         };
         match until {

@@ -12,7 +12,7 @@ use store::{Store, TenantId};
 use uuid::Uuid;
 
 use crate::directory::tenants;
-use crate::signin::lockout::NamedOrganisation;
+use crate::signin::lockout::{Lockout, NamedOrganisation};
 use crate::signin::mfa::{self, Factors, FirstFactor, LoginOutcome};
 use crate::signin::sessions::Authenticator;
 use crate::signin::suspicious;
@@ -38,7 +38,8 @@ impl Authenticator {
     ///
     /// Round trips are what a login costs besides its one argon2 computation: the common case
     /// (a member without a second factor and without counted failures) is one identity
-    /// transaction (the account, the lock key before and after the hash) and one organisation
+    /// transaction (the account with the lock key's state in one statement, the lock key again
+    /// after the hash) and one organisation
     /// transaction (membership and the organisation's MFA rule, then the session, its first
     /// refresh token and the audit event).
     pub async fn login(
@@ -52,26 +53,37 @@ impl Authenticator {
     ) -> Result<LoginOutcome, IdentityError> {
         let tenant = organisation.tenant;
         let lockout = self.lockout();
+        // The lock key does not depend on the account (only the row it writes names the user),
+        // so the account and the key's lock state are read in one statement.
+        let probe = lockout.sign_in(organisation, email, origin.ip, None);
         let mut g = store.global_tx().await?;
-        let account = sqlx::query!(
-            r#"select u.id, u.status, c.password_hash as "hash?", u.platform_admin,
-                      exists(select 1 from user_totp t where t.user_id = u.id and t.confirmed_at is not null) as "totp!"
-                 from users u left join user_credentials c on c.user_id = u.id
-                where u.email = $1::text::citext"#,
-            email.as_str()
+        let row = sqlx::query!(
+            r#"select u.id as "id?", u.status as "status?", c.password_hash as "hash?",
+                      u.platform_admin as "platform_admin?",
+                      exists(select 1 from user_totp t where t.user_id = u.id and t.confirmed_at is not null) as "totp!",
+                      f.lock_key is not null as "counted!", f.locked_until as "locked_until?"
+                 from (select) as one
+                 left join (users u left join user_credentials c on c.user_id = u.id) on u.email = $1::text::citext
+                 left join credential_failures f on f.lock_key = $2"#,
+            email.as_str(),
+            probe.digest(),
         )
-        .fetch_optional(g.conn())
+        .fetch_one(g.conn())
         .await
-        .map_err(IdentityError::from_store("user"))?
-        .map(|r| Account {
-            id: r.id,
-            status: r.status,
-            hash: r.hash,
-            second_factor: r.totp || r.platform_admin,
-        });
-        let key = lockout.sign_in(organisation, email, origin.ip, account.as_ref().map(|a| a.id));
+        .map_err(IdentityError::from_store("user"))?;
+        let account = match (row.id, row.status) {
+            (Some(id), Some(status)) => Some(Account {
+                id,
+                status,
+                hash: row.hash,
+                second_factor: row.totp || row.platform_admin.unwrap_or(false),
+            }),
+            _ => None,
+        };
+        let key = probe.for_user(account.as_ref().map(|a| a.id));
 
-        match lockout.ensure_open(&mut g, &key).await {
+        match Lockout::judge(row.counted.then_some(row.locked_until)) {
+            Ok(_) => {}
             Err(locked @ IdentityError::Locked { .. }) => {
                 g.commit().await?;
                 if let Some(t) = tenant {
@@ -79,7 +91,7 @@ impl Authenticator {
                 }
                 return Err(locked);
             }
-            other => other?,
+            Err(e) => return Err(e),
         }
         let verified = self.hasher.verify(password, account.as_ref().and_then(|a| a.hash.as_deref())).await?;
         let account = match account {

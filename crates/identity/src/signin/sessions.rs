@@ -223,7 +223,9 @@ impl Authenticator {
     /// of two concurrent uses, one finds it unused, the other waits for its row lock and then
     /// finds it used), checks the session with [`check`]'s conditions, records the session's use,
     /// and inserts the next token only when the session is alive; a dead session leaves the
-    /// transaction uncommitted, so nothing of it stays. Then one COMMIT.
+    /// transaction uncommitted, so nothing of it stays. Then one COMMIT. Every row is named by
+    /// its full primary key (the tenant too, which RLS also enforces) so the cached plan is one
+    /// unique probe each whatever the table statistics say (see [`check`]).
     pub async fn refresh(
         &self,
         store: &Store,
@@ -235,13 +237,13 @@ impl Authenticator {
         let row = sqlx::query!(
             r#"with used as (
                    update refresh_tokens set used_at = now()
-                    where token_hash = $1 and session_id = $2 and used_at is null
+                    where tenant_id = $5 and token_hash = $1 and session_id = $2 and used_at is null
                    returning session_id
                ), live as (
                    -- The conditions of `check`.
                    select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as stale
                      from used
-                     join sessions s on s.id = used.session_id
+                     join sessions s on s.tenant_id = $5 and s.id = used.session_id
                      join memberships m on m.tenant_id = s.tenant_id and m.id = s.membership_id
                      join users u on u.id = s.user_id
                     where s.id = $2 and s.revoked_at is null and s.expires_at > now()
@@ -250,19 +252,22 @@ impl Authenticator {
                       and m.status = 'active' and m.deleted_at is null and m.role = s.role
                       and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())
                ), seen as (
-                   update sessions set last_seen_at = now() where id = $2 and exists(select 1 from live where stale)
+                   update sessions set last_seen_at = now()
+                    where tenant_id = $5 and id = $2 and exists(select 1 from live where stale)
                ), issued as (
                    insert into refresh_tokens (tenant_id, token_hash, session_id)
                    select current_setting('app.tenant_id')::uuid, $3, $2 from live
                )
                select exists(select 1 from used) as "used!",
-                      exists(select 1 from refresh_tokens where token_hash = $1 and session_id = $2) as "known!",
+                      exists(select 1 from refresh_tokens
+                              where tenant_id = $5 and token_hash = $1 and session_id = $2) as "known!",
                       live.user_id as "user_id?", live.role as "role?"
                  from (select) as one left join live on true"#,
             &presented.hash[..],
             presented.session,
             &next_hash[..],
             i32::try_from(IDLE_TIMEOUT_MINUTES).unwrap_or(30),
+            presented.tenant.as_uuid(),
         )
         .fetch_one(tx.conn())
         .await?;
@@ -310,6 +315,11 @@ const FACTOR_FROM_ELSEWHERE: [&str; 2] = ["oidc+idp_mfa", "portal_link"];
 /// Is the session alive? Not revoked, not expired, not idle, issued under the user's current
 /// epoch, the user active, the membership active and still holding the session's role. Records
 /// use at most once a minute (for the idle timeout).
+///
+/// The session is named by its primary key `(tenant_id, id)` although RLS enforces the tenant:
+/// with `id` alone, a generic plan made while the table's statistics were stale (a fresh
+/// organisation, a burst of sign-ins) was seen to AND the `id` index with a whole scan of the
+/// partial index of live sessions (`revoked_at is null`), a cost that grows with every session.
 pub async fn check(tx: &mut TenantTx, session: Uuid) -> Result<Option<SessionState>, IdentityError> {
     let row = sqlx::query!(
         r#"select s.user_id, s.role, m.valid_until, s.last_seen_at < now() - interval '1 minute' as "stale!",
@@ -318,19 +328,26 @@ pub async fn check(tx: &mut TenantTx, session: Uuid) -> Result<Option<SessionSta
              join memberships m on m.tenant_id = s.tenant_id and m.id = s.membership_id
              join users u on u.id = s.user_id
              join tenants t on t.id = s.tenant_id
-            where s.id = $1 and s.revoked_at is null and s.expires_at > now()
+            where s.tenant_id = $3 and s.id = $1 and s.revoked_at is null and s.expires_at > now()
               and s.last_seen_at > now() - make_interval(mins => $2::int)
               and u.status = 'active' and u.session_epoch = s.user_epoch
               and m.status = 'active' and m.deleted_at is null and m.role = s.role
               and m.valid_from <= now() and (m.valid_until is null or m.valid_until > now())"#,
         session,
         i32::try_from(IDLE_TIMEOUT_MINUTES).unwrap_or(30),
+        tx.tenant().as_uuid(),
     )
     .fetch_optional(tx.conn())
     .await?;
     let Some(r) = row else { return Ok(None) };
     if r.stale {
-        sqlx::query!("update sessions set last_seen_at = now() where id = $1", session).execute(tx.conn()).await?;
+        sqlx::query!(
+            "update sessions set last_seen_at = now() where tenant_id = $2 and id = $1",
+            session,
+            tx.tenant().as_uuid()
+        )
+        .execute(tx.conn())
+        .await?;
     }
     let factor_required = r.require_mfa && !r.method.as_deref().is_some_and(|m| FACTOR_FROM_ELSEWHERE.contains(&m));
     Ok(Some(SessionState { user_id: r.user_id, role: r.role.parse()?, valid_until: r.valid_until, factor_required }))
