@@ -7,7 +7,6 @@
 
 mod common;
 
-
 use common::oidc::{Provider, account, configure_on_settings_page};
 use common::{Client, TestApp, audit_count, org, with_password};
 use reqwest::StatusCode;

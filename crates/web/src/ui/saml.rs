@@ -20,9 +20,8 @@ use secrecy::ExposeSecret;
 
 use crate::plumbing::client::ServedOverTls;
 use crate::plumbing::cookies::cookie;
-use crate::ui::chrome::Chrome;
 use crate::ui::form::{Fields, encode, local_path};
-use crate::ui::sign_in::{SignInPage, answer, signed_in};
+use crate::ui::sign_in::signed_in;
 use crate::{ApiError, AppState, ClientContext};
 
 /// The cookie binding a started request to this browser.
@@ -65,16 +64,8 @@ fn refusal(
     code: &str,
     words: &str,
 ) -> Response {
-    let mut r = answer(headers, state.secure_cookies, status, |csrf| {
-        let mut page = SignInPage::new(Chrome::public(csrf), organisation, "", "/");
-        page.problem = words.to_owned();
-        page.problem_code = code.to_owned();
-        page
-    });
-    if let Some(v) = binding_cookie("", 0, state.secure_cookies) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+    let ended = binding_cookie("", 0, state.secure_cookies);
+    crate::ui::sso::refused_sign_in(state, headers, status, (organisation, code, words), ended)
 }
 
 /// A refused sign-in in words, by its code.

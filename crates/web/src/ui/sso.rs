@@ -117,14 +117,26 @@ fn refusal(
     code: &str,
     words: &str,
 ) -> Response {
+    refused_sign_in(state, headers, status, (organisation, code, words), binding_cookie("", 0, state.secure_cookies))
+}
+
+/// The sign-in page refusing a single sign-on of either provider: the organisation, the words and
+/// the stable code beside them, and `ended`, the provider's binding cookie cleared: whatever
+/// happened, the flow in this browser is over.
+pub(crate) fn refused_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    (organisation, code, words): (&str, &str, &str),
+    ended: Option<HeaderValue>,
+) -> Response {
     let mut r = answer(headers, state.secure_cookies, status, |csrf| {
         let mut page = SignInPage::new(Chrome::public(csrf), organisation, "", "/");
         page.problem = words.to_owned();
         page.problem_code = code.to_owned();
         page
     });
-    // Whatever happened, the flow in this browser is over.
-    if let Some(v) = binding_cookie("", 0, state.secure_cookies) {
+    if let Some(v) = ended {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
