@@ -26,3 +26,4 @@ pub(crate) mod scim_tokens;
 pub mod security;
 pub(crate) mod sessions;
 pub(crate) mod sign_in;
+pub(crate) mod statement_pdf;
