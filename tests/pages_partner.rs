@@ -589,7 +589,11 @@ async fn the_programme_page_lists_partner_invitations_to_those_who_invite_and_re
         section.contains("invited@partner-b.example") && !section.contains("invited@partner-a.example"),
         "{section}"
     );
-    assert_eq!(form_ids(section, &format!("partners/{}/invitations", w.pb), "revoke"), [b_inv.clone()], "{section}");
+    assert_eq!(
+        form_ids(section, &format!("partners/{}/invitations", w.pb), "revoke"),
+        std::slice::from_ref(&b_inv),
+        "{section}"
+    );
     assert!(row(section, "boss@partner-b.example").contains("Waiting to be accepted"));
     let page = agent.get("/programme").await;
     assert!(!page.text.contains("partner-invitations-heading"), "{}", page.text);
