@@ -666,6 +666,30 @@ async fn over_http_deal_approved_won_commission_approved_and_paid_with_the_attac
     assert!(r.text.contains(&cid), "{}", r.text);
     let r = finance.get("/api/v1/programme/commissions/statement?period=2026-13").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    // The same statement as a PDF: a download of alice's rows with the amounts, read back with
+    // poppler; bob's holds none of hers, and naming her partner is a 404 as for the CSV.
+    let pdf_url = format!("/api/v1/programme/commissions/statement.pdf?period={period}");
+    let (status, headers, pdf) = alice.get_bytes(&pdf_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/pdf"));
+    let disposition = headers.get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(disposition.starts_with("attachment; filename=\"commissions-") && disposition.ends_with(".pdf\""));
+    let (pages, text) = read_pdf(&pdf);
+    assert_eq!(pages, 1, "{text}");
+    for expected in ["Commission statement", "Contoso rollout", "20,000.00 EUR", "1,600.00 EUR", "Paid"] {
+        assert!(text.contains(expected), "{expected} not in: {text}");
+    }
+    let (status, _, pdf) = bob.get_bytes(&pdf_url).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, text) = read_pdf(&pdf);
+    assert!(!text.contains("Contoso rollout") && text.contains("Commission statement"), "{text}");
+    let r = bob.get(&format!("{pdf_url}&partnerId={}", w.pa)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+    let r = finance.get("/api/v1/programme/commissions/statement.pdf?period=2026-13").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    let (status, _, pdf) = finance.get_bytes(&format!("{pdf_url}&partnerId={}", w.pa)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(read_pdf(&pdf).1.contains("1,600.00 EUR"));
     // Plans are the vendor's: partners neither read nor write them.
     assert_eq!(alice.get("/api/v1/programme/commission-plans").await.status, StatusCode::FORBIDDEN);
     let plans = channel.get("/api/v1/programme/commission-plans").await;
@@ -773,4 +797,25 @@ async fn the_programme_page_lists_only_what_the_database_shows_the_person() {
     let r = browser.get("/programme").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(!r.text.contains("Ay rollout"));
+}
+
+/// A PDF's page count (`pdfinfo`) and its text (`pdftotext -layout`), from poppler-utils, which
+/// `.ci/run` installs: the file must parse as a PDF, not only start like one.
+fn read_pdf(pdf: &[u8]) -> (u32, String) {
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF: {:?}", &pdf[..pdf.len().min(16)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("statement.pdf");
+    std::fs::write(&path, pdf).expect("write");
+    let info = std::process::Command::new("pdfinfo").arg(&path).output().expect("pdfinfo (poppler-utils)");
+    assert!(info.status.success(), "pdfinfo: {}", String::from_utf8_lossy(&info.stderr));
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    let pages = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no page count: {info}"));
+    let text =
+        std::process::Command::new("pdftotext").args(["-layout"]).arg(&path).arg("-").output().expect("pdftotext");
+    assert!(text.status.success(), "pdftotext: {}", String::from_utf8_lossy(&text.stderr));
+    (pages, String::from_utf8_lossy(&text.stdout).into_owned())
 }

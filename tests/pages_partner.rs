@@ -508,3 +508,121 @@ async fn partner_people_are_invited_from_the_programme_page_and_join_only_their_
     assert_eq!(page.status, StatusCode::OK, "{page}");
     assert!(page.text.contains("Lead of Fixture Two") && !page.text.contains("Lead of Fixture One"), "{}", page.text);
 }
+
+/// A browser holding only the CSRF cookie a first visit sets (someone opening an invitation link).
+async fn visitor(app: &TestApp) -> Client {
+    let r = app.anonymous().without_redirects().get("/sign-in").await;
+    let csrf = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.split(';').next().and_then(|p| p.strip_prefix("cs_csrf=")).map(str::to_owned))
+        .expect("a csrf cookie");
+    app.anonymous().without_redirects().browser(&format!("cs_csrf={csrf}"), Some(&csrf))
+}
+
+#[tokio::test]
+async fn an_invitation_into_a_partner_suspended_since_is_a_readable_refusal_on_the_accept_page() {
+    let w = world().await;
+    let cm = w.app.sign_in("vendor", "cm@vendor.example").await;
+    let r = cm
+        .post(
+            &format!("/api/v1/programme/partners/{}/invitations", w.pb),
+            serde_json::json!({"email": "late@partner-b.example", "role": "partner_agent"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    let token = r.body["token"].as_str().expect("token").to_owned();
+    let s = cm.patch(&format!("/api/v1/programme/partners/{}", w.pb), serde_json::json!({"status": "suspended"})).await;
+    assert_eq!(s.status, StatusCode::OK, "{s}");
+    let c = visitor(&w.app).await;
+    let r = c
+        .post_form(
+            "/invitations/accept",
+            &[("token", &token), ("name", "Late Agent"), ("password", "a long enough passphrase")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GONE, "{r}");
+    assert!(is_html(&r), "{r}");
+    assert!(
+        r.text
+            .contains("This invitation cannot be used: it is for a partner company that is suspended in the programme"),
+        "{}",
+        r.text
+    );
+    assert_eq!(audit_count(&w.db, w.t, "invitation.accept_refused").await, 1);
+}
+
+#[tokio::test]
+async fn the_programme_page_lists_partner_invitations_to_those_who_invite_and_revokes_only_ones_own() {
+    let w = world().await;
+    let cm_api = w.app.sign_in("vendor", "cm@vendor.example").await;
+    let invite = |p: Uuid, email: &'static str, role: &'static str| {
+        let c = cm_api.clone();
+        async move {
+            let r = c
+                .post(
+                    &format!("/api/v1/programme/partners/{p}/invitations"),
+                    serde_json::json!({"email": email, "role": role}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{r}");
+            r.body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let a_inv = invite(w.pa, "invited@partner-a.example", "partner_agent").await;
+    let b_inv = invite(w.pb, "invited@partner-b.example", "partner_agent").await;
+    let b_boss = invite(w.pb, "boss@partner-b.example", "partner_admin").await;
+    let cm = w.browser("cm@vendor.example").await;
+    let bob = w.browser("bob@partner-b.example").await;
+    let agent = w.browser("agent@partner-a.example").await;
+
+    // The channel manager sees every partner's; Bob, B's administrator, B's only, with a revoke
+    // button for the agent's invitation and none for the administrator's; the agent no section.
+    let page = cm.get("/programme").await;
+    assert!(page.text.contains("partner-invitations-heading"), "{}", page.text);
+    assert!(page.text.contains("invited@partner-a.example") && page.text.contains("invited@partner-b.example"));
+    let page = bob.get("/programme").await;
+    let section = &page.text[page.text.find("partner-invitations-heading").expect("bob's list")..];
+    assert!(
+        section.contains("invited@partner-b.example") && !section.contains("invited@partner-a.example"),
+        "{section}"
+    );
+    assert_eq!(
+        form_ids(section, &format!("partners/{}/invitations", w.pb), "revoke"),
+        std::slice::from_ref(&b_inv),
+        "{section}"
+    );
+    assert!(row(section, "boss@partner-b.example").contains("Waiting to be accepted"));
+    let page = agent.get("/programme").await;
+    assert!(!page.text.contains("partner-invitations-heading"), "{}", page.text);
+
+    // Bob revoking A's invitation (by A's path or under B's): the 404 page, nothing revoked; the
+    // administrator's invitation: refused in words; his agent's: revoked, back to the page.
+    for path in [
+        format!("/programme/partners/{}/invitations/{a_inv}/revoke", w.pa),
+        format!("/programme/partners/{}/invitations/{a_inv}/revoke", w.pb),
+    ] {
+        let r = bob.without_redirects().post_form(&path, &[]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {r}");
+        assert!(is_html(&r), "{r}");
+    }
+    let r = bob.post_form(&format!("/programme/partners/{}/invitations/{b_boss}/revoke", w.pb), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert!(r.text.contains("a partner administrator revokes invitations of agents only"), "{}", r.text);
+    let r = agent.post_form(&format!("/programme/partners/{}/invitations/{a_inv}/revoke", w.pa), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.revoked").await, 0);
+    let r = bob
+        .without_redirects()
+        .post_form(&format!("/programme/partners/{}/invitations/{b_inv}/revoke", w.pb), &[])
+        .await;
+    assert_eq!(location(&r), "/programme?done=revoked", "{r}");
+    let page = bob.get("/programme?done=revoked").await;
+    assert!(page.text.contains("The invitation is revoked"), "{}", page.text);
+    assert!(row(&page.text, "invited@partner-b.example").contains("Revoked"), "{}", page.text);
+    assert_eq!(audit_count(&w.db, w.t, "invitation.revoked").await, 1);
+    let page = cm.get("/programme").await;
+    assert!(row(&page.text, "invited@partner-a.example").contains("Waiting to be accepted"), "{}", page.text);
+}

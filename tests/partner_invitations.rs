@@ -197,3 +197,142 @@ async fn another_organisations_partner_is_a_404_even_for_the_channel_manager() {
     let r = invite(&cm, w.pa, "twice@partner-b.example", "partner_agent").await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "already_member"), "{r}");
 }
+
+/// An invitation is a promise made while the partner was in good standing: suspended (or ended)
+/// before the invited person accepts, the acceptance is refused with a stable code, audited, and
+/// no membership is made; reactivated, the same token works again (the refusal is the status's).
+#[tokio::test]
+async fn an_invitation_sent_before_its_partner_was_suspended_is_refused_at_accept_and_audited() {
+    let w = world().await;
+    let cm = w.app.sign_in("acme", "cm@acme.example").await;
+    let r = invite(&cm, w.pa, "late@partner-a.example", "partner_agent").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    let token = r.body["token"].as_str().expect("token").to_owned();
+    let invitation = r.body["id"].as_str().expect("id").to_owned();
+    for status in ["suspended", "ended"] {
+        let s = cm.patch(&format!("/api/v1/programme/partners/{}", w.pa), json!({"status": status})).await;
+        assert_eq!(s.status, StatusCode::OK, "{s}");
+        let refused = accept(&w.app, &token).await;
+        assert_eq!((refused.status, refused.code()), (StatusCode::GONE, "partner_inactive"), "{refused}");
+        assert!(refused.body["error"]["message"].as_str().unwrap_or_default().contains(status), "{refused}");
+    }
+    let mut admin = w.db.admin_conn().await;
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "select reason from audit_events where tenant_id = $1 and action = 'invitation.accept_refused'
+            and entity_id = $2 order by seq",
+    )
+    .bind(w.t.as_uuid())
+    .bind(&invitation)
+    .fetch_all(&mut admin)
+    .await
+    .expect("refusals");
+    assert_eq!(
+        reasons,
+        ["the partner company is suspended in the programme", "the partner company is ended in the programme"]
+    );
+    let joined: i64 = sqlx::query_scalar(
+        "select count(*) from memberships m join users u on u.id = m.user_id
+          where m.tenant_id = $1 and u.email = 'late@partner-a.example'",
+    )
+    .bind(w.t.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    assert_eq!(joined, 0, "no membership in a suspended partner");
+    // Reactivated: the very same token is accepted (it was refused for the status, not spent).
+    let s = cm.patch(&format!("/api/v1/programme/partners/{}", w.pa), json!({"status": "active"})).await;
+    assert_eq!(s.status, StatusCode::OK, "{s}");
+    let done = accept(&w.app, &token).await;
+    assert_eq!((done.status, done.body["role"].as_str()), (StatusCode::OK, Some("partner_agent")), "{done}");
+}
+
+fn listed(list: &common::Answer) -> Vec<(String, String)> {
+    list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| (i["id"].as_str().expect("id").to_owned(), i["status"].as_str().expect("status").to_owned()))
+        .collect()
+}
+
+/// Partner A's administrator lists and revokes A's invitations only: B's (by B's path or smuggled
+/// under A's) is a 404 like one that does not exist, an administrator's invitation is not theirs to
+/// revoke, an agent lists nothing; the channel manager sees and revokes every partner's. A revoked
+/// token cannot be accepted; an accepted invitation cannot be revoked.
+#[tokio::test]
+async fn partner_a_admin_lists_and_revokes_only_a_invitations_and_a_revoked_one_cannot_be_accepted() {
+    let w = world().await;
+    let cm = w.app.sign_in("acme", "cm@acme.example").await;
+    let alice = w.app.sign_in("acme", "alice@partner-a.example").await;
+    let agent = w.app.sign_in("acme", "agent@partner-a.example").await;
+    let made = |r: common::Answer| {
+        assert_eq!(r.status, StatusCode::CREATED, "{r}");
+        (r.body["id"].as_str().expect("id").to_owned(), r.body["token"].as_str().expect("token").to_owned())
+    };
+    let (a1, a1_token) = made(invite(&alice, w.pa, "one@partner-a.example", "partner_agent").await);
+    let (a_boss, _) = made(invite(&cm, w.pa, "boss@partner-a.example", "partner_admin").await);
+    let (b1, b1_token) = made(invite(&cm, w.pb, "one@partner-b.example", "partner_agent").await);
+    let list = |p: Uuid| format!("/api/v1/programme/partners/{p}/invitations");
+    let one = |p: Uuid, i: &str| format!("/api/v1/programme/partners/{p}/invitations/{i}");
+
+    // Listing: A's administrator sees A's two, never a token; B's or another organisation's
+    // partner (or none) is a 404; an agent is refused by the policy; the channel manager sees both.
+    let r = alice.get(&list(w.pa)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    assert_eq!(listed(&r), [(a_boss.clone(), "open".to_owned()), (a1.clone(), "open".to_owned())]);
+    assert!(!r.body.to_string().contains("csi_"), "no token in a list: {r}");
+    for p in [w.pb, w.foreign, Uuid::now_v7()] {
+        let r = alice.get(&list(p)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+    }
+    let r = agent.get(&list(w.pa)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{r}");
+    assert_eq!(listed(&cm.get(&list(w.pb)).await), [(b1.clone(), "open".to_owned())]);
+    let r = cm.get(&list(w.foreign)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{r}");
+
+    // Revoking across partners: B's invitation by B's path or under A's is a 404, and B's stays open.
+    for path in [one(w.pb, &b1), one(w.pa, &b1)] {
+        let r = alice.delete(&path).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{path}: {r}");
+    }
+    let r = cm.delete(&one(w.pa, &b1)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "not A's: {r}");
+    assert_eq!(listed(&cm.get(&list(w.pb)).await), [(b1.clone(), "open".to_owned())]);
+    // An administrator's invitation is not for a partner's administrator to revoke; an agent revokes nothing.
+    let r = alice.delete(&one(w.pa, &a_boss)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "role_escalation"), "{r}");
+    let r = agent.delete(&one(w.pa, &a1)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.revoked").await, 0);
+
+    // Alice revokes her agent's invitation: audited once with the partner, the token refused,
+    // a second revocation changes nothing.
+    let r = alice.delete(&one(w.pa, &a1)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r}");
+    let mut admin = w.db.admin_conn().await;
+    let changes: String = sqlx::query_scalar(
+        "select changes from audit_events where tenant_id = $1 and action = 'invitation.revoked' and entity_id = $2",
+    )
+    .bind(w.t.as_uuid())
+    .bind(&a1)
+    .fetch_one(&mut admin)
+    .await
+    .expect("invitation.revoked");
+    assert!(changes.contains("revoked") && changes.contains(&w.pa.to_string()), "{changes}");
+    let r = accept(&w.app, &a1_token).await;
+    assert_eq!((r.status, r.code()), (StatusCode::GONE, "invitation_expired"), "{r}");
+    let r = alice.delete(&one(w.pa, &a1)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.revoked").await, 1);
+    assert_eq!(listed(&alice.get(&list(w.pa)).await)[1], (a1.clone(), "revoked".to_owned()));
+
+    // The channel manager revokes the administrator's invitation; B's, accepted, cannot be revoked.
+    let r = cm.delete(&one(w.pa, &a_boss)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r}");
+    let r = accept(&w.app, &b1_token).await;
+    assert_eq!(r.status, StatusCode::OK, "B's invitation was never touched: {r}");
+    let r = cm.delete(&one(w.pb, &b1)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "invitation_used"), "{r}");
+    assert_eq!(audit_count(&w.db, w.t, "invitation.revoked").await, 2);
+}

@@ -6,7 +6,8 @@
 // approves the commission, the agent sees it approved and then payable, disputes it (an empty
 // reason first: the page says why and keeps the form), finance resolves the dispute with a
 // corrected amount (a bad amount first: said under the field, the text kept), the agent sees it
-// calculated again at the corrected amount, and partner B sees none of it. Exits non-zero on the first failed step, or at the end when any console error, CSP
+// calculated again at the corrected amount, and partner B sees none of it, then invites an agent
+// of its own, finds the invitation listed and revokes it. Exits non-zero on the first failed step, or at the end when any console error, CSP
 // violation or serious/critical axe finding was seen.
 
 import {
@@ -179,6 +180,18 @@ await signIn(bob, process.env.BOB);
   if (text.includes(CUSTOMER) || text.includes(OPPORTUNITY) || text.includes('Gold tier confirmed')) {
     fail(`${who}: sees partner A's deal`);
   }
+  // Bob, partner B's administrator, invites an agent, finds the invitation listed, and revokes it.
+  await page.locator('#invite-email').fill('new.agent@partner-b.example');
+  await page.getByRole('button', { name: 'Send the invitation' }).click();
+  await expectNotice(page, 'new.agent@partner-b.example');
+  const invited = () => page.locator('#partner-invitations-heading ~ table tr', { hasText: 'new.agent@partner-b.example' });
+  await invited().getByText('Waiting to be accepted').waitFor();
+  await audit(page, who);
+  await invited().getByRole('button', { name: 'Revoke the invitation for new.agent@partner-b.example' }).click();
+  await expectNotice(page, 'The invitation is revoked: its link no longer works.');
+  await invited().getByText('Revoked', { exact: true }).waitFor();
+  if (await invited().getByRole('button', { name: /Revoke/ }).count() > 0) fail(`${who}: a revoked invitation offers revoke`);
+  await audit(page, who);
 }
 
-await finish('partner', 15, 'partner: deal registered, approved, won, commission approved and payable, disputed and resolved; partner B saw none of it');
+await finish('partner', 17, 'partner: deal registered, approved, won, commission approved and payable, disputed and resolved; partner B saw none of it, invited an agent and revoked the invitation');

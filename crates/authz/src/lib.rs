@@ -95,6 +95,11 @@ pub enum Action {
     /// Invite a person by email into a partner company (vendor staff: any partner; a partner's
     /// administrator: agents of their own company only, decided by the domain and the database).
     PartnerInvite,
+    /// List the invitations into a partner company (vendor staff: every partner's; a partner's
+    /// administrator: their own company's, decided by the domain from the database's scope).
+    PartnerInvitationsRead,
+    /// Revoke an open invitation into a partner company (same reach as the list).
+    PartnerInvitationRevoke,
     DealRegister,
     DealRead,
     DealDecide,
@@ -178,6 +183,8 @@ impl Action {
         Self::ProgramPartnersRead,
         Self::ProgramPartnersManage,
         Self::PartnerInvite,
+        Self::PartnerInvitationsRead,
+        Self::PartnerInvitationRevoke,
         Self::DealRegister,
         Self::DealRead,
         Self::DealDecide,
@@ -241,6 +248,8 @@ impl Action {
             Self::ProgramPartnersRead => "program.partners_read",
             Self::ProgramPartnersManage => "program.partners_manage",
             Self::PartnerInvite => "program.partner_invite",
+            Self::PartnerInvitationsRead => "program.partner_invitations_read",
+            Self::PartnerInvitationRevoke => "program.partner_invitation_revoke",
             Self::DealRegister => "deal.register",
             Self::DealRead => "deal.read",
             Self::DealDecide => "deal.decide",

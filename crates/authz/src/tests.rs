@@ -679,6 +679,23 @@ fn partner_people_are_invited_by_vendor_staff_and_partner_admins_never_by_agents
 }
 
 #[test]
+fn partner_invitations_are_listed_and_revoked_by_those_who_invite_never_by_agents_nor_across_organisations() {
+    let e = engine();
+    let w = World::new();
+    let other = World::new();
+    let org = Resource::Organisation { tenant: w.tenant };
+    let cross = Resource::Organisation { tenant: other.tenant };
+    for role in Role::ALL {
+        let s = w.member(*role, None);
+        let expected = ["owner", "admin", "channel_manager", "partner_admin"].contains(&role.as_str());
+        for action in [Action::PartnerInvitationsRead, Action::PartnerInvitationRevoke] {
+            assert_eq!(e.decide(&s, action, &org).is_ok(), expected, "{role} {action}");
+            assert!(e.decide(&s, action, &cross).is_err(), "{role} {action} across organisations");
+        }
+    }
+}
+
+#[test]
 fn commissions_are_settled_by_finance_never_by_their_closer_nor_a_partner_nor_a_channel_manager() {
     let e = engine();
     let w = World::new();

@@ -166,7 +166,9 @@ impl TenantTx {
 pub enum ProgramScope {
     /// An authenticated person: the scope follows their own membership, looked up in the database.
     Member(uuid::Uuid),
-    /// The vendor side as a whole, for operator and system work (never from a request).
+    /// The vendor side as a whole, for operator and system work (never scoped by request
+    /// input): the CLI, the `serve` sweep, and accepting an invitation, which reads back the
+    /// partner its locked invitation row names.
     Vendor,
 }
 

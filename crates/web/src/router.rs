@@ -139,6 +139,12 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
             programs::update_partner,
         )
         .post("/programme/partners/{id}/invitations", Org(Action::PartnerInvite), invitations::create_for_partner)
+        .get("/programme/partners/{id}/invitations", Org(Action::PartnerInvitationsRead), invitations::list_for_partner)
+        .delete(
+            "/programme/partners/{id}/invitations/{invitation}",
+            Org(Action::PartnerInvitationRevoke),
+            invitations::revoke_for_partner,
+        )
         .get("/deals", Org(Action::DealRead), programs::list_deals)
         .post("/deals", Org(Action::DealRegister), programs::register_deal)
         .get("/deals/{id}", Org(Action::DealRead), programs::get_deal)
@@ -155,6 +161,7 @@ fn api_routes(r: Routes, dev_outbox: bool) -> Routes {
         .post("/programme/commission-plans", Org(Action::CommissionPlanManage), commissions::create_plan)
         .get("/programme/commissions", Org(Action::CommissionRead), commissions::list_commissions)
         .get("/programme/commissions/statement", Org(Action::CommissionStatement), commissions::statement)
+        .get("/programme/commissions/statement.pdf", Org(Action::CommissionStatement), commissions::statement_pdf)
         .get("/programme/commissions/{id}", Org(Action::CommissionRead), commissions::get_commission)
         .post("/programme/commissions/{id}/dispute", Org(Action::CommissionDispute), commissions::dispute_commission)
         .post(
@@ -266,7 +273,13 @@ fn page_routes(r: Routes) -> Routes {
         .post("/programme/commissions/{id}/dispute", Org(Action::CommissionDispute), ui::programme::dispute)
         .post("/programme/commissions/{id}/resolve", Domain(&[Action::CommissionResolve]), ui::programme::resolve)
         .post("/programme/invitations", Org(Action::PartnerInvite), ui::programme::invite)
+        .post(
+            "/programme/partners/{id}/invitations/{invitation}/revoke",
+            Org(Action::PartnerInvitationRevoke),
+            ui::programme::revoke_invitation,
+        )
         .get("/programme/commissions/statement", Org(Action::CommissionStatement), commissions::statement)
+        .get("/programme/commissions/statement.pdf", Org(Action::CommissionStatement), commissions::statement_pdf)
         .get("/programme/leads/export", Org(Action::LeadExport), programs::export_leads)
         .get("/programme/mdf", Org(Action::MdfRead), ui::mdf::show)
         .post("/programme/mdf/budgets", Org(Action::MdfBudgetManage), ui::mdf::create_budget)

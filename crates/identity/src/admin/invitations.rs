@@ -16,7 +16,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use store::{Store, TenantId, TenantTx};
+use store::{ProgramScope, Store, TenantId, TenantTx};
 use uuid::Uuid;
 
 use crate::admin::members;
@@ -88,8 +88,58 @@ pub fn invitation_mail(
     (subject, text)
 }
 
-fn gone(reason: &str) -> IdentityError {
-    IdentityError::Gone { code: "invitation_expired", reason: format!("this invitation is {reason}") }
+/// Why a presented (genuine) invitation is refused at acceptance.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Used, revoked or expired: 410 `invitation_expired`.
+    Gone(&'static str),
+    /// The partner company it joins was suspended or ended after it was sent: 410
+    /// `partner_inactive` (the token is genuine, so its holder may learn why).
+    PartnerInactive(&'static str),
+}
+
+impl Refusal {
+    fn reason(self) -> String {
+        match self {
+            Self::Gone(why) => why.to_owned(),
+            Self::PartnerInactive(status) => format!("the partner company is {status} in the programme"),
+        }
+    }
+}
+
+impl From<Refusal> for IdentityError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Gone(why) => {
+                Self::Gone { code: "invitation_expired", reason: format!("this invitation is {why}") }
+            }
+            Refusal::PartnerInactive(status) => Self::Gone {
+                code: "partner_inactive",
+                reason: format!(
+                    "this invitation is for a partner company that is {status} in the programme, so it can no longer be accepted"
+                ),
+            },
+        }
+    }
+}
+
+/// Re-checks, at acceptance, the partner company a partner invitation joins: suspended or ended
+/// since the invitation was sent (or gone) refuses it. The row is share-locked so a suspension
+/// racing this acceptance waits for it (and then applies to the new person like to the others).
+async fn partner_refusal(tx: &mut TenantTx, partner: Uuid) -> Result<Option<Refusal>, IdentityError> {
+    let status = sqlx::query_scalar!(
+        "select status from partners where tenant_id = $1 and id = $2 for share",
+        tx.tenant().as_uuid(),
+        partner
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(match status.as_deref() {
+        Some("active") => None,
+        Some("suspended") => Some(Refusal::PartnerInactive("suspended")),
+        Some("ended") => Some(Refusal::PartnerInactive("ended")),
+        _ => Some(Refusal::PartnerInactive("no longer")),
+    })
 }
 
 /// Creates an invitation. The caller may not invite into a role above their own; an address that
@@ -141,18 +191,13 @@ pub async fn create_for_partner(
     if !new.role.is_partner_person() {
         return Err(IdentityError::invalid("role", "expected partner_admin or partner_agent"));
     }
-    match tx.partner_scope().await?.as_deref() {
-        Some("vendor") => {}
-        Some(own) if own.parse::<Uuid>().ok() == Some(new.partner_id) => {
-            if caller != Role::PartnerAdmin || new.role != Role::PartnerAgent {
-                return Err(IdentityError::Forbidden {
-                    code: "role_escalation",
-                    reason: "a partner's administrator invites agents of their own company only".into(),
-                });
-            }
-        }
-        // Another partner's person, or no programme scope at all: there is no such partner.
-        _ => return Err(IdentityError::NotFound),
+    if partner_reach(tx, new.partner_id).await? == PartnerReach::OwnCompany
+        && (caller != Role::PartnerAdmin || new.role != Role::PartnerAgent)
+    {
+        return Err(IdentityError::Forbidden {
+            code: "role_escalation",
+            reason: "a partner's administrator invites agents of their own company only".into(),
+        });
     }
     // Read under the partner_isolation policy: a partner person sees only their own company.
     let status = sqlx::query_scalar!(
@@ -169,6 +214,91 @@ pub async fn create_for_partner(
     let staff =
         NewInvitation { email: new.email.clone(), role: new.role, department_id: None, membership_valid_until: None };
     issue(tx, who, &staff, Some(new.partner_id)).await
+}
+
+/// How far a programme transaction reaches into one partner company's invitations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartnerReach {
+    /// Vendor staff: any partner of the organisation.
+    Vendor,
+    /// A partner person, naming their own company.
+    OwnCompany,
+}
+
+/// Decided by the partner scope the database derived from the caller's own membership, never by
+/// the request: another partner's company (or another organisation's, or one that does not
+/// exist) is `NotFound`, indistinguishable on purpose. The `invitations` table itself carries no
+/// partner policy (staff invitations have no partner), so this is the partner dimension here.
+async fn partner_reach(tx: &mut TenantTx, partner_id: Uuid) -> Result<PartnerReach, IdentityError> {
+    match tx.partner_scope().await?.as_deref() {
+        Some("vendor") => {
+            let exists = sqlx::query_scalar!(
+                r#"select exists(select 1 from partners where tenant_id = $1 and id = $2) as "x!""#,
+                tx.tenant().as_uuid(),
+                partner_id
+            )
+            .fetch_one(tx.conn())
+            .await?;
+            if exists { Ok(PartnerReach::Vendor) } else { Err(IdentityError::NotFound) }
+        }
+        Some(own) if own.parse::<Uuid>().ok() == Some(partner_id) => Ok(PartnerReach::OwnCompany),
+        _ => Err(IdentityError::NotFound),
+    }
+}
+
+/// The invitations into partner company `partner_id`, newest first (never a token). `tx` must be
+/// a programme transaction: vendor staff list any partner's, a partner's administrator their own
+/// company's; another partner's is `NotFound`.
+pub async fn list_for_partner(
+    tx: &mut TenantTx,
+    permit: &authz::Permit,
+    partner_id: Uuid,
+) -> Result<Vec<Invitation>, IdentityError> {
+    crate::permitted(permit, authz::Action::PartnerInvitationsRead, tx)?;
+    partner_reach(tx, partner_id).await?;
+    rows(tx, Rows::Partner(partner_id)).await
+}
+
+/// Every partner invitation the caller's programme scope reaches, newest first: vendor staff
+/// every partner's, a partner person their own company's (the programme page's list).
+pub async fn list_partner_invitations(
+    tx: &mut TenantTx,
+    permit: &authz::Permit,
+) -> Result<Vec<Invitation>, IdentityError> {
+    crate::permitted(permit, authz::Action::PartnerInvitationsRead, tx)?;
+    match tx.partner_scope().await?.as_deref() {
+        Some("vendor") => rows(tx, Rows::AnyPartner).await,
+        Some(own) => match own.parse::<Uuid>() {
+            Ok(partner) => rows(tx, Rows::Partner(partner)).await,
+            Err(_) => Err(IdentityError::NotFound),
+        },
+        None => Err(IdentityError::NotFound),
+    }
+}
+
+/// Revokes an open invitation into partner company `partner_id` (its token stops working at
+/// once). The invitation must be that company's (else `NotFound`, as for another partner's); a
+/// partner's administrator revokes only agents' invitations, as they invite only agents.
+pub async fn revoke_for_partner(
+    tx: &mut TenantTx,
+    who: &Who,
+    permit: &authz::Permit,
+    caller: Role,
+    partner_id: Uuid,
+    id: Uuid,
+) -> Result<(), IdentityError> {
+    crate::permitted(permit, authz::Action::PartnerInvitationRevoke, tx)?;
+    let reach = partner_reach(tx, partner_id).await?;
+    revoke_row(tx, who, id, Some(partner_id), |role| {
+        if reach == PartnerReach::OwnCompany && (caller != Role::PartnerAdmin || role != Role::PartnerAgent.as_str()) {
+            return Err(IdentityError::Forbidden {
+                code: "role_escalation",
+                reason: "a partner's administrator revokes invitations of agents only".into(),
+            });
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The invitation itself, once the caller's checks passed: refuses an address that is already a
@@ -250,14 +380,35 @@ async fn issue(
 }
 
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, IdentityError> {
+    rows(tx, Rows::All).await
+}
+
+/// Which of the organisation's invitations a list shows.
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    All,
+    AnyPartner,
+    Partner(Uuid),
+}
+
+async fn rows(tx: &mut TenantTx, which: Rows) -> Result<Vec<Invitation>, IdentityError> {
+    let (partner, partners_only) = match which {
+        Rows::All => (None, false),
+        Rows::AnyPartner => (None, true),
+        Rows::Partner(p) => (Some(p), true),
+    };
     let rows = sqlx::query_as!(
         Invitation,
         r#"select id, email::text as "email!", role, department_id, partner_id, membership_valid_until, expires_at, created_by,
                   created_at, accepted_at, revoked_at,
                   case when accepted_at is not null then 'accepted' when revoked_at is not null then 'revoked'
                        when expires_at <= now() then 'expired' else 'open' end as "status!"
-             from invitations where tenant_id = $1 order by created_at desc limit 500"#,
-        tx.tenant().as_uuid()
+             from invitations
+            where tenant_id = $1 and ($2::uuid is null or partner_id = $2) and (not $3 or partner_id is not null)
+            order by created_at desc limit 500"#,
+        tx.tenant().as_uuid(),
+        partner,
+        partners_only
     )
     .fetch_all(tx.conn())
     .await
@@ -269,14 +420,29 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, IdentityError> {
 /// revoked (remove the member instead): 409 `invitation_used`.
 pub async fn revoke(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, id: Uuid) -> Result<(), IdentityError> {
     crate::permitted(permit, authz::Action::MembersManage, tx)?;
+    revoke_row(tx, who, id, None, |_| Ok(())).await
+}
+
+/// Locks invitation `id` (only if it is `partner`'s, when named), lets `may` refuse by its role,
+/// and revokes it unless already revoked; accepted: 409 `invitation_used`.
+async fn revoke_row(
+    tx: &mut TenantTx,
+    who: &Who,
+    id: Uuid,
+    partner: Option<Uuid>,
+    may: impl FnOnce(&str) -> Result<(), IdentityError>,
+) -> Result<(), IdentityError> {
     let r = sqlx::query!(
-        "select accepted_at, revoked_at from invitations where tenant_id = $1 and id = $2 for update",
+        "select role, accepted_at, revoked_at from invitations
+          where tenant_id = $1 and id = $2 and ($3::uuid is null or partner_id = $3) for update",
         tx.tenant().as_uuid(),
-        id
+        id,
+        partner
     )
     .fetch_optional(tx.conn())
     .await?
     .ok_or(IdentityError::NotFound)?;
+    may(&r.role)?;
     if r.accepted_at.is_some() {
         return Err(IdentityError::Conflict {
             code: "invitation_used",
@@ -293,11 +459,11 @@ pub async fn revoke(tx: &mut TenantTx, who: &Who, permit: &authz::Permit, id: Uu
     )
     .execute(tx.conn())
     .await?;
-    let event = Event::new(
-        "invitation.revoked",
-        Entity::of("invitation", id)?,
-        Changes::none().field("status", "open", "revoked"),
-    )?;
+    let mut changes = Changes::none().field("status", "open", "revoked");
+    if let Some(partner) = partner {
+        changes = changes.field("partner_id", None::<Uuid>, partner);
+    }
+    let event = Event::new("invitation.revoked", Entity::of("invitation", id)?, changes)?;
     audit::record_by(tx, who, &event).await?;
     Ok(())
 }
@@ -377,7 +543,9 @@ pub async fn accept(
     acceptance: &Acceptance,
     origin: &Origin,
 ) -> Result<Accepted, IdentityError> {
-    let mut tx = store.tenant_tx(presented.tenant).await?;
+    // The programme's vendor scope, so that a partner invitation's company can be read back: the
+    // invitation row (found by the token's hash, locked below) names the partner, not the request.
+    let mut tx = store.program_tx(presented.tenant, ProgramScope::Vendor).await?;
     let inv = sqlx::query!(
         r#"select i.email::text as "email!", i.role, i.department_id, i.partner_id, i.membership_valid_until, i.token_hash,
                   i.accepted_at, i.revoked_at, i.expires_at <= now() as "expired!", t.name as org_name
@@ -393,21 +561,23 @@ pub async fn accept(
         return Err(IdentityError::Unauthenticated);
     };
     let refused = if inv.accepted_at.is_some() {
-        Some("already used")
+        Some(Refusal::Gone("already used"))
     } else if inv.revoked_at.is_some() {
-        Some("revoked")
+        Some(Refusal::Gone("revoked"))
     } else if inv.expired || inv.membership_valid_until.is_some_and(|u| u <= Utc::now()) {
-        Some("expired")
+        Some(Refusal::Gone("expired"))
+    } else if let Some(partner) = inv.partner_id {
+        partner_refusal(&mut tx, partner).await?
     } else {
         None
     };
     if let Some(why) = refused {
         let system = Who::new(Actor::system("invitations:accept"), origin.clone());
         let event = Event::new("invitation.accept_refused", Entity::of("invitation", presented.id)?, Changes::none())?
-            .with_reason(why)?;
+            .with_reason(&why.reason())?;
         audit::record_by(&mut tx, &system, &event).await?;
         tx.commit().await?;
-        return Err(gone(why));
+        return Err(why.into());
     }
     let role: Role = inv.role.parse()?;
     let email = EmailAddress::parse(&inv.email)?;

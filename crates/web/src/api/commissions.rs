@@ -16,7 +16,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use store::{ProgramScope, TenantTx};
@@ -318,6 +318,95 @@ pub struct StatementQuery {
 /// Rows per database round trip of a statement.
 const STATEMENT_PAGE: i64 = 1000;
 
+/// The statement's partner (the caller's own, or the one vendor staff named) and month, the
+/// export audited and committed before any row is read, and a fresh transaction of the caller's
+/// scope to read the rows in (the CSV's and the PDF's one path: same checks, same rows).
+async fn open_statement(
+    state: &AppState,
+    p: &Principal,
+    q: &StatementQuery,
+    format: &str,
+) -> Result<(Uuid, (DateTime<Utc>, DateTime<Utc>), TenantTx), ApiError> {
+    let period = commissions::parse_period(&q.period)?;
+    let named = match q.partner_id.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "partnerId: not a UUID")
+                .with_details(json!({ "field": "partnerId" }))
+        })?),
+    };
+    let mut tx = program_tx(state, p).await?;
+    let partner = commissions::statement_partner(&mut tx, named).await?;
+    // Recorded (and committed) before the download starts, whether or not the client reads it all.
+    let mut changes = audit::Changes::none().field("period", None::<&str>, q.period.trim());
+    if format != "csv" {
+        changes = changes.field("format", None::<&str>, format);
+    }
+    let event = audit::Event::new("commission.statement_exported", audit::Entity::of("partner", partner)?, changes)?;
+    audit::record_by(&mut tx, &p.who, &event).await?;
+    tx.commit().await?;
+    Ok((partner, period, program_tx(state, p).await?))
+}
+
+/// The most lines a PDF statement lays out (a month of one partner's commissions is far fewer);
+/// beyond, 422 `statement_too_large` points to the CSV, which streams any number.
+const PDF_MAX_LINES: usize = 5_000;
+
+/// `GET /api/v1/programme/commissions/statement.pdf`: the same statement as the CSV (same
+/// query, same checks, same rows of the caller's scope) as a PDF download, with totals per
+/// currency. Another partner's: 404, as for the CSV.
+pub async fn statement_pdf(
+    State(state): State<AppState>,
+    p: Principal,
+    q: Result<Query<StatementQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| query_error(&e))?;
+    let (partner, period, mut tx) = open_statement(&state, &p, &q, "pdf").await?;
+    let mut lines: Vec<commissions::StatementLine> = Vec::new();
+    loop {
+        let after = lines.last().map(|l| (l.created_at, l.id));
+        let page = commissions::statement_page(&mut tx, partner, period, after, STATEMENT_PAGE).await?;
+        let more = page.len() as i64 == STATEMENT_PAGE;
+        lines.extend(page);
+        if lines.len() > PDF_MAX_LINES {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "statement_too_large",
+                format!("a PDF statement holds at most {PDF_MAX_LINES} commissions; download the CSV statement"),
+            ));
+        }
+        if !more {
+            break;
+        }
+    }
+    let heading = crate::api::statement_pdf::Heading {
+        organisation: identity::directory::tenants::current(&mut tx).await?.name,
+        partner: ::programs::partners::get(&mut tx, partner).await?.company_name,
+        period: q.period.trim().to_owned(),
+        generated: Utc::now(),
+    };
+    tx.commit().await?;
+    let pdf = tokio::task::spawn_blocking(move || crate::api::statement_pdf::render(&heading, &lines))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "statement PDF task failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "statement PDF not written");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?;
+    let filename = format!("commissions-{partner}-{}-{}.pdf", q.period.trim(), Utc::now().format("%Y%m%dT%H%M%SZ"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        pdf,
+    )
+        .into_response())
+}
+
 /// `GET /api/v1/programme/commissions/statement`: one partner's commissions of one month as
 /// CSV, streamed page by page in one transaction of the caller's scope (a partner's only ever
 /// holds its own rows: the database's filter), formulas neutralised, as a download.
@@ -327,25 +416,7 @@ pub async fn statement(
     q: Result<Query<StatementQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| query_error(&e))?;
-    let period = commissions::parse_period(&q.period)?;
-    let named = match q.partner_id.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "partnerId: not a UUID")
-                .with_details(json!({ "field": "partnerId" }))
-        })?),
-    };
-    let mut tx = program_tx(&state, &p).await?;
-    let partner = commissions::statement_partner(&mut tx, named).await?;
-    // Recorded (and committed) before the download starts, whether or not the client reads it all.
-    let event = audit::Event::new(
-        "commission.statement_exported",
-        audit::Entity::of("partner", partner)?,
-        audit::Changes::none().field("period", None::<&str>, q.period.trim()),
-    )?;
-    audit::record_by(&mut tx, &p.who, &event).await?;
-    tx.commit().await?;
-    let mut tx = program_tx(&state, &p).await?;
+    let (partner, period, mut tx) = open_statement(&state, &p, &q, "csv").await?;
     let first = commissions::statement_page(&mut tx, partner, period, None, STATEMENT_PAGE).await?;
     let header_line = commissions::csv_header()?;
     let (send, recv) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);

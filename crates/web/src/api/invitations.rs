@@ -169,6 +169,46 @@ pub async fn create_for_partner(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// `GET /api/v1/programme/partners/{id}/invitations` → {items: [...]} (never a token): vendor
+/// staff see any partner's, a partner's administrator their own company's; another partner's: 404.
+pub async fn list_for_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let partner_id = path_id(&id)?;
+    let mut tx = crate::api::mdf::program_tx(&state, &p).await?;
+    let items = invitations::list_for_partner(&mut tx, p.permit()?, partner_id).await?;
+    tx.commit().await?;
+    Ok(Json(crate::plumbing::access::ListPage::all(items)))
+}
+
+/// `DELETE /api/v1/programme/partners/{id}/invitations/{invitation}` → 204. Another partner's
+/// invitation (or one not into this partner): 404; accepted: 409 `invitation_used`; a partner's
+/// administrator revoking an administrator's invitation: 403 `role_escalation`.
+pub async fn revoke_for_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    Path((id, invitation)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (partner_id, invitation) = (path_id(&id)?, path_id(&invitation)?);
+    revoke_partner_invitation(&state, &p, partner_id, invitation).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The revocation in its programme transaction (the page's path too, `crate::ui::programme`).
+pub(crate) async fn revoke_partner_invitation(
+    state: &AppState,
+    p: &Principal,
+    partner_id: Uuid,
+    invitation: Uuid,
+) -> Result<(), ApiError> {
+    let mut tx = crate::api::mdf::program_tx(state, p).await?;
+    invitations::revoke_for_partner(&mut tx, &p.who, p.permit()?, p.role, partner_id, invitation).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// `GET /api/v1/invitations` → {items: [...]} (never a token)
 pub async fn list(State(state): State<AppState>, p: Principal) -> Result<Json<impl Serialize>, ApiError> {
     let mut tx = state.store.tenant_tx(p.tenant).await?;

@@ -27,3 +27,4 @@ pub mod security;
 pub(crate) mod sessions;
 pub(crate) mod sign_in;
 pub(crate) mod sso;
+pub(crate) mod statement_pdf;

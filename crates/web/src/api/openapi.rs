@@ -266,6 +266,10 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         ("POST", "/programme/partners/{id}/invitations") => {
             (Some(of::<inv::PartnerCreateBody>()), json("201", of::<inv::PartnerCreated>()))
         }
+        ("GET", "/programme/partners/{id}/invitations") => {
+            (None, json("200", list_of::<identity::admin::invitations::Invitation>()))
+        }
+        ("DELETE", "/programme/partners/{id}/invitations/{invitation}") => (None, NoContent),
         ("PATCH", "/programme/partners/{id}") => {
             (Some(of::<::programs::partners::PartnerChange>()), json("200", of::<::programs::partners::Partner>()))
         }
@@ -294,6 +298,7 @@ fn shapes(method: &str, path: &str) -> (Option<Shape>, Success) {
         }
         ("GET", "/programme/commissions") => (None, json("200", list_of::<::programs::commissions::Commission>())),
         ("GET", "/programme/commissions/statement") => (None, Text("CSV stream", &["text/csv"])),
+        ("GET", "/programme/commissions/statement.pdf") => (None, Text("PDF document", &["application/pdf"])),
         ("GET", "/programme/commissions/{id}") => (None, json("200", of::<::programs::commissions::Commission>())),
         (
             "POST",
@@ -357,7 +362,9 @@ fn query(method: &str, path: &str) -> Vec<utoipa::openapi::path::Parameter> {
         ("GET", "/programme/opportunities" | "/programme/commissions") => {
             crate::api::commissions::ListQuery::into_params(none)
         }
-        ("GET", "/programme/commissions/statement") => crate::api::commissions::StatementQuery::into_params(none),
+        ("GET", "/programme/commissions/statement" | "/programme/commissions/statement.pdf") => {
+            crate::api::commissions::StatementQuery::into_params(none)
+        }
         ("GET", "/audit/events") => crate::api::audit::EventsQuery::into_params(none),
         ("GET", "/audit/export") => crate::api::audit::ExportQuery::into_params(none),
         ("GET", "/audit/bundle") => crate::api::audit::BundleQuery::into_params(none),
@@ -508,6 +515,8 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/programme/partners") => "createPartner",
         ("GET", "/programme/partners/{id}") => "getPartner",
         ("POST", "/programme/partners/{id}/invitations") => "invitePartnerPerson",
+        ("GET", "/programme/partners/{id}/invitations") => "listPartnerInvitations",
+        ("DELETE", "/programme/partners/{id}/invitations/{invitation}") => "revokePartnerInvitation",
         ("PATCH", "/programme/partners/{id}") => "updatePartner",
         ("GET", "/deals") => "listDeals",
         ("POST", "/deals") => "registerDeal",
@@ -525,6 +534,7 @@ pub fn operation_id(method: &str, path: &str) -> String {
         ("POST", "/programme/commission-plans") => "createCommissionPlan",
         ("GET", "/programme/commissions") => "listCommissions",
         ("GET", "/programme/commissions/statement") => "commissionStatement",
+        ("GET", "/programme/commissions/statement.pdf") => "commissionStatementPdf",
         ("GET", "/programme/commissions/{id}") => "getCommission",
         ("POST", "/programme/commissions/{id}/approve") => "approveCommission",
         ("POST", "/programme/commissions/{id}/payable") => "markCommissionPayable",

@@ -123,6 +123,13 @@ pub async fn accept(
         Err(e) => {
             let e = ApiError::from(e);
             match (e.status, e.code) {
+                (StatusCode::GONE, "partner_inactive") => Ok(again(StatusCode::GONE, &|p| {
+                    p.usable = false;
+                    p.problem = format!(
+                        "This invitation cannot be used: it is {}. Ask the vendor's channel manager about the partner programme.",
+                        e.message.trim_start_matches("this invitation is ")
+                    );
+                })),
                 (StatusCode::GONE, _) => Ok(again(StatusCode::GONE, &|p| {
                     p.usable = false;
                     p.problem = format!(

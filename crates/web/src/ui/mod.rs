@@ -20,7 +20,7 @@ mod chrome;
 pub(crate) mod documents;
 pub(crate) mod email_code;
 pub(crate) mod form;
-mod format;
+pub(crate) mod format;
 pub(crate) mod inbox;
 pub(crate) mod invitation;
 pub(crate) mod mdf;

@@ -57,6 +57,21 @@ pub(crate) struct LeadRow {
     pub registered: String,
 }
 
+/// An invitation into a partner company, as the programme page lists it (never its token).
+#[derive(Debug, Clone)]
+pub(crate) struct InvitationRow {
+    pub id: String,
+    pub partner_id: String,
+    pub partner: String,
+    pub email: String,
+    pub role: String,
+    pub status: &'static str,
+    pub tone: &'static str,
+    pub expires: String,
+    /// Open, and this person may revoke it (a partner's administrator: agents' invitations only).
+    pub may_revoke: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct OpportunityRow {
     pub id: String,
@@ -138,6 +153,10 @@ pub(crate) struct ProgrammePage {
     pub may_invite: bool,
     pub invite_partners: Vec<Choice>,
     pub invite_roles: Vec<Choice>,
+    /// The partner invitations this person sees (vendor staff: every partner's; a partner's
+    /// administrator: their company's), when the policy lets them list them.
+    pub show_invitations: bool,
+    pub invitations: Vec<InvitationRow>,
     pub typed: Typed,
 }
 
@@ -226,6 +245,15 @@ fn invite_roles(vendor: bool) -> Vec<Choice> {
     }
 }
 
+fn invitation_status(s: &str) -> (&'static str, &'static str) {
+    match s {
+        "open" => ("Waiting to be accepted", "waiting"),
+        "accepted" => ("Accepted", "done"),
+        "revoked" => ("Revoked", "refused"),
+        _ => ("Expired", "refused"),
+    }
+}
+
 fn status(s: CommissionStatus) -> (&'static str, &'static str) {
     match s {
         CommissionStatus::Calculated => ("Calculated, waiting for finance", "waiting"),
@@ -287,6 +315,11 @@ async fn render_typed(
     let lead_list = if show_leads { programs::leads::page(&mut tx, None, 200).await? } else { Vec::new() };
     let opportunity_list = if show_opportunities { opportunities::list(&mut tx, 200).await? } else { Vec::new() };
     let commission_list = programs::commissions::list(&mut tx, 200).await?;
+    let invitation_list = match state.authz.decide(s, Action::PartnerInvitationsRead, &org) {
+        Ok(permit) => Some(identity::admin::invitations::list_partner_invitations(&mut tx, &permit).await?),
+        Err(_) => None,
+    };
+    let may_revoke = allowed(Action::PartnerInvitationRevoke);
     let chrome = Chrome::member(state, &mut tx, &m, headers, Section::Programme).await?;
     tx.commit().await?;
     let name = |id: Option<Uuid>| match id {
@@ -372,6 +405,25 @@ async fn render_typed(
             }
         })
         .collect();
+    let show_invitations = invitation_list.is_some();
+    let invitations = invitation_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| {
+            let (status, tone) = invitation_status(&i.status);
+            InvitationRow {
+                id: i.id.to_string(),
+                partner_id: i.partner_id.map(|p| p.to_string()).unwrap_or_default(),
+                partner: name(i.partner_id),
+                role: format::role_name(&i.role),
+                may_revoke: may_revoke && i.status == "open" && (vendor || i.role == "partner_agent"),
+                email: i.email,
+                status,
+                tone,
+                expires: format::moment(i.expires_at),
+            }
+        })
+        .collect();
     let page = ProgrammePage {
         chrome,
         vendor,
@@ -392,6 +444,8 @@ async fn render_typed(
         may_invite: allowed(Action::PartnerInvite) && !names.is_empty(),
         invite_partners: names.iter().map(|(id, n)| Choice { value: id.to_string(), label: n.clone() }).collect(),
         invite_roles: invite_roles(vendor),
+        show_invitations,
+        invitations,
         typed,
     };
     Ok((code, page).into_response())
@@ -406,6 +460,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let q = Fields::parse(q.unwrap_or_default().as_bytes())?;
     let notice = match q.get("done") {
+        "revoked" => "The invitation is revoked: its link no longer works.",
         "moved" => "The opportunity moved on.",
         "won" => "Closed won: the commission is calculated under the partner's plan and waits for finance.",
         "approve" => "The commission is approved; next, finance marks it payable.",
@@ -831,6 +886,29 @@ pub async fn invite(
             let Some((email_error, role_error)) = words else { return Err(e) };
             let t = typed(email_error, role_error);
             render_typed(&state, &p, &headers, String::new(), "error", e.status, t).await
+        }
+    }
+}
+
+/// `POST /programme/partners/{id}/invitations/{invitation}/revoke` → `303` back to the page; the
+/// invitation's link stops working. Another partner's (or no such) invitation: the 404 page.
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    Path((id, invitation)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (partner, invitation) = (path_id(&id)?, path_id(&invitation)?);
+    match crate::api::invitations::revoke_partner_invitation(&state, &p, partner, invitation).await {
+        Ok(()) => Ok(Redirect::to("/programme?done=revoked").into_response()),
+        Err(e) => {
+            let text = match e.code {
+                "role_escalation" => "Nothing was changed: a partner administrator revokes invitations of agents only.",
+                "invitation_used" => "Nothing was changed: the invitation was already accepted.",
+                _ => return Err(e),
+            };
+            let tone = if e.status == StatusCode::CONFLICT { "warning" } else { "error" };
+            render(&state, &p, &headers, text.to_owned(), tone, e.status).await
         }
     }
 }
