@@ -482,6 +482,7 @@ const ROLE_SLICED: &[(&str, &[&str])] = &[
     ("channel-decides-mdf-requests", &["channel_manager", "owner", "admin"]),
     ("finance-settles-mdf-claims", &["finance", "owner", "admin"]),
     ("partners-never-decide-mdf", &["partner_admin", "partner_agent"]),
+    ("partner-invitations-kept-by-inviters", &["owner", "admin", "channel_manager", "partner_admin"]),
     ("relations-read-by-members", &["owner", "admin", "finance", "md", "hod", "staff", "auditor"]),
     ("relations-managed-by-finance-and-admins", &["owner", "admin", "finance"]),
     ("portal-used-by-relations", &["vendor", "client"]),
