@@ -14,7 +14,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use identity::signin::saml::{self, SpEndpoints};
 use secrecy::ExposeSecret;
 
@@ -167,13 +167,7 @@ pub async fn start(
     let organisation = q.get("organisation").trim().to_ascii_lowercase();
     let next = local_path(q.get("next"));
     match begin(&state, &ctx, &headers, tls.is_some(), &organisation, &next).await {
-        Ok(started) => {
-            let mut r = Redirect::to(&started.redirect_url).into_response();
-            if let Some(v) = started.cookie {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
-            Ok(r)
-        }
+        Ok(started) => Ok(started.into_redirect()),
         Err(e) if e.status.is_server_error() => Err(e),
         Err(e) => Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e))),
     }

@@ -186,6 +186,17 @@ pub(crate) struct Started {
     pub expires_in: i64,
 }
 
+impl Started {
+    /// The page's answer: off to the provider, with the cookie binding the flow to this browser.
+    pub(crate) fn into_redirect(self) -> Response {
+        let mut r = Redirect::to(&self.redirect_url).into_response();
+        if let Some(v) = self.cookie {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
+}
+
 /// The refusal for an organisation that does not sign in with OpenID Connect — or does not
 /// exist, or was named malformed: one answer for all three.
 fn not_configured() -> ApiError {
@@ -244,13 +255,7 @@ pub async fn start(
     let organisation = q.get("organisation").trim().to_ascii_lowercase();
     let next = local_path(q.get("next"));
     match begin(&state, &ctx, &headers, tls.is_some(), &organisation, &next).await {
-        Ok(started) => {
-            let mut r = Redirect::to(&started.redirect_url).into_response();
-            if let Some(v) = started.cookie {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
-            Ok(r)
-        }
+        Ok(started) => Ok(started.into_redirect()),
         Err(e) if e.status.is_server_error() => Err(e),
         Err(e) => Ok(refusal(&state, &headers, e.status, &organisation, e.code, &words(&e))),
     }
