@@ -513,6 +513,43 @@ async fn tampered_truncated_reordered_or_foreign_ciphertext_is_never_served() {
     assert_eq!(get().await.body.expect("body"), bytes);
 }
 
+/// A file whose size is a whole number of chunks ends with a chunk holding no plaintext, only
+/// its tag and the last-chunk flag. A whole download must still read and check it: tampered (or
+/// cut off), the file is not served whole; a range inside the file is still served.
+#[tokio::test]
+async fn the_empty_final_chunk_of_a_whole_number_of_chunks_is_checked_on_every_whole_download() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let doc = draft(&w.staff, w.acme.department).await;
+    let bytes = pdf(2 * 65536);
+    let (att, blob) = uploaded(&w, &w.staff, &doc, &bytes).await;
+    let path = object(&w, w.acme.id, &blob);
+    let pristine = std::fs::read(&path).expect("object");
+    assert_eq!(pristine.len(), 15 + 2 * (65536 + 16) + 16, "two full chunks and an empty final one");
+    let url = async || {
+        let (_, l) = link(&w, &w.staff, &att, "attachment").await;
+        l["url"].as_str().expect("url").to_owned()
+    };
+    assert_eq!(fetch(&w, &w.staff, &url().await, None).await.body.expect("body"), bytes);
+    // The final chunk's tag flipped.
+    let mut t = pristine.clone();
+    let end = t.len() - 1;
+    t[end] ^= 1;
+    std::fs::write(&path, &t).expect("write");
+    if let Some(g) = fetch_or_cut(&w, &w.staff, &url().await).await {
+        assert!(g.body.as_ref() != Ok(&bytes), "a tampered final chunk was served whole: {}", g.status);
+    }
+    // A range that does not reach it is still served (ranges read only the chunks they need).
+    let g = fetch(&w, &w.staff, &url().await, Some("bytes=0-99")).await;
+    assert_eq!((g.status, g.body.as_deref().ok()), (StatusCode::PARTIAL_CONTENT, Some(&bytes[..100])));
+    // The final chunk cut off: the stored length no longer matches.
+    std::fs::write(&path, &pristine[..pristine.len() - 16]).expect("write");
+    let g = fetch(&w, &w.staff, &url().await, None).await;
+    assert_eq!((g.status, g.code().as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "file_integrity"));
+    std::fs::write(&path, &pristine).expect("write");
+    assert_eq!(fetch(&w, &w.staff, &url().await, None).await.body.expect("body"), bytes);
+}
+
 #[tokio::test]
 async fn delete_restore_and_purge_remove_the_object_and_are_audited() {
     let db = TestDb::new().await;

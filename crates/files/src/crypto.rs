@@ -13,10 +13,8 @@
 //! organisation fails (different key). Nothing here decides anything; it only refuses to produce
 //! plaintext that does not authenticate.
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::KeyInit;
-use aes_gcm::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
 use hkdf::Hkdf;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -89,10 +87,26 @@ impl Header {
     }
 }
 
-/// Seals and opens the chunks of one blob.
+/// Seals and opens the chunks of one blob: AES-256-GCM through ring (assembly with AES-NI,
+/// VAES and carry-less multiplication where the CPU has them; the RustCrypto `aes-gcm` crate
+/// was measured at a quarter of its speed here), with the nonces of `aead::stream::StreamBE32`
+/// — byte for byte what earlier versions stored, which a test checks against that crate.
 pub struct BlobCipher {
-    stream: StreamBE32<Aes256Gcm>,
+    key: LessSafeKey,
+    prefix: [u8; 7],
     aad: Vec<u8>,
+}
+
+/// The blob's chunk key: HKDF-SHA256(data key, info = label ‖ tenant ‖ blob).
+fn chunk_key(key: &DataKey, blob: Uuid) -> Result<Zeroizing<[u8; 32]>, FilesError> {
+    let mut info = b"countersign blob chunk key v1".to_vec();
+    info.extend_from_slice(key.tenant.as_bytes());
+    info.extend_from_slice(blob.as_bytes());
+    let mut derived = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, key.key.as_slice())
+        .expand(&info, derived.as_mut_slice())
+        .map_err(|_| FilesError::Key("key derivation failed".into()))?;
+    Ok(derived)
 }
 
 impl BlobCipher {
@@ -102,42 +116,50 @@ impl BlobCipher {
         if i64::from(header.key_version) != i64::from(key.version) {
             return Err(FilesError::Integrity("the blob names another data key version".into()));
         }
-        let mut info = b"countersign blob chunk key v1".to_vec();
-        info.extend_from_slice(key.tenant.as_bytes());
-        info.extend_from_slice(blob.as_bytes());
-        let mut derived = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(None, key.key.as_slice())
-            .expand(&info, derived.as_mut_slice())
-            .map_err(|_| FilesError::Key("key derivation failed".into()))?;
-        let aead = Aes256Gcm::new_from_slice(derived.as_slice()).map_err(|e| FilesError::Key(e.to_string()))?;
-        let stream = StreamBE32::from_aead(aead, aes_gcm::aead::generic_array::GenericArray::from_slice(&header.nonce));
+        let derived = chunk_key(key, blob)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_slice())
+            .map_err(|_| FilesError::Key("the chunk key was refused".into()))?;
         let mut aad = header.encode().to_vec();
         aad.extend_from_slice(key.tenant.as_bytes());
         aad.extend_from_slice(blob.as_bytes());
-        Ok(Self { stream, aad })
+        Ok(Self { key: LessSafeKey::new(unbound), prefix: header.nonce, aad })
     }
 
-    fn position(i: u64) -> Result<u32, FilesError> {
-        u32::try_from(i).map_err(|_| FilesError::Integrity("too many chunks".into()))
+    /// Chunk `i`'s nonce as STREAM (BE32) makes it: prefix ‖ counter (u32 BE) ‖ last-chunk flag.
+    fn nonce(&self, i: u64, last: bool) -> Result<Nonce, FilesError> {
+        let position = u32::try_from(i).map_err(|_| FilesError::Integrity("too many chunks".into()))?;
+        let mut n = [0u8; NONCE_LEN];
+        n[..7].copy_from_slice(&self.prefix);
+        n[7..11].copy_from_slice(&position.to_be_bytes());
+        n[11] = u8::from(last);
+        Ok(Nonce::assume_unique_for_key(n))
     }
 
-    /// Seals chunk `i` in place (`buf` grows by the tag).
+    /// Seals chunk `i` in place: `buf` holds the chunk's plaintext followed by [`TAG`] spare
+    /// bytes, which receive the tag. (A slice of a larger buffer: a batch of chunks is sealed
+    /// where it lies, without a copy per chunk.)
     ///
     /// # Errors
-    /// Only if the cipher refuses (it does not for valid sizes).
-    pub fn seal(&self, i: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), FilesError> {
-        self.stream
-            .encrypt_in_place(Self::position(i)?, last, &self.aad, buf)
-            .map_err(|_| FilesError::Key("sealing a chunk failed".into()))
+    /// When `buf` has no room for the tag; the cipher does not refuse valid sizes.
+    pub fn seal(&self, i: u64, last: bool, buf: &mut [u8]) -> Result<(), FilesError> {
+        let len = buf.len().checked_sub(TAG).ok_or_else(|| FilesError::Key("no room for the tag".into()))?;
+        let (plain, tag) = buf.split_at_mut(len);
+        let t = self
+            .key
+            .seal_in_place_separate_tag(self.nonce(i, last)?, Aad::from(&self.aad[..]), plain)
+            .map_err(|_| FilesError::Key("sealing a chunk failed".into()))?;
+        tag.copy_from_slice(t.as_ref());
+        Ok(())
     }
 
-    /// Opens chunk `i` in place.
+    /// Opens sealed chunk `i` in place; its plaintext is then `buf[..buf.len() - TAG]`.
     ///
     /// # Errors
     /// `Integrity` when it does not authenticate (tampered, moved, truncated, other key).
-    pub fn open(&self, i: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), FilesError> {
-        self.stream
-            .decrypt_in_place(Self::position(i)?, last, &self.aad, buf)
+    pub fn open(&self, i: u64, last: bool, buf: &mut [u8]) -> Result<(), FilesError> {
+        self.key
+            .open_in_place(self.nonce(i, last)?, Aad::from(&self.aad[..]), buf)
+            .map(|_| ())
             .map_err(|_| FilesError::Integrity(format!("chunk {i} does not authenticate")))
     }
 }
@@ -157,6 +179,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let mut b = p.to_vec();
+                b.resize(p.len() + TAG, 0);
                 c.seal(i as u64, i + 1 == chunks.len(), &mut b).expect("seal");
                 b
             })
@@ -172,7 +195,7 @@ mod tests {
         let c = BlobCipher::new(&k, blob, &h).expect("cipher");
         let open = |i: u64, last: bool, b: &[u8]| {
             let mut v = b.to_vec();
-            c.open(i, last, &mut v).map(|()| v)
+            c.open(i, last, &mut v).map(|()| v[..v.len() - TAG].to_vec())
         };
         assert_eq!(open(1, false, &s[1]).expect("in place"), b"second");
         // Swapped chunks.
@@ -190,6 +213,35 @@ mod tests {
         let other_tenant = BlobCipher::new(&key(Uuid::new_v4(), 1), blob, &h).expect("cipher");
         let mut v = s[0].clone();
         assert!(other_tenant.open(0, false, &mut v).is_err());
+    }
+
+    /// Blobs stored before the cipher moved to ring were sealed by `aes-gcm`'s STREAM (BE32):
+    /// the same chunks, nonces and tags, both ways.
+    #[test]
+    fn chunks_are_byte_for_byte_those_of_aes_gcm_stream_be32() {
+        use aes_gcm::Aes256Gcm;
+        use aes_gcm::aead::KeyInit;
+        use aes_gcm::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
+        let (t, blob) = (Uuid::new_v4(), Uuid::new_v4());
+        let k = key(t, 7);
+        let h = Header::fresh(1);
+        let ours = BlobCipher::new(&k, blob, &h).expect("cipher");
+        let derived = chunk_key(&k, blob).expect("key");
+        let theirs = StreamBE32::from_aead(
+            Aes256Gcm::new_from_slice(derived.as_slice()).expect("key"),
+            aes_gcm::aead::generic_array::GenericArray::from_slice(&h.nonce),
+        );
+        for (i, last, len) in [(0u64, false, CHUNK), (1, false, CHUNK), (2, true, 1000), (5, true, 0)] {
+            let plain: Vec<u8> = (0..len).map(|n| (n % 251) as u8).collect();
+            let mut mine = plain.clone();
+            mine.resize(len + TAG, 0);
+            ours.seal(i, last, &mut mine).expect("seal");
+            let mut old = plain.clone();
+            theirs.encrypt_in_place(u32::try_from(i).expect("small"), last, &ours.aad, &mut old).expect("seal");
+            assert_eq!(mine, old, "chunk {i}");
+            ours.open(i, last, &mut old).expect("an old chunk opens");
+            assert_eq!(&old[..len], &plain[..]);
+        }
     }
 
     #[test]

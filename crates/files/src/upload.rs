@@ -1,17 +1,18 @@
 //! Streaming uploads. The body is read chunk by chunk: the size limit is checked on every
 //! chunk (the refusal comes the moment it is passed, and nothing read so far is kept), the type
-//! is sniffed from the first 64 KiB before anything is written, and each 64 KiB of plaintext is
-//! hashed, sealed and handed to a multipart write. Memory per upload stays at a chunk, the sniff
-//! window and the storage part buffer (1 MiB on disk, 5 MiB for S3), whatever the file's size.
+//! is sniffed from the first 64 KiB before anything is written, and the plaintext is hashed and
+//! sealed in 64 KiB chunks, a batch of 8 at a time on a blocking thread while the next batch
+//! arrives, and handed to a multipart write. Memory per upload stays at two batches, the sniff
+//! window and the storage part buffers (1 MiB on disk, 5 MiB for S3), whatever the file's size.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::FilesError;
-use crate::crypto::{BlobCipher, CHUNK, Header};
+use crate::crypto::{BlobCipher, CHUNK, Header, TAG};
 use crate::keys::DataKey;
 use crate::names::FileName;
 use crate::sniff::{MediaType, SNIFF_BYTES, sniff};
@@ -108,14 +109,15 @@ where
     let upload = storage.inner().put_multipart(&path).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, storage.part_size());
     writer.write(&header.encode());
-    let mut hasher = Sha256::new();
-    match pump(&mut intake, &mut writer, &cipher, &mut hasher, head).await {
-        Ok(()) => {
+    let sealer = Sealer { cipher, index: 0 };
+    let sha256 = match pump(&mut intake, &mut writer, sealer, head).await {
+        Ok(sha256) => {
             if let Err(e) = writer.finish().await {
                 // A completed-but-failed write may have left the object behind.
                 let _ = storage.remove(key.tenant, id).await;
                 return Err(e.into());
             }
+            sha256
         }
         Err(e) => {
             if let Err(abort) = writer.abort().await {
@@ -123,16 +125,8 @@ where
             }
             return Err(e);
         }
-    }
-    Ok(Stored {
-        id,
-        tenant: key.tenant,
-        size: intake.total,
-        sha256: hasher.finalize().into(),
-        media_type,
-        name,
-        key_id: key.id,
-    })
+    };
+    Ok(Stored { id, tenant: key.tenant, size: intake.total, sha256, media_type, name, key_id: key.id })
 }
 
 /// Streams the file at `path` into a new blob, as [`put`] does with a request body (the same
@@ -165,36 +159,107 @@ pub async fn put_path(
     put(storage, key, name, Box::pin(chunks), max).await
 }
 
-/// Seals every full chunk as soon as it is there and the remainder (possibly empty) as the last.
+/// Plaintext chunks sealed per step (512 KiB).
+const BATCH: usize = 8;
+
+/// Seals chunks in order, a batch at a time.
+struct Sealer {
+    cipher: BlobCipher,
+    index: u64,
+}
+
+impl Sealer {
+    /// A buffer for sealing `plain`, allocated by the caller's (async) thread: memory freed where
+    /// it was taken stays in those threads' few malloc arenas instead of one per blocking thread.
+    fn room(plain: &[u8], last: bool) -> BytesMut {
+        BytesMut::with_capacity(plain.len() + (plain.len() / CHUNK + usize::from(last)) * TAG)
+    }
+
+    /// Seals `plain` (whole chunks, then, when `last`, the remainder as the final chunk, possibly
+    /// empty) into `out` ([`Sealer::room`] for it), chunk by chunk in place.
+    fn seal(&mut self, plain: &[u8], last: bool, mut out: BytesMut) -> Result<Bytes, FilesError> {
+        let mut rest = plain;
+        loop {
+            let is_last = last && rest.len() < CHUNK;
+            if rest.len() < CHUNK && !is_last {
+                break;
+            }
+            let n = rest.len().min(CHUNK);
+            let at = out.len();
+            out.extend_from_slice(&rest[..n]);
+            out.resize(at + n + TAG, 0);
+            self.cipher.seal(self.index, is_last, &mut out[at..])?;
+            self.index += 1;
+            rest = &rest[n..];
+            if is_last {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+}
+
+type Sealing = tokio::task::JoinHandle<(Sealer, Result<Bytes, FilesError>)>;
+type Hashing = tokio::task::JoinHandle<Sha256>;
+
+fn stopped(e: tokio::task::JoinError) -> FilesError {
+    FilesError::Key(format!("sealing stopped: {e}"))
+}
+
+/// Seals every whole chunk as soon as it is there and the remainder (possibly empty) as the
+/// last, a batch at a time: the batch is sealed on one blocking thread and hashed on another
+/// (both read the same plaintext) while the next batch of the body arrives.
 async fn pump<S, E>(
     intake: &mut Intake<S>,
     writer: &mut WriteMultipart,
-    cipher: &BlobCipher,
-    hasher: &mut Sha256,
-    mut pending: Vec<u8>,
-) -> Result<(), FilesError>
+    sealer: Sealer,
+    head: Vec<u8>,
+) -> Result<[u8; 32], FilesError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut index = 0u64;
+    let mut pending = BytesMut::from(&head[..]);
+    let mut inflight: Option<(Sealing, Hashing)> = None;
+    let mut idle = Some((sealer, Sha256::new()));
     loop {
-        while pending.len() >= CHUNK {
-            let rest = pending.split_off(CHUNK);
-            let mut chunk = std::mem::replace(&mut pending, rest);
-            hasher.update(&chunk);
-            cipher.seal(index, false, &mut chunk)?;
-            index += 1;
-            writer.wait_for_capacity(CONCURRENT_PARTS).await?;
-            writer.write(&chunk);
+        while pending.len() < BATCH * CHUNK && !intake.ended {
+            match intake.next().await? {
+                Some(b) => pending.extend_from_slice(&b),
+                None => break,
+            }
         }
-        match intake.next().await? {
-            Some(b) => pending.extend_from_slice(&b),
-            None => break,
+        let last = intake.ended;
+        let take = if last { pending.len() } else { pending.len() / CHUNK * CHUNK };
+        let plain = pending.split_to(take).freeze();
+        let (mut sealer, mut hasher) = match (idle.take(), inflight.take()) {
+            (Some(idle), _) => idle,
+            (None, Some((sealing, hashing))) => {
+                let (sealer, sealed) = sealing.await.map_err(stopped)?;
+                let hasher = hashing.await.map_err(stopped)?;
+                writer.wait_for_capacity(CONCURRENT_PARTS).await?;
+                writer.put(sealed?);
+                (sealer, hasher)
+            }
+            (None, None) => return Err(FilesError::Key("no sealer".into())),
+        };
+        if last {
+            // The final batch: sealed here (it is at most a batch), then everything is written.
+            hasher.update(&plain);
+            writer.put(sealer.seal(&plain, true, Sealer::room(&plain, true))?);
+            return Ok(hasher.finalize().into());
         }
+        let room = Sealer::room(&plain, false);
+        let hashed = plain.clone();
+        inflight = Some((
+            tokio::task::spawn_blocking(move || {
+                let sealed = sealer.seal(&plain, false, room);
+                (sealer, sealed)
+            }),
+            tokio::task::spawn_blocking(move || {
+                hasher.update(&hashed);
+                hasher
+            }),
+        ));
     }
-    hasher.update(&pending);
-    cipher.seal(index, true, &mut pending)?;
-    writer.write(&pending);
-    Ok(())
 }
