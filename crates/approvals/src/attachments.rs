@@ -75,7 +75,8 @@ async fn rows(tx: &mut TenantTx, document: Uuid, only: Option<Uuid>) -> Result<V
         .collect()
 }
 
-/// The document, if `m` may read it (else `NotFound`).
+/// The document's head ([`documents::load_head`]: no lines, attachments or discussion), if `m`
+/// may read it (else `NotFound`).
 async fn readable(
     tx: &mut TenantTx,
     engine: &Engine,
@@ -83,7 +84,8 @@ async fn readable(
     id: Uuid,
     lock: bool,
 ) -> Result<Document, ApprovalError> {
-    let doc = documents::load(tx, id, lock).await?;
+    // The head is all the decisions here read (none of them needs the lines or the discussion).
+    let doc = documents::load_head(tx, id, lock).await?;
     let _read = engine
         .decide(&m.subject, Action::DocumentRead, &Resource::Document(&doc.facts(m.subject.tenant)))
         .map_err(|_| ApprovalError::NotFound)?;

@@ -289,7 +289,11 @@ fn level_str(l: Level) -> &'static str {
     }
 }
 
-pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
+/// The document's row and this round's approvals: everything a decision about it reads
+/// ([`Document::facts`]), in two statements. Its lines, attachments and discussion are left
+/// empty — only for deciding (an attachment's download, link or listing asks this on every
+/// request); [`load`] reads them too.
+pub(crate) async fn load_head(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
     if for_update {
         // Writers serialise on the row; the read below then sees the locked version.
         sqlx::query!("select id from documents where id = $1 for update", id)
@@ -317,6 +321,31 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
     )
     .fetch_all(tx.conn())
     .await?;
+    Ok(Document {
+        id: r.id,
+        number: r.number,
+        kind: r.kind.parse()?,
+        department_id: r.department_id,
+        raised_by: r.raised_by,
+        title: r.title,
+        document_date: r.document_date,
+        currency: r.currency,
+        amount_minor: r.amount_minor,
+        status,
+        queried_from,
+        version: r.version,
+        round: r.round,
+        created_at: r.created_at,
+        approvals,
+        lines: Vec::new(),
+        attachments: Vec::new(),
+        discussion: Vec::new(),
+        allowed: machine::allowed(status),
+    })
+}
+
+pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {
+    let mut doc = load_head(tx, id, for_update).await?;
     let lines = sqlx::query_as!(
         Line,
         "select line_no, description, amount_minor from document_lines where document_id = $1 order by line_no",
@@ -361,27 +390,10 @@ pub(crate) async fn load(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Resul
         at: n.created_at,
     })
     .collect();
-    Ok(Document {
-        id: r.id,
-        number: r.number,
-        kind: r.kind.parse()?,
-        department_id: r.department_id,
-        raised_by: r.raised_by,
-        title: r.title,
-        document_date: r.document_date,
-        currency: r.currency,
-        amount_minor: r.amount_minor,
-        status,
-        queried_from,
-        version: r.version,
-        round: r.round,
-        created_at: r.created_at,
-        approvals,
-        lines,
-        attachments,
-        discussion,
-        allowed: machine::allowed(status),
-    })
+    doc.lines = lines;
+    doc.attachments = attachments;
+    doc.discussion = discussion;
+    Ok(doc)
 }
 
 /// Refuses any change to a document dated inside a closed fiscal period. The database function
