@@ -290,7 +290,7 @@ fn level_str(l: Level) -> &'static str {
 }
 
 /// The document's row and this round's approvals: everything a decision about it reads
-/// ([`Document::facts`]), in two statements. Its lines, attachments and discussion are left
+/// ([`Document::facts`]), in two statements (three when locking). Its lines, attachments and discussion are left
 /// empty — only for deciding (an attachment's download, link or listing asks this on every
 /// request); [`load`] reads them too.
 pub(crate) async fn load_head(tx: &mut TenantTx, id: Uuid, for_update: bool) -> Result<Document, ApprovalError> {

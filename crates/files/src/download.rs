@@ -103,6 +103,13 @@ enum Source {
 }
 
 impl Source {
+    /// Sealed chunks `first..=last` of a blob of `size` plaintext bytes, back to back.
+    async fn chunks(&mut self, size: u64, first: u64, last: u64) -> Result<BytesMut, FilesError> {
+        let span = crypto::chunk_span(size, first).start..crypto::chunk_span(size, last).end;
+        let len = usize::try_from(span.end - span.start).map_err(|_| FilesError::Integrity("chunk size".into()))?;
+        self.take(span.start, len).await
+    }
+
     /// The `len` sealed bytes at object offset `at` (a stream is read in order, so `at` is
     /// always where it stands).
     async fn take(&mut self, at: u64, len: usize) -> Result<BytesMut, FilesError> {
@@ -198,29 +205,23 @@ async fn produce(
 ) {
     while next <= last {
         let end = (next + BATCH - 1).min(last);
-        let span = crypto::chunk_span(opener.size, next).start..crypto::chunk_span(opener.size, end).end;
-        let sealed = match usize::try_from(span.end - span.start) {
-            Ok(len) => source.take(span.start, len).await,
-            Err(_) => Err(FilesError::Integrity("batch size".into())),
-        };
-        let result = match sealed {
+        let opened = match source.chunks(opener.size, next, end).await {
+            Ok(sealed) => tokio::task::spawn_blocking(move || {
+                let opened = opener.open(next, end, sealed);
+                (opener, opened)
+            })
+            .await
+            .map_err(|e| FilesError::Key(format!("opening stopped: {e}"))),
             Err(e) => Err(e),
-            Ok(sealed) => {
-                match tokio::task::spawn_blocking(move || {
-                    let opened = opener.open(next, end, sealed);
-                    (opener, opened)
-                })
-                .await
-                {
-                    Ok((o, opened)) => {
-                        opener = o;
-                        opened
-                    }
-                    Err(e) => {
-                        let _ = out.send(Err(FilesError::Key(format!("opening stopped: {e}")))).await;
-                        return;
-                    }
-                }
+        };
+        let result = match opened {
+            Ok((o, result)) => {
+                opener = o;
+                result
+            }
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
+                return;
             }
         };
         let failed = result.is_err();
@@ -339,10 +340,7 @@ async fn read(
         hasher: range.is_none().then(|| (Sha256::new(), expected)),
     };
     // The first chunk is opened here, before the response starts; the rest as the client reads.
-    let first_span = crypto::chunk_span(size, first);
-    let len =
-        usize::try_from(first_span.end - first_span.start).map_err(|_| FilesError::Integrity("chunk size".into()))?;
-    let opened = opener.open(first, first, source.take(first_span.start, len).await?)?;
+    let opened = opener.open(first, first, source.chunks(size, first, first).await?)?;
     let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
     if first < last {
         tokio::spawn(produce(source, opener, first + 1, last, tx));

@@ -199,8 +199,12 @@ impl Sealer {
     }
 }
 
-type Sealing = tokio::task::JoinHandle<(Sealer, Result<Bytes, FilesError>)>;
-type Hashing = tokio::task::JoinHandle<Sha256>;
+/// The sealer and the hasher: at hand, or each busy with the previous batch on a blocking thread.
+#[allow(clippy::large_enum_variant)] // one per upload, on its task: boxing the key would only add an allocation
+enum Stage {
+    Idle(Sealer, Sha256),
+    Busy(tokio::task::JoinHandle<(Sealer, Result<Bytes, FilesError>)>, tokio::task::JoinHandle<Sha256>),
+}
 
 fn stopped(e: tokio::task::JoinError) -> FilesError {
     FilesError::Key(format!("sealing stopped: {e}"))
@@ -220,8 +224,7 @@ where
     E: std::fmt::Display,
 {
     let mut pending = BytesMut::from(&head[..]);
-    let mut inflight: Option<(Sealing, Hashing)> = None;
-    let mut idle = Some((sealer, Sha256::new()));
+    let mut stage = Stage::Idle(sealer, Sha256::new());
     loop {
         while pending.len() < BATCH * CHUNK && !intake.ended {
             match intake.next().await? {
@@ -232,26 +235,26 @@ where
         let last = intake.ended;
         let take = if last { pending.len() } else { pending.len() / CHUNK * CHUNK };
         let plain = pending.split_to(take).freeze();
-        let (mut sealer, mut hasher) = match (idle.take(), inflight.take()) {
-            (Some(idle), _) => idle,
-            (None, Some((sealing, hashing))) => {
+        let (mut sealer, mut hasher) = match stage {
+            Stage::Idle(sealer, hasher) => (sealer, hasher),
+            Stage::Busy(sealing, hashing) => {
                 let (sealer, sealed) = sealing.await.map_err(stopped)?;
                 let hasher = hashing.await.map_err(stopped)?;
                 writer.wait_for_capacity(CONCURRENT_PARTS).await?;
                 writer.put(sealed?);
                 (sealer, hasher)
             }
-            (None, None) => return Err(FilesError::Key("no sealer".into())),
         };
         if last {
-            // The final batch: sealed here (it is at most a batch), then everything is written.
+            // The final batch (a batch and the body's last piece at most): sealed and hashed
+            // here, then everything is written.
             hasher.update(&plain);
             writer.put(sealer.seal(&plain, true, Sealer::room(&plain, true))?);
             return Ok(hasher.finalize().into());
         }
         let room = Sealer::room(&plain, false);
         let hashed = plain.clone();
-        inflight = Some((
+        stage = Stage::Busy(
             tokio::task::spawn_blocking(move || {
                 let sealed = sealer.seal(&plain, false, room);
                 (sealer, sealed)
@@ -260,6 +263,6 @@ where
                 hasher.update(&hashed);
                 hasher
             }),
-        ));
+        );
     }
 }
