@@ -1,5 +1,7 @@
 //! The migration guard: a migration that weakens isolation rolls back, naming the table.
 
+mod common;
+
 use sqlx::Connection;
 use store::migrate::{self, MigrationSource};
 use store::testing::TestDb;
@@ -201,4 +203,98 @@ async fn policy_checks_and_the_audit_encoding_stay_inlinable() {
         assert!(plan.iter().any(|l| l.contains(inlined)), "{call} is not inlined: {plan:?}");
     }
     conn.close().await.expect("close");
+}
+
+/// The index every scan of `relation` in `plan` uses (`Seq Scan` for a scan without one).
+fn indexes_used(plan: &serde_json::Value, relation: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![plan];
+    while let Some(p) = stack.pop() {
+        let scan = p.get("Node Type").and_then(|n| n.as_str()).is_some_and(|n| n.contains("Scan"));
+        if scan && p.get("Relation Name").and_then(|r| r.as_str()) == Some(relation) {
+            let index = p.get("Index Name").and_then(|i| i.as_str());
+            found.push(index.map_or_else(|| p["Node Type"].as_str().unwrap_or("?").to_owned(), str::to_owned));
+        }
+        if let Some(children) = p.get("Plans").and_then(|c| c.as_array()) {
+            stack.extend(children);
+        }
+        if let Some(child) = p.get("Plan") {
+            stack.push(child);
+        }
+    }
+    found
+}
+
+/// A refresh and a session check find the session and the presented token by primary key even
+/// while the tables have never been analysed with rows in them (a new deployment's first minute,
+/// before autovacuum; migration 0044). Before, the planner then took the partial
+/// `sessions_user` index and filtered every live session of the organisation, and
+/// `refresh_tokens_session` and filtered every token of the family: each refresh cost more than
+/// the last. The statements' conditions are those of `identity::signin::sessions` (`check`,
+/// `refresh`): by tenant and id, live; by tenant, hash and session, unused.
+#[tokio::test]
+async fn sessions_and_refresh_tokens_are_found_by_primary_key_before_any_statistics() {
+    let db = TestDb::new().await;
+    let a = common::org(&db, "alpha").await;
+    let mut admin = db.admin_conn().await;
+    sqlx::query("vacuum analyze sessions, refresh_tokens").execute(&mut admin).await.expect("analyse while empty");
+    let mut tx = db.store.bypass("test", "seeding sessions and a long token family").await.expect("bypass");
+    let (session, token): (uuid::Uuid, Vec<u8>) = sqlx::query_as(
+        "with s as (
+             insert into sessions (tenant_id, id, user_id, membership_id, role, user_epoch, expires_at)
+             select m.tenant_id, gen_random_uuid(), m.user_id, m.id, m.role, 0, now() + interval '1 day'
+               from memberships m, generate_series(1, 300)
+              where m.tenant_id = $1 and m.deleted_at is null
+             returning tenant_id, id
+         ), one as (select * from s limit 1),
+         t as (
+             insert into refresh_tokens (tenant_id, token_hash, session_id, used_at)
+             select one.tenant_id, sha256(int4send(g)), one.id, case when g < 2000 then now() end
+               from one, generate_series(1, 2000) g
+             returning session_id, token_hash, used_at
+         )
+         select session_id, token_hash from t where used_at is null",
+    )
+    .bind(a.id.as_uuid())
+    .fetch_one(tx.conn())
+    .await
+    .expect("seed");
+    tx.commit().await.expect("commit");
+
+    let mut tx = db.store.tenant_tx(a.id).await.expect("tenant tx");
+    let explain = |sql: &'static str| sqlx::query_scalar::<_, serde_json::Value>(sql);
+    let plan = explain(
+        "explain (format json) select s.user_id from sessions s
+          where s.tenant_id = $1 and s.id = $2 and s.revoked_at is null and s.expires_at > now()",
+    )
+    .bind(a.id.as_uuid())
+    .bind(session)
+    .fetch_one(tx.conn())
+    .await
+    .expect("explain the session");
+    let used = indexes_used(&plan[0]["Plan"], "sessions");
+    // The primary key, or the index on `id` alone (0018): either is one probe.
+    assert!(matches!(used.as_slice(), [i] if i == "sessions_pkey" || i == "sessions_id"), "{used:?}: {plan}");
+    let plan = explain(
+        "explain (format json) update refresh_tokens set used_at = now()
+          where tenant_id = $1 and token_hash = $2 and session_id = $3 and used_at is null returning session_id",
+    )
+    .bind(a.id.as_uuid())
+    .bind(&token)
+    .bind(session)
+    .fetch_one(tx.conn())
+    .await
+    .expect("explain the token");
+    assert_eq!(indexes_used(&plan[0]["Plan"], "refresh_tokens"), ["refresh_tokens_pkey"], "{plan}");
+    // Revoking one person's sessions (`identity::revocation::revoke`, Scope::User) walks theirs.
+    let plan = explain(
+        "explain (format json) update sessions set revoked_at = now(), revoked_reason = 'x'
+          where tenant_id = $1 and user_id = $2 and revoked_at is null",
+    )
+    .bind(a.id.as_uuid())
+    .bind(a.users[0])
+    .fetch_one(tx.conn())
+    .await
+    .expect("explain the revocation");
+    assert_eq!(indexes_used(&plan[0]["Plan"], "sessions"), ["sessions_user"], "{plan}");
 }

@@ -246,7 +246,7 @@ fn pgbench_script(tenant: &str) -> String {
          UPDATE memberships SET status = 'suspended', updated_at = now() WHERE tenant_id = '{tenant}'::uuid AND id = :mid;\n\
          {deactivated}\
          UPDATE sessions SET revoked_at = now(), revoked_reason = 'membership_deactivated' \
-         WHERE revoked_at IS NULL AND user_id = :uid;\n\
+         WHERE tenant_id = '{tenant}'::uuid AND user_id = :uid AND revoked_at IS NULL;\n\
          SELECT pg_notify('countersign_revocation', '{{\"tenant\":\"{tenant}\",\"user\":\"' || :uid || '\"}}');\n\
          {revoked}\
          UPDATE scim_users SET user_name = user_name, external_id = NULL, display_name = NULL, given_name = 'Bench', \

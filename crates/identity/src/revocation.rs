@@ -38,21 +38,48 @@ pub enum Scope {
 /// Revokes sessions in the transaction's tenant, audits it, and announces it (delivered to every
 /// node when the transaction commits). Returns how many sessions were live and are now revoked.
 pub async fn revoke(tx: &mut TenantTx, who: &Who, scope: Scope, reason: &str) -> Result<u64, IdentityError> {
+    let tenant = tx.tenant().as_uuid();
+    // One statement per scope, each naming the tenant (which RLS enforces anyway) so that it is
+    // one primary-key probe or one walk of a person's or the organisation's sessions. A single
+    // statement with `($1 is null or id = $1) and ($2 is null or user_id = $2)` was planned
+    // generically once cached: a scan of every session of every organisation on every sign-out.
     let (session, user) = match scope {
         Scope::Session(s) => (Some(s), None),
         Scope::User(u) => (None, Some(u)),
         Scope::Tenant => (None, None),
     };
-    let n = sqlx::query!(
-        "update sessions set revoked_at = now(), revoked_reason = $3
-          where revoked_at is null and ($1::uuid is null or id = $1) and ($2::uuid is null or user_id = $2)",
-        session,
-        user,
-        reason
-    )
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    let done = match scope {
+        Scope::Session(s) => {
+            sqlx::query!(
+                "update sessions set revoked_at = now(), revoked_reason = $3
+              where tenant_id = $1 and id = $2 and revoked_at is null",
+                tenant,
+                s,
+                reason
+            )
+            .execute(tx.conn())
+            .await?
+        }
+        Scope::User(u) => {
+            sqlx::query!(
+                "update sessions set revoked_at = now(), revoked_reason = $3
+              where tenant_id = $1 and user_id = $2 and revoked_at is null",
+                tenant,
+                u,
+                reason
+            )
+            .execute(tx.conn())
+            .await?
+        }
+        Scope::Tenant => sqlx::query!(
+            "update sessions set revoked_at = now(), revoked_reason = $2 where tenant_id = $1 and revoked_at is null",
+            tenant,
+            reason
+        )
+        .execute(tx.conn())
+        .await?,
+    };
+    let n = done.rows_affected();
     let payload = Revocation { tenant: Some(tx.tenant().as_uuid()), user, session };
     notify(tx.conn(), &payload).await?;
     let (entity, action) = match scope {
