@@ -298,3 +298,39 @@ async fn sessions_and_refresh_tokens_are_found_by_primary_key_before_any_statist
     .expect("explain the revocation");
     assert_eq!(indexes_used(&plan[0]["Plan"], "sessions"), ["sessions_user"], "{plan}");
 }
+
+/// A person is found by email with one index probe under row-level security, however many people
+/// the deployment holds (migration 0045): citext's `=` is not leakproof, so `email = $1::citext`
+/// filtered every row of `users` after the policies; the statements compare the generated
+/// `email_key` (text, leakproof) instead, as sign-in, email codes, SCIM and invitations do.
+#[tokio::test]
+async fn a_person_is_found_by_email_through_an_index_under_row_level_security() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.bypass("test", "seeding many people").await.expect("bypass");
+    sqlx::query(
+        "insert into users (id, email, display_name)
+         select gen_random_uuid(), 'Person' || g || '@Many.example', 'P' from generate_series(1, 3000) g",
+    )
+    .execute(tx.conn())
+    .await
+    .expect("seed");
+    tx.commit().await.expect("commit");
+    let mut admin = db.admin_conn().await;
+    sqlx::query("analyze users").execute(&mut admin).await.expect("analyze");
+
+    let mut g = db.store.global_tx().await.expect("identity tx");
+    let plan: serde_json::Value =
+        sqlx::query_scalar("explain (format json) select id, status from users where email_key = lower($1)")
+            .bind("person17@many.EXAMPLE")
+            .fetch_one(g.conn())
+            .await
+            .expect("explain");
+    assert_eq!(indexes_used(&plan[0]["Plan"], "users"), ["users_email_key_lookup"], "{plan}");
+    // Case-insensitive as citext was: the stored 'Person17@Many.example' answers either spelling.
+    let found: Option<String> = sqlx::query_scalar("select email::text from users where email_key = lower($1)")
+        .bind("PERSON17@many.example")
+        .fetch_optional(g.conn())
+        .await
+        .expect("lookup");
+    assert_eq!(found.as_deref(), Some("Person17@Many.example"));
+}

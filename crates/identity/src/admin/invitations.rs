@@ -311,7 +311,7 @@ async fn issue(
 ) -> Result<IssuedInvitation, IdentityError> {
     let member = sqlx::query_scalar!(
         r#"select exists(select 1 from memberships m join users u on u.id = m.user_id
-                          where m.tenant_id = $1 and u.email = $2::text::citext and m.deleted_at is null) as "x!""#,
+                          where m.tenant_id = $1 and u.email_key = lower($2) and m.deleted_at is null) as "x!""#,
         tx.tenant().as_uuid(),
         new.email.as_str()
     )

@@ -46,7 +46,7 @@ pub async fn create(
 pub async fn find_by_email(tx: &mut GlobalTx, email: &EmailAddress) -> Result<Option<User>, IdentityError> {
     let r = sqlx::query_as!(
         User,
-        r#"select id, email::text as "email!", display_name, status from users where email = $1::text::citext"#,
+        r#"select id, email::text as "email!", display_name, status from users where email_key = lower($1)"#,
         email.as_str()
     )
     .fetch_optional(tx.conn())

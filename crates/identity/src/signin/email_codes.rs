@@ -147,7 +147,7 @@ pub async fn request(
         return Err(IdentityError::invalid("purpose", "expected one of: login, verify_email"));
     }
     let mut g = store.global_tx().await?;
-    let user = sqlx::query!("select id, status from users where email = $1::text::citext", email.as_str())
+    let user = sqlx::query!("select id, status from users where email_key = lower($1)", email.as_str())
         .fetch_optional(g.conn())
         .await?;
     // Asked whether or not the user exists (nil id), so both paths cost the same queries.

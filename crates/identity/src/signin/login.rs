@@ -63,7 +63,7 @@ impl Authenticator {
                       exists(select 1 from user_totp t where t.user_id = u.id and t.confirmed_at is not null) as "totp!",
                       f.lock_key is not null as "counted!", f.locked_until as "locked_until?"
                  from (select) as one
-                 left join (users u left join user_credentials c on c.user_id = u.id) on u.email = $1::text::citext
+                 left join (users u left join user_credentials c on c.user_id = u.id) on u.email_key = lower($1)
                  left join credential_failures f on f.lock_key = $2"#,
             email.as_str(),
             probe.digest(),
