@@ -43,44 +43,44 @@ pub async fn revoke(tx: &mut TenantTx, who: &Who, scope: Scope, reason: &str) ->
     // one primary-key probe or one walk of a person's or the organisation's sessions. A single
     // statement with `($1 is null or id = $1) and ($2 is null or user_id = $2)` was planned
     // generically once cached: a scan of every session of every organisation on every sign-out.
-    let (session, user) = match scope {
-        Scope::Session(s) => (Some(s), None),
-        Scope::User(u) => (None, Some(u)),
-        Scope::Tenant => (None, None),
-    };
-    let done = match scope {
+    let (done, session, user) = match scope {
         Scope::Session(s) => {
-            sqlx::query!(
+            let done = sqlx::query!(
                 "update sessions set revoked_at = now(), revoked_reason = $3
-              where tenant_id = $1 and id = $2 and revoked_at is null",
+                  where tenant_id = $1 and id = $2 and revoked_at is null",
                 tenant,
                 s,
                 reason
             )
             .execute(tx.conn())
-            .await?
+            .await?;
+            (done, Some(s), None)
         }
         Scope::User(u) => {
-            sqlx::query!(
+            let done = sqlx::query!(
                 "update sessions set revoked_at = now(), revoked_reason = $3
-              where tenant_id = $1 and user_id = $2 and revoked_at is null",
+                  where tenant_id = $1 and user_id = $2 and revoked_at is null",
                 tenant,
                 u,
                 reason
             )
             .execute(tx.conn())
-            .await?
+            .await?;
+            (done, None, Some(u))
         }
-        Scope::Tenant => sqlx::query!(
-            "update sessions set revoked_at = now(), revoked_reason = $2 where tenant_id = $1 and revoked_at is null",
-            tenant,
-            reason
-        )
-        .execute(tx.conn())
-        .await?,
+        Scope::Tenant => {
+            let done = sqlx::query!(
+                "update sessions set revoked_at = now(), revoked_reason = $2 where tenant_id = $1 and revoked_at is null",
+                tenant,
+                reason
+            )
+            .execute(tx.conn())
+            .await?;
+            (done, None, None)
+        }
     };
     let n = done.rows_affected();
-    let payload = Revocation { tenant: Some(tx.tenant().as_uuid()), user, session };
+    let payload = Revocation { tenant: Some(tenant), user, session };
     notify(tx.conn(), &payload).await?;
     let (entity, action) = match scope {
         Scope::Session(s) => (Entity::of("session", s)?, "session.revoked"),
